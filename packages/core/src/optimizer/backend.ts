@@ -1,0 +1,94 @@
+import type { NamedParameterInfo } from '../parameters.js';
+
+/**
+ * The contract between core and a backend. Core decides *what* is trained *when*; a backend owns the
+ * tensors: weight storage, gradients of the trainable parameters, the fp32 master copies and optimizer
+ * state of the active block, the update itself, and freeing all of it when the block leaves.
+ *
+ * The calls core makes, in order, for a run with K = 2 and gradient accumulation 1:
+ *
+ * ```text
+ * activateBlock(b0)  applyUpdate(step 1)  applyUpdate(step 2)  deactivateBlock(b0)
+ * activateBlock(b1)  applyUpdate(step 1)  ...
+ * ```
+ *
+ * Between updates the backend accumulates the gradients of the active block's parameters however its
+ * tensor library computes them; core only counts micro-batches.
+ */
+export interface BlockBackend<TBaseOptimizer = unknown> {
+  /**
+   * Make `activation.parameters` trainable: create an fp32 master copy of each (where weights are stored
+   * in 16-bit), zeroed gradient accumulators, and fresh optimizer state — Adam's step count, hence its
+   * bias correction, restarts with every activation.
+   */
+  activateBlock(activation: BlockActivation<TBaseOptimizer>): void;
+  /**
+   * Free everything `activateBlock` created for the block (masters, gradients, optimizer state) so the
+   * memory is really returned, and make its parameters frozen again.
+   */
+  deactivateBlock(activation: BlockActivation<TBaseOptimizer>): void;
+  /**
+   * One optimizer step of the active block: gradients (summed over the step's micro-batches, times
+   * `update.gradientScale`) to fp32, the base optimizer updates the masters at `update.lr`, masters are
+   * written back to the weights (rounded to the weight dtype), gradients are cleared.
+   */
+  applyUpdate(update: BlockUpdate): void;
+  /** Bytes the backend holds now, by kind, as its allocator or tensor library measures them. */
+  memory(): BackendMemoryReport;
+}
+
+/** A parameter as the backend sees it while its block is active. */
+export interface TrainableParameter extends NamedParameterInfo {
+  /** Whether AdamW's decoupled weight decay applies (false for biases and normalisation weights). */
+  readonly weightDecay: boolean;
+  /** True for a parameter of `activeModules`: trainable in every block. */
+  readonly activeModule: boolean;
+}
+
+/** What `activateBlock` and `deactivateBlock` receive. */
+export interface BlockActivation<TBaseOptimizer = unknown> {
+  /** Index of the block in the partition. */
+  readonly blockIndex: number;
+  /** The block's prefixes (for logs). */
+  readonly prefixes: readonly string[];
+  /** The parameters trained while this block is active, in model order (block members, then active modules). */
+  readonly parameters: readonly TrainableParameter[];
+  /** The base optimizer as the user passed it; the backend creates fresh state from it on each activation. */
+  readonly baseOptimizer: TBaseOptimizer;
+}
+
+/** What `applyUpdate` receives. */
+export interface BlockUpdate {
+  /** Index of the active block. */
+  readonly blockIndex: number;
+  /** Learning rate of this step (set by the user or a schedule on the BlockOptimizer). */
+  readonly lr: number;
+  /** 1-based step count within the current activation (Adam's `t` for bias correction). */
+  readonly stepInBlock: number;
+  /** 1-based optimizer step count of the whole run. */
+  readonly globalStep: number;
+  /** Factor for the summed micro-batch gradients: 1 / gradientAccumulationSteps, so the update sees their mean. */
+  readonly gradientScale: number;
+}
+
+/** Kinds of memory a backend accounts for. */
+export type MemoryKind =
+  | 'weights'
+  | 'masters'
+  | 'gradients'
+  | 'optimizerState'
+  | 'activations'
+  | 'workspace'
+  | 'other';
+
+/** A backend's measurement of the memory it holds. */
+export interface BackendMemoryReport {
+  /** Bytes held now. */
+  readonly bytes: number;
+  /** Most bytes held at once since the backend was created (or its peak counter was reset). */
+  readonly peakBytes?: number;
+  /** Bytes by kind, where the backend can tell them apart. */
+  readonly byKind?: Partial<Record<MemoryKind, number>>;
+  /** Where the numbers come from, e.g. `'tf.memory()'` or `'cuda caching allocator'`. */
+  readonly source: string;
+}
