@@ -1,0 +1,101 @@
+/**
+ * @badam/core — BAdam's framework-agnostic core: block partitions, switch schedules, the BlockOptimizer
+ * engine and its backend contract, learning-rate schedules and the memory model. It imports no tensor
+ * library; backends such as `@badam/tfjs` and `@badam/cuda` implement {@link BlockBackend}.
+ *
+ * @packageDocumentation
+ */
+
+export {
+  BUILTIN_CONFIGS,
+  BUILTIN_MODEL_NAMES,
+  type BuiltinModelName,
+} from './architectures/builtin-configs.js';
+export type {
+  DecoderArchitecture,
+  EncoderArchitecture,
+  EncoderHead,
+  ModelArchitecture,
+  ModelFamily,
+} from './architectures/model-architecture.js';
+export { parametersOf } from './architectures/parameters-of.js';
+export {
+  type ParseHfConfigOptions,
+  parseHfConfig,
+  SUPPORTED_MODEL_TYPES,
+} from './architectures/parse-hf-config.js';
+export { bytesPerElement, DTYPES, type DType, isDType, parseDType } from './dtype.js';
+export { BadamOptionError, BadamPartitionError, BadamStateError, describeValue } from './errors.js';
+export { formatBytes, formatCount } from './format.js';
+export {
+  createLrSchedule,
+  LR_SCHEDULE_TYPES,
+  type LrScheduleOptions,
+  type LrScheduleType,
+  learningRateAt,
+} from './lr-schedule.js';
+export { type ActivationWorkload, estimateActivationBytes } from './memory/activation-memory.js';
+export {
+  estimateMemory,
+  type MemoryEstimate,
+  type MemoryEstimateOptions,
+  seedMemoryEstimate,
+  TRAINING_METHODS,
+  type TrainingMethod,
+} from './memory/estimate-memory.js';
+export { roundToBfloat16, roundToDType, roundToFloat16 } from './numeric/round-to-dtype.js';
+export {
+  type AdamWConfig,
+  type AdamWStep,
+  adamwUpdate,
+  type ResolvedAdamWConfig,
+  resolveAdamWConfig,
+} from './optimizer/adamw.js';
+export type {
+  BackendMemoryReport,
+  BlockActivation,
+  BlockBackend,
+  BlockUpdate,
+  MemoryKind,
+  TrainableParameter,
+} from './optimizer/backend.js';
+export {
+  BlockOptimizer,
+  type BlockOptimizerOptions,
+  type BlockOptimizerState,
+  type StepOutcome,
+} from './optimizer/block-optimizer.js';
+export { consoleLog, type LogFn, type LogLevel } from './optimizer/log.js';
+export {
+  type NamedParameterInfo,
+  numel,
+  parameterBytes,
+  totalElements,
+  validateNamedParameters,
+} from './parameters.js';
+export { type Block, BlockPartition, type BlockPartitionOptions } from './partition/block-partition.js';
+export { type InferBlockPrefixesOptions, inferBlockPrefixes } from './partition/infer-block-prefixes.js';
+export {
+  embeddingPrefixOf,
+  isLoraParameter,
+  isNoDecayParameter,
+  layerPrefixOf,
+  owningModuleOf,
+} from './partition/parameter-roles.js';
+export {
+  BLOCK_PARTITION_PRESETS,
+  type BlockPartitionPreset,
+  blockPrefixesForPreset,
+} from './partition/presets.js';
+export { SeededRandom, type SeededRandomState } from './random.js';
+export { ReferenceBackend, type ReferenceParameter } from './reference/reference-backend.js';
+export {
+  BlockSchedule,
+  type BlockScheduleOptions,
+  type BlockScheduleState,
+  type ScheduleAdvance,
+  SWITCH_MODES,
+  type SwitchMode,
+  validateSwitchBlockEvery,
+} from './schedule/block-schedule.js';
+export { type SwitchBlockEverySuggestionInput, suggestSwitchBlockEvery } from './switch-block-every.js';
