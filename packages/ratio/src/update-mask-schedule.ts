@@ -1,0 +1,325 @@
+import {
+  BadamOptionError,
+  BadamStateError,
+  embeddingPrefixOf,
+  type NamedParameterInfo,
+  numel,
+  validateNamedParameters,
+} from '@badam/core';
+import { KeyedPermutation } from './keyed-permutation.js';
+
+/** How a parameter's update window is laid over its flat entries. */
+export type MaskMode = 'adjacent' | 'scatter';
+
+/** Options of {@link UpdateMaskSchedule}, named as the PyTorch reference's `BlockOptimizerRatio` arguments in camelCase. */
+export interface UpdateMaskOptions {
+  /** Fraction of each parameter's entries updated at every step, in (0, 1]. Default 0.1. */
+  updateRatio?: number;
+  /** Steps between window moves; the Adam state resets with every move. Default 100. */
+  switchEvery?: number;
+  /** `adjacent`: a flat window `[offset, offset + k)` wrapping around; `scatter`: the same window over a seeded permutation. Default `adjacent`. */
+  maskMode?: MaskMode;
+  /** Parameters with fewer entries are updated whole. Default 100. */
+  preserveThreshold?: number;
+  /** Per-prefix ratios overriding `updateRatio`: the first prefix contained in a parameter's name wins. */
+  paramUpdateRatios?: Readonly<Record<string, number>>;
+  /** Keep each window's index list for its `switchEvery` steps (memory for time) instead of rebuilding it every step. Default true. */
+  keepMask?: boolean;
+  /** Train the embedding (frozen otherwise). Default false. */
+  includeEmbedding?: boolean;
+  /** Train parameters named `lm_head` (frozen otherwise). Default false. */
+  includeLmHead?: boolean;
+  /** Seed of the `scatter` permutations (each parameter's is derived from it and its name). Default 42. */
+  seed?: number;
+}
+
+/** A trainable parameter and its mask geometry. */
+export interface MaskedParameter {
+  readonly name: string;
+  readonly shape: readonly number[];
+  /** n: entries of the parameter. */
+  readonly size: number;
+  /** The update ratio that applies to it. */
+  readonly ratio: number;
+  /** k: entries updated per step, `floor(n * ratio)`, or n when updated whole. */
+  readonly maskSize: number;
+  /** Updated whole: fewer than `preserveThreshold` entries, or a ratio of 1. */
+  readonly whole: boolean;
+}
+
+/** Plain-data state of an {@link UpdateMaskSchedule}. */
+export interface UpdateMaskState {
+  readonly version: 1;
+  /** Optimizer steps taken. */
+  readonly step: number;
+  /** Windows completed: offsets are `window * k mod n`. */
+  readonly window: number;
+  /** Steps taken in the current window (Adam's `t` is this + 1 at the next step). */
+  readonly stepsInWindow: number;
+  /** Fingerprint of the parameter set and options. */
+  readonly fingerprint: string;
+}
+
+const OPTION_NAMES = [
+  'updateRatio',
+  'switchEvery',
+  'maskMode',
+  'preserveThreshold',
+  'paramUpdateRatios',
+  'keepMask',
+  'includeEmbedding',
+  'includeLmHead',
+  'seed',
+];
+
+function hashString(text: string, seed: number): number {
+  let h = (0x811c9dc5 ^ seed) >>> 0;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
+
+/**
+ * The backend-neutral half of BlockOptimizerRatio: which entries of each parameter are updated at each
+ * step. Every trainable parameter is updated at every step, but only on `k = floor(n * ratio)` of its n
+ * entries — the window `[offset, offset + k)` of its flat indices (`adjacent`, wrapping around) or of a
+ * fixed seeded permutation of them (`scatter`). Every `switchEvery` steps every offset moves on by its k
+ * (mod n) and the optimizer state must reset ({@link UpdateMaskSchedule.advance} says when).
+ *
+ * @example
+ * ```ts
+ * const masks = new UpdateMaskSchedule(parameters, { updateRatio: 0.1, switchEvery: 100, maskMode: 'scatter' });
+ * const indices = masks.indices('model.layers.0.mlp.up_proj.weight'); // Int32Array of k flat indices
+ * // ...update those entries...
+ * if (masks.advance().reset) dropAdamState(); // the windows moved on
+ * ```
+ */
+export class UpdateMaskSchedule {
+  /** Parameters trained, in model order. */
+  readonly parameters: readonly MaskedParameter[];
+  /** Parameters never trained (the embedding unless included, `lm_head` unless included). */
+  readonly frozenNames: readonly string[];
+  /** Non-fatal findings (e.g. a parameter whose window is empty). */
+  readonly warnings: readonly string[];
+  readonly switchEvery: number;
+  readonly maskMode: MaskMode;
+  readonly keepMask: boolean;
+  readonly seed: number;
+  private readonly byName: ReadonlyMap<string, MaskedParameter>;
+  private readonly permutations = new Map<string, KeyedPermutation>();
+  private readonly cache = new Map<string, Int32Array>();
+  private readonly configFingerprint: string;
+  private stepCount = 0;
+  private windowCount = 0;
+  private stepsInWindowCount = 0;
+
+  constructor(parameters: readonly NamedParameterInfo[], options: UpdateMaskOptions = {}) {
+    for (const key of Object.keys(options)) {
+      if (!OPTION_NAMES.includes(key)) {
+        throw new BadamOptionError(
+          key,
+          (options as Record<string, unknown>)[key],
+          'absent: it is not an option',
+          `known options: ${OPTION_NAMES.join(', ')}`,
+        );
+      }
+    }
+    validateNamedParameters(parameters);
+    const ratio = requireRatio('updateRatio', options.updateRatio ?? 0.1);
+    const switchEvery = options.switchEvery ?? 100;
+    if (!Number.isSafeInteger(switchEvery) || switchEvery < 1) {
+      throw new BadamOptionError('switchEvery', switchEvery, 'an integer >= 1');
+    }
+    const maskMode = options.maskMode ?? 'adjacent';
+    if (maskMode !== 'adjacent' && maskMode !== 'scatter') {
+      throw new BadamOptionError('maskMode', maskMode, '"adjacent" or "scatter"');
+    }
+    const threshold = options.preserveThreshold ?? 100;
+    if (!Number.isSafeInteger(threshold) || threshold < 0) {
+      throw new BadamOptionError('preserveThreshold', threshold, 'an integer >= 0');
+    }
+    const seed = options.seed ?? 42;
+    if (!Number.isSafeInteger(seed) || seed < 0)
+      throw new BadamOptionError('seed', seed, 'a non-negative integer');
+    const overrides = Object.entries(options.paramUpdateRatios ?? {});
+    for (const [prefix, value] of overrides) {
+      requireRatio(`paramUpdateRatios[${JSON.stringify(prefix)}]`, value);
+      if (!parameters.some((p) => p.name.includes(prefix))) {
+        throw new BadamOptionError(
+          'paramUpdateRatios',
+          prefix,
+          'prefixes that occur in parameter names',
+          `no parameter name contains ${JSON.stringify(prefix)}; names look like ${JSON.stringify(parameters[0]?.name)}`,
+        );
+      }
+    }
+    const includeEmbedding = options.includeEmbedding ?? false;
+    const includeLmHead = options.includeLmHead ?? false;
+
+    const trained: MaskedParameter[] = [];
+    const frozen: string[] = [];
+    const warnings: string[] = [];
+    for (const p of parameters) {
+      const isEmbedding = embeddingPrefixOf(p.name) !== undefined;
+      const isLmHead = p.name.includes('lm_head');
+      if ((isEmbedding && !includeEmbedding) || (isLmHead && !includeLmHead)) {
+        frozen.push(p.name);
+        continue;
+      }
+      const size = numel(p.shape);
+      const pRatio = overrides.find(([prefix]) => p.name.includes(prefix))?.[1] ?? ratio;
+      const whole = size < threshold || pRatio === 1;
+      const maskSize = whole ? size : Math.floor(size * pRatio);
+      if (maskSize === 0 && size > 0) {
+        warnings.push(
+          `${p.name}: floor(${size} * ${pRatio}) = 0 entries per step, so it is never updated; raise its ratio or preserveThreshold`,
+        );
+      }
+      trained.push({ name: p.name, shape: [...p.shape], size, ratio: pRatio, maskSize, whole });
+    }
+    if (trained.length === 0) {
+      throw new BadamOptionError(
+        'namedParameters',
+        `${parameters.length} parameters`,
+        'at least one trainable parameter',
+        'all are embedding or lm_head parameters; set includeEmbedding / includeLmHead',
+      );
+    }
+    this.parameters = trained;
+    this.frozenNames = frozen;
+    this.warnings = warnings;
+    this.switchEvery = switchEvery;
+    this.maskMode = maskMode;
+    this.keepMask = options.keepMask ?? true;
+    this.seed = seed;
+    this.byName = new Map(trained.map((p) => [p.name, p]));
+    this.configFingerprint = hashString(
+      JSON.stringify([trained.map((p) => [p.name, p.size, p.maskSize]), switchEvery, maskMode, seed]),
+      0,
+    ).toString(16);
+  }
+
+  /** Optimizer steps taken. */
+  get step(): number {
+    return this.stepCount;
+  }
+
+  /** Windows completed since the start. */
+  get window(): number {
+    return this.windowCount;
+  }
+
+  /** Steps taken in the current window; the next update is Adam step `stepsInWindow + 1`. */
+  get stepsInWindow(): number {
+    return this.stepsInWindowCount;
+  }
+
+  /** The parameter's mask geometry. */
+  parameter(name: string): MaskedParameter {
+    const p = this.byName.get(name);
+    if (p === undefined) {
+      throw new BadamOptionError(
+        'parameter name',
+        name,
+        'a trained parameter of this schedule',
+        this.frozenNames.includes(name) ? 'it is frozen' : undefined,
+      );
+    }
+    return p;
+  }
+
+  /** Start of the parameter's current window in its (possibly permuted) flat index order. */
+  offset(name: string): number {
+    const p = this.parameter(name);
+    if (p.whole || p.size === 0) return 0;
+    return (this.windowCount * p.maskSize) % p.size;
+  }
+
+  /**
+   * The flat indices (into the row-major flattening of the parameter) updated in the current window, in
+   * window order: `offset, offset + 1, ...` wrapping at n (`adjacent`), or the permutation's images of
+   * those positions (`scatter`).
+   */
+  indices(name: string): Int32Array {
+    const cached = this.cache.get(name);
+    if (cached !== undefined) return cached;
+    const p = this.parameter(name);
+    const out = new Int32Array(p.maskSize);
+    const offset = this.offset(name);
+    if (p.whole || this.maskMode === 'adjacent') {
+      for (let j = 0; j < p.maskSize; j++) out[j] = (offset + j) % p.size;
+    } else {
+      let perm = this.permutations.get(name);
+      if (perm === undefined) {
+        perm = new KeyedPermutation(p.size, hashString(name, this.seed));
+        this.permutations.set(name, perm);
+      }
+      for (let j = 0; j < p.maskSize; j++) out[j] = perm.at((offset + j) % p.size);
+    }
+    if (this.keepMask) this.cache.set(name, out);
+    return out;
+  }
+
+  /** Total entries updated per step over all trained parameters (the entries that carry Adam state). */
+  maskedElements(): number {
+    return this.parameters.reduce((n, p) => n + p.maskSize, 0);
+  }
+
+  /**
+   * Records one optimizer step. After every `switchEvery`-th step the windows move on and `reset` is true:
+   * the optimizer state of the old windows must be dropped.
+   */
+  advance(): { reset: boolean } {
+    this.stepCount += 1;
+    this.stepsInWindowCount += 1;
+    if (this.stepsInWindowCount < this.switchEvery) return { reset: false };
+    this.stepsInWindowCount = 0;
+    this.windowCount += 1;
+    this.cache.clear();
+    return { reset: true };
+  }
+
+  /** Plain-data state for checkpoints. */
+  state(): UpdateMaskState {
+    return {
+      version: 1,
+      step: this.stepCount,
+      window: this.windowCount,
+      stepsInWindow: this.stepsInWindowCount,
+      fingerprint: this.configFingerprint,
+    };
+  }
+
+  /** Restores `state()`; the parameters and options must be the ones the state was saved with. */
+  loadState(state: UpdateMaskState): void {
+    if (typeof state !== 'object' || state === null || state.version !== 1) {
+      throw new BadamStateError(
+        `update mask state must be an object with version 1, got ${JSON.stringify(state)}`,
+      );
+    }
+    if (state.fingerprint !== this.configFingerprint) {
+      throw new BadamStateError(
+        'update mask state was saved for other parameters or options (ratio, switchEvery, maskMode, seed); resume with the same ones',
+      );
+    }
+    const ok = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+    if (
+      !ok(state.step) ||
+      !ok(state.window) ||
+      !ok(state.stepsInWindow) ||
+      state.stepsInWindow >= this.switchEvery
+    ) {
+      throw new BadamStateError(`update mask state has invalid counters: ${JSON.stringify(state)}`);
+    }
+    this.stepCount = state.step;
+    this.windowCount = state.window;
+    this.stepsInWindowCount = state.stepsInWindow;
+    this.cache.clear();
+  }
+}
+
+function requireRatio(option: string, value: unknown): number {
+  if (typeof value !== 'number' || !(value > 0 && value <= 1)) {
+    throw new BadamOptionError(option, value, 'a number in (0, 1]');
+  }
+  return value;
+}
