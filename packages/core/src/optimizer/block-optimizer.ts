@@ -352,7 +352,7 @@ export class BlockOptimizer<
   }
 
   /**
-   * Restores {@link state}: the schedule continues the identical block order, and the saved block is
+   * Restores `state()`: the schedule continues the identical block order, and the saved block is
    * activated afresh on the backend (the backend restores its own optimizer moments, if it saved them).
    */
   loadState(state: BlockOptimizerState): void {

@@ -1,0 +1,34 @@
+/**
+ * @badam/tfjs — BAdam on TensorFlow.js: `BlockOptimizer` (a tf.Optimizer that trains one block at a
+ * time with fresh state per block), `BlockOptimizerRatio` (masked sparse Adam), `AdamW` with decoupled
+ * weight decay, and run-time backend selection (cpu, wasm, tfjs-node, tfjs-node-gpu).
+ *
+ * tfjs has no 16-bit float dtype, so weights are fp32 and BAdam's saving on tfjs comes from gradients and
+ * optimizer state: about 4M + 12M/D bytes against Adam's 16M.
+ *
+ * @packageDocumentation
+ */
+export { AdamW, type AdamWOptions } from './adamw.js';
+export {
+  type BaseOptimizer,
+  disposeOptimizer,
+  freshOptimizerLike,
+  learningRateOf,
+  setLearningRate,
+  validateBaseOptimizer,
+} from './base-optimizer.js';
+export { BlockOptimizer, type BlockOptimizerOptions } from './block-optimizer.js';
+export { BlockOptimizerRatio, type BlockOptimizerRatioOptions } from './block-optimizer-ratio.js';
+export { clipByGlobalNorm, globalNorm } from './gradient-clipping.js';
+export { assertGradientsRegistered } from './gradients-registered.js';
+export type { NamedTensor } from './named-tensor.js';
+export {
+  isVariable,
+  type LayersModelLike,
+  type NamedVariable,
+  namedVariablesFromLayersModel,
+  parameterInfoOf,
+  validateNamedVariables,
+} from './named-variables.js';
+export { TFJS_BACKEND_CHOICES, type TfjsBackendChoice, useTfjsBackend } from './runtime.js';
+export { TfjsBlockBackend, type TfjsBlockBackendOptions } from './tfjs-block-backend.js';
