@@ -43,6 +43,7 @@ export {
   TRAINING_METHODS,
   type TrainingMethod,
 } from './memory/estimate-memory.js';
+export { ARRAY_DTYPE_BYTES, type ArrayDataFor, type ArrayDType, type NamedArray } from './named-array.js';
 export { roundToBfloat16, roundToDType, roundToFloat16 } from './numeric/round-to-dtype.js';
 export {
   type AdamWConfig,
@@ -89,6 +90,7 @@ export {
 } from './partition/presets.js';
 export { SeededRandom, type SeededRandomState } from './random.js';
 export { ReferenceBackend, type ReferenceParameter } from './reference/reference-backend.js';
+export { type ReferenceModel, ReferenceTrainerBackend } from './reference/reference-trainer-backend.js';
 export {
   BlockSchedule,
   type BlockScheduleOptions,
@@ -99,3 +101,22 @@ export {
   validateSwitchBlockEvery,
 } from './schedule/block-schedule.js';
 export { type SwitchBlockEverySuggestionInput, suggestSwitchBlockEvery } from './switch-block-every.js';
+export type { Checkpoint, CheckpointStore } from './trainer/checkpoint-store.js';
+export { arrayDataSource, type DataSource } from './trainer/data-source.js';
+export { Trainer, type TrainerOptions, type TrainResult } from './trainer/trainer.js';
+export type {
+  EvaluationResult,
+  MicroBatchResult,
+  OptimizerStepResult,
+  TrainerBackend,
+  TrainingSnapshot,
+} from './trainer/trainer-backend.js';
+export type {
+  LogEntry,
+  LossVerdict,
+  TrainerCallback,
+  TrainerContext,
+  TrainerControl,
+  TrainerProgress,
+} from './trainer/trainer-callback.js';
+export { isTrainerState, type TrainerState } from './trainer/trainer-state.js';

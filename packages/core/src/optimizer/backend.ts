@@ -33,6 +33,8 @@ export interface BlockBackend<TBaseOptimizer = unknown> {
    * written back to the weights (rounded to the weight dtype), gradients are cleared.
    */
   applyUpdate(update: BlockUpdate): void;
+  /** Drop the gradients accumulated since the last update (a skipped micro-batch, e.g. a NaN loss). */
+  discardGradients(): void;
   /** Bytes the backend holds now, by kind, as its allocator or tensor library measures them. */
   memory(): BackendMemoryReport;
 }

@@ -336,6 +336,16 @@ export class BlockOptimizer<
     };
   }
 
+  /**
+   * Forgets the micro-batches counted toward the next update and has the backend drop their gradients:
+   * the current step starts over (used to skip a micro-batch whose loss is NaN or infinite).
+   */
+  discardPendingGradients(): void {
+    this.requireActivation();
+    this.microBatches = 0;
+    this.backend.discardGradients();
+  }
+
   /** Plain-data state (step counts, learning rate, schedule position and order, RNG) for checkpoints. */
   state(): BlockOptimizerState {
     return {

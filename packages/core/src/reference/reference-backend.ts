@@ -1,5 +1,6 @@
 import { bytesPerElement } from '../dtype.js';
 import { BadamOptionError, BadamStateError } from '../errors.js';
+import type { NamedArray } from '../named-array.js';
 import { roundToDType } from '../numeric/round-to-dtype.js';
 import {
   type AdamWConfig,
@@ -75,6 +76,12 @@ export class ReferenceBackend implements BlockBackend<AdamWConfig> {
     return Float32Array.from(this.requireWeight(name));
   }
 
+  /** Name, shape and dtype of a parameter. */
+  parameterInfo(name: string): NamedParameterInfo {
+    this.requireWeight(name);
+    return this.infos.get(name)!;
+  }
+
   /** Names of the parameters trainable now. */
   get trainableNames(): string[] {
     return [...this.active.keys()];
@@ -144,6 +151,56 @@ export class ReferenceBackend implements BlockBackend<AdamWConfig> {
       }
       state.grad.fill(0);
     }
+  }
+
+  discardGradients(): void {
+    for (const state of this.active.values()) state.grad.fill(0);
+  }
+
+  /**
+   * The active block's AdamW state as named arrays (`<name>.exp_avg`, `<name>.exp_avg_sq`, and the fp32
+   * master `<name>.master` for 16-bit weights), for checkpoints.
+   */
+  optimizerTensors(): NamedArray[] {
+    const out: NamedArray[] = [];
+    for (const [name, s] of this.active) {
+      const shape = this.infos.get(name)!.shape;
+      out.push({ name: `${name}.exp_avg`, dtype: 'float32', shape, data: Float32Array.from(s.m) });
+      out.push({ name: `${name}.exp_avg_sq`, dtype: 'float32', shape, data: Float32Array.from(s.v) });
+      if (s.master !== this.weights.get(name)) {
+        out.push({ name: `${name}.master`, dtype: 'float32', shape, data: Float32Array.from(s.master) });
+      }
+    }
+    return out;
+  }
+
+  /** Restores {@link optimizerTensors} into the active block (activate the same block first). */
+  loadOptimizerTensors(tensors: readonly NamedArray[]): void {
+    const byName = new Map(tensors.map((t) => [t.name, t]));
+    for (const [name, s] of this.active) {
+      const m = byName.get(`${name}.exp_avg`);
+      const v = byName.get(`${name}.exp_avg_sq`);
+      if (m === undefined || v === undefined) {
+        throw new BadamStateError(
+          `optimizer state has no moments for ${JSON.stringify(name)}; was it saved with the same active block?`,
+        );
+      }
+      s.m.set(m.data as Float32Array);
+      s.v.set(v.data as Float32Array);
+      const master = byName.get(`${name}.master`);
+      if (master !== undefined && s.master !== this.weights.get(name))
+        s.master.set(master.data as Float32Array);
+    }
+  }
+
+  /** Overwrites a weight (e.g. from a checkpoint); values are rounded to the parameter's dtype. */
+  setWeight(name: string, values: ArrayLike<number>): void {
+    const weight = this.requireWeight(name);
+    if (values.length !== weight.length) {
+      throw new BadamOptionError(`values of ${name}`, `${values.length} values`, `${weight.length} values`);
+    }
+    weight.set(values);
+    roundToDType(weight, this.infos.get(name)!.dtype);
   }
 
   memory(): BackendMemoryReport {

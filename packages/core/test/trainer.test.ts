@@ -1,0 +1,223 @@
+import { describe, expect, it } from 'vitest';
+import {
+  arrayDataSource,
+  type Checkpoint,
+  type CheckpointStore,
+  createLrSchedule,
+  type LogEntry,
+  Trainer,
+  type TrainerCallback,
+  type TrainerState,
+  type TrainingSnapshot,
+} from '../src/index.js';
+import { type Batch, collate, regressionExamples, TwoLayerBackend } from './fixtures/two-layer-backend.js';
+
+/** A checkpoint store that keeps deep copies in memory (the file-backed one lives in @badam/callbacks). */
+class MemoryStore implements CheckpointStore {
+  readonly saved = new Map<string, Checkpoint>();
+  async save(step: number, snapshot: TrainingSnapshot, trainerState: TrainerState): Promise<string> {
+    const path = `checkpoint-${step}`;
+    this.saved.set(path, structuredClone({ path, snapshot, trainerState }));
+    return path;
+  }
+  async load(path?: string): Promise<Checkpoint> {
+    const key = path ?? [...this.saved.keys()].at(-1)!;
+    return structuredClone(this.saved.get(key)!);
+  }
+}
+
+const examples = regressionExamples(24);
+const data = (shuffleSeed = 3) => arrayDataSource(examples, { batchSize: 4, collate, shuffleSeed });
+
+class Recorder implements TrainerCallback {
+  readonly events: string[] = [];
+  readonly logs: LogEntry[] = [];
+  readonly switches: Array<{ from: number; to: number }> = [];
+  onTrainBegin() {
+    this.events.push('begin');
+  }
+  onStepBegin() {
+    this.events.push('stepBegin');
+  }
+  onStepEnd() {
+    this.events.push('stepEnd');
+  }
+  onBlockSwitch(_: unknown, change: { from: number; to: number }) {
+    this.switches.push(change);
+  }
+  onLog(_: unknown, entry: LogEntry) {
+    this.logs.push(entry);
+  }
+  onEvaluate() {
+    this.events.push('evaluate');
+  }
+  onSave() {
+    this.events.push('save');
+  }
+  onTrainEnd() {
+    this.events.push('end');
+  }
+}
+
+describe('Trainer', () => {
+  it('runs epochs of micro-batches, steps the optimizer, logs, evaluates and reports', async () => {
+    const backend = new TwoLayerBackend();
+    const recorder = new Recorder();
+    const trainer = new Trainer<Batch>({
+      backend,
+      trainData: data(),
+      evalData: arrayDataSource(regressionExamples(8, 99), { batchSize: 4, collate }),
+      numEpochs: 4,
+      loggingSteps: 4,
+      evalSteps: 12,
+      callbacks: [recorder],
+    });
+    const before = trainer.state.maxSteps;
+    expect(before).toBe(24); // 6 micro-batches per epoch x 4 epochs
+    const result = await trainer.train();
+    expect(result.state.globalStep).toBe(24);
+    expect(result.metrics.epoch).toBe(4);
+    expect(recorder.events.filter((e) => e === 'stepEnd')).toHaveLength(24);
+    expect(recorder.events[0]).toBe('begin');
+    expect(recorder.events.at(-1)).toBe('end');
+    expect(recorder.events.filter((e) => e === 'evaluate')).toHaveLength(2); // steps 12 and 24
+    // K = 3 with two blocks: switches after steps 3, 6, 9, ...
+    expect(recorder.switches.slice(0, 3)).toEqual([
+      { from: 0, to: 1 },
+      { from: 1, to: 0 },
+      { from: 0, to: 1 },
+    ]);
+    const trainLogs = recorder.logs.filter((l) => l.loss !== undefined);
+    expect(trainLogs.map((l) => l.step)).toEqual([4, 8, 12, 16, 20, 24]);
+    expect(trainLogs[0]).toMatchObject({ epoch: 0.6667, learning_rate: 0.05 });
+    expect(trainLogs.at(-1)!.loss!).toBeLessThan(trainLogs[0]!.loss!);
+    // Token-weighted mean over the eval batches = the loss over all 8 eval examples at once.
+    const all = backend.evaluate(collate(regressionExamples(8, 99)));
+    expect(result.metrics.eval_loss).toBeCloseTo(all.loss, 12);
+    expect(result.metrics.eval_rmse).toBeGreaterThan(0);
+    expect(result.state.tokensSeen).toBe(24 * 4);
+  });
+
+  it('sets the learning rate of every step from the schedule', async () => {
+    const backend = new TwoLayerBackend();
+    const seen: number[] = [];
+    const trainer = new Trainer<Batch>({
+      backend,
+      trainData: data(),
+      maxSteps: 6,
+      lrSchedule: createLrSchedule({ type: 'linear', learningRate: 0.06, totalSteps: 6, warmupSteps: 2 }),
+      callbacks: [{ onStepBegin: (c) => void seen.push(c.progress.lr) }],
+    });
+    await trainer.train();
+    expect(seen.map((x) => Number(x.toFixed(6)))).toEqual([0, 0.03, 0.06, 0.045, 0.03, 0.015]);
+  });
+
+  it('gradient accumulation: G micro-batches per step; K counts steps', async () => {
+    const backend = new TwoLayerBackend({ gradientAccumulationSteps: 2 });
+    const recorder = new Recorder();
+    const trainer = new Trainer<Batch>({ backend, trainData: data(), numEpochs: 2, callbacks: [recorder] });
+    expect(trainer.state.maxSteps).toBe(6);
+    await trainer.train();
+    expect(recorder.switches).toEqual([
+      { from: 0, to: 1 },
+      { from: 1, to: 0 },
+    ]);
+    expect(backend.optimizer.globalStepCount).toBe(6);
+  });
+
+  it("a loss verdict of skip drops the step's gradients; stop ends the run", async () => {
+    const backend = new TwoLayerBackend({ gradientAccumulationSteps: 2 });
+    backend.lossOverrides.set(3, Number.NaN); // the second micro-batch of step 2
+    const trainer = new Trainer<Batch>({
+      backend,
+      trainData: data(),
+      maxSteps: 4,
+      callbacks: [{ onMicroBatchLoss: (_, loss) => (Number.isFinite(loss) ? 'keep' : 'skip') }],
+    });
+    const result = await trainer.train();
+    expect(result.state.skippedMicroBatches).toBe(1);
+    expect(result.state.globalStep).toBe(4);
+    // 4 steps of 2 micro-batches plus the one skipped (and its partner, dropped with it): 10 consumed.
+    expect(result.state.epoch * 6 + result.state.microBatchInEpoch).toBe(10);
+
+    const stopped = new TwoLayerBackend();
+    stopped.lossOverrides.set(2, Number.POSITIVE_INFINITY);
+    const run = await new Trainer<Batch>({
+      backend: stopped,
+      trainData: data(),
+      maxSteps: 10,
+      callbacks: [{ onMicroBatchLoss: (_, loss) => (Number.isFinite(loss) ? undefined : 'stop') }],
+    }).train();
+    expect(run.state.globalStep).toBe(2);
+    expect(run.stopReason).toMatch(/loss of Infinity/);
+  });
+
+  it('control: a callback can stop after the current step and request a save', async () => {
+    const store = new MemoryStore();
+    const recorder = new Recorder();
+    const result = await new Trainer<Batch>({
+      backend: new TwoLayerBackend(),
+      trainData: data(),
+      maxSteps: 20,
+      checkpoints: store,
+      saveAtEnd: false,
+      callbacks: [
+        recorder,
+        {
+          onStepEnd: (c) => {
+            if (c.progress.step === 5) {
+              c.control.requestSave();
+              c.control.stop('interrupted');
+            }
+          },
+        },
+      ],
+    }).train();
+    expect(result.stopReason).toBe('interrupted');
+    expect(result.state.globalStep).toBe(5);
+    expect([...store.saved.keys()]).toEqual(['checkpoint-5']);
+    expect(recorder.events.filter((e) => e === 'save')).toHaveLength(1);
+  });
+
+  it('resume: 2N steps straight equal N, checkpoint, resume, N — weights bit for bit, at any step', async () => {
+    for (const n of [6, 7]) {
+      const straight = new TwoLayerBackend({ switchMode: 'random', seed: 5 });
+      await new Trainer<Batch>({ backend: straight, trainData: data(), maxSteps: 2 * n }).train();
+
+      const store = new MemoryStore();
+      const first = new TwoLayerBackend({ switchMode: 'random', seed: 5 });
+      await new Trainer<Batch>({
+        backend: first,
+        trainData: data(),
+        maxSteps: n,
+        checkpoints: store,
+      }).train();
+      const resumed = new TwoLayerBackend({ switchMode: 'random', seed: 5 }, 123); // other initial weights: all restored
+      const result = await new Trainer<Batch>({ backend: resumed, trainData: data(), maxSteps: 2 * n }).train(
+        {
+          resumeFrom: await store.load(),
+        },
+      );
+      expect(result.state.globalStep).toBe(2 * n);
+      for (const name of ['model.layers.0.w', 'model.layers.1.w']) {
+        expect(resumed.backend.weight(name)).toEqual(straight.backend.weight(name));
+      }
+    }
+  });
+
+  it('rejects bad options', () => {
+    const backend = new TwoLayerBackend();
+    expect(() => new Trainer<Batch>({ backend, trainData: data(), saveSteps: 5 })).toThrow(
+      /checkpoints must be a CheckpointStore when saveSteps is set/,
+    );
+    expect(() => new Trainer<Batch>({ backend, trainData: data(), loggingSteps: 0 })).toThrow(
+      /loggingSteps must be an integer >= 1/,
+    );
+    expect(() => new Trainer<Batch>({ backend, trainData: { batches: () => [] } })).toThrow(
+      /maxSteps must be set when the training data has no known length/,
+    );
+    expect(() => new Trainer<Batch>({ backend, trainData: data(), numEpochs: 0 })).toThrow(
+      /numEpochs must be a finite number > 0/,
+    );
+  });
+});
