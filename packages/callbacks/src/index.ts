@@ -1,0 +1,33 @@
+/**
+ * @badam/callbacks — hooks for `@badam/core`'s Trainer: a progress bar (plain lines off a terminal),
+ * `trainer_log.jsonl`, `training_loss.png`, safetensors checkpoints with exact resume, early stopping, the
+ * NaN/Inf loss guard, Ctrl-C handling, BAdam's block-switch log, and an adapter for `tf.LayersModel.fit`.
+ *
+ * @packageDocumentation
+ */
+export { BlockSwitchLogCallback } from './block-switch-log-callback.js';
+export { EarlyStoppingCallback, type EarlyStoppingOptions } from './early-stopping-callback.js';
+export {
+  type FitCallbackHooks,
+  type FitCallbackOptions,
+  type FitOptimizerView,
+  fitCallbacks,
+} from './fit-callback-adapter.js';
+export { formatDuration, formatLr, formatMemory } from './format.js';
+export { InterruptCallback } from './interrupt-callback.js';
+export {
+  LossPlotCallback,
+  type LossPlotOptions,
+  type LossSeries,
+  lossSeriesOf,
+  renderLossPlot,
+  smoothSeries,
+} from './loss-plot.js';
+export { MetricsLogCallback, readTrainerLog, TRAINER_LOG } from './metrics-log-callback.js';
+export { NonFiniteLossGuard } from './non-finite-loss-guard.js';
+export { ProgressCallback, type ProgressCallbackOptions } from './progress-callback.js';
+export {
+  CHECKPOINT_FILES,
+  CheckpointError,
+  SafetensorsCheckpointStore,
+} from './safetensors-checkpoint-store.js';

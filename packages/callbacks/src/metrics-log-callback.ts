@@ -1,0 +1,80 @@
+import { appendFile, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { LogEntry, TrainerCallback, TrainerContext } from '@badam/core';
+import { writeFileAtomic } from '@badam/safetensors';
+import { formatDuration } from './format.js';
+
+/** The name LLaMA-Factory gives its per-step log. */
+export const TRAINER_LOG = 'trainer_log.jsonl';
+
+/**
+ * Writes `trainer_log.jsonl` in the output directory: one JSON object per logging step, with LLaMA-Factory's
+ * keys (`current_steps`, `total_steps`, `loss`, `eval_loss`, `learning_rate`, `epoch`, `percentage`,
+ * `elapsed_time`, `remaining_time`) plus BAdam's (`active_block`, `tokens_per_second`, `memory_bytes`,
+ * `grad_norm`, eval metrics). A fresh run starts the file anew; a resumed run keeps the lines up to the
+ * checkpoint's step and drops the rest, which belonged to the interrupted run.
+ */
+export class MetricsLogCallback implements TrainerCallback {
+  readonly path: string;
+
+  constructor(options: { outputDir: string }) {
+    this.path = join(options.outputDir, TRAINER_LOG);
+  }
+
+  async onTrainBegin(context: TrainerContext): Promise<void> {
+    const step = context.progress.step;
+    let kept: string[] = [];
+    if (step > 0) {
+      try {
+        kept = (await readFile(this.path, 'utf8'))
+          .split('\n')
+          .filter((line) => line.trim() !== '')
+          .filter((line) => {
+            try {
+              return (JSON.parse(line) as { current_steps?: number }).current_steps! <= step;
+            } catch {
+              return false;
+            }
+          });
+      } catch {
+        kept = [];
+      }
+    }
+    await writeFileAtomic(this.path, [kept.map((l) => `${l}\n`).join('')]);
+  }
+
+  async onLog(context: TrainerContext, entry: LogEntry): Promise<void> {
+    const p = context.progress;
+    const remaining = p.step > 0 ? (p.elapsedMs / p.step) * (p.maxSteps - p.step) : 0;
+    const { step, epoch, loss, eval_loss, learning_rate, ...rest } = entry;
+    const line = {
+      current_steps: step,
+      total_steps: p.maxSteps,
+      loss: loss ?? null,
+      eval_loss: eval_loss ?? null,
+      learning_rate: learning_rate ?? null,
+      epoch,
+      percentage: Number(((100 * step) / p.maxSteps).toFixed(2)),
+      elapsed_time: formatDuration(p.elapsedMs),
+      remaining_time: formatDuration(remaining),
+      ...rest,
+    };
+    // One write per line: appending keeps every earlier line intact if the process dies mid-run.
+    await appendFile(this.path, `${JSON.stringify(line)}\n`);
+  }
+}
+
+/** Parses a trainer_log.jsonl file. */
+export async function readTrainerLog(path: string): Promise<Array<Record<string, unknown>>> {
+  const text = await readFile(path, 'utf8');
+  return text
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l, i) => {
+      try {
+        return JSON.parse(l) as Record<string, unknown>;
+      } catch (error) {
+        throw new Error(`${path}: line ${i + 1} is not JSON (${(error as Error).message})`);
+      }
+    });
+}

@@ -1,0 +1,106 @@
+import type { TrainerCallback, TrainerContext } from '@badam/core';
+import cliProgress from 'cli-progress';
+import { formatDuration, formatLr, formatMemory } from './format.js';
+
+/** Options of {@link ProgressCallback}. */
+export interface ProgressCallbackOptions {
+  /** Where to write. Default `process.stdout`. */
+  stream?: NodeJS.WriteStream;
+  /** Plain-line mode: print every this many optimizer steps. Default 10. */
+  every?: number;
+  /** Force the mode instead of detecting a TTY. */
+  mode?: 'bar' | 'lines';
+}
+
+function fields(context: TrainerContext) {
+  const p = context.progress;
+  return {
+    loss: Number.isFinite(p.loss) ? p.loss.toFixed(4) : '-',
+    lr: formatLr(p.lr),
+    tps: p.tokensPerSecond.toFixed(0),
+    block: p.activeBlock === undefined ? '-' : String(p.activeBlock),
+    mem: formatMemory(p.memory.bytes),
+    epoch: p.epoch.toFixed(2),
+  };
+}
+
+/**
+ * Shows training progress: a live bar (cli-progress) when the stream is a terminal, and plain periodic
+ * lines otherwise (CI logs, pipes), each with step, epoch, loss, learning rate, tokens/s, BAdam's active
+ * block and the memory the backend holds.
+ *
+ * @example
+ * ```text
+ * step 40/200 (20%) | epoch 0.40 | loss 1.8231 | lr 1.00e-5 | 812 tok/s | block 3 | mem 45.2 MB | 0:00:31 < 0:02:04
+ * ```
+ */
+export class ProgressCallback implements TrainerCallback {
+  private readonly stream: NodeJS.WriteStream;
+  private readonly every: number;
+  private readonly mode: 'bar' | 'lines';
+  private bar: cliProgress.SingleBar | undefined;
+
+  constructor(options: ProgressCallbackOptions = {}) {
+    this.stream = options.stream ?? process.stdout;
+    this.every = options.every ?? 10;
+    this.mode = options.mode ?? (this.stream.isTTY ? 'bar' : 'lines');
+  }
+
+  onTrainBegin(context: TrainerContext): void {
+    const p = context.progress;
+    this.stream.write(`${context.description}\ntraining ${p.maxSteps} steps (from step ${p.step})\n`);
+    if (this.mode === 'bar') {
+      this.bar = new cliProgress.SingleBar(
+        {
+          stream: this.stream,
+          format:
+            'step {value}/{total} |{bar}| {percentage}% | epoch {epoch} | loss {loss} | lr {lr} | {tps} tok/s | block {block} | mem {mem} | {duration_formatted} < {eta_formatted}',
+          hideCursor: true,
+          etaBuffer: 20,
+        },
+        cliProgress.Presets.shades_classic,
+      );
+      this.bar.start(p.maxSteps, p.step, fields(context));
+    }
+  }
+
+  onStepEnd(context: TrainerContext): void {
+    const p = context.progress;
+    if (this.bar !== undefined) {
+      this.bar.update(p.step, fields(context));
+      return;
+    }
+    if (p.step % this.every === 0 || p.step === p.maxSteps) this.stream.write(`${this.line(context)}\n`);
+  }
+
+  onEvaluate(_context: TrainerContext, metrics: Readonly<Record<string, number>>): void {
+    const text = Object.entries(metrics)
+      .map(([k, v]) => `${k} ${v.toFixed(4)}`)
+      .join(' | ');
+    if (this.bar !== undefined) this.bar.stop();
+    this.stream.write(`eval: ${text}\n`);
+    if (this.bar !== undefined) this.bar.start(this.bar.getTotal(), _context.progress.step, fields(_context));
+  }
+
+  onTrainEnd(context: TrainerContext): void {
+    this.bar?.update(context.progress.step, fields(context));
+    this.bar?.stop();
+    this.bar = undefined;
+    const reason = context.control.stopReason;
+    this.stream.write(
+      `training ${reason ? `stopped (${reason})` : 'done'} at step ${context.progress.step} in ${formatDuration(context.progress.elapsedMs)}\n`,
+    );
+  }
+
+  /** The plain progress line for the current state. */
+  line(context: TrainerContext): string {
+    const p = context.progress;
+    const f = fields(context);
+    const percent = p.maxSteps > 0 ? Math.round((100 * p.step) / p.maxSteps) : 0;
+    const remaining = p.step > 0 ? (p.elapsedMs / p.step) * (p.maxSteps - p.step) : Number.NaN;
+    return (
+      `step ${p.step}/${p.maxSteps} (${percent}%) | epoch ${f.epoch} | loss ${f.loss} | lr ${f.lr} | ${f.tps} tok/s | ` +
+      `block ${f.block} | mem ${f.mem} | ${formatDuration(p.elapsedMs)} < ${formatDuration(remaining)}`
+    );
+  }
+}

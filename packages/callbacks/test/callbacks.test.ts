@@ -1,0 +1,381 @@
+import { spawn } from 'node:child_process';
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { Trainer } from '@badam/core';
+import { loadImage } from '@napi-rs/canvas';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  BlockSwitchLogCallback,
+  CheckpointError,
+  EarlyStoppingCallback,
+  fitCallbacks,
+  LossPlotCallback,
+  MetricsLogCallback,
+  NonFiniteLossGuard,
+  ProgressCallback,
+  readTrainerLog,
+  SafetensorsCheckpointStore,
+  smoothSeries,
+} from '../src/index.js';
+import { backend, data } from './fixtures/linear-task.mjs';
+
+const root = mkdtempSync(join(tmpdir(), 'badam-callbacks-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+let runs = 0;
+const freshDir = () => join(root, `run-${runs++}`);
+
+class Capture extends Writable {
+  text = '';
+  isTTY = false;
+  override _write(chunk: Buffer, _encoding: string, done: () => void): void {
+    this.text += chunk.toString();
+    done();
+  }
+}
+
+describe('ProgressCallback', () => {
+  it('prints plain periodic lines off a terminal', async () => {
+    const out = new Capture();
+    await new Trainer({
+      backend: backend(),
+      trainData: data(),
+      maxSteps: 20,
+      callbacks: [new ProgressCallback({ stream: out as never, every: 5 })],
+    }).train();
+    const lines = out.text.split('\n').filter((l) => l.startsWith('step '));
+    expect(lines).toHaveLength(4);
+    expect(lines[0]).toMatch(
+      /^step 5\/20 \(25%\) \| epoch 0\.50 \| loss \d+\.\d{4} \| lr 5\.00e-2 \| \d+ tok\/s \| block \d \| mem [\d.]+ MB \| \d:\d\d:\d\d < \d:\d\d:\d\d$/,
+    );
+    expect(out.text).toMatch(/BAdam \(reference backend\): 3 blocks/);
+    expect(out.text).toMatch(/training done at step 20/);
+  });
+
+  it('draws a live bar on a terminal', async () => {
+    const out = new Capture();
+    out.isTTY = true;
+    (out as unknown as { columns: number }).columns = 200;
+    (out as unknown as { cursorTo: () => boolean }).cursorTo = () => true;
+    (out as unknown as { clearLine: () => boolean }).clearLine = () => true;
+    await new Trainer({
+      backend: backend(),
+      trainData: data(),
+      maxSteps: 10,
+      callbacks: [new ProgressCallback({ stream: out as never })],
+    }).train();
+    expect(out.text).toMatch(/step 10\/10 \|.+\| 100% \| epoch 1\.00 \| loss \d/);
+  });
+});
+
+describe('MetricsLogCallback', () => {
+  it('writes trainer_log.jsonl with LLaMA-Factory keys, one line per logging step and evaluation', async () => {
+    const outputDir = freshDir();
+    await new Trainer({
+      backend: backend(),
+      trainData: data(),
+      evalData: data(8, 4),
+      maxSteps: 20,
+      loggingSteps: 5,
+      evalSteps: 10,
+      callbacks: [new MetricsLogCallback({ outputDir })],
+    }).train();
+    const lines = await readTrainerLog(join(outputDir, 'trainer_log.jsonl'));
+    expect(lines.map((l) => l.current_steps)).toEqual([5, 10, 10, 15, 20, 20]);
+    expect(lines[0]).toMatchObject({
+      total_steps: 20,
+      eval_loss: null,
+      learning_rate: 0.05,
+      epoch: 0.5,
+      percentage: 25,
+    });
+    expect(Object.keys(lines[0]!)).toEqual(
+      expect.arrayContaining([
+        'loss',
+        'elapsed_time',
+        'remaining_time',
+        'active_block',
+        'tokens_per_second',
+        'memory_bytes',
+      ]),
+    );
+    expect(lines[2]).toMatchObject({
+      loss: null,
+      eval_loss: expect.any(Number),
+      eval_accuracy: expect.any(Number),
+    });
+  });
+});
+
+describe('LossPlotCallback', () => {
+  it('writes training_loss.png: a real PNG of the expected size, with the eval curve', async () => {
+    const outputDir = freshDir();
+    await new Trainer({
+      backend: backend(),
+      trainData: data(),
+      evalData: data(8, 4),
+      maxSteps: 40,
+      loggingSteps: 2,
+      evalSteps: 10,
+      callbacks: [new LossPlotCallback({ outputDir })],
+    }).train();
+    const path = join(outputDir, 'training_loss.png');
+    const bytes = readFileSync(path);
+    expect([...bytes.subarray(0, 8)]).toEqual([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+    expect(bytes.readUInt32BE(16)).toBe(900); // IHDR width
+    expect(bytes.readUInt32BE(20)).toBe(540); // IHDR height
+    const image = await loadImage(bytes); // decodes
+    expect([image.width, image.height]).toEqual([900, 540]);
+  });
+
+  it('smooths like LLaMA-Factory: weight grows with the series length', () => {
+    expect(smoothSeries([1, 1, 1])).toEqual([1, 1, 1]);
+    const s = smoothSeries(Array.from({ length: 100 }, (_, i) => (i % 2 === 0 ? 0 : 2)));
+    expect(Math.abs(s[99]! - 1)).toBeLessThan(0.2);
+  });
+});
+
+describe('SafetensorsCheckpointStore', () => {
+  it('saves every saveSteps and at the end, keeps the last N, leaves no temporary files', async () => {
+    const outputDir = freshDir();
+    const store = new SafetensorsCheckpointStore({ outputDir, keepLast: 2 });
+    await new Trainer({
+      backend: backend(),
+      trainData: data(),
+      maxSteps: 17,
+      saveSteps: 5,
+      checkpoints: store,
+    }).train();
+    expect(readdirSync(outputDir).sort()).toEqual(['checkpoint-15', 'checkpoint-17']);
+    expect(readdirSync(join(outputDir, 'checkpoint-17')).sort()).toEqual([
+      'checkpoint.json',
+      'model.safetensors',
+      'optimizer.safetensors',
+      'optimizer_state.json',
+      'trainer_state.json',
+    ]);
+    const optimizerState = JSON.parse(
+      readFileSync(join(outputDir, 'checkpoint-17', 'optimizer_state.json'), 'utf8'),
+    );
+    expect(optimizerState).toMatchObject({
+      version: 1,
+      globalStep: 17,
+      schedule: { switchMode: 'ascending', order: [0, 1, 2] },
+    });
+  });
+
+  for (const stepsBefore of [6, 7]) {
+    it(`resume is exact: 2N straight == N + save + resume + N, bit for bit (N = ${stepsBefore}, random order, accumulation 2)`, async () => {
+      const options = { switchMode: 'random', seed: 4, gradientAccumulationSteps: 2 };
+      const straight = backend(options);
+      await new Trainer({ backend: straight, trainData: data(), maxSteps: 2 * stepsBefore }).train();
+
+      const outputDir = freshDir();
+      const store = new SafetensorsCheckpointStore({ outputDir });
+      await new Trainer({
+        backend: backend(options),
+        trainData: data(),
+        maxSteps: stepsBefore,
+        checkpoints: store,
+      }).train();
+      const resumed = backend(options, 999); // other initial weights: the checkpoint must restore everything
+      const result = await new Trainer({
+        backend: resumed,
+        trainData: data(),
+        maxSteps: 2 * stepsBefore,
+      }).train({
+        resumeFrom: await store.load(),
+      });
+      expect(result.state.globalStep).toBe(2 * stepsBefore);
+      for (const p of ['model.layers.0.w', 'model.layers.1.w', 'model.layers.2.w']) {
+        expect(resumed.backend.weight(p)).toEqual(straight.backend.weight(p));
+      }
+    });
+  }
+
+  it('a truncated, corrupt or incomplete checkpoint is an error that names the file', async () => {
+    const outputDir = freshDir();
+    const store = new SafetensorsCheckpointStore({ outputDir });
+    await new Trainer({ backend: backend(), trainData: data(), maxSteps: 4, checkpoints: store }).train();
+    const dir = join(outputDir, 'checkpoint-4');
+    const weights = join(dir, 'model.safetensors');
+    const original = readFileSync(weights);
+    truncateSync(weights, original.length - 3);
+    await expect(store.load()).rejects.toThrow(CheckpointError);
+    await expect(store.load()).rejects.toThrow(
+      /checkpoint-4\/model.safetensors: \d+ bytes, the manifest says \d+: truncated or replaced/,
+    );
+    const flipped = Buffer.from(original);
+    flipped.writeUInt8(flipped.readUInt8(flipped.length - 1) ^ 0xff, flipped.length - 1);
+    writeFileSync(weights, flipped);
+    await expect(store.load()).rejects.toThrow(
+      /model.safetensors: contents do not match the manifest's SHA-256: the file is corrupt/,
+    );
+    writeFileSync(weights, original);
+    await expect(store.load()).resolves.toMatchObject({ path: dir });
+    rmSync(join(dir, 'checkpoint.json'));
+    await expect(store.load()).rejects.toThrow(
+      /checkpoint-4\/checkpoint.json: missing: the checkpoint is incomplete/,
+    );
+    await expect(new SafetensorsCheckpointStore({ outputDir: freshDir() }).load()).rejects.toThrow(
+      /no checkpoint-<step> directory to resume from/,
+    );
+  });
+});
+
+describe('EarlyStoppingCallback', () => {
+  it('stops after `patience` evaluations without improvement, and its counters survive a resume', async () => {
+    const early = new EarlyStoppingCallback({ metric: 'eval_accuracy', patience: 2, minDelta: 2 }); // impossible to improve by 2
+    const result = await new Trainer({
+      backend: backend(),
+      trainData: data(),
+      evalData: data(8, 4),
+      maxSteps: 50,
+      evalSteps: 5,
+      callbacks: [early],
+    }).train();
+    expect(early.mode).toBe('max');
+    expect(result.state.globalStep).toBe(15);
+    expect(result.stopReason).toMatch(
+      /early stopping: eval_accuracy has not improved on [\d.]+ \(step 5\) for 2 evaluations/,
+    );
+    const copy = new EarlyStoppingCallback({ metric: 'eval_accuracy', patience: 2 });
+    copy.loadState(early.saveState());
+    expect(copy.best).toEqual(early.best);
+  });
+});
+
+describe('NonFiniteLossGuard', () => {
+  it('skips a NaN step with a warning, and stops after M in a row', async () => {
+    const warnings: string[] = [];
+    const flaky = backend();
+    const forwardBackward = flaky.forwardBackward.bind(flaky);
+    let calls = 0;
+    flaky.forwardBackward = (batch) => {
+      const result = forwardBackward(batch);
+      calls += 1;
+      return calls === 3 || calls >= 10 ? { ...result, loss: Number.NaN } : result;
+    };
+    const result = await new Trainer({
+      backend: flaky,
+      trainData: data(),
+      maxSteps: 50,
+      callbacks: [new NonFiniteLossGuard({ maxConsecutive: 3, warn: (m) => warnings.push(m) })],
+    }).train();
+    expect(warnings[0]).toMatch(/loss NaN at step 2: skipping this step's gradients \(1\/3 in a row\)/);
+    expect(warnings.at(-1)).toMatch(/loss NaN for 3 micro-batches in a row at step 8: stopping/);
+    expect(result.state.globalStep).toBe(8);
+    expect(result.state.skippedMicroBatches).toBe(4);
+  });
+});
+
+describe('BlockSwitchLogCallback', () => {
+  it('logs each switch with the memory held', async () => {
+    const lines: string[] = [];
+    await new Trainer({
+      backend: backend(),
+      trainData: data(),
+      maxSteps: 6,
+      callbacks: [new BlockSwitchLogCallback({ log: (m) => lines.push(m) })],
+    }).train();
+    expect(lines[0]).toMatch(/starting on block 0; holding [\d.]+ MB/);
+    expect(lines.slice(1)).toEqual([
+      expect.stringMatching(
+        /step 2: block 0 -> 1; holding [\d.]+ MB \(weights [\d.]+ MB, masters|step 2: block 0 -> 1; holding [\d.]+ MB \(weights/,
+      ),
+      expect.stringMatching(/step 4: block 1 -> 2/),
+      expect.stringMatching(/step 6: block 2 -> 0/),
+    ]);
+  });
+});
+
+describe('fitCallbacks (the LayersModel.fit adapter)', () => {
+  it("turns fit's batch and epoch hooks into trainer events, and a stop request into model.stopTraining", async () => {
+    const outputDir = freshDir();
+    const model = { stopTraining: false };
+    const optimizer = {
+      lr: 0.01,
+      activeBlock: { index: 2 },
+      lastStep: { switched: true, updatedBlock: 1, activeBlock: 2 },
+    };
+    const switches: unknown[] = [];
+    const hooks = fitCallbacks({
+      callbacks: [
+        new MetricsLogCallback({ outputDir }),
+        { onBlockSwitch: (_c, change) => void switches.push(change) },
+        new EarlyStoppingCallback({ patience: 1 }),
+      ],
+      totalSteps: 6,
+      batchesPerEpoch: 3,
+      optimizer,
+      model,
+      loggingSteps: 3,
+    });
+    await hooks.onTrainBegin();
+    for (let epoch = 0; epoch < 2; epoch++) {
+      for (let b = 0; b < 3; b++) await hooks.onBatchEnd(b, { loss: 1 - 0.1 * (3 * epoch + b) });
+      await hooks.onEpochEnd(epoch, { loss: 0.5, val_loss: 0.7 });
+    }
+    await hooks.onTrainEnd();
+    const lines = await readTrainerLog(join(outputDir, 'trainer_log.jsonl'));
+    expect(
+      lines.map((l) => [
+        l.current_steps,
+        l.loss === null ? null : Number((l.loss as number).toFixed(2)),
+        l.eval_loss,
+      ]),
+    ).toEqual([
+      [3, 0.9, null],
+      [3, null, 0.7],
+      [6, 0.6, null],
+      [6, null, 0.7],
+    ]);
+    expect(lines[0]).toMatchObject({ learning_rate: 0.01, active_block: 2 });
+    expect(switches).toHaveLength(6);
+    expect(model.stopTraining).toBe(true); // eval_loss did not improve at the second epoch: patience 1
+  });
+});
+
+describe('InterruptCallback (Ctrl-C)', () => {
+  it('finishes the step, saves a checkpoint and exits with 130; the run resumes from it', async () => {
+    const outputDir = freshDir();
+    const script = fileURLToPath(new URL('./fixtures/interrupted-run.mjs', import.meta.url));
+    const child = spawn(process.execPath, [script, outputDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    await new Promise<void>((resolve) => {
+      child.stdout.on('data', (d) => {
+        stdout += d;
+        if (/step 5\n/.test(stdout)) resolve();
+      });
+    });
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    expect(code, stderr).toBe(130);
+    expect(stderr).toMatch(/interrupted: finishing the current step, then saving a checkpoint/);
+    const stopped = /stopped: interrupted at (\d+), saved (.+)\n/.exec(stdout);
+    expect(stopped).not.toBeNull();
+    const step = Number(stopped![1]);
+    expect(step).toBeGreaterThanOrEqual(5);
+    expect(existsSync(join(outputDir, `checkpoint-${step}`, 'checkpoint.json'))).toBe(true);
+    const checkpoint = await new SafetensorsCheckpointStore({ outputDir }).load();
+    expect(checkpoint.trainerState.globalStep).toBe(step);
+    const result = await new Trainer({ backend: backend(), trainData: data(), maxSteps: step + 4 }).train({
+      resumeFrom: checkpoint,
+    });
+    expect(result.state.globalStep).toBe(step + 4);
+  });
+});
