@@ -1,4 +1,10 @@
-import { type BackendMemoryReport, BadamOptionError, consoleLog, type LogFn } from '@badam/core';
+import {
+  type BackendMemoryReport,
+  BadamOptionError,
+  consoleLog,
+  type LogFn,
+  type NamedArray,
+} from '@badam/core';
 import { type UpdateMaskOptions, UpdateMaskSchedule, type UpdateMaskState } from '@badam/ratio';
 import * as tf from '@tensorflow/tfjs-core';
 import { assertGradientsRegistered } from './gradients-registered.js';
@@ -183,6 +189,47 @@ export class BlockOptimizerRatio extends tf.Optimizer {
   loadState(state: UpdateMaskState): void {
     this.masks.loadState(state);
     this.resetState();
+  }
+
+  /** The Adam state of the current windows as named arrays (`<name>.exp_avg`, `<name>.exp_avg_sq`), for checkpoints. */
+  stateTensors(): NamedArray[] {
+    const out: NamedArray[] = [];
+    for (const [name, s] of this.states) {
+      out.push({
+        name: `${name}.exp_avg`,
+        dtype: 'float32',
+        shape: [s.m.size],
+        data: Float32Array.from(s.m.dataSync()),
+      });
+      out.push({
+        name: `${name}.exp_avg_sq`,
+        dtype: 'float32',
+        shape: [s.v.size],
+        data: Float32Array.from(s.v.dataSync()),
+      });
+    }
+    return out;
+  }
+
+  /** Restores {@link stateTensors} (after `loadState`, which fixes the windows they belong to). */
+  loadStateTensors(arrays: readonly NamedArray[]): void {
+    this.resetState();
+    const byName = new Map(arrays.map((a) => [a.name, a]));
+    for (const p of this.masks.parameters) {
+      const m = byName.get(`${p.name}.exp_avg`);
+      const v = byName.get(`${p.name}.exp_avg_sq`);
+      if (m === undefined || v === undefined) continue;
+      if (m.data.length !== p.maskSize || v.data.length !== p.maskSize) {
+        throw new BadamOptionError(
+          `saved state of ${p.name}`,
+          `${m.data.length} entries`,
+          `${p.maskSize} masked entries`,
+        );
+      }
+      const state = this.stateOf(p.name, p.maskSize, p.whole);
+      state.m.assign(tf.tensor1d(m.data as Float32Array));
+      state.v.assign(tf.tensor1d(v.data as Float32Array));
+    }
   }
 
   /** Bytes held: `optimizerState` is m and v for the masked entries plus kept index lists. */

@@ -129,6 +129,30 @@ export class BlockOptimizer extends tf.Optimizer {
     return null;
   }
 
+  /**
+   * One micro-batch without the update decision: runs `f`, hands the gradients of the trainable variables
+   * to the backend, and returns the loss. Follow it with {@link step} (count the micro-batch) or
+   * {@link discardGradients} (skip it). This is how the Trainer drives the optimizer.
+   */
+  accumulateGradients(f: () => tf.Scalar): number {
+    const { value, grads } = this.computeGradients(f);
+    this.takeGradients(grads, true);
+    const loss = value.dataSync()[0]!;
+    value.dispose();
+    return loss;
+  }
+
+  /** Counts one micro-batch whose gradients were accumulated; every `gradientAccumulationSteps`-th call updates. */
+  step(): StepOutcome {
+    this.lastStep = this.engine.step();
+    return this.lastStep;
+  }
+
+  /** Drops the gradients accumulated for the current step and its micro-batch count. */
+  discardGradients(): void {
+    this.engine.discardPendingGradients();
+  }
+
   /** Gradients of `f` for the trainable variables only (keyed by variable name, as tf does). */
   override computeGradients(
     f: () => tf.Scalar,

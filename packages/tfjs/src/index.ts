@@ -21,6 +21,7 @@ export { BlockOptimizer, type BlockOptimizerOptions } from './block-optimizer.js
 export { BlockOptimizerRatio, type BlockOptimizerRatioOptions } from './block-optimizer-ratio.js';
 export { clipByGlobalNorm, globalNorm } from './gradient-clipping.js';
 export { assertGradientsRegistered } from './gradients-registered.js';
+export { namedTensorsToArrays, variablesToArrays } from './named-arrays.js';
 export type { NamedTensor } from './named-tensor.js';
 export {
   isVariable,
@@ -32,3 +33,8 @@ export {
 } from './named-variables.js';
 export { TFJS_BACKEND_CHOICES, type TfjsBackendChoice, useTfjsBackend } from './runtime.js';
 export { TfjsBlockBackend, type TfjsBlockBackendOptions } from './tfjs-block-backend.js';
+export {
+  TfjsTrainerBackend,
+  type TfjsTrainerBackendOptions,
+  type TfjsTrainingTask,
+} from './tfjs-trainer-backend.js';

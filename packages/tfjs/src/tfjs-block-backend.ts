@@ -5,6 +5,7 @@ import {
   type BlockActivation,
   type BlockBackend,
   type BlockUpdate,
+  type NamedArray,
   type TrainableParameter,
 } from '@badam/core';
 import * as tf from '@tensorflow/tfjs-core';
@@ -15,6 +16,7 @@ import {
   setLearningRate,
 } from './base-optimizer.js';
 import { clipByGlobalNorm } from './gradient-clipping.js';
+import { arraysToNamedTensors, namedTensorsToArrays, renameByPrefix } from './named-arrays.js';
 import type { NamedTensor } from './named-tensor.js';
 import type { NamedVariable } from './named-variables.js';
 
@@ -150,6 +152,11 @@ export class TfjsBlockBackend implements BlockBackend<BaseOptimizer> {
     this.pending.clear();
   }
 
+  discardGradients(): void {
+    for (const g of this.pending.values()) g.dispose();
+    this.pending.clear();
+  }
+
   /**
    * Memory from `tf.memory()`: `bytes` is everything tfjs holds now; `byKind` splits out the model's weights,
    * pending gradients and the optimizer state (measured as the bytes the base optimizer's steps added),
@@ -177,6 +184,35 @@ export class TfjsBlockBackend implements BlockBackend<BaseOptimizer> {
   /** Records tf.memory() for the peak; called where memory is highest (gradients held, after an update). */
   notePeak(): void {
     this.peak = Math.max(this.peak, tf.memory().numBytes);
+  }
+
+  /**
+   * The active block's optimizer state as named arrays for checkpoints: the base optimizer's `getWeights()`,
+   * with tf variable names replaced by parameter names (variable names differ between processes).
+   */
+  async exportOptimizerTensors(): Promise<NamedArray[]> {
+    if (this.optimizer === undefined) return [];
+    const byVariable = new Map([...this.variables].map(([name, v]) => [v.name, name]));
+    return namedTensorsToArrays(await this.optimizer.getWeights(), (name) =>
+      renameByPrefix(name, byVariable),
+    );
+  }
+
+  /** Restores {@link exportOptimizerTensors} into the active block's (fresh) optimizer. */
+  async importOptimizerTensors(arrays: readonly NamedArray[]): Promise<void> {
+    if (this.optimizer === undefined)
+      throw new BadamStateError('TfjsBlockBackend: no active block to restore optimizer state into');
+    if (arrays.length === 0) return;
+    const byParameter = new Map([...this.variables].map(([name, v]) => [name, v.name]));
+    const before = tf.memory().numBytes;
+    const tensors = arraysToNamedTensors(arrays, (name) => renameByPrefix(name, byParameter));
+    try {
+      await this.optimizer.setWeights(tensors);
+    } finally {
+      for (const t of tensors) t.tensor.dispose();
+    }
+    // The optimizer's variables keep the buffers of the tensors just disposed: what remains is its state.
+    this.optimizerStateBytes = tf.memory().numBytes - before;
   }
 
   /** The base optimizer of the active block (for checkpoints of its moments). */

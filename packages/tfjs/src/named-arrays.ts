@@ -1,0 +1,59 @@
+import type { NamedArray } from '@badam/core';
+import * as tf from '@tensorflow/tfjs-core';
+import type { NamedTensor } from './named-tensor.js';
+
+/** Reads tensors into plain named arrays (float32 or int32), renaming each. */
+export async function namedTensorsToArrays(
+  tensors: readonly NamedTensor[],
+  rename: (name: string) => string = (n) => n,
+): Promise<NamedArray[]> {
+  const out: NamedArray[] = [];
+  for (const { name, tensor } of tensors) {
+    const data = await tensor.data();
+    const dtype = tensor.dtype === 'int32' ? 'int32' : 'float32';
+    out.push({
+      name: rename(name),
+      dtype,
+      shape: [...tensor.shape],
+      data: dtype === 'int32' ? Int32Array.from(data as Int32Array) : Float32Array.from(data as Float32Array),
+    });
+  }
+  return out;
+}
+
+/** Plain named arrays (float32 or int32) to tensors the caller disposes, renaming each. */
+export function arraysToNamedTensors(
+  arrays: readonly NamedArray[],
+  rename: (name: string) => string = (n) => n,
+): NamedTensor[] {
+  return arrays.map((a) => {
+    if (a.dtype !== 'float32' && a.dtype !== 'int32') {
+      throw new TypeError(
+        `${a.name}: dtype ${a.dtype} cannot become a tfjs tensor here (float32 or int32 expected)`,
+      );
+    }
+    return {
+      name: rename(a.name),
+      tensor: tf.tensor(a.data as Float32Array | Int32Array, [...a.shape], a.dtype),
+    };
+  });
+}
+
+/** Weights of `[name, variable]` pairs as named fp32 arrays. */
+export function variablesToArrays(named: ReadonlyArray<readonly [string, tf.Variable]>): NamedArray[] {
+  return named.map(([name, v]) => ({
+    name,
+    dtype: 'float32',
+    shape: [...v.shape],
+    data: Float32Array.from(v.dataSync()),
+  }));
+}
+
+/** Replaces the longest key of `map` that prefixes `name` (followed by `/`) by its value. */
+export function renameByPrefix(name: string, map: ReadonlyMap<string, string>): string {
+  const slash = name.lastIndexOf('/');
+  if (slash < 0) return name;
+  const head = name.slice(0, slash);
+  const replaced = map.get(head);
+  return replaced === undefined ? name : `${replaced}${name.slice(slash)}`;
+}
