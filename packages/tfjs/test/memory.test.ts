@@ -82,3 +82,26 @@ describe('memory: BAdam against full Adam on tfjs (wasm), measured with tf.memor
     tokens.dispose();
   }, 120_000);
 });
+
+describe('trackPeakMemory', () => {
+  it('sees the same peak as tf.profile, without profiling', async () => {
+    await onBackend('cpu');
+    const { trackPeakMemory } = await import('../src/index.js');
+    const model = createTinyLlama({ vocab: 16, hidden: 8, intermediate: 12, layers: 2, heads: 2 }, 3);
+    const tokens = randomTokens(2, 6, 16, 1);
+    const vars = model.named.map(([, v]) => v);
+    const step = () => {
+      const { value, grads } = tf.variableGrads(() => model.loss(tokens), vars);
+      tf.dispose([value, grads]);
+    };
+    const profiled = (await tf.profile(step)).peakBytes;
+    const tracker = trackPeakMemory();
+    step();
+    expect(tracker.peakBytes()).toBe(profiled);
+    tracker.reset();
+    expect(tracker.peakBytes()).toBe(tf.memory().numBytes);
+    tracker.stop();
+    expect(tf.memory().numBytes).toBe(tracker.peakBytes());
+    model.dispose();
+  });
+});
