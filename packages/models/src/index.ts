@@ -1,0 +1,34 @@
+/**
+ * @badam/models — models for BAdam on TensorFlow.js with Hugging Face parameter names: Llama-family causal
+ * LMs (Llama 2/3, Mistral, Qwen2, TinyLlama) with RoPE, grouped-query attention, SwiGLU, LoRA and gradient
+ * checkpointing; Hugging Face checkpoints in and out; text generation.
+ *
+ * @packageDocumentation
+ */
+
+export { type GenerationOptions, generate } from './generation/generate.js';
+export {
+  type LoadedLlama,
+  llamaWeights,
+  loadLlama,
+  readLlamaConfig,
+  type SaveLlamaOptions,
+  saveLlama,
+  saveLoraAdapter,
+} from './hf/llama-checkpoint.js';
+export {
+  type LlamaConfig,
+  llamaConfigFromHf,
+  llamaConfigToHf,
+  type RopeScaling,
+} from './llama/llama-config.js';
+export {
+  type CausalLmBatch,
+  LlamaForCausalLM,
+  type LlamaModelOptions,
+  type LoraConfig,
+} from './llama/llama-model.js';
+export { ropeInverseFrequencies, ropeTables } from './llama/rope.js';
+export { IGNORE_INDEX, maskedCrossEntropy } from './ops/cross-entropy.js';
+export { embeddingLookup } from './ops/embedding.js';
+export { rmsNorm } from './ops/rms-norm.js';
