@@ -1,0 +1,203 @@
+import { readFile, stat } from 'node:fs/promises';
+import { dirname, isAbsolute, join } from 'node:path';
+import { BadamOptionError } from '@badam/core';
+import type { ChatTurn } from './chat-template.js';
+
+/** An instruction example after column mapping: the conversation and its system prompt. */
+export interface InstructionExample {
+  /** Earlier turns (history) and, last, the turn to learn. */
+  readonly turns: readonly ChatTurn[];
+  readonly system: string;
+}
+
+/** Which fields of a record hold what (LLaMA-Factory's `columns` for the alpaca format). */
+export interface AlpacaColumns {
+  prompt?: string;
+  query?: string;
+  response?: string;
+  history?: string;
+  system?: string;
+}
+
+const DEFAULT_COLUMNS: Required<AlpacaColumns> = {
+  prompt: 'instruction',
+  query: 'input',
+  response: 'output',
+  history: 'history',
+  system: 'system',
+};
+
+/**
+ * Converts Alpaca-format records (`instruction`, `input`, `output`, optional `history` of
+ * [user, assistant] pairs and `system`) to instruction examples, as LLaMA-Factory's AlpacaDatasetConverter:
+ * the query is the instruction and the input joined by a newline. Records without an instruction or
+ * output are an error naming the record.
+ */
+export function alpacaExamples(
+  records: readonly unknown[],
+  columns: AlpacaColumns = {},
+  source = 'dataset',
+): InstructionExample[] {
+  const c = { ...DEFAULT_COLUMNS, ...columns };
+  return records.map((record, i) => {
+    if (typeof record !== 'object' || record === null) {
+      throw new BadamOptionError(
+        `${source} record ${i}`,
+        record,
+        'an object with instruction / input / output',
+      );
+    }
+    const r = record as Record<string, unknown>;
+    const text = (key: string, required: boolean): string => {
+      const value = r[key];
+      if (value === undefined || value === null) {
+        if (required) throw new BadamOptionError(`${source} record ${i} field "${key}"`, value, 'a string');
+        return '';
+      }
+      if (typeof value !== 'string')
+        throw new BadamOptionError(`${source} record ${i} field "${key}"`, value, 'a string');
+      return value;
+    };
+    const query = [text(c.prompt, true), text(c.query, false)].filter((s) => s.length > 0).join('\n');
+    const history = r[c.history];
+    const turns: ChatTurn[] = [];
+    if (history !== undefined && history !== null) {
+      if (
+        !Array.isArray(history) ||
+        !history.every((h) => Array.isArray(h) && h.length === 2 && h.every((s) => typeof s === 'string'))
+      ) {
+        throw new BadamOptionError(
+          `${source} record ${i} field "${c.history}"`,
+          history,
+          'a list of [user, assistant] string pairs',
+        );
+      }
+      for (const [user, assistant] of history as Array<[string, string]>) turns.push({ user, assistant });
+    }
+    turns.push({ user: query, assistant: text(c.response, true) });
+    return { turns, system: text(c.system, false) };
+  });
+}
+
+/** Reads a JSON array or JSON Lines file of records. */
+export async function readRecords(path: string): Promise<unknown[]> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new BadamOptionError(
+      'dataset file',
+      path,
+      'a readable JSON or JSONL file',
+      (error as NodeJS.ErrnoException).code,
+    );
+  }
+  const trimmed = text.trimStart();
+  if (trimmed.startsWith('[')) {
+    try {
+      const data = JSON.parse(text) as unknown;
+      if (!Array.isArray(data)) throw new Error('not an array');
+      return data;
+    } catch (error) {
+      throw new BadamOptionError('dataset file', path, 'a JSON array of records', (error as Error).message);
+    }
+  }
+  return text
+    .split('\n')
+    .map((line, i) => [line.trim(), i] as const)
+    .filter(([line]) => line.length > 0)
+    .map(([line, i]) => {
+      try {
+        return JSON.parse(line) as unknown;
+      } catch (error) {
+        throw new BadamOptionError(
+          `${path} line ${i + 1}`,
+          line.slice(0, 60),
+          'a JSON object (JSON Lines)',
+          (error as Error).message,
+        );
+      }
+    });
+}
+
+/** An entry of LLaMA-Factory's dataset_info.json (alpaca formatting; hub sources are not reachable here). */
+interface DatasetInfoEntry {
+  file_name?: string;
+  formatting?: string;
+  columns?: AlpacaColumns;
+}
+
+/**
+ * Loads instruction examples by `--dataset` value: a path to a JSON / JSONL file, or one or more
+ * comma-separated names from `<datasetDir>/dataset_info.json` (LLaMA-Factory's mapping of names to
+ * `file_name` and `columns`). Only the alpaca formatting is supported.
+ */
+export async function loadInstructionDataset(
+  dataset: string,
+  datasetDir = 'data',
+): Promise<InstructionExample[]> {
+  const examples: InstructionExample[] = [];
+  for (const name of dataset
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    if (/\.(json|jsonl)$/i.test(name) && (await exists(name))) {
+      examples.push(...alpacaExamples(await readRecords(name), {}, name));
+      continue;
+    }
+    const infoPath = join(datasetDir, 'dataset_info.json');
+    let info: Record<string, DatasetInfoEntry>;
+    try {
+      info = JSON.parse(await readFile(infoPath, 'utf8')) as Record<string, DatasetInfoEntry>;
+    } catch (error) {
+      throw new BadamOptionError(
+        'dataset',
+        name,
+        `a JSON/JSONL file path, or a name in ${infoPath}`,
+        (error as NodeJS.ErrnoException).code === 'ENOENT'
+          ? `${infoPath} does not exist`
+          : (error as Error).message,
+      );
+    }
+    const entry = info[name];
+    if (entry === undefined) {
+      throw new BadamOptionError(
+        'dataset',
+        name,
+        `a name defined in ${infoPath}: ${Object.keys(info).join(', ')}`,
+      );
+    }
+    if (entry.formatting !== undefined && entry.formatting !== 'alpaca') {
+      throw new BadamOptionError(
+        `${infoPath} ${name}.formatting`,
+        entry.formatting,
+        '"alpaca" (sharegpt is not supported)',
+      );
+    }
+    if (entry.file_name === undefined) {
+      throw new BadamOptionError(
+        `${infoPath} ${name}.file_name`,
+        undefined,
+        'a local file (hub datasets cannot be downloaded here)',
+      );
+    }
+    const file = isAbsolute(entry.file_name) ? entry.file_name : join(dirname(infoPath), entry.file_name);
+    // LLaMA-Factory: when `columns` is given, columns it does not list are absent.
+    const columns =
+      entry.columns === undefined
+        ? {}
+        : { prompt: 'instruction', query: '', response: 'output', history: '', system: '', ...entry.columns };
+    examples.push(...alpacaExamples(await readRecords(file), columns, file));
+  }
+  if (examples.length === 0)
+    throw new BadamOptionError('dataset', dataset, 'at least one dataset with examples');
+  return examples;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isFile();
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,39 @@
+/**
+ * @badam/data — instruction data for fine-tuning: tokenizers (Hugging Face tokenizer.json through
+ * @huggingface/tokenizers, and a built-in byte tokenizer), LLaMA-Factory's chat templates, Alpaca datasets
+ * (JSON / JSONL / dataset_info.json) tokenized with prompt masking and cutoff, validation split, padding
+ * and length grouping.
+ *
+ * @packageDocumentation
+ */
+export {
+  type AlpacaColumns,
+  alpacaExamples,
+  type InstructionExample,
+  loadInstructionDataset,
+  readRecords,
+} from './alpaca-dataset.js';
+export { type BatchingOptions, batchedDataSource, type PaddedBatch, padBatch } from './batching.js';
+export { BYTE_SPECIAL_TOKENS, ByteTokenizer } from './byte-tokenizer.js';
+export {
+  CHAT_TEMPLATES,
+  type ChatTemplate,
+  type ChatTurn,
+  chatTemplate,
+  encodeGenerationPrompt,
+  encodeTurns,
+  type TemplateSlot,
+  templateEosId,
+  templateStopIds,
+} from './chat-template.js';
+export { HfTokenizer } from './hf-tokenizer.js';
+export {
+  encodePretraining,
+  encodeSupervised,
+  IGNORE_LABEL,
+  inferSeqlen,
+  type SupervisedOptions,
+  splitValidation,
+  type TokenizedExample,
+} from './supervised.js';
+export type { Tokenizer } from './tokenizer.js';
