@@ -31,6 +31,7 @@ export {
   parameterInfoOf,
   validateNamedVariables,
 } from './named-variables.js';
+export { type NativeMatMulInfo, useNativeMatMul } from './native-kernels.js';
 export { type PeakMemoryTracker, trackPeakMemory } from './peak-memory.js';
 export { TFJS_BACKEND_CHOICES, type TfjsBackendChoice, useTfjsBackend } from './runtime.js';
 export { TfjsBlockBackend, type TfjsBlockBackendOptions } from './tfjs-block-backend.js';
