@@ -1,0 +1,132 @@
+import { BadamOptionError } from '@badam/core';
+
+/** One command-line flag, named as LLaMA-Factory / Hugging Face name it. */
+export interface FlagSpec {
+  readonly type: 'string' | 'number' | 'integer' | 'boolean';
+  readonly choices?: readonly string[];
+  readonly default?: string | number | boolean;
+  readonly help: string;
+  /** Lower bound for numbers. */
+  readonly min?: number;
+}
+
+export type FlagValues = Record<string, string | number | boolean | undefined>;
+
+/** Thrown for a command line that cannot run: the message says what to change. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+function distance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i]![j] = Math.min(
+        d[i - 1]![j]! + 1,
+        d[i]![j - 1]! + 1,
+        d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/**
+ * Parses `--name value`, `--name=value` and bare boolean flags (`--plot_loss`, or `--plot_loss false`).
+ * Unknown flags are an error suggesting the nearest known one; values are checked against their type,
+ * choices and bounds.
+ */
+export function parseFlags(argv: readonly string[], specs: Readonly<Record<string, FlagSpec>>): FlagValues {
+  return parseFlagsExplicit(argv, specs).values;
+}
+
+/** {@link parseFlags}, also telling which flags the command line set (the rest are defaults). */
+export function parseFlagsExplicit(
+  argv: readonly string[],
+  specs: Readonly<Record<string, FlagSpec>>,
+): { values: FlagValues; explicit: Set<string> } {
+  const explicit = new Set<string>();
+  const values: FlagValues = {};
+  for (const [name, spec] of Object.entries(specs))
+    if (spec.default !== undefined) values[name] = spec.default;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith('--')) {
+      throw new UsageError(`unexpected argument ${JSON.stringify(arg)}: flags look like --name value`);
+    }
+    const eq = arg.indexOf('=');
+    const name = (eq >= 0 ? arg.slice(2, eq) : arg.slice(2)).replaceAll('-', '_');
+    const spec = specs[name];
+    if (spec === undefined) {
+      const nearest = Object.keys(specs).sort((a, b) => distance(name, a) - distance(name, b))[0];
+      throw new UsageError(
+        `unknown flag --${name}${nearest !== undefined && distance(name, nearest) <= 4 ? `; did you mean --${nearest}?` : ''} (--help lists the flags)`,
+      );
+    }
+    let raw: string | undefined = eq >= 0 ? arg.slice(eq + 1) : undefined;
+    if (raw === undefined) {
+      const next = argv[i + 1];
+      if (spec.type === 'boolean') {
+        if (next === 'true' || next === 'false') {
+          raw = next;
+          i++;
+        } else raw = 'true';
+      } else {
+        if (next === undefined || next.startsWith('--'))
+          throw new UsageError(`--${name} needs a value (${spec.help})`);
+        raw = next;
+        i++;
+      }
+    }
+    values[name] = convert(name, raw, spec);
+    explicit.add(name);
+  }
+  return { values, explicit };
+}
+
+function convert(name: string, raw: string, spec: FlagSpec): string | number | boolean {
+  switch (spec.type) {
+    case 'boolean':
+      if (raw === 'true' || raw === '1') return true;
+      if (raw === 'false' || raw === '0') return false;
+      throw new BadamOptionError(`--${name}`, raw, 'true or false');
+    case 'number':
+    case 'integer': {
+      const value = Number(raw);
+      const ok =
+        Number.isFinite(value) &&
+        (spec.type === 'number' || Number.isSafeInteger(value)) &&
+        (spec.min === undefined || value >= spec.min);
+      if (!ok) {
+        throw new BadamOptionError(
+          `--${name}`,
+          raw,
+          `${spec.type === 'integer' ? 'an integer' : 'a number'}${spec.min !== undefined ? ` >= ${spec.min}` : ''}`,
+        );
+      }
+      return value;
+    }
+    case 'string':
+      if (spec.choices !== undefined && !spec.choices.includes(raw)) {
+        throw new BadamOptionError(`--${name}`, raw, `one of ${spec.choices.join(', ')}`);
+      }
+      return raw;
+  }
+}
+
+/** The help text of a flag table. */
+export function flagHelp(specs: Readonly<Record<string, FlagSpec>>): string {
+  const width = Math.max(...Object.keys(specs).map((n) => n.length)) + 4;
+  return Object.entries(specs)
+    .map(([name, s]) => {
+      const extra = [
+        s.choices ? s.choices.join('|') : '',
+        s.default !== undefined ? `default ${s.default}` : '',
+      ]
+        .filter(Boolean)
+        .join('; ');
+      return `  --${name.padEnd(width)}${s.help}${extra ? ` (${extra})` : ''}`;
+    })
+    .join('\n');
+}

@@ -1,0 +1,28 @@
+/**
+ * badam-llama — instruction fine-tuning of Llama-family models with BAdam on TensorFlow.js: the runner of
+ * the BAdam paper's Alpaca experiments, with LLaMA-Factory's flags, and an embedded default that
+ * pretrains and instruction-tunes a built-in tiny Llama on a laptop CPU.
+ *
+ * @packageDocumentation
+ */
+export { CHAT_FLAGS, runChat } from './chat.js';
+export { runCommand, trainOptionsFrom } from './command.js';
+export { COMPARED, type ComparisonRow, runComparison } from './compare.js';
+export {
+  EMBEDDED_DEFAULTS,
+  type EmbeddedResult,
+  type EmbeddedSettings,
+  PRETRAIN_STEPS,
+  runEmbeddedDefault,
+} from './embedded.js';
+export {
+  generatedCorpus,
+  generatedInstructions,
+  makeInstruction,
+  TASKS,
+  TINY_LLAMA_CONFIG,
+} from './embedded-data.js';
+export { type FlagSpec, flagHelp, parseFlags, UsageError } from './flags.js';
+export { type Prediction, predictExamples } from './predict.js';
+export { type RunInputs, type RunIO, runTraining, type TrainRunResult } from './run-training.js';
+export { resolveTrainOptions, TRAIN_FLAGS, type TrainOptions } from './train-options.js';

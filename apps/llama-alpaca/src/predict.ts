@@ -1,0 +1,56 @@
+import type { InstructionExample } from '@badam/data';
+import { type ChatTemplate, encodeGenerationPrompt, type Tokenizer, templateStopIds } from '@badam/data';
+import { generate, type LlamaForCausalLM } from '@badam/models';
+
+/** One generated answer beside its reference, as LLaMA-Factory's generated_predictions.jsonl. */
+export interface Prediction {
+  prompt: string;
+  predict: string;
+  label: string;
+}
+
+/** Options of {@link predictExamples}. */
+export interface PredictOptions {
+  maxNewTokens: number;
+  temperature?: number;
+  topP?: number;
+  seed?: number;
+}
+
+/**
+ * Generates the assistant's answer to the last turn of each example (greedy unless a temperature is set)
+ * and scores exact match against the reference answer (both trimmed).
+ */
+export function predictExamples(
+  model: LlamaForCausalLM,
+  tokenizer: Tokenizer,
+  template: ChatTemplate,
+  examples: readonly InstructionExample[],
+  options: PredictOptions,
+): { predictions: Prediction[]; exactMatch: number } {
+  const stopTokenIds = templateStopIds(template, tokenizer);
+  const predictions = examples.map((example) => {
+    const last = example.turns[example.turns.length - 1]!;
+    const promptIds = encodeGenerationPrompt(
+      template,
+      tokenizer,
+      example.turns.slice(0, -1),
+      last.user,
+      example.system,
+    );
+    const ids = generate(model, promptIds, {
+      maxNewTokens: options.maxNewTokens,
+      temperature: options.temperature ?? 0,
+      topP: options.topP ?? 1,
+      stopTokenIds,
+      seed: options.seed ?? 0,
+    });
+    return {
+      prompt: tokenizer.decode(promptIds),
+      predict: tokenizer.decode(ids, { skipSpecialTokens: true }),
+      label: last.assistant,
+    };
+  });
+  const exact = predictions.filter((p) => p.predict.trim() === p.label.trim()).length;
+  return { predictions, exactMatch: predictions.length > 0 ? exact / predictions.length : 0 };
+}

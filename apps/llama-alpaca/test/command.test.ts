@@ -1,0 +1,108 @@
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCommand, trainOptionsFrom } from '../src/index.js';
+
+function capture() {
+  const out: string[] = [];
+  const err: string[] = [];
+  return {
+    io: {
+      log: (m: string) => out.push(m),
+      warn: (m: string) => err.push(m),
+      write: (m: string) => out.push(m),
+    },
+    out,
+    err,
+  };
+}
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'badam-llama-cmd-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('badam-llama flags', () => {
+  it('suggests the nearest flag for a misspelt one and exits 2', async () => {
+    const { io, err } = capture();
+    expect(await runCommand(['--switch_block_evry', '5'], io)).toBe(2);
+    expect(err.join('\n')).toContain('unknown flag --switch_block_evry; did you mean --switch_block_every?');
+  });
+
+  it.each([
+    [['--switch_block_every', '0'], '--switch_block_every must be >= 1 or -1, got 0'],
+    [
+      ['--finetuning_type', 'full', '--switch_block_every', '5'],
+      '--switch_block_every applies to --finetuning_type block or sparse',
+    ],
+    [['--learning_rate', 'fast'], '--learning_rate'],
+    [['--finetuning_type', 'qlora'], 'one of block, full, lora, sparse'],
+    [['--backend', 'cuda'], '--backend cuda is not available yet'],
+    [['--eval_steps', '10', '--model_name_or_path', 'x'], '--eval_steps needs a validation set'],
+    [['--resume_from_checkpoint', 'true', '--overwrite_output_dir'], 'contradict'],
+    [['--cutoff_len'], '--cutoff_len needs a value'],
+    [['train', 'extra'], 'unexpected argument "extra"'],
+  ])('rejects %j with a message that says what to change', async (argv, message) => {
+    const { io, err } = capture();
+    expect(await runCommand(argv, io)).toBe(2);
+    expect(err.join('\n')).toContain(message);
+  });
+
+  it('gives the embedded default its hyperparameters, keeping BAdam flags off other finetuning types', () => {
+    const block = trainOptionsFrom([]);
+    expect(block.embedded).toBe(true);
+    expect(block.options).toMatchObject({
+      finetuningType: 'block',
+      switchBlockEvery: 50,
+      maxSteps: 800,
+      learningRate: 5e-3,
+    });
+    const full = trainOptionsFrom(['--finetuning_type', 'full', '--max_steps', '3']);
+    expect(full.options).toMatchObject({ finetuningType: 'full', switchBlockEvery: undefined, maxSteps: 3 });
+    const external = trainOptionsFrom(['--model_name_or_path', 'some/dir']);
+    expect(external.embedded).toBe(false);
+    expect(external.options).toMatchObject({
+      learningRate: 1e-5,
+      switchBlockEvery: undefined,
+      outputDir: 'output/block',
+    });
+  });
+
+  it('prints help with every flag and exits 0', async () => {
+    const { io, out } = capture();
+    expect(await runCommand(['--help'], io)).toBe(0);
+    for (const flag of [
+      '--switch_block_every',
+      '--finetuning_type',
+      '--model_name_or_path',
+      '--resume_from_checkpoint',
+    ]) {
+      expect(out.join('\n')).toContain(flag);
+    }
+  });
+
+  it('refuses a non-empty output directory without --overwrite_output_dir', async () => {
+    const out = join(dir, 'occupied');
+    await rm(out, { recursive: true, force: true });
+    await import('node:fs/promises').then((fs) => fs.mkdir(out, { recursive: true }));
+    await writeFile(join(out, 'keep.txt'), 'mine');
+    const { io, err } = capture();
+    expect(
+      await runCommand(['--max_steps', '1', '--output_dir', out, '--overwrite_output_dir', 'false'], io),
+    ).toBe(2);
+    expect(err.join('\n')).toContain('exists and is not empty: pass --overwrite_output_dir');
+    expect(await readFile(join(out, 'keep.txt'), 'utf8')).toBe('mine');
+  });
+
+  it('chat without a model says which flag is missing', async () => {
+    const { io, err } = capture();
+    expect(await runCommand(['chat'], io)).toBe(2);
+    expect(err.join('\n')).toContain('chat needs --model_name_or_path');
+    expect(existsSync(join(dir, 'never'))).toBe(false);
+  });
+});

@@ -1,0 +1,335 @@
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ByteTokenizer } from '@badam/data';
+import { LlamaForCausalLM, llamaConfigFromHf, saveLlama } from '@badam/models';
+import { SafetensorsFile } from '@badam/safetensors';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  generatedInstructions,
+  runCommand,
+  runComparison,
+  runEmbeddedDefault,
+  TINY_LLAMA_CONFIG,
+  trainOptionsFrom,
+} from '../src/index.js';
+
+function capture() {
+  const out: string[] = [];
+  const err: string[] = [];
+  return {
+    io: {
+      log: (m: string) => out.push(m),
+      warn: (m: string) => err.push(m),
+      write: (m: string) => out.push(m),
+    },
+    out,
+    err,
+  };
+}
+
+async function tensorsOf(path: string): Promise<Map<string, Float32Array>> {
+  const file = await SafetensorsFile.open(path);
+  try {
+    const result = new Map<string, Float32Array>();
+    for (const name of file.names()) result.set(name, await file.readFloat32(name));
+    return result;
+  } finally {
+    await file.close();
+  }
+}
+
+async function jsonLines(path: string): Promise<Array<Record<string, unknown>>> {
+  return (await readFile(path, 'utf8'))
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+let dir: string;
+let modelDir: string;
+let dataDir: string;
+
+// A Hugging Face model directory as a user would bring one: config.json, model.safetensors, tokenizer.json.
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'badam-llama-train-'));
+  modelDir = join(dir, 'tiny-llama');
+  const model = new LlamaForCausalLM(
+    llamaConfigFromHf({ ...TINY_LLAMA_CONFIG, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2 }),
+    {
+      seed: 7,
+    },
+  );
+  await saveLlama(model, modelDir);
+  model.dispose();
+  const { tokenizer, config } = new ByteTokenizer().toHuggingFace();
+  await writeFile(join(modelDir, 'tokenizer.json'), JSON.stringify(tokenizer));
+  await writeFile(join(modelDir, 'tokenizer_config.json'), JSON.stringify(config));
+  // An Alpaca-format dataset registered in dataset_info.json, as LLaMA-Factory reads it.
+  dataDir = join(dir, 'data');
+  await mkdir(dataDir, { recursive: true });
+  const records = generatedInstructions(40, 0, 3).train.map(({ instruction, input, output }) => ({
+    instruction,
+    input,
+    output,
+  }));
+  await writeFile(join(dataDir, 'tasks.json'), JSON.stringify(records));
+  await writeFile(join(dataDir, 'dataset_info.json'), JSON.stringify({ tasks: { file_name: 'tasks.json' } }));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const common = (outputDir: string) => [
+  '--model_name_or_path',
+  modelDir,
+  '--dataset',
+  'tasks',
+  '--dataset_dir',
+  dataDir,
+  '--template',
+  'alpaca',
+  '--cutoff_len',
+  '64',
+  '--per_device_train_batch_size',
+  '4',
+  '--learning_rate',
+  '1e-3',
+  '--lr_scheduler_type',
+  'cosine',
+  '--logging_steps',
+  '1',
+  '--output_dir',
+  outputDir,
+];
+
+describe('badam-llama on a Hugging Face model directory', () => {
+  it('fine-tunes with BAdam: checkpoints, logs, plot, model, predictions; resuming reproduces the run bit for bit', async () => {
+    const out = join(dir, 'block');
+    const run = capture();
+    const argv = [
+      ...common(out),
+      '--max_steps',
+      '6',
+      '--switch_block_every',
+      '2',
+      '--save_steps',
+      '3',
+      '--val_size',
+      '8',
+      '--do_predict',
+      '--max_new_tokens',
+      '4',
+      '--plot_loss',
+    ];
+    expect(await runCommand(argv, run.io), run.err.join('\n')).toBe(0);
+
+    for (const file of [
+      'config.json',
+      'model.safetensors',
+      'tokenizer.json',
+      'trainer_log.jsonl',
+      'training_loss.png',
+      'all_results.json',
+      'generated_predictions.jsonl',
+      'badam_llama.json',
+    ]) {
+      expect(existsSync(join(out, file)), file).toBe(true);
+    }
+    expect((await readdir(out)).filter((e) => e.startsWith('checkpoint-')).sort()).toEqual([
+      'checkpoint-3',
+      'checkpoint-6',
+    ]);
+    expect((await readFile(join(out, 'training_loss.png'))).subarray(1, 4).toString()).toBe('PNG');
+    const log = await jsonLines(join(out, 'trainer_log.jsonl'));
+    expect(log.filter((l) => typeof l.loss === 'number').map((l) => l.current_steps)).toEqual([
+      1, 2, 3, 4, 5, 6,
+    ]);
+    const results = JSON.parse(await readFile(join(out, 'all_results.json'), 'utf8')) as Record<
+      string,
+      number | string
+    >;
+    expect(results.finetuning_type).toBe('block');
+    expect(Number.isFinite(results.train_loss)).toBe(true);
+    expect(results.train_steps).toBe(6);
+    // Blocks of the 2-layer model are its layers: each holds 9 tensors (4 attention, 3 MLP, 2 norms).
+    expect(results.trained_parameters_per_block).toBe(9);
+    const predictions = await jsonLines(join(out, 'generated_predictions.jsonl'));
+    expect(predictions).toHaveLength(8);
+    expect(Object.keys(predictions[0]!).sort()).toEqual(['label', 'predict', 'prompt']);
+    expect(run.out.join('\n')).toMatch(/switching to block 1 \(model\.layers\.1\.\)/);
+    const finished = await tensorsOf(join(out, 'model.safetensors'));
+
+    // Resume from step 3 in the same directory: the final weights match the uninterrupted run exactly.
+    const resumed = capture();
+    const resumeArgv = [
+      ...common(out),
+      '--max_steps',
+      '6',
+      '--switch_block_every',
+      '2',
+      '--save_steps',
+      '3',
+      '--val_size',
+      '8',
+      '--resume_from_checkpoint',
+      join(out, 'checkpoint-3'),
+    ];
+    expect(await runCommand(resumeArgv, resumed.io), resumed.err.join('\n')).toBe(0);
+    expect(resumed.out.join('\n')).toContain('resuming from');
+    const again = await tensorsOf(join(out, 'model.safetensors'));
+    expect([...again.keys()].sort()).toEqual([...finished.keys()].sort());
+    for (const [name, data] of finished) expect(again.get(name), name).toEqual(data);
+
+    // chat answers from the directory the run wrote, with the template it recorded.
+    const chat = capture();
+    expect(
+      await runCommand(
+        ['chat', '--model_name_or_path', out, '--query', 'Copy the letters.', '--max_new_tokens', '3'],
+        chat.io,
+      ),
+      chat.err.join('\n'),
+    ).toBe(0);
+    expect(chat.out.join('')).not.toBe('');
+  });
+
+  it.each([
+    ['full', []],
+    ['lora', ['--lora_rank', '4']],
+    ['sparse', ['--update_ratio', '0.25', '--switch_block_every', '2']],
+  ] as const)('trains with --finetuning_type %s and saves what that type produces', async (type, extra) => {
+    const out = join(dir, type);
+    const run = capture();
+    expect(
+      await runCommand([...common(out), '--finetuning_type', type, '--max_steps', '3', ...extra], run.io),
+      run.err.join('\n'),
+    ).toBe(0);
+    const results = JSON.parse(await readFile(join(out, 'all_results.json'), 'utf8')) as Record<
+      string,
+      number
+    >;
+    expect(results.train_steps).toBe(3);
+    expect(Number.isFinite(results.train_loss)).toBe(true);
+    if (type === 'lora') {
+      expect(existsSync(join(out, 'adapter_model.safetensors'))).toBe(true);
+      const config = JSON.parse(await readFile(join(out, 'adapter_config.json'), 'utf8')) as {
+        r: number;
+        peft_type: string;
+      };
+      expect(config).toMatchObject({ r: 4, peft_type: 'LORA' });
+    } else {
+      const before = await tensorsOf(join(modelDir, 'model.safetensors'));
+      const after = await tensorsOf(join(out, 'model.safetensors'));
+      const changed = [...before].filter(
+        ([name, data]) => !after.get(name)!.every((v, i) => v === data[i]),
+      ).length;
+      expect(changed).toBeGreaterThan(0);
+    }
+  });
+});
+
+describe('the embedded default', () => {
+  it('pretrains, instruction-tunes with BAdam and reports exact match before and after (shrunk)', async () => {
+    const out = join(dir, 'embedded');
+    const { options, embedded } = trainOptionsFrom([
+      '--max_steps',
+      '12',
+      '--switch_block_every',
+      '3',
+      '--eval_steps',
+      '6',
+      '--logging_steps',
+      '2',
+      '--output_dir',
+      out,
+    ]);
+    expect(embedded).toBe(true);
+    const run = capture();
+    const result = await runEmbeddedDefault(
+      options,
+      { log: run.io.log, warn: run.io.warn },
+      { pretrainSteps: 4, trainExamples: 64, evalExamples: 8 },
+    );
+    expect(result.before.all).toBeGreaterThanOrEqual(0);
+    expect(result.after.all).toBeLessThanOrEqual(1);
+    const saved = JSON.parse(await readFile(join(out, 'embedded_results.json'), 'utf8')) as {
+      before: Record<string, number>;
+      after: Record<string, number>;
+    };
+    expect(Object.keys(saved.after).sort()).toEqual(['add', 'all', 'copy', 'reverse', 'sort']);
+    const log = await jsonLines(join(out, 'trainer_log.jsonl'));
+    const losses = log.filter((l) => typeof l.loss === 'number').map((l) => l.loss as number);
+    expect(losses.at(-1)!).toBeLessThan(losses[0]!);
+    expect(log.some((l) => typeof l.eval_loss === 'number')).toBe(true);
+    expect(existsSync(join(out, 'training_loss.png'))).toBe(true);
+    expect(run.out.join('\n')).toContain(
+      'exact match on held-out instructions, before -> after block fine-tuning',
+    );
+  });
+
+  it('compare runs block, full, lora and sparse from one start and writes a table and a plot (shrunk)', async () => {
+    const out = join(dir, 'compare');
+    const { options } = trainOptionsFrom([
+      '--max_steps',
+      '4',
+      '--switch_block_every',
+      '1',
+      '--eval_steps',
+      '4',
+      '--output_dir',
+      out,
+      '--logging_steps',
+      '1',
+    ]);
+    const run = capture();
+    const rows = await runComparison(
+      options,
+      { log: run.io.log, warn: run.io.warn },
+      { pretrainSteps: 2, trainExamples: 32, evalExamples: 4 },
+    );
+    expect(rows.map((r) => r.method)).toEqual(['block', 'full', 'lora', 'sparse']);
+    for (const r of rows) expect(Number.isFinite(r.evalLoss) && r.peakMemoryBytes > 0).toBe(true);
+    // BAdam holds Adam state for one layer, full Adam for every parameter.
+    const byMethod = Object.fromEntries(rows.map((r) => [r.method, r]));
+    expect(byMethod.block!.estimatedOptimizerBytes).toBeLessThan(byMethod.full!.estimatedOptimizerBytes / 3);
+    expect((await readFile(join(out, 'compare_table.md'), 'utf8')).split('\n')[0]).toContain('| method |');
+    expect(existsSync(join(out, 'compare_loss.png'))).toBe(true);
+  });
+});
+
+const sharedData = resolve(
+  process.env.BADAM_SHARED_DATA ?? join(dirname(fileURLToPath(import.meta.url)), '../../../../shared/data'),
+);
+const alpacaDemo = join(sharedData, 'alpaca', 'alpaca_en_demo.json');
+
+describe.skipIf(!existsSync(alpacaDemo))('real Alpaca data (../shared/data)', () => {
+  it('fine-tunes the built-in tiny Llama on alpaca_en_demo.json for a few steps', async () => {
+    const out = join(dir, 'alpaca');
+    const run = capture();
+    const argv = [
+      '--dataset',
+      alpacaDemo,
+      '--cutoff_len',
+      '128',
+      '--max_steps',
+      '3',
+      '--learning_rate',
+      '1e-3',
+      '--val_size',
+      '16',
+      '--output_dir',
+      out,
+    ];
+    expect(await runCommand(argv, run.io), run.err.join('\n')).toBe(0);
+    expect(run.out.join('\n')).toMatch(
+      /badam-llama: 983 training and 16 validation examples|training and 16 validation examples/,
+    );
+    const results = JSON.parse(await readFile(join(out, 'all_results.json'), 'utf8')) as Record<
+      string,
+      number
+    >;
+    expect(Number.isFinite(results.eval_loss)).toBe(true);
+  });
+});
