@@ -1,0 +1,325 @@
+// The CUDA device: memory from cudaMalloc through a stream, BAdam's elementwise kernels written here, and
+// GEMMs through cuBLAS loaded at run time. Each kernel has its CPU reference in reference.cc; the device
+// check (packages/cuda/device-check.sh) compares the two on fresh random data.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "cublas_loader.h"
+#include "device.h"
+
+namespace badam {
+namespace {
+
+#define CUDA_CHECK(call)                                                                                   \
+  do {                                                                                                     \
+    cudaError_t err_ = (call);                                                                             \
+    if (err_ != cudaSuccess) {                                                                             \
+      throw std::runtime_error(std::string("CUDA error ") + cudaGetErrorName(err_) + " (" +               \
+                               cudaGetErrorString(err_) + ") in " #call " at " __FILE__ ":" +             \
+                               std::to_string(__LINE__));                                                  \
+    }                                                                                                      \
+  } while (0)
+
+// A launch is checked at once (configuration errors) and again at the next synchronisation (faults).
+#define LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
+
+constexpr int kThreads = 256;
+
+int blocks_for(size_t n) {
+  size_t b = (n + kThreads - 1) / kThreads;
+  return static_cast<int>(b < 65535 * 8 ? (b == 0 ? 1 : b) : 65535 * 8);
+}
+
+__device__ __forceinline__ float load(const void* p, int dtype, size_t i) {
+  switch (dtype) {
+    case 1: return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+    case 2: return __half2float(static_cast<const __half*>(p)[i]);
+    case 3: return static_cast<float>(static_cast<const int*>(p)[i]);
+    default: return static_cast<const float*>(p)[i];
+  }
+}
+
+__device__ __forceinline__ void store(void* p, int dtype, size_t i, float x) {
+  switch (dtype) {
+    case 1: static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(x); break;
+    case 2: static_cast<__half*>(p)[i] = __float2half_rn(x); break;
+    case 3: static_cast<int*>(p)[i] = static_cast<int>(x); break;
+    default: static_cast<float*>(p)[i] = x;
+  }
+}
+
+__global__ void fill_kernel(void* dst, int dtype, size_t n, float value) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) store(dst, dtype, i, value);
+}
+
+// Fused AdamW: one read of master, m, v, grad; one write of master, m, v and the rounded weight.
+template <int WDT, int GDT>
+__global__ void adamw_kernel(float* __restrict__ master, void* __restrict__ weight, const void* __restrict__ grad,
+                             float* __restrict__ m, float* __restrict__ v, size_t n, float beta1, float beta2, float eps,
+                             float grad_scale, float decay, float step_size, float bc2_sqrt, bool has_master) {
+  float* p = has_master ? master : static_cast<float*>(weight);
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    const float g = load(grad, GDT, i) * grad_scale;
+    const float mi = beta1 * m[i] + (1.0f - beta1) * g;
+    const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    const float denom = sqrtf(vi) / bc2_sqrt + eps;
+    const float next = p[i] * decay - step_size * mi / denom;
+    p[i] = next;
+    if (has_master) store(weight, WDT, i, next);
+  }
+}
+
+// Sum of squares, deterministic: a fixed grid writes per-block partials (in double), one block adds them.
+constexpr int kReduceBlocks = 1024;
+
+__global__ void sum_squares_partial(const void* x, int dtype, size_t n, double* partials, bool accumulate) {
+  __shared__ double shared[kThreads];
+  double s = 0.0;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    const double v = load(x, dtype, i);
+    s += v * v;
+  }
+  shared[threadIdx.x] = s;
+  __syncthreads();
+  for (int stride = blockDim.x / 2; stride > 0; stride >>= 1) {
+    if (threadIdx.x < stride) shared[threadIdx.x] += shared[threadIdx.x + stride];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partials[blockIdx.x] = (accumulate ? partials[blockIdx.x] : 0.0) + shared[0];
+}
+
+__global__ void sum_partials(const double* partials, int count, double* out) {
+  __shared__ double shared[kThreads];
+  double s = 0.0;
+  for (int i = threadIdx.x; i < count; i += blockDim.x) s += partials[i];
+  shared[threadIdx.x] = s;
+  __syncthreads();
+  for (int stride = blockDim.x / 2; stride > 0; stride >>= 1) {
+    if (threadIdx.x < stride) shared[threadIdx.x] += shared[threadIdx.x + stride];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) *out = shared[0];
+}
+
+__global__ void scale_kernel(void* x, int dtype, size_t n, float factor) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) store(x, dtype, i, load(x, dtype, i) * factor);
+}
+
+__global__ void accumulate_kernel(float* dst, const void* src, int dtype, size_t n, float factor) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) dst[i] += load(src, dtype, i) * factor;
+}
+
+__global__ void cast_kernel(const void* src, int sdt, void* dst, int ddt, size_t n) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) store(dst, ddt, i, load(src, sdt, i));
+}
+
+__global__ void sparse_adam_kernel(float* param, void* weight, int wdt, const void* grad, int gdt, const int* indices,
+                                   float* m, float* v, size_t k, float beta1, float beta2, float eps, float step_size) {
+  for (size_t j = blockIdx.x * (size_t)blockDim.x + threadIdx.x; j < k; j += (size_t)gridDim.x * blockDim.x) {
+    const size_t i = static_cast<size_t>(indices[j]);
+    const float g = load(grad, gdt, i);
+    const float mj = beta1 * m[j] + (1.0f - beta1) * g;
+    const float vj = beta2 * v[j] + (1.0f - beta2) * g * g;
+    m[j] = mj;
+    v[j] = vj;
+    const float next = param[i] - step_size * mj / (sqrtf(vj) + eps);
+    param[i] = next;
+    if (weight != nullptr) store(weight, wdt, i, next);
+  }
+}
+
+template <int W>
+void launch_adamw_w(float* master, void* weight, const void* grad, DType gdt, float* m, float* v, size_t n,
+                    const ref::AdamWArgs& a, const ref::AdamWScalars& s, cudaStream_t stream) {
+  if (gdt == DType::BF16) {
+    adamw_kernel<W, 1><<<blocks_for(n), kThreads, 0, stream>>>(master, weight, grad, m, v, n, a.beta1, a.beta2, a.eps,
+                                                              a.grad_scale, s.decay, s.step_size, s.bc2_sqrt, master != nullptr);
+  } else {
+    adamw_kernel<W, 0><<<blocks_for(n), kThreads, 0, stream>>>(master, weight, grad, m, v, n, a.beta1, a.beta2, a.eps,
+                                                              a.grad_scale, s.decay, s.step_size, s.bc2_sqrt, master != nullptr);
+  }
+}
+
+cublas::DataType cublas_type(DType t) {
+  switch (t) {
+    case DType::BF16: return cublas::kR16BF;
+    case DType::F16: return cublas::kR16F;
+    case DType::F32: return cublas::kR32F;
+    default: throw std::invalid_argument("gemm: int32 operands are not supported");
+  }
+}
+
+class CudaDevice final : public Device {
+ public:
+  explicit CudaDevice(int ordinal) : ordinal_(ordinal) {
+    CUDA_CHECK(cudaSetDevice(ordinal));
+    CUDA_CHECK(cudaGetDeviceProperties(&props_, ordinal));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaMalloc(&partials_, sizeof(double) * (kReduceBlocks + 1)));
+    std::string error;
+    api_ = cublas::load(&error);
+    if (api_ == nullptr) throw std::runtime_error(error);
+    check_cublas(api_->create(&handle_), "cublasCreate");
+    check_cublas(api_->set_stream(handle_, stream_), "cublasSetStream");
+    check_cublas(api_->get_version(handle_, &cublas_version_), "cublasGetVersion");
+  }
+  ~CudaDevice() override {
+    cudaSetDevice(ordinal_);
+    if (handle_ != nullptr) api_->destroy(handle_);
+    cudaFree(partials_);
+    cudaStreamDestroy(stream_);
+  }
+
+  DeviceInfo info() const override {
+    DeviceInfo i;
+    i.kind = "cuda";
+    i.name = props_.name;
+    i.compute_major = props_.major;
+    i.compute_minor = props_.minor;
+    i.total_memory = props_.totalGlobalMem;
+    i.multiprocessors = props_.multiProcessorCount;
+    i.gemm_library = "cublas " + std::to_string(cublas_version_);
+    return i;
+  }
+
+  void* raw_alloc(size_t bytes) override {
+    void* p = nullptr;
+    cudaError_t err = cudaMalloc(&p, bytes);
+    if (err == cudaErrorMemoryAllocation) {
+      cudaGetLastError();  // clear the sticky-free error state of this failure
+      return nullptr;
+    }
+    CUDA_CHECK(err);
+    return p;
+  }
+  // Never throws: it runs from destructors and finalizers, possibly while the CUDA runtime shuts down.
+  void raw_free(void* ptr) noexcept override {
+    cudaStreamSynchronize(stream_);
+    cudaFree(ptr);
+    cudaGetLastError();
+  }
+  void upload(void* dst, const void* host, size_t bytes) override {
+    CUDA_CHECK(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, stream_));
+    CUDA_CHECK(cudaStreamSynchronize(stream_));  // the host buffer belongs to JS and may move after return
+  }
+  void download(void* host, const void* src, size_t bytes) override {
+    CUDA_CHECK(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, stream_));
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  void copy(void* dst, const void* src, size_t bytes) override {
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+  }
+  void fill(void* dst, DType dtype, size_t n, float value) override {
+    fill_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(dst, static_cast<int>(dtype), n, value);
+    LAUNCH_CHECK();
+  }
+  void synchronize() override { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+  void gemm(const void* a, const void* b, void* c, DType ab, DType cdt, int m, int n, int k, bool trans_a, bool trans_b,
+            float alpha, float beta) override {
+    // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
+    const int lda = trans_a ? m : k;
+    const int ldb = trans_b ? k : n;
+    check_cublas(api_->gemm_ex(handle_, trans_b ? cublas::kOpT : cublas::kOpN, trans_a ? cublas::kOpT : cublas::kOpN, n, m, k,
+                               &alpha, b, cublas_type(ab), ldb, a, cublas_type(ab), lda, &beta, c, cublas_type(cdt), n,
+                               cublas::kCompute32F, cublas::kGemmDefault),
+                 "cublasGemmEx");
+  }
+
+  void adamw(float* master, void* weight, DType wdt, const void* grad, DType gdt, float* m, float* v, size_t n,
+             const ref::AdamWArgs& args) override {
+    const ref::AdamWScalars s = ref::adamw_scalars(args);
+    switch (wdt) {
+      case DType::BF16: launch_adamw_w<1>(master, weight, grad, gdt, m, v, n, args, s, stream_); break;
+      case DType::F16: launch_adamw_w<2>(master, weight, grad, gdt, m, v, n, args, s, stream_); break;
+      default: launch_adamw_w<0>(master, weight, grad, gdt, m, v, n, args, s, stream_); break;
+    }
+    LAUNCH_CHECK();
+  }
+
+  double sum_squares(const std::vector<TensorView>& tensors) override {
+    CUDA_CHECK(cudaMemsetAsync(partials_, 0, sizeof(double) * (kReduceBlocks + 1), stream_));
+    for (const auto& t : tensors) {
+      if (t.numel == 0) continue;
+      sum_squares_partial<<<kReduceBlocks, kThreads, 0, stream_>>>(t.data, static_cast<int>(t.dtype), t.numel, partials_, true);
+      LAUNCH_CHECK();
+    }
+    sum_partials<<<1, kThreads, 0, stream_>>>(partials_, kReduceBlocks, partials_ + kReduceBlocks);
+    LAUNCH_CHECK();
+    double out = 0;
+    CUDA_CHECK(cudaMemcpyAsync(&out, partials_ + kReduceBlocks, sizeof(double), cudaMemcpyDeviceToHost, stream_));
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return out;
+  }
+  void scale(void* x, DType dtype, size_t n, float factor) override {
+    scale_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(x, static_cast<int>(dtype), n, factor);
+    LAUNCH_CHECK();
+  }
+  void accumulate(float* dst, const void* src, DType sdt, size_t n, float factor) override {
+    accumulate_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(dst, src, static_cast<int>(sdt), n, factor);
+    LAUNCH_CHECK();
+  }
+  void cast(const void* src, DType sdt, void* dst, DType ddt, size_t n) override {
+    cast_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(src, static_cast<int>(sdt), dst, static_cast<int>(ddt), n);
+    LAUNCH_CHECK();
+  }
+  void sparse_adam(float* param, void* weight, DType wdt, const void* grad, DType gdt, const int32_t* indices, float* m,
+                   float* v, size_t k, const ref::SparseAdamArgs& args) override {
+    if (k == 0) return;
+    sparse_adam_kernel<<<blocks_for(k), kThreads, 0, stream_>>>(param, weight, static_cast<int>(wdt), grad, static_cast<int>(gdt),
+                                                               indices, m, v, k, args.beta1, args.beta2, args.eps,
+                                                               ref::sparse_adam_step_size(args));
+    LAUNCH_CHECK();
+  }
+
+ private:
+  void check_cublas(cublas::Status status, const char* what) {
+    if (status != 0) throw std::runtime_error(std::string(what) + " failed: " + cublas::status_name(status));
+  }
+
+  int ordinal_;
+  cudaDeviceProp props_{};
+  cudaStream_t stream_ = nullptr;
+  double* partials_ = nullptr;
+  const cublas::Api* api_ = nullptr;
+  cublas::Handle handle_ = nullptr;
+  int cublas_version_ = 0;
+};
+
+}  // namespace
+
+bool cuda_compiled() { return true; }
+
+int cuda_device_count(std::string* reason) {
+  int count = 0;
+  cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    if (reason) {
+      *reason = std::string("no usable CUDA device: cudaGetDeviceCount failed with ") + cudaGetErrorName(err) + " (" +
+                cudaGetErrorString(err) + "); this needs an NVIDIA GPU with a CUDA 13 driver (libcuda.so)";
+    }
+    return -1;
+  }
+  if (count == 0 && reason) *reason = "no CUDA device found (cudaGetDeviceCount = 0)";
+  return count;
+}
+
+std::unique_ptr<Device> make_cuda_device(int ordinal) {
+  std::string reason;
+  const int count = cuda_device_count(&reason);
+  if (count <= 0) throw std::runtime_error(reason);
+  if (ordinal < 0 || ordinal >= count) {
+    throw std::runtime_error("CUDA device " + std::to_string(ordinal) + " does not exist (" + std::to_string(count) + " found)");
+  }
+  return std::make_unique<CudaDevice>(ordinal);
+}
+
+}  // namespace badam

@@ -1,0 +1,118 @@
+// Builds the @badam/cuda addon (build/badam_cuda.node) with nothing downloaded:
+//   - with nvcc (CUDA 12 or 13) when it is found: the CUDA device for sm_80 and sm_90 plus PTX, cudart
+//     linked statically, cuBLAS loaded at run time with dlopen;
+//   - with g++ alone otherwise (or with BADAM_CUDA=0): the CPU device only, whose kernels are the references.
+// Without g++ the package still installs; loading it then says what is missing.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const src = join(root, 'native');
+const out = join(root, 'build');
+const obj = join(out, 'obj');
+mkdirSync(obj, { recursive: true });
+const target = join(out, 'badam_cuda.node');
+const notes = { unavailable: join(out, 'unavailable.txt'), noCuda: join(out, 'cuda-unavailable.txt') };
+for (const f of [...Object.values(notes), target]) rmSync(f, { force: true });
+
+const cxx = process.env.CXX ?? 'g++';
+const nodeInclude = [join(dirname(process.execPath), '..', 'include', 'node'), process.env.NODE_INCLUDE_DIR]
+  .filter(Boolean)
+  .find((dir) => existsSync(join(dir, 'node_api.h')));
+const run = (cmd, args) => execFileSync(cmd, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+const common = ['-std=c++17', '-O2', '-fPIC', '-DNODE_GYP_MODULE_NAME=badam_cuda', `-I${nodeInclude}`];
+const hostSources = ['addon.cc', 'allocator.cc', 'reference.cc', 'cpu_device.cc'];
+
+function findCuda() {
+  if (process.env.BADAM_CUDA === '0') return { reason: 'BADAM_CUDA=0 asked for a CPU-only build' };
+  const homes = [process.env.CUDA_HOME, process.env.CUDA_PATH, '/usr/local/cuda'].filter(Boolean);
+  for (const home of homes) {
+    const nvcc = join(home, 'bin', 'nvcc');
+    if (
+      existsSync(nvcc) &&
+      existsSync(join(home, 'include', 'cuda_runtime.h')) &&
+      existsSync(join(home, 'lib64', 'libcudart_static.a'))
+    ) {
+      return { home, nvcc };
+    }
+  }
+  return {
+    reason: `nvcc with cuda_runtime.h and libcudart_static.a was not found in ${homes.join(', ')} (set CUDA_HOME)`,
+  };
+}
+
+function buildCuda({ home, nvcc }) {
+  const objects = [];
+  for (const file of [...hostSources, 'cublas_loader.cc']) {
+    const o = join(obj, `${file}.o`);
+    run(cxx, [...common, '-DBADAM_WITH_CUDA', `-I${join(home, 'include')}`, '-c', join(src, file), '-o', o]);
+    objects.push(o);
+  }
+  const cuObject = join(obj, 'cuda_device.o');
+  const gencode = ['80', '90'].flatMap((sm) => ['-gencode', `arch=compute_${sm},code=sm_${sm}`]);
+  run(nvcc, [
+    '-std=c++17',
+    '-O3',
+    '-Xcompiler',
+    '-fPIC',
+    '-DBADAM_WITH_CUDA',
+    ...gencode,
+    '-gencode',
+    'arch=compute_90,code=compute_90',
+    '-c',
+    join(src, 'cuda_device.cu'),
+    '-o',
+    cuObject,
+  ]);
+  objects.push(cuObject);
+  run(cxx, [
+    '-shared',
+    '-o',
+    target,
+    ...objects,
+    join(home, 'lib64', 'libcudart_static.a'),
+    '-ldl',
+    '-lpthread',
+    '-lrt',
+  ]);
+}
+
+function buildCpu() {
+  run(cxx, [...common, '-shared', '-pthread', ...hostSources.map((f) => join(src, f)), '-o', target]);
+}
+
+if (nodeInclude === undefined) {
+  writeFileSync(
+    notes.unavailable,
+    "Node's headers (node_api.h) were not found next to node; set NODE_INCLUDE_DIR\n",
+  );
+  console.warn('@badam/cuda: not built: Node headers not found');
+} else {
+  const cuda = findCuda();
+  let built = false;
+  if (cuda.nvcc) {
+    try {
+      console.log(`@badam/cuda: building with ${cuda.nvcc} (sm_80, sm_90, PTX) ...`);
+      buildCuda(cuda);
+      built = true;
+      console.log('@badam/cuda: built build/badam_cuda.node with the CUDA device');
+    } catch (error) {
+      cuda.reason = `the CUDA build failed (${String(error.message).split('\n')[0]})`;
+    }
+  }
+  if (!built) {
+    writeFileSync(notes.noCuda, `${cuda.reason}\n`);
+    try {
+      buildCpu();
+      console.log(`@badam/cuda: built build/badam_cuda.node, CPU device only: ${cuda.reason}`);
+    } catch (error) {
+      writeFileSync(
+        notes.unavailable,
+        `${cxx} failed or is not installed (${String(error.message).split('\n')[0]}); install g++\n`,
+      );
+      console.warn('@badam/cuda: not built: no C++ compiler');
+    }
+  }
+}

@@ -1,0 +1,21 @@
+/**
+ * @badam/cuda — BAdam on NVIDIA GPUs: a Node-API addon with a caching device allocator that accounts memory
+ * by kind, bf16 / fp16 / fp32 device tensors, BAdam's kernels (cuBLAS GEMM with fp32 accumulation, fused
+ * AdamW writing the rounded weight, gradient norm, casts, masked sparse Adam) each with a C++ CPU
+ * reference, and core's `BlockBackend` on top. Without CUDA the same code runs on the CPU device.
+ *
+ * @packageDocumentation
+ */
+export {
+  type AdamWStepArgs,
+  type AllocationKind,
+  type AllocatorStats,
+  CudaUnavailableError,
+  type DeviceDescription,
+  type SparseAdamStepArgs,
+  type TensorDType,
+} from './addon.js';
+export { CudaBlockBackend, type CudaBlockBackendOptions, type CudaParameter } from './cuda-block-backend.js';
+export { type CudaStatus, Device, type GemmShape } from './device.js';
+export { DeviceTensor } from './device-tensor.js';
+export { loadSafetensorsToDevice } from './safetensors-to-device.js';
