@@ -1,12 +1,22 @@
 /**
  * @badam/models — models for BAdam on TensorFlow.js with Hugging Face parameter names: Llama-family causal
  * LMs (Llama 2/3, Mistral, Qwen2, TinyLlama) with RoPE, grouped-query attention, SwiGLU, LoRA and gradient
- * checkpointing; Hugging Face checkpoints in and out; text generation.
+ * checkpointing; BERT-style encoders (RoBERTa, BERT) with classification and multiple-choice heads; Hugging
+ * Face checkpoints in and out; text generation.
  *
  * @packageDocumentation
  */
 
+export { type EncoderConfig, encoderConfigFromHf, encoderConfigToHf } from './encoder/encoder-config.js';
+export { type EncoderBatch, EncoderClassifier, type EncoderModelOptions } from './encoder/encoder-model.js';
 export { type GenerationOptions, generate } from './generation/generate.js';
+export {
+  encoderWeights,
+  type LoadEncoderOptions,
+  type LoadedEncoder,
+  loadEncoder,
+  saveEncoder,
+} from './hf/encoder-checkpoint.js';
 export {
   type LoadedLlama,
   llamaWeights,
@@ -31,4 +41,5 @@ export {
 export { ropeInverseFrequencies, ropeTables } from './llama/rope.js';
 export { IGNORE_INDEX, maskedCrossEntropy } from './ops/cross-entropy.js';
 export { embeddingLookup } from './ops/embedding.js';
+export { layerNorm } from './ops/layer-norm.js';
 export { rmsNorm } from './ops/rms-norm.js';

@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BadamOptionError, type NamedArray } from '@badam/core';
 import {
@@ -13,6 +12,7 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 import { type LlamaConfig, llamaConfigFromHf, llamaConfigToHf } from '../llama/llama-config.js';
 import { LlamaForCausalLM, type LlamaModelOptions } from '../llama/llama-model.js';
+import { readConfigJson } from './config-json.js';
 
 /** What {@link loadLlama} returns. */
 export interface LoadedLlama {
@@ -22,26 +22,9 @@ export interface LoadedLlama {
   readonly unusedTensors: readonly string[];
 }
 
-/** Reads and parses `<dir>/config.json`, naming the file in every error. */
+/** Reads and parses `<dir>/config.json` of a Llama-family model, naming the file in every error. */
 export async function readLlamaConfig(directory: string): Promise<LlamaConfig> {
-  const path = join(directory, 'config.json');
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    throw new BadamOptionError(
-      'model directory',
-      directory,
-      'a directory with config.json',
-      `${path}: ${(error as NodeJS.ErrnoException).code}`,
-    );
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (error) {
-    throw new BadamOptionError(path, 'invalid JSON', 'a valid config.json', (error as Error).message);
-  }
+  const { json, path } = await readConfigJson(directory);
   return llamaConfigFromHf(json, path);
 }
 

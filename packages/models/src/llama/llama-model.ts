@@ -3,6 +3,7 @@ import type { NamedVariable } from '@badam/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { maskedCrossEntropy } from '../ops/cross-entropy.js';
 import { embeddingLookup } from '../ops/embedding.js';
+import { gaussian } from '../ops/gaussian.js';
 import { rmsNorm } from '../ops/rms-norm.js';
 import type { LlamaConfig } from './llama-config.js';
 import { ropeInverseFrequencies, ropeTables } from './rope.js';
@@ -463,11 +464,4 @@ export class LlamaForCausalLM {
     }) as never) as (...inputs: tf.Tensor[]) => tf.Tensor;
     return run(x, mask, ...trainable);
   }
-}
-
-function gaussian(rng: SeededRandom): number {
-  // Box-Muller on the seeded generator: the same weights for the same seed in every process and backend.
-  const u = 1 - rng.nextFloat();
-  const v = rng.nextFloat();
-  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
 }
