@@ -64,37 +64,76 @@ export class HfTokenizer implements Tokenizer {
     this.padTokenId = pad;
   }
 
-  /** Loads `<dir>/tokenizer.json` and, if present, `<dir>/tokenizer_config.json`. */
+  /**
+   * Loads `<dir>/tokenizer.json` and, if present, `<dir>/tokenizer_config.json`. Without tokenizer.json, a
+   * GPT-2 / RoBERTa byte-level BPE in `vocab.json` + `merges.txt` is read instead (special tokens from
+   * `special_tokens_map.json` or tokenizer_config.json, else RoBERTa's `<s>`, `</s>`, `<pad>`, `<unk>`, `<mask>`).
+   */
   static async fromDirectory(directory: string): Promise<HfTokenizer> {
-    const read = async (file: string, required: boolean): Promise<Record<string, unknown> | undefined> => {
+    const read = async (file: string, required: boolean): Promise<string | undefined> => {
       const path = join(directory, file);
-      let text: string;
       try {
-        text = await readFile(path, 'utf8');
+        return await readFile(path, 'utf8');
       } catch (error) {
         if (!required && (error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
         throw new BadamOptionError(
           'tokenizer',
           path,
-          'a readable tokenizer.json (vocab.json + merges.txt alone are not supported)',
+          'a readable tokenizer.json, or vocab.json + merges.txt',
           (error as NodeJS.ErrnoException).code,
         );
       }
+    };
+    const parse = (file: string, text: string): Record<string, unknown> => {
       try {
         return JSON.parse(text) as Record<string, unknown>;
       } catch (error) {
-        throw new BadamOptionError('tokenizer', path, 'valid JSON', (error as Error).message);
+        throw new BadamOptionError(
+          'tokenizer',
+          join(directory, file),
+          'valid JSON',
+          (error as Error).message,
+        );
       }
     };
-    const tokenizerJson = (await read('tokenizer.json', true))!;
-    const config = (await read('tokenizer_config.json', false)) ?? {};
+    const configText = await read('tokenizer_config.json', false);
+    const config = configText === undefined ? {} : parse('tokenizer_config.json', configText);
+    const tokenizerText = await read('tokenizer.json', false);
+    let tokenizerJson: Record<string, unknown>;
+    let source = join(directory, 'tokenizer.json');
+    if (tokenizerText !== undefined) {
+      tokenizerJson = parse('tokenizer.json', tokenizerText);
+    } else {
+      const vocabText = await read('vocab.json', false);
+      const mergesText = await read('merges.txt', false);
+      if (vocabText === undefined || mergesText === undefined) {
+        throw new BadamOptionError(
+          'tokenizer',
+          directory,
+          'a directory with tokenizer.json, or vocab.json + merges.txt',
+        );
+      }
+      const mapText = await read('special_tokens_map.json', false);
+      const specials = {
+        ...(mapText === undefined ? {} : parse('special_tokens_map.json', mapText)),
+        ...config,
+      };
+      const converted = byteLevelBpeJson(
+        parse('vocab.json', vocabText) as Record<string, number>,
+        mergesText,
+        specials,
+      );
+      tokenizerJson = converted.json;
+      Object.assign(config, converted.specials);
+      source = join(directory, 'vocab.json + merges.txt');
+    }
     let impl: HfTokenizerImpl;
     try {
       impl = new TokenizersJs(tokenizerJson, config) as HfTokenizerImpl;
     } catch (error) {
       throw new BadamOptionError(
         'tokenizer',
-        join(directory, 'tokenizer.json'),
+        source,
         'a tokenizer @huggingface/tokenizers supports',
         (error as Error).message,
       );
@@ -114,4 +153,69 @@ export class HfTokenizer implements Tokenizer {
   tokenToId(token: string): number | undefined {
     return this.impl.token_to_id(token);
   }
+}
+
+const ROBERTA_SPECIALS = {
+  bos_token: '<s>',
+  eos_token: '</s>',
+  unk_token: '<unk>',
+  pad_token: '<pad>',
+  mask_token: '<mask>',
+};
+
+/**
+ * The tokenizer.json that Hugging Face's converter makes from a GPT-2 / RoBERTa `vocab.json` + `merges.txt`:
+ * byte-level pre-tokenization (GPT-2's regex, no prefix space), BPE, byte-level decoding, and the special
+ * tokens present in the vocabulary as added tokens.
+ */
+function byteLevelBpeJson(
+  vocab: Record<string, number>,
+  mergesText: string,
+  settings: Record<string, unknown>,
+): { json: Record<string, unknown>; specials: Record<string, string> } {
+  const merges = mergesText
+    .split('\n')
+    .map((line) => line.trimEnd())
+    .filter((line) => line.length > 0 && !line.startsWith('#version'));
+  for (const [i, merge] of merges.entries()) {
+    if (merge.split(' ').length !== 2) {
+      throw new BadamOptionError(`merges.txt line ${i + 1}`, merge, 'two tokens separated by one space');
+    }
+  }
+  const specials: Record<string, string> = {};
+  for (const [key, fallback] of Object.entries(ROBERTA_SPECIALS)) {
+    const text = tokenText(settings[key] as TokenSetting) ?? fallback;
+    if (vocab[text] !== undefined) specials[key] = text;
+  }
+  const added = [...new Set(Object.values(specials))].map((content) => ({
+    id: vocab[content]!,
+    content,
+    single_word: false,
+    lstrip: content === specials.mask_token,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  }));
+  const json = {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: added,
+    normalizer: null,
+    pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+    post_processor: null,
+    decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
+    model: {
+      type: 'BPE',
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: '',
+      end_of_word_suffix: '',
+      fuse_unk: false,
+      byte_fallback: false,
+      vocab,
+      merges,
+    },
+  };
+  return { json, specials };
 }

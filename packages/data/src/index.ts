@@ -2,7 +2,7 @@
  * @badam/data — instruction data for fine-tuning: tokenizers (Hugging Face tokenizer.json through
  * @huggingface/tokenizers, and a built-in byte tokenizer), LLaMA-Factory's chat templates, Alpaca datasets
  * (JSON / JSONL / dataset_info.json) tokenized with prompt masking and cutoff, validation split, padding
- * and length grouping.
+ * and length grouping; sentence-pair encoding for encoders; SuperGLUE loaders and metrics.
  *
  * @packageDocumentation
  */
@@ -27,6 +27,31 @@ export {
   templateStopIds,
 } from './chat-template.js';
 export { HfTokenizer } from './hf-tokenizer.js';
+export {
+  type EncodedPair,
+  encodeSentencePair,
+  type PairFormat,
+  pairFormat,
+  type TruncationStrategy,
+} from './sentence-pair.js';
+export {
+  accuracy,
+  f1Score,
+  macroF1,
+  multircScores,
+  normalizeAnswer,
+  recordScores,
+  tokenF1,
+} from './superglue/superglue-metrics.js';
+export {
+  loadSuperGlue,
+  SUPERGLUE_TASKS,
+  type SuperGlueTask,
+  superGlueExamples,
+  TASK_SPECS,
+  type TaskExample,
+  type TaskSpec,
+} from './superglue/superglue-tasks.js';
 export {
   encodePretraining,
   encodeSupervised,

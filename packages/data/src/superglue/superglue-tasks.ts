@@ -1,0 +1,316 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BadamOptionError } from '@badam/core';
+
+/** The SuperGLUE tasks. */
+export const SUPERGLUE_TASKS = ['boolq', 'cb', 'copa', 'rte', 'wic', 'wsc', 'multirc', 'record'] as const;
+export type SuperGlueTask = (typeof SUPERGLUE_TASKS)[number];
+
+/**
+ * One model input row: a text or a text pair. Classification tasks give one row per example; multiple
+ * choice (COPA) one per choice; MultiRC one per answer and ReCoRD one per candidate entity, grouped.
+ */
+export interface TaskExample {
+  /** Index of the example in its file (`idx` when present). */
+  readonly id: string;
+  /** The texts of each row scored for this example: one row, or one per choice / candidate. */
+  readonly rows: ReadonlyArray<readonly [string, string | undefined]>;
+  /** Class index (classification), index of the right row (multiple choice), or -1 when unlabelled. */
+  readonly label: number;
+  /** MultiRC: the question the answer belongs to (EM is per question). ReCoRD: the query. */
+  readonly group?: string;
+  /** ReCoRD: the candidate entity of each row and the gold answers, for F1 / EM. */
+  readonly candidates?: readonly string[];
+  readonly answers?: readonly string[];
+}
+
+/** How a task is modelled. */
+export interface TaskSpec {
+  readonly name: SuperGlueTask;
+  /** `classification` (one row, numLabels classes) or `multiple-choice` (softmax over rows). */
+  readonly kind: 'classification' | 'multiple-choice';
+  readonly numLabels: number;
+  readonly labelNames: readonly string[];
+  /** The metrics SuperGLUE reports for it. */
+  readonly metrics: readonly string[];
+}
+
+export const TASK_SPECS: Readonly<Record<SuperGlueTask, TaskSpec>> = {
+  boolq: {
+    name: 'boolq',
+    kind: 'classification',
+    numLabels: 2,
+    labelNames: ['False', 'True'],
+    metrics: ['accuracy'],
+  },
+  cb: {
+    name: 'cb',
+    kind: 'classification',
+    numLabels: 3,
+    labelNames: ['entailment', 'contradiction', 'neutral'],
+    metrics: ['accuracy', 'f1_macro'],
+  },
+  copa: {
+    name: 'copa',
+    kind: 'multiple-choice',
+    numLabels: 2,
+    labelNames: ['choice1', 'choice2'],
+    metrics: ['accuracy'],
+  },
+  rte: {
+    name: 'rte',
+    kind: 'classification',
+    numLabels: 2,
+    labelNames: ['entailment', 'not_entailment'],
+    metrics: ['accuracy'],
+  },
+  wic: {
+    name: 'wic',
+    kind: 'classification',
+    numLabels: 2,
+    labelNames: ['False', 'True'],
+    metrics: ['accuracy'],
+  },
+  wsc: {
+    name: 'wsc',
+    kind: 'classification',
+    numLabels: 2,
+    labelNames: ['False', 'True'],
+    metrics: ['accuracy'],
+  },
+  multirc: {
+    name: 'multirc',
+    kind: 'classification',
+    numLabels: 2,
+    labelNames: ['False', 'True'],
+    metrics: ['f1a', 'exact_match'],
+  },
+  record: {
+    name: 'record',
+    kind: 'classification',
+    numLabels: 2,
+    labelNames: ['False', 'True'],
+    metrics: ['f1', 'exact_match'],
+  },
+};
+
+type Row = Record<string, unknown>;
+
+function field<T>(row: Row, key: string, where: string, check: (v: unknown) => boolean, expected: string): T {
+  const value = row[key];
+  if (!check(value)) throw new BadamOptionError(`${where} field "${key}"`, value, expected);
+  return value as T;
+}
+const str = (row: Row, key: string, where: string) =>
+  field<string>(row, key, where, (v) => typeof v === 'string', 'a string');
+
+/** A label given as an index, a boolean or a label name, as an index into `names` (-1 when absent). */
+function labelOf(row: Row, key: string, names: readonly string[], where: string): number {
+  const value = row[key];
+  if (value === undefined || value === null) return -1;
+  if (typeof value === 'boolean') return value ? 1 : 0;
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 && value < names.length)
+    return value;
+  if (typeof value === 'string' && names.includes(value)) return names.indexOf(value);
+  throw new BadamOptionError(
+    `${where} field "${key}"`,
+    value,
+    `a label: 0..${names.length - 1}, true / false or one of ${names.join(', ')}`,
+  );
+}
+
+/**
+ * Turns the records of a SuperGLUE jsonl file into model rows (the formats of the public task data: BoolQ's
+ * label in `answer`, COPA's `question` cause / effect, MultiRC's nested passage / questions / answers,
+ * ReCoRD's entity spans and `@placeholder` queries). A malformed record is an error naming it.
+ */
+export function superGlueExamples(
+  task: SuperGlueTask,
+  records: readonly unknown[],
+  source: string = task,
+): TaskExample[] {
+  const spec = TASK_SPECS[task];
+  if (spec === undefined) throw new BadamOptionError('task', task, `one of ${SUPERGLUE_TASKS.join(', ')}`);
+  const out: TaskExample[] = [];
+  records.forEach((record, i) => {
+    const where = `${source} record ${i}`;
+    if (typeof record !== 'object' || record === null)
+      throw new BadamOptionError(where, record, 'a JSON object');
+    const row = record as Row;
+    const id = String(row.idx ?? i);
+    switch (task) {
+      case 'boolq':
+        // The question first: a long passage is what truncation cuts.
+        out.push({
+          id,
+          rows: [[str(row, 'question', where), str(row, 'passage', where)]],
+          label: labelOf(row, row.answer !== undefined ? 'answer' : 'label', spec.labelNames, where),
+        });
+        break;
+      case 'cb':
+      case 'rte':
+        out.push({
+          id,
+          rows: [[str(row, 'premise', where), str(row, 'hypothesis', where)]],
+          label: labelOf(row, 'label', spec.labelNames, where),
+        });
+        break;
+      case 'wic':
+        out.push({
+          id,
+          rows: [
+            [`${str(row, 'word', where)}: ${str(row, 'sentence1', where)}`, str(row, 'sentence2', where)],
+          ],
+          label: labelOf(row, 'label', spec.labelNames, where),
+        });
+        break;
+      case 'copa': {
+        const question = str(row, 'question', where);
+        if (question !== 'cause' && question !== 'effect')
+          throw new BadamOptionError(`${where} field "question"`, question, '"cause" or "effect"');
+        const ask = question === 'cause' ? 'What was the cause?' : 'What happened as a result?';
+        const premise = str(row, 'premise', where);
+        out.push({
+          id,
+          rows: [
+            [premise, `${ask} ${str(row, 'choice1', where)}`],
+            [premise, `${ask} ${str(row, 'choice2', where)}`],
+          ],
+          label: labelOf(row, 'label', spec.labelNames, where),
+        });
+        break;
+      }
+      case 'wsc': {
+        const target = field<Row>(
+          row,
+          'target',
+          where,
+          (v) => typeof v === 'object' && v !== null,
+          'an object with span1_text and span2_text',
+        );
+        out.push({
+          id,
+          rows: [
+            [
+              str(row, 'text', where),
+              `Does "${str(target, 'span2_text', `${where} target`)}" refer to "${str(target, 'span1_text', `${where} target`)}"?`,
+            ],
+          ],
+          label: labelOf(row, 'label', spec.labelNames, where),
+        });
+        break;
+      }
+      case 'multirc': {
+        const passage = field<Row>(
+          row,
+          'passage',
+          where,
+          (v) => typeof v === 'object' && v !== null,
+          'an object with text and questions',
+        );
+        const text = str(passage, 'text', `${where} passage`);
+        const questions = field<Row[]>(
+          passage,
+          'questions',
+          `${where} passage`,
+          Array.isArray,
+          'a list of questions',
+        );
+        questions.forEach((q, qi) => {
+          const question = str(q, 'question', `${where} question ${qi}`);
+          const answers = field<Row[]>(
+            q,
+            'answers',
+            `${where} question ${qi}`,
+            Array.isArray,
+            'a list of answers',
+          );
+          answers.forEach((a, ai) => {
+            const at = `${where} question ${qi} answer ${ai}`;
+            out.push({
+              id: `${id}-${String(q.idx ?? qi)}-${String(a.idx ?? ai)}`,
+              rows: [[text, `${question} ${str(a, 'text', at)}`]],
+              label: labelOf(a, 'label', spec.labelNames, at),
+              group: `${id}-${String(q.idx ?? qi)}`,
+            });
+          });
+        });
+        break;
+      }
+      case 'record': {
+        const passage = field<Row>(
+          row,
+          'passage',
+          where,
+          (v) => typeof v === 'object' && v !== null,
+          'an object with text and entities',
+        );
+        const text = str(passage, 'text', `${where} passage`);
+        const entities = field<Row[]>(
+          passage,
+          'entities',
+          `${where} passage`,
+          Array.isArray,
+          'a list of {start, end} spans',
+        );
+        const names = [...new Set(entities.map((e) => text.slice(Number(e.start), Number(e.end) + 1)))];
+        const qas = field<Row[]>(row, 'qas', where, Array.isArray, 'a list of queries');
+        qas.forEach((qa, qi) => {
+          const query = str(qa, 'query', `${where} query ${qi}`);
+          if (!query.includes('@placeholder'))
+            throw new BadamOptionError(`${where} query ${qi}`, query, 'a query with @placeholder');
+          const answers = Array.isArray(qa.answers)
+            ? (qa.answers as Row[]).map((a) => str(a, 'text', `${where} query ${qi} answer`))
+            : [];
+          out.push({
+            id: `${id}-${String(qa.idx ?? qi)}`,
+            rows: names.map((entity) => [text, query.replace('@placeholder', entity)] as const),
+            label: names.findIndex((n) => answers.includes(n)),
+            group: `${id}-${String(qa.idx ?? qi)}`,
+            candidates: names,
+            answers,
+          });
+        });
+        break;
+      }
+    }
+  });
+  return out;
+}
+
+/** Reads `<dir>/<task>/<split>.jsonl` (the layout of ../shared/data/superglue) into task examples. */
+export async function loadSuperGlue(
+  directory: string,
+  task: SuperGlueTask,
+  split: 'train' | 'val' | 'test',
+): Promise<TaskExample[]> {
+  const path = join(directory, task, `${split}.jsonl`);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new BadamOptionError(
+      `${task} ${split} data`,
+      path,
+      'a readable SuperGLUE jsonl file',
+      (error as NodeJS.ErrnoException).code,
+    );
+  }
+  const records = text
+    .split('\n')
+    .map((line, i) => [line.trim(), i] as const)
+    .filter(([line]) => line.length > 0)
+    .map(([line, i]) => {
+      try {
+        return JSON.parse(line) as unknown;
+      } catch (error) {
+        throw new BadamOptionError(
+          `${path} line ${i + 1}`,
+          line.slice(0, 40),
+          'a JSON object',
+          (error as Error).message,
+        );
+      }
+    });
+  return superGlueExamples(task, records, path);
+}
