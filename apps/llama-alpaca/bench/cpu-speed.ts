@@ -6,6 +6,7 @@
  *
  *   pnpm --filter @badam/llama-alpaca bench                      # badam, adam and lora, tfjs and PyTorch
  *   pnpm --filter @badam/llama-alpaca bench -- --modes badam --pure-wasm   # also tfjs-wasm without native
+ *   pnpm --filter @badam/llama-alpaca bench -- --checkpointing              # also with gradient checkpointing
  *   BADAM_TORCH_BENCH=/path/torch_cpu_llama.py PYTHON=/usr/bin/python3 ...  # where the PyTorch peer lives
  *
  * Modes, as in the peer: `badam` (BAdam, K = 1, ascending, so the 8 timed steps cover one block epoch),
@@ -37,6 +38,7 @@ async function worker(
   backend: 'wasm' | 'wasm-native',
   steps: number,
   warm: number,
+  checkpointing: boolean,
 ): Promise<void> {
   await import('@tensorflow/tfjs');
   const tf = await import('@tensorflow/tfjs-core');
@@ -60,6 +62,7 @@ async function worker(
     tie_word_embeddings: false,
   });
   const model = new LlamaForCausalLM(config, { seed: 0 });
+  model.gradientCheckpointing = checkpointing;
   const rng = SeededRandom.fromSeed(0);
   const ids = Array.from({ length: WORKLOAD.batch }, () =>
     Array.from({ length: WORKLOAD.seq }, () => rng.nextInt(WORKLOAD.vocab)),
@@ -97,7 +100,7 @@ async function worker(
   const stepSeconds = (performance.now() - started) / 1000 / (steps - warm);
   peak.stop();
   const result: Measurement = {
-    runner: backend === 'wasm-native' ? 'tfjs wasm + native' : 'tfjs wasm',
+    runner: `${backend === 'wasm-native' ? 'tfjs wasm + native' : 'tfjs wasm'}${checkpointing ? ', gradient checkpointing' : ''}`,
     mode,
     step_s: Number(stepSeconds.toFixed(3)),
     tok_s: Number(((WORKLOAD.batch * WORKLOAD.seq) / stepSeconds).toFixed(1)),
@@ -120,7 +123,7 @@ function workspaceRoot(): string {
   return dir;
 }
 
-function orchestrate(modes: string[], pureWasm: boolean): void {
+function orchestrate(modes: string[], pureWasm: boolean, checkpointing: boolean): void {
   const peer = resolve(
     process.env.BADAM_TORCH_BENCH ?? join(workspaceRoot(), '..', 'shared', 'bench', 'torch_cpu_llama.py'),
   );
@@ -167,6 +170,16 @@ function orchestrate(modes: string[], pureWasm: boolean): void {
       '--backend',
       'wasm-native',
     ]);
+    const recomputing = checkpointing
+      ? run(`tfjs wasm+native+checkpointing ${mode}`, process.execPath, [
+          self,
+          '--worker',
+          mode,
+          '--backend',
+          'wasm-native',
+          '--checkpointing',
+        ])
+      : undefined;
     const wasm = pureWasm
       ? run(`tfjs wasm ${mode}`, process.execPath, [
           self,
@@ -180,7 +193,7 @@ function orchestrate(modes: string[], pureWasm: boolean): void {
           '1',
         ])
       : undefined;
-    for (const r of [torch, native, wasm]) {
+    for (const r of [torch, native, recomputing, wasm]) {
       if (r === undefined) continue;
       const ratio = torch !== undefined ? `${(r.tok_s / torch.tok_s).toFixed(2)}x` : 'n/a';
       table.push(
@@ -200,6 +213,7 @@ const { values } = parseArgs({
     warm: { type: 'string', default: String(WARM) },
     modes: { type: 'string', default: 'badam,adam,lora' },
     'pure-wasm': { type: 'boolean', default: false },
+    checkpointing: { type: 'boolean', default: false },
   },
 });
 if (values.worker !== undefined) {
@@ -208,7 +222,8 @@ if (values.worker !== undefined) {
     values.backend as 'wasm' | 'wasm-native',
     Number(values.steps),
     Number(values.warm),
+    values.checkpointing,
   );
 } else {
-  orchestrate(values.modes.split(','), values['pure-wasm']);
+  orchestrate(values.modes.split(','), values['pure-wasm'], values.checkpointing);
 }

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
+import { type FlagSpec, UsageError } from '@badam/core';
 import {
   type ChatTurn,
   chatTemplate,
@@ -10,7 +11,6 @@ import {
 } from '@badam/data';
 import { generate, loadLlama } from '@badam/models';
 import { useNativeMatMul, useTfjsBackend } from '@badam/tfjs';
-import { type FlagSpec, UsageError } from './flags.js';
 
 export const CHAT_FLAGS: Readonly<Record<string, FlagSpec>> = {
   model_name_or_path: {

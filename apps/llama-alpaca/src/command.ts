@@ -1,11 +1,18 @@
 // The program loads TensorFlow.js itself: @tensorflow/tfjs registers the cpu backend and every gradient.
 import '@tensorflow/tfjs';
 import { join } from 'node:path';
-import { BadamOptionError, BadamPartitionError, BadamStateError } from '@badam/core';
+import {
+  BadamOptionError,
+  BadamPartitionError,
+  BadamStateError,
+  flagHelp,
+  parseFlags,
+  parseFlagsExplicit,
+  UsageError,
+} from '@badam/core';
 import { CHAT_FLAGS, runChat } from './chat.js';
 import { runComparison } from './compare.js';
 import { EMBEDDED_DEFAULTS, runEmbeddedDefault } from './embedded.js';
-import { flagHelp, parseFlags, parseFlagsExplicit, UsageError } from './flags.js';
 import { runTraining, writeJson } from './run-training.js';
 import { resolveTrainOptions, TRAIN_FLAGS, type TrainOptions } from './train-options.js';
 

@@ -22,7 +22,6 @@ export {
   TASKS,
   TINY_LLAMA_CONFIG,
 } from './embedded-data.js';
-export { type FlagSpec, flagHelp, parseFlags, UsageError } from './flags.js';
 export { type Prediction, predictExamples } from './predict.js';
 export { type RunInputs, type RunIO, runTraining, type TrainRunResult } from './run-training.js';
 export { resolveTrainOptions, TRAIN_FLAGS, type TrainOptions } from './train-options.js';

@@ -1,4 +1,3 @@
-import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   BlockSwitchLogCallback,
@@ -7,7 +6,9 @@ import {
   MetricsLogCallback,
   NonFiniteLossGuard,
   ProgressCallback,
+  prepareOutputDir,
   SafetensorsCheckpointStore,
+  writeResultsJson,
 } from '@badam/callbacks';
 import {
   createLrSchedule,
@@ -15,6 +16,7 @@ import {
   suggestSwitchBlockEvery,
   Trainer,
   type TrainerCallback,
+  UsageError,
 } from '@badam/core';
 import {
   alpacaExamples,
@@ -39,13 +41,11 @@ import {
   type BaseOptimizer,
   BlockOptimizer,
   BlockOptimizerRatio,
+  prepareTfjsBackend,
   TfjsTrainerBackend,
   trackPeakMemory,
-  useNativeMatMul,
-  useTfjsBackend,
 } from '@badam/tfjs';
 import { generatedInstructions, TINY_LLAMA_CONFIG } from './embedded-data.js';
-import { UsageError } from './flags.js';
 import { estimateRunMemory } from './memory-report.js';
 import { type Prediction, predictExamples } from './predict.js';
 import type { TrainOptions } from './train-options.js';
@@ -87,43 +87,15 @@ export interface RunInputs {
   skipModelSave?: boolean;
 }
 
-async function prepareOutputDir(options: TrainOptions): Promise<void> {
-  let entries: string[] = [];
-  try {
-    entries = await readdir(options.outputDir);
-  } catch {
-    entries = [];
-  }
-  if (entries.length > 0 && !options.overwriteOutputDir && options.resumeFromCheckpoint === undefined) {
-    throw new UsageError(
-      `output directory ${options.outputDir} exists and is not empty: pass --overwrite_output_dir to reuse it, --resume_from_checkpoint to continue its run, or another --output_dir`,
-    );
-  }
-  if (options.overwriteOutputDir) {
-    for (const entry of entries)
-      if (/^checkpoint-\d+$/.test(entry))
-        await rm(join(options.outputDir, entry), { recursive: true, force: true });
-  }
-  await mkdir(options.outputDir, { recursive: true });
-}
-
 /**
  * Activates the tfjs backend and, unless disabled, @badam/native's matrix multiply on it. Returns a label
  * such as `wasm + native avx512 x2`.
  */
 export async function prepareBackend(options: TrainOptions, io: RunIO): Promise<string> {
-  const backend = await useTfjsBackend(options.tfjsBackend);
-  let label = backend;
-  if (options.nativeKernels && (backend === 'wasm' || backend === 'cpu')) {
-    try {
-      const { kernel, threads } = await useNativeMatMul();
-      label = `${backend} + native ${kernel} x${threads}`;
-    } catch (error) {
-      io.warn(
-        `badam-llama: native kernels unavailable, using tfjs's own matmul: ${(error as Error).message}`,
-      );
-    }
-  }
+  const label = await prepareTfjsBackend(options.tfjsBackend, {
+    nativeKernels: options.nativeKernels,
+    warn: (m) => io.warn(`badam-llama: ${m}`),
+  });
   io.log(`badam-llama: tfjs backend ${label}`);
   return label;
 }
@@ -247,7 +219,10 @@ export async function runTraining(
   io: RunIO,
   inputs: RunInputs = {},
 ): Promise<TrainRunResult> {
-  await prepareOutputDir(options);
+  await prepareOutputDir(options.outputDir, {
+    overwrite: options.overwriteOutputDir,
+    resuming: options.resumeFromCheckpoint !== undefined,
+  });
   const backendName = await prepareBackend(options, io);
   if (options.bf16)
     io.warn(
@@ -454,11 +429,5 @@ async function saveTokenizer(tokenizer: Tokenizer, options: TrainOptions): Promi
   }
 }
 
-/** JSON as Hugging Face writes its results: sorted keys, 4-space indent, atomically. */
-export async function writeJson(path: string, value: unknown): Promise<void> {
-  const sorted =
-    typeof value === 'object' && value !== null && !Array.isArray(value)
-      ? Object.fromEntries(Object.entries(value).sort(([a], [b]) => a.localeCompare(b)))
-      : value;
-  await writeFileAtomic(path, [`${JSON.stringify(sorted, null, 4)}\n`]);
-}
+/** JSON as Hugging Face writes its results. */
+export const writeJson = writeResultsJson;

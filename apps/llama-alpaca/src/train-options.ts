@@ -1,5 +1,5 @@
+import { type FlagSpec, type FlagValues, UsageError } from '@badam/core';
 import { CHAT_TEMPLATES } from '@badam/data';
-import { type FlagSpec, type FlagValues, UsageError } from './flags.js';
 
 /** The flags of `badam-llama` training, named as in the BAdam paper's scripts and LLaMA-Factory. */
 export const TRAIN_FLAGS: Readonly<Record<string, FlagSpec>> = {

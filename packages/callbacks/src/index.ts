@@ -25,6 +25,7 @@ export {
 } from './loss-plot.js';
 export { MetricsLogCallback, readTrainerLog, TRAINER_LOG } from './metrics-log-callback.js';
 export { NonFiniteLossGuard } from './non-finite-loss-guard.js';
+export { prepareOutputDir, writeResultsJson } from './output-dir.js';
 export { ProgressCallback, type ProgressCallbackOptions } from './progress-callback.js';
 export {
   CHECKPOINT_FILES,

@@ -24,6 +24,14 @@ export {
   parseHfConfig,
   SUPPORTED_MODEL_TYPES,
 } from './architectures/parse-hf-config.js';
+export {
+  type FlagSpec,
+  type FlagValues,
+  flagHelp,
+  parseFlags,
+  parseFlagsExplicit,
+  UsageError,
+} from './cli/flags.js';
 export { bytesPerElement, DTYPES, type DType, isDType, parseDType } from './dtype.js';
 export { BadamOptionError, BadamPartitionError, BadamStateError, describeValue } from './errors.js';
 export { formatBytes, formatCount } from './format.js';

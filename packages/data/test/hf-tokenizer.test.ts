@@ -58,7 +58,7 @@ describe('templates with real special tokens', () => {
 
   it('a directory without tokenizer.json is an error that says what is needed', async () => {
     await expect(HfTokenizer.fromDirectory(dir('nope'))).rejects.toThrow(
-      /tokenizer must be a readable tokenizer.json/,
+      /tokenizer must be a directory with tokenizer.json, or vocab.json \+ merges.txt/,
     );
   });
 });

@@ -40,9 +40,9 @@ export function multircScores(
   sameLength(predictions, labels);
   sameLength(predictions, groups);
   const perQuestion = new Map<string, boolean>();
-  predictions.forEach((p, i) =>
-    perQuestion.set(groups[i]!, (perQuestion.get(groups[i]!) ?? true) && p === labels[i]),
-  );
+  for (const [i, p] of predictions.entries()) {
+    perQuestion.set(groups[i]!, (perQuestion.get(groups[i]!) ?? true) && p === labels[i]);
+  }
   const exact = [...perQuestion.values()].filter(Boolean).length / Math.max(perQuestion.size, 1);
   return { f1a: f1Score(predictions, labels, 1), exact_match: exact };
 }

@@ -73,7 +73,9 @@ export class EncoderClassifier {
   private readonly layers: EncoderLayer[] = [];
   private readonly linears = new Map<string, Linear>();
   private loraSettings: LoraConfig | undefined;
-  private dropoutCalls: number;
+  private readonly seed: number;
+  private dropoutCalls = 0;
+  private dropoutStep = 0;
 
   constructor(config: EncoderConfig, options: EncoderModelOptions = {}) {
     if (config.head !== 'sequence-classification' && config.head !== 'multiple-choice') {
@@ -92,7 +94,7 @@ export class EncoderClassifier {
     }
     this.config = config;
     this.prefix = `encoder${instances++}`;
-    this.dropoutCalls = (options.seed ?? 0) * 7919;
+    this.seed = options.seed ?? 0;
     const rng = SeededRandom.fromSeed(options.seed ?? 0);
     const std = options.initializerRange ?? 0.02;
     const skip = options.skipInitialization ?? false;
@@ -160,6 +162,15 @@ export class EncoderClassifier {
   /** Total parameter count (adapters included). */
   get parameterCount(): number {
     return this.namedParameters.reduce((s, [, v]) => s + v.size, 0);
+  }
+
+  /**
+   * Makes dropout a function of (seed, `step`, call within the step), so that a run resumed from a
+   * checkpoint draws the same masks as the uninterrupted run. Trainers call it at the start of each step.
+   */
+  setDropoutStep(step: number): void {
+    this.dropoutStep = step;
+    this.dropoutCalls = 0;
   }
 
   /** Names of the task head's parameters (and the pooler's, when the head uses it): randomly initialised when fine-tuning starts. */
@@ -376,7 +387,13 @@ export class EncoderClassifier {
   }
 
   private dropout(x: tf.Tensor, rate: number, training: boolean): tf.Tensor {
-    return training && rate > 0 ? tf.dropout(x, rate, undefined, this.dropoutCalls++) : x;
+    if (!training || rate <= 0) return x;
+    const seed =
+      (Math.imul(this.seed + 1, 0x9e3779b1) ^
+        Math.imul(this.dropoutStep + 1, 0x85ebca6b) ^
+        this.dropoutCalls++) >>>
+      0;
+    return tf.dropout(x, rate, undefined, seed);
   }
 
   private v(name: string): tf.Variable {

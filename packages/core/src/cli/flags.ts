@@ -1,4 +1,4 @@
-import { BadamOptionError } from '@badam/core';
+import { BadamOptionError } from '../errors.js';
 
 /** One command-line flag, named as LLaMA-Factory / Hugging Face name it. */
 export interface FlagSpec {
