@@ -1,0 +1,269 @@
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ByteTokenizer } from '@badam/data';
+import { EncoderClassifier, encoderConfigFromHf, saveEncoder } from '@badam/models';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  generatedPairTask,
+  robertaOptionsFrom,
+  runRobertaCommand,
+  runSuperGlue,
+  TINY_ROBERTA_CONFIG,
+} from '../src/index.js';
+
+function capture() {
+  const out: string[] = [];
+  const err: string[] = [];
+  return { io: { log: (m: string) => out.push(m), warn: (m: string) => err.push(m) }, out, err };
+}
+
+async function jsonLines(path: string): Promise<Array<Record<string, unknown>>> {
+  return (await readFile(path, 'utf8'))
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'badam-roberta-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('badam-roberta flags', () => {
+  it.each([
+    [
+      ['--use_block_optim', '--use_sparse_optim', '--task_name', 'cb'],
+      '--use_block_optim and --use_sparse_optim pick different optimizers',
+    ],
+    [['--use_block_optim', '--lora_rank', '8', '--task_name', 'cb'], 'choose one'],
+    [
+      ['--task_name', 'cb', '--switch_every', '10'],
+      '--switch_every applies to --use_block_optim or --use_sparse_optim',
+    ],
+    [
+      ['--task_name', 'cb', '--use_block_optim', '--switch_every', '0'],
+      '--switch_every must be >= 1 or -1, got 0',
+    ],
+    [['--task_name', 'axb'], 'one of boolq, cb, copa, rte, wic, wsc, multirc, record'],
+    [['--hf_pretrained_model_name', 'x'], '--hf_pretrained_model_name needs --task_name'],
+    [['--use_blok_optim'], 'did you mean --use_block_optim?'],
+  ])('rejects %j saying what to do', async (argv, message) => {
+    const { io, err } = capture();
+    expect(await runRobertaCommand(argv, io)).toBe(2);
+    expect(err.join('\n')).toContain(message);
+  });
+
+  it('the embedded default is BAdam with the head in every block, unless another method is chosen', () => {
+    expect(robertaOptionsFrom([]).options).toMatchObject({
+      method: 'block',
+      trainLastLayer: true,
+      switchEvery: 25,
+      maxSteps: 400,
+    });
+    expect(robertaOptionsFrom(['--lora_rank', '4']).options).toMatchObject({
+      method: 'lora',
+      trainLastLayer: false,
+      loraRank: 4,
+    });
+    expect(robertaOptionsFrom(['--use_sparse_optim']).options).toMatchObject({
+      method: 'sparse',
+      switchEvery: 25,
+    });
+    expect(robertaOptionsFrom(['--use_block_optim', 'false']).options.method).toBe('full');
+    expect(robertaOptionsFrom(['--task_name', 'cb']).options).toMatchObject({
+      method: 'full',
+      learningRate: 1e-5,
+      outputDir: 'output/roberta-cb-full',
+    });
+  });
+});
+
+describe('badam-roberta runs', () => {
+  it('embedded default (shrunk): BAdam over layers, logs, plot, predictions, model; resumes from a checkpoint', async () => {
+    const out = join(dir, 'embedded');
+    const { options } = robertaOptionsFrom([
+      '--max_steps',
+      '6',
+      '--switch_every',
+      '2',
+      '--eval_every_steps',
+      '3',
+      '--logging_steps',
+      '1',
+      '--save_steps',
+      '3',
+      '--output_dir',
+      out,
+    ]);
+    const run = capture();
+    const result = await runSuperGlue(options, run.io, {
+      train: generatedPairTask(64, 1),
+      validation: generatedPairTask(16, 2),
+    });
+    const finished = await readFile(join(out, 'model.safetensors'));
+    for (const file of [
+      'trainer_log.jsonl',
+      'training_loss.png',
+      'val_predictions.jsonl',
+      'all_results.json',
+      'config.json',
+      'model.safetensors',
+      'tokenizer.json',
+      'checkpoint-6',
+    ]) {
+      expect(existsSync(join(out, file)), file).toBe(true);
+    }
+    expect(run.out.join('\n')).toContain('switching to block 1 (roberta.encoder.layer.1.)');
+    const predictions = await jsonLines(join(out, 'val_predictions.jsonl'));
+    expect(predictions).toHaveLength(16);
+    expect(['same', 'different']).toContain(predictions[0]!.prediction);
+    expect(result.metrics.eval_accuracy).toBeGreaterThanOrEqual(0);
+    const log = await jsonLines(join(out, 'trainer_log.jsonl'));
+    expect(log.filter((l) => typeof l.eval_loss === 'number')).toHaveLength(2);
+
+    const resumed = capture();
+    const again = robertaOptionsFrom([
+      '--max_steps',
+      '6',
+      '--switch_every',
+      '2',
+      '--eval_every_steps',
+      '3',
+      '--logging_steps',
+      '1',
+      '--save_steps',
+      '3',
+      '--output_dir',
+      out,
+      '--resume_from_checkpoint',
+      join(out, 'checkpoint-3'),
+    ]);
+    const second = await runSuperGlue(again.options, resumed.io, {
+      train: generatedPairTask(64, 1),
+      validation: generatedPairTask(16, 2),
+    });
+    expect(resumed.out.join('\n')).toContain('resuming from');
+    expect(second.predictions).toEqual(result.predictions);
+    // Dropout included, the resumed run ends on the same weights, bit for bit.
+    expect((await readFile(join(out, 'model.safetensors'))).equals(finished)).toBe(true);
+  });
+
+  it('a Hugging Face directory on a multiple-choice task (COPA format): LoRA on query/value, head trained', async () => {
+    const modelDir = join(dir, 'tiny-roberta');
+    const model = new EncoderClassifier(
+      encoderConfigFromHf(
+        { ...TINY_ROBERTA_CONFIG, num_hidden_layers: 2 },
+        { head: 'sequence-classification' },
+      ),
+      { seed: 3 },
+    );
+    await saveEncoder(model, modelDir);
+    const { tokenizer, config } = new ByteTokenizer().toHuggingFace();
+    await import('node:fs/promises').then(async (fs) => {
+      await fs.writeFile(join(modelDir, 'tokenizer.json'), JSON.stringify(tokenizer));
+      await fs.writeFile(join(modelDir, 'tokenizer_config.json'), JSON.stringify(config));
+      const copa = (i: number) =>
+        JSON.stringify({
+          premise: `The glass fell ${i}.`,
+          choice1: 'It broke.',
+          choice2: 'It sang.',
+          question: 'effect',
+          label: i % 2,
+          idx: i,
+        });
+      await fs.mkdir(join(dir, 'sg', 'copa'), { recursive: true });
+      await fs.writeFile(
+        join(dir, 'sg', 'copa', 'train.jsonl'),
+        Array.from({ length: 12 }, (_, i) => copa(i)).join('\n'),
+      );
+      await fs.writeFile(
+        join(dir, 'sg', 'copa', 'val.jsonl'),
+        Array.from({ length: 4 }, (_, i) => copa(i)).join('\n'),
+      );
+    });
+    const out = join(dir, 'copa-lora');
+    const run = capture();
+    const code = await runRobertaCommand(
+      [
+        '--task_name',
+        'copa',
+        '--hf_pretrained_model_name',
+        modelDir,
+        '--data_dir',
+        join(dir, 'sg'),
+        '--lora_rank',
+        '4',
+        '--max_steps',
+        '3',
+        '--train_batch_size',
+        '4',
+        '--output_dir',
+        out,
+        '--learning_rate',
+        '1e-3',
+      ],
+      run.io,
+    );
+    expect(code, run.err.join('\n')).toBe(0);
+    expect(run.out.join('\n')).toContain(
+      'newly initialised (not in the checkpoint): roberta.pooler.dense.weight, roberta.pooler.dense.bias, classifier.weight, classifier.bias',
+    );
+    const results = JSON.parse(await readFile(join(out, 'all_results.json'), 'utf8')) as Record<
+      string,
+      number | string
+    >;
+    expect(results.method).toBe('lora');
+    expect(results.task).toBe('copa');
+    // LoRA A and B on query and value of 2 layers (4 x (4 x 64 + 64 x 4)) plus the pooler and classifier.
+    expect(results.trainable_parameters).toBe(4 * 2 * 4 * 64 + (64 * 64 + 64) + (64 + 1));
+    expect(await jsonLines(join(out, 'val_predictions.jsonl'))).toHaveLength(4);
+  });
+});
+
+const sharedSuperGlue = resolve(
+  process.env.BADAM_SHARED_DATA ??
+    join(fileURLToPath(new URL('.', import.meta.url)), '../../../../shared/data'),
+  'superglue',
+);
+
+describe.skipIf(!existsSync(join(sharedSuperGlue, 'cb', 'train.jsonl')))(
+  'real SuperGLUE data (../shared/data)',
+  () => {
+    it('CB with the built-in tiny encoder: a few BAdam steps, accuracy and macro-F1 on the 56 validation examples', async () => {
+      const out = join(dir, 'cb');
+      const run = capture();
+      const code = await runRobertaCommand(
+        [
+          '--task_name',
+          'cb',
+          '--data_dir',
+          sharedSuperGlue,
+          '--use_block_optim',
+          '--switch_every',
+          '1',
+          '--max_steps',
+          '3',
+          '--max_seq_length',
+          '96',
+          '--output_dir',
+          out,
+        ],
+        run.io,
+      );
+      expect(code, run.err.join('\n')).toBe(0);
+      const results = JSON.parse(await readFile(join(out, 'all_results.json'), 'utf8')) as Record<
+        string,
+        number
+      >;
+      expect(results.eval_accuracy).toBeGreaterThanOrEqual(0);
+      expect(results.eval_f1_macro).toBeGreaterThanOrEqual(0);
+      expect(await jsonLines(join(out, 'val_predictions.jsonl'))).toHaveLength(56);
+    });
+  },
+);
