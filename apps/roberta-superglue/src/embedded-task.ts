@@ -24,34 +24,36 @@ export const TINY_ROBERTA_CONFIG = {
   bos_token_id: 257,
   eos_token_id: 258,
   num_labels: 2,
-  id2label: { '0': 'different', '1': 'same' },
+  id2label: { '0': 'not_entailment', '1': 'entailment' },
 } as const;
 
 const ANIMALS = ['cat', 'dog', 'fox', 'owl', 'bee', 'cow', 'elk', 'yak'];
-const PLACES = ['garden', 'forest', 'field', 'river', 'barn', 'park'];
+const OUTDOORS = ['garden', 'forest', 'field', 'river', 'park', 'beach'];
+const INDOORS = ['kitchen', 'attic', 'cellar', 'garage', 'hallway', 'bedroom'];
 
 /**
- * The embedded task: does the second sentence name the same animal as the first? (`I saw a fox in the
- * park.` / `There was a fox near the barn.` -> same). Balanced labels; the places differ at random, so the
- * model has to compare the animals across the pair — what an entailment head learns on SuperGLUE.
+ * The embedded task, a small entailment problem: does the second sentence follow from the first?
+ * (`The fox is in the garden.` / `The fox is outside.` -> entailed; `... is inside.` -> not). Labels are
+ * balanced and neither sentence alone tells the answer — `outside` is as often right as wrong — so the
+ * model has to relate the place in the premise to the claim in the hypothesis, as on RTE or CB.
  */
 export function generatedPairTask(size: number, seed: number): TaskExample[] {
   const rng = SeededRandom.fromSeed(seed);
   const pick = <T>(items: readonly T[]) => items[rng.nextInt(items.length)]!;
   return Array.from({ length: size }, (_, i) => {
+    const outdoors = rng.nextInt(2) === 0;
+    const entailed = i % 2 === 0;
     const animal = pick(ANIMALS);
-    const same = i % 2 === 0;
-    let other = pick(ANIMALS);
-    while (!same && other === animal) other = pick(ANIMALS);
+    const claimOutside = entailed ? outdoors : !outdoors;
     return {
       id: String(i),
       rows: [
         [
-          `I saw a ${animal} in the ${pick(PLACES)}.`,
-          `There was a ${same ? animal : other} near the ${pick(PLACES)}.`,
+          `The ${animal} is in the ${pick(outdoors ? OUTDOORS : INDOORS)}.`,
+          `The ${animal} is ${claimOutside ? 'outside' : 'inside'}.`,
         ],
       ],
-      label: same ? 1 : 0,
+      label: entailed ? 1 : 0,
     };
   });
 }

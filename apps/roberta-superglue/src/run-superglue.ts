@@ -64,7 +64,7 @@ const EMBEDDED_SPEC: TaskSpec = {
   name: 'rte',
   kind: 'classification',
   numLabels: 2,
-  labelNames: ['different', 'same'],
+  labelNames: ['not_entailment', 'entailment'],
   metrics: ['accuracy'],
 };
 
