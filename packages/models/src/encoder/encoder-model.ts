@@ -5,6 +5,7 @@ import type { LoraConfig } from '../llama/llama-model.js';
 import { embeddingLookup } from '../ops/embedding.js';
 import { gaussian } from '../ops/gaussian.js';
 import { layerNorm } from '../ops/layer-norm.js';
+import { createLoraAdapter, type LoraAdapter, withAdapters } from '../ops/lora-adapter.js';
 import type { EncoderConfig } from './encoder-config.js';
 
 /** Options of {@link EncoderClassifier}. */
@@ -32,7 +33,7 @@ interface Linear {
   readonly name: string;
   readonly weight: tf.Variable;
   readonly bias: tf.Variable;
-  lora: { a: tf.Variable; b: tf.Variable; scale: number } | undefined;
+  lora: LoraAdapter | undefined;
 }
 
 interface EncoderLayer {
@@ -138,18 +139,9 @@ export class EncoderClassifier {
 
   /** The parameters as `[Hugging Face name, variable]` in `named_parameters()` order, LoRA adapters after their weight. */
   get namedParameters(): NamedVariable[] {
-    const out: NamedVariable[] = [];
-    for (const [name, variable] of this.ordered) {
-      out.push([name, variable]);
-      const linear = name.endsWith('.weight')
-        ? this.linears.get(name.slice(0, -'.weight'.length))
-        : undefined;
-      if (linear?.lora) {
-        out.push([`${linear.name}.lora_A.default.weight`, linear.lora.a]);
-        out.push([`${linear.name}.lora_B.default.weight`, linear.lora.b]);
-      }
-    }
-    return out;
+    return withAdapters(this.ordered, (name) =>
+      name.endsWith('.weight') ? this.linears.get(name.slice(0, -'.weight'.length)) : undefined,
+    );
   }
 
   /** The variable of parameter `name`. */
@@ -254,22 +246,14 @@ export class EncoderClassifier {
         layer.output,
       ]) {
         if (!targets.some((t) => linear.name.endsWith(`.${t}`))) continue;
-        const [out, inp] = linear.weight.shape as [number, number];
-        const bound = 1 / Math.sqrt(inp);
-        const a = Float32Array.from({ length: config.rank * inp }, () => (rng.nextFloat() * 2 - 1) * bound);
-        linear.lora = {
-          a: tf.variable(
-            tf.tensor2d(a, [config.rank, inp]),
-            true,
-            `${this.prefix}/${linear.name}.lora_A.default.weight`,
-          ),
-          b: tf.variable(
-            tf.zeros([out, config.rank]),
-            true,
-            `${this.prefix}/${linear.name}.lora_B.default.weight`,
-          ),
-          scale: config.alpha / config.rank,
-        };
+        linear.lora = createLoraAdapter(
+          rng,
+          linear.weight,
+          linear.name,
+          this.prefix,
+          config.rank,
+          config.alpha,
+        );
       }
     }
     this.loraSettings = { ...config, targetModules: targets };

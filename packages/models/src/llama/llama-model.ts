@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { maskedCrossEntropy } from '../ops/cross-entropy.js';
 import { embeddingLookup } from '../ops/embedding.js';
 import { gaussian } from '../ops/gaussian.js';
+import { createLoraAdapter, type LoraAdapter, withAdapters } from '../ops/lora-adapter.js';
 import { rmsNorm } from '../ops/rms-norm.js';
 import type { LlamaConfig } from './llama-config.js';
 import { ropeInverseFrequencies, ropeTables } from './rope.js';
@@ -38,7 +39,7 @@ interface Linear {
   readonly name: string;
   readonly weight: tf.Variable;
   readonly bias: tf.Variable | undefined;
-  lora: { a: tf.Variable; b: tf.Variable; scale: number; dropout: number } | undefined;
+  lora: (LoraAdapter & { dropout: number }) | undefined;
 }
 
 interface DecoderLayer {
@@ -163,16 +164,7 @@ export class LlamaForCausalLM {
    * adapters right after the weight they adapt. Tied `lm_head` is not listed (it is the embedding).
    */
   get namedParameters(): NamedVariable[] {
-    const out: NamedVariable[] = [];
-    for (const [name, variable] of this.ordered) {
-      out.push([name, variable]);
-      const linear = this.linearOfWeight(name);
-      if (linear?.lora) {
-        out.push([`${linear.name}.lora_A.default.weight`, linear.lora.a]);
-        out.push([`${linear.name}.lora_B.default.weight`, linear.lora.b]);
-      }
-    }
-    return out;
+    return withAdapters(this.ordered, (name) => this.linearOfWeight(name));
   }
 
   /** The variable of parameter `name`. */
@@ -250,21 +242,8 @@ export class LlamaForCausalLM {
     for (const layer of this.layers) {
       for (const linear of this.linearsOf(layer)) {
         if (!targets.some((t) => linear.name.endsWith(`.${t}`))) continue;
-        const [out, inp] = linear.weight.shape as [number, number];
-        const bound = 1 / Math.sqrt(inp);
-        const a = Float32Array.from({ length: config.rank * inp }, () => (rng.nextFloat() * 2 - 1) * bound);
         linear.lora = {
-          a: tf.variable(
-            tf.tensor2d(a, [config.rank, inp]),
-            true,
-            `${this.prefix}/${linear.name}.lora_A.default.weight`,
-          ),
-          b: tf.variable(
-            tf.zeros([out, config.rank]),
-            true,
-            `${this.prefix}/${linear.name}.lora_B.default.weight`,
-          ),
-          scale: config.alpha / config.rank,
+          ...createLoraAdapter(rng, linear.weight, linear.name, this.prefix, config.rank, config.alpha),
           dropout,
         };
       }
