@@ -1,12 +1,7 @@
 import { join } from 'node:path';
 import {
-  BlockSwitchLogCallback,
-  InterruptCallback,
-  LossPlotCallback,
-  MetricsLogCallback,
-  NonFiniteLossGuard,
-  ProgressCallback,
   prepareOutputDir,
+  runCallbacks,
   SafetensorsCheckpointStore,
   writeResultsJson,
 } from '@badam/callbacks';
@@ -296,14 +291,15 @@ export async function runTraining(
       ? new SafetensorsCheckpointStore({ outputDir: options.outputDir, keepLast: options.saveTotalLimit })
       : undefined;
   const callbacks: TrainerCallback[] = [
-    new ProgressCallback({ every: options.loggingSteps, ...(io.stream ? { stream: io.stream } : {}) }),
-    new MetricsLogCallback({ outputDir: options.outputDir }),
-    new NonFiniteLossGuard({ warn: io.warn }),
-    new InterruptCallback({ log: io.warn }),
-    ...(options.finetuningType === 'block' && options.badamVerbose >= 1
-      ? [new BlockSwitchLogCallback({ verbose: options.badamVerbose, log: io.log })]
-      : []),
-    ...(options.plotLoss ? [new LossPlotCallback({ outputDir: options.outputDir })] : []),
+    ...runCallbacks({
+      outputDir: options.outputDir,
+      loggingSteps: options.loggingSteps,
+      plotLoss: options.plotLoss,
+      blockSwitchVerbose: options.finetuningType === 'block' ? options.badamVerbose : 0,
+      log: io.log,
+      warn: io.warn,
+      ...(io.stream ? { stream: io.stream } : {}),
+    }),
     ...(inputs.callbacks ?? []),
   ];
   const trainer = new Trainer<PaddedBatch>({

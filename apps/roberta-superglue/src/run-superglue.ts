@@ -1,12 +1,8 @@
-import { join, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import {
-  BlockSwitchLogCallback,
-  InterruptCallback,
-  LossPlotCallback,
-  MetricsLogCallback,
-  NonFiniteLossGuard,
-  ProgressCallback,
   prepareOutputDir,
+  runCallbacks,
   SafetensorsCheckpointStore,
   writeResultsJson,
 } from '@badam/callbacks';
@@ -68,9 +64,17 @@ const EMBEDDED_SPEC: TaskSpec = {
   metrics: ['accuracy'],
 };
 
-/** The default SuperGLUE folder: `$BADAM_SHARED_DATA/superglue`, else `../shared/data/superglue`. */
+/**
+ * The default SuperGLUE folder: `$BADAM_SHARED_DATA/superglue`, else `shared/data/superglue` beside the
+ * repository (found from the working directory upwards), else `../shared/data/superglue`.
+ */
 export function defaultSuperGlueDir(): string {
-  return resolve(process.env.BADAM_SHARED_DATA ?? '../shared/data', 'superglue');
+  if (process.env.BADAM_SHARED_DATA) return resolve(process.env.BADAM_SHARED_DATA, 'superglue');
+  for (let dir = process.cwd(); dirname(dir) !== dir; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'pnpm-workspace.yaml')))
+      return resolve(dir, '..', 'shared', 'data', 'superglue');
+  }
+  return resolve('..', 'shared', 'data', 'superglue');
 }
 
 async function modelAndTokenizer(
@@ -222,12 +226,15 @@ export async function runSuperGlue(
       ? new SafetensorsCheckpointStore({ outputDir: options.outputDir, keepLast: 2 })
       : undefined;
   const callbacks: TrainerCallback[] = [
-    new ProgressCallback({ every: options.loggingSteps, ...(io.stream ? { stream: io.stream } : {}) }),
-    new MetricsLogCallback({ outputDir: options.outputDir }),
-    new NonFiniteLossGuard({ warn: io.warn }),
-    new InterruptCallback({ log: io.warn }),
-    ...(options.method === 'block' ? [new BlockSwitchLogCallback({ verbose: 1, log: io.log })] : []),
-    ...(options.plotLoss ? [new LossPlotCallback({ outputDir: options.outputDir })] : []),
+    ...runCallbacks({
+      outputDir: options.outputDir,
+      loggingSteps: options.loggingSteps,
+      plotLoss: options.plotLoss,
+      blockSwitchVerbose: options.method === 'block' ? 1 : 0,
+      log: io.log,
+      warn: io.warn,
+      ...(io.stream ? { stream: io.stream } : {}),
+    }),
     // Dropout masks follow the step, so resuming from a checkpoint continues the run exactly.
     { onStepBegin: (context) => model.setDropoutStep(context.progress.step) },
   ];
