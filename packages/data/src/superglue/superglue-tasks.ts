@@ -1,6 +1,7 @@
-import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { BadamOptionError } from '@badam/core';
+import { readRecords } from '../alpaca-dataset.js';
 
 /** The SuperGLUE tasks. */
 export const SUPERGLUE_TASKS = ['boolq', 'cb', 'copa', 'rte', 'wic', 'wsc', 'multirc', 'record'] as const;
@@ -285,32 +286,7 @@ export async function loadSuperGlue(
   split: 'train' | 'val' | 'test',
 ): Promise<TaskExample[]> {
   const path = join(directory, task, `${split}.jsonl`);
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    throw new BadamOptionError(
-      `${task} ${split} data`,
-      path,
-      'a readable SuperGLUE jsonl file',
-      (error as NodeJS.ErrnoException).code,
-    );
-  }
-  const records = text
-    .split('\n')
-    .map((line, i) => [line.trim(), i] as const)
-    .filter(([line]) => line.length > 0)
-    .map(([line, i]) => {
-      try {
-        return JSON.parse(line) as unknown;
-      } catch (error) {
-        throw new BadamOptionError(
-          `${path} line ${i + 1}`,
-          line.slice(0, 40),
-          'a JSON object',
-          (error as Error).message,
-        );
-      }
-    });
-  return superGlueExamples(task, records, path);
+  if (!existsSync(path))
+    throw new BadamOptionError(`${task} ${split} data`, path, 'a readable SuperGLUE jsonl file');
+  return superGlueExamples(task, await readRecords(path), path);
 }
