@@ -25,6 +25,7 @@ import {
   NonFiniteLossGuard,
   ProgressCallback,
   readTrainerLog,
+  runCallbacks,
   SafetensorsCheckpointStore,
   smoothSeries,
 } from '../src/index.js';
@@ -295,6 +296,52 @@ describe('BlockSwitchLogCallback', () => {
       ),
       expect.stringMatching(/step 4: block 1 -> 2/),
       expect.stringMatching(/step 6: block 2 -> 0/),
+    ]);
+  });
+});
+
+describe('runCallbacks', () => {
+  it("is the runners' set: progress, trainer_log.jsonl, block-switch log and the loss plot, on real files", async () => {
+    const outputDir = freshDir();
+    const progress = new Capture();
+    const logged: string[] = [];
+    await new Trainer({
+      backend: backend(),
+      trainData: data(),
+      maxSteps: 6,
+      loggingSteps: 2,
+      callbacks: runCallbacks({
+        outputDir,
+        loggingSteps: 2,
+        plotLoss: true,
+        blockSwitchVerbose: 1,
+        log: (m) => logged.push(m),
+        warn: (m) => logged.push(`warn: ${m}`),
+        stream: progress as unknown as NodeJS.WriteStream,
+      }),
+    }).train();
+    expect(progress.text).toMatch(/step 6\/6/);
+    expect((await readTrainerLog(join(outputDir, 'trainer_log.jsonl'))).map((l) => l.current_steps)).toEqual([
+      2, 4, 6,
+    ]);
+    expect(existsSync(join(outputDir, 'training_loss.png'))).toBe(true);
+    expect(logged.filter((m) => /block \d -> \d/.test(m))).toHaveLength(3);
+  });
+
+  it('leaves the block-switch log and the plot out when asked', () => {
+    const callbacks = runCallbacks({
+      outputDir: freshDir(),
+      loggingSteps: 1,
+      plotLoss: false,
+      blockSwitchVerbose: 0,
+      log: () => {},
+      warn: () => {},
+    });
+    expect(callbacks.map((c) => c.constructor.name)).toEqual([
+      'ProgressCallback',
+      'MetricsLogCallback',
+      'NonFiniteLossGuard',
+      'InterruptCallback',
     ]);
   });
 });
