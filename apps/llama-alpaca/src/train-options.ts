@@ -1,5 +1,6 @@
 import { type FlagSpec, type FlagValues, UsageError } from '@badam/core';
 import { CHAT_TEMPLATES } from '@badam/data';
+import { TFJS_BACKEND_FLAGS } from '@badam/tfjs';
 
 /** The flags of `badam-llama` training, named as in the BAdam paper's scripts and LLaMA-Factory. */
 export const TRAIN_FLAGS: Readonly<Record<string, FlagSpec>> = {
@@ -111,17 +112,7 @@ export const TRAIN_FLAGS: Readonly<Record<string, FlagSpec>> = {
     help: 'bf16 weights (on tfjs: the saved model is written in bf16; training stays fp32)',
   },
   backend: { type: 'string', choices: ['tfjs', 'cuda'], default: 'tfjs', help: 'tensor backend' },
-  tfjs_backend: {
-    type: 'string',
-    choices: ['auto', 'cpu', 'wasm', 'tensorflow'],
-    default: 'auto',
-    help: 'tfjs backend (tensorflow = tfjs-node)',
-  },
-  native_kernels: {
-    type: 'boolean',
-    default: true,
-    help: "run tfjs's matrix products on @badam/native's AVX-512/AVX2 SGEMM (cpu and wasm backends)",
-  },
+  ...TFJS_BACKEND_FLAGS,
   gradient_checkpointing: {
     type: 'boolean',
     default: false,

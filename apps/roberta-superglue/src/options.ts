@@ -1,5 +1,6 @@
 import { type FlagSpec, type FlagValues, UsageError } from '@badam/core';
 import { SUPERGLUE_TASKS, type SuperGlueTask } from '@badam/data';
+import { TFJS_BACKEND_FLAGS } from '@badam/tfjs';
 
 /** The flags of `badam-roberta`, named as in the BAdam paper's RoBERTa scripts. */
 export const ROBERTA_FLAGS: Readonly<Record<string, FlagSpec>> = {
@@ -93,17 +94,7 @@ export const ROBERTA_FLAGS: Readonly<Record<string, FlagSpec>> = {
     default: 42,
     help: 'seed of data order, head initialisation, dropout and block order',
   },
-  tfjs_backend: {
-    type: 'string',
-    choices: ['auto', 'cpu', 'wasm', 'tensorflow'],
-    default: 'auto',
-    help: 'tfjs backend (tensorflow = tfjs-node)',
-  },
-  native_kernels: {
-    type: 'boolean',
-    default: true,
-    help: "run tfjs's matrix products on @badam/native's SGEMM (cpu and wasm)",
-  },
+  ...TFJS_BACKEND_FLAGS,
   help: { type: 'boolean', default: false, help: 'show this help' },
 };
 

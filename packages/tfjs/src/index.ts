@@ -33,7 +33,7 @@ export {
 } from './named-variables.js';
 export { type NativeMatMulInfo, useNativeMatMul } from './native-kernels.js';
 export { type PeakMemoryTracker, trackPeakMemory } from './peak-memory.js';
-export { prepareTfjsBackend } from './prepare-backend.js';
+export { prepareTfjsBackend, TFJS_BACKEND_FLAGS } from './prepare-backend.js';
 export { TFJS_BACKEND_CHOICES, type TfjsBackendChoice, useTfjsBackend } from './runtime.js';
 export { TfjsBlockBackend, type TfjsBlockBackendOptions } from './tfjs-block-backend.js';
 export {
