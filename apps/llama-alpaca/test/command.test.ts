@@ -60,7 +60,7 @@ describe('badam-llama flags', () => {
       finetuningType: 'block',
       switchBlockEvery: 50,
       maxSteps: 800,
-      learningRate: 5e-3,
+      learningRate: 2e-3,
     });
     const full = trainOptionsFrom(['--finetuning_type', 'full', '--max_steps', '3']);
     expect(full.options).toMatchObject({ finetuningType: 'full', switchBlockEvery: undefined, maxSteps: 3 });
