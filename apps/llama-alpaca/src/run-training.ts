@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import {
   prepareOutputDir,
+  type RunIO,
   runCallbacks,
   SafetensorsCheckpointStore,
   writeResultsJson,
@@ -46,13 +47,8 @@ import { type Prediction, predictExamples } from './predict.js';
 import type { TrainOptions } from './train-options.js';
 import { causalLmTask } from './training-task.js';
 
-/** Where messages go. */
-export interface RunIO {
-  log(message: string): void;
-  warn(message: string): void;
-  /** Progress output (defaults to stdout). */
-  stream?: NodeJS.WriteStream;
-}
+/** Where messages go (the shared shape from @badam/callbacks). */
+export type { RunIO };
 
 /** What a training run produced. */
 export interface TrainRunResult {

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import {
   prepareOutputDir,
+  type RunIO,
   runCallbacks,
   SafetensorsCheckpointStore,
   writeResultsJson,
@@ -34,12 +35,8 @@ import { predictionRecords, predictTask, taskMetrics, type ValPrediction } from 
 import { estimateRobertaRun } from './memory-estimate.js';
 import type { RobertaOptions } from './options.js';
 
-/** Where messages go. */
-export interface RunIO {
-  log(message: string): void;
-  warn(message: string): void;
-  stream?: NodeJS.WriteStream;
-}
+/** Where messages go (the shared shape from @badam/callbacks). */
+export type { RunIO };
 
 /** What a run returns. */
 export interface RobertaRunResult {

@@ -27,7 +27,7 @@ export { MetricsLogCallback, readTrainerLog, TRAINER_LOG } from './metrics-log-c
 export { NonFiniteLossGuard } from './non-finite-loss-guard.js';
 export { prepareOutputDir, writeResultsJson } from './output-dir.js';
 export { ProgressCallback, type ProgressCallbackOptions } from './progress-callback.js';
-export { type RunCallbacksOptions, runCallbacks } from './run-callbacks.js';
+export { type RunCallbacksOptions, type RunIO, runCallbacks } from './run-callbacks.js';
 export {
   CHECKPOINT_FILES,
   CheckpointError,

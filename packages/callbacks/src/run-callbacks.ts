@@ -6,6 +6,14 @@ import { MetricsLogCallback } from './metrics-log-callback.js';
 import { NonFiniteLossGuard } from './non-finite-loss-guard.js';
 import { ProgressCallback } from './progress-callback.js';
 
+/** Where a training run's messages go: plain lines, warnings, and the progress stream. */
+export interface RunIO {
+  log(message: string): void;
+  warn(message: string): void;
+  /** Progress output (default stdout). */
+  stream?: NodeJS.WriteStream;
+}
+
 /** Options of {@link runCallbacks}. */
 export interface RunCallbacksOptions {
   /** Where trainer_log.jsonl and training_loss.png go. */
@@ -18,7 +26,7 @@ export interface RunCallbacksOptions {
   blockSwitchVerbose: 0 | 1 | 2;
   log: (message: string) => void;
   warn: (message: string) => void;
-  /** Progress output (default stderr). */
+  /** Progress output (default stdout). */
   stream?: NodeJS.WriteStream;
 }
 
