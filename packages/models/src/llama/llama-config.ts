@@ -90,7 +90,7 @@ function parseRopeScaling(value: unknown, source: string): RopeScaling | undefin
     `${source} rope_scaling.rope_type`,
     type,
     '"llama3", "linear" or "default"',
-    'other scalings are not implemented',
+    'dynamic, yarn and longrope scaling are not supported by @badam/models; use a checkpoint with one of these',
   );
 }
 
