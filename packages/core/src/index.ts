@@ -65,6 +65,7 @@ export type {
   BlockActivation,
   BlockBackend,
   BlockUpdate,
+  CheckpointableBlockBackend,
   MemoryKind,
   TrainableParameter,
 } from './optimizer/backend.js';
@@ -74,7 +75,24 @@ export {
   type BlockOptimizerState,
   type StepOutcome,
 } from './optimizer/block-optimizer.js';
+export { GradientAccumulation, type UpdateScale } from './optimizer/gradient-accumulation.js';
 export { consoleLog, type LogFn, type LogLevel } from './optimizer/log.js';
+export {
+  adamwConfigOf,
+  isOptimizerDescription,
+  OPTIMIZER_TYPES,
+  type OptimizerDescription,
+  type ResolvedOptimizerDescription,
+  resolveOptimizerDescription,
+} from './optimizer/optimizer-description.js';
+export {
+  type AdamParameterState,
+  adamStateTensors,
+  OPTIMIZER_STATE_KEYS,
+  optimizerTensorName,
+  readAdamState,
+  tensorsByName,
+} from './optimizer/optimizer-tensors.js';
 export {
   type NamedParameterInfo,
   numel,
@@ -109,6 +127,7 @@ export {
   validateSwitchBlockEvery,
 } from './schedule/block-schedule.js';
 export { type SwitchBlockEverySuggestionInput, suggestSwitchBlockEvery } from './switch-block-every.js';
+export { BlockTrainer, type BlockTrainerOptions, type BlockTrainerTask } from './trainer/block-trainer.js';
 export type { Checkpoint, CheckpointStore } from './trainer/checkpoint-store.js';
 export { arrayDataSource, type DataSource } from './trainer/data-source.js';
 export { Trainer, type TrainerOptions, type TrainResult } from './trainer/trainer.js';
@@ -128,3 +147,4 @@ export type {
   TrainerProgress,
 } from './trainer/trainer-callback.js';
 export { isTrainerState, type TrainerState } from './trainer/trainer-state.js';
+export { optionWithDeprecatedName } from './validation.js';

@@ -80,3 +80,28 @@ export function rejectUnknownOptions(what: string, options: object, known: reado
     }
   }
 }
+
+/**
+ * Reads an option that has a deprecated old name: the new name wins, both at once is an error, and the old
+ * one alone still works with a warning.
+ */
+export function optionWithDeprecatedName<K extends string, O extends string>(
+  options: Partial<Record<K | O, unknown>>,
+  name: K,
+  oldName: O,
+  warn: (message: string) => void,
+): number | undefined {
+  const value = options[name];
+  const old = options[oldName];
+  if (old === undefined) return value as number | undefined;
+  if (value !== undefined) {
+    throw new BadamOptionError(
+      oldName,
+      old,
+      `absent when ${name} is given`,
+      `${oldName} is the old name of ${name}`,
+    );
+  }
+  warn(`option ${oldName} is deprecated; use ${name}`);
+  return old as number;
+}

@@ -414,9 +414,15 @@ describe('BlockOptimizer engine with the reference backend', () => {
       /gradientAccumulationSteps must be an integer >= 1/,
     );
     expect(() => setup({ learningRate: -1 })).toThrow('learningRate must be a finite number >= 0, got -1');
-    expect(() => setup({ switchEvery: 3 } as Options)).toThrow(BadamOptionError);
-    expect(() => setup({ switchEvery: 3 } as Options)).toThrow(
-      /switchEvery must be absent: it is not an option/,
+    expect(() => setup({ switch_block_every: 3 } as Options)).toThrow(BadamOptionError);
+    expect(() => setup({ switch_block_every: 3 } as Options)).toThrow(
+      /switch_block_every must be absent: it is not an option/,
+    );
+    expect(() => setup({ switchBlockEvery: 3, switchEvery: 3 })).toThrow(
+      'switchEvery must be absent when switchBlockEvery is given, got 3 (switchEvery is the old name of switchBlockEvery)',
+    );
+    expect(() => setup({ learningRate: 0.1, lr: 0.1 })).toThrow(
+      /lr must be absent when learningRate is given/,
     );
     expect(() => setup({ baseOptimizer: { beta1: 1.5 } })).toThrow(
       /beta1 must be a finite number >= 0 and < 1/,

@@ -46,7 +46,7 @@ describe('BlockPartition validation', () => {
       /blockPrefixList\[0\]\[0\]/,
     );
     expect(() => BlockPartition.create(llama, { preset: 'row' as 'layer' })).toThrow(
-      /preset must be one of layer, module, matrix, got "row"/,
+      /preset must be one of layer, module, matrix, model, got "row"/,
     );
     expect(() =>
       BlockPartition.create(llama, { preset: 'layer', blockPrefixList: [['model.layers.0.']] }),

@@ -108,9 +108,25 @@ describe('BlockSchedule', () => {
 
   it('advance reports the switch after the K-th step', () => {
     const schedule = new BlockSchedule({ blockCount: 3, switchBlockEvery: 2 });
-    expect(schedule.advance()).toEqual({ switched: false, from: 0, to: 0 });
-    expect(schedule.advance()).toEqual({ switched: true, from: 0, to: 1 });
+    expect(schedule.advance()).toEqual({ switched: false, restarted: false, from: 0, to: 0 });
+    expect(schedule.advance()).toEqual({ switched: true, restarted: false, from: 0, to: 1 });
     expect(schedule.stepsInBlock).toBe(0);
+  });
+
+  it('fixed: every K steps a new sub-problem on the same block (restarted, not switched); K = -1 never', () => {
+    const fixed = new BlockSchedule({
+      blockCount: 3,
+      switchMode: 'fixed',
+      switchBlockEvery: 2,
+      startBlock: 1,
+    });
+    const advances = Array.from({ length: 6 }, () => fixed.advance());
+    expect(advances.map((a) => a.restarted)).toEqual([false, true, false, true, false, true]);
+    expect(advances.every((a) => !a.switched && a.from === 1 && a.to === 1)).toBe(true);
+    const never = new BlockSchedule({ blockCount: 3, switchMode: 'fixed', switchBlockEvery: -1 });
+    expect(Array.from({ length: 50 }, () => never.advance()).some((a) => a.restarted || a.switched)).toBe(
+      false,
+    );
   });
 
   for (const switchMode of ['ascending', 'descending', 'random', 'fixed'] as const) {

@@ -92,14 +92,21 @@ describe('Trainer', () => {
     expect(trainLogs[0]).toMatchObject({ epoch: 0.6667, learning_rate: 0.05 });
     expect(trainLogs.at(-1)!.loss!).toBeLessThan(trainLogs[0]!.loss!);
     // Token-weighted mean over the eval batches = the loss over all 8 eval examples at once.
-    const all = backend.evaluate(collate(regressionExamples(8, 99)));
+    const all = await backend.evaluate(collate(regressionExamples(8, 99)));
     expect(result.metrics.eval_loss).toBeCloseTo(all.loss, 12);
     expect(result.metrics.eval_rmse).toBeGreaterThan(0);
     expect(result.state.tokensSeen).toBe(24 * 4);
   });
 
-  it('sets the learning rate of every step from the schedule', async () => {
+  it('sets the learning rate of every step from the schedule, and the backend updates with it', async () => {
     const backend = new TwoLayerBackend();
+    // What reaches the tensors: the lr of every update the ReferenceBackend applies.
+    const applied: number[] = [];
+    const applyUpdate = backend.backend.applyUpdate.bind(backend.backend);
+    backend.backend.applyUpdate = (update) => {
+      applied.push(update.lr);
+      applyUpdate(update);
+    };
     const seen: number[] = [];
     const trainer = new Trainer<Batch>({
       backend,
@@ -109,15 +116,25 @@ describe('Trainer', () => {
       callbacks: [{ onStepBegin: (c) => void seen.push(c.progress.lr) }],
     });
     await trainer.train();
-    expect(seen.map((x) => Number(x.toFixed(6)))).toEqual([0, 0.03, 0.06, 0.045, 0.03, 0.015]);
+    const expected = [0, 0.03, 0.06, 0.045, 0.03, 0.015];
+    expect(applied.map((x) => Number(x.toFixed(6)))).toEqual(expected);
+    expect(seen.map((x) => Number(x.toFixed(6)))).toEqual(expected);
   });
 
   it('gradient accumulation: G micro-batches per step; K counts steps', async () => {
     const backend = new TwoLayerBackend({ gradientAccumulationSteps: 2 });
+    const scales: number[] = [];
+    const applyUpdate = backend.backend.applyUpdate.bind(backend.backend);
+    backend.backend.applyUpdate = (update) => {
+      scales.push(update.gradientScale);
+      applyUpdate(update);
+    };
     const recorder = new Recorder();
     const trainer = new Trainer<Batch>({ backend, trainData: data(), numEpochs: 2, callbacks: [recorder] });
     expect(trainer.state.maxSteps).toBe(6);
     await trainer.train();
+    // 12 micro-batches reached the backend as 6 updates of their mean.
+    expect(scales).toEqual([0.5, 0.5, 0.5, 0.5, 0.5, 0.5]);
     expect(recorder.switches).toEqual([
       { from: 0, to: 1 },
       { from: 1, to: 0 },
@@ -203,6 +220,34 @@ describe('Trainer', () => {
         expect(resumed.backend.weight(name)).toEqual(straight.backend.weight(name));
       }
     }
+  });
+
+  it("snapshots use PyTorch's optimizer tensor names and BAdam's state as JSON; restore checks what it is given", async () => {
+    const backend = new TwoLayerBackend({ switchBlockEvery: 3 });
+    await new Trainer<Batch>({ backend, trainData: data(), maxSteps: 4 }).train();
+    const snapshot = await backend.snapshot();
+    // Step 4 with K = 3: block 1 has had one update.
+    expect(snapshot.optimizer.tensors.map((t) => [t.name, [...t.shape]])).toEqual([
+      ['model.layers.1.w.exp_avg', [4, 4]],
+      ['model.layers.1.w.exp_avg_sq', [4, 4]],
+      ['model.layers.1.w.step', []],
+    ]);
+    expect(snapshot.optimizer.tensors[2]!.data).toEqual(Float32Array.of(1));
+    const state = JSON.parse(JSON.stringify(snapshot.optimizer.state)) as Record<string, unknown>;
+    expect(state).toMatchObject({ version: 1, globalStep: 4, stepsSinceActivation: 1, activeBlock: 1 });
+
+    const fresh = new TwoLayerBackend({ switchBlockEvery: 3 }, 9);
+    await fresh.restore(structuredClone(snapshot));
+    expect(await fresh.snapshot()).toEqual(snapshot);
+    const withoutLayer0 = { ...snapshot, weights: snapshot.weights.slice(1) };
+    await expect(fresh.restore(withoutLayer0)).rejects.toThrow(
+      'the checkpoint has no weight "model.layers.0.w"; resume with the model it was saved from',
+    );
+    const wrongStep = structuredClone(snapshot);
+    (wrongStep.optimizer.tensors[2]!.data as Float32Array)[0] = 2;
+    await expect(fresh.restore(wrongStep)).rejects.toThrow(
+      'optimizer tensor model.layers.1.w.step is 2, but the BlockOptimizer state says 1 steps in the block',
+    );
   });
 
   it('rejects bad options', () => {

@@ -1,29 +1,27 @@
-import { requireNumber } from '../validation.js';
+import { adamwConfigOf, type OptimizerDescription } from './optimizer-description.js';
 
-/** AdamW's hyperparameters besides the learning rate, named as in `torch.optim.AdamW`. */
-export interface AdamWConfig {
-  /** Default 0.9. */
-  beta1?: number;
-  /** Default 0.999. */
-  beta2?: number;
-  /** Default 1e-8. */
-  eps?: number;
-  /** Decoupled weight decay; skipped for biases and norm weights. Default 0. */
-  weightDecay?: number;
+/**
+ * AdamW's hyperparameters besides the learning rate.
+ *
+ * @deprecated Use {@link OptimizerDescription} (`betas` and `epsilon` in place of `beta1`, `beta2`, `eps`);
+ * this alias stays so code written against earlier versions keeps compiling.
+ */
+export type AdamWConfig = OptimizerDescription;
+
+/** AdamW's hyperparameters with every field present and validated, as {@link adamwUpdate} takes them. */
+export interface ResolvedAdamWConfig {
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly weightDecay: number;
 }
 
-/** {@link AdamWConfig} with every field present and validated. */
-export type ResolvedAdamWConfig = Required<AdamWConfig>;
-
-/** Fills in AdamW's defaults and validates each field (betas in [0, 1), eps > 0, weightDecay >= 0). */
-export function resolveAdamWConfig(config: AdamWConfig = {}): ResolvedAdamWConfig {
-  return {
-    beta1: requireNumber('beta1', config.beta1 ?? 0.9, { min: 0, max: 1, exclusiveMax: true }),
-    beta2: requireNumber('beta2', config.beta2 ?? 0.999, { min: 0, max: 1, exclusiveMax: true }),
-    eps: requireNumber('eps', config.eps ?? 1e-8, { min: 0, exclusiveMin: true }),
-    weightDecay: requireNumber('weightDecay', config.weightDecay ?? 0, { min: 0 }),
-  };
-}
+/**
+ * Fills in AdamW's defaults and validates each field (betas in [0, 1), epsilon > 0, weightDecay >= 0).
+ *
+ * @deprecated Use {@link adamwConfigOf}, which this is.
+ */
+export const resolveAdamWConfig: (config?: OptimizerDescription) => ResolvedAdamWConfig = adamwConfigOf;
 
 /** One AdamW step's scalars. */
 export interface AdamWStep {

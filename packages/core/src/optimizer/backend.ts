@@ -1,3 +1,4 @@
+import type { NamedArray } from '../named-array.js';
 import type { NamedParameterInfo } from '../parameters.js';
 
 /**
@@ -12,8 +13,10 @@ import type { NamedParameterInfo } from '../parameters.js';
  * activateBlock(b1)  applyUpdate(step 1)  ...
  * ```
  *
- * Between updates the backend accumulates the gradients of the active block's parameters however its
- * tensor library computes them; core only counts micro-batches.
+ * Between updates the backend sums the gradients of the active block's parameters however its tensor
+ * library computes them. Core counts the micro-batches and, when clipping is on, asks for the sum's squared
+ * norm ({@link BlockBackend.gradientSumOfSquares}) and folds the clip coefficient into
+ * `update.gradientScale`: a backend never clips or averages by itself.
  */
 export interface BlockBackend<TBaseOptimizer = unknown> {
   /**
@@ -35,6 +38,11 @@ export interface BlockBackend<TBaseOptimizer = unknown> {
   applyUpdate(update: BlockUpdate): void;
   /** Drop the gradients accumulated since the last update (a skipped micro-batch, e.g. a NaN loss). */
   discardGradients(): void;
+  /**
+   * The squared global L2 norm of the gradients summed since the last update (unscaled: before
+   * `gradientScale`), over every trainable parameter. Core asks for it when gradient clipping is on.
+   */
+  gradientSumOfSquares(): number;
   /** Bytes the backend holds now, by kind, as its allocator or tensor library measures them. */
   memory(): BackendMemoryReport;
 }
@@ -69,8 +77,38 @@ export interface BlockUpdate {
   readonly stepInBlock: number;
   /** 1-based optimizer step count of the whole run. */
   readonly globalStep: number;
-  /** Factor for the summed micro-batch gradients: 1 / gradientAccumulationSteps, so the update sees their mean. */
+  /**
+   * Factor for the summed micro-batch gradients: 1 / gradientAccumulationSteps, so the update sees their
+   * mean, times the clip coefficient when global-norm clipping applies. Multiply the gradients by it once.
+   */
   readonly gradientScale: number;
+}
+
+/**
+ * A {@link BlockBackend} that core's {@link BlockTrainer} can train and checkpoint: it also takes the
+ * gradients a model computed, and reads and writes weights and the active block's optimizer tensors as
+ * plain arrays. A new backend implements this (tensor code only) and gets the trainer, gradient
+ * accumulation, clipping, checkpoints and exact resume from core.
+ *
+ * Optimizer tensors use the names of {@link OPTIMIZER_STATE_KEYS} (`<param>.exp_avg`,
+ * `<param>.exp_avg_sq`, `<param>.step`, `<param>.master`), so a checkpoint written on one backend resumes
+ * on another.
+ */
+export interface CheckpointableBlockBackend<TBaseOptimizer = unknown, TGradient = unknown>
+  extends BlockBackend<TBaseOptimizer> {
+  /** Adds gradients (by parameter name; trainable parameters only) to the ones summed for the next update. */
+  accumulateGradients(gradients: ReadonlyMap<string, TGradient>): void;
+  /** Every weight, by parameter name, in model order (fp32 values). */
+  readWeights(): readonly NamedArray[] | Promise<readonly NamedArray[]>;
+  /** Overwrites every weight (fp32 values, one per parameter, already checked for name and shape). */
+  writeWeights(weights: ReadonlyMap<string, NamedArray>): void | Promise<void>;
+  /** The active block's optimizer state (moments, step, masters) as named arrays. */
+  exportOptimizerTensors(): readonly NamedArray[] | Promise<readonly NamedArray[]>;
+  /**
+   * Restores {@link exportOptimizerTensors} into the active block, which core has just activated afresh;
+   * `stepInBlock` is the step count core restored, for the backend to check the tensors against.
+   */
+  importOptimizerTensors(tensors: readonly NamedArray[], stepInBlock: number): void | Promise<void>;
 }
 
 /** Kinds of memory a backend accounts for. */

@@ -10,24 +10,43 @@ import {
   type SwitchMode,
   validateSwitchBlockEvery,
 } from '../schedule/block-schedule.js';
-import { rejectUnknownOptions, requireInteger, requireNumber, requireOneOf } from '../validation.js';
+import {
+  optionWithDeprecatedName,
+  rejectUnknownOptions,
+  requireInteger,
+  requireNumber,
+  requireOneOf,
+} from '../validation.js';
 import type { BlockActivation, BlockBackend, TrainableParameter } from './backend.js';
+import { GradientAccumulation } from './gradient-accumulation.js';
 import { consoleLog, type LogFn } from './log.js';
+import { isOptimizerDescription, resolveOptimizerDescription } from './optimizer-description.js';
 
 /** Options of a {@link BlockOptimizer}, named as PyTorch BAdam's `BlockOptimizer` arguments in camelCase. */
 export interface BlockOptimizerOptions<TBaseOptimizer = unknown> {
-  /** The optimizer each active block is trained with; passed to the backend, which starts it fresh on every activation. */
+  /**
+   * The optimizer each active block is trained with; passed to the backend, which starts it fresh on every
+   * activation. Every backend accepts an {@link OptimizerDescription} (`{ type: 'adamw', ... }`, validated
+   * here); a backend may accept its own kind too (@badam/tfjs: any tf.Optimizer).
+   */
   baseOptimizer: TBaseOptimizer;
   /** The model's parameters in model order: name, shape and storage dtype. */
   namedParameters: readonly NamedParameterInfo[];
-  /** Learning rate of the first step; change it any time with {@link BlockOptimizer.lr}. */
-  learningRate: number;
+  /**
+   * Learning rate of the first step; change it any time with {@link BlockOptimizer.lr}. Default: the
+   * optimizer description's `learningRate`.
+   */
+  learningRate?: number;
+  /** @deprecated The old name of `learningRate` (BlockOptimizerRatio's); use `learningRate`. */
+  lr?: number;
   /** Explicit blocks: one array of name prefixes per block. Default: inferred with `partition`. */
   blockPrefixList?: readonly (readonly string[])[];
   /** Inferred partition when `blockPrefixList` is absent: `'layer'` (default), `'module'` or `'matrix'`. */
   partition?: BlockPartitionPreset;
   /** K: optimizer steps per block before switching; -1 never switches. Default 50. */
   switchBlockEvery?: number;
+  /** @deprecated The old name of `switchBlockEvery` (BlockOptimizerRatio's); use `switchBlockEvery`. */
+  switchEvery?: number;
   /** Block order: `'ascending'` (default), `'descending'`, `'random'`, `'fixed'`. */
   switchMode?: SwitchMode;
   /** The first block (its index in the partition), honoured in every mode. */
@@ -46,12 +65,20 @@ export interface BlockOptimizerOptions<TBaseOptimizer = unknown> {
   seed?: number;
   /** Micro-batches per optimizer step; K counts optimizer steps. Default 1. */
   gradientAccumulationSteps?: number;
+  /**
+   * Clip the mean gradient of each update to this global L2 norm (as `torch.nn.utils.clip_grad_norm_`),
+   * folded into the update's gradient scale. Default: no clipping.
+   */
+  clipGradNorm?: number;
 }
 
 const OPTION_NAMES = [
   'baseOptimizer',
   'namedParameters',
   'learningRate',
+  'lr',
+  'switchEvery',
+  'clipGradNorm',
   'blockPrefixList',
   'partition',
   'switchBlockEvery',
@@ -72,6 +99,10 @@ export interface StepOutcome {
   readonly applied: boolean;
   /** True when the update completed the block's K steps and a block was (re)activated. */
   readonly switched: boolean;
+  /** True in `fixed` mode when the update completed K steps and the block started a new sub-problem. */
+  readonly restarted: boolean;
+  /** Global L2 norm of the update's mean gradient before clipping (when clipping is on). */
+  readonly gradNorm?: number;
   /** Optimizer steps taken so far in the run. */
   readonly globalStep: number;
   /** The block active after this call. */
@@ -106,7 +137,7 @@ export interface BlockOptimizerState {
  * @example
  * ```ts
  * const optimizer = new BlockOptimizer(
- *   { baseOptimizer: { beta1: 0.9 }, namedParameters, learningRate: 1e-5, switchBlockEvery: 100, switchMode: 'random' },
+ *   { baseOptimizer: { type: 'adamw', learningRate: 1e-5 }, namedParameters, switchBlockEvery: 100, switchMode: 'random' },
  *   backend,
  * );
  * for (const batch of batches) {
@@ -129,7 +160,9 @@ export class BlockOptimizer<
   readonly switchMode: SwitchMode;
   /** Micro-batches per optimizer step. */
   readonly gradientAccumulationSteps: number;
-  /** The base optimizer as given. */
+  /** The global gradient norm updates are clipped to, or undefined. */
+  readonly clipGradNorm: number | undefined;
+  /** The base optimizer as given (an optimizer description with its defaults filled in). */
   readonly baseOptimizer: TBaseOptimizer;
   private readonly verbose: 0 | 1 | 2;
   private readonly logFn: LogFn;
@@ -140,20 +173,25 @@ export class BlockOptimizer<
   private activation: BlockActivation<TBaseOptimizer> | undefined;
   private trainable: ReadonlySet<string> = new Set();
   private learningRate: number;
+  private readonly accumulation: GradientAccumulation;
   private globalStep = 0;
   private stepsSinceActivation = 0;
-  private microBatches = 0;
 
   constructor(options: BlockOptimizerOptions<TBaseOptimizer>, backend: TBackend) {
     if (typeof options !== 'object' || options === null) {
       throw new BadamOptionError('options', options, 'an object of BlockOptimizer options');
     }
     rejectUnknownOptions('BlockOptimizer options', options, OPTION_NAMES);
+    if (options.logFn !== undefined && typeof options.logFn !== 'function') {
+      throw new BadamOptionError('logFn', options.logFn, 'a function (message, level) => void');
+    }
+    this.logFn = options.logFn ?? consoleLog;
+    const warn = (message: string) => this.logFn(`BAdam warning: ${message}`, 'warn');
     if (options.baseOptimizer === undefined || options.baseOptimizer === null) {
       throw new BadamOptionError(
         'baseOptimizer',
         options.baseOptimizer,
-        'the optimizer to train each block with',
+        "the optimizer to train each block with, e.g. { type: 'adamw', weightDecay: 0.01 }",
       );
     }
     if (typeof backend !== 'object' || backend === null || typeof backend.activateBlock !== 'function') {
@@ -161,10 +199,25 @@ export class BlockOptimizer<
     }
     const named = validateNamedParameters(options.namedParameters);
     this.backend = backend;
-    this.baseOptimizer = options.baseOptimizer;
+    const description = isOptimizerDescription(options.baseOptimizer)
+      ? resolveOptimizerDescription(options.baseOptimizer, warn)
+      : undefined;
+    this.baseOptimizer = (description ?? options.baseOptimizer) as TBaseOptimizer;
     this.parameters = new Map(named.map((p) => [p.name, p]));
-    this.learningRate = requireNumber('learningRate', options.learningRate, { min: 0 });
-    this.switchBlockEvery = validateSwitchBlockEvery(options.switchBlockEvery ?? 50);
+    const learningRate =
+      optionWithDeprecatedName(options, 'learningRate', 'lr', warn) ?? description?.learningRate;
+    if (learningRate === undefined) {
+      throw new BadamOptionError(
+        'learningRate',
+        undefined,
+        'a finite number >= 0',
+        "set it here or as the optimizer description's learningRate",
+      );
+    }
+    this.learningRate = requireNumber('learningRate', learningRate, { min: 0 });
+    this.switchBlockEvery = validateSwitchBlockEvery(
+      optionWithDeprecatedName(options, 'switchBlockEvery', 'switchEvery', warn) ?? 50,
+    );
     this.switchMode = requireOneOf('switchMode', options.switchMode ?? 'ascending', [
       'ascending',
       'descending',
@@ -172,15 +225,12 @@ export class BlockOptimizer<
       'fixed',
     ] as const);
     this.verbose = requireOneOf('verbose', options.verbose ?? 1, [0, 1, 2] as const);
-    if (options.logFn !== undefined && typeof options.logFn !== 'function') {
-      throw new BadamOptionError('logFn', options.logFn, 'a function (message, level) => void');
-    }
-    this.logFn = options.logFn ?? consoleLog;
-    this.gradientAccumulationSteps = requireInteger(
-      'gradientAccumulationSteps',
-      options.gradientAccumulationSteps ?? 1,
-      { min: 1 },
-    );
+    this.accumulation = new GradientAccumulation({
+      steps: options.gradientAccumulationSteps ?? 1,
+      maxGradNorm: options.clipGradNorm,
+    });
+    this.gradientAccumulationSteps = this.accumulation.steps;
+    this.clipGradNorm = this.accumulation.maxGradNorm;
     const seed = requireInteger('seed', options.seed ?? 42, { min: 0 });
 
     this.partition = BlockPartition.create(
@@ -193,7 +243,7 @@ export class BlockOptimizer<
         activeModules: options.activeModules,
       },
     );
-    for (const warning of this.partition.warnings) this.logFn(`BAdam warning: ${warning}`, 'warn');
+    for (const warning of this.partition.warnings) warn(warning);
     this.eligible = this.partition.eligibleBlocks;
     if (this.eligible.length === 0) {
       throw new BadamOptionError(
@@ -233,6 +283,11 @@ export class BlockOptimizer<
     this.activate(this.eligible[this.schedule.currentBlock]!);
   }
 
+  /** The model's parameters (name, shape, storage dtype), in model order. */
+  get namedParameters(): readonly NamedParameterInfo[] {
+    return [...this.parameters.values()];
+  }
+
   /** The learning rate the next update uses. Schedules set it before each step. */
   get lr(): number {
     return this.learningRate;
@@ -259,7 +314,7 @@ export class BlockOptimizer<
 
   /** Micro-batches counted toward the next optimizer step. */
   get pendingMicroBatches(): number {
-    return this.microBatches;
+    return this.accumulation.pending;
   }
 
   /** Completed block epochs. */
@@ -289,38 +344,44 @@ export class BlockOptimizer<
 
   /**
    * Counts one micro-batch whose gradients the backend has accumulated. Every
-   * `gradientAccumulationSteps`-th call applies the update on the backend, advances the schedule and,
-   * after the block's K-th update, deactivates it and activates the next block.
+   * `gradientAccumulationSteps`-th call applies the update on the backend (the mean gradient, clipped
+   * when `clipGradNorm` is set), advances the schedule and, after the block's K-th update, deactivates it
+   * and activates the next block (in `fixed` mode: the same block afresh).
    */
   step(): StepOutcome {
     const activation = this.requireActivation();
-    this.microBatches += 1;
-    if (this.microBatches < this.gradientAccumulationSteps) {
+    if (!this.accumulation.count()) {
       return {
         applied: false,
         switched: false,
+        restarted: false,
         globalStep: this.globalStep,
         activeBlock: activation.blockIndex,
         updatedBlock: activation.blockIndex,
       };
     }
-    this.microBatches = 0;
+    const { gradientScale, gradNorm } = this.accumulation.updateScale(() =>
+      this.backend.gradientSumOfSquares(),
+    );
     this.backend.applyUpdate({
       blockIndex: activation.blockIndex,
       lr: this.learningRate,
       stepInBlock: this.stepsSinceActivation + 1,
       globalStep: this.globalStep + 1,
-      gradientScale: 1 / this.gradientAccumulationSteps,
+      gradientScale,
     });
     this.globalStep += 1;
     this.stepsSinceActivation += 1;
     const advance = this.schedule.advance();
-    if (advance.switched) {
+    if (advance.switched || advance.restarted) {
       const next = this.eligible[advance.to]!;
       if (this.verbose >= 1) {
         this.logFn(
-          `BAdam: step ${this.globalStep}: block ${activation.blockIndex} done after ${this.stepsSinceActivation} steps, ` +
-            `switching to block ${next} (${this.partition.blocks[next]!.prefixes.join(', ')})`,
+          advance.switched
+            ? `BAdam: step ${this.globalStep}: block ${activation.blockIndex} done after ${this.stepsSinceActivation} steps, ` +
+                `switching to block ${next} (${this.partition.blocks[next]!.prefixes.join(', ')})`
+            : `BAdam: step ${this.globalStep}: block ${activation.blockIndex} done after ${this.stepsSinceActivation} steps, ` +
+                'starting a new sub-problem on it (fixed mode: fresh optimizer state, masters from the weights)',
           'info',
         );
       }
@@ -330,9 +391,11 @@ export class BlockOptimizer<
     return {
       applied: true,
       switched: advance.switched,
+      restarted: advance.restarted,
       globalStep: this.globalStep,
       activeBlock: this.requireActivation().blockIndex,
       updatedBlock: activation.blockIndex,
+      ...(gradNorm !== undefined ? { gradNorm } : {}),
     };
   }
 
@@ -342,7 +405,7 @@ export class BlockOptimizer<
    */
   discardPendingGradients(): void {
     this.requireActivation();
-    this.microBatches = 0;
+    this.accumulation.reset();
     this.backend.discardGradients();
   }
 
@@ -353,7 +416,7 @@ export class BlockOptimizer<
       partition: this.partition.fingerprint(),
       globalStep: this.globalStep,
       stepsSinceActivation: this.stepsSinceActivation,
-      microBatches: this.microBatches,
+      microBatches: this.accumulation.pending,
       gradientAccumulationSteps: this.gradientAccumulationSteps,
       lr: this.learningRate,
       activeBlock: this.requireActivation().blockIndex,
@@ -419,7 +482,7 @@ export class BlockOptimizer<
     this.schedule = schedule;
     this.globalStep = globalStep;
     this.stepsSinceActivation = stepsSinceActivation;
-    this.microBatches = 0;
+    this.accumulation.reset();
     this.learningRate = lr;
     this.activate(state.activeBlock, stepsSinceActivation);
   }

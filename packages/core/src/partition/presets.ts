@@ -6,12 +6,20 @@ import { isNormSegment, layerPrefixOf, owningModuleOf } from './parameter-roles.
  * - `layer`: one block per layer (BAdam's default; D = L, plus embedding / head blocks when included);
  * - `module`: the attention and the MLP of each layer apart, each with the norm that feeds it (D = 2L);
  * - `matrix`: each weight matrix of a layer apart, norms joining the matrix they feed (D = 7L for Llama:
- *   q, k, v, o, gate, up, down).
+ *   q, k, v, o, gate, up, down);
+ * - `model`: one block holding every parameter (D = 1; `includeEmbedding` and `includeLmHead` do not
+ *   apply). With `switchBlockEvery: -1` BAdam is then plain full-parameter training with the base
+ *   optimizer, and in LoRA mode plain LoRA: the baselines run through the same engine.
  */
-export type BlockPartitionPreset = 'layer' | 'module' | 'matrix';
+export type BlockPartitionPreset = 'layer' | 'module' | 'matrix' | 'model';
 
 /** All presets, for validation and CLI help. */
-export const BLOCK_PARTITION_PRESETS: readonly BlockPartitionPreset[] = ['layer', 'module', 'matrix'];
+export const BLOCK_PARTITION_PRESETS: readonly BlockPartitionPreset[] = [
+  'layer',
+  'module',
+  'matrix',
+  'model',
+];
 
 type SubLayerGroup = 'attention' | 'mlp';
 
@@ -116,6 +124,7 @@ export function blockPrefixesForPreset(
   preset: BlockPartitionPreset,
   options: InferBlockPrefixesOptions = {},
 ): string[][] {
+  if (preset === 'model') return [[...names]];
   const byLayer = inferBlockPrefixes(names, options);
   if (preset === 'layer') return byLayer;
   const layers = collectLayerModules(names);

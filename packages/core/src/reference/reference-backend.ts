@@ -2,19 +2,16 @@ import { bytesPerElement } from '../dtype.js';
 import { BadamOptionError, BadamStateError } from '../errors.js';
 import type { NamedArray } from '../named-array.js';
 import { roundToDType } from '../numeric/round-to-dtype.js';
-import {
-  type AdamWConfig,
-  adamwUpdate,
-  type ResolvedAdamWConfig,
-  resolveAdamWConfig,
-} from '../optimizer/adamw.js';
+import { adamwUpdate, type ResolvedAdamWConfig } from '../optimizer/adamw.js';
 import type {
   BackendMemoryReport,
   BlockActivation,
-  BlockBackend,
   BlockUpdate,
+  CheckpointableBlockBackend,
   MemoryKind,
 } from '../optimizer/backend.js';
+import { adamwConfigOf, type OptimizerDescription } from '../optimizer/optimizer-description.js';
+import { adamStateTensors, readAdamState, tensorsByName } from '../optimizer/optimizer-tensors.js';
 import { type NamedParameterInfo, numel, validateNamedParameters } from '../parameters.js';
 
 /** A parameter with its values, as {@link ReferenceBackend} stores it. */
@@ -36,22 +33,23 @@ interface ActiveState {
  * a backend for tests of code built on core. Weights are stored rounded to their dtype (bf16 / fp16
  * values kept in fp32 slots); the active block gets fp32 masters (16-bit weights only: fp32 weights are
  * their own master), fp32 gradient accumulators and AdamW moments, all dropped on deactivation. Gradients are supplied by the caller with
- * {@link ReferenceBackend.accumulateGradient} — only for trainable parameters, as backward would.
+ * {@link ReferenceBackend.accumulateGradients} — only for trainable parameters, as backward would.
  *
  * @example
  * ```ts
  * const backend = new ReferenceBackend(parameters);
- * const optimizer = new BlockOptimizer({ baseOptimizer: { weightDecay: 0.01 }, namedParameters: parameters,
- *   learningRate: 1e-3, switchBlockEvery: 10 }, backend);
- * for (const name of optimizer.trainableNames) backend.accumulateGradient(name, gradientOf(name));
+ * const optimizer = new BlockOptimizer({ baseOptimizer: { type: 'adamw', weightDecay: 0.01 },
+ *   namedParameters: parameters, learningRate: 1e-3, switchBlockEvery: 10 }, backend);
+ * backend.accumulateGradients(new Map(optimizer.trainableNames.map((name) => [name, gradientOf(name)])));
  * optimizer.step();
  * ```
  */
-export class ReferenceBackend implements BlockBackend<AdamWConfig> {
+export class ReferenceBackend implements CheckpointableBlockBackend<OptimizerDescription, ArrayLike<number>> {
   private readonly weights = new Map<string, Float32Array>();
   private readonly infos = new Map<string, NamedParameterInfo>();
   private active = new Map<string, ActiveState>();
   private config: ResolvedAdamWConfig | undefined;
+  private stepsInBlock = 0;
   private peak = 0;
 
   constructor(parameters: readonly ReferenceParameter[]) {
@@ -87,6 +85,11 @@ export class ReferenceBackend implements BlockBackend<AdamWConfig> {
     return [...this.active.keys()];
   }
 
+  /** Adds gradients (by parameter name) to the accumulators of the trainable parameters. */
+  accumulateGradients(gradients: ReadonlyMap<string, ArrayLike<number>>): void {
+    for (const [name, gradient] of gradients) this.accumulateGradient(name, gradient);
+  }
+
   /** Adds `gradient` to the accumulator of trainable parameter `name`. */
   accumulateGradient(name: string, gradient: ArrayLike<number>): void {
     const state = this.active.get(name);
@@ -106,11 +109,12 @@ export class ReferenceBackend implements BlockBackend<AdamWConfig> {
     for (let i = 0; i < gradient.length; i++) state.grad[i] = state.grad[i]! + gradient[i]!;
   }
 
-  activateBlock(activation: BlockActivation<AdamWConfig>): void {
+  activateBlock(activation: BlockActivation<OptimizerDescription>): void {
     if (this.active.size > 0) {
       throw new BadamStateError('ReferenceBackend: a block is already active; deactivate it first');
     }
-    this.config = resolveAdamWConfig(activation.baseOptimizer);
+    this.config = adamwConfigOf(activation.baseOptimizer);
+    this.stepsInBlock = 0;
     const active = new Map<string, ActiveState>();
     for (const p of activation.parameters) {
       const weight = this.requireWeight(p.name);
@@ -128,7 +132,7 @@ export class ReferenceBackend implements BlockBackend<AdamWConfig> {
     this.notePeak();
   }
 
-  deactivateBlock(_activation: BlockActivation<AdamWConfig>): void {
+  deactivateBlock(_activation: BlockActivation<OptimizerDescription>): void {
     this.active = new Map();
   }
 
@@ -151,45 +155,64 @@ export class ReferenceBackend implements BlockBackend<AdamWConfig> {
       }
       state.grad.fill(0);
     }
+    this.stepsInBlock = update.stepInBlock;
   }
 
   discardGradients(): void {
     for (const state of this.active.values()) state.grad.fill(0);
   }
 
-  /**
-   * The active block's AdamW state as named arrays (`<name>.exp_avg`, `<name>.exp_avg_sq`, and the fp32
-   * master `<name>.master` for 16-bit weights), for checkpoints.
-   */
-  optimizerTensors(): NamedArray[] {
-    const out: NamedArray[] = [];
-    for (const [name, s] of this.active) {
-      const shape = this.infos.get(name)!.shape;
-      out.push({ name: `${name}.exp_avg`, dtype: 'float32', shape, data: Float32Array.from(s.m) });
-      out.push({ name: `${name}.exp_avg_sq`, dtype: 'float32', shape, data: Float32Array.from(s.v) });
-      if (s.master !== this.weights.get(name)) {
-        out.push({ name: `${name}.master`, dtype: 'float32', shape, data: Float32Array.from(s.master) });
-      }
-    }
-    return out;
+  gradientSumOfSquares(): number {
+    let sum = 0;
+    for (const state of this.active.values()) for (const g of state.grad) sum += g * g;
+    return sum;
   }
 
-  /** Restores {@link optimizerTensors} into the active block (activate the same block first). */
-  loadOptimizerTensors(tensors: readonly NamedArray[]): void {
-    const byName = new Map(tensors.map((t) => [t.name, t]));
+  /**
+   * The active block's AdamW state under the checkpoint names every backend uses (`<name>.exp_avg`,
+   * `<name>.exp_avg_sq`, `<name>.step`, and `<name>.master` for 16-bit weights).
+   */
+  exportOptimizerTensors(): NamedArray[] {
+    return [...this.active].flatMap(([name, s]) =>
+      adamStateTensors(this.infos.get(name)!, {
+        expAvg: s.m,
+        expAvgSq: s.v,
+        step: this.stepsInBlock,
+        master: s.master !== this.weights.get(name) ? s.master : undefined,
+      }),
+    );
+  }
+
+  /** Restores {@link exportOptimizerTensors} into the active block (activate the same block first). */
+  importOptimizerTensors(tensors: readonly NamedArray[], stepInBlock: number): void {
+    const byName = tensorsByName(tensors);
     for (const [name, s] of this.active) {
-      const m = byName.get(`${name}.exp_avg`);
-      const v = byName.get(`${name}.exp_avg_sq`);
-      if (m === undefined || v === undefined) {
-        throw new BadamStateError(
-          `optimizer state has no moments for ${JSON.stringify(name)}; was it saved with the same active block?`,
-        );
-      }
-      s.m.set(m.data as Float32Array);
-      s.v.set(v.data as Float32Array);
-      const master = byName.get(`${name}.master`);
-      if (master !== undefined && s.master !== this.weights.get(name))
-        s.master.set(master.data as Float32Array);
+      const own = s.master !== this.weights.get(name);
+      const saved = readAdamState(byName, this.infos.get(name)!, { expectedStep: stepInBlock, master: own });
+      s.m.set(saved.expAvg);
+      s.v.set(saved.expAvgSq);
+      if (saved.master !== undefined) s.master.set(saved.master);
+    }
+    this.stepsInBlock = stepInBlock;
+  }
+
+  /** Every weight as fp32 values, in model order. */
+  readWeights(): NamedArray[] {
+    return [...this.weights].map(([name, w]) => ({
+      name,
+      dtype: 'float32',
+      shape: [...this.infos.get(name)!.shape],
+      data: Float32Array.from(w),
+    }));
+  }
+
+  /** Overwrites every weight given (rounded to each parameter's dtype), and the masters of the active block. */
+  writeWeights(weights: ReadonlyMap<string, NamedArray>): void {
+    for (const [name, w] of weights) {
+      this.setWeight(name, w.data as Float32Array);
+      const state = this.active.get(name);
+      if (state !== undefined && state.master !== this.weights.get(name))
+        state.master.set(this.weights.get(name)!);
     }
   }
 

@@ -8,7 +8,8 @@ import { requireInteger, requireOneOf } from '../validation.js';
  * - `descending`: start, start-1, ..., 0, D-1, ... (start defaults to D-1);
  * - `random`: every block epoch (D consecutive blocks) is a fresh random permutation — random
  *   reshuffling — drawn from a seeded generator; with `startBlock` the first epoch begins with it;
- * - `fixed`: the start block (default 0) for the whole run.
+ * - `fixed`: the start block (default 0) for the whole run; every K steps a new sub-problem starts on it
+ *   (fresh optimizer state, masters made again from the weights), as the reference does.
  */
 export type SwitchMode = 'ascending' | 'descending' | 'random' | 'fixed';
 
@@ -52,6 +53,11 @@ export interface BlockScheduleState {
 export interface ScheduleAdvance {
   /** True when the step completed the block's K steps and another block (or the same one in a new epoch) took over. */
   readonly switched: boolean;
+  /**
+   * True in `fixed` mode when the step completed K steps: the same block starts a new sub-problem (fresh
+   * optimizer state, masters made again from the weights) without a switch.
+   */
+  readonly restarted: boolean;
   /** The block the step was taken on. */
   readonly from: number;
   /** The block active after the step. */
@@ -172,7 +178,7 @@ export class BlockSchedule {
     const from = this.currentBlock;
     this.steps += 1;
     if (this.switchBlockEvery === -1 || this.steps < this.switchBlockEvery) {
-      return { switched: false, from, to: from };
+      return { switched: false, restarted: false, from, to: from };
     }
     this.steps = 0;
     this.position += 1;
@@ -182,7 +188,8 @@ export class BlockSchedule {
       this.order = this.nextEpochOrder();
     }
     const to = this.currentBlock;
-    return { switched: this.switchMode !== 'fixed', from, to };
+    const fixed = this.switchMode === 'fixed';
+    return { switched: !fixed, restarted: fixed, from, to };
   }
 
   /** Plain-data state for checkpoints; see {@link BlockSchedule.fromState}. */
