@@ -147,4 +147,4 @@ export type {
   TrainerProgress,
 } from './trainer/trainer-callback.js';
 export { isTrainerState, type TrainerState } from './trainer/trainer-state.js';
-export { optionWithDeprecatedName } from './validation.js';
+export { optionWithDeprecatedName, requireInteger, requireNumber } from './validation.js';

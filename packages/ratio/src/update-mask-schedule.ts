@@ -4,7 +4,9 @@ import {
   embeddingPrefixOf,
   type NamedParameterInfo,
   numel,
+  optionWithDeprecatedName,
   validateNamedParameters,
+  validateSwitchBlockEvery,
 } from '@badam/core';
 import { KeyedPermutation } from './keyed-permutation.js';
 
@@ -16,6 +18,8 @@ export interface UpdateMaskOptions {
   /** Fraction of each parameter's entries updated at every step, in (0, 1]. Default 0.1. */
   updateRatio?: number;
   /** Steps between window moves; the Adam state resets with every move. Default 100. */
+  switchBlockEvery?: number;
+  /** @deprecated The old name of `switchBlockEvery` (BlockOptimizer's name for the same cadence). */
   switchEvery?: number;
   /** `adjacent`: a flat window `[offset, offset + k)` wrapping around; `scatter`: the same window over a seeded permutation. Default `adjacent`. */
   maskMode?: MaskMode;
@@ -23,7 +27,7 @@ export interface UpdateMaskOptions {
   preserveThreshold?: number;
   /** Per-prefix ratios overriding `updateRatio`: the first prefix contained in a parameter's name wins. */
   paramUpdateRatios?: Readonly<Record<string, number>>;
-  /** Keep each window's index list for its `switchEvery` steps (memory for time) instead of rebuilding it every step. Default true. */
+  /** Keep each window's index list for its `switchBlockEvery` steps (memory for time) instead of rebuilding it every step. Default true. */
   keepMask?: boolean;
   /** Train the embedding (frozen otherwise). Default false. */
   includeEmbedding?: boolean;
@@ -62,6 +66,7 @@ export interface UpdateMaskState {
 
 const OPTION_NAMES = [
   'updateRatio',
+  'switchBlockEvery',
   'switchEvery',
   'maskMode',
   'preserveThreshold',
@@ -82,12 +87,12 @@ function hashString(text: string, seed: number): number {
  * The backend-neutral half of BlockOptimizerRatio: which entries of each parameter are updated at each
  * step. Every trainable parameter is updated at every step, but only on `k = floor(n * ratio)` of its n
  * entries — the window `[offset, offset + k)` of its flat indices (`adjacent`, wrapping around) or of a
- * fixed seeded permutation of them (`scatter`). Every `switchEvery` steps every offset moves on by its k
+ * fixed seeded permutation of them (`scatter`). Every `switchBlockEvery` steps every offset moves on by its k
  * (mod n) and the optimizer state must reset ({@link UpdateMaskSchedule.advance} says when).
  *
  * @example
  * ```ts
- * const masks = new UpdateMaskSchedule(parameters, { updateRatio: 0.1, switchEvery: 100, maskMode: 'scatter' });
+ * const masks = new UpdateMaskSchedule(parameters, { updateRatio: 0.1, switchBlockEvery: 100, maskMode: 'scatter' });
  * const indices = masks.indices('model.layers.0.mlp.up_proj.weight'); // Int32Array of k flat indices
  * // ...update those entries...
  * if (masks.advance().reset) dropAdamState(); // the windows moved on
@@ -100,7 +105,13 @@ export class UpdateMaskSchedule {
   readonly frozenNames: readonly string[];
   /** Non-fatal findings (e.g. a parameter whose window is empty). */
   readonly warnings: readonly string[];
-  readonly switchEvery: number;
+  /** Steps between window moves; -1 never moves them. */
+  readonly switchBlockEvery: number;
+
+  /** @deprecated The old name of {@link switchBlockEvery}. */
+  get switchEvery(): number {
+    return this.switchBlockEvery;
+  }
   readonly maskMode: MaskMode;
   readonly keepMask: boolean;
   readonly seed: number;
@@ -125,10 +136,11 @@ export class UpdateMaskSchedule {
     }
     validateNamedParameters(parameters);
     const ratio = requireRatio('updateRatio', options.updateRatio ?? 0.1);
-    const switchEvery = options.switchEvery ?? 100;
-    if (!Number.isSafeInteger(switchEvery) || switchEvery < 1) {
-      throw new BadamOptionError('switchEvery', switchEvery, 'an integer >= 1');
-    }
+    const warnings: string[] = [];
+    const switchEvery = validateSwitchBlockEvery(
+      optionWithDeprecatedName(options, 'switchBlockEvery', 'switchEvery', (m) => warnings.push(m)) ?? 100,
+      options.switchEvery !== undefined ? 'switchEvery' : 'switchBlockEvery',
+    );
     const maskMode = options.maskMode ?? 'adjacent';
     if (maskMode !== 'adjacent' && maskMode !== 'scatter') {
       throw new BadamOptionError('maskMode', maskMode, '"adjacent" or "scatter"');
@@ -157,7 +169,6 @@ export class UpdateMaskSchedule {
 
     const trained: MaskedParameter[] = [];
     const frozen: string[] = [];
-    const warnings: string[] = [];
     for (const p of parameters) {
       const isEmbedding = embeddingPrefixOf(p.name) !== undefined;
       const isLmHead = p.name.includes('lm_head');
@@ -187,7 +198,7 @@ export class UpdateMaskSchedule {
     this.parameters = trained;
     this.frozenNames = frozen;
     this.warnings = warnings;
-    this.switchEvery = switchEvery;
+    this.switchBlockEvery = switchEvery;
     this.maskMode = maskMode;
     this.keepMask = options.keepMask ?? true;
     this.seed = seed;
@@ -265,13 +276,13 @@ export class UpdateMaskSchedule {
   }
 
   /**
-   * Records one optimizer step. After every `switchEvery`-th step the windows move on and `reset` is true:
+   * Records one optimizer step. After every `switchBlockEvery`-th step the windows move on and `reset` is true:
    * the optimizer state of the old windows must be dropped.
    */
   advance(): { reset: boolean } {
     this.stepCount += 1;
     this.stepsInWindowCount += 1;
-    if (this.stepsInWindowCount < this.switchEvery) return { reset: false };
+    if (this.switchBlockEvery === -1 || this.stepsInWindowCount < this.switchBlockEvery) return { reset: false };
     this.stepsInWindowCount = 0;
     this.windowCount += 1;
     this.cache.clear();
@@ -298,7 +309,7 @@ export class UpdateMaskSchedule {
     }
     if (state.fingerprint !== this.configFingerprint) {
       throw new BadamStateError(
-        'update mask state was saved for other parameters or options (ratio, switchEvery, maskMode, seed); resume with the same ones',
+        'update mask state was saved for other parameters or options (ratio, switchBlockEvery, maskMode, seed); resume with the same ones',
       );
     }
     const ok = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
@@ -306,7 +317,7 @@ export class UpdateMaskSchedule {
       !ok(state.step) ||
       !ok(state.window) ||
       !ok(state.stepsInWindow) ||
-      state.stepsInWindow >= this.switchEvery
+      (this.switchBlockEvery !== -1 && state.stepsInWindow >= this.switchBlockEvery)
     ) {
       throw new BadamStateError(`update mask state has invalid counters: ${JSON.stringify(state)}`);
     }

@@ -17,16 +17,16 @@ function windowSequence(schedule: UpdateMaskSchedule, name: string, windows: num
   const result: number[][] = [];
   for (let w = 0; w < windows; w++) {
     result.push([...schedule.indices(name)]);
-    for (let s = 0; s < schedule.switchEvery; s++) schedule.advance();
+    for (let s = 0; s < schedule.switchBlockEvery; s++) schedule.advance();
   }
   return result;
 }
 
 describe('UpdateMaskSchedule, adjacent', () => {
-  it('hand-derived windows: [offset, offset + k) moving by k every switchEvery steps, wrapping around', () => {
+  it('hand-derived windows: [offset, offset + k) moving by k every switchBlockEvery steps, wrapping around', () => {
     const schedule = new UpdateMaskSchedule([param('layers.0.w', [10, 11])], {
       updateRatio: 0.3,
-      switchEvery: 2,
+      switchBlockEvery: 2,
       preserveThreshold: 0,
     });
     // n = 110, k = floor(33) = 33: windows start at 0, 33, 66, 99 (wrapping: 99..109, 0..21).
@@ -39,8 +39,8 @@ describe('UpdateMaskSchedule, adjacent', () => {
     ]);
   });
 
-  it('the optimizer state resets exactly every switchEvery steps, and the indices stay fixed in between', () => {
-    const schedule = new UpdateMaskSchedule([param('layers.0.w', [20, 20])], { switchEvery: 3 });
+  it('the optimizer state resets exactly every switchBlockEvery steps, and the indices stay fixed in between', () => {
+    const schedule = new UpdateMaskSchedule([param('layers.0.w', [20, 20])], { switchBlockEvery: 3 });
     const first = schedule.indices('layers.0.w');
     const resets = Array.from({ length: 9 }, () => {
       const same = schedule.indices('layers.0.w') === first || schedule.window > 0;
@@ -91,7 +91,7 @@ describe('UpdateMaskSchedule, scatter (property tests)', () => {
         const k = Math.floor(n * ratio);
         const schedule = new UpdateMaskSchedule([param(name, [rows, cols])], {
           updateRatio: ratio,
-          switchEvery: 1,
+          switchBlockEvery: 1,
           maskMode: 'scatter',
           preserveThreshold: 0,
           seed: rows * 1000 + cols,
@@ -133,7 +133,7 @@ describe('UpdateMaskSchedule, scatter (property tests)', () => {
 
   it('state() / loadState() resume the same windows', () => {
     const params = [param('model.layers.0.a.weight', [30, 30])];
-    const options = { maskMode: 'scatter' as const, switchEvery: 4, updateRatio: 0.2 };
+    const options = { maskMode: 'scatter' as const, switchBlockEvery: 4, updateRatio: 0.2 };
     const a = new UpdateMaskSchedule(params, options);
     for (let i = 0; i < 11; i++) a.advance();
     const b = new UpdateMaskSchedule(params, options);
@@ -149,8 +149,15 @@ describe('UpdateMaskSchedule, scatter (property tests)', () => {
     expect(() => new UpdateMaskSchedule(MODEL, { updateRatio: 0 })).toThrow(
       'updateRatio must be a number in (0, 1], got 0',
     );
+    expect(() => new UpdateMaskSchedule(MODEL, { switchBlockEvery: 0 })).toThrow(
+      'switchBlockEvery must be an integer >= 1, or -1 to never switch, got 0',
+    );
+    // The old name still works, with a warning, and its errors name it.
+    expect(new UpdateMaskSchedule(MODEL, { switchEvery: 7 }).warnings).toContain(
+      'option switchEvery is deprecated; use switchBlockEvery',
+    );
     expect(() => new UpdateMaskSchedule(MODEL, { switchEvery: 0 })).toThrow(
-      'switchEvery must be an integer >= 1, got 0',
+      'switchEvery must be an integer >= 1, or -1 to never switch, got 0',
     );
     expect(() => new UpdateMaskSchedule(MODEL, { maskMode: 'random' as 'scatter' })).toThrow(
       /maskMode must be "adjacent" or "scatter"/,

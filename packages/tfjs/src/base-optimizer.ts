@@ -1,9 +1,18 @@
-import { BadamOptionError } from '@badam/core';
+import {
+  BadamOptionError,
+  isOptimizerDescription,
+  type OptimizerDescription,
+  resolveOptimizerDescription,
+} from '@badam/core';
 import type * as tf from '@tensorflow/tfjs-core';
 import { AdamW } from './adamw.js';
 
-/** The base optimizers BlockOptimizer accepts: any tf.Optimizer built from its config (all of `tf.train.*`, and {@link AdamW}). */
-export type BaseOptimizer = tf.Optimizer;
+/**
+ * The base optimizers BlockOptimizer accepts: core's backend-neutral {@link OptimizerDescription}
+ * (`{ type: 'adamw', ... }`, trained with {@link AdamW}), or any tf.Optimizer built from its config (all of
+ * `tf.train.*`, and AdamW itself).
+ */
+export type BaseOptimizer = tf.Optimizer | OptimizerDescription;
 
 type OptimizerClass = tf.serialization.SerializableConstructor<tf.Optimizer> & {
   fromConfig(
@@ -12,8 +21,15 @@ type OptimizerClass = tf.serialization.SerializableConstructor<tf.Optimizer> & {
   ): tf.Optimizer;
 };
 
-/** Checks that `optimizer` is a tf.Optimizer that can be re-created from its config. */
+/**
+ * Checks that `optimizer` is an optimizer description (validated by core) or a tf.Optimizer that can be
+ * re-created from its config.
+ */
 export function validateBaseOptimizer(optimizer: unknown): BaseOptimizer {
+  if (isOptimizerDescription(optimizer)) {
+    resolveOptimizerDescription(optimizer);
+    return optimizer;
+  }
   const candidate = optimizer as Partial<tf.Optimizer> | undefined;
   if (
     candidate == null ||
@@ -24,46 +40,64 @@ export function validateBaseOptimizer(optimizer: unknown): BaseOptimizer {
     throw new BadamOptionError(
       'baseOptimizer',
       optimizer,
-      'a tf.Optimizer (tf.train.sgd, momentum, rmsprop, adagrad, adadelta, adam, adamax) or AdamW',
+      "an optimizer description ({ type: 'adamw', ... }) or a tf.Optimizer (tf.train.sgd, momentum, rmsprop, adagrad, adadelta, adam, adamax, AdamW)",
     );
   }
-  return optimizer as BaseOptimizer;
+  return optimizer as tf.Optimizer;
 }
 
 /**
- * A new optimizer of the same class and hyperparameters as `template`, with empty state. BAdam starts
- * every block with one: `tf.train.adam` keeps its beta powers for the whole optimizer and its moments by
- * position in the gradient list, so reusing one instance across blocks would carry stale state over.
- * For AdamW, `excludeFromWeightDecay` is set from core's no-decay rule for the block's parameters.
+ * A new tf.Optimizer with empty state for `template`: an {@link AdamW} for an optimizer description, else
+ * one of the template's class and hyperparameters. BAdam starts every block with one: `tf.train.adam`
+ * keeps its beta powers for the whole optimizer and its moments by position in the gradient list, so
+ * reusing one instance across blocks would carry stale state over. For AdamW, `excludeFromWeightDecay` is
+ * set from core's no-decay rule for the block's parameters.
  */
 export function freshOptimizerLike(
   template: BaseOptimizer,
   noDecayVariables?: ReadonlySet<string>,
-): BaseOptimizer {
+): tf.Optimizer {
+  const exclude = noDecayVariables
+    ? { excludeFromWeightDecay: (name: string) => noDecayVariables.has(name) }
+    : {};
+  if (isOptimizerDescription(template)) {
+    const d = resolveOptimizerDescription(template);
+    return new AdamW({
+      learningRate: d.learningRate ?? 0,
+      beta1: d.betas[0],
+      beta2: d.betas[1],
+      epsilon: d.epsilon,
+      weightDecay: d.weightDecay,
+      ...exclude,
+    });
+  }
   // Not `instanceof`: tf.Optimizer defines a duck-typed Symbol.hasInstance that every subclass inherits.
   if (template.constructor === AdamW) {
-    return new AdamW({
-      ...((template as AdamW).getConfig() as object),
-      ...(noDecayVariables ? { excludeFromWeightDecay: (name: string) => noDecayVariables.has(name) } : {}),
-    });
+    return new AdamW({ ...((template as AdamW).getConfig() as object), ...exclude });
   }
   const cls = template.constructor as OptimizerClass;
   return cls.fromConfig(cls, template.getConfig());
 }
 
-/** The learning rate an optimizer was configured with. */
-export function learningRateOf(optimizer: BaseOptimizer): number {
+/** The learning rate an optimizer was configured with (undefined for a description without one). */
+export function learningRateOf(optimizer: BaseOptimizer): number | undefined {
+  if (isOptimizerDescription(optimizer)) return optimizer.learningRate;
   const lr = optimizer.getConfig().learningRate;
   if (typeof lr !== 'number') throw new BadamOptionError('baseOptimizer learningRate', lr, 'a number');
   return lr;
+}
+
+/** A short name of the base optimizer for logs: the tf class name, or `AdamW` for a description. */
+export function baseOptimizerName(optimizer: BaseOptimizer): string {
+  return isOptimizerDescription(optimizer) ? 'AdamW' : optimizer.getClassName();
 }
 
 /**
  * Sets the learning rate an optimizer uses at its next step. SGD and momentum cache `-lr` as a tensor, so
  * they are updated through their `setLearningRate`; the others read the `learningRate` field each step.
  */
-export function setLearningRate(optimizer: BaseOptimizer, lr: number): void {
-  const target = optimizer as BaseOptimizer & {
+export function setLearningRate(optimizer: tf.Optimizer, lr: number): void {
+  const target = optimizer as tf.Optimizer & {
     setLearningRate?: (lr: number) => void;
     learningRate?: number;
   };
@@ -76,8 +110,8 @@ export function setLearningRate(optimizer: BaseOptimizer, lr: number): void {
  * Frees everything an optimizer holds. `tf.train.momentum`'s own `dispose()` forgets the `-lr` scalar it
  * inherits from SGD (a tfjs bug), which would leak one tensor per block; it is freed here.
  */
-export function disposeOptimizer(optimizer: BaseOptimizer): void {
+export function disposeOptimizer(optimizer: tf.Optimizer): void {
   optimizer.dispose();
-  const cached = (optimizer as BaseOptimizer & { c?: tf.Tensor }).c;
+  const cached = (optimizer as tf.Optimizer & { c?: tf.Tensor }).c;
   if (cached !== undefined && !cached.isDisposed) cached.dispose();
 }

@@ -4,6 +4,8 @@ import {
   consoleLog,
   type LogFn,
   type NamedArray,
+  optionWithDeprecatedName,
+  requireNumber,
 } from '@badam/core';
 import { type UpdateMaskOptions, UpdateMaskSchedule, type UpdateMaskState } from '@badam/ratio';
 import * as tf from '@tensorflow/tfjs-core';
@@ -16,10 +18,14 @@ export interface BlockOptimizerRatioOptions extends UpdateMaskOptions {
   /** The model's parameters as `[name, tf.Variable]` pairs, in model order. */
   namedParameters: readonly NamedVariable[];
   /** Learning rate. Default 1e-5 (the reference's). */
+  learningRate?: number;
+  /** @deprecated The old name of `learningRate` (BlockOptimizer's name). */
   lr?: number;
   /** Adam's betas. Default [0.9, 0.999]. */
   betas?: readonly [number, number];
-  /** Default 1e-8. */
+  /** Added to Adam's denominator. Default 1e-8. */
+  epsilon?: number;
+  /** @deprecated The old name of `epsilon`. */
   eps?: number;
   /** 0: warnings only; 1: a summary at construction. Default 1. */
   verbose?: 0 | 1 | 2;
@@ -37,13 +43,13 @@ interface MaskedState {
 /**
  * BlockOptimizerRatio on TensorFlow.js: every trainable parameter is updated at every step, but only on
  * a mask of `floor(n * updateRatio)` of its entries (`adjacent` windows or `scatter` windows over a seeded
- * permutation); every `switchEvery` steps the windows move on and the Adam state resets. Adam's m and v exist
+ * permutation); every `switchBlockEvery` steps the windows move on and the Adam state resets. Adam's m and v exist
  * only for the masked entries (gather / scatter on flat indices), never densely. No weight decay.
  *
  * @example
  * ```ts
- * const optimizer = new BlockOptimizerRatio({ namedParameters, updateRatio: 0.1, switchEvery: 100,
- *   maskMode: 'scatter', lr: 1e-5 });
+ * const optimizer = new BlockOptimizerRatio({ namedParameters, updateRatio: 0.1, switchBlockEvery: 100,
+ *   maskMode: 'scatter', learningRate: 1e-5 });
  * optimizer.minimize(() => lossOf(batch));
  * ```
  */
@@ -57,7 +63,7 @@ export class BlockOptimizerRatio extends tf.Optimizer {
   readonly beta1: number;
   readonly beta2: number;
   readonly eps: number;
-  private learningRate: number;
+  private rate: number;
   private readonly variables: ReadonlyMap<string, tf.Variable>;
   private readonly names: ReadonlyMap<string, string>;
   private readonly states = new Map<string, MaskedState>();
@@ -69,13 +75,22 @@ export class BlockOptimizerRatio extends tf.Optimizer {
     }
     const {
       namedParameters,
-      lr = 1e-5,
+      learningRate,
+      lr,
       betas = [0.9, 0.999],
-      eps = 1e-8,
+      epsilon,
+      eps: oldEps,
       verbose = 1,
       logFn = consoleLog,
       ...maskOptions
     } = options;
+    const warn = (message: string) => logFn(`BAdam warning: ${message}`, 'warn');
+    const rate = optionWithDeprecatedName({ learningRate, lr }, 'learningRate', 'lr', warn) ?? 1e-5;
+    const eps = requireNumber(
+      oldEps !== undefined ? 'eps' : 'epsilon',
+      optionWithDeprecatedName({ epsilon, eps: oldEps }, 'epsilon', 'eps', warn) ?? 1e-8,
+      { min: 0, exclusiveMin: true },
+    );
     assertGradientsRegistered();
     const named = validateNamedVariables(namedParameters);
     if (
@@ -85,13 +100,12 @@ export class BlockOptimizerRatio extends tf.Optimizer {
     ) {
       throw new BadamOptionError('betas', betas, 'two numbers in [0, 1)');
     }
-    if (!(eps > 0)) throw new BadamOptionError('eps', eps, 'a number > 0');
     this.masks = new UpdateMaskSchedule(parameterInfoOf(named), maskOptions);
     this.beta1 = betas[0];
     this.beta2 = betas[1];
     this.eps = eps;
-    this.learningRate = 0;
-    this.lr = lr;
+    this.rate = 0;
+    this.learningRate = rate;
     this.variables = new Map(named);
     this.names = new Map(named.map(([name, variable]) => [variable.name, name]));
     const trained = new Set(this.masks.parameters.map((p) => p.name));
@@ -100,21 +114,27 @@ export class BlockOptimizerRatio extends tf.Optimizer {
     if (verbose >= 1) {
       logFn(
         `BAdam ratio: ${this.masks.parameters.length} parameters updated on ${this.masks.maskedElements()} masked entries per step ` +
-          `(${this.masks.maskMode}, windows move every ${this.masks.switchEvery} steps); frozen: ${this.masks.frozenNames.join(', ') || 'none'}`,
+          `(${this.masks.maskMode}, windows move every ${this.masks.switchBlockEvery} steps); frozen: ${this.masks.frozenNames.join(', ') || 'none'}`,
         'info',
       );
     }
   }
 
   /** The learning rate of the next step. */
+  get learningRate(): number {
+    return this.rate;
+  }
+
+  set learningRate(value: number) {
+    this.rate = requireNumber('learningRate', value, { min: 0 });
+  }
+
+  /** @deprecated The old name of {@link learningRate}. */
   get lr(): number {
-    return this.learningRate;
+    return this.rate;
   }
 
   set lr(value: number) {
-    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-      throw new BadamOptionError('lr', value, 'a finite number >= 0');
-    }
     this.learningRate = value;
   }
 
@@ -149,7 +169,7 @@ export class BlockOptimizerRatio extends tf.Optimizer {
       if (tensor != null && this.variables.has(name)) gradients.set(name, tensor);
     }
     const t = this.masks.stepsInWindow + 1;
-    const stepSize = (this.learningRate * Math.sqrt(1 - this.beta2 ** t)) / (1 - this.beta1 ** t);
+    const stepSize = (this.rate * Math.sqrt(1 - this.beta2 ** t)) / (1 - this.beta1 ** t);
     for (const p of this.masks.parameters) {
       const gradient = gradients.get(p.name);
       if (gradient === undefined || p.maskSize === 0) continue;
@@ -249,10 +269,10 @@ export class BlockOptimizerRatio extends tf.Optimizer {
 
   override getConfig(): tf.serialization.ConfigDict {
     return {
-      lr: this.learningRate,
+      learningRate: this.rate,
       betas: [this.beta1, this.beta2],
-      eps: this.eps,
-      switchEvery: this.masks.switchEvery,
+      epsilon: this.eps,
+      switchBlockEvery: this.masks.switchBlockEvery,
       maskMode: this.masks.maskMode,
     };
   }

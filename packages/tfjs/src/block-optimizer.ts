@@ -11,7 +11,12 @@ import {
   type StepOutcome,
 } from '@badam/core';
 import * as tf from '@tensorflow/tfjs-core';
-import { type BaseOptimizer, learningRateOf, validateBaseOptimizer } from './base-optimizer.js';
+import {
+  type BaseOptimizer,
+  baseOptimizerName,
+  learningRateOf,
+  validateBaseOptimizer,
+} from './base-optimizer.js';
 import { assertGradientsRegistered } from './gradients-registered.js';
 import type { NamedTensor } from './named-tensor.js';
 import { type NamedVariable, parameterInfoOf, validateNamedVariables } from './named-variables.js';
@@ -20,14 +25,16 @@ import { TfjsBlockBackend } from './tfjs-block-backend.js';
 /** Options of the tfjs {@link BlockOptimizer}: core's options, with tfjs types for the optimizer and parameters. */
 export interface BlockOptimizerOptions
   extends Omit<EngineOptions<BaseOptimizer>, 'baseOptimizer' | 'namedParameters' | 'learningRate'> {
-  /** Any tf.Optimizer (`tf.train.sgd`, `momentum`, `rmsprop`, `adagrad`, `adadelta`, `adam`, `adamax`) or {@link AdamW}; each block gets a fresh copy. */
+  /**
+   * Core's optimizer description (`{ type: 'adamw', learningRate, betas, epsilon, weightDecay }`, trained
+   * with {@link AdamW}) or any tf.Optimizer (`tf.train.sgd`, `momentum`, `rmsprop`, `adagrad`, `adadelta`,
+   * `adam`, `adamax`, {@link AdamW}); each block gets a fresh copy.
+   */
   baseOptimizer: BaseOptimizer;
   /** The model's parameters as `[name, tf.Variable]` pairs, in model order (see `namedVariablesFromLayersModel`). */
   namedParameters: readonly NamedVariable[];
   /** Learning rate of the first step. Default: the base optimizer's. */
   learningRate?: number;
-  /** Clip the active block's gradients to this global L2 norm before each update. Default: no clipping. */
-  clipGradNorm?: number;
 }
 
 /**
@@ -44,7 +51,7 @@ export interface BlockOptimizerOptions
  * import { BlockOptimizer } from '@badam/tfjs';
  *
  * const optimizer = new BlockOptimizer({
- *   baseOptimizer: tf.train.adam(1e-5),
+ *   baseOptimizer: { type: 'adamw', learningRate: 1e-5, weightDecay: 0.01 }, // or any tf.Optimizer, e.g. tf.train.adam(1e-5)
  *   namedParameters: [['model.layers.0.mlp.up_proj.weight', upProj0], ...],
  *   switchBlockEvery: 100,
  *   switchMode: 'random',
@@ -73,7 +80,7 @@ export class BlockOptimizer extends tf.Optimizer {
     if (typeof options !== 'object' || options === null) {
       throw new BadamOptionError('options', options, 'an object of BlockOptimizer options');
     }
-    const { baseOptimizer, namedParameters, learningRate, clipGradNorm, ...engineOptions } = options;
+    const { baseOptimizer, namedParameters, learningRate, ...engineOptions } = options;
     assertGradientsRegistered();
     const base = validateBaseOptimizer(baseOptimizer);
     const named = validateNamedVariables(namedParameters);
@@ -81,13 +88,14 @@ export class BlockOptimizer extends tf.Optimizer {
     this.parameterNames = new Set(named.map(([name]) => name));
     this.logFn = engineOptions.logFn ?? consoleLog;
     this.verbose = engineOptions.verbose ?? 1;
-    this.backend = new TfjsBlockBackend(named, clipGradNorm === undefined ? {} : { clipGradNorm });
+    this.backend = new TfjsBlockBackend(named);
+    const lr = learningRate ?? (engineOptions.lr === undefined ? learningRateOf(base) : undefined);
     this.engine = new BlockOptimizerEngine(
       {
         ...engineOptions,
         baseOptimizer: base,
         namedParameters: parameterInfoOf(named),
-        learningRate: learningRate ?? learningRateOf(base),
+        ...(lr !== undefined ? { learningRate: lr } : {}),
       },
       this.backend,
     );
@@ -192,7 +200,8 @@ export class BlockOptimizer extends tf.Optimizer {
       switchMode: this.engine.switchMode,
       gradientAccumulationSteps: this.engine.gradientAccumulationSteps,
       learningRate: this.engine.lr,
-      baseOptimizer: this.engine.baseOptimizer.getClassName(),
+      baseOptimizer: baseOptimizerName(this.engine.baseOptimizer),
+      ...(this.engine.clipGradNorm !== undefined ? { clipGradNorm: this.engine.clipGradNorm } : {}),
     };
   }
 
@@ -231,6 +240,6 @@ export class BlockOptimizer extends tf.Optimizer {
           'key gradients by tf variable name or by parameter name',
       );
     }
-    this.backend.addGradients(trainable);
+    this.backend.accumulateGradients(trainable);
   }
 }

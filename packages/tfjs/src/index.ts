@@ -11,6 +11,7 @@
 export { AdamW, type AdamWOptions } from './adamw.js';
 export {
   type BaseOptimizer,
+  baseOptimizerName,
   disposeOptimizer,
   freshOptimizerLike,
   learningRateOf,
@@ -19,9 +20,9 @@ export {
 } from './base-optimizer.js';
 export { BlockOptimizer, type BlockOptimizerOptions } from './block-optimizer.js';
 export { BlockOptimizerRatio, type BlockOptimizerRatioOptions } from './block-optimizer-ratio.js';
-export { clipByGlobalNorm, globalNorm } from './gradient-clipping.js';
+export { globalNorm, sumOfSquares } from './global-norm.js';
 export { assertGradientsRegistered } from './gradients-registered.js';
-export { namedTensorsToArrays, variablesToArrays } from './named-arrays.js';
+export { assignWeights, namedTensorsToArrays, variablesToArrays } from './named-arrays.js';
 export type { NamedTensor } from './named-tensor.js';
 export {
   isVariable,
@@ -32,6 +33,7 @@ export {
   validateNamedVariables,
 } from './named-variables.js';
 export { type NativeMatMulInfo, useNativeMatMul } from './native-kernels.js';
+export { exportOptimizerState, importOptimizerState, type ParameterVariable } from './optimizer-state.js';
 export { type PeakMemoryTracker, trackPeakMemory } from './peak-memory.js';
 export { prepareTfjsBackend, TFJS_BACKEND_FLAGS } from './prepare-backend.js';
 export { TFJS_BACKEND_CHOICES, type TfjsBackendChoice, useTfjsBackend } from './runtime.js';

@@ -1,4 +1,4 @@
-import type { NamedArray } from '@badam/core';
+import { BadamStateError, type NamedArray } from '@badam/core';
 import * as tf from '@tensorflow/tfjs-core';
 import type { NamedTensor } from './named-tensor.js';
 
@@ -56,4 +56,29 @@ export function renameByPrefix(name: string, map: ReadonlyMap<string, string>): 
   const head = name.slice(0, slash);
   const replaced = map.get(head);
   return replaced === undefined ? name : `${replaced}${name.slice(slash)}`;
+}
+
+/**
+ * Assigns saved weights (fp32 arrays, e.g. a checkpoint's) to the variables of `named`: every variable must
+ * have one, of its shape.
+ */
+export function assignWeights(
+  named: ReadonlyArray<readonly [string, tf.Variable]>,
+  weights: readonly NamedArray[],
+): void {
+  const byName = new Map(weights.map((w) => [w.name, w]));
+  for (const [name, variable] of named) {
+    const saved = byName.get(name);
+    if (saved === undefined) {
+      throw new BadamStateError(
+        `the checkpoint has no weight ${JSON.stringify(name)}; resume with the model it was saved from`,
+      );
+    }
+    if (saved.shape.join(',') !== variable.shape.join(',')) {
+      throw new BadamStateError(
+        `the checkpoint's ${name} has shape [${saved.shape.join(', ')}], the model's is [${variable.shape.join(', ')}]`,
+      );
+    }
+    tf.tidy(() => variable.assign(tf.tensor(saved.data as Float32Array, variable.shape, 'float32')));
+  }
 }

@@ -3,8 +3,8 @@ import {
   BadamOptionError,
   BadamStateError,
   type BlockActivation,
-  type BlockBackend,
   type BlockUpdate,
+  type CheckpointableBlockBackend,
   type NamedArray,
   type TrainableParameter,
 } from '@badam/core';
@@ -15,44 +15,46 @@ import {
   freshOptimizerLike,
   setLearningRate,
 } from './base-optimizer.js';
-import { clipByGlobalNorm } from './gradient-clipping.js';
-import { arraysToNamedTensors, namedTensorsToArrays, renameByPrefix } from './named-arrays.js';
+import { sumOfSquares } from './global-norm.js';
+import { assignWeights, variablesToArrays } from './named-arrays.js';
 import type { NamedTensor } from './named-tensor.js';
 import type { NamedVariable } from './named-variables.js';
+import { exportOptimizerState, importOptimizerState, type ParameterVariable } from './optimizer-state.js';
 
-/** Options of a {@link TfjsBlockBackend}. */
-export interface TfjsBlockBackendOptions {
-  /** Clip the active block's gradients to this global L2 norm before each update. Default: no clipping. */
-  clipGradNorm?: number;
-}
+/** Options of a {@link TfjsBlockBackend}. None yet: clipping moved to the BlockOptimizer. */
+export type TfjsBlockBackendOptions = Record<string, never>;
 
 /**
- * BAdam's backend on TensorFlow.js: core's `BlockBackend` contract over `tf.Variable`s.
+ * BAdam's backend on TensorFlow.js: core's `CheckpointableBlockBackend` contract over `tf.Variable`s.
  *
  * Weights are fp32 variables (tfjs has no 16-bit float dtype, so each weight is its own master and no
  * copy is made). On activation the block's variables become `trainable` (all others not), and a fresh base
- * optimizer is created from the template; gradients handed in with {@link addGradients} are summed until
- * the update, which scales them, clips them, sets the learning rate and calls the optimizer; on
+ * optimizer is created from the template (an {@link AdamW} for an optimizer description); gradients
+ * handed in with {@link accumulateGradients} are summed until the update, which multiplies them once by
+ * core's gradient scale (mean and clip coefficient), sets the learning rate and calls the optimizer; on
  * deactivation the optimizer (its moments) and any pending gradients are disposed.
  */
-export class TfjsBlockBackend implements BlockBackend<BaseOptimizer> {
+export class TfjsBlockBackend implements CheckpointableBlockBackend<BaseOptimizer, tf.Tensor> {
   /** The model's variables by parameter name. */
   readonly variables: ReadonlyMap<string, tf.Variable>;
-  private readonly clipGradNorm: number | undefined;
+  private readonly named: readonly NamedVariable[];
   private readonly weightBytes: number;
   private active: readonly TrainableParameter[] = [];
-  private optimizer: BaseOptimizer | undefined;
+  private optimizer: tf.Optimizer | undefined;
   private pending = new Map<string, tf.Tensor>();
   private optimizerStateBytes = 0;
   private peak = 0;
-  private gradNorm: number | undefined;
 
   constructor(namedVariables: readonly NamedVariable[], options: TfjsBlockBackendOptions = {}) {
-    this.variables = new Map(namedVariables);
-    if (options.clipGradNorm !== undefined && !(options.clipGradNorm > 0)) {
-      throw new BadamOptionError('clipGradNorm', options.clipGradNorm, 'a number > 0');
+    if ('clipGradNorm' in (options as object)) {
+      throw new BadamOptionError(
+        'TfjsBlockBackend clipGradNorm',
+        (options as { clipGradNorm?: unknown }).clipGradNorm,
+        "absent: clipping is the BlockOptimizer's option now (core clips the same way on every backend)",
+      );
     }
-    this.clipGradNorm = options.clipGradNorm;
+    this.named = namedVariables;
+    this.variables = new Map(namedVariables);
     this.weightBytes = namedVariables.reduce((n, [, v]) => n + 4 * v.size, 0);
     for (const variable of this.variables.values()) variable.trainable = false;
   }
@@ -62,9 +64,9 @@ export class TfjsBlockBackend implements BlockBackend<BaseOptimizer> {
     return this.active.map((p) => this.variables.get(p.name)!);
   }
 
-  /** The global gradient norm of the last update (before clipping), or undefined before the first. */
-  get lastGradNorm(): number | undefined {
-    return this.gradNorm;
+  /** The tf.Optimizer of the active block (fresh at every activation). */
+  get activeOptimizer(): tf.Optimizer | undefined {
+    return this.optimizer;
   }
 
   activateBlock(activation: BlockActivation<BaseOptimizer>): void {
@@ -89,8 +91,7 @@ export class TfjsBlockBackend implements BlockBackend<BaseOptimizer> {
     if (this.optimizer !== undefined) disposeOptimizer(this.optimizer);
     this.optimizer = undefined;
     this.optimizerStateBytes = 0;
-    for (const g of this.pending.values()) g.dispose();
-    this.pending.clear();
+    this.discardGradients();
     this.active = [];
   }
 
@@ -98,10 +99,10 @@ export class TfjsBlockBackend implements BlockBackend<BaseOptimizer> {
    * Adds gradients (keyed by parameter name) to the ones pending for the next update. The backend takes
    * ownership of the tensors. Gradients of parameters that are not trainable now are refused.
    */
-  addGradients(gradients: ReadonlyMap<string, tf.Tensor>): void {
+  accumulateGradients(gradients: ReadonlyMap<string, tf.Tensor>): void {
     for (const [name, gradient] of gradients) {
       if (!this.active.some((p) => p.name === name)) {
-        for (const g of gradients.values()) g.dispose();
+        for (const g of gradients.values()) if (!g.isDisposed && !this.isPending(g)) g.dispose();
         throw new BadamStateError(
           `gradient for ${JSON.stringify(name)}, which is not trainable now; compute gradients for the active block only`,
         );
@@ -118,38 +119,30 @@ export class TfjsBlockBackend implements BlockBackend<BaseOptimizer> {
     this.notePeak();
   }
 
+  gradientSumOfSquares(): number {
+    return sumOfSquares(this.pending.values());
+  }
+
   applyUpdate(update: BlockUpdate): void {
     const optimizer = this.optimizer;
     if (optimizer === undefined)
       throw new BadamStateError('TfjsBlockBackend: applyUpdate without an active block');
-    const present = this.active.filter((p) => this.pending.has(p.name));
-    let gradients = present.map((p) => this.pending.get(p.name)!);
-    const owned: tf.Tensor[] = [];
-    if (update.gradientScale !== 1) {
-      gradients = gradients.map((g) => tf.mul(g, update.gradientScale));
-      owned.push(...gradients);
-    }
-    if (this.clipGradNorm !== undefined) {
-      const { clipped, norm } = clipByGlobalNorm(gradients, this.clipGradNorm);
-      this.gradNorm = norm;
-      gradients = clipped;
-      owned.push(...clipped);
-    }
-    const byName = new Map(present.map((p, i) => [p.name, gradients[i]!]));
+    const scaled = new Map<string, tf.Tensor>();
+    for (const [name, g] of this.pending)
+      scaled.set(name, update.gradientScale === 1 ? g : tf.mul(g, update.gradientScale));
     // Every active variable, in the same order at every step: tf.train.* optimizers index their state by
     // position in this list. A parameter without a gradient gets `null`, which they skip.
     const list = this.active.map((p) => ({
       name: this.variables.get(p.name)!.name,
-      tensor: byName.get(p.name) ?? null,
+      tensor: scaled.get(p.name) ?? null,
     })) as NamedTensor[];
     setLearningRate(optimizer, update.lr);
     const before = tf.memory().numBytes;
     optimizer.applyGradients(list);
     this.optimizerStateBytes += tf.memory().numBytes - before;
     this.notePeak();
-    for (const t of owned) t.dispose();
-    for (const g of this.pending.values()) g.dispose();
-    this.pending.clear();
+    for (const [name, t] of scaled) if (t !== this.pending.get(name)) t.dispose();
+    this.discardGradients();
   }
 
   discardGradients(): void {
@@ -186,37 +179,44 @@ export class TfjsBlockBackend implements BlockBackend<BaseOptimizer> {
     this.peak = Math.max(this.peak, tf.memory().numBytes);
   }
 
-  /**
-   * The active block's optimizer state as named arrays for checkpoints: the base optimizer's `getWeights()`,
-   * with tf variable names replaced by parameter names (variable names differ between processes).
-   */
-  async exportOptimizerTensors(): Promise<NamedArray[]> {
-    if (this.optimizer === undefined) return [];
-    const byVariable = new Map([...this.variables].map(([name, v]) => [v.name, name]));
-    return namedTensorsToArrays(await this.optimizer.getWeights(), (name) =>
-      renameByPrefix(name, byVariable),
+  /** Every weight as fp32 arrays, in model order. */
+  readWeights(): NamedArray[] {
+    return variablesToArrays(this.named);
+  }
+
+  /** Assigns every weight given (fp32 values of the variable's shape). */
+  writeWeights(weights: ReadonlyMap<string, NamedArray>): void {
+    assignWeights(
+      this.named.filter(([name]) => weights.has(name)),
+      [...weights.values()],
     );
   }
 
-  /** Restores {@link exportOptimizerTensors} into the active block's (fresh) optimizer. */
-  async importOptimizerTensors(arrays: readonly NamedArray[]): Promise<void> {
+  /**
+   * The active block's optimizer state under the checkpoint names every backend uses (`<param>.exp_avg`,
+   * `<param>.exp_avg_sq`, `<param>.step`; PyTorch's names for other tf.train optimizers' state).
+   */
+  async exportOptimizerTensors(): Promise<NamedArray[]> {
+    if (this.optimizer === undefined) return [];
+    return exportOptimizerState(this.optimizer, this.activeParameters());
+  }
+
+  /** Restores {@link exportOptimizerTensors} (from any backend) into the active block's fresh optimizer. */
+  async importOptimizerTensors(tensors: readonly NamedArray[], stepInBlock: number): Promise<void> {
     if (this.optimizer === undefined)
       throw new BadamStateError('TfjsBlockBackend: no active block to restore optimizer state into');
-    if (arrays.length === 0) return;
-    const byParameter = new Map([...this.variables].map(([name, v]) => [name, v.name]));
     const before = tf.memory().numBytes;
-    const tensors = arraysToNamedTensors(arrays, (name) => renameByPrefix(name, byParameter));
-    try {
-      await this.optimizer.setWeights(tensors);
-    } finally {
-      for (const t of tensors) t.tensor.dispose();
-    }
+    await importOptimizerState(this.optimizer, this.activeParameters(), tensors, stepInBlock);
     // The optimizer's variables keep the buffers of the tensors just disposed: what remains is its state.
     this.optimizerStateBytes = tf.memory().numBytes - before;
   }
 
-  /** The base optimizer of the active block (for checkpoints of its moments). */
-  get activeOptimizer(): BaseOptimizer | undefined {
-    return this.optimizer;
+  private activeParameters(): ParameterVariable[] {
+    return this.active.map((p) => ({ name: p.name, variable: this.variables.get(p.name)! }));
+  }
+
+  private isPending(tensor: tf.Tensor): boolean {
+    for (const g of this.pending.values()) if (g === tensor) return true;
+    return false;
   }
 }

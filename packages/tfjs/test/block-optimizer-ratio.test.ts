@@ -17,9 +17,9 @@ for (const backend of TEST_BACKENDS) {
       const optimizer = new BlockOptimizerRatio({
         namedParameters: [['model.layers.0.mlp.w', w]],
         updateRatio: 0.25,
-        switchEvery: 2,
+        switchBlockEvery: 2,
         preserveThreshold: 0,
-        lr: 0.1,
+        learningRate: 0.1,
         verbose: 0,
       });
       const grad = tf.tensor(
@@ -34,7 +34,7 @@ for (const backend of TEST_BACKENDS) {
       // Step 2 (t = 2, same gradient): m / sqrt(v) stays sign(g), bias corrections cancel: another lr.
       optimizer.applyGradients({ [w.name]: grad });
       expect(Number(w.dataSync()[0]!.toFixed(5))).toBe(-0.2);
-      // switchEvery = 2: the window is now 5..9 with fresh state (t = 1 again: a full lr step).
+      // switchBlockEvery = 2: the window is now 5..9 with fresh state (t = 1 again: a full lr step).
       expect(optimizer.masks.window).toBe(1);
       optimizer.applyGradients({ [w.name]: grad });
       const step3 = w.dataSync();
@@ -49,14 +49,14 @@ for (const backend of TEST_BACKENDS) {
       const w = tf.variable(tf.tensor(initial, shape), true, `model.layers.1.w.${backend}`);
       const options = {
         updateRatio: 0.3,
-        switchEvery: 3,
+        switchBlockEvery: 3,
         maskMode: 'scatter' as const,
         preserveThreshold: 0,
         seed: 4,
       };
       const optimizer = new BlockOptimizerRatio({
         namedParameters: [['model.layers.1.mlp.w', w]],
-        lr: 0.05,
+        learningRate: 0.05,
         verbose: 0,
         ...options,
       });
@@ -124,9 +124,9 @@ describe('BlockOptimizerRatio training', () => {
     const optimizer = new BlockOptimizerRatio({
       namedParameters: model.named,
       updateRatio: 0.5,
-      switchEvery: 5,
+      switchBlockEvery: 5,
       keepMask: false,
-      lr: 0.02,
+      learningRate: 0.02,
       includeLmHead: true,
       verbose: 0,
     });
@@ -149,7 +149,7 @@ describe('BlockOptimizerRatio leaves tensors that share the weight buffer alone'
       const optimizer = new BlockOptimizerRatio({
         namedParameters: [['model.layers.0.w', w]],
         updateRatio: 0.2,
-        lr: 0.1,
+        learningRate: 0.1,
         verbose: 0,
       });
       optimizer.applyGradients({ [w.name]: tf.ones([10, 12]) });
@@ -158,4 +158,32 @@ describe('BlockOptimizerRatio leaves tensors that share the weight buffer alone'
       tf.disposeVariables();
     });
   }
+});
+
+describe("BlockOptimizerRatio's option names are BlockOptimizer's", () => {
+  it('learningRate, switchBlockEvery and epsilon; the old lr, switchEvery and eps still work with a warning', async () => {
+    await onBackend('cpu');
+    const w = tf.variable(tf.zeros([10, 12]), true, 'names/model.layers.0.w');
+    const warnings: string[] = [];
+    const optimizer = new BlockOptimizerRatio({
+      namedParameters: [['model.layers.0.w', w]],
+      lr: 0.1,
+      switchEvery: 3,
+      eps: 1e-6,
+      verbose: 0,
+      logFn: (m) => warnings.push(m),
+    });
+    expect([optimizer.learningRate, optimizer.masks.switchBlockEvery, optimizer.eps]).toEqual([0.1, 3, 1e-6]);
+    expect(warnings).toEqual([
+      'BAdam warning: option lr is deprecated; use learningRate',
+      'BAdam warning: option eps is deprecated; use epsilon',
+      'BAdam warning: option switchEvery is deprecated; use switchBlockEvery',
+    ]);
+    expect(
+      () =>
+        new BlockOptimizerRatio({ namedParameters: [['model.layers.0.w', w]], lr: 0.1, learningRate: 0.1 }),
+    ).toThrow('lr must be absent when learningRate is given');
+    optimizer.dispose();
+    tf.disposeVariables();
+  });
 });

@@ -220,7 +220,7 @@ describe('BlockOptimizer on tfjs', () => {
     const norm = globalNorm(Object.values(grads));
     const before = snapshot(model.named);
     optimizer.minimize(() => model.loss(tokens));
-    expect(optimizer.backend.lastGradNorm).toBeCloseTo(norm, 5);
+    expect(optimizer.lastStep?.gradNorm).toBeCloseTo(norm, 5);
     const after = snapshot(model.named);
     const [key, g] = Object.entries(grads)[0]!;
     const name = key.slice(key.indexOf('/') + 1);
@@ -307,11 +307,49 @@ describe('BlockOptimizer on tfjs', () => {
     expect(steady.memory().byKind?.optimizerState).toBe(2 * layerBytes(2));
   });
 
+  it("core's optimizer description trains exactly as the AdamW it describes", () => {
+    const run = (baseOptimizer: ConstructorParameters<typeof BlockOptimizer>[0]['baseOptimizer']) => {
+      const model = createTinyLlama(CONFIG, 4);
+      const optimizer = new BlockOptimizer({
+        baseOptimizer,
+        namedParameters: model.named,
+        switchBlockEvery: 2,
+        verbose: 0,
+      });
+      for (let step = 0; step < 6; step++) {
+        const tokens = randomTokens(2, 5, CONFIG.vocab, 40 + step);
+        optimizer.minimize(() => model.loss(tokens));
+        tokens.dispose();
+      }
+      optimizer.dispose();
+      return snapshot(model.named);
+    };
+    const described = run({
+      type: 'adamw',
+      learningRate: 0.02,
+      betas: [0.8, 0.99],
+      epsilon: 1e-7,
+      weightDecay: 0.1,
+    });
+    const instance = run(
+      new AdamW({ learningRate: 0.02, beta1: 0.8, beta2: 0.99, epsilon: 1e-7, weightDecay: 0.1 }),
+    );
+    expect(described).toEqual(instance);
+  });
+
   it('rejects bad options with the option, the value and what is allowed', () => {
     const model = createTinyLlama(CONFIG, 9);
     expect(
-      () => new BlockOptimizer({ baseOptimizer: {} as tf.Optimizer, namedParameters: model.named }),
-    ).toThrow(/baseOptimizer must be a tf.Optimizer/);
+      () => new BlockOptimizer({ baseOptimizer: 'adam' as never, namedParameters: model.named }),
+    ).toThrow(
+      /baseOptimizer must be an optimizer description \(\{ type: 'adamw', \.\.\. \}\) or a tf.Optimizer/,
+    );
+    expect(() => new BlockOptimizer({ baseOptimizer: {}, namedParameters: model.named })).toThrow(
+      "learningRate must be a finite number >= 0, got undefined (set it here or as the optimizer description's learningRate)",
+    );
+    expect(
+      () => new BlockOptimizer({ baseOptimizer: { type: 'adam' as 'adamw' }, namedParameters: model.named }),
+    ).toThrow('baseOptimizer.type must be one of adamw, got "adam"');
     expect(() => new BlockOptimizer({ baseOptimizer: tf.train.adam(), namedParameters: [] })).toThrow(
       /namedParameters must be a non-empty array of \[name, tf.Variable\] pairs/,
     );

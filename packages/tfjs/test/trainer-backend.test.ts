@@ -56,9 +56,9 @@ function setup(kind: Kind) {
         ? new BlockOptimizerRatio({
             namedParameters: model.named,
             updateRatio: 0.3,
-            switchEvery: 4,
+            switchBlockEvery: 4,
             maskMode: 'scatter',
-            lr: 0.01,
+            learningRate: 0.01,
             verbose: 0,
           })
         : new AdamW({ learningRate: 0.01 });

@@ -61,7 +61,8 @@ export function adamStateTensors(
 
 /**
  * Reads one parameter's AdamW state back from checkpoint tensors, checking that each piece is there,
- * fp32 and of the parameter's size, and that its step is `expectedStep` (the BlockOptimizer's count).
+ * fp32 and of the parameter's size, and that its step is `expectedStep` (the BlockOptimizer's count) or 0
+ * (a parameter no update has reached yet, whose moments are zero).
  *
  * @throws BadamStateError naming the tensor and what is wrong with it.
  */
@@ -94,7 +95,8 @@ export function readAdamState(
       `optimizer tensor ${optimizerTensorName(name, k.step)} is ${step}, not a step count`,
     );
   }
-  if (options.expectedStep !== undefined && step !== options.expectedStep) {
+  // Step 0: a parameter that has had no update in the block yet (no gradient reached it): fresh state.
+  if (options.expectedStep !== undefined && step !== options.expectedStep && step !== 0) {
     throw new BadamStateError(
       `optimizer tensor ${optimizerTensorName(name, k.step)} is ${step}, but the BlockOptimizer state says ${options.expectedStep} steps in the block; the two files come from different checkpoints`,
     );

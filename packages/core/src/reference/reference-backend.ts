@@ -173,6 +173,8 @@ export class ReferenceBackend implements CheckpointableBlockBackend<OptimizerDes
    * `<name>.exp_avg_sq`, `<name>.step`, and `<name>.master` for 16-bit weights).
    */
   exportOptimizerTensors(): NamedArray[] {
+    // Before its first update a block has no state to save (PyTorch's state is empty then too).
+    if (this.stepsInBlock === 0) return [];
     return [...this.active].flatMap(([name, s]) =>
       adamStateTensors(this.infos.get(name)!, {
         expAvg: s.m,
@@ -185,6 +187,8 @@ export class ReferenceBackend implements CheckpointableBlockBackend<OptimizerDes
 
   /** Restores {@link exportOptimizerTensors} into the active block (activate the same block first). */
   importOptimizerTensors(tensors: readonly NamedArray[], stepInBlock: number): void {
+    this.stepsInBlock = stepInBlock;
+    if (stepInBlock === 0) return; // activated afresh: nothing to restore
     const byName = tensorsByName(tensors);
     for (const [name, s] of this.active) {
       const own = s.master !== this.weights.get(name);
@@ -193,7 +197,6 @@ export class ReferenceBackend implements CheckpointableBlockBackend<OptimizerDes
       s.v.set(saved.expAvgSq);
       if (saved.master !== undefined) s.master.set(saved.master);
     }
-    this.stepsInBlock = stepInBlock;
   }
 
   /** Every weight as fp32 values, in model order. */

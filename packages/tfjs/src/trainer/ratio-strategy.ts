@@ -1,0 +1,69 @@
+import type { BackendMemoryReport, TrainingSnapshot } from '@badam/core';
+import type { UpdateMaskState } from '@badam/ratio';
+import type * as tf from '@tensorflow/tfjs-core';
+import type { BlockOptimizerRatio } from '../block-optimizer-ratio.js';
+import { assignWeights, variablesToArrays } from '../named-arrays.js';
+import type { NamedVariable } from '../named-variables.js';
+import type { ParameterVariable } from '../optimizer-state.js';
+import { DenseGradientStrategy } from './dense-gradient-strategy.js';
+import type { TfjsTrainingTask } from './tfjs-training-task.js';
+
+/** BlockOptimizerRatio's strategy: dense gradients in, the masked sparse Adam update out. */
+export class RatioStrategy<TBatch> extends DenseGradientStrategy<TBatch> {
+  readonly description: string;
+  private readonly parameters: readonly ParameterVariable[];
+
+  constructor(
+    private readonly optimizer: BlockOptimizerRatio,
+    private readonly named: readonly NamedVariable[],
+    task: TfjsTrainingTask<TBatch>,
+    options: {
+      gradientAccumulationSteps?: number | undefined;
+      clipGradNorm?: number | undefined;
+      description: string;
+    },
+  ) {
+    super(task, options);
+    const byName = new Map(named);
+    this.parameters = optimizer.masks.parameters.map((p) => ({
+      name: p.name,
+      variable: byName.get(p.name)!,
+    }));
+    const { masks } = optimizer;
+    this.description = `${options.description}: ${masks.maskMode} masks, windows move every ${masks.switchBlockEvery} steps`;
+  }
+
+  get learningRate(): number {
+    return this.optimizer.learningRate;
+  }
+
+  set learningRate(lr: number) {
+    this.optimizer.learningRate = lr;
+  }
+
+  protected trained(): readonly ParameterVariable[] {
+    return this.parameters;
+  }
+
+  protected apply(gradients: tf.NamedTensorMap): void {
+    this.optimizer.applyGradients(gradients);
+  }
+
+  memory(): BackendMemoryReport {
+    return this.optimizer.memory();
+  }
+
+  async snapshot(): Promise<TrainingSnapshot> {
+    return {
+      weights: variablesToArrays(this.named),
+      optimizer: { state: this.optimizer.state(), tensors: this.optimizer.stateTensors() },
+    };
+  }
+
+  async restore(snapshot: TrainingSnapshot): Promise<void> {
+    assignWeights(this.named, snapshot.weights);
+    this.discardGradients();
+    this.optimizer.loadState(snapshot.optimizer.state as UpdateMaskState);
+    this.optimizer.loadStateTensors(snapshot.optimizer.tensors);
+  }
+}
