@@ -1,16 +1,19 @@
 import {
-  type AdamWConfig,
+  adamStateTensors,
+  adamwConfigOf,
   type BackendMemoryReport,
   BadamOptionError,
   BadamStateError,
   type BlockActivation,
-  type BlockBackend,
   type BlockUpdate,
+  type CheckpointableBlockBackend,
   type DType,
   type NamedArray,
   type NamedParameterInfo,
+  type OptimizerDescription,
   type ResolvedAdamWConfig,
-  resolveAdamWConfig,
+  readAdamState,
+  tensorsByName,
   validateNamedParameters,
 } from '@badam/core';
 import type { Device } from './device.js';
@@ -22,11 +25,8 @@ export interface CudaParameter extends NamedParameterInfo {
   readonly values: Float32Array | DeviceTensor;
 }
 
-/** Options of a {@link CudaBlockBackend}. */
-export interface CudaBlockBackendOptions {
-  /** Clip the active block's gradients to this global L2 norm before each update. Default: no clipping. */
-  clipGradNorm?: number;
-}
+/** Options of a {@link CudaBlockBackend}. None yet: clipping is the BlockOptimizer's option. */
+export type CudaBlockBackendOptions = Record<string, never>;
 
 interface ActiveParameter {
   readonly name: string;
@@ -46,26 +46,29 @@ interface ActiveParameter {
  * also writes the rounded weight; deactivation frees all of it back to the caching allocator, and
  * {@link memory} shows it.
  *
- * Gradients come from the caller — a model's backward pass — through {@link accumulateGradient} (host
- * arrays or device tensors) or by writing into {@link gradientOf}.
+ * Gradients come from the caller — a model's backward pass — through {@link accumulateGradients} (host
+ * arrays or device tensors) or by writing into {@link gradientOf}. Core's BlockOptimizer asks for their
+ * sum of squares when clipping is on and folds the clip coefficient into the fused update's gradient scale.
+ * Checkpoints use the names every backend uses (`<param>.exp_avg`, `.exp_avg_sq`, `.step`, `.master`).
  *
  * @example
  * ```ts
  * const device = Device.cpu(); // Device.cuda() on a GPU
  * const backend = new CudaBlockBackend(device, parameters); // bf16 weights
- * const optimizer = new BlockOptimizer({ baseOptimizer: { weightDecay: 0 }, namedParameters: parameters,
- *   learningRate: 1e-5, switchBlockEvery: 50 }, backend);
- * for (const name of optimizer.trainableNames) backend.accumulateGradient(name, gradients.get(name));
+ * const optimizer = new BlockOptimizer({ baseOptimizer: { type: 'adamw', learningRate: 1e-5 },
+ *   namedParameters: parameters, switchBlockEvery: 50, clipGradNorm: 1 }, backend);
+ * backend.accumulateGradients(gradients); // Map of name -> Float32Array or DeviceTensor
  * optimizer.step();
  * ```
  */
-export class CudaBlockBackend implements BlockBackend<AdamWConfig> {
+export class CudaBlockBackend
+  implements CheckpointableBlockBackend<OptimizerDescription, Float32Array | DeviceTensor>
+{
   private readonly weights = new Map<string, DeviceTensor>();
   private readonly infos = new Map<string, NamedParameterInfo>();
-  private readonly clipGradNorm: number | undefined;
   private active: ActiveParameter[] = [];
   private config: ResolvedAdamWConfig | undefined;
-  private gradNorm: number | undefined;
+  private stepsInBlock = 0;
 
   constructor(
     readonly device: Device,
@@ -73,10 +76,13 @@ export class CudaBlockBackend implements BlockBackend<AdamWConfig> {
     options: CudaBlockBackendOptions = {},
   ) {
     validateNamedParameters(parameters, 'parameters');
-    if (options.clipGradNorm !== undefined && !(options.clipGradNorm > 0)) {
-      throw new BadamOptionError('clipGradNorm', options.clipGradNorm, 'a number > 0');
+    if ('clipGradNorm' in (options as object)) {
+      throw new BadamOptionError(
+        'CudaBlockBackend clipGradNorm',
+        (options as { clipGradNorm?: unknown }).clipGradNorm,
+        "absent: clipping is the BlockOptimizer's option now (core clips the same way on every backend)",
+      );
     }
-    this.clipGradNorm = options.clipGradNorm;
     for (const p of parameters) {
       const shape = [...p.shape];
       if (p.values instanceof Float32Array) {
@@ -102,11 +108,6 @@ export class CudaBlockBackend implements BlockBackend<AdamWConfig> {
   /** Names of the parameters trainable now. */
   get trainableNames(): string[] {
     return this.active.map((p) => p.name);
-  }
-
-  /** The global gradient norm of the last update (before clipping), when clipping is on. */
-  get lastGradNorm(): number | undefined {
-    return this.gradNorm;
   }
 
   /** The weight tensor of `name` on the device (for a model's forward pass). */
@@ -136,6 +137,11 @@ export class CudaBlockBackend implements BlockBackend<AdamWConfig> {
     if (active?.master) this.device.cast(w, active.master);
   }
 
+  /** Adds gradients (by parameter name: host arrays or device tensors) to the trainable parameters' accumulators. */
+  accumulateGradients(gradients: ReadonlyMap<string, Float32Array | DeviceTensor>): void {
+    for (const [name, gradient] of gradients) this.accumulateGradient(name, gradient);
+  }
+
   /** Adds `gradient` (times `factor`) to the accumulator of trainable parameter `name`. */
   accumulateGradient(name: string, gradient: Float32Array | DeviceTensor, factor = 1): void {
     const p = this.requireActive(name);
@@ -160,10 +166,11 @@ export class CudaBlockBackend implements BlockBackend<AdamWConfig> {
     this.device.accumulate(p.grad, gradient, factor);
   }
 
-  activateBlock(activation: BlockActivation<AdamWConfig>): void {
+  activateBlock(activation: BlockActivation<OptimizerDescription>): void {
     if (this.active.length > 0)
       throw new BadamStateError('CudaBlockBackend: a block is already active; deactivate it first');
-    this.config = resolveAdamWConfig(activation.baseOptimizer);
+    this.config = adamwConfigOf(activation.baseOptimizer);
+    this.stepsInBlock = 0;
     const created: ActiveParameter[] = [];
     try {
       for (const p of activation.parameters) {
@@ -186,7 +193,7 @@ export class CudaBlockBackend implements BlockBackend<AdamWConfig> {
     this.active = created;
   }
 
-  deactivateBlock(_activation: BlockActivation<AdamWConfig>): void {
+  deactivateBlock(_activation: BlockActivation<OptimizerDescription>): void {
     for (const p of this.active) freeActive(p);
     this.active = [];
   }
@@ -195,14 +202,8 @@ export class CudaBlockBackend implements BlockBackend<AdamWConfig> {
     const config = this.config;
     if (config === undefined || this.active.length === 0)
       throw new BadamStateError('CudaBlockBackend: applyUpdate without an active block');
-    let gradScale = update.gradientScale;
-    if (this.clipGradNorm !== undefined) {
-      // torch.nn.utils.clip_grad_norm_ on the scaled gradients, folded into the fused update's scale.
-      const norm = this.device.globalNorm(this.active.map((p) => p.grad)) * update.gradientScale;
-      this.gradNorm = norm;
-      const factor = this.clipGradNorm / (norm + 1e-6);
-      if (factor < 1) gradScale *= factor;
-    }
+    // Core's scale: the mean over micro-batches times the clip coefficient, applied inside the fused kernel.
+    const gradScale = update.gradientScale;
     for (const p of this.active) {
       this.device.adamw(p.master, p.weight, p.grad, p.expAvg, p.expAvgSq, {
         lr: update.lr,
@@ -215,43 +216,63 @@ export class CudaBlockBackend implements BlockBackend<AdamWConfig> {
       });
       p.grad.fill(0);
     }
+    this.stepsInBlock = update.stepInBlock;
   }
 
   discardGradients(): void {
     for (const p of this.active) p.grad.fill(0);
   }
 
-  /**
-   * The active block's AdamW state as named arrays (`<name>.exp_avg`, `<name>.exp_avg_sq`, and `<name>.master`
-   * for 16-bit weights) for checkpoints — the same names as core's ReferenceBackend.
-   */
-  optimizerTensors(): NamedArray[] {
-    const out: NamedArray[] = [];
-    for (const p of this.active) {
-      const shape = [...p.weight.shape];
-      out.push({ name: `${p.name}.exp_avg`, dtype: 'float32', shape, data: p.expAvg.read() });
-      out.push({ name: `${p.name}.exp_avg_sq`, dtype: 'float32', shape, data: p.expAvgSq.read() });
-      if (p.master) out.push({ name: `${p.name}.master`, dtype: 'float32', shape, data: p.master.read() });
-    }
-    return out;
+  /** The squared global norm of the accumulated gradients (deterministic reduction in double on the device). */
+  gradientSumOfSquares(): number {
+    return this.device.sumSquares(this.active.map((p) => p.grad));
   }
 
-  /** Restores {@link optimizerTensors} into the active block (activate the same block first). */
-  loadOptimizerTensors(tensors: readonly NamedArray[]): void {
-    const byName = new Map(tensors.map((t) => [t.name, t]));
+  /**
+   * The active block's AdamW state under the checkpoint names every backend uses (`<name>.exp_avg`,
+   * `<name>.exp_avg_sq`, `<name>.step`, and `<name>.master` for 16-bit weights).
+   */
+  exportOptimizerTensors(): NamedArray[] {
+    if (this.stepsInBlock === 0) return []; // no update yet: nothing to save
+    return this.active.flatMap((p) =>
+      adamStateTensors(this.infos.get(p.name)!, {
+        expAvg: p.expAvg.read(),
+        expAvgSq: p.expAvgSq.read(),
+        step: this.stepsInBlock,
+        master: p.master?.read(),
+      }),
+    );
+  }
+
+  /** Restores {@link exportOptimizerTensors} (from any backend) into the freshly activated block. */
+  importOptimizerTensors(tensors: readonly NamedArray[], stepInBlock: number): void {
+    this.stepsInBlock = stepInBlock;
+    if (stepInBlock === 0) return;
+    const byName = tensorsByName(tensors);
     for (const p of this.active) {
-      const m = byName.get(`${p.name}.exp_avg`);
-      const v = byName.get(`${p.name}.exp_avg_sq`);
-      if (m === undefined || v === undefined) {
-        throw new BadamStateError(
-          `optimizer state has no moments for ${JSON.stringify(p.name)}; was it saved with the same active block?`,
-        );
-      }
-      p.expAvg.write(m.data as Float32Array);
-      p.expAvgSq.write(v.data as Float32Array);
-      const master = byName.get(`${p.name}.master`);
-      if (master !== undefined && p.master) p.master.write(master.data as Float32Array);
+      const saved = readAdamState(byName, this.infos.get(p.name)!, {
+        expectedStep: stepInBlock,
+        master: p.master !== null,
+      });
+      p.expAvg.write(saved.expAvg);
+      p.expAvgSq.write(saved.expAvgSq);
+      if (saved.master !== undefined && p.master) p.master.write(saved.master);
     }
+  }
+
+  /** Every weight as fp32 values (16-bit values widened exactly), in model order. */
+  readWeights(): NamedArray[] {
+    return [...this.weights].map(([name, w]) => ({
+      name,
+      dtype: 'float32',
+      shape: [...w.shape],
+      data: w.read(),
+    }));
+  }
+
+  /** Overwrites every weight given (rounded to its dtype) and the masters of the active ones. */
+  writeWeights(weights: ReadonlyMap<string, NamedArray>): void {
+    for (const [name, w] of weights) this.setWeight(name, w.data as Float32Array);
   }
 
   memory(): BackendMemoryReport {

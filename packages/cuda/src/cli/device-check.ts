@@ -292,14 +292,14 @@ function backendCheck(gpu: Device, cpu: Device): void {
     const backend = new CudaBlockBackend(
       device,
       params.map((p) => ({ ...p, values: init.get(p.name)! })),
-      { clipGradNorm: 1 },
     );
     const optimizer = new BlockOptimizer(
       {
-        baseOptimizer: { weightDecay: 0.01 },
+        baseOptimizer: { type: 'adamw', weightDecay: 0.01 },
         namedParameters: params,
         learningRate: 1e-3,
         switchBlockEvery: 3,
+        clipGradNorm: 1,
         verbose: 0,
       },
       backend,
