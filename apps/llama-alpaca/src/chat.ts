@@ -47,10 +47,7 @@ async function recordedTemplate(directory: string): Promise<string | undefined> 
 }
 
 /** `badam-llama chat`: talk to a model with its chat template, greedy or with top-p sampling. */
-export async function runChat(
-  values: Record<string, unknown>,
-  io: { log(m: string): void; write(m: string): void },
-): Promise<void> {
+export async function runChat(values: Record<string, unknown>, io: { log(m: string): void }): Promise<void> {
   const dir = values.model_name_or_path as string | undefined;
   if (dir === undefined)
     throw new UsageError('chat needs --model_name_or_path (a model directory, e.g. the output_dir of a run)');

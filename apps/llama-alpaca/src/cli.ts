@@ -4,5 +4,4 @@ import { runCommand } from './command.js';
 process.exitCode = await runCommand(process.argv.slice(2), {
   log: (m) => console.log(m),
   warn: (m) => console.error(m),
-  write: (m) => process.stdout.write(m),
 });

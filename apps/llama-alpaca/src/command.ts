@@ -1,20 +1,14 @@
 // The program loads TensorFlow.js itself: @tensorflow/tfjs registers the cpu backend and every gradient.
 import '@tensorflow/tfjs';
 import { join } from 'node:path';
-import {
-  BadamOptionError,
-  BadamPartitionError,
-  BadamStateError,
-  flagHelp,
-  parseFlags,
-  parseFlagsExplicit,
-  UsageError,
-} from '@badam/core';
+import type { RunIO } from '@badam/callbacks';
+import { flagHelp, parseFlags } from '@badam/core';
+import { type FineTuningMethod, parseRunnerCommand, type RunnerCommandSpec, runCli } from '@badam/runner';
 import { CHAT_FLAGS, runChat } from './chat.js';
 import { runComparison } from './compare.js';
 import { EMBEDDED_DEFAULTS, runEmbeddedDefault } from './embedded.js';
 import { runTraining, writeJson } from './run-training.js';
-import { resolveTrainOptions, TRAIN_FLAGS, type TrainOptions } from './train-options.js';
+import { LLAMA_DIALECT, resolveTrainOptions, TRAIN_FLAGS, type TrainOptions } from './train-options.js';
 
 const USAGE = `Usage:
   badam-llama [train] [flags]     fine-tune (no model or dataset: the embedded default on a built-in tiny Llama)
@@ -24,41 +18,35 @@ const USAGE = `Usage:
 Training flags:
 ${flagHelp(TRAIN_FLAGS)}`;
 
+/** badam-llama's command line for the runner kit: without a model or dataset, the embedded default runs. */
+const LLAMA_COMMAND: RunnerCommandSpec<TrainOptions> = {
+  flags: TRAIN_FLAGS,
+  dialect: LLAMA_DIALECT,
+  isEmbedded: (values) => values.model_name_or_path === undefined && values.dataset === undefined,
+  embeddedDefaults: (values) => ({
+    ...EMBEDDED_DEFAULTS,
+    output_dir: join('output', `embedded-${values.finetuning_type as string}`),
+    val_size: 0.1, // the held-out set is passed explicitly; this enables evaluation
+  }),
+  methodOf: (values) => values.finetuning_type as FineTuningMethod,
+  resolve: resolveTrainOptions,
+};
+
 /** Parses training flags; for the embedded default, flags the command line leaves unset take embedded defaults. */
 export function trainOptionsFrom(argv: readonly string[]): {
   options: TrainOptions;
   embedded: boolean;
   help: boolean;
 } {
-  const { values, explicit } = parseFlagsExplicit(argv, TRAIN_FLAGS);
-  const embedded = values.model_name_or_path === undefined && values.dataset === undefined;
-  if (embedded) {
-    const blockwise =
-      values.finetuning_type === undefined ||
-      values.finetuning_type === 'block' ||
-      values.finetuning_type === 'sparse';
-    for (const [name, value] of Object.entries(EMBEDDED_DEFAULTS)) {
-      if (explicit.has(name)) continue;
-      if (name === 'switch_block_every' && !blockwise) continue; // a BAdam flag; full and lora reject it
-      if (name === 'overwrite_output_dir' && explicit.has('resume_from_checkpoint')) continue; // resuming keeps the directory
-      values[name] = value;
-    }
-    if (!explicit.has('output_dir'))
-      values.output_dir = join('output', `embedded-${values.finetuning_type as string}`);
-    if (!explicit.has('val_size')) values.val_size = 0.1; // the held-out set is passed explicitly; this enables evaluation
-  }
-  return { options: resolveTrainOptions(values), embedded, help: values.help === true };
+  return parseRunnerCommand(argv, LLAMA_COMMAND);
 }
 
 /** Runs `badam-llama` with `argv`; resolves to the exit code. */
-export async function runCommand(
-  argv: readonly string[],
-  io: { log(m: string): void; warn(m: string): void; write(m: string): void },
-): Promise<number> {
+export async function runCommand(argv: readonly string[], io: RunIO): Promise<number> {
   const [first, ...rest] = argv;
   const sub = first === 'train' || first === 'compare' || first === 'chat' ? first : undefined;
   const args = sub === undefined ? argv : rest;
-  try {
+  return runCli(LLAMA_DIALECT.name, io, async () => {
     if (sub === 'chat') {
       const values = parseFlags(args, CHAT_FLAGS);
       if (values.help) {
@@ -74,13 +62,8 @@ export async function runCommand(
       return 0;
     }
     if (sub === 'compare') {
-      await runComparison(
-        {
-          ...options,
-          outputDir: args.includes('--output_dir') ? options.outputDir : join('output', 'compare'),
-        },
-        io,
-      );
+      const outputDir = args.includes('--output_dir') ? options.outputDir : join('output', 'compare');
+      await runComparison({ ...options, outputDir }, io);
       return 0;
     }
     if (embedded) {
@@ -101,16 +84,6 @@ export async function runCommand(
       template: options.template ?? (embedded ? 'default' : 'alpaca'),
       argv,
     });
-    return process.exitCode === 130 ? 130 : 0;
-  } catch (error) {
-    const known =
-      error instanceof UsageError ||
-      error instanceof BadamOptionError ||
-      error instanceof BadamPartitionError ||
-      error instanceof BadamStateError;
-    io.warn(`badam-llama: error: ${(error as Error).message}`);
-    if (error instanceof UsageError) io.warn('Run badam-llama --help for the flags.');
-    if (!known && process.env.BADAM_DEBUG) io.warn((error as Error).stack ?? '');
-    return error instanceof UsageError || error instanceof BadamOptionError ? 2 : 1;
-  }
+    return 0;
+  });
 }

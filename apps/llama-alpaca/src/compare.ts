@@ -73,7 +73,7 @@ export async function runComparison(
     const run = await runTraining(
       {
         ...options,
-        finetuningType: type,
+        method: type,
         learningRate,
         switchBlockEvery: type === 'block' || type === 'sparse' ? options.switchBlockEvery : undefined,
         outputDir,

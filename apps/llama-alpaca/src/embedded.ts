@@ -57,7 +57,7 @@ export async function pretrainOnGeneratedText(
     {
       ...options,
       stage: 'pt',
-      finetuningType: 'full',
+      method: 'full',
       template: undefined,
       maxSteps: steps,
       learningRate: 3e-3,
@@ -143,7 +143,7 @@ export async function runEmbeddedDefault(
     `\n== 2/3 exact match on ${evalExamples.length} held-out instructions before fine-tuning: ${(100 * before.all!).toFixed(1)}% ==`,
   );
 
-  io.log(`\n== 3/3 instruction tuning (${options.finetuningType}) ==`);
+  io.log(`\n== 3/3 instruction tuning (${options.method}) ==`);
   const run = await runTraining(options, io, {
     model,
     tokenizer,
@@ -157,14 +157,14 @@ export async function runEmbeddedDefault(
       `  ${t.padEnd(8)} ${(100 * before[t]!).toFixed(1).padStart(6)}% -> ${(100 * after[t]!).toFixed(1).padStart(6)}%`,
   );
   io.log(
-    `\nexact match on held-out instructions, before -> after ${options.finetuningType} fine-tuning:\n${rows.join('\n')}`,
+    `\nexact match on held-out instructions, before -> after ${options.method} fine-tuning:\n${rows.join('\n')}`,
   );
   const metrics = { ...run.metrics, exact_match_before: before.all!, exact_match_after: after.all! };
   await writeJson(join(options.outputDir, 'all_results.json'), metrics);
   await writeJson(join(options.outputDir, 'embedded_results.json'), {
     before,
     after,
-    finetuning_type: options.finetuningType,
+    finetuning_type: options.method,
   });
   io.log(
     `outputs in ${options.outputDir}: the model (config.json, model.safetensors, tokenizer.json), trainer_log.jsonl, training_loss.png, all_results.json`,

@@ -1,19 +1,6 @@
 import { join } from 'node:path';
-import {
-  prepareOutputDir,
-  type RunIO,
-  runCallbacks,
-  SafetensorsCheckpointStore,
-  writeResultsJson,
-} from '@badam/callbacks';
-import {
-  createLrSchedule,
-  type MemoryEstimate,
-  suggestSwitchBlockEvery,
-  Trainer,
-  type TrainerCallback,
-  UsageError,
-} from '@badam/core';
+import { prepareOutputDir, type RunIO, writeResultsJson } from '@badam/callbacks';
+import { estimateActivationBytes, type MemoryEstimate, type TrainerCallback, UsageError } from '@badam/core';
 import {
   alpacaExamples,
   ByteTokenizer,
@@ -31,20 +18,11 @@ import {
   type Tokenizer,
 } from '@badam/data';
 import { LlamaForCausalLM, llamaConfigFromHf, loadLlama, saveLlama, saveLoraAdapter } from '@badam/models';
+import { fineTune, prepareRunBackend, type RunnerModel, writeRunResults } from '@badam/runner';
 import { writeFileAtomic } from '@badam/safetensors';
-import {
-  AdamW,
-  type BaseOptimizer,
-  BlockOptimizer,
-  BlockOptimizerRatio,
-  prepareTfjsBackend,
-  TfjsTrainerBackend,
-  trackPeakMemory,
-} from '@badam/tfjs';
 import { generatedInstructions, TINY_LLAMA_CONFIG } from './embedded-data.js';
-import { estimateRunMemory } from './memory-report.js';
 import { type Prediction, predictExamples } from './predict.js';
-import type { TrainOptions } from './train-options.js';
+import { LLAMA_DIALECT, type TrainOptions } from './train-options.js';
 import { causalLmTask } from './training-task.js';
 
 /** Where messages go (the shared shape from @badam/callbacks). */
@@ -79,15 +57,14 @@ export interface RunInputs {
 }
 
 /**
- * Activates the tfjs backend and, unless disabled, @badam/native's matrix multiply on it. Returns a label
- * such as `wasm + native avx512 x2`.
+ * Gets the run's tensor backend ready (`--backend`; on tfjs `--tfjs_backend` and @badam/native's matrix
+ * multiply) before any work is done. Returns a label such as `tfjs wasm + native avx512 x2`.
  */
 export async function prepareBackend(options: TrainOptions, io: RunIO): Promise<string> {
-  const label = await prepareTfjsBackend(options.tfjsBackend, {
-    nativeKernels: options.nativeKernels,
-    warn: (m) => io.warn(`badam-llama: ${m}`),
-  });
-  io.log(`badam-llama: tfjs backend ${label}`);
+  const label = await prepareRunBackend(options.backend, options, { kind: 'Llama' }, (m) =>
+    io.warn(`badam-llama: ${m}`),
+  );
+  io.log(`badam-llama: backend ${label}`);
   return label;
 }
 
@@ -112,70 +89,12 @@ export async function loadModelAndTokenizer(
   return { model, tokenizer: await HfTokenizer.fromDirectory(options.modelNameOrPath), builtin: false };
 }
 
-function optimizerFor(model: LlamaForCausalLM, options: TrainOptions, trainExamples: number, io: RunIO) {
-  const clip = options.maxGradNorm > 0 ? options.maxGradNorm : undefined;
-  const adamw = () => new AdamW({ learningRate: options.learningRate, weightDecay: options.weightDecay });
-  switch (options.finetuningType) {
-    case 'block': {
-      const probe = new BlockOptimizer({
-        baseOptimizer: adamw(),
-        namedParameters: model.namedParameters,
-        includeEmbedding: options.includeEmbedding,
-        includeLmHead: options.includeLmHead,
-        verbose: 0,
-      });
-      const blocks = probe.engine.partition.blocks.length;
-      probe.dispose();
-      const k =
-        options.switchBlockEvery ??
-        suggestSwitchBlockEvery({
-          examples: trainExamples,
-          effectiveBatchSize: options.batchSize * options.gradientAccumulationSteps,
-          blocks,
-        });
-      if (options.switchBlockEvery === undefined)
-        io.log(
-          `badam-llama: --switch_block_every not set: using ${k} = min(max(round(n / (B * D)), 50), 100)`,
-        );
-      const optimizer = new BlockOptimizer({
-        baseOptimizer: adamw(),
-        namedParameters: model.namedParameters,
-        switchBlockEvery: k,
-        switchMode: options.switchMode,
-        ...(options.startBlock !== undefined ? { startBlock: options.startBlock } : {}),
-        includeEmbedding: options.includeEmbedding,
-        includeLmHead: options.includeLmHead,
-        verbose: options.badamVerbose,
-        seed: options.seed,
-        gradientAccumulationSteps: options.gradientAccumulationSteps,
-        logFn: (message, level) => (level === 'warn' ? io.warn(message) : io.log(message)),
-        ...(clip !== undefined ? { clipGradNorm: clip } : {}),
-      });
-      return {
-        optimizer,
-        blocks: optimizer.engine.partition.blocks.map((b) => [
-          ...b.trainableNames,
-          ...optimizer.engine.partition.activeModuleNames,
-        ]),
-      };
-    }
-    case 'sparse':
-      return {
-        optimizer: new BlockOptimizerRatio({
-          namedParameters: model.namedParameters,
-          updateRatio: options.updateRatio,
-          maskMode: options.maskMode,
-          switchEvery: options.switchBlockEvery ?? 100,
-          lr: options.learningRate,
-          seed: options.seed,
-          includeEmbedding: options.includeEmbedding,
-          includeLmHead: options.includeLmHead,
-          verbose: options.badamVerbose >= 1 ? 1 : 0,
-          logFn: (message, level) => (level === 'warn' ? io.warn(message) : io.log(message)),
-        }),
-        blocks: undefined,
-      };
-    case 'lora': {
+/** The Llama as the runner kit trains it: BAdam's partition choices, its LoRA adapters, the tfjs model. */
+export function llamaRunnerModel(model: LlamaForCausalLM, options: TrainOptions): RunnerModel<PaddedBatch> {
+  return {
+    kind: 'Llama',
+    partition: { includeEmbedding: options.includeEmbedding, includeLmHead: options.includeLmHead },
+    addLora: () =>
       model.addLora(
         {
           rank: options.loraRank,
@@ -184,37 +103,27 @@ function optimizerFor(model: LlamaForCausalLM, options: TrainOptions, trainExamp
           targetModules: options.loraTarget,
         },
         options.seed,
-      );
-      for (const [name, variable] of model.namedParameters) variable.trainable = name.includes('lora_');
-      return { optimizer: adamw() as BaseOptimizer, blocks: undefined };
-    }
-    case 'full':
-      for (const [, variable] of model.namedParameters) variable.trainable = true;
-      return { optimizer: adamw() as BaseOptimizer, blocks: undefined };
-  }
-}
-
-function toRecords(
-  examples: readonly { instruction: string; input: string; output: string }[],
-): InstructionExample[] {
-  return alpacaExamples(examples);
+      ),
+    tfjs: { namedParameters: () => model.namedParameters, task: causalLmTask(model) },
+  };
 }
 
 /**
- * One training run of `badam-llama`: model, tokenizer and data as the options say, the optimizer of the
- * finetuning type on the tfjs backend, the Trainer with progress, logs, plots, checkpoints and Ctrl-C
- * handling, then the model, results and (with --do_predict) predictions written to the output directory.
+ * One training run of `badam-llama`: model, tokenizer and data as the options say, then the runner kit's
+ * fine-tune (the finetuning type's optimizer on the chosen backend, the Trainer with progress, logs, plots,
+ * checkpoints and Ctrl-C handling), then the model, results and (with --do_predict) predictions written to
+ * the output directory.
  */
 export async function runTraining(
   options: TrainOptions,
   io: RunIO,
   inputs: RunInputs = {},
 ): Promise<TrainRunResult> {
+  const backendLabel = await prepareBackend(options, io);
   await prepareOutputDir(options.outputDir, {
     overwrite: options.overwriteOutputDir,
     resuming: options.resumeFromCheckpoint !== undefined,
   });
-  const backendName = await prepareBackend(options, io);
   if (options.bf16)
     io.warn(
       'badam-llama: --bf16 on tfjs: training stays fp32 (tfjs has no bf16); the saved model is written in bf16',
@@ -234,7 +143,7 @@ export async function runTraining(
     inputs.examples ??
     (options.dataset !== undefined
       ? await loadInstructionDataset(options.dataset, options.datasetDir)
-      : toRecords(generatedInstructions(800, 0, options.seed).train));
+      : alpacaExamples(generatedInstructions(800, 0, options.seed).train));
   const { train: trainRaw, validation } =
     inputs.validation !== undefined
       ? { train: [...examples], validation: [...inputs.validation] }
@@ -269,93 +178,39 @@ export async function runTraining(
     `badam-llama: ${trainSet.length} training and ${evalSet.length} validation examples (${options.stage}, template ${template.name}, cutoff ${options.cutoffLen})`,
   );
 
-  const { optimizer, blocks } = optimizerFor(model, options, trainSet.length, io);
-  const backend = new TfjsTrainerBackend<PaddedBatch>({
-    task: causalLmTask(model),
-    optimizer,
-    namedParameters: model.namedParameters,
-    gradientAccumulationSteps: options.gradientAccumulationSteps,
-    ...(options.finetuningType !== 'block' && options.maxGradNorm > 0
-      ? { clipGradNorm: options.maxGradNorm }
-      : {}),
-  });
-  const maxSteps =
-    options.maxSteps ??
-    Math.max(1, Math.ceil((options.numTrainEpochs * trainData.length!) / options.gradientAccumulationSteps));
-  const store =
-    options.saveSteps !== undefined || options.resumeFromCheckpoint !== undefined
-      ? new SafetensorsCheckpointStore({ outputDir: options.outputDir, keepLast: options.saveTotalLimit })
-      : undefined;
-  const callbacks: TrainerCallback[] = [
-    ...runCallbacks({
-      outputDir: options.outputDir,
-      loggingSteps: options.loggingSteps,
-      plotLoss: options.plotLoss,
-      blockSwitchVerbose: options.finetuningType === 'block' ? options.badamVerbose : 0,
-      log: io.log,
-      warn: io.warn,
-      ...(io.stream ? { stream: io.stream } : {}),
-    }),
-    ...(inputs.callbacks ?? []),
-  ];
-  const trainer = new Trainer<PaddedBatch>({
-    backend,
+  const run = await fineTune<PaddedBatch>({
+    dialect: LLAMA_DIALECT,
+    options,
+    model: llamaRunnerModel(model, options),
     trainData,
-    ...(evalData ? { evalData } : {}),
-    maxSteps,
-    lrSchedule: createLrSchedule({
-      type: options.lrSchedulerType,
-      learningRate: options.learningRate,
-      totalSteps: maxSteps,
-      ...(options.warmupSteps !== undefined
-        ? { warmupSteps: options.warmupSteps }
-        : { warmupRatio: options.warmupRatio }),
-    }),
-    loggingSteps: options.loggingSteps,
-    ...(options.evalSteps !== undefined ? { evalSteps: options.evalSteps } : {}),
-    ...(options.saveSteps !== undefined ? { saveSteps: options.saveSteps } : {}),
-    ...(store ? { checkpoints: store } : {}),
-    callbacks,
+    evalData,
+    trainExamples: trainSet.length,
+    defaultSwitchBlockEvery: 'suggest',
+    // Activations of the longest padded batch (core's closed form; tfjs keeps more on its tape: docs/memory.md).
+    activationBytes: () =>
+      estimateActivationBytes(
+        { kind: 'decoder', ...model.config },
+        {
+          batchSize: options.batchSize,
+          seqLength: longest + ((padTo - (longest % padTo)) % padTo),
+          dtype: 'float32',
+          gradientCheckpointing: options.gradientCheckpointing,
+          attention: 'eager',
+        },
+      ),
+    backendLabel,
+    callbacks: inputs.callbacks ?? [],
+    io,
   });
-  const resumeFrom =
-    options.resumeFromCheckpoint === undefined
-      ? undefined
-      : await store!.load(options.resumeFromCheckpoint === 'true' ? undefined : options.resumeFromCheckpoint);
-  if (resumeFrom)
-    io.log(`badam-llama: resuming from ${resumeFrom.path} (step ${resumeFrom.trainerState.globalStep})`);
-
-  const peak = trackPeakMemory();
-  let result: Awaited<ReturnType<typeof trainer.train>>;
-  try {
-    result = await trainer.train(resumeFrom ? { resumeFrom } : {});
-  } finally {
-    peak.stop();
-  }
-  const estimate = estimateRunMemory(model, options, longest + ((padTo - (longest % padTo)) % padTo), blocks);
-  const trainable = model.namedParameters.filter(([, v]) => v.trainable).reduce((n, [, v]) => n + v.size, 0);
 
   if (!inputs.skipModelSave) {
-    if (options.finetuningType === 'lora')
+    if (options.method === 'lora')
       await saveLoraAdapter(model, options.outputDir, options.modelNameOrPath ?? 'built-in tiny Llama');
     else await saveLlama(model, options.outputDir, { dtype: options.bf16 ? 'bfloat16' : 'float32' });
     await saveTokenizer(tokenizer, options);
   }
   let predictions: Prediction[] | undefined;
-  const metrics: Record<string, number | string> = {
-    ...result.metrics,
-    finetuning_type: options.finetuningType,
-    tfjs_backend: backendName,
-    parameters: model.parameterCount,
-    peak_memory_bytes: peak.peakBytes(),
-    estimated_memory_bytes: estimate.total,
-    estimated_weights_bytes: estimate.weights,
-    estimated_gradients_bytes: estimate.gradients,
-    estimated_optimizer_bytes: estimate.optimizerState,
-    estimated_activations_bytes: estimate.activations,
-  };
-  if (options.finetuningType === 'block')
-    metrics.trained_parameters_per_block = Math.max(...(blocks ?? [[]]).map((b) => b.length));
-  else metrics.trainable_parameters = trainable;
+  const metrics: Record<string, number | string> = { ...run.metrics, finetuning_type: options.method };
   if (options.doPredict && validation.length > 0) {
     const predicted = predictExamples(model, tokenizer, template, validation, {
       maxNewTokens: options.maxNewTokens,
@@ -373,15 +228,7 @@ export async function runTraining(
       predict_samples: predictions.length,
     });
   }
-  const pick = (prefix: string) =>
-    Object.fromEntries(Object.entries(metrics).filter(([k]) => k.startsWith(prefix) || k === 'epoch'));
-  await writeJson(join(options.outputDir, 'all_results.json'), metrics);
-  await writeJson(join(options.outputDir, 'train_results.json'), pick('train_'));
-  if (metrics.eval_loss !== undefined)
-    await writeJson(join(options.outputDir, 'eval_results.json'), pick('eval_'));
-  if (options.finetuningType === 'block' || options.finetuningType === 'sparse')
-    (optimizer as BlockOptimizer | BlockOptimizerRatio).dispose();
-  else (optimizer as BaseOptimizer).dispose();
+  await writeRunResults(options.outputDir, metrics);
   return {
     outputDir: options.outputDir,
     metrics,
@@ -390,8 +237,8 @@ export async function runTraining(
     template,
     validation,
     predictions,
-    estimate,
-    stopReason: result.stopReason,
+    estimate: run.estimate,
+    stopReason: run.train.stopReason,
   };
 }
 

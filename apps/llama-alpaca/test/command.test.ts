@@ -57,13 +57,13 @@ describe('badam-llama flags', () => {
     const block = trainOptionsFrom([]);
     expect(block.embedded).toBe(true);
     expect(block.options).toMatchObject({
-      finetuningType: 'block',
+      method: 'block',
       switchBlockEvery: 50,
       maxSteps: 800,
       learningRate: 2e-3,
     });
     const full = trainOptionsFrom(['--finetuning_type', 'full', '--max_steps', '3']);
-    expect(full.options).toMatchObject({ finetuningType: 'full', switchBlockEvery: undefined, maxSteps: 3 });
+    expect(full.options).toMatchObject({ method: 'full', switchBlockEvery: undefined, maxSteps: 3 });
     const external = trainOptionsFrom(['--model_name_or_path', 'some/dir']);
     expect(external.embedded).toBe(false);
     expect(external.options).toMatchObject({

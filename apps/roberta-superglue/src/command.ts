@@ -1,14 +1,15 @@
 // The program loads TensorFlow.js itself: @tensorflow/tfjs registers the cpu backend and every gradient.
 import '@tensorflow/tfjs';
+import type { RunIO } from '@badam/callbacks';
+import { flagHelp } from '@badam/core';
+import { parseRunnerCommand, type RunnerCommandSpec, runCli } from '@badam/runner';
 import {
-  BadamOptionError,
-  BadamPartitionError,
-  BadamStateError,
-  flagHelp,
-  parseFlagsExplicit,
-  UsageError,
-} from '@badam/core';
-import { ROBERTA_FLAGS, type RobertaOptions, resolveRobertaOptions } from './options.js';
+  methodOf,
+  ROBERTA_DIALECT,
+  ROBERTA_FLAGS,
+  type RobertaOptions,
+  resolveRobertaOptions,
+} from './options.js';
 import { runSuperGlue } from './run-superglue.js';
 
 const USAGE = `Usage:
@@ -35,53 +36,37 @@ export const EMBEDDED_DEFAULTS: Readonly<Record<string, string | number | boolea
   overwrite_output_dir: true,
 };
 
+/** badam-roberta's command line for the runner kit: without a task or model, the embedded default runs. */
+const ROBERTA_COMMAND: RunnerCommandSpec<RobertaOptions> = {
+  flags: ROBERTA_FLAGS,
+  dialect: ROBERTA_DIALECT,
+  isEmbedded: (values) => values.task_name === undefined && values.hf_pretrained_model_name === undefined,
+  embeddedDefaults(values, explicit) {
+    // BAdam with the head in every block, unless the command line picked a method.
+    if (methodOf(values) === 'full' && !explicit.has('use_block_optim')) return EMBEDDED_DEFAULTS;
+    const { use_block_optim: _block, train_last_layer: _head, ...rest } = EMBEDDED_DEFAULTS;
+    return rest;
+  },
+  methodOf,
+  resolve: resolveRobertaOptions,
+};
+
 /** Parses flags; without --task_name, flags the command line leaves unset take the embedded defaults. */
-export function robertaOptionsFrom(argv: readonly string[]): {
-  options: RobertaOptions;
-  embedded: boolean;
-  help: boolean;
-} {
-  const { values, explicit } = parseFlagsExplicit(argv, ROBERTA_FLAGS);
-  const embedded = values.task_name === undefined && values.hf_pretrained_model_name === undefined;
-  if (embedded) {
-    // BAdam unless the command line picked a method (--use_sparse_optim, --lora_rank, --use_block_optim false).
-    const methodChosen =
-      values.use_sparse_optim === true || (values.lora_rank as number) > 0 || explicit.has('use_block_optim');
-    for (const [name, value] of Object.entries(EMBEDDED_DEFAULTS)) {
-      if (explicit.has(name)) continue;
-      if ((name === 'use_block_optim' || name === 'train_last_layer') && methodChosen) continue;
-      if (name === 'overwrite_output_dir' && explicit.has('resume_from_checkpoint')) continue; // resuming keeps the directory
-      values[name] = value;
-    }
-    // --switch_every is a BAdam / ratio flag: full Adam and LoRA reject it.
-    if (!explicit.has('switch_every') && values.use_block_optim !== true && values.use_sparse_optim !== true)
-      delete values.switch_every;
-  }
-  return { options: resolveRobertaOptions(values), embedded, help: values.help === true };
+export function robertaOptionsFrom(
+  argv: readonly string[],
+): ReturnType<typeof parseRunnerCommand<RobertaOptions>> {
+  return parseRunnerCommand(argv, ROBERTA_COMMAND);
 }
 
 /** Runs `badam-roberta` with `argv`; resolves to the exit code. */
-export async function runRobertaCommand(
-  argv: readonly string[],
-  io: { log(m: string): void; warn(m: string): void },
-): Promise<number> {
-  try {
+export async function runRobertaCommand(argv: readonly string[], io: RunIO): Promise<number> {
+  return runCli(ROBERTA_DIALECT.name, io, async () => {
     const { options, help } = robertaOptionsFrom(argv);
     if (help) {
       io.log(USAGE);
       return 0;
     }
     await runSuperGlue(options, io);
-    return process.exitCode === 130 ? 130 : 0;
-  } catch (error) {
-    io.warn(`badam-roberta: error: ${(error as Error).message}`);
-    if (error instanceof UsageError) io.warn('Run badam-roberta --help for the flags.');
-    const known =
-      error instanceof UsageError ||
-      error instanceof BadamOptionError ||
-      error instanceof BadamPartitionError ||
-      error instanceof BadamStateError;
-    if (!known && process.env.BADAM_DEBUG) io.warn((error as Error).stack ?? '');
-    return error instanceof UsageError || error instanceof BadamOptionError ? 2 : 1;
-  }
+    return 0;
+  });
 }

@@ -16,10 +16,16 @@ export {
   itemDataSource,
 } from './encoder-batches.js';
 export { predictionRecords, predictTask, taskMetrics, type ValPrediction } from './evaluate-task.js';
-export { estimateRobertaRun } from './memory-estimate.js';
-export { type Method, ROBERTA_FLAGS, type RobertaOptions, resolveRobertaOptions } from './options.js';
+export {
+  methodOf,
+  ROBERTA_DIALECT,
+  ROBERTA_FLAGS,
+  type RobertaOptions,
+  resolveRobertaOptions,
+} from './options.js';
 export {
   defaultSuperGlueDir,
+  encoderRunnerModel,
   type RobertaInputs,
   type RobertaRunResult,
   type RunIO,

@@ -1,13 +1,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import {
-  prepareOutputDir,
-  type RunIO,
-  runCallbacks,
-  SafetensorsCheckpointStore,
-  writeResultsJson,
-} from '@badam/callbacks';
-import { createLrSchedule, Trainer, type TrainerCallback } from '@badam/core';
+import { prepareOutputDir, type RunIO, writeResultsJson } from '@badam/callbacks';
+import { embeddingPrefixOf, estimateActivationBytes, layerPrefixOf } from '@badam/core';
 import {
   ByteTokenizer,
   HfTokenizer,
@@ -19,21 +13,12 @@ import {
   type Tokenizer,
 } from '@badam/data';
 import { EncoderClassifier, encoderConfigFromHf, loadEncoder, saveEncoder } from '@badam/models';
+import { fineTune, prepareRunBackend, type RunnerModel, writeRunResults } from '@badam/runner';
 import { writeFileAtomic } from '@badam/safetensors';
-import {
-  AdamW,
-  type BaseOptimizer,
-  BlockOptimizer,
-  BlockOptimizerRatio,
-  prepareTfjsBackend,
-  TfjsTrainerBackend,
-  trackPeakMemory,
-} from '@badam/tfjs';
 import { generatedPairTask, TINY_ROBERTA_CONFIG } from './embedded-task.js';
 import { classificationTask, type EncoderRowsBatch, encodeItems, itemDataSource } from './encoder-batches.js';
 import { predictionRecords, predictTask, taskMetrics, type ValPrediction } from './evaluate-task.js';
-import { estimateRobertaRun } from './memory-estimate.js';
-import type { RobertaOptions } from './options.js';
+import { ROBERTA_DIALECT, type RobertaOptions } from './options.js';
 
 /** Where messages go (the shared shape from @badam/callbacks). */
 export type { RunIO };
@@ -104,64 +89,6 @@ async function modelAndTokenizer(
   return { model: loaded.model, tokenizer };
 }
 
-function optimizerFor(model: EncoderClassifier, options: RobertaOptions, io: RunIO) {
-  const clip = options.maxGradNorm > 0 ? options.maxGradNorm : undefined;
-  const adamw = () => new AdamW({ learningRate: options.learningRate, weightDecay: options.weightDecay });
-  const family = model.config.family;
-  const headPrefixes = [
-    ...new Set(
-      model.headParameterNames.map((n) => (n.includes('.pooler.') ? `${family}.pooler.` : 'classifier.')),
-    ),
-  ];
-  const log = (message: string, level: string) => (level === 'warn' ? io.warn(message) : io.log(message));
-  switch (options.method) {
-    case 'block': {
-      // The paper's partition: one block per encoder layer, and the task head (with the pooler) as the last
-      // block — or trained in every block with --train_last_layer. The embeddings are not trained.
-      const layers = Array.from({ length: model.config.numLayers }, (_, i) => [
-        `${family}.encoder.layer.${i}.`,
-      ]);
-      return new BlockOptimizer({
-        baseOptimizer: adamw(),
-        namedParameters: model.namedParameters,
-        blockPrefixList: options.trainLastLayer ? layers : [...layers, headPrefixes],
-        ...(options.trainLastLayer ? { activeModules: headPrefixes } : {}),
-        switchBlockEvery: options.switchEvery,
-        switchMode: options.switchMode,
-        ...(options.startBlock !== undefined ? { startBlock: options.startBlock } : {}),
-        seed: options.seed,
-        verbose: 1,
-        logFn: log,
-        ...(clip !== undefined ? { clipGradNorm: clip } : {}),
-      });
-    }
-    case 'sparse':
-      return new BlockOptimizerRatio({
-        namedParameters: model.namedParameters,
-        updateRatio: options.updateRatio,
-        maskMode: options.maskMode,
-        switchEvery: options.switchEvery,
-        lr: options.learningRate,
-        seed: options.seed,
-        includeLmHead: true, // the task head
-        verbose: 1,
-        logFn: log,
-      });
-    case 'lora': {
-      model.addLora(
-        { rank: options.loraRank, alpha: options.loraRank * 2, targetModules: ['query', 'value'] },
-        options.seed,
-      );
-      const head = new Set(model.headParameterNames);
-      for (const [name, v] of model.namedParameters) v.trainable = name.includes('lora_') || head.has(name);
-      return adamw() as BaseOptimizer;
-    }
-    case 'full':
-      for (const [, v] of model.namedParameters) v.trainable = true;
-      return adamw() as BaseOptimizer;
-  }
-}
-
 /**
  * One `badam-roberta` run: the model (a Hugging Face directory, or the built-in tiny RoBERTa), the task's
  * train and validation data (SuperGLUE jsonl, or the generated pair task), the optimizer of the method,
@@ -173,13 +100,12 @@ export async function runSuperGlue(
   io: RunIO,
   inputs: RobertaInputs = {},
 ): Promise<RobertaRunResult> {
+  const backendLabel = await prepareRunBackend(options.backend, options, { kind: 'RoBERTa' }, (m) =>
+    io.warn(`badam-roberta: ${m}`),
+  );
   await prepareOutputDir(options.outputDir, {
     overwrite: options.overwriteOutputDir,
     resuming: options.resumeFromCheckpoint !== undefined,
-  });
-  const backendName = await prepareTfjsBackend(options.tfjsBackend, {
-    nativeKernels: options.nativeKernels,
-    warn: (m) => io.warn(`badam-roberta: ${m}`),
   });
   const spec = options.taskName === undefined ? EMBEDDED_SPEC : TASK_SPECS[options.taskName];
   const { model, tokenizer } = await modelAndTokenizer(options, spec, io);
@@ -204,67 +130,36 @@ export async function runSuperGlue(
   }
   const trainItems = encodeItems(train, tokenizer, format, maxLength, spec.name === 'record');
   const evalItems = encodeItems(validation, tokenizer, format, maxLength, spec.name === 'record');
-  const trainData = itemDataSource(trainItems, options.trainBatchSize, tokenizer.padTokenId, options.seed);
+  const trainData = itemDataSource(trainItems, options.batchSize, tokenizer.padTokenId, options.seed);
   const evalData = itemDataSource(evalItems, options.evalBatchSize, tokenizer.padTokenId);
   io.log(
-    `badam-roberta: ${options.taskName ?? 'embedded pair task'} with ${options.model ?? 'the built-in tiny RoBERTa'} (${model.parameterCount.toLocaleString('en')} parameters), ${train.length} training and ${validation.length} validation examples, ${options.method}, tfjs ${backendName}`,
+    `badam-roberta: ${options.taskName ?? 'embedded pair task'} with ${options.model ?? 'the built-in tiny RoBERTa'} (${model.parameterCount.toLocaleString('en')} parameters), ${train.length} training and ${validation.length} validation examples, ${options.method}, ${backendLabel}`,
   );
 
-  const optimizer = optimizerFor(model, options, io);
-  const backend = new TfjsTrainerBackend<EncoderRowsBatch>({
-    task: classificationTask(model),
-    optimizer,
-    namedParameters: model.namedParameters,
-    ...(options.method !== 'block' && options.maxGradNorm > 0 ? { clipGradNorm: options.maxGradNorm } : {}),
-  });
-  const maxSteps = options.maxSteps ?? Math.max(1, Math.ceil(options.numTrainEpochs * trainData.length!));
-  const store =
-    options.saveSteps !== undefined || options.resumeFromCheckpoint !== undefined
-      ? new SafetensorsCheckpointStore({ outputDir: options.outputDir, keepLast: 2 })
-      : undefined;
-  const callbacks: TrainerCallback[] = [
-    ...runCallbacks({
-      outputDir: options.outputDir,
-      loggingSteps: options.loggingSteps,
-      plotLoss: options.plotLoss,
-      blockSwitchVerbose: options.method === 'block' ? 1 : 0,
-      log: io.log,
-      warn: io.warn,
-      ...(io.stream ? { stream: io.stream } : {}),
-    }),
-    // Dropout masks follow the step, so resuming from a checkpoint continues the run exactly.
-    { onStepBegin: (context) => model.setDropoutStep(context.progress.step) },
-  ];
-  const trainer = new Trainer<EncoderRowsBatch>({
-    backend,
+  const rowsPerBatch = options.batchSize * (trainItems[0]?.rows.length ?? 1);
+  const run = await fineTune<EncoderRowsBatch>({
+    dialect: ROBERTA_DIALECT,
+    options,
+    model: encoderRunnerModel(model, options),
     trainData,
     evalData,
-    maxSteps,
-    lrSchedule: createLrSchedule({
-      type: options.lrSchedulerType,
-      learningRate: options.learningRate,
-      totalSteps: maxSteps,
-      warmupRatio: options.warmupRatio,
-    }),
-    loggingSteps: options.loggingSteps,
-    ...(options.evalEverySteps !== undefined ? { evalSteps: options.evalEverySteps } : {}),
-    ...(options.saveSteps !== undefined ? { saveSteps: options.saveSteps } : {}),
-    ...(store ? { checkpoints: store } : {}),
-    callbacks,
+    trainExamples: train.length,
+    defaultSwitchBlockEvery: 100,
+    activationBytes: () =>
+      estimateActivationBytes(
+        { kind: 'encoder', ...model.config },
+        {
+          batchSize: rowsPerBatch,
+          seqLength: Math.max(...trainItems.flatMap((item) => item.rows.map((r) => r.inputIds.length))),
+          dtype: 'float32',
+          attention: 'eager',
+        },
+      ),
+    backendLabel,
+    // Dropout masks follow the step, so resuming from a checkpoint continues the run exactly.
+    callbacks: [{ onStepBegin: (context) => model.setDropoutStep(context.progress.step) }],
+    io,
   });
-  const resumeFrom =
-    options.resumeFromCheckpoint === undefined
-      ? undefined
-      : await store!.load(options.resumeFromCheckpoint === 'true' ? undefined : options.resumeFromCheckpoint);
-  if (resumeFrom)
-    io.log(`badam-roberta: resuming from ${resumeFrom.path} (step ${resumeFrom.trainerState.globalStep})`);
-  const peak = trackPeakMemory();
-  let result: Awaited<ReturnType<typeof trainer.train>>;
-  try {
-    result = await trainer.train(resumeFrom ? { resumeFrom } : {});
-  } finally {
-    peak.stop();
-  }
 
   const predictions = predictTask(
     model,
@@ -278,29 +173,15 @@ export async function runSuperGlue(
   const scores = taskMetrics(spec, validation, predictions);
   const records = predictionRecords(spec, validation, predictions);
   const metrics: Record<string, number | string> = {
-    ...result.metrics,
+    ...run.metrics,
     ...Object.fromEntries(Object.entries(scores).map(([k, v]) => [`eval_${k}`, v])),
     task: options.taskName ?? 'embedded',
     method: options.method,
-    tfjs_backend: backendName,
-    parameters: model.parameterCount,
-    trainable_parameters: model.namedParameters
-      .filter(([, v]) => v.trainable)
-      .reduce((n, [, v]) => n + v.size, 0),
-    peak_memory_bytes: peak.peakBytes(),
   };
-  const longest = Math.max(...trainItems.flatMap((item) => item.rows.map((r) => r.inputIds.length)));
-  const rowsPerBatch = options.trainBatchSize * (trainItems[0]?.rows.length ?? 1);
-  const estimate = estimateRobertaRun(model, options, rowsPerBatch, longest);
-  Object.assign(metrics, {
-    estimated_memory_bytes: estimate.total,
-    estimated_optimizer_bytes: estimate.masters + estimate.gradients + estimate.optimizerState,
-    estimated_activations_bytes: estimate.activations,
-  });
   await writeFileAtomic(join(options.outputDir, 'val_predictions.jsonl'), [
     records.map((r) => `${JSON.stringify(r)}\n`).join(''),
   ]);
-  await writeResultsJson(join(options.outputDir, 'all_results.json'), metrics);
+  await writeRunResults(options.outputDir, metrics);
   if (options.method !== 'lora') {
     await saveEncoder(model, options.outputDir);
     if (tokenizer instanceof ByteTokenizer) {
@@ -309,7 +190,6 @@ export async function runSuperGlue(
       await writeResultsJson(join(options.outputDir, 'tokenizer_config.json'), config);
     }
   }
-  optimizer.dispose();
   const summary = Object.entries(scores)
     .map(([k, v]) => `${k} ${(100 * v).toFixed(1)}%`)
     .join(', ');
@@ -317,4 +197,34 @@ export async function runSuperGlue(
     `badam-roberta: validation ${summary} (${validation.length} examples); outputs in ${options.outputDir}`,
   );
   return { outputDir: options.outputDir, metrics, predictions: records, model };
+}
+
+/**
+ * The encoder as the runner kit trains it. BAdam's partition is core's: one block per encoder layer, and
+ * the task head (pooler and classifier: the parameters outside the layers and embeddings) as the last block,
+ * or trained in every block with --train_last_layer. LoRA adapts query and value and trains the head too.
+ */
+export function encoderRunnerModel(
+  model: EncoderClassifier,
+  options: RobertaOptions,
+): RunnerModel<EncoderRowsBatch> {
+  // The head: what is neither in an encoder layer nor an embedding, by core's parameter roles.
+  const head = model.namedParameters
+    .map(([name]) => name)
+    .filter((name) => layerPrefixOf(name) === undefined && embeddingPrefixOf(name) === undefined);
+  const headInEveryBlock =
+    options.method === 'lora' || (options.method === 'block' && options.trainLastLayer);
+  return {
+    kind: model.config.family === 'roberta' ? 'RoBERTa' : 'BERT',
+    partition: {
+      includeLmHead: !headInEveryBlock,
+      ...(headInEveryBlock ? { activeModules: head } : {}),
+    },
+    addLora: () =>
+      model.addLora(
+        { rank: options.loraRank, alpha: options.loraRank * 2, targetModules: ['query', 'value'] },
+        options.seed,
+      ),
+    tfjs: { namedParameters: () => model.namedParameters, task: classificationTask(model) },
+  };
 }

@@ -63,7 +63,7 @@ describe('badam-roberta flags', () => {
     expect(robertaOptionsFrom([]).options).toMatchObject({
       method: 'block',
       trainLastLayer: true,
-      switchEvery: 25,
+      switchBlockEvery: 25,
       maxSteps: 600,
       learningRate: 3e-3,
     });
@@ -74,7 +74,7 @@ describe('badam-roberta flags', () => {
     });
     expect(robertaOptionsFrom(['--use_sparse_optim']).options).toMatchObject({
       method: 'sparse',
-      switchEvery: 25,
+      switchBlockEvery: 25,
     });
     expect(robertaOptionsFrom(['--use_block_optim', 'false']).options.method).toBe('full');
     expect(robertaOptionsFrom(['--task_name', 'cb']).options).toMatchObject({

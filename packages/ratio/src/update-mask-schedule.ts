@@ -282,7 +282,8 @@ export class UpdateMaskSchedule {
   advance(): { reset: boolean } {
     this.stepCount += 1;
     this.stepsInWindowCount += 1;
-    if (this.switchBlockEvery === -1 || this.stepsInWindowCount < this.switchBlockEvery) return { reset: false };
+    if (this.switchBlockEvery === -1 || this.stepsInWindowCount < this.switchBlockEvery)
+      return { reset: false };
     this.stepsInWindowCount = 0;
     this.windowCount += 1;
     this.cache.clear();

@@ -7,7 +7,7 @@ import {
   type TrainerBackend,
   type TrainingSnapshot,
 } from '@badam/core';
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import { BlockOptimizer } from './block-optimizer.js';
 import { BlockOptimizerRatio } from './block-optimizer-ratio.js';
 import type { NamedVariable } from './named-variables.js';
@@ -32,7 +32,7 @@ export interface TfjsTrainerBackendOptions<TBatch> {
   gradientAccumulationSteps?: number;
   /** Global-norm clipping for BlockOptimizerRatio and plain optimizers (BlockOptimizer has its own option). */
   clipGradNorm?: number;
-  /** What the run is called in the trainer's first line. Default: `BAdam on tfjs (<backend>)` and the like. */
+  /** The line the trainer logs for the run. Default: what trains how, e.g. `BAdam on tfjs (wasm): 8 blocks, ...`. */
   description?: string;
 }
 
@@ -58,10 +58,9 @@ export class TfjsTrainerBackend<TBatch> implements TrainerBackend<TBatch> {
     if (typeof task?.loss !== 'function' || typeof task.tokens !== 'function') {
       throw new BadamOptionError('task', task, 'an object with loss(batch) and tokens(batch)');
     }
-    const on = `on tfjs (${tf.getBackend()})`;
     // Not `instanceof`: tf.Optimizer's duck-typed Symbol.hasInstance would accept any optimizer.
     if (Object.prototype.isPrototypeOf.call(BlockOptimizer.prototype, optimizer)) {
-      this.strategy = blockStrategy(optimizer as BlockOptimizer, task, options.description ?? `BAdam ${on}`);
+      this.strategy = blockStrategy(optimizer as BlockOptimizer, task, options.description);
       return;
     }
     if (options.namedParameters === undefined) {
@@ -78,11 +77,11 @@ export class TfjsTrainerBackend<TBatch> implements TrainerBackend<TBatch> {
     this.strategy = Object.prototype.isPrototypeOf.call(BlockOptimizerRatio.prototype, optimizer)
       ? new RatioStrategy(optimizer as BlockOptimizerRatio, options.namedParameters, task, {
           ...dense,
-          description: options.description ?? `BAdam ratio ${on}`,
+          description: options.description,
         })
       : new FullStrategy(optimizer as tf.Optimizer, options.namedParameters, task, {
           ...dense,
-          description: options.description ?? `full training ${on}`,
+          description: options.description,
         });
   }
 

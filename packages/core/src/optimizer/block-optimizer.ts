@@ -177,7 +177,10 @@ export class BlockOptimizer<
   private globalStep = 0;
   private stepsSinceActivation = 0;
 
-  constructor(options: BlockOptimizerOptions<NoInfer<TBaseOptimizer>>, backend: TBackend & BlockBackend<TBaseOptimizer>) {
+  constructor(
+    options: BlockOptimizerOptions<NoInfer<TBaseOptimizer>>,
+    backend: TBackend & BlockBackend<TBaseOptimizer>,
+  ) {
     if (typeof options !== 'object' || options === null) {
       throw new BadamOptionError('options', options, 'an object of BlockOptimizer options');
     }

@@ -57,6 +57,8 @@ export class BlockTrainer<TBatch, TBaseOptimizer = unknown, TGradient = unknown>
   readonly gradientAccumulationSteps: number;
   readonly optimizer: BlockOptimizer<TBaseOptimizer, CheckpointableBlockBackend<TBaseOptimizer, TGradient>>;
   readonly task: BlockTrainerTask<TBatch, TGradient>;
+  /** False for one block that never switches (full training or LoRA through the engine): no block to report. */
+  private readonly blockwise: boolean;
 
   constructor(
     optimizer: BlockOptimizer<TBaseOptimizer, CheckpointableBlockBackend<TBaseOptimizer, TGradient>>,
@@ -74,14 +76,15 @@ export class BlockTrainer<TBatch, TBaseOptimizer = unknown, TGradient = unknown>
     this.task = task;
     this.gradientAccumulationSteps = optimizer.gradientAccumulationSteps;
     const p = optimizer.partition;
+    this.blockwise = !(p.blocks.length === 1 && optimizer.switchBlockEvery === -1);
     this.description =
       options.description ??
       `BAdam: ${p.blocks.length} blocks, switch every ${optimizer.switchBlockEvery === -1 ? 'never' : `${optimizer.switchBlockEvery} steps`} (${optimizer.switchMode})`;
   }
 
-  /** The block being trained. */
-  get activeBlock(): number {
-    return this.optimizer.activeBlock.index;
+  /** The block being trained (undefined when the whole run is one block that never switches). */
+  get activeBlock(): number | undefined {
+    return this.blockwise ? this.optimizer.activeBlock.index : undefined;
   }
 
   get learningRate(): number {
@@ -102,7 +105,12 @@ export class BlockTrainer<TBatch, TBaseOptimizer = unknown, TGradient = unknown>
   }
 
   step(): OptimizerStepResult {
-    return this.optimizer.step();
+    const outcome = this.optimizer.step();
+    if (this.blockwise) return outcome;
+    return {
+      applied: outcome.applied,
+      ...(outcome.gradNorm !== undefined ? { gradNorm: outcome.gradNorm } : {}),
+    };
   }
 
   discardGradients(): void {

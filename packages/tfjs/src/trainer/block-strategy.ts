@@ -1,5 +1,5 @@
 import { BlockTrainer } from '@badam/core';
-import type * as tf from '@tensorflow/tfjs-core';
+import * as tf from '@tensorflow/tfjs-core';
 import { type BaseOptimizer, baseOptimizerName } from '../base-optimizer.js';
 import type { BlockOptimizer } from '../block-optimizer.js';
 import { evaluateTask, lossAndGradients, type TfjsTrainingTask } from './tfjs-training-task.js';
@@ -12,7 +12,7 @@ import { evaluateTask, lossAndGradients, type TfjsTrainingTask } from './tfjs-tr
 export function blockStrategy<TBatch>(
   optimizer: BlockOptimizer,
   task: TfjsTrainingTask<TBatch>,
-  description: string,
+  description: string | undefined,
 ): BlockTrainer<TBatch, BaseOptimizer, tf.Tensor> {
   const { engine, backend } = optimizer;
   return new BlockTrainer(
@@ -28,8 +28,9 @@ export function blockStrategy<TBatch>(
     },
     {
       description:
-        `${description}: ${engine.partition.blocks.length} blocks, switch every ${engine.switchBlockEvery === -1 ? 'never' : `${engine.switchBlockEvery} steps`} ` +
-        `(${engine.switchMode}), base ${baseOptimizerName(engine.baseOptimizer)}`,
+        description ??
+        `BAdam on tfjs (${tf.getBackend()}): ${engine.partition.blocks.length} blocks, switch every ${engine.switchBlockEvery === -1 ? 'never' : `${engine.switchBlockEvery} steps`} ` +
+          `(${engine.switchMode}), base ${baseOptimizerName(engine.baseOptimizer)}`,
     },
   );
 }

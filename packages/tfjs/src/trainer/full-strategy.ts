@@ -29,13 +29,15 @@ export class FullStrategy<TBatch> extends DenseGradientStrategy<TBatch> {
     options: {
       gradientAccumulationSteps?: number | undefined;
       clipGradNorm?: number | undefined;
-      description: string;
+      description: string | undefined;
     },
   ) {
     super(task, options);
     this.parameters = named.filter(([, v]) => v.trainable).map(([name, variable]) => ({ name, variable }));
     this.lr = learningRateOf(optimizer) ?? 0;
-    this.description = `${options.description}: ${optimizer.getClassName()} over ${this.parameters.length} trainable tensors`;
+    this.description =
+      options.description ??
+      `${optimizer.getClassName()} on tfjs (${tf.getBackend()}): ${this.parameters.length} trainable tensors`;
   }
 
   get learningRate(): number {

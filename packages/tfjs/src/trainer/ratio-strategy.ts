@@ -1,6 +1,6 @@
 import type { BackendMemoryReport, TrainingSnapshot } from '@badam/core';
 import type { UpdateMaskState } from '@badam/ratio';
-import type * as tf from '@tensorflow/tfjs-core';
+import * as tf from '@tensorflow/tfjs-core';
 import type { BlockOptimizerRatio } from '../block-optimizer-ratio.js';
 import { assignWeights, variablesToArrays } from '../named-arrays.js';
 import type { NamedVariable } from '../named-variables.js';
@@ -20,7 +20,7 @@ export class RatioStrategy<TBatch> extends DenseGradientStrategy<TBatch> {
     options: {
       gradientAccumulationSteps?: number | undefined;
       clipGradNorm?: number | undefined;
-      description: string;
+      description: string | undefined;
     },
   ) {
     super(task, options);
@@ -30,7 +30,9 @@ export class RatioStrategy<TBatch> extends DenseGradientStrategy<TBatch> {
       variable: byName.get(p.name)!,
     }));
     const { masks } = optimizer;
-    this.description = `${options.description}: ${masks.maskMode} masks, windows move every ${masks.switchBlockEvery} steps`;
+    this.description =
+      options.description ??
+      `BAdam ratio on tfjs (${tf.getBackend()}): ${masks.maskMode} masks, windows move every ${masks.switchBlockEvery} steps`;
   }
 
   get learningRate(): number {

@@ -1,0 +1,167 @@
+import { join } from 'node:path';
+import { type RunIO, runCallbacks, SafetensorsCheckpointStore, writeResultsJson } from '@badam/callbacks';
+import {
+  createLrSchedule,
+  type DataSource,
+  type MemoryEstimate,
+  Trainer,
+  type TrainerCallback,
+  type TrainResult,
+  totalElements,
+} from '@badam/core';
+import { parameterInfoOf } from '@badam/tfjs';
+import {
+  estimateRunMemory,
+  METHODS,
+  type OptimizerPlan,
+  trainedElements,
+  trainedGroups,
+} from './fine-tuning-methods.js';
+import { createTrainerBackend, type RunnerModel } from './run-backend.js';
+import { flagName, type RunnerDialect, type RunOptions } from './run-options.js';
+
+/** One fine-tuning run, as a runner describes it to {@link fineTune}. */
+export interface FineTuneSpec<TBatch> {
+  readonly dialect: RunnerDialect;
+  readonly options: RunOptions;
+  readonly model: RunnerModel<TBatch>;
+  readonly trainData: DataSource<TBatch>;
+  readonly evalData?: DataSource<TBatch> | undefined;
+  /** Training examples (for BAdam's suggested K). */
+  readonly trainExamples: number;
+  /** K when the command line gives none: a number, or `'suggest'` for `min(max(round(n / (B * D)), 50), 100)`. */
+  readonly defaultSwitchBlockEvery: number | 'suggest';
+  /** Bytes of activations for the memory estimate (the runner knows its batch shapes). */
+  activationBytes(): number;
+  /** From `prepareRunBackend`, e.g. `tfjs wasm + native avx512 x2`. */
+  readonly backendLabel: string;
+  /** Callbacks besides the standard set (progress, log, plot, NaN guard, Ctrl-C, block switches). */
+  readonly callbacks?: readonly TrainerCallback[];
+  readonly io: RunIO;
+}
+
+/** What {@link fineTune} produced. */
+export interface FineTuneResult {
+  readonly train: TrainResult;
+  /** Hugging Face's results (train_*, eval_*) and the run's memory: measured peak and core's estimate. */
+  readonly metrics: Record<string, number | string>;
+  readonly estimate: MemoryEstimate;
+  readonly plan: OptimizerPlan;
+}
+
+/**
+ * Trains a runner's model with the run's method on the run's backend: LoRA adapters when the method needs
+ * them, the method's optimizer plan, the trainer backend, the Trainer with the standard callbacks, a
+ * checkpoint store (with `--save_steps` or `--resume_from_checkpoint`) and resume; then the metrics both
+ * runners report. The model stays trained in place; its files are the runner's to write.
+ */
+export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<FineTuneResult> {
+  const { options, model, io, dialect } = spec;
+  const method = METHODS[options.method];
+  if (method.needsLora) model.addLora();
+  const parameters = parameterInfoOf(model.tfjs.namedParameters());
+  const plan = method.plan({
+    options,
+    parameters,
+    partition: model.partition,
+    trainExamples: spec.trainExamples,
+    defaultSwitchBlockEvery: spec.defaultSwitchBlockEvery,
+    logFn: (message, level) => (level === 'warn' ? io.warn(message) : io.log(message)),
+    switchFlag: flagName(dialect, 'switch_block_every'),
+  });
+  const backend = await createTrainerBackend(options.backend, plan, model, {
+    method: method.label,
+    backendLabel: spec.backendLabel,
+    blockwise: options.method === 'block',
+  });
+  try {
+    const g = options.gradientAccumulationSteps;
+    const maxSteps =
+      options.maxSteps ?? Math.max(1, Math.ceil((options.numTrainEpochs * (spec.trainData.length ?? 1)) / g));
+    const store =
+      options.saveSteps !== undefined || options.resumeFromCheckpoint !== undefined
+        ? new SafetensorsCheckpointStore({ outputDir: options.outputDir, keepLast: options.saveTotalLimit })
+        : undefined;
+    const trainer = new Trainer<TBatch>({
+      backend: backend.trainer,
+      trainData: spec.trainData,
+      ...(spec.evalData ? { evalData: spec.evalData } : {}),
+      maxSteps,
+      lrSchedule: createLrSchedule({
+        type: options.lrSchedulerType,
+        learningRate: options.learningRate,
+        totalSteps: maxSteps,
+        ...(options.warmupSteps !== undefined
+          ? { warmupSteps: options.warmupSteps }
+          : { warmupRatio: options.warmupRatio }),
+      }),
+      loggingSteps: options.loggingSteps,
+      ...(options.evalSteps !== undefined ? { evalSteps: options.evalSteps } : {}),
+      ...(options.saveSteps !== undefined ? { saveSteps: options.saveSteps } : {}),
+      ...(store ? { checkpoints: store } : {}),
+      callbacks: [
+        ...runCallbacks({
+          outputDir: options.outputDir,
+          loggingSteps: options.loggingSteps,
+          plotLoss: options.plotLoss,
+          blockSwitchVerbose: options.method === 'block' ? options.badamVerbose : 0,
+          log: io.log,
+          warn: io.warn,
+          ...(io.stream ? { stream: io.stream } : {}),
+        }),
+        ...(spec.callbacks ?? []),
+      ],
+    });
+    const resumeFrom =
+      options.resumeFromCheckpoint === undefined
+        ? undefined
+        : await store!.load(
+            options.resumeFromCheckpoint === 'true' ? undefined : options.resumeFromCheckpoint,
+          );
+    if (resumeFrom)
+      io.log(
+        `${dialect.name}: resuming from ${resumeFrom.path} (step ${resumeFrom.trainerState.globalStep})`,
+      );
+    const train = await trainer.train(resumeFrom ? { resumeFrom } : {});
+    backend.dispose();
+
+    const estimate = estimateRunMemory(options.method, plan, parameters, spec.activationBytes(), options);
+    const metrics: Record<string, number | string> = {
+      ...train.metrics,
+      backend: spec.backendLabel,
+      parameters: totalElements(parameters.filter((p) => !p.name.includes('lora_'))),
+      trainable_parameters: trainedElements(plan, parameters),
+      peak_memory_bytes: backend.peakMemoryBytes(),
+      estimated_memory_bytes: estimate.total,
+      estimated_weights_bytes: estimate.weights,
+      estimated_masters_bytes: estimate.masters,
+      estimated_gradients_bytes: estimate.gradients,
+      estimated_optimizer_bytes: estimate.optimizerState,
+      estimated_activations_bytes: estimate.activations,
+    };
+    if (options.method === 'block') {
+      metrics.trained_parameters_per_block = Math.max(
+        ...trainedGroups(plan, parameters).map((g) => g.length),
+      );
+    }
+    return { train, metrics, estimate, plan };
+  } finally {
+    backend.dispose();
+  }
+}
+
+/**
+ * Writes a run's results as Hugging Face's Trainer does: `all_results.json`, `train_results.json` (train_*
+ * and epoch) and, after an evaluation, `eval_results.json` (eval_* and epoch).
+ */
+export async function writeRunResults(
+  outputDir: string,
+  metrics: Readonly<Record<string, number | string>>,
+): Promise<void> {
+  const pick = (prefix: string) =>
+    Object.fromEntries(Object.entries(metrics).filter(([k]) => k.startsWith(prefix) || k === 'epoch'));
+  await writeResultsJson(join(outputDir, 'all_results.json'), metrics);
+  await writeResultsJson(join(outputDir, 'train_results.json'), pick('train_'));
+  if (metrics.eval_loss !== undefined)
+    await writeResultsJson(join(outputDir, 'eval_results.json'), pick('eval_'));
+}

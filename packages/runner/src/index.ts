@@ -1,0 +1,49 @@
+/**
+ * @badam/runner — the kit BAdam's experiment runners (`badam-llama`, `badam-roberta`) are built on: the
+ * shared flags with one validation, embedded defaults, the fine-tuning methods as one table (block, full,
+ * LoRA, sparse: optimizer plan, trained parameters, memory estimate), the trainer backend for
+ * `--backend tfjs|cuda`, trainer + callbacks + checkpoints + resume + results in one call, and errors as
+ * exit codes. A new runner writes its model, data and outputs; the training loop is this kit's.
+ *
+ * @packageDocumentation
+ */
+export { type FineTuneResult, type FineTuneSpec, fineTune, writeRunResults } from './fine-tune.js';
+export {
+  estimateRunMemory,
+  FINE_TUNING_METHODS,
+  type FineTuningMethod,
+  METHOD_FLAGS,
+  METHODS,
+  type MethodSpec,
+  type ModelPartition,
+  methodAccepts,
+  type OptimizerPlan,
+  type PlanInput,
+  trainedElements,
+  trainedGroups,
+} from './fine-tuning-methods.js';
+export {
+  createTrainerBackend,
+  prepareRunBackend,
+  type RunBackend,
+  type RunnerModel,
+} from './run-backend.js';
+export { exitCodeOf, runCli } from './run-cli.js';
+export {
+  RUN_BACKENDS,
+  RUN_FLAGS,
+  type RunBackendName,
+  type RunFlagName,
+  type RunnerFlagOptions,
+  runnerFlags,
+} from './run-flags.js';
+export {
+  applyEmbeddedDefaults,
+  flagName,
+  parseRunnerCommand,
+  type RunnerCommandSpec,
+  type RunnerDialect,
+  type RunOptionDefaults,
+  type RunOptions,
+  resolveRunOptions,
+} from './run-options.js';

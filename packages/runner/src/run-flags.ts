@@ -1,0 +1,124 @@
+import { type FlagSpec, LR_SCHEDULE_TYPES, SWITCH_MODES } from '@badam/core';
+import { TFJS_BACKEND_FLAGS } from '@badam/tfjs';
+
+/** The tensor backends a runner can train on. */
+export const RUN_BACKENDS = ['tfjs', 'cuda'] as const;
+
+/** A tensor backend a runner can train on. */
+export type RunBackendName = (typeof RUN_BACKENDS)[number];
+
+/**
+ * The flags every BAdam runner shares, by their canonical (LLaMA-Factory / Hugging Face) names. A runner
+ * takes them through {@link runnerFlags}, renaming the ones its paper's scripts spell differently
+ * (`switch_every` for `switch_block_every` in the RoBERTa scripts) and setting its own defaults.
+ */
+export const RUN_FLAGS = {
+  switch_block_every: {
+    type: 'integer',
+    help: 'BAdam / sparse: optimizer steps per block (sparse: per mask window); -1 never switches',
+  },
+  switch_mode: {
+    type: 'string',
+    choices: [...SWITCH_MODES],
+    default: 'ascending',
+    help: 'BAdam: block order',
+  },
+  start_block: { type: 'integer', min: 0, help: 'BAdam: first block' },
+  update_ratio: { type: 'number', help: 'sparse: fraction of each parameter updated (default 0.1)' },
+  mask_mode: {
+    type: 'string',
+    choices: ['adjacent', 'scatter'],
+    help: 'sparse: mask layout (default adjacent)',
+  },
+  per_device_train_batch_size: { type: 'integer', min: 1, default: 4, help: 'micro-batch size' },
+  per_device_eval_batch_size: { type: 'integer', min: 1, default: 4, help: 'evaluation batch size' },
+  gradient_accumulation_steps: {
+    type: 'integer',
+    min: 1,
+    default: 1,
+    help: 'micro-batches per optimizer step',
+  },
+  learning_rate: { type: 'number', min: 0, default: 1e-5, help: 'peak learning rate' },
+  lr_scheduler_type: {
+    type: 'string',
+    choices: [...LR_SCHEDULE_TYPES],
+    default: 'linear',
+    help: 'learning-rate schedule',
+  },
+  warmup_ratio: { type: 'number', min: 0, default: 0, help: 'warmup as a fraction of the steps' },
+  warmup_steps: { type: 'integer', min: 0, help: 'warmup steps (overrides warmup_ratio)' },
+  weight_decay: {
+    type: 'number',
+    min: 0,
+    default: 0,
+    help: 'AdamW decoupled weight decay (not on biases and norms)',
+  },
+  max_grad_norm: { type: 'number', min: 0, default: 1, help: 'global-norm clipping, 0 disables' },
+  num_train_epochs: { type: 'number', min: 0, default: 3, help: 'passes over the training data' },
+  max_steps: { type: 'integer', min: 1, help: 'optimizer steps (overrides num_train_epochs)' },
+  eval_steps: { type: 'integer', min: 1, help: 'evaluate every N steps' },
+  logging_steps: { type: 'integer', min: 1, default: 10, help: 'log every N steps' },
+  save_steps: { type: 'integer', min: 1, help: 'checkpoint every N steps' },
+  save_total_limit: { type: 'integer', min: 1, default: 2, help: 'checkpoints kept' },
+  output_dir: { type: 'string', help: 'where checkpoints, logs, plots and the model go' },
+  overwrite_output_dir: { type: 'boolean', default: false, help: 'reuse a non-empty output directory' },
+  resume_from_checkpoint: {
+    type: 'string',
+    help: 'a checkpoint directory, or true for the latest in output_dir',
+  },
+  plot_loss: { type: 'boolean', default: false, help: 'write training_loss.png' },
+  seed: {
+    type: 'integer',
+    min: 0,
+    default: 42,
+    help: "seed of data order, initialisation and BAdam's random order",
+  },
+  backend: {
+    type: 'string',
+    choices: [...RUN_BACKENDS],
+    default: 'tfjs',
+    help: 'tensor backend (cuda: @badam/cuda on an NVIDIA GPU)',
+  },
+  ...TFJS_BACKEND_FLAGS,
+  help: { type: 'boolean', default: false, help: 'show this help' },
+} as const satisfies Readonly<Record<string, FlagSpec>>;
+
+/** A canonical shared flag name. */
+export type RunFlagName = keyof typeof RUN_FLAGS;
+
+/** How a runner spells and sets up the shared flags. */
+export interface RunnerFlagOptions {
+  /** The runner's name for a shared flag where its scripts differ (e.g. `switch_block_every: 'switch_every'`). */
+  readonly rename?: Partial<Record<RunFlagName, string>>;
+  /** Defaults that differ from the shared ones. */
+  readonly defaults?: Partial<Record<RunFlagName, string | number | boolean>>;
+  /** Help texts that say more for this runner. */
+  readonly help?: Partial<Record<RunFlagName, string>>;
+  /** Shared flags this runner does not have. */
+  readonly omit?: readonly RunFlagName[];
+}
+
+/**
+ * The shared flags as one runner spells them, with its defaults: the flag table to merge with the
+ * runner's own flags and parse with core's `parseFlags`.
+ *
+ * @example
+ * ```ts
+ * const FLAGS = { ...runnerFlags({ rename: { switch_block_every: 'switch_every' }, defaults: { weight_decay: 0.1 } }),
+ *   task_name: { type: 'string', help: 'SuperGLUE task' } };
+ * ```
+ */
+export function runnerFlags(options: RunnerFlagOptions = {}): Record<string, FlagSpec> {
+  const out: Record<string, FlagSpec> = {};
+  for (const [name, spec] of Object.entries(RUN_FLAGS) as Array<[RunFlagName, FlagSpec]>) {
+    if (options.omit?.includes(name)) continue;
+    const defaultValue = options.defaults?.[name];
+    const help = options.help?.[name];
+    out[options.rename?.[name] ?? name] = {
+      ...spec,
+      ...(defaultValue !== undefined ? { default: defaultValue } : {}),
+      ...(help !== undefined ? { help } : {}),
+    };
+  }
+  return out;
+}

@@ -1,0 +1,213 @@
+import type { FlagSpec, FlagValues, LrScheduleType, SwitchMode } from '@badam/core';
+import { parseFlagsExplicit, UsageError } from '@badam/core';
+import type { TfjsBackendChoice } from '@badam/tfjs';
+import { type FineTuningMethod, METHOD_FLAGS } from './fine-tuning-methods.js';
+import type { RunBackendName, RunFlagName } from './run-flags.js';
+
+/** The options every runner resolves from the shared flags, whatever it calls them on its command line. */
+export interface RunOptions {
+  method: FineTuningMethod;
+  backend: RunBackendName;
+  /** K; undefined: the runner's default (BAdam: core's suggestion or the runner's number; sparse: 100). */
+  switchBlockEvery: number | undefined;
+  switchMode: SwitchMode;
+  startBlock: number | undefined;
+  /** 0 quiet, 1 partition and switches, 2 trainable parameter lists. */
+  badamVerbose: 0 | 1 | 2;
+  updateRatio: number;
+  maskMode: 'adjacent' | 'scatter';
+  loraRank: number;
+  batchSize: number;
+  evalBatchSize: number;
+  gradientAccumulationSteps: number;
+  learningRate: number;
+  lrSchedulerType: LrScheduleType;
+  warmupRatio: number;
+  warmupSteps: number | undefined;
+  weightDecay: number;
+  maxGradNorm: number;
+  numTrainEpochs: number;
+  maxSteps: number | undefined;
+  evalSteps: number | undefined;
+  loggingSteps: number;
+  saveSteps: number | undefined;
+  saveTotalLimit: number;
+  outputDir: string;
+  overwriteOutputDir: boolean;
+  resumeFromCheckpoint: string | undefined;
+  plotLoss: boolean;
+  seed: number;
+  tfjsBackend: TfjsBackendChoice;
+  nativeKernels: boolean;
+}
+
+/** How one runner's command line names things, for parsing and for its error messages. */
+export interface RunnerDialect {
+  /** The command, e.g. `badam-llama`. */
+  readonly name: string;
+  /** The runner's spelling of shared flags (the `rename` it gave {@link runnerFlags}). */
+  readonly rename?: Partial<Record<RunFlagName, string>>;
+  /** How the command line picks these methods, e.g. `--finetuning_type block or sparse`. */
+  describeMethods(methods: readonly FineTuningMethod[]): string;
+  /** The runner's own flags that only some methods take, by the runner's names. */
+  readonly methodFlags?: Readonly<Record<string, readonly FineTuningMethod[]>>;
+}
+
+/** The runner's name for a shared flag. */
+export function flagName(dialect: Pick<RunnerDialect, 'rename'>, flag: RunFlagName): string {
+  return dialect.rename?.[flag] ?? flag;
+}
+
+/** Per-runner values the shared flags do not carry. */
+export interface RunOptionDefaults {
+  /** Output directory when `--output_dir` is not given. */
+  readonly outputDir: string;
+  /** LoRA rank (from the runner's own flag). Default 8. */
+  readonly loraRank?: number;
+  /** BAdam's verbosity (from the runner's own flag). Default 1. */
+  readonly badamVerbose?: 0 | 1 | 2;
+}
+
+/**
+ * Every flag a runner gives a method that does not take it: `[flag as the runner spells it, the methods
+ * that take it]`.
+ */
+function misplacedFlags(
+  values: FlagValues,
+  method: FineTuningMethod,
+  dialect: RunnerDialect,
+): Array<[string, readonly FineTuningMethod[]]> {
+  const rows: Array<[string, readonly FineTuningMethod[]]> = [
+    ...Object.entries(METHOD_FLAGS).map(
+      ([flag, methods]) =>
+        [flagName(dialect, flag as RunFlagName), methods] as [string, readonly FineTuningMethod[]],
+    ),
+    ...Object.entries(dialect.methodFlags ?? {}),
+  ];
+  return rows.filter(
+    ([flag, methods]) => values[flag] !== undefined && values[flag] !== false && !methods.includes(method),
+  );
+}
+
+/**
+ * The shared flags' one validation: flags the chosen method does not take, K, the update ratio, resume
+ * against overwrite. Errors are {@link UsageError}s that name the flag as the runner spells it and say
+ * what to change.
+ */
+export function resolveRunOptions(
+  values: FlagValues,
+  method: FineTuningMethod,
+  dialect: RunnerDialect,
+  defaults: RunOptionDefaults,
+): RunOptions {
+  for (const [flag, methods] of misplacedFlags(values, method, dialect)) {
+    throw new UsageError(
+      `--${flag} applies to ${dialect.describeMethods(methods)}, but this run uses ${dialect.describeMethods([method])}: drop it or choose that method`,
+    );
+  }
+  const get = (flag: RunFlagName) => values[flagName(dialect, flag)];
+  const k = get('switch_block_every') as number | undefined;
+  if (k !== undefined && k !== -1 && k < 1)
+    throw new UsageError(`--${flagName(dialect, 'switch_block_every')} must be >= 1 or -1, got ${k}`);
+  const updateRatio = (get('update_ratio') as number | undefined) ?? 0.1;
+  if (!(updateRatio > 0 && updateRatio <= 1))
+    throw new UsageError(`--${flagName(dialect, 'update_ratio')} must be in (0, 1], got ${updateRatio}`);
+  if (get('resume_from_checkpoint') !== undefined && get('overwrite_output_dir') === true) {
+    throw new UsageError(
+      `--${flagName(dialect, 'resume_from_checkpoint')} and --${flagName(dialect, 'overwrite_output_dir')} contradict each other: resuming needs the output directory as it is`,
+    );
+  }
+  return {
+    method,
+    backend: get('backend') as RunBackendName,
+    switchBlockEvery: k,
+    switchMode: get('switch_mode') as SwitchMode,
+    startBlock: get('start_block') as number | undefined,
+    badamVerbose: defaults.badamVerbose ?? 1,
+    updateRatio,
+    maskMode: ((get('mask_mode') as string | undefined) ?? 'adjacent') as RunOptions['maskMode'],
+    loraRank: defaults.loraRank ?? 8,
+    batchSize: get('per_device_train_batch_size') as number,
+    evalBatchSize: get('per_device_eval_batch_size') as number,
+    gradientAccumulationSteps: get('gradient_accumulation_steps') as number,
+    learningRate: get('learning_rate') as number,
+    lrSchedulerType: get('lr_scheduler_type') as LrScheduleType,
+    warmupRatio: get('warmup_ratio') as number,
+    warmupSteps: get('warmup_steps') as number | undefined,
+    weightDecay: get('weight_decay') as number,
+    maxGradNorm: get('max_grad_norm') as number,
+    numTrainEpochs: get('num_train_epochs') as number,
+    maxSteps: get('max_steps') as number | undefined,
+    evalSteps: get('eval_steps') as number | undefined,
+    loggingSteps: get('logging_steps') as number,
+    saveSteps: get('save_steps') as number | undefined,
+    saveTotalLimit: get('save_total_limit') as number,
+    outputDir: (get('output_dir') as string | undefined) ?? defaults.outputDir,
+    overwriteOutputDir: get('overwrite_output_dir') as boolean,
+    resumeFromCheckpoint: get('resume_from_checkpoint') as string | undefined,
+    plotLoss: get('plot_loss') as boolean,
+    seed: get('seed') as number,
+    tfjsBackend: get('tfjs_backend') as TfjsBackendChoice,
+    nativeKernels: get('native_kernels') as boolean,
+  };
+}
+
+/**
+ * Fills flags the command line left unset with an embedded default's values, skipping those the run's
+ * method does not take (BAdam's K on a full-Adam run), and `overwrite_output_dir` when the run resumes.
+ */
+export function applyEmbeddedDefaults(
+  values: FlagValues,
+  explicit: ReadonlySet<string>,
+  defaults: Readonly<Record<string, string | number | boolean>>,
+  method: FineTuningMethod,
+  dialect: RunnerDialect,
+): void {
+  const resuming = explicit.has(flagName(dialect, 'resume_from_checkpoint'));
+  for (const [name, value] of Object.entries(defaults)) {
+    if (explicit.has(name)) continue;
+    if (name === flagName(dialect, 'overwrite_output_dir') && resuming) continue; // resuming keeps the directory
+    if (misplacedFlags({ [name]: value }, method, dialect).length > 0) continue;
+    values[name] = value;
+  }
+}
+
+/** How a runner reads its command line: its flags, what makes a run the embedded default, and its options. */
+export interface RunnerCommandSpec<TOptions> {
+  readonly flags: Readonly<Record<string, FlagSpec>>;
+  readonly dialect: RunnerDialect;
+  /** True when the command line names no model or data of its own: the embedded default runs. */
+  isEmbedded(values: FlagValues): boolean;
+  /** The embedded default's flag values, given what the command line chose (e.g. no BAdam flags for full Adam). */
+  embeddedDefaults(
+    values: FlagValues,
+    explicit: ReadonlySet<string>,
+  ): Readonly<Record<string, string | number | boolean>>;
+  /** The method the flags pick. */
+  methodOf(values: FlagValues): FineTuningMethod;
+  /** The runner's options from the final flag values (its own validation, then the kit's). */
+  resolve(values: FlagValues): TOptions;
+}
+
+/**
+ * Parses a runner's command line: flags (unknown ones suggest the nearest), the embedded default's values
+ * for what the command line leaves unset, then the runner's options.
+ */
+export function parseRunnerCommand<TOptions>(
+  argv: readonly string[],
+  spec: RunnerCommandSpec<TOptions>,
+): { options: TOptions; embedded: boolean; help: boolean } {
+  const { values, explicit } = parseFlagsExplicit(argv, spec.flags);
+  const embedded = spec.isEmbedded(values);
+  if (embedded) {
+    const defaults = spec.embeddedDefaults(values, explicit);
+    applyEmbeddedDefaults(
+      values,
+      explicit,
+      defaults,
+      spec.methodOf({ ...values, ...defaults }),
+      spec.dialect,
+    );
+  }
+  return { options: spec.resolve(values), embedded, help: values.help === true };
+}

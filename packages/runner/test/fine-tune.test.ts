@@ -1,0 +1,147 @@
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readTrainerLog } from '@badam/callbacks';
+import { parseFlags, UsageError } from '@badam/core';
+import { SafetensorsFile } from '@badam/safetensors';
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  FINE_TUNING_METHODS,
+  type FineTuningMethod,
+  fineTune,
+  prepareRunBackend,
+  type RunnerDialect,
+  resolveRunOptions,
+  runnerFlags,
+  writeRunResults,
+} from '../src/index.js';
+import { regressionData, tinyMlp } from './fixtures/tiny-mlp.js';
+
+const DIALECT: RunnerDialect = {
+  name: 'test-runner',
+  describeMethods: (methods) => `--method ${methods.join(' or ')}`,
+};
+const FLAGS = runnerFlags();
+
+let dir: string;
+let label: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'badam-runner-'));
+  label = await prepareRunBackend(
+    'tfjs',
+    { tfjsBackend: 'cpu', nativeKernels: false },
+    { kind: 'tiny MLP' },
+    () => {},
+  );
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const quiet = { log: () => {}, warn: () => {} };
+
+async function train(method: FineTuningMethod, outputDir: string, extra: string[] = [], seed = 1) {
+  const flags = [
+    '--learning_rate',
+    '0.05',
+    '--logging_steps',
+    '1',
+    '--output_dir',
+    outputDir,
+    ...(method === 'block' || method === 'sparse' ? ['--switch_block_every', '3'] : []),
+    ...(method === 'sparse' ? ['--update_ratio', '0.5'] : []),
+    ...extra,
+  ];
+  const options = resolveRunOptions(parseFlags(flags, FLAGS), method, DIALECT, { outputDir, loraRank: 2 });
+  const { named, model } = tinyMlp(seed);
+  const run = await fineTune({
+    dialect: DIALECT,
+    options,
+    model,
+    trainData: regressionData(),
+    trainExamples: 24,
+    defaultSwitchBlockEvery: 'suggest',
+    activationBytes: () => 0,
+    backendLabel: label,
+    io: quiet,
+  });
+  const weights = new Map(model.tfjs.namedParameters().map(([n, v]) => [n, Float32Array.from(v.dataSync())]));
+  for (const [, v] of model.tfjs.namedParameters()) v.dispose();
+  return { run, weights, named };
+}
+
+describe('fineTune: every method through one kit', () => {
+  for (const method of FINE_TUNING_METHODS) {
+    it(`${method}: resuming from step 5 of 10 in fresh variables ends on the same weights, bit for bit`, async () => {
+      const out = join(dir, method);
+      const straight = await train(method, out, ['--max_steps', '10', '--save_steps', '5']);
+      expect((await readdir(out)).filter((e) => e.startsWith('checkpoint-')).sort()).toEqual([
+        'checkpoint-10',
+        'checkpoint-5',
+      ]);
+      // One checkpoint format for every method: PyTorch's state names.
+      const file = await SafetensorsFile.open(join(out, 'checkpoint-5', 'optimizer.safetensors'));
+      const names = file.names();
+      await file.close();
+      expect(names.some((n) => n.endsWith('.exp_avg')) && names.some((n) => n.endsWith('.exp_avg_sq'))).toBe(
+        true,
+      );
+      const resumed = await train(
+        method,
+        out,
+        ['--max_steps', '10', '--save_steps', '5', '--resume_from_checkpoint', join(out, 'checkpoint-5')],
+        99, // other initial values: the checkpoint restores every weight
+      );
+      expect([...resumed.weights.keys()]).toEqual([...straight.weights.keys()]);
+      for (const [name, values] of straight.weights) expect(resumed.weights.get(name), name).toEqual(values);
+      expect(resumed.run.train.state.globalStep).toBe(10);
+    });
+  }
+
+  it("reports what each method trains and holds: measured peak, core's estimate, trained parameters", async () => {
+    const runs: Partial<Record<FineTuningMethod, Awaited<ReturnType<typeof train>>['run']>> = {};
+    for (const m of FINE_TUNING_METHODS)
+      runs[m] = (await train(m, join(dir, `${m}-metrics`), ['--max_steps', '2'])).run;
+    // Two layer blocks of 4x4 + 4; full trains all 6 tensors (72 entries); LoRA its 4 adapters (4x2 + 2x4 each).
+    expect(runs.block!.metrics.trainable_parameters).toBe(20);
+    expect(runs.block!.metrics.trained_parameters_per_block).toBe(2);
+    expect(runs.full!.metrics.trainable_parameters).toBe(72);
+    expect(runs.lora!.metrics.trainable_parameters).toBe(32);
+    expect(runs.full!.estimate.optimizerState).toBe(8 * 72);
+    expect(runs.block!.estimate.optimizerState).toBe(8 * 20);
+    for (const r of Object.values(runs)) expect(r!.metrics.peak_memory_bytes).toBeGreaterThan(0);
+    // LoRA's estimate counts adapters on the two matrices that have them.
+    expect(runs.lora!.estimate.optimizerState).toBe(8 * 2 * 2 * (4 + 4));
+  });
+
+  it('logs, writes Hugging Face results files, and full Adam reports no BAdam block', async () => {
+    const out = join(dir, 'results');
+    const { run } = await train('full', out, ['--max_steps', '3']);
+    await writeRunResults(out, run.metrics);
+    expect((await readdir(out)).sort()).toEqual([
+      'all_results.json',
+      'train_results.json',
+      'trainer_log.jsonl',
+    ]);
+    const log = await readTrainerLog(join(out, 'trainer_log.jsonl'));
+    expect(log.map((l) => l.current_steps)).toEqual([1, 2, 3]);
+    expect(log.every((l) => l.active_block === undefined)).toBe(true);
+  });
+});
+
+describe('--backend cuda', () => {
+  it('says what is missing, before any work', async () => {
+    const error = await prepareRunBackend(
+      'cuda',
+      { tfjsBackend: 'cpu', nativeKernels: false },
+      { kind: 'tiny MLP' },
+      () => {},
+    ).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(UsageError);
+    expect((error as Error).message).toMatch(
+      /^--backend cuda is not available yet for tiny MLP: @badam\/cuda keeps .* but it has no tiny MLP forward and backward pass .* This machine: .*\. Train with --backend tfjs\.$/,
+    );
+    expect(tf.getBackend()).toBe('cpu'); // nothing was switched
+  });
+});
