@@ -252,12 +252,29 @@ describe('the embedded default', () => {
       { log: run.io.log, warn: run.io.warn },
       { pretrainSteps: 4, trainExamples: 64, evalExamples: 8 },
     );
-    expect(result.before.all).toBeGreaterThanOrEqual(0);
-    expect(result.after.all).toBeLessThanOrEqual(1);
     const saved = JSON.parse(await readFile(join(out, 'embedded_results.json'), 'utf8')) as {
       before: Record<string, number>;
       after: Record<string, number>;
     };
+    // "all" is the exact match over the 8 held-out instructions: each task's score weighted by its count,
+    // a multiple of 1/8, and the value written to the results files.
+    const held = generatedInstructions(64, 8, options.seed).eval;
+    for (const scores of [result.before, result.after]) {
+      const weighted = Object.entries(scores)
+        .filter(([task]) => task !== 'all')
+        .reduce((sum, [task, score]) => sum + score * held.filter((e) => e.task === task).length, 0);
+      expect(scores.all).toBeCloseTo(weighted / 8, 12);
+      expect(Number.isInteger(Math.round(scores.all! * 8 * 1e9) / 1e9)).toBe(true);
+    }
+    expect(saved).toMatchObject({ before: result.before, after: result.after });
+    const results = JSON.parse(await readFile(join(out, 'all_results.json'), 'utf8')) as Record<
+      string,
+      number
+    >;
+    expect([results.exact_match_before, results.exact_match_after]).toEqual([
+      result.before.all,
+      result.after.all,
+    ]);
     expect(Object.keys(saved.after).sort()).toEqual(['add', 'all', 'copy', 'reverse', 'sort']);
     const log = await jsonLines(join(out, 'trainer_log.jsonl'));
     const losses = log.filter((l) => typeof l.loss === 'number').map((l) => l.loss as number);

@@ -20,6 +20,11 @@ function capture() {
   return { io: { log: (m: string) => out.push(m), warn: (m: string) => err.push(m) }, out, err };
 }
 
+/** The share of prediction records whose prediction is their label. */
+function accuracyOf(records: ReadonlyArray<Record<string, unknown>>): number {
+  return records.filter((r) => r.prediction === r.label).length / records.length;
+}
+
 async function jsonLines(path: string): Promise<Array<Record<string, unknown>>> {
   return (await readFile(path, 'utf8'))
     .split('\n')
@@ -124,7 +129,8 @@ describe('badam-roberta runs', () => {
     const predictions = await jsonLines(join(out, 'val_predictions.jsonl'));
     expect(predictions).toHaveLength(16);
     expect(['entailment', 'not_entailment']).toContain(predictions[0]!.prediction);
-    expect(result.metrics.eval_accuracy).toBeGreaterThanOrEqual(0);
+    // The reported accuracy is the share of the written predictions that match their labels.
+    expect(result.metrics.eval_accuracy).toBe(accuracyOf(predictions));
     const log = await jsonLines(join(out, 'trainer_log.jsonl'));
     expect(log.filter((l) => typeof l.eval_loss === 'number')).toHaveLength(2);
 
@@ -262,9 +268,17 @@ describe.skipIf(!existsSync(join(sharedSuperGlue, 'cb', 'train.jsonl')))(
         string,
         number
       >;
-      expect(results.eval_accuracy).toBeGreaterThanOrEqual(0);
-      expect(results.eval_f1_macro).toBeGreaterThanOrEqual(0);
-      expect(await jsonLines(join(out, 'val_predictions.jsonl'))).toHaveLength(56);
+      const predictions = await jsonLines(join(out, 'val_predictions.jsonl'));
+      expect(predictions).toHaveLength(56);
+      // Accuracy and macro-F1 over CB's three classes, recomputed from the predictions written.
+      expect(results.eval_accuracy).toBeCloseTo(accuracyOf(predictions), 12);
+      const f1 = ['entailment', 'contradiction', 'neutral'].map((c) => {
+        const tp = predictions.filter((p) => p.prediction === c && p.label === c).length;
+        const predicted = predictions.filter((p) => p.prediction === c).length;
+        const actual = predictions.filter((p) => p.label === c).length;
+        return tp === 0 ? 0 : (2 * tp) / (predicted + actual);
+      });
+      expect(results.eval_f1_macro).toBeCloseTo(f1.reduce((a, b) => a + b, 0) / 3, 12);
     });
   },
 );

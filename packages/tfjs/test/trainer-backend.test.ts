@@ -7,7 +7,7 @@ import {
   readTrainerLog,
   SafetensorsCheckpointStore,
 } from '@badam/callbacks';
-import { arrayDataSource, Trainer } from '@badam/core';
+import { arrayDataSource, BlockSchedule, Trainer } from '@badam/core';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -118,10 +118,19 @@ describe('TfjsTrainerBackend with the Trainer and safetensors checkpoints (cpu)'
       callbacks: [{ onStepEnd: (c) => void seen.push([c.progress.activeBlock, c.progress.gradNorm]) }],
     }).train();
     expect(seen).toHaveLength(4);
-    for (const [block, norm] of seen) {
-      expect(block).toBeGreaterThanOrEqual(0);
-      expect(norm).toBeGreaterThan(0);
-    }
+    // The block active after each step is the one core's schedule names (random order, seed 42, K = 3).
+    const schedule = new BlockSchedule({
+      blockCount: 3,
+      switchMode: 'random',
+      switchBlockEvery: 3,
+      seed: 42,
+    });
+    const expected = seen.map(() => {
+      schedule.advance();
+      return schedule.currentBlock;
+    });
+    expect(seen.map(([block]) => block)).toEqual(expected);
+    for (const [, norm] of seen) expect(norm).toBeGreaterThan(0);
     expect(backend.memory().source).toMatch(/tf.memory\(\) on the cpu backend/);
     tf.disposeVariables();
   });
