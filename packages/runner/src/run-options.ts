@@ -91,7 +91,7 @@ function misplacedFlags(
 
 /**
  * The shared flags' one validation: flags the chosen method does not take, K, the update ratio, resume
- * against overwrite. Errors are {@link UsageError}s that name the flag as the runner spells it and say
+ * against overwrite. Errors are `UsageError`s that name the flag as the runner spells it and say
  * what to change.
  */
 export function resolveRunOptions(

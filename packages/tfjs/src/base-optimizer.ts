@@ -8,7 +8,7 @@ import type * as tf from '@tensorflow/tfjs-core';
 import { AdamW } from './adamw.js';
 
 /**
- * The base optimizers BlockOptimizer accepts: core's backend-neutral {@link OptimizerDescription}
+ * The base optimizers BlockOptimizer accepts: core's backend-neutral `OptimizerDescription`
  * (`{ type: 'adamw', ... }`, trained with {@link AdamW}), or any tf.Optimizer built from its config (all of
  * `tf.train.*`, and AdamW itself).
  */

@@ -21,24 +21,6 @@ export async function namedTensorsToArrays(
   return out;
 }
 
-/** Plain named arrays (float32 or int32) to tensors the caller disposes, renaming each. */
-export function arraysToNamedTensors(
-  arrays: readonly NamedArray[],
-  rename: (name: string) => string = (n) => n,
-): NamedTensor[] {
-  return arrays.map((a) => {
-    if (a.dtype !== 'float32' && a.dtype !== 'int32') {
-      throw new TypeError(
-        `${a.name}: dtype ${a.dtype} cannot become a tfjs tensor here (float32 or int32 expected)`,
-      );
-    }
-    return {
-      name: rename(a.name),
-      tensor: tf.tensor(a.data as Float32Array | Int32Array, [...a.shape], a.dtype),
-    };
-  });
-}
-
 /** Weights of `[name, variable]` pairs as named fp32 arrays. */
 export function variablesToArrays(named: ReadonlyArray<readonly [string, tf.Variable]>): NamedArray[] {
   return named.map(([name, v]) => ({
@@ -47,15 +29,6 @@ export function variablesToArrays(named: ReadonlyArray<readonly [string, tf.Vari
     shape: [...v.shape],
     data: Float32Array.from(v.dataSync()),
   }));
-}
-
-/** Replaces the longest key of `map` that prefixes `name` (followed by `/`) by its value. */
-export function renameByPrefix(name: string, map: ReadonlyMap<string, string>): string {
-  const slash = name.lastIndexOf('/');
-  if (slash < 0) return name;
-  const head = name.slice(0, slash);
-  const replaced = map.get(head);
-  return replaced === undefined ? name : `${replaced}${name.slice(slash)}`;
 }
 
 /**

@@ -37,7 +37,7 @@ export interface TfjsTrainerBackendOptions<TBatch> {
 }
 
 /**
- * Connects a tfjs model and optimizer to core's {@link TrainerBackend}, so `Trainer` runs BAdam, its ratio
+ * Connects a tfjs model and optimizer to core's `TrainerBackend`, so `Trainer` runs BAdam, its ratio
  * variant, full fine-tuning or LoRA (a plain optimizer over the adapter variables) with the same loop.
  * Each optimizer kind is a small strategy: BlockOptimizer runs on core's `BlockTrainer` (accumulation,
  * clipping, checkpoint format all core's); BlockOptimizerRatio and plain optimizers take dense gradients
