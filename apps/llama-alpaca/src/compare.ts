@@ -46,8 +46,8 @@ export async function runComparison(
     trainExamples: trainSize = 800,
     evalExamples: evalSize = 80,
   } = settings;
+  await prepareBackend(options, io); // first: a backend that cannot run refuses before anything is written
   await mkdir(options.outputDir, { recursive: true });
-  await prepareBackend(options, io);
   const tokenizer = new ByteTokenizer();
   const config = llamaConfigFromHf(TINY_LLAMA_CONFIG, 'built-in tiny Llama');
   const instructions = generatedInstructions(trainSize, evalSize, options.seed);

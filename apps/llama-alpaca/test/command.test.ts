@@ -99,6 +99,18 @@ describe('badam-llama flags', () => {
     expect(await readFile(join(out, 'keep.txt'), 'utf8')).toBe('mine');
   });
 
+  it('--backend cuda says what is missing before anything is written, for training and compare', async () => {
+    for (const sub of [[], ['compare']]) {
+      const out = join(dir, `cuda-${sub.length}`);
+      const { io, err } = capture();
+      expect(await runCommand([...sub, '--backend', 'cuda', '--output_dir', out], io)).toBe(2);
+      expect(err.join('\n')).toMatch(
+        /--backend cuda is not available yet for Llama: .* no Llama forward and backward pass .* This machine: .* Train with --backend tfjs/,
+      );
+      expect(existsSync(out)).toBe(false);
+    }
+  });
+
   it('chat without a model says which flag is missing', async () => {
     const { io, err } = capture();
     expect(await runCommand(['chat'], io)).toBe(2);

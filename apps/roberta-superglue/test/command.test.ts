@@ -64,6 +64,14 @@ describe('badam-roberta flags', () => {
     expect(err.join('\n')).toContain(message);
   });
 
+  it('--backend cuda says what is missing, exits 2 and writes nothing', async () => {
+    const out = join(dir, 'cuda');
+    const { io, err } = capture();
+    expect(await runRobertaCommand(['--backend', 'cuda', '--output_dir', out], io)).toBe(2);
+    expect(err.join('\n')).toContain('--backend cuda is not available yet for RoBERTa');
+    expect(existsSync(out)).toBe(false);
+  });
+
   it('the embedded default is BAdam with the head in every block, unless another method is chosen', () => {
     expect(robertaOptionsFrom([]).options).toMatchObject({
       method: 'block',
