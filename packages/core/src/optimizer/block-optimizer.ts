@@ -41,7 +41,7 @@ export interface BlockOptimizerOptions<TBaseOptimizer = unknown> {
   lr?: number;
   /** Explicit blocks: one array of name prefixes per block. Default: inferred with `partition`. */
   blockPrefixList?: readonly (readonly string[])[];
-  /** Inferred partition when `blockPrefixList` is absent: `'layer'` (default), `'module'` or `'matrix'`. */
+  /** Inferred partition when `blockPrefixList` is absent: `'layer'` (default), `'module'`, `'matrix'` or `'model'` (one block). */
   partition?: BlockPartitionPreset;
   /** K: optimizer steps per block before switching; -1 never switches. Default 50. */
   switchBlockEvery?: number;
@@ -141,7 +141,7 @@ export interface BlockOptimizerState {
  *   backend,
  * );
  * for (const batch of batches) {
- *   backend.accumulateGradients(optimizer.trainableNames, batch); // the backend's own gradient code
+ *   backend.accumulateGradients(gradientsOf(batch, optimizer.trainableNames)); // the active block's only
  *   optimizer.step();
  * }
  * ```
