@@ -3,14 +3,25 @@ import {
   type EvaluationResult,
   GradientAccumulation,
   type MicroBatchResult,
+  type NamedArray,
   type OptimizerStepResult,
   type TrainerBackend,
   type TrainingSnapshot,
 } from '@badam/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { sumOfSquares } from '../global-norm.js';
+import { assignWeights, variablesToArrays } from '../named-arrays.js';
+import type { NamedVariable } from '../named-variables.js';
 import type { ParameterVariable } from '../optimizer-state.js';
 import { evaluateTask, lossAndGradients, type TfjsTrainingTask } from './tfjs-training-task.js';
+
+/** Options of the dense-gradient strategies. */
+export interface DenseStrategyOptions {
+  readonly gradientAccumulationSteps?: number | undefined;
+  readonly clipGradNorm?: number | undefined;
+  /** The trainer's line for the run; default: what trains how. */
+  readonly description?: string | undefined;
+}
 
 /**
  * What the ratio and full-model strategies share: dense gradients of every trained variable summed over
@@ -25,8 +36,9 @@ export abstract class DenseGradientStrategy<TBatch> implements TrainerBackend<TB
   private readonly pending = new Map<string, tf.Tensor>();
 
   constructor(
+    protected readonly named: readonly NamedVariable[],
     protected readonly task: TfjsTrainingTask<TBatch>,
-    options: { gradientAccumulationSteps?: number | undefined; clipGradNorm?: number | undefined },
+    options: DenseStrategyOptions,
   ) {
     this.accumulation = new GradientAccumulation({
       steps: options.gradientAccumulationSteps ?? 1,
@@ -39,9 +51,21 @@ export abstract class DenseGradientStrategy<TBatch> implements TrainerBackend<TB
   protected abstract trained(): readonly ParameterVariable[];
   /** One update from the scaled gradients, keyed by tf variable name (the caller disposes them). */
   protected abstract apply(gradients: tf.NamedTensorMap): void;
+  /** The optimizer's part of a snapshot: plain-data state and tensors. */
+  protected abstract optimizerSnapshot(): Promise<TrainingSnapshot['optimizer']>;
+  /** Restores {@link optimizerSnapshot} (the weights are back already). */
+  protected abstract restoreOptimizer(state: unknown, tensors: readonly NamedArray[]): Promise<void>;
   abstract memory(): BackendMemoryReport;
-  abstract snapshot(): Promise<TrainingSnapshot>;
-  abstract restore(snapshot: TrainingSnapshot): Promise<void>;
+
+  async snapshot(): Promise<TrainingSnapshot> {
+    return { weights: variablesToArrays(this.named), optimizer: await this.optimizerSnapshot() };
+  }
+
+  async restore(snapshot: TrainingSnapshot): Promise<void> {
+    assignWeights(this.named, snapshot.weights);
+    this.discardGradients();
+    await this.restoreOptimizer(snapshot.optimizer.state, snapshot.optimizer.tensors);
+  }
 
   forwardBackward(batch: TBatch): MicroBatchResult {
     const { loss, tokens, gradients } = lossAndGradients(this.task, batch, this.trained());

@@ -1,10 +1,14 @@
-import { type BackendMemoryReport, BadamStateError, type TrainingSnapshot } from '@badam/core';
+import {
+  type BackendMemoryReport,
+  BadamStateError,
+  type NamedArray,
+  type TrainingSnapshot,
+} from '@badam/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { learningRateOf, setLearningRate } from '../base-optimizer.js';
-import { assignWeights, variablesToArrays } from '../named-arrays.js';
 import type { NamedVariable } from '../named-variables.js';
 import { exportOptimizerState, importOptimizerState, type ParameterVariable } from '../optimizer-state.js';
-import { DenseGradientStrategy } from './dense-gradient-strategy.js';
+import { DenseGradientStrategy, type DenseStrategyOptions } from './dense-gradient-strategy.js';
 import type { TfjsTrainingTask } from './tfjs-training-task.js';
 
 /** Saved state of a plain tf.Optimizer: its class and the updates it has made. */
@@ -24,15 +28,11 @@ export class FullStrategy<TBatch> extends DenseGradientStrategy<TBatch> {
 
   constructor(
     private readonly optimizer: tf.Optimizer,
-    private readonly named: readonly NamedVariable[],
+    named: readonly NamedVariable[],
     task: TfjsTrainingTask<TBatch>,
-    options: {
-      gradientAccumulationSteps?: number | undefined;
-      clipGradNorm?: number | undefined;
-      description: string | undefined;
-    },
+    options: DenseStrategyOptions,
   ) {
-    super(task, options);
+    super(named, task, options);
     this.parameters = named.filter(([, v]) => v.trainable).map(([name, variable]) => ({ name, variable }));
     this.lr = learningRateOf(optimizer) ?? 0;
     this.description =
@@ -67,26 +67,21 @@ export class FullStrategy<TBatch> extends DenseGradientStrategy<TBatch> {
     };
   }
 
-  async snapshot(): Promise<TrainingSnapshot> {
+  protected async optimizerSnapshot(): Promise<TrainingSnapshot['optimizer']> {
     const state: FullOptimizerState = {
       className: this.optimizer.getClassName(),
       step: this.optimizer.iterations,
     };
-    return {
-      weights: variablesToArrays(this.named),
-      optimizer: { state, tensors: await exportOptimizerState(this.optimizer, this.parameters) },
-    };
+    return { state, tensors: await exportOptimizerState(this.optimizer, this.parameters) };
   }
 
-  async restore(snapshot: TrainingSnapshot): Promise<void> {
-    assignWeights(this.named, snapshot.weights);
-    this.discardGradients();
-    const state = snapshot.optimizer.state as Partial<FullOptimizerState> | null;
+  protected async restoreOptimizer(saved: unknown, tensors: readonly NamedArray[]): Promise<void> {
+    const state = saved as Partial<FullOptimizerState> | null;
     if (state?.className !== this.optimizer.getClassName() || !Number.isSafeInteger(state.step)) {
       throw new BadamStateError(
         `the checkpoint's optimizer state is ${JSON.stringify(state)}, this run trains with ${this.optimizer.getClassName()}; resume with the same optimizer`,
       );
     }
-    await importOptimizerState(this.optimizer, this.parameters, snapshot.optimizer.tensors, state.step!);
+    await importOptimizerState(this.optimizer, this.parameters, tensors, state.step!);
   }
 }

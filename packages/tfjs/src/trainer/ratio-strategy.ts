@@ -1,11 +1,10 @@
-import type { BackendMemoryReport, TrainingSnapshot } from '@badam/core';
+import type { BackendMemoryReport, NamedArray, TrainingSnapshot } from '@badam/core';
 import type { UpdateMaskState } from '@badam/ratio';
 import * as tf from '@tensorflow/tfjs-core';
 import type { BlockOptimizerRatio } from '../block-optimizer-ratio.js';
-import { assignWeights, variablesToArrays } from '../named-arrays.js';
 import type { NamedVariable } from '../named-variables.js';
 import type { ParameterVariable } from '../optimizer-state.js';
-import { DenseGradientStrategy } from './dense-gradient-strategy.js';
+import { DenseGradientStrategy, type DenseStrategyOptions } from './dense-gradient-strategy.js';
 import type { TfjsTrainingTask } from './tfjs-training-task.js';
 
 /** BlockOptimizerRatio's strategy: dense gradients in, the masked sparse Adam update out. */
@@ -15,15 +14,11 @@ export class RatioStrategy<TBatch> extends DenseGradientStrategy<TBatch> {
 
   constructor(
     private readonly optimizer: BlockOptimizerRatio,
-    private readonly named: readonly NamedVariable[],
+    named: readonly NamedVariable[],
     task: TfjsTrainingTask<TBatch>,
-    options: {
-      gradientAccumulationSteps?: number | undefined;
-      clipGradNorm?: number | undefined;
-      description: string | undefined;
-    },
+    options: DenseStrategyOptions,
   ) {
-    super(task, options);
+    super(named, task, options);
     const byName = new Map(named);
     this.parameters = optimizer.masks.parameters.map((p) => ({
       name: p.name,
@@ -55,17 +50,12 @@ export class RatioStrategy<TBatch> extends DenseGradientStrategy<TBatch> {
     return this.optimizer.memory();
   }
 
-  async snapshot(): Promise<TrainingSnapshot> {
-    return {
-      weights: variablesToArrays(this.named),
-      optimizer: { state: this.optimizer.state(), tensors: this.optimizer.stateTensors() },
-    };
+  protected async optimizerSnapshot(): Promise<TrainingSnapshot['optimizer']> {
+    return { state: this.optimizer.state(), tensors: this.optimizer.stateTensors() };
   }
 
-  async restore(snapshot: TrainingSnapshot): Promise<void> {
-    assignWeights(this.named, snapshot.weights);
-    this.discardGradients();
-    this.optimizer.loadState(snapshot.optimizer.state as UpdateMaskState);
-    this.optimizer.loadStateTensors(snapshot.optimizer.tensors);
+  protected async restoreOptimizer(state: unknown, tensors: readonly NamedArray[]): Promise<void> {
+    this.optimizer.loadState(state as UpdateMaskState);
+    this.optimizer.loadStateTensors(tensors);
   }
 }
