@@ -74,6 +74,7 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
     backendLabel: spec.backendLabel,
     blockwise: options.method === 'block',
   });
+  let train: TrainResult;
   try {
     const g = options.gradientAccumulationSteps;
     const maxSteps =
@@ -122,32 +123,30 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
       io.log(
         `${dialect.name}: resuming from ${resumeFrom.path} (step ${resumeFrom.trainerState.globalStep})`,
       );
-    const train = await trainer.train(resumeFrom ? { resumeFrom } : {});
-    backend.dispose();
-
-    const estimate = estimateRunMemory(options.method, plan, parameters, spec.activationBytes(), options);
-    const metrics: Record<string, number | string> = {
-      ...train.metrics,
-      backend: spec.backendLabel,
-      parameters: totalElements(parameters.filter((p) => !p.name.includes('lora_'))),
-      trainable_parameters: trainedElements(plan, parameters),
-      peak_memory_bytes: backend.peakMemoryBytes(),
-      estimated_memory_bytes: estimate.total,
-      estimated_weights_bytes: estimate.weights,
-      estimated_masters_bytes: estimate.masters,
-      estimated_gradients_bytes: estimate.gradients,
-      estimated_optimizer_bytes: estimate.optimizerState,
-      estimated_activations_bytes: estimate.activations,
-    };
-    if (options.method === 'block') {
-      metrics.trained_parameters_per_block = Math.max(
-        ...trainedGroups(plan, parameters).map((g) => g.length),
-      );
-    }
-    return { train, metrics, estimate, plan };
+    train = await trainer.train(resumeFrom ? { resumeFrom } : {});
   } finally {
-    backend.dispose();
+    backend.dispose(); // frees the optimizer's state and fixes the measured peak
   }
+
+  const groups = trainedGroups(plan, parameters);
+  const estimate = estimateRunMemory(options.method, groups, parameters, spec.activationBytes(), options);
+  const metrics: Record<string, number | string> = {
+    ...train.metrics,
+    backend: spec.backendLabel,
+    parameters: totalElements(parameters.filter((p) => !p.name.includes('lora_'))),
+    trainable_parameters: trainedElements(groups, parameters),
+    peak_memory_bytes: backend.peakMemoryBytes(),
+    estimated_memory_bytes: estimate.total,
+    estimated_weights_bytes: estimate.weights,
+    estimated_masters_bytes: estimate.masters,
+    estimated_gradients_bytes: estimate.gradients,
+    estimated_optimizer_bytes: estimate.optimizerState,
+    estimated_activations_bytes: estimate.activations,
+  };
+  if (options.method === 'block') {
+    metrics.trained_parameters_per_block = Math.max(...groups.map((group) => group.length));
+  }
+  return { train, metrics, estimate, plan };
 }
 
 /**

@@ -232,22 +232,23 @@ export function trainedGroups(plan: OptimizerPlan, parameters: readonly NamedPar
   return partition.eligibleBlocks.map((b) => partition.trainableNamesOf(b));
 }
 
-/** Elements trained at once under a plan: the largest group of {@link trainedGroups}. */
-export function trainedElements(plan: OptimizerPlan, parameters: readonly NamedParameterInfo[]): number {
+/** Elements trained at once: the largest of the plan's {@link trainedGroups}. */
+export function trainedElements(
+  groups: readonly (readonly string[])[],
+  parameters: readonly NamedParameterInfo[],
+): number {
   const sizes = new Map(parameters.map((p) => [p.name, numel(p.shape)]));
-  return Math.max(
-    ...trainedGroups(plan, parameters).map((g) => g.reduce((n, name) => n + sizes.get(name)!, 0)),
-  );
+  return Math.max(...groups.map((g) => g.reduce((n, name) => n + sizes.get(name)!, 0)));
 }
 
 /**
  * Core's memory model for a run of `method`: the weights, the method's masters / gradients / optimizer
- * state (BAdam: for the blocks the plan makes; LoRA: adapters on the weights that have them), and the
+ * state (BAdam: for the plan's {@link trainedGroups}; LoRA: adapters on the weights that have them), and the
  * activations the runner estimated.
  */
 export function estimateRunMemory(
   method: FineTuningMethod,
-  plan: OptimizerPlan,
+  groups: readonly (readonly string[])[],
   parameters: readonly NamedParameterInfo[],
   activationBytes: number,
   options: Pick<RunOptions, 'updateRatio' | 'maskMode' | 'loraRank'>,
@@ -259,7 +260,7 @@ export function estimateRunMemory(
         method: 'badam',
         parameters,
         activationBytes,
-        blocks: trainedGroups(plan, parameters),
+        blocks: groups,
       });
     case 'ratio':
       return estimateMemory({

@@ -286,6 +286,12 @@ export class BlockOptimizer<
     this.activate(this.eligible[this.schedule.currentBlock]!);
   }
 
+  /** What trains how, in a few words: `4 blocks, switch every 50 steps (ascending)`. */
+  get summary(): string {
+    const k = this.switchBlockEvery === -1 ? 'never' : `${this.switchBlockEvery} steps`;
+    return `${this.partition.blocks.length} blocks, switch every ${k} (${this.switchMode})`;
+  }
+
   /** The model's parameters (name, shape, storage dtype), in model order. */
   get namedParameters(): readonly NamedParameterInfo[] {
     return [...this.parameters.values()];
@@ -441,7 +447,8 @@ export class BlockOptimizer<
     if (state.partition !== fingerprint) {
       throw new BadamStateError(
         `BlockOptimizer state belongs to a different block partition (${state.partition}, this one is ${fingerprint}); ` +
-          'resume with the same model, blockPrefixList / partition, includeEmbedding, includeLmHead and activeModules',
+          'resume with the same model, blockPrefixList / partition, includeEmbedding, includeLmHead and activeModules ' +
+          "(a runner's checkpoint resumes with the fine-tuning method that wrote it: full Adam and LoRA are one block)",
       );
     }
     const mismatch = (what: string, saved: unknown, now: unknown) =>

@@ -66,7 +66,7 @@ export class ReferenceTrainerBackend<TBatch> extends BlockTrainer<
         },
       },
       {
-        description: `BAdam (reference backend): ${optimizer.partition.blocks.length} blocks, switch every ${optimizer.switchBlockEvery} steps (${optimizer.switchMode})`,
+        description: `BAdam (reference backend): ${optimizer.summary}`,
       },
     );
     this.backend = backend;

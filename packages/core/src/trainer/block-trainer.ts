@@ -75,11 +75,8 @@ export class BlockTrainer<TBatch, TBaseOptimizer = unknown, TGradient = unknown>
     this.optimizer = optimizer;
     this.task = task;
     this.gradientAccumulationSteps = optimizer.gradientAccumulationSteps;
-    const p = optimizer.partition;
-    this.blockwise = !(p.blocks.length === 1 && optimizer.switchBlockEvery === -1);
-    this.description =
-      options.description ??
-      `BAdam: ${p.blocks.length} blocks, switch every ${optimizer.switchBlockEvery === -1 ? 'never' : `${optimizer.switchBlockEvery} steps`} (${optimizer.switchMode})`;
+    this.blockwise = !(optimizer.partition.blocks.length === 1 && optimizer.switchBlockEvery === -1);
+    this.description = options.description ?? `BAdam: ${optimizer.summary}`;
   }
 
   /** The block being trained (undefined when the whole run is one block that never switches). */

@@ -29,8 +29,7 @@ export function blockStrategy<TBatch>(
     {
       description:
         description ??
-        `BAdam on tfjs (${tf.getBackend()}): ${engine.partition.blocks.length} blocks, switch every ${engine.switchBlockEvery === -1 ? 'never' : `${engine.switchBlockEvery} steps`} ` +
-          `(${engine.switchMode}), base ${baseOptimizerName(engine.baseOptimizer)}`,
+        `BAdam on tfjs (${tf.getBackend()}): ${engine.summary}, base ${baseOptimizerName(engine.baseOptimizer)}`,
     },
   );
 }
