@@ -1,5 +1,6 @@
 import { type FlagSpec, type FlagValues, UsageError } from '@badam/core';
 import { CHAT_TEMPLATES } from '@badam/data';
+import { LLAMA_LORA_TARGETS } from '@badam/models';
 import type { FineTuningMethod, RunnerDialect, RunOptions } from '@badam/runner';
 import { FINE_TUNING_METHODS, resolveRunOptions, runnerFlags } from '@badam/runner';
 
@@ -53,7 +54,7 @@ export const TRAIN_FLAGS: Readonly<Record<string, FlagSpec>> = {
     help: 'BAdam: 0 quiet, 1 switches, 2 trainable parameters',
   },
   lora_rank: { type: 'integer', min: 1, help: 'LoRA rank (default 8)' },
-  lora_alpha: { type: 'number', help: 'LoRA alpha (default 2 x rank)' },
+  lora_alpha: { type: 'number', min: 0, exclusiveMin: true, help: 'LoRA alpha (default 2 x rank)' },
   lora_dropout: { type: 'number', help: 'LoRA dropout (default 0)' },
   lora_target: { type: 'string', help: 'LoRA target modules, comma-separated, or all (default all)' },
   val_size: {
@@ -80,7 +81,14 @@ export const TRAIN_FLAGS: Readonly<Record<string, FlagSpec>> = {
   },
   max_new_tokens: { type: 'integer', min: 1, default: 64, help: 'generation: most new tokens' },
   temperature: { type: 'number', min: 0, default: 0, help: 'generation: 0 is greedy' },
-  top_p: { type: 'number', min: 0, default: 1, help: 'generation: nucleus sampling' },
+  top_p: {
+    type: 'number',
+    min: 0,
+    exclusiveMin: true,
+    max: 1,
+    default: 1,
+    help: 'generation: nucleus sampling',
+  },
   ...runnerFlags({
     help: {
       switch_block_every:
@@ -142,6 +150,24 @@ export function resolveTrainOptions(v: FlagValues): TrainOptions {
   if (!(loraDropout >= 0 && loraDropout < 1))
     throw new UsageError(`--lora_dropout must be in [0, 1), got ${loraDropout}`);
   const target = (v.lora_target as string | undefined) ?? 'all';
+  const targets =
+    target === 'all'
+      ? ('all' as const)
+      : target
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
+  for (const module of targets === 'all' ? [] : targets) {
+    if (!(LLAMA_LORA_TARGETS as readonly string[]).includes(module))
+      throw new UsageError(
+        `--lora_target ${module} is not a Llama linear layer: use all, or some of ${LLAMA_LORA_TARGETS.join(', ')}`,
+      );
+  }
+  const valSize = v.val_size as number;
+  if (valSize >= 1 && !Number.isSafeInteger(valSize))
+    throw new UsageError(
+      `--val_size must be a fraction in [0, 1) or a whole number of examples, got ${valSize}`,
+    );
   return {
     ...shared,
     stage: v.stage as TrainOptions['stage'],
@@ -154,14 +180,8 @@ export function resolveTrainOptions(v: FlagValues): TrainOptions {
     includeLmHead: v.include_lm_head as boolean,
     loraAlpha: (v.lora_alpha as number | undefined) ?? 2 * loraRank,
     loraDropout,
-    loraTarget:
-      target === 'all'
-        ? 'all'
-        : target
-            .split(',')
-            .map((s) => s.trim())
-            .filter(Boolean),
-    valSize: v.val_size as number,
+    loraTarget: targets,
+    valSize,
     bf16: v.bf16 as boolean,
     gradientCheckpointing: v.gradient_checkpointing as boolean,
     groupByLength: v.group_by_length as boolean,

@@ -79,17 +79,30 @@ export function alpacaExamples(
   });
 }
 
+/** Records of a dataset file, with where each one is in it (for error messages). */
+export interface RecordsWithLines {
+  readonly records: unknown[];
+  /** 1-based line of each record in a JSON Lines file; undefined for a JSON array. */
+  readonly lines: number[] | undefined;
+}
+
 /** Reads a JSON array or JSON Lines file of records. */
 export async function readRecords(path: string): Promise<unknown[]> {
+  return (await readRecordsWithLines(path)).records;
+}
+
+/** {@link readRecords}, also giving each JSON Lines record's line number. */
+export async function readRecordsWithLines(path: string): Promise<RecordsWithLines> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
     throw new BadamOptionError(
       'dataset file',
       path,
       'a readable JSON or JSONL file',
-      (error as NodeJS.ErrnoException).code,
+      code === 'ENOENT' ? 'the file does not exist' : code === 'EISDIR' ? 'it is a directory' : code,
     );
   }
   const trimmed = text.trimStart();
@@ -97,27 +110,28 @@ export async function readRecords(path: string): Promise<unknown[]> {
     try {
       const data = JSON.parse(text) as unknown;
       if (!Array.isArray(data)) throw new Error('not an array');
-      return data;
+      return { records: data, lines: undefined };
     } catch (error) {
       throw new BadamOptionError('dataset file', path, 'a JSON array of records', (error as Error).message);
     }
   }
-  return text
+  const parsed = text
     .split('\n')
-    .map((line, i) => [line.trim(), i] as const)
+    .map((line, i) => [line.trim(), i + 1] as const)
     .filter(([line]) => line.length > 0)
-    .map(([line, i]) => {
+    .map(([line, lineNumber]) => {
       try {
-        return JSON.parse(line) as unknown;
+        return [JSON.parse(line) as unknown, lineNumber] as const;
       } catch (error) {
         throw new BadamOptionError(
-          `${path} line ${i + 1}`,
+          `${path} line ${lineNumber}`,
           line.slice(0, 60),
           'a JSON object (JSON Lines)',
           (error as Error).message,
         );
       }
     });
+  return { records: parsed.map(([record]) => record), lines: parsed.map(([, line]) => line) };
 }
 
 /** An entry of LLaMA-Factory's dataset_info.json (alpaca formatting; hub sources are not reachable here). */
@@ -141,11 +155,20 @@ export async function loadInstructionDataset(
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean)) {
-    if (/\.(json|jsonl)$/i.test(name) && (await exists(name))) {
-      examples.push(...alpacaExamples(await readRecords(name), {}, name));
+    const looksLikeFile = /\.(json|jsonl)$/i.test(name);
+    if (looksLikeFile && (await exists(name))) {
+      examples.push(...nonEmpty(alpacaExamples(await readRecords(name), {}, name), name));
       continue;
     }
     const infoPath = join(datasetDir, 'dataset_info.json');
+    if (looksLikeFile && !(await exists(infoPath))) {
+      throw new BadamOptionError(
+        'dataset',
+        name,
+        'an existing JSON/JSONL file, or a name in a dataset_info.json',
+        `${name} does not exist, and there is no ${infoPath} (--dataset_dir) to look the name up in`,
+      );
+    }
     let info: Record<string, DatasetInfoEntry>;
     try {
       info = JSON.parse(await readFile(infoPath, 'utf8')) as Record<string, DatasetInfoEntry>;
@@ -165,6 +188,7 @@ export async function loadInstructionDataset(
         'dataset',
         name,
         `a name defined in ${infoPath}: ${Object.keys(info).join(', ')}`,
+        looksLikeFile ? `${name} is not a file either: it does not exist` : undefined,
       );
     }
     if (entry.formatting !== undefined && entry.formatting !== 'alpaca') {
@@ -187,10 +211,17 @@ export async function loadInstructionDataset(
       entry.columns === undefined
         ? {}
         : { prompt: 'instruction', query: '', response: 'output', history: '', system: '', ...entry.columns };
-    examples.push(...alpacaExamples(await readRecords(file), columns, file));
+    examples.push(...nonEmpty(alpacaExamples(await readRecords(file), columns, file), file));
   }
   if (examples.length === 0)
     throw new BadamOptionError('dataset', dataset, 'at least one dataset with examples');
+  return examples;
+}
+
+/** The examples of one file, which must have some: an empty file is a mistake, not a dataset. */
+function nonEmpty<T>(examples: T[], path: string): T[] {
+  if (examples.length === 0)
+    throw new BadamOptionError('dataset file', path, 'a file with at least one example', 'it has none');
   return examples;
 }
 

@@ -197,6 +197,22 @@ describe('loading datasets', () => {
     );
   });
 
+  it('a dataset file that does not exist says so, with or without a dataset_info.json to look in', async () => {
+    await expect(loadInstructionDataset(join(root, 'missing.json'), join(root, 'nowhere'))).rejects.toThrow(
+      /missing\.json does not exist, and there is no .*nowhere\/dataset_info\.json \(--dataset_dir\)/,
+    );
+    await expect(loadInstructionDataset('missing.json', join(root, 'data'))).rejects.toThrow(
+      /missing\.json is not a file either: it does not exist/,
+    );
+  });
+
+  it('an empty dataset file is an error naming it, not an empty run', async () => {
+    writeFileSync(join(root, 'empty.jsonl'), '\n');
+    await expect(loadInstructionDataset(join(root, 'empty.jsonl'))).rejects.toThrow(
+      /dataset file must be a file with at least one example, got ".*empty\.jsonl" \(it has none\)/,
+    );
+  });
+
   it.skipIf(!HAS_SHARED_DATA)(
     'reads the shared alpaca_en_demo.json (999 examples) and tokenizes it',
     async () => {

@@ -258,3 +258,38 @@ describe('GPT-2 / RoBERTa vocab.json + merges.txt', () => {
     await expect(HfTokenizer.fromDirectory(bpe)).rejects.toThrow('merges.txt line 1');
   });
 });
+
+describe('SuperGLUE labels: never silently -1 in train or val', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'badam-superglue-labels-'));
+    await mkdir(join(dir, 'cb'), { recursive: true });
+    const row = (label?: string) =>
+      JSON.stringify({ premise: 'p', hypothesis: 'h', ...(label ? { label } : {}), idx: 0 });
+    // Line 3 (after a blank line) has no label.
+    await writeFile(join(dir, 'cb', 'train.jsonl'), `${row('neutral')}\n\n${row()}\n`);
+    await writeFile(join(dir, 'cb', 'val.jsonl'), `${row('entailment')}\n${row('maybe')}\n`);
+    await writeFile(join(dir, 'cb', 'test.jsonl'), `${row()}\n${row()}\n`);
+    await mkdir(join(dir, 'rte'), { recursive: true });
+    await writeFile(join(dir, 'rte', 'train.jsonl'), '\n');
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('an unlabelled train row is an error naming file and line', async () => {
+    await expect(loadSuperGlue(dir, 'cb', 'train')).rejects.toThrow(
+      /cb\/train\.jsonl line 3 must be a labelled example \(entailment \/ contradiction \/ neutral\), got "no label" \(train and val files need a label/,
+    );
+  });
+  it('an out-of-range label in val names file and line', async () => {
+    await expect(loadSuperGlue(dir, 'cb', 'val')).rejects.toThrow(/cb\/val\.jsonl line 2 field "label"/);
+  });
+  it('test files, which have no labels, load for prediction', async () => {
+    const test = await loadSuperGlue(dir, 'cb', 'test');
+    expect(test.map((e) => e.label)).toEqual([-1, -1]);
+  });
+  it('an empty train file is an error saying so', async () => {
+    await expect(loadSuperGlue(dir, 'rte', 'train')).rejects.toThrow(/rte\/train\.jsonl.*it has none/);
+  });
+});

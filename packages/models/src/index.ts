@@ -34,6 +34,7 @@ export {
 } from './llama/llama-config.js';
 export {
   type CausalLmBatch,
+  LLAMA_LORA_TARGETS,
   LlamaForCausalLM,
   type LlamaModelOptions,
   type LoraConfig,

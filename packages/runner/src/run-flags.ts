@@ -24,7 +24,13 @@ export const RUN_FLAGS = {
     help: 'BAdam: block order',
   },
   start_block: { type: 'integer', min: 0, help: 'BAdam: first block' },
-  update_ratio: { type: 'number', help: 'sparse: fraction of each parameter updated (default 0.1)' },
+  update_ratio: {
+    type: 'number',
+    min: 0,
+    exclusiveMin: true,
+    max: 1,
+    help: 'sparse: fraction of each parameter updated (default 0.1)',
+  },
   mask_mode: {
     type: 'string',
     choices: ['adjacent', 'scatter'],
@@ -45,7 +51,7 @@ export const RUN_FLAGS = {
     default: 'linear',
     help: 'learning-rate schedule',
   },
-  warmup_ratio: { type: 'number', min: 0, default: 0, help: 'warmup as a fraction of the steps' },
+  warmup_ratio: { type: 'number', min: 0, max: 1, default: 0, help: 'warmup as a fraction of the steps' },
   warmup_steps: { type: 'integer', min: 0, help: 'warmup steps (overrides warmup_ratio)' },
   weight_decay: {
     type: 'number',
@@ -54,7 +60,13 @@ export const RUN_FLAGS = {
     help: 'AdamW decoupled weight decay (not on biases and norms)',
   },
   max_grad_norm: { type: 'number', min: 0, default: 1, help: 'global-norm clipping, 0 disables' },
-  num_train_epochs: { type: 'number', min: 0, default: 3, help: 'passes over the training data' },
+  num_train_epochs: {
+    type: 'number',
+    min: 0,
+    exclusiveMin: true,
+    default: 3,
+    help: 'passes over the training data',
+  },
   max_steps: { type: 'integer', min: 1, help: 'optimizer steps (overrides num_train_epochs)' },
   eval_steps: { type: 'integer', min: 1, help: 'evaluate every N steps' },
   logging_steps: { type: 'integer', min: 1, default: 10, help: 'log every N steps' },

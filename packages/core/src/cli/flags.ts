@@ -8,6 +8,10 @@ export interface FlagSpec {
   readonly help: string;
   /** Lower bound for numbers. */
   readonly min?: number;
+  /** The lower bound itself is not allowed (`top_p`: > 0). */
+  readonly exclusiveMin?: boolean;
+  /** Upper bound for numbers. */
+  readonly max?: number;
 }
 
 export type FlagValues = Record<string, string | number | boolean | undefined>;
@@ -30,6 +34,21 @@ function distance(a: string, b: string): number {
     }
   }
   return d[a.length]![b.length]!;
+}
+
+/**
+ * The known flag a misspelt `name` most likely meant: one that contains it as a word (`task` in
+ * `task_name`), else the nearest by edit distance within 4 (and less than the name's length, so that a
+ * short name is not "corrected" into an unrelated one).
+ */
+function nearestFlag(name: string, known: readonly string[]): string | undefined {
+  const words = (flag: string) => flag.split('_');
+  const containing = known.filter((flag) => words(flag).includes(name) || flag.startsWith(name));
+  if (containing.length > 0) return containing.sort((a, b) => a.length - b.length)[0];
+  const nearest = [...known].sort((a, b) => distance(name, a) - distance(name, b))[0];
+  if (nearest === undefined) return undefined;
+  const d = distance(name, nearest);
+  return d <= 4 && d < name.length ? nearest : undefined;
 }
 
 /**
@@ -59,9 +78,9 @@ export function parseFlagsExplicit(
     const name = (eq >= 0 ? arg.slice(2, eq) : arg.slice(2)).replaceAll('-', '_');
     const spec = specs[name];
     if (spec === undefined) {
-      const nearest = Object.keys(specs).sort((a, b) => distance(name, a) - distance(name, b))[0];
+      const nearest = nearestFlag(name, Object.keys(specs));
       throw new UsageError(
-        `unknown flag --${name}${nearest !== undefined && distance(name, nearest) <= 4 ? `; did you mean --${nearest}?` : ''} (--help lists the flags)`,
+        `unknown flag --${name}${nearest !== undefined ? `; did you mean --${nearest}?` : ''} (--help lists the flags)`,
       );
     }
     let raw: string | undefined = eq >= 0 ? arg.slice(eq + 1) : undefined;
@@ -85,6 +104,9 @@ export function parseFlagsExplicit(
   return { values, explicit };
 }
 
+/** A decimal number as people write one on a command line: `3`, `-1`, `0.5`, `.5`, `2e-3`. */
+const NUMBER_LITERAL = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+
 function convert(name: string, raw: string, spec: FlagSpec): string | number | boolean {
   switch (spec.type) {
     case 'boolean':
@@ -93,16 +115,24 @@ function convert(name: string, raw: string, spec: FlagSpec): string | number | b
       throw new BadamOptionError(`--${name}`, raw, 'true or false');
     case 'number':
     case 'integer': {
-      const value = Number(raw);
+      // Number('') and Number(' ') are 0, Number('0x10') is 16: only a plain decimal literal is a number here.
+      const value = NUMBER_LITERAL.test(raw.trim()) ? Number(raw.trim()) : Number.NaN;
+      const { min, max, exclusiveMin = false } = spec;
       const ok =
         Number.isFinite(value) &&
         (spec.type === 'number' || Number.isSafeInteger(value)) &&
-        (spec.min === undefined || value >= spec.min);
+        (min === undefined || (exclusiveMin ? value > min : value >= min)) &&
+        (max === undefined || value <= max);
       if (!ok) {
+        const bounds = [
+          min !== undefined ? `${exclusiveMin ? '>' : '>='} ${min}` : '',
+          max !== undefined ? `<= ${max}` : '',
+        ].filter(Boolean);
         throw new BadamOptionError(
           `--${name}`,
           raw,
-          `${spec.type === 'integer' ? 'an integer' : 'a number'}${spec.min !== undefined ? ` >= ${spec.min}` : ''}`,
+          `${spec.type === 'integer' ? 'an integer' : 'a number'}${bounds.length > 0 ? ` ${bounds.join(' and ')}` : ''}`,
+          raw.trim() === '' ? 'the value is empty' : undefined,
         );
       }
       return value;

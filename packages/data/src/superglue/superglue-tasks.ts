@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { BadamOptionError } from '@badam/core';
-import { readRecords } from '../alpaca-dataset.js';
+import { readRecordsWithLines } from '../alpaca-dataset.js';
 
 /** The SuperGLUE tasks. */
 export const SUPERGLUE_TASKS = ['boolq', 'cb', 'copa', 'rte', 'wic', 'wsc', 'multirc', 'record'] as const;
@@ -129,12 +129,15 @@ export function superGlueExamples(
   task: SuperGlueTask,
   records: readonly unknown[],
   source: string = task,
+  options: SuperGlueReadOptions = {},
 ): TaskExample[] {
   const spec = TASK_SPECS[task];
   if (spec === undefined) throw new BadamOptionError('task', task, `one of ${SUPERGLUE_TASKS.join(', ')}`);
   const out: TaskExample[] = [];
   records.forEach((record, i) => {
-    const where = `${source} record ${i}`;
+    const line = options.lines?.[i];
+    const where = line !== undefined ? `${source} line ${line}` : `${source} record ${i}`;
+    const before = out.length;
     if (typeof record !== 'object' || record === null)
       throw new BadamOptionError(where, record, 'a JSON object');
     const row = record as Row;
@@ -275,8 +278,29 @@ export function superGlueExamples(
         break;
       }
     }
+    if (options.requireLabels) {
+      const unlabelled = out.slice(before).find((example) => example.label < 0);
+      if (unlabelled !== undefined) {
+        throw new BadamOptionError(
+          task === 'multirc' ? `${where} (answer ${unlabelled.id})` : where,
+          task === 'record' ? 'no answer among the passage entities' : 'no label',
+          task === 'record'
+            ? 'a query whose answer is one of the passage entities'
+            : `a labelled example (${spec.labelNames.join(' / ')})`,
+          'train and val files need a label on every example; unlabelled test files are only for prediction',
+        );
+      }
+    }
   });
   return out;
+}
+
+/** How {@link superGlueExamples} reads records. */
+export interface SuperGlueReadOptions {
+  /** 1-based line of each record in its file, for error messages. */
+  readonly lines?: readonly number[] | undefined;
+  /** Every example must have a label (train and val splits): an unlabelled one is an error, not label -1. */
+  readonly requireLabels?: boolean;
 }
 
 /** Reads `<dir>/<task>/<split>.jsonl` (the layout of ../shared/data/superglue) into task examples. */
@@ -287,6 +311,20 @@ export async function loadSuperGlue(
 ): Promise<TaskExample[]> {
   const path = join(directory, task, `${split}.jsonl`);
   if (!existsSync(path))
-    throw new BadamOptionError(`${task} ${split} data`, path, 'a readable SuperGLUE jsonl file');
-  return superGlueExamples(task, await readRecords(path), path);
+    throw new BadamOptionError(
+      `${task} ${split} data`,
+      path,
+      'a readable SuperGLUE jsonl file',
+      'the file does not exist',
+    );
+  const { records, lines } = await readRecordsWithLines(path);
+  const examples = superGlueExamples(task, records, path, { lines, requireLabels: split !== 'test' });
+  if (examples.length === 0)
+    throw new BadamOptionError(
+      `${task} ${split} data`,
+      path,
+      'a file with at least one example',
+      'it has none',
+    );
+  return examples;
 }

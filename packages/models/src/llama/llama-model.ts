@@ -63,7 +63,16 @@ export interface CausalLmBatch {
 
 type Resolve = (v: tf.Variable) => tf.Tensor;
 const identity: Resolve = (v) => v;
-const LINEARS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
+/** The Llama linear layers LoRA can adapt (`--lora_target` names). */
+export const LLAMA_LORA_TARGETS = [
+  'q_proj',
+  'k_proj',
+  'v_proj',
+  'o_proj',
+  'gate_proj',
+  'up_proj',
+  'down_proj',
+] as const;
 
 let instances = 0;
 
@@ -232,10 +241,14 @@ export class LlamaForCausalLM {
     const dropout = config.dropout ?? 0;
     if (!(dropout >= 0 && dropout < 1))
       throw new BadamOptionError('lora dropout', dropout, 'a number in [0, 1)');
-    const targets = config.targetModules === 'all' ? [...LINEARS] : [...config.targetModules];
+    const targets = config.targetModules === 'all' ? [...LLAMA_LORA_TARGETS] : [...config.targetModules];
     for (const t of targets) {
-      if (!(LINEARS as readonly string[]).includes(t)) {
-        throw new BadamOptionError('lora target module', t, `one of ${LINEARS.join(', ')} or "all"`);
+      if (!(LLAMA_LORA_TARGETS as readonly string[]).includes(t)) {
+        throw new BadamOptionError(
+          'lora target module',
+          t,
+          `one of ${LLAMA_LORA_TARGETS.join(', ')} or "all"`,
+        );
       }
     }
     const rng = SeededRandom.fromSeed(seed);
