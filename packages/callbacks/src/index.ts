@@ -23,13 +23,21 @@ export {
   renderLossPlot,
   smoothSeries,
 } from './loss-plot.js';
+export { LossSpikeMonitor, type LossSpikeMonitorOptions } from './loss-spike-monitor.js';
 export { MetricsLogCallback, readTrainerLog, TRAINER_LOG } from './metrics-log-callback.js';
 export { NonFiniteLossGuard } from './non-finite-loss-guard.js';
-export { prepareOutputDir, writeResultsJson } from './output-dir.js';
+export {
+  holdsEarlierWork,
+  type PrepareOutputDirOptions,
+  prepareOutputDir,
+  UNFINISHED_SAVE,
+  writeResultsJson,
+} from './output-dir.js';
 export { ProgressCallback, type ProgressCallbackOptions } from './progress-callback.js';
 export { type RunCallbacksOptions, type RunIO, runCallbacks } from './run-callbacks.js';
 export {
   CHECKPOINT_FILES,
   CheckpointError,
+  type CheckpointStoreOptions,
   SafetensorsCheckpointStore,
 } from './safetensors-checkpoint-store.js';

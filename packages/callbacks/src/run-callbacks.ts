@@ -2,6 +2,7 @@ import type { TrainerCallback } from '@badam/core';
 import { BlockSwitchLogCallback } from './block-switch-log-callback.js';
 import { InterruptCallback } from './interrupt-callback.js';
 import { LossPlotCallback } from './loss-plot.js';
+import { LossSpikeMonitor } from './loss-spike-monitor.js';
 import { MetricsLogCallback } from './metrics-log-callback.js';
 import { NonFiniteLossGuard } from './non-finite-loss-guard.js';
 import { ProgressCallback } from './progress-callback.js';
@@ -32,7 +33,7 @@ export interface RunCallbacksOptions {
 
 /**
  * The callbacks a fine-tuning run wants, as the runners use them: the progress line, trainer_log.jsonl,
- * the NaN guard, Ctrl-C handling, BAdam's block-switch log and the loss plot.
+ * the NaN guard, the loss-spike warning, Ctrl-C handling, BAdam's block-switch log and the loss plot.
  */
 export function runCallbacks(options: RunCallbacksOptions): TrainerCallback[] {
   return [
@@ -42,6 +43,7 @@ export function runCallbacks(options: RunCallbacksOptions): TrainerCallback[] {
     }),
     new MetricsLogCallback({ outputDir: options.outputDir }),
     new NonFiniteLossGuard({ warn: options.warn }),
+    new LossSpikeMonitor({ warn: options.warn }),
     new InterruptCallback({ log: options.warn }),
     ...(options.blockSwitchVerbose > 0
       ? [new BlockSwitchLogCallback({ verbose: options.blockSwitchVerbose, log: options.log })]

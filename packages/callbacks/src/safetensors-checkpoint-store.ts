@@ -28,7 +28,30 @@ export class CheckpointError extends Error {
 interface Manifest {
   version: 1;
   step: number;
+  /** This checkpoint's identity, and the one saved before it on its timeline (null: the first). */
+  id?: string;
+  parent?: string | null;
+  /** When it was saved (ms since the epoch): "newest" means the last saved, not the highest step. */
+  savedAt?: number;
   files: Record<string, { bytes: number; sha256: string }>;
+}
+
+/** A checkpoint directory as its manifest describes it (legacy manifests: id = folder name). */
+interface Listed {
+  readonly dir: string;
+  readonly step: number;
+  readonly id: string;
+  readonly parent: string | null;
+  readonly savedAt: number;
+}
+
+/** Options of a {@link SafetensorsCheckpointStore}. */
+export interface CheckpointStoreOptions {
+  readonly outputDir: string;
+  /** Checkpoints of the current timeline to keep. Default 2. */
+  readonly keepLast?: number;
+  /** Where the store says what it skipped or removed (a corrupt checkpoint, an abandoned timeline). */
+  readonly log?: (message: string) => void;
 }
 
 async function sha256(path: string): Promise<{ bytes: number; sha256: string }> {
@@ -44,15 +67,25 @@ async function sha256(path: string): Promise<{ bytes: number; sha256: string }> 
  *
  * A checkpoint is written into a temporary directory and renamed into place when complete, so an
  * interrupted save leaves no half checkpoint; loading verifies the manifest, so a truncated or corrupt
- * file is reported by name. Only the last `keepLast` checkpoints are kept.
+ * file is reported by name.
+ *
+ * Checkpoints form timelines: each manifest names the checkpoint saved before it (or the one the run resumed
+ * from). Rotation keeps the newest `keepLast` checkpoints of the current timeline and removes the rest,
+ * including those of a timeline abandoned by resuming from an earlier checkpoint (a later step is not a newer
+ * checkpoint). `load()` without a path takes the newest saved checkpoint that verifies, skipping (and saying
+ * so) corrupt ones.
  */
 export class SafetensorsCheckpointStore implements CheckpointStore {
   readonly outputDir: string;
   readonly keepLast: number;
+  private readonly logFn: (message: string) => void;
+  /** The checkpoint the next save follows on its timeline: the last saved or loaded. */
+  private head: string | null = null;
 
-  constructor(options: { outputDir: string; keepLast?: number }) {
+  constructor(options: CheckpointStoreOptions) {
     this.outputDir = options.outputDir;
     this.keepLast = options.keepLast ?? 2;
+    this.logFn = options.log ?? (() => {});
     if (!Number.isSafeInteger(this.keepLast) || this.keepLast < 1) {
       throw new RangeError(`keepLast must be an integer >= 1, got ${options.keepLast}`);
     }
@@ -60,6 +93,7 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
 
   async save(step: number, snapshot: TrainingSnapshot, trainerState: TrainerState): Promise<string> {
     await mkdir(this.outputDir, { recursive: true });
+    const id = randomBytes(8).toString('hex');
     const final = join(this.outputDir, `checkpoint-${step}`);
     const temp = join(this.outputDir, `.checkpoint-${step}.${randomBytes(4).toString('hex')}.tmp`);
     await mkdir(temp, { recursive: true });
@@ -72,7 +106,14 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
       await writeFileAtomic(join(temp, CHECKPOINT_FILES.trainerState), [
         `${JSON.stringify(trainerState, null, 2)}\n`,
       ]);
-      const manifest: Manifest = { version: 1, step, files: {} };
+      const manifest: Manifest = {
+        version: 1,
+        step,
+        id,
+        parent: this.head,
+        savedAt: Date.now(),
+        files: {},
+      };
       for (const file of [
         CHECKPOINT_FILES.weights,
         CHECKPOINT_FILES.optimizerTensors,
@@ -94,11 +135,12 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
       await rm(temp, { recursive: true, force: true });
       throw error;
     }
+    this.head = id;
     await this.prune();
     return final;
   }
 
-  /** Checkpoint directories in the output directory, oldest first. */
+  /** Checkpoint directories in the output directory, by step, lowest first. */
   async list(): Promise<string[]> {
     let names: string[];
     try {
@@ -113,11 +155,45 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
       .map((m) => join(this.outputDir, m[0]));
   }
 
-  /** Loads `path` (a checkpoint directory), or the latest one in the output directory. */
+  /**
+   * Loads `path` (a checkpoint directory), or the newest saved checkpoint in the output directory that
+   * verifies; corrupt ones passed over are reported through `log`. Later saves continue its timeline.
+   */
   async load(path?: string): Promise<Checkpoint> {
-    const dir = path ?? (await this.list()).at(-1);
-    if (dir === undefined)
-      throw new CheckpointError(`${this.outputDir}: no checkpoint-<step> directory to resume from`);
+    if (path !== undefined) {
+      const info = await stat(path).catch(() => undefined);
+      if (info === undefined)
+        throw new CheckpointError(
+          `${path} does not exist: give a checkpoint-<step> directory of an earlier run, or true for the newest in the output directory`,
+        );
+      if (!info.isDirectory())
+        throw new CheckpointError(`${path} is a file: a checkpoint is a checkpoint-<step> directory`);
+      const checkpoint = await this.verifiedLoad(path);
+      this.head = (await this.describe(path))?.id ?? null;
+      return checkpoint;
+    }
+    const listed = (await this.listed()).sort((a, b) => b.savedAt - a.savedAt || b.step - a.step);
+    const unreadable = (await this.list()).filter((dir) => !listed.some((l) => l.dir === dir));
+    const skipped: string[] = [];
+    for (const candidate of [...listed.map((l) => l.dir), ...unreadable]) {
+      try {
+        const checkpoint = await this.verifiedLoad(candidate);
+        for (const message of skipped) this.logFn(`skipped a corrupt checkpoint: ${message}`);
+        this.head = listed.find((l) => l.dir === candidate)?.id ?? null;
+        return checkpoint;
+      } catch (error) {
+        if (!(error instanceof CheckpointError)) throw error;
+        skipped.push(error.message);
+      }
+    }
+    if (skipped.length > 0)
+      throw new CheckpointError(
+        `${this.outputDir}: no checkpoint verifies (${skipped.join('; ')}): resume from a good copy, or start again with --overwrite_output_dir`,
+      );
+    throw new CheckpointError(`${this.outputDir}: no checkpoint-<step> directory to resume from`);
+  }
+
+  private async verifiedLoad(dir: string): Promise<Checkpoint> {
     const file = (name: string) => join(dir, name);
     let manifest: Manifest;
     try {
@@ -162,10 +238,56 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
     return { path: dir, snapshot: { weights, optimizer: { state: optimizerState, tensors } }, trainerState };
   }
 
+  /** A checkpoint directory's identity from its manifest; undefined when the manifest cannot be read. */
+  private async describe(dir: string): Promise<Listed | undefined> {
+    try {
+      const manifest = JSON.parse(await readFile(join(dir, CHECKPOINT_FILES.manifest), 'utf8')) as Manifest;
+      if (!Number.isSafeInteger(manifest.step)) return undefined;
+      return {
+        dir,
+        step: manifest.step,
+        id: manifest.id ?? basename(dir),
+        parent: manifest.parent ?? null,
+        savedAt: manifest.savedAt ?? 0,
+      };
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async listed(): Promise<Listed[]> {
+    const out: Listed[] = [];
+    for (const dir of await this.list()) {
+      const listed = await this.describe(dir);
+      if (listed !== undefined) out.push(listed);
+    }
+    return out;
+  }
+
+  /**
+   * Keeps the newest `keepLast` checkpoints of the current timeline (the last save and its ancestors) and
+   * removes every other checkpoint directory: older ones of this timeline, and those of a timeline the run
+   * left by resuming from an earlier checkpoint.
+   */
   private async prune(): Promise<void> {
-    const all = await this.list();
-    for (const dir of all.slice(0, Math.max(0, all.length - this.keepLast)))
+    const listed = await this.listed();
+    const byId = new Map(listed.map((l) => [l.id, l]));
+    const timeline: Listed[] = [];
+    for (let at = this.head; at !== null && byId.has(at) && timeline.length < listed.length; ) {
+      const entry = byId.get(at)!;
+      timeline.push(entry);
+      at = entry.parent;
+    }
+    const keep = new Set(timeline.slice(0, this.keepLast).map((l) => l.dir));
+    const current = new Set(timeline.map((l) => l.dir));
+    for (const dir of await this.list()) {
+      if (keep.has(dir)) continue;
+      if (!current.has(dir))
+        this.logFn(
+          `removed ${basename(dir)}: not on this run's timeline (it resumed from an earlier checkpoint)`,
+        );
       await rm(dir, { recursive: true, force: true });
+    }
   }
 }
 

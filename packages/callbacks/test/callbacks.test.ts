@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import {
   existsSync,
+  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -21,9 +22,11 @@ import {
   EarlyStoppingCallback,
   fitCallbacks,
   LossPlotCallback,
+  LossSpikeMonitor,
   MetricsLogCallback,
   NonFiniteLossGuard,
   ProgressCallback,
+  prepareOutputDir,
   readTrainerLog,
   runCallbacks,
   SafetensorsCheckpointStore,
@@ -256,6 +259,130 @@ describe('EarlyStoppingCallback', () => {
   });
 });
 
+describe('SafetensorsCheckpointStore: timelines', () => {
+  async function runTo(outputDir: string, maxSteps: number, saveSteps: number, resumeFrom?: string) {
+    const store = new SafetensorsCheckpointStore({ outputDir, keepLast: 2 });
+    const trainer = new Trainer({
+      backend: backend(),
+      trainData: data(),
+      maxSteps,
+      saveSteps,
+      checkpoints: store,
+    });
+    await trainer.train(resumeFrom ? { resumeFrom: await store.load(resumeFrom) } : {});
+    return store;
+  }
+
+  it("rotation keeps the newest checkpoints of this run's timeline, not the highest steps; resume true takes the last saved", async () => {
+    const outputDir = freshDir();
+    await runTo(outputDir, 20, 5);
+    expect(readdirSync(outputDir).sort()).toEqual(['checkpoint-15', 'checkpoint-20']);
+    // Back to step 15 (say checkpoint-20 diverged), and save at 16: checkpoint-20 belongs to the abandoned run.
+    const logged: string[] = [];
+    const store = new SafetensorsCheckpointStore({ outputDir, keepLast: 2, log: (m) => logged.push(m) });
+    await new Trainer({
+      backend: backend(),
+      trainData: data(),
+      maxSteps: 16,
+      saveSteps: 4,
+      checkpoints: store,
+    }).train({
+      resumeFrom: await store.load(join(outputDir, 'checkpoint-15')),
+    });
+    expect(readdirSync(outputDir).sort()).toEqual(['checkpoint-15', 'checkpoint-16']);
+    expect(logged).toEqual([
+      "removed checkpoint-20: not on this run's timeline (it resumed from an earlier checkpoint)",
+    ]);
+    const latest = await new SafetensorsCheckpointStore({ outputDir }).load();
+    expect(latest.trainerState.globalStep).toBe(16);
+  });
+
+  it('resume true takes the newest checkpoint that verifies, and says which corrupt one it skipped', async () => {
+    const outputDir = freshDir();
+    await runTo(outputDir, 10, 5);
+    truncateSync(join(outputDir, 'checkpoint-10', 'optimizer.safetensors'), 10);
+    const logged: string[] = [];
+    const checkpoint = await new SafetensorsCheckpointStore({ outputDir, log: (m) => logged.push(m) }).load();
+    expect(checkpoint.trainerState.globalStep).toBe(5);
+    expect(logged).toHaveLength(1);
+    expect(logged[0]).toMatch(
+      /^skipped a corrupt checkpoint: .*checkpoint-10\/optimizer\.safetensors: \d+ bytes, the manifest says \d+/,
+    );
+  });
+
+  it('a checkpoint path that does not exist, or is a file, says so', async () => {
+    const store = new SafetensorsCheckpointStore({ outputDir: freshDir() });
+    await expect(store.load(join(root, 'nonexistent'))).rejects.toThrow(
+      /nonexistent does not exist: give a checkpoint-<step> directory of an earlier run, or true/,
+    );
+    const file = join(root, 'a-file');
+    writeFileSync(file, 'x');
+    await expect(store.load(file)).rejects.toThrow(
+      /a-file is a file: a checkpoint is a checkpoint-<step> directory/,
+    );
+  });
+});
+
+describe('prepareOutputDir', () => {
+  it('removes what interrupted saves left behind, and does not count it as earlier work', async () => {
+    const dir = freshDir();
+    mkdirSync(join(dir, '.checkpoint-30.1a2b3c4d.tmp'), { recursive: true });
+    writeFileSync(join(dir, '.checkpoint-30.1a2b3c4d.tmp', 'model.safetensors'), 'half');
+    mkdirSync(join(dir, 'checkpoint-20.old-deadbeef'));
+    writeFileSync(join(dir, '.trainer_log.jsonl.4242.0badf00d.tmp'), 'half');
+    const removed = await prepareOutputDir(dir, { overwrite: false, resuming: false });
+    expect(removed.sort()).toEqual([
+      '.checkpoint-30.1a2b3c4d.tmp',
+      '.trainer_log.jsonl.4242.0badf00d.tmp',
+      'checkpoint-20.old-deadbeef',
+    ]);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('refuses earlier work unless overwriting or resuming, a file, and a path through a file', async () => {
+    const dir = freshDir();
+    mkdirSync(join(dir, 'checkpoint-5'), { recursive: true });
+    writeFileSync(join(dir, 'config.json'), '{}');
+    await expect(prepareOutputDir(dir, { overwrite: false, resuming: false })).rejects.toThrow(
+      /holds earlier work \(1 checkpoint, config\.json\): pass --overwrite_output_dir to replace it, --resume_from_checkpoint to continue its run, or another --output_dir/,
+    );
+    await prepareOutputDir(dir, { overwrite: false, resuming: true });
+    expect(readdirSync(dir).sort()).toEqual(['checkpoint-5', 'config.json']);
+    await prepareOutputDir(dir, { overwrite: true, resuming: false });
+    expect(readdirSync(dir)).toEqual(['config.json']);
+    const file = join(dir, 'config.json');
+    await expect(prepareOutputDir(file, { overwrite: true, resuming: false })).rejects.toThrow(
+      /--output_dir .*config\.json is a file, not a directory: choose another --output_dir/,
+    );
+    await expect(prepareOutputDir(join(file, 'run'), { overwrite: false, resuming: false })).rejects.toThrow(
+      /cannot write to output directory .*config\.json\/run \(a part of the path is a file\): choose another --output_dir/,
+    );
+  });
+});
+
+describe('LossSpikeMonitor', () => {
+  it('warns once when the loss jumps far above its running level and stays finite; not on a healthy run', async () => {
+    const warnings: string[] = [];
+    const run = (schedule: (step: number) => number) =>
+      new Trainer({
+        backend: backend(),
+        trainData: data(),
+        maxSteps: 40,
+        lrSchedule: schedule,
+        callbacks: [new LossSpikeMonitor({ warn: (m) => warnings.push(m) })],
+      }).train();
+    await run(() => 0.05);
+    expect(warnings).toEqual([]);
+    // From step 20 on, a learning rate of 1e3: Adam's steps of about lr throw the weights far off.
+    const result = await run((step) => (step >= 20 ? 1e3 : 0.05));
+    expect(result.metrics.train_loss).toBeLessThan(Number.POSITIVE_INFINITY);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(
+      /^BAdam: loss \d+\.\d{4} at step 2\d is [\d.]+x its running level \d+\.\d{4}: training may be diverging \(learning rate 1\.00e\+3 too high\?\)$/,
+    );
+  });
+});
+
 describe('NonFiniteLossGuard', () => {
   it('skips a NaN step with a warning, and stops after M in a row', async () => {
     const warnings: string[] = [];
@@ -341,6 +468,7 @@ describe('runCallbacks', () => {
       'ProgressCallback',
       'MetricsLogCallback',
       'NonFiniteLossGuard',
+      'LossSpikeMonitor',
       'InterruptCallback',
     ]);
   });

@@ -51,7 +51,14 @@ export {
   TRAINING_METHODS,
   type TrainingMethod,
 } from './memory/estimate-memory.js';
-export { ARRAY_DTYPE_BYTES, type ArrayDataFor, type ArrayDType, type NamedArray } from './named-array.js';
+export {
+  ARRAY_DTYPE_BYTES,
+  type ArrayDataFor,
+  type ArrayDType,
+  isFiniteArray,
+  type NamedArray,
+  nonFiniteArrays,
+} from './named-array.js';
 export { roundToBfloat16, roundToDType, roundToFloat16 } from './numeric/round-to-dtype.js';
 export {
   type AdamWConfig,

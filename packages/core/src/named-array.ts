@@ -52,3 +52,28 @@ export const ARRAY_DTYPE_BYTES: Readonly<Record<ArrayDType, number>> = {
   uint8: 1,
   bool: 1,
 };
+
+/**
+ * True when every element of `array` is a finite number (no NaN, no infinity). 16-bit floats are judged by
+ * their exponent bits; integer and boolean arrays are always finite.
+ */
+export function isFiniteArray(array: NamedArray): boolean {
+  const { dtype, data } = array;
+  if (dtype === 'float32' || dtype === 'float64') {
+    const values = data as Float32Array | Float64Array;
+    for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i]!)) return false;
+    return true;
+  }
+  if (dtype === 'bfloat16' || dtype === 'float16') {
+    const exponent = dtype === 'bfloat16' ? 0x7f80 : 0x7c00;
+    const bits = data as Uint16Array;
+    for (let i = 0; i < bits.length; i++) if ((bits[i]! & exponent) === exponent) return false;
+    return true;
+  }
+  return true;
+}
+
+/** The names of the arrays that hold a NaN or an infinity (see {@link isFiniteArray}). */
+export function nonFiniteArrays(arrays: readonly NamedArray[]): string[] {
+  return arrays.filter((array) => !isFiniteArray(array)).map((array) => array.name);
+}

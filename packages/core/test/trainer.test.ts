@@ -169,6 +169,49 @@ describe('Trainer', () => {
     expect(run.stopReason).toMatch(/loss of Infinity/);
   });
 
+  it('never saves weights that are not finite: the run stops as diverged, earlier checkpoints stay', async () => {
+    const store = new MemoryStore();
+    const recorder = new Recorder();
+    // A learning rate of 1e300 at the third step sends the float32 weights to infinity.
+    const run = await new Trainer<Batch>({
+      backend: new TwoLayerBackend(),
+      trainData: data(),
+      maxSteps: 10,
+      saveSteps: 1,
+      checkpoints: store,
+      lrSchedule: (step) => (step === 2 ? 1e300 : 0.05),
+      callbacks: [recorder],
+    }).train();
+    expect([...store.saved.keys()]).toEqual(['checkpoint-1', 'checkpoint-2']);
+    expect(run.diverged).toBe(true);
+    expect(run.lastCheckpoint).toBe('checkpoint-2');
+    expect(run.state.globalStep).toBe(3);
+    expect(run.stopReason).toMatch(/at step 3 \d+ tensor\(s\) hold NaN or infinity \(.*\): not saved/);
+    expect(recorder.events.filter((e) => e === 'save')).toHaveLength(2);
+
+    // A stop by the loss guard saves nothing at the end either (the weights that made the loss NaN).
+    const guarded = new TwoLayerBackend();
+    guarded.lossOverrides.set(4, Number.NaN);
+    const store2 = new MemoryStore();
+    const stopped = await new Trainer<Batch>({
+      backend: guarded,
+      trainData: data(),
+      maxSteps: 10,
+      saveSteps: 3,
+      checkpoints: store2,
+      callbacks: [{ onMicroBatchLoss: (_, loss) => (Number.isFinite(loss) ? 'keep' : 'stop') }],
+    }).train();
+    expect(stopped.diverged).toBe(true);
+    expect([...store2.saved.keys()]).toEqual(['checkpoint-3']);
+
+    const finished = await new Trainer<Batch>({
+      backend: new TwoLayerBackend(),
+      trainData: data(),
+      maxSteps: 2,
+    }).train();
+    expect(finished.diverged).toBe(false);
+  });
+
   it('control: a callback can stop after the current step and request a save', async () => {
     const store = new MemoryStore();
     const recorder = new Recorder();

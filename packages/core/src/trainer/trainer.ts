@@ -1,4 +1,5 @@
 import { BadamOptionError, BadamStateError } from '../errors.js';
+import { nonFiniteArrays } from '../named-array.js';
 import { requireInteger, requireNumber } from '../validation.js';
 import type { Checkpoint, CheckpointStore } from './checkpoint-store.js';
 import type { DataSource } from './data-source.js';
@@ -50,12 +51,18 @@ export interface TrainResult {
   readonly stopReason: string | undefined;
   /** Summary in Hugging Face's naming: train_loss, train_runtime, train_tokens_per_second, eval_* ... */
   readonly metrics: Readonly<Record<string, number>>;
-  /** Path of the last checkpoint saved, if any. */
+  /** Path of the last checkpoint saved in this session, if any. */
   readonly lastCheckpoint: string | undefined;
+  /**
+   * True when training stopped because it diverged: the loss guard stopped it, or the weights or optimizer
+   * state held a NaN or an infinity when a checkpoint was due. Nothing was saved from that point on.
+   */
+  readonly diverged: boolean;
 }
 
 class Control implements TrainerControl {
   stopReason: string | undefined;
+  diverged = false;
   saveRequested = false;
   evaluateRequested = false;
   stop(reason: string): void {
@@ -227,6 +234,7 @@ export class Trainer<TBatch> {
           stepMicro = 0;
           if (verdict === 'stop') {
             this.control.stop(`training stopped on a loss of ${loss}`);
+            this.control.diverged = true;
             break training;
           }
           continue;
@@ -275,7 +283,7 @@ export class Trainer<TBatch> {
         const saveDue = this.saveSteps !== undefined && state.globalStep % this.saveSteps === 0;
         if (this.options.checkpoints !== undefined && (saveDue || this.control.saveRequested)) {
           this.control.saveRequested = false;
-          lastCheckpoint = await this.save();
+          lastCheckpoint = (await this.save()) ?? lastCheckpoint;
           lastSaveStep = state.globalStep;
         }
         if (last || this.control.stopReason !== undefined) break training;
@@ -292,19 +300,22 @@ export class Trainer<TBatch> {
     }
     if (stepMicro > 0) await this.backend.discardGradients(); // a partial step left at the very end
 
+    const diverged = () => this.control.diverged;
     if (
       this.options.evalData !== undefined &&
       (this.options.evalAtEnd ?? true) &&
-      lastEvalStep !== state.globalStep
+      lastEvalStep !== state.globalStep &&
+      !diverged()
     ) {
       await this.evaluate();
     }
     if (
       this.options.checkpoints !== undefined &&
       (this.options.saveAtEnd ?? true) &&
-      lastSaveStep !== state.globalStep
+      lastSaveStep !== state.globalStep &&
+      !diverged()
     ) {
-      lastCheckpoint = await this.save();
+      lastCheckpoint = (await this.save()) ?? lastCheckpoint;
     }
     state.elapsedMs = this.elapsedBefore + (Date.now() - this.sessionStart);
     await this.emit('onTrainEnd');
@@ -322,7 +333,7 @@ export class Trainer<TBatch> {
         if (key.startsWith('eval_') && typeof value === 'number') metrics[key] = value;
       }
     }
-    return { state, stopReason: this.control.stopReason, metrics, lastCheckpoint };
+    return { state, stopReason: this.control.stopReason, metrics, lastCheckpoint, diverged: diverged() };
   }
 
   /** Loss and metrics over the evaluation data (weighted by each batch's weight); logged and sent to callbacks. */
@@ -375,7 +386,11 @@ export class Trainer<TBatch> {
     this.lastLoss = lastLog?.loss ?? Number.NaN;
   }
 
-  private async save(): Promise<string> {
+  /**
+   * Saves a checkpoint, unless the weights or the optimizer's tensors hold a NaN or an infinity: then
+   * nothing is written, training stops as diverged, and undefined is returned.
+   */
+  private async save(): Promise<string | undefined> {
     const store = this.options.checkpoints!;
     for (const callback of this.callbacks) {
       if (callback.stateKey !== undefined && callback.saveState !== undefined) {
@@ -383,6 +398,14 @@ export class Trainer<TBatch> {
       }
     }
     const snapshot = await this.backend.snapshot();
+    const broken = nonFiniteArrays([...snapshot.weights, ...snapshot.optimizer.tensors]);
+    if (broken.length > 0) {
+      this.control.stop(
+        `at step ${this.trainerState.globalStep} ${broken.length} tensor(s) hold NaN or infinity (${broken.slice(0, 3).join(', ')}${broken.length > 3 ? ', ...' : ''}): not saved`,
+      );
+      this.control.diverged = true;
+      return undefined;
+    }
     const path = await store.save(this.trainerState.globalStep, snapshot, structuredClone(this.trainerState));
     await this.emit('onSave', { path, step: this.trainerState.globalStep });
     return path;
