@@ -62,8 +62,8 @@ export async function runCommand(argv: readonly string[], io: RunIO): Promise<nu
       return 0;
     }
     if (sub === 'compare') {
-      const outputDir = args.includes('--output_dir') ? options.outputDir : join('output', 'compare');
-      await runComparison({ ...options, outputDir }, io);
+      if (options.outputDirIsDefault) options.outputDir = join('output', 'compare');
+      await runComparison(options, io);
       return 0;
     }
     if (embedded) {

@@ -1,15 +1,15 @@
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readTrainerLog, renderLossPlot } from '@badam/callbacks';
 import { alpacaExamples, ByteTokenizer, chatTemplate } from '@badam/data';
 import { LlamaForCausalLM, llamaConfigFromHf, llamaWeights } from '@badam/models';
+import { prepareRunOutputDir } from '@badam/runner';
 import { writeFileAtomic } from '@badam/safetensors';
 import * as tf from '@tensorflow/tfjs-core';
 import { type EmbeddedSettings, PRETRAIN_STEPS, pretrainOnGeneratedText } from './embedded.js';
 import { generatedInstructions, TINY_LLAMA_CONFIG } from './embedded-data.js';
 import { predictExamples } from './predict.js';
 import { prepareBackend, type RunIO, runTraining, writeJson } from './run-training.js';
-import type { TrainOptions } from './train-options.js';
+import { LLAMA_DIALECT, type TrainOptions } from './train-options.js';
 
 /**
  * The four methods `compare` runs, all with the run's learning rate (the embedded default's 2e-3, or
@@ -47,7 +47,7 @@ export async function runComparison(
     evalExamples: evalSize = 80,
   } = settings;
   await prepareBackend(options, io); // first: a backend that cannot run refuses before anything is written
-  await mkdir(options.outputDir, { recursive: true });
+  await prepareRunOutputDir(options, LLAMA_DIALECT, io); // never an earlier comparison's without --overwrite_output_dir
   const tokenizer = new ByteTokenizer();
   const config = llamaConfigFromHf(TINY_LLAMA_CONFIG, 'built-in tiny Llama');
   const instructions = generatedInstructions(trainSize, evalSize, options.seed);
@@ -77,6 +77,7 @@ export async function runComparison(
         learningRate,
         switchBlockEvery: type === 'block' || type === 'sparse' ? options.switchBlockEvery : undefined,
         outputDir,
+        outputDirIsDefault: false,
         overwriteOutputDir: true,
         plotLoss: false,
         doPredict: false,

@@ -1,10 +1,11 @@
 import { join } from 'node:path';
 import { alpacaExamples, ByteTokenizer, chatTemplate, type InstructionExample } from '@badam/data';
 import { LlamaForCausalLM, llamaConfigFromHf } from '@badam/models';
+import { prepareRunOutputDir } from '@badam/runner';
 import { generatedCorpus, generatedInstructions, TASKS, TINY_LLAMA_CONFIG } from './embedded-data.js';
 import { predictExamples } from './predict.js';
-import { prepareBackend, type RunIO, runTraining, writeJson } from './run-training.js';
-import type { TrainOptions } from './train-options.js';
+import { checkCutoffLen, prepareBackend, type RunIO, runTraining, writeJson } from './run-training.js';
+import { LLAMA_DIALECT, type TrainOptions } from './train-options.js';
 
 /** Hyperparameters of the embedded default where the command line does not set them. */
 export const EMBEDDED_DEFAULTS: Readonly<Record<string, string | number | boolean>> = {
@@ -20,7 +21,6 @@ export const EMBEDDED_DEFAULTS: Readonly<Record<string, string | number | boolea
   logging_steps: 20,
   eval_steps: 200,
   plot_loss: true,
-  overwrite_output_dir: true,
   badam_verbose: 1,
 };
 
@@ -71,6 +71,7 @@ export async function pretrainOnGeneratedText(
       plotLoss: false,
       overwriteOutputDir: true,
       outputDir: join(options.outputDir, 'pretrain'),
+      outputDirIsDefault: false,
       gradientAccumulationSteps: 1,
     },
     io,
@@ -128,6 +129,10 @@ export async function runEmbeddedDefault(
     seed: options.seed,
     initializerRange: 0.05,
   });
+  // Before any work: the flags the model decides on, and the output directory (never an earlier run's
+  // without --overwrite_output_dir).
+  checkCutoffLen(options, model);
+  await prepareRunOutputDir(options, LLAMA_DIALECT, io);
   const instructions = generatedInstructions(trainSize, evalSize, options.seed);
   const trainExamples = alpacaExamples(instructions.train);
   const evalExamples = alpacaExamples(instructions.eval);
@@ -150,6 +155,7 @@ export async function runEmbeddedDefault(
     template: 'default',
     examples: trainExamples,
     validation: evalExamples,
+    outputDirReady: true,
   });
   const after = accuracyByTask(model, tokenizer, instructions.eval, evalExamples);
   const rows = ['all', ...TASKS].map(

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { prepareOutputDir, type RunIO, writeResultsJson } from '@badam/callbacks';
+import { type RunIO, writeResultsJson } from '@badam/callbacks';
 import { estimateActivationBytes, type MemoryEstimate, type TrainerCallback, UsageError } from '@badam/core';
 import {
   alpacaExamples,
@@ -18,7 +18,14 @@ import {
   type Tokenizer,
 } from '@badam/data';
 import { LlamaForCausalLM, llamaConfigFromHf, loadLlama, saveLlama, saveLoraAdapter } from '@badam/models';
-import { fineTune, prepareRunBackend, type RunnerModel, writeRunResults } from '@badam/runner';
+import {
+  fineTune,
+  prepareRunBackend,
+  prepareRunOutputDir,
+  type RunnerModel,
+  type RunSettings,
+  writeRunResults,
+} from '@badam/runner';
 import { writeFileAtomic } from '@badam/safetensors';
 import { generatedInstructions, TINY_LLAMA_CONFIG } from './embedded-data.js';
 import { type Prediction, predictExamples } from './predict.js';
@@ -54,6 +61,8 @@ export interface RunInputs {
   callbacks?: readonly TrainerCallback[];
   /** Skip saving the model at the end. */
   skipModelSave?: boolean;
+  /** The caller already prepared `options.outputDir` (the embedded default does, before pretraining). */
+  outputDirReady?: boolean;
 }
 
 /**
@@ -120,10 +129,7 @@ export async function runTraining(
   inputs: RunInputs = {},
 ): Promise<TrainRunResult> {
   const backendLabel = await prepareBackend(options, io);
-  await prepareOutputDir(options.outputDir, {
-    overwrite: options.overwriteOutputDir,
-    resuming: options.resumeFromCheckpoint !== undefined,
-  });
+  if (!inputs.outputDirReady) await prepareRunOutputDir(options, LLAMA_DIALECT, io);
   if (options.bf16)
     io.warn(
       'badam-llama: --bf16 on tfjs: training stays fp32 (tfjs has no bf16); the saved model is written in bf16',
@@ -134,6 +140,7 @@ export async function runTraining(
       ? { model: inputs.model, tokenizer: inputs.tokenizer, builtin: false }
       : await loadModelAndTokenizer(options, io);
   const { model, tokenizer } = loaded;
+  checkCutoffLen(options, model);
   model.gradientCheckpointing = options.gradientCheckpointing;
   const template = chatTemplate(
     options.template ?? inputs.template ?? (loaded.builtin ? 'default' : 'alpaca'),
@@ -200,6 +207,7 @@ export async function runTraining(
       ),
     backendLabel,
     callbacks: inputs.callbacks ?? [],
+    runSettings: llamaRunSettings(options),
     io,
   });
 
@@ -239,6 +247,46 @@ export async function runTraining(
     predictions,
     estimate: run.estimate,
     stopReason: run.train.stopReason,
+  };
+}
+
+/**
+ * Refuses a `--cutoff_len` longer than the model's position table before any work (it would fail at the
+ * first long example, in the middle of training); the default one (1024) is shortened to the table instead.
+ */
+export function checkCutoffLen(
+  options: Pick<TrainOptions, 'cutoffLen' | 'cutoffLenGiven'>,
+  model: LlamaForCausalLM,
+): void {
+  if (options.cutoffLen <= model.maxPositions) return;
+  if (!options.cutoffLenGiven) {
+    options.cutoffLen = model.maxPositions;
+    return;
+  }
+  throw new UsageError(
+    `--cutoff_len ${options.cutoffLen} is more than the ${model.maxPositions} positions this model takes (max_position_embeddings ${model.config.maxPositionEmbeddings}; at most 4096 on tfjs): lower --cutoff_len`,
+  );
+}
+
+/** badam-llama's own settings that a checkpoint records and a resume must match. */
+function llamaRunSettings(options: TrainOptions): RunSettings {
+  return {
+    stage: options.stage,
+    model_name_or_path: options.modelNameOrPath ?? 'built-in tiny Llama',
+    dataset: options.dataset ?? 'generated instructions',
+    template: options.template,
+    cutoff_len: options.cutoffLen,
+    include_embedding: options.includeEmbedding,
+    include_lm_head: options.includeLmHead,
+    ...(options.method === 'lora'
+      ? {
+          lora_rank: options.loraRank,
+          lora_alpha: options.loraAlpha,
+          lora_dropout: options.loraDropout,
+          lora_target: options.loraTarget === 'all' ? 'all' : options.loraTarget.join(','),
+        }
+      : {}),
+    val_size: options.valSize,
   };
 }
 

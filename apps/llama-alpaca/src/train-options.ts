@@ -38,7 +38,11 @@ export const TRAIN_FLAGS: Readonly<Record<string, FlagSpec>> = {
     choices: Object.keys(CHAT_TEMPLATES),
     help: 'chat template (default: alpaca; the built-in model uses default)',
   },
-  cutoff_len: { type: 'integer', min: 2, default: 1024, help: 'most tokens per example' },
+  cutoff_len: {
+    type: 'integer',
+    min: 2,
+    help: "most tokens per example (default 1024, or the model's max_position_embeddings when less)",
+  },
   finetuning_type: {
     type: 'string',
     choices: [...FINE_TUNING_METHODS],
@@ -107,6 +111,8 @@ export interface TrainOptions extends RunOptions {
   datasetDir: string;
   template: string | undefined;
   cutoffLen: number;
+  /** The command line set `--cutoff_len` (a default one is shortened to the model's positions; a given one is refused). */
+  cutoffLenGiven: boolean;
   includeEmbedding: boolean;
   includeLmHead: boolean;
   loraAlpha: number;
@@ -175,7 +181,8 @@ export function resolveTrainOptions(v: FlagValues): TrainOptions {
     dataset: v.dataset as string | undefined,
     datasetDir: v.dataset_dir as string,
     template: v.template as string | undefined,
-    cutoffLen: v.cutoff_len as number,
+    cutoffLen: (v.cutoff_len as number | undefined) ?? 1024,
+    cutoffLenGiven: v.cutoff_len !== undefined,
     includeEmbedding: v.include_embedding as boolean,
     includeLmHead: v.include_lm_head as boolean,
     loraAlpha: (v.lora_alpha as number | undefined) ?? 2 * loraRank,

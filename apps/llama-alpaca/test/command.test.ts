@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -86,17 +86,64 @@ describe('badam-llama flags', () => {
     }
   });
 
-  it('refuses a non-empty output directory without --overwrite_output_dir', async () => {
+  it('refuses an output directory holding an earlier run before any work, the embedded default too', async () => {
+    // An earlier run's checkpoints and model: the embedded default used to overwrite them (its defaults set
+    // overwrite_output_dir) after first writing P/pretrain.
     const out = join(dir, 'occupied');
     await rm(out, { recursive: true, force: true });
-    await import('node:fs/promises').then((fs) => fs.mkdir(out, { recursive: true }));
-    await writeFile(join(out, 'keep.txt'), 'mine');
+    await mkdir(join(out, 'checkpoint-40'), { recursive: true });
+    await writeFile(join(out, 'checkpoint-40', 'model.safetensors'), 'earlier');
+    await writeFile(join(out, 'config.json'), 'mine');
+    for (const argv of [
+      ['--max_steps', '2', '--output_dir', out],
+      ['--max_steps', '2', '--output_dir', out, '--overwrite_output_dir', 'false'],
+      ['compare', '--max_steps', '2', '--output_dir', out],
+    ]) {
+      const { io, err } = capture();
+      const began = performance.now();
+      expect(await runCommand(argv, io)).toBe(2);
+      expect(performance.now() - began).toBeLessThan(5000); // refused before pretraining, not after
+      expect(err.join('\n')).toContain(
+        'holds earlier work (1 checkpoint, config.json): pass --overwrite_output_dir to replace it',
+      );
+    }
+    expect((await readdir(out)).sort()).toEqual(['checkpoint-40', 'config.json']);
+    expect(await readFile(join(out, 'checkpoint-40', 'model.safetensors'), 'utf8')).toBe('earlier');
+  });
+
+  it.each([
+    [['--top_p', '5', '--do_predict', '--val_size', '0.1'], '--top_p must be a number > 0 and <= 1, got "5"'],
+    [['--learning_rate='], '--learning_rate must be a number >= 0, got "" (the value is empty)'],
+    [['--seed='], '--seed must be an integer >= 0, got "" (the value is empty)'],
+    [['--warmup_ratio', '1.5'], '--warmup_ratio must be a number >= 0 and <= 1'],
+    [
+      ['--finetuning_type', 'lora', '--lora_target', 'q_proj,qkv'],
+      '--lora_target qkv is not a Llama linear layer',
+    ],
+    [['--cutoff_len', '4096'], '--cutoff_len 4096 is more than the 128 positions this model takes'],
+    [
+      ['--val_size', '2.5', '--model_name_or_path', 'x'],
+      '--val_size must be a fraction in [0, 1) or a whole number',
+    ],
+    [
+      ['--resume_from_checkpoint', '/nonexistent/checkpoint-5'],
+      '/nonexistent/checkpoint-5: no such directory',
+    ],
+  ])("checks %j before any work, in the flag's own name", async (argv, message) => {
+    const out = join(dir, `early-${argv.join('').replace(/[^a-z0-9]/gi, '')}`);
     const { io, err } = capture();
-    expect(
-      await runCommand(['--max_steps', '1', '--output_dir', out, '--overwrite_output_dir', 'false'], io),
-    ).toBe(2);
-    expect(err.join('\n')).toContain('exists and is not empty: pass --overwrite_output_dir');
-    expect(await readFile(join(out, 'keep.txt'), 'utf8')).toBe('mine');
+    const began = performance.now();
+    expect(await runCommand([...argv, '--output_dir', out], io)).toBe(2);
+    expect(performance.now() - began).toBeLessThan(5000);
+    expect(err.join('\n')).toContain(message);
+    expect(existsSync(join(out, 'pretrain'))).toBe(false);
+  });
+
+  it('a --dataset file that does not exist says so', async () => {
+    const { io, err } = capture();
+    const missing = join(dir, 'missing.json');
+    expect(await runCommand(['--dataset', missing, '--output_dir', join(dir, 'missing-out')], io)).toBe(2);
+    expect(err.join('\n')).toContain(`${missing} does not exist, and there is no data/dataset_info.json`);
   });
 
   it('--backend cuda says what is missing before anything is written, for training and compare', async () => {

@@ -33,7 +33,6 @@ export const EMBEDDED_DEFAULTS: Readonly<Record<string, string | number | boolea
   max_seq_length: 64,
   eval_every_steps: 100,
   logging_steps: 20,
-  overwrite_output_dir: true,
 };
 
 /** badam-roberta's command line for the runner kit: without a task or model, the embedded default runs. */

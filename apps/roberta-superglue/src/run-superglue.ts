@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { prepareOutputDir, type RunIO, writeResultsJson } from '@badam/callbacks';
+import { type RunIO, writeResultsJson } from '@badam/callbacks';
 import { embeddingPrefixOf, estimateActivationBytes, layerPrefixOf } from '@badam/core';
 import {
   ByteTokenizer,
@@ -13,7 +13,13 @@ import {
   type Tokenizer,
 } from '@badam/data';
 import { EncoderClassifier, encoderConfigFromHf, loadEncoder, saveEncoder } from '@badam/models';
-import { fineTune, prepareRunBackend, type RunnerModel, writeRunResults } from '@badam/runner';
+import {
+  fineTune,
+  prepareRunBackend,
+  prepareRunOutputDir,
+  type RunnerModel,
+  writeRunResults,
+} from '@badam/runner';
 import { writeFileAtomic } from '@badam/safetensors';
 import { generatedPairTask, TINY_ROBERTA_CONFIG } from './embedded-task.js';
 import { classificationTask, type EncoderRowsBatch, encodeItems, itemDataSource } from './encoder-batches.js';
@@ -103,10 +109,7 @@ export async function runSuperGlue(
   const backendLabel = await prepareRunBackend(options.backend, options, { kind: 'RoBERTa' }, (m) =>
     io.warn(`badam-roberta: ${m}`),
   );
-  await prepareOutputDir(options.outputDir, {
-    overwrite: options.overwriteOutputDir,
-    resuming: options.resumeFromCheckpoint !== undefined,
-  });
+  await prepareRunOutputDir(options, ROBERTA_DIALECT, io);
   const spec = options.taskName === undefined ? EMBEDDED_SPEC : TASK_SPECS[options.taskName];
   const { model, tokenizer } = await modelAndTokenizer(options, spec, io);
   const format = pairFormat(tokenizer, model.config.family);
@@ -115,6 +118,10 @@ export async function runSuperGlue(
       ? model.config.maxPositionEmbeddings - model.config.padTokenId - 1
       : model.config.maxPositionEmbeddings;
   const maxLength = Math.min(options.maxSeqLength, positions);
+  if (maxLength < options.maxSeqLength)
+    io.warn(
+      `badam-roberta: --max_seq_length ${options.maxSeqLength} is more than the model's ${positions} positions: rows are cut at ${positions}`,
+    );
 
   let train = inputs.train;
   let validation = inputs.validation;
@@ -158,6 +165,14 @@ export async function runSuperGlue(
     backendLabel,
     // Dropout masks follow the step, so resuming from a checkpoint continues the run exactly.
     callbacks: [{ onStepBegin: (context) => model.setDropoutStep(context.progress.step) }],
+    runSettings: {
+      task_name: options.taskName ?? 'embedded',
+      hf_pretrained_model_name: options.model ?? 'built-in tiny RoBERTa',
+      data_dir: options.taskName === undefined ? undefined : (options.dataDir ?? 'default'),
+      train_last_layer: options.trainLastLayer,
+      max_seq_length: options.maxSeqLength,
+      lora_rank: options.loraRank,
+    },
     io,
   });
 

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -58,6 +58,8 @@ describe('badam-roberta flags', () => {
     [['--task_name', 'axb'], 'one of boolq, cb, copa, rte, wic, wsc, multirc, record'],
     [['--hf_pretrained_model_name', 'x'], '--hf_pretrained_model_name needs --task_name'],
     [['--use_blok_optim'], 'did you mean --use_block_optim?'],
+    [['--task', 'cb'], 'unknown flag --task; did you mean --task_name?'],
+    [['--learning_rate='], '--learning_rate must be a number >= 0, got "" (the value is empty)'],
   ])('rejects %j saying what to do', async (argv, message) => {
     const { io, err } = capture();
     expect(await runRobertaCommand(argv, io)).toBe(2);
@@ -70,6 +72,40 @@ describe('badam-roberta flags', () => {
     expect(await runRobertaCommand(['--backend', 'cuda', '--output_dir', out], io)).toBe(2);
     expect(err.join('\n')).toContain('--backend cuda is not available yet for RoBERTa');
     expect(existsSync(out)).toBe(false);
+  });
+
+  it('the embedded default refuses an output directory holding an earlier run (a Llama one, say) before any work', async () => {
+    const out = join(dir, 'llama-run');
+    await mkdir(join(out, 'checkpoint-800'), { recursive: true });
+    await writeFile(join(out, 'config.json'), '{"model_type": "llama"}');
+    const { io, err } = capture();
+    expect(await runRobertaCommand(['--max_steps', '2', '--output_dir', out], io)).toBe(2);
+    expect(err.join('\n')).toContain('holds earlier work (1 checkpoint, config.json)');
+    expect(await readFile(join(out, 'config.json'), 'utf8')).toBe('{"model_type": "llama"}');
+    expect((await readdir(out)).sort()).toEqual(['checkpoint-800', 'config.json']);
+  });
+
+  it('an unlabelled train row is an error naming file and line, not a run on loss 0', async () => {
+    const data = join(dir, 'unlabelled');
+    await mkdir(join(data, 'cb'), { recursive: true });
+    const row = (label?: string) =>
+      JSON.stringify({
+        premise: 'It rained.',
+        hypothesis: 'The street is wet.',
+        ...(label ? { label } : {}),
+      });
+    await writeFile(join(data, 'cb', 'train.jsonl'), `${row('entailment')}\n${row()}\n`);
+    await writeFile(join(data, 'cb', 'val.jsonl'), `${row('entailment')}\n`);
+    const out = join(dir, 'unlabelled-out');
+    const { io, err } = capture();
+    expect(
+      await runRobertaCommand(
+        ['--task_name', 'cb', '--data_dir', data, '--max_steps', '2', '--output_dir', out],
+        io,
+      ),
+    ).toBe(2);
+    expect(err.join('\n')).toMatch(/cb\/train\.jsonl line 2 must be a labelled example .*got "no label"/);
+    expect(existsSync(join(out, 'trainer_log.jsonl'))).toBe(false);
   });
 
   it('the embedded default is BAdam with the head in every block, unless another method is chosen', () => {

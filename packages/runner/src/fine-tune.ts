@@ -9,7 +9,7 @@ import {
   type TrainResult,
   totalElements,
 } from '@badam/core';
-import { parameterInfoOf } from '@badam/tfjs';
+import { nonFiniteTensors, parameterInfoOf } from '@badam/tfjs';
 import {
   estimateRunMemory,
   METHODS,
@@ -19,6 +19,8 @@ import {
 } from './fine-tuning-methods.js';
 import { createTrainerBackend, type RunnerModel } from './run-backend.js';
 import { flagName, type RunnerDialect, type RunOptions } from './run-options.js';
+import { checkResume, type RunSettings, runSettingsOf } from './run-settings.js';
+import { TrainingDivergedError } from './training-diverged-error.js';
 
 /** One fine-tuning run, as a runner describes it to {@link fineTune}. */
 export interface FineTuneSpec<TBatch> {
@@ -37,6 +39,11 @@ export interface FineTuneSpec<TBatch> {
   readonly backendLabel: string;
   /** Callbacks besides the standard set (progress, log, plot, NaN guard, Ctrl-C, block switches). */
   readonly callbacks?: readonly TrainerCallback[];
+  /**
+   * The runner's own settings that give a run its meaning (model, data, sequence length...), by the runner's
+   * flag names: saved in checkpoints beside the shared ones, and compared on resume.
+   */
+  readonly runSettings?: RunSettings;
   readonly io: RunIO;
 }
 
@@ -75,14 +82,20 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
     blockwise: options.method === 'block',
   });
   let train: TrainResult;
+  let lastGood: string | undefined;
   try {
     const g = options.gradientAccumulationSteps;
     const maxSteps =
       options.maxSteps ?? Math.max(1, Math.ceil((options.numTrainEpochs * (spec.trainData.length ?? 1)) / g));
     const store =
       options.saveSteps !== undefined || options.resumeFromCheckpoint !== undefined
-        ? new SafetensorsCheckpointStore({ outputDir: options.outputDir, keepLast: options.saveTotalLimit })
+        ? new SafetensorsCheckpointStore({
+            outputDir: options.outputDir,
+            keepLast: options.saveTotalLimit,
+            log: (message) => io.warn(`${dialect.name}: ${message}`),
+          })
         : undefined;
+    const settings = runSettingsOf(options, dialect, maxSteps, spec.runSettings);
     const trainer = new Trainer<TBatch>({
       backend: backend.trainer,
       trainData: spec.trainData,
@@ -111,6 +124,7 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
           ...(io.stream ? { stream: io.stream } : {}),
         }),
         ...(spec.callbacks ?? []),
+        { stateKey: 'run_settings', saveState: () => settings },
       ],
     });
     const resumeFrom =
@@ -119,13 +133,28 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
         : await store!.load(
             options.resumeFromCheckpoint === 'true' ? undefined : options.resumeFromCheckpoint,
           );
-    if (resumeFrom)
+    if (resumeFrom) {
+      checkResume(resumeFrom, settings, maxSteps, options, dialect, io);
       io.log(
         `${dialect.name}: resuming from ${resumeFrom.path} (step ${resumeFrom.trainerState.globalStep})`,
       );
+    }
     train = await trainer.train(resumeFrom ? { resumeFrom } : {});
+    lastGood = train.lastCheckpoint ?? resumeFrom?.path;
   } finally {
     backend.dispose(); // frees the optimizer's state and fixes the measured peak
+  }
+  // Never hand diverged weights to the runner to save: it would replace a good model with them.
+  const broken = train.diverged ? [] : nonFiniteTensors(model.tfjs.namedParameters());
+  if (train.diverged || broken.length > 0) {
+    throw new TrainingDivergedError({
+      step: train.state.globalStep,
+      reason:
+        train.stopReason ??
+        `${broken.length} weight tensor(s) hold NaN or infinity (${broken.slice(0, 3).join(', ')})`,
+      lastGoodCheckpoint: lastGood,
+      dialect,
+    });
   }
 
   const groups = trainedGroups(plan, parameters);

@@ -47,3 +47,6 @@ export {
   type RunOptions,
   resolveRunOptions,
 } from './run-options.js';
+export { prepareRunOutputDir } from './run-output-dir.js';
+export { checkResume, type RunSettings, runSettingsOf } from './run-settings.js';
+export { TrainingDivergedError } from './training-diverged-error.js';

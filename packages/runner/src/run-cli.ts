@@ -1,9 +1,11 @@
 import { CheckpointError } from '@badam/callbacks';
 import { BadamOptionError, BadamPartitionError, BadamStateError, UsageError } from '@badam/core';
+import { TrainingDivergedError } from './training-diverged-error.js';
 
 /**
  * The exit code for an error that ended a run: 2 for a command line that cannot run as given (a bad flag
- * or value), 1 for everything else (a file that cannot be read, a checkpoint that does not fit, a bug).
+ * or value), 1 for everything else (a file that cannot be read, a checkpoint that does not fit, training
+ * that diverged, a bug).
  */
 export function exitCodeOf(error: unknown): number {
   return error instanceof UsageError || error instanceof BadamOptionError ? 2 : 1;
@@ -16,7 +18,8 @@ function isExplained(error: unknown): boolean {
     error instanceof BadamOptionError ||
     error instanceof BadamPartitionError ||
     error instanceof BadamStateError ||
-    error instanceof CheckpointError
+    error instanceof CheckpointError ||
+    error instanceof TrainingDivergedError
   );
 }
 

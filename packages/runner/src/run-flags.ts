@@ -78,6 +78,11 @@ export const RUN_FLAGS = {
     type: 'string',
     help: 'a checkpoint directory, or true for the latest in output_dir',
   },
+  force_resume: {
+    type: 'boolean',
+    default: false,
+    help: "resume even where settings differ from the checkpoint's (learning rate, method, steps...)",
+  },
   plot_loss: { type: 'boolean', default: false, help: 'write training_loss.png' },
   seed: {
     type: 'integer',

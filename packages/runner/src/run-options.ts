@@ -33,8 +33,12 @@ export interface RunOptions {
   saveSteps: number | undefined;
   saveTotalLimit: number;
   outputDir: string;
+  /** True when the command line named no output directory (the runner's default is used). */
+  outputDirIsDefault: boolean;
   overwriteOutputDir: boolean;
   resumeFromCheckpoint: string | undefined;
+  /** Resume even where the command line's settings differ from the checkpoint's (`--force_resume`). */
+  forceResume: boolean;
   plotLoss: boolean;
   seed: number;
   tfjsBackend: TfjsBackendChoice;
@@ -143,8 +147,10 @@ export function resolveRunOptions(
     saveSteps: get('save_steps') as number | undefined,
     saveTotalLimit: get('save_total_limit') as number,
     outputDir: (get('output_dir') as string | undefined) ?? defaults.outputDir,
+    outputDirIsDefault: get('output_dir') === undefined,
     overwriteOutputDir: get('overwrite_output_dir') as boolean,
     resumeFromCheckpoint: get('resume_from_checkpoint') as string | undefined,
+    forceResume: (get('force_resume') as boolean | undefined) ?? false,
     plotLoss: get('plot_loss') as boolean,
     seed: get('seed') as number,
     tfjsBackend: get('tfjs_backend') as TfjsBackendChoice,
@@ -173,7 +179,7 @@ export function applyEmbeddedDefaults(
 }
 
 /** How a runner reads its command line: its flags, what makes a run the embedded default, and its options. */
-export interface RunnerCommandSpec<TOptions> {
+export interface RunnerCommandSpec<TOptions extends RunOptions> {
   readonly flags: Readonly<Record<string, FlagSpec>>;
   readonly dialect: RunnerDialect;
   /** True when the command line names no model or data of its own: the embedded default runs. */
@@ -193,7 +199,7 @@ export interface RunnerCommandSpec<TOptions> {
  * Parses a runner's command line: flags (unknown ones suggest the nearest), the embedded default's values
  * for what the command line leaves unset, then the runner's options.
  */
-export function parseRunnerCommand<TOptions>(
+export function parseRunnerCommand<TOptions extends RunOptions>(
   argv: readonly string[],
   spec: RunnerCommandSpec<TOptions>,
 ): { options: TOptions; embedded: boolean; help: boolean } {
@@ -209,5 +215,8 @@ export function parseRunnerCommand<TOptions>(
       spec.dialect,
     );
   }
-  return { options: spec.resolve(values), embedded, help: values.help === true };
+  const options = spec.resolve(values);
+  // An embedded default names its own output directory, but the user did not: it is still a default.
+  options.outputDirIsDefault = !explicit.has(flagName(spec.dialect, 'output_dir'));
+  return { options, embedded, help: values.help === true };
 }

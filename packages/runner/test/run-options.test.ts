@@ -80,11 +80,25 @@ describe("resolveRunOptions: one validation, in each runner's words", () => {
     [['--train_last_layer'], 'full', ROBERTA, '--train_last_layer applies to --use_block'],
     [['--switch_block_every', '0'], 'block', LLAMA, '--switch_block_every must be >= 1 or -1, got 0'],
     [['--switch_every', '-2'], 'sparse', ROBERTA, '--switch_every must be >= 1 or -1, got -2'],
-    [['--update_ratio', '1.5'], 'sparse', LLAMA, '--update_ratio must be in (0, 1], got 1.5'],
+    [['--update_ratio', '1.5'], 'sparse', LLAMA, '--update_ratio must be a number > 0 and <= 1, got "1.5"'],
+    [['--warmup_ratio', '2'], 'block', LLAMA, '--warmup_ratio must be a number >= 0 and <= 1, got "2"'],
+    [['--num_train_epochs', '0'], 'block', LLAMA, '--num_train_epochs must be a number > 0, got "0"'],
+    [
+      ['--learning_rate='],
+      'block',
+      LLAMA,
+      '--learning_rate must be a number >= 0, got "" (the value is empty)',
+    ],
     [['--resume_from_checkpoint', 'true', '--overwrite_output_dir'], 'block', LLAMA, 'contradict each other'],
   ] as const)('%j for %s (%#): a usage error that says what to change', (argv, method, dialect, message) => {
-    expect(() => resolve([...argv], method, dialect)).toThrow(UsageError);
-    expect(() => resolve([...argv], method, dialect)).toThrow(message);
+    let caught: unknown;
+    try {
+      resolve([...argv], method, dialect);
+    } catch (error) {
+      caught = error;
+    }
+    expect(exitCodeOf(caught)).toBe(2); // a UsageError or a flag's BadamOptionError: the command line's fault
+    expect((caught as Error).message).toContain(message);
   });
 
   it("maps each runner's spelling to the same options", () => {

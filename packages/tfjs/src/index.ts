@@ -33,6 +33,7 @@ export {
   validateNamedVariables,
 } from './named-variables.js';
 export { type NativeMatMulInfo, useNativeMatMul } from './native-kernels.js';
+export { nonFiniteTensors } from './non-finite.js';
 export { exportOptimizerState, importOptimizerState, type ParameterVariable } from './optimizer-state.js';
 export { type PeakMemoryTracker, trackPeakMemory } from './peak-memory.js';
 export { prepareTfjsBackend, TFJS_BACKEND_FLAGS } from './prepare-backend.js';

@@ -1,0 +1,112 @@
+import type { Checkpoint } from '@badam/core';
+import { UsageError } from '@badam/core';
+import type { RunFlagName } from './run-flags.js';
+import { flagName, type RunnerDialect, type RunOptions } from './run-options.js';
+
+/** Settings that give a run its meaning, by flag name as the runner spells it. */
+export type RunSettings = Readonly<Record<string, string | number | boolean | undefined>>;
+
+/** The key under which a run's method is kept (runners pick it with different flags). */
+const METHOD_KEY = 'method';
+
+/** The shared flags whose change makes a resumed run another run (logging, saving and backends may change). */
+const MEANINGFUL: readonly RunFlagName[] = [
+  'switch_block_every',
+  'switch_mode',
+  'start_block',
+  'update_ratio',
+  'mask_mode',
+  'per_device_train_batch_size',
+  'gradient_accumulation_steps',
+  'learning_rate',
+  'lr_scheduler_type',
+  'warmup_ratio',
+  'warmup_steps',
+  'weight_decay',
+  'max_grad_norm',
+  'seed',
+];
+
+/**
+ * What a checkpoint records of the run that wrote it: the method, the shared settings that change what
+ * training does, the resolved number of steps (`max_steps`, from `--num_train_epochs` too), and the runner's
+ * own (model, data, sequence length...).
+ */
+export function runSettingsOf(
+  options: RunOptions,
+  dialect: RunnerDialect,
+  maxSteps: number,
+  runner: RunSettings = {},
+): Record<string, string | number | boolean> {
+  const value: Record<RunFlagName, unknown> = {
+    switch_block_every: options.switchBlockEvery,
+    switch_mode: options.switchMode,
+    start_block: options.startBlock,
+    update_ratio: options.updateRatio,
+    mask_mode: options.maskMode,
+    per_device_train_batch_size: options.batchSize,
+    gradient_accumulation_steps: options.gradientAccumulationSteps,
+    learning_rate: options.learningRate,
+    lr_scheduler_type: options.lrSchedulerType,
+    warmup_ratio: options.warmupRatio,
+    warmup_steps: options.warmupSteps,
+    weight_decay: options.weightDecay,
+    max_grad_norm: options.maxGradNorm,
+    seed: options.seed,
+  } as Record<RunFlagName, unknown>;
+  const out: Record<string, string | number | boolean> = {
+    [METHOD_KEY]: options.method,
+    [flagName(dialect, 'max_steps')]: maxSteps,
+  };
+  for (const flag of MEANINGFUL) {
+    const v = value[flag];
+    if (v !== undefined) out[flagName(dialect, flag)] = v as string | number | boolean;
+  }
+  for (const [flag, v] of Object.entries(runner)) if (v !== undefined) out[flag] = v;
+  return out;
+}
+
+/**
+ * Refuses a resume that would not continue the checkpoint's run: `--max_steps` at or before the checkpoint's
+ * step (always), and any meaningful setting that differs from the checkpoint's, named with both values
+ * (unless `--force_resume`, which says what it overrides). Checkpoints written before settings were
+ * recorded are only checked for the step.
+ */
+export function checkResume(
+  checkpoint: Checkpoint,
+  settings: RunSettings,
+  maxSteps: number,
+  options: RunOptions,
+  dialect: RunnerDialect,
+  io: { warn(message: string): void },
+): void {
+  const step = checkpoint.trainerState.globalStep;
+  const maxStepsFlag = flagName(dialect, 'max_steps');
+  if (maxSteps <= step) {
+    throw new UsageError(
+      `--${maxStepsFlag} ${maxSteps} is already passed: ${checkpoint.path} is at step ${step}; give a larger --${maxStepsFlag} (or --${flagName(dialect, 'num_train_epochs')}) to train on from it`,
+    );
+  }
+  const saved = checkpoint.trainerState.callbacks?.run_settings as RunSettings | undefined;
+  if (saved === undefined || typeof saved !== 'object') return;
+  const describe = (flag: string, v: unknown) =>
+    flag === METHOD_KEY
+      ? dialect.describeMethods([v as never])
+      : `--${flag} ${v === undefined ? '(unset)' : String(v)}`;
+  const differences = [...new Set([...Object.keys(saved), ...Object.keys(settings)])]
+    .filter((flag) => JSON.stringify(saved[flag]) !== JSON.stringify(settings[flag]))
+    .map(
+      (flag) =>
+        `${flag === METHOD_KEY ? 'the method' : `--${flag}`}: ${describe(flag, saved[flag])} in the checkpoint, ${describe(flag, settings[flag])} now`,
+    );
+  if (differences.length === 0) return;
+  if (options.forceResume) {
+    io.warn(
+      `${dialect.name}: --force_resume: continuing ${checkpoint.path} with other settings (${differences.join('; ')})`,
+    );
+    return;
+  }
+  throw new UsageError(
+    `${checkpoint.path} was written by a run with other settings, so resuming would not continue it: ${differences.join('; ')}. Resume with the checkpoint's settings, or pass --force_resume to continue with these`,
+  );
+}

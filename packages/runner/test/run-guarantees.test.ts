@@ -1,0 +1,178 @@
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseFlags } from '@badam/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  exitCodeOf,
+  type FineTuningMethod,
+  fineTune,
+  prepareRunBackend,
+  prepareRunOutputDir,
+  type RunnerDialect,
+  resolveRunOptions,
+  runnerFlags,
+  TrainingDivergedError,
+} from '../src/index.js';
+import { regressionData, tinyMlp } from './fixtures/tiny-mlp.js';
+
+const DIALECT: RunnerDialect = {
+  name: 'test-runner',
+  describeMethods: (methods) => `--method ${methods.join(' or ')}`,
+};
+const FLAGS = runnerFlags();
+
+let dir: string;
+let label: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'badam-runner-guarantees-'));
+  label = await prepareRunBackend(
+    'tfjs',
+    { tfjsBackend: 'cpu', nativeKernels: false },
+    { kind: 'tiny MLP' },
+    () => {},
+  );
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+function options(flags: string[], method: FineTuningMethod = 'full') {
+  return resolveRunOptions(parseFlags(flags, FLAGS), method, DIALECT, { outputDir: join(dir, 'default') });
+}
+
+async function train(flags: string[], method: FineTuningMethod = 'full') {
+  const warnings: string[] = [];
+  const { model, named } = tinyMlp(1);
+  try {
+    const run = await fineTune({
+      dialect: DIALECT,
+      options: options(['--logging_steps', '1', ...flags], method),
+      model,
+      trainData: regressionData(),
+      trainExamples: 24,
+      defaultSwitchBlockEvery: 'suggest',
+      activationBytes: () => 0,
+      backendLabel: label,
+      io: { log: () => {}, warn: (m) => warnings.push(m) },
+    });
+    return { run, warnings };
+  } catch (error) {
+    return { error, warnings };
+  } finally {
+    for (const [, v] of named) v.dispose();
+  }
+}
+
+describe('a diverged run saves nothing from the diverged weights', () => {
+  it('exits non-zero naming the last good checkpoint, which stays as it was', async () => {
+    const out = join(dir, 'diverge');
+    await train(['--output_dir', out, '--max_steps', '4', '--save_steps', '2', '--learning_rate', '0.05']);
+    const good = await readFile(join(out, 'checkpoint-4', 'model.safetensors'));
+    // On from step 4 with a learning rate of 1e30: the loss becomes infinite and the guard stops the run.
+    const { error } = await train([
+      ...['--output_dir', out, '--max_steps', '10', '--save_steps', '2', '--learning_rate', '1e30'],
+      ...['--resume_from_checkpoint', join(out, 'checkpoint-4'), '--force_resume'],
+    ]);
+    expect(error).toBeInstanceOf(TrainingDivergedError);
+    expect(exitCodeOf(error)).toBe(1);
+    expect((error as Error).message).toMatch(
+      /^training diverged at step \d+ \(training stopped on a loss of (Infinity|NaN)\); no model was saved from the diverged weights\. The last good checkpoint is .*checkpoint-4: continue from it with --resume_from_checkpoint .*checkpoint-4 --force_resume and a lower --learning_rate$/,
+    );
+    expect((await readdir(out)).filter((e) => e.startsWith('checkpoint-')).sort()).toEqual([
+      'checkpoint-2',
+      'checkpoint-4',
+    ]);
+    expect(await readFile(join(out, 'checkpoint-4', 'model.safetensors'))).toEqual(good);
+  });
+
+  it('without checkpoints it says none was saved', async () => {
+    const { error } = await train([
+      '--output_dir',
+      join(dir, 'diverge-2'),
+      '--max_steps',
+      '6',
+      '--learning_rate',
+      '1e30',
+    ]);
+    expect((error as Error).message).toMatch(
+      /no model was saved from the diverged weights\. No checkpoint was saved before it \(--save_steps keeps some\): start again with a lower --learning_rate$/,
+    );
+  });
+});
+
+describe('resume refuses settings that change what the run means', () => {
+  let out: string;
+  beforeAll(async () => {
+    out = join(dir, 'resume');
+    await train(['--output_dir', out, '--max_steps', '4', '--save_steps', '2', '--learning_rate', '0.05']);
+  });
+  const resume = (extra: string[], method: FineTuningMethod = 'full') =>
+    train(['--output_dir', out, '--resume_from_checkpoint', join(out, 'checkpoint-2'), ...extra], method);
+
+  it('another method, learning rate or step count is refused naming each, before any work', async () => {
+    const { error } = await resume(['--max_steps', '6', '--learning_rate', '0.01'], 'lora');
+    expect(exitCodeOf(error)).toBe(2);
+    const message = (error as Error).message;
+    expect(message).toContain('was written by a run with other settings, so resuming would not continue it');
+    expect(message).toContain('the method: --method full in the checkpoint, --method lora now');
+    expect(message).toContain(
+      '--learning_rate: --learning_rate 0.05 in the checkpoint, --learning_rate 0.01 now',
+    );
+    expect(message).toContain('--max_steps: --max_steps 4 in the checkpoint, --max_steps 6 now');
+    expect(message).toContain('or pass --force_resume to continue with these');
+  });
+
+  it('a --max_steps already passed is refused even with --force_resume', async () => {
+    const { error } = await resume(['--max_steps', '2', '--learning_rate', '0.05', '--force_resume']);
+    expect((error as Error).message).toMatch(
+      /^--max_steps 2 is already passed: .*checkpoint-2 is at step 2; give a larger --max_steps \(or --num_train_epochs\)/,
+    );
+  });
+
+  it('the same settings resume; --force_resume continues with others and says what it overrides', async () => {
+    const same = await resume(['--max_steps', '4', '--learning_rate', '0.05']);
+    expect(same.error).toBeUndefined();
+    expect(same.run?.train.state.globalStep).toBe(4);
+    const forced = await resume(['--max_steps', '5', '--learning_rate', '0.05', '--force_resume']);
+    expect(forced.error).toBeUndefined();
+    expect(forced.warnings.join('\n')).toMatch(
+      /--force_resume: continuing .*checkpoint-2 with other settings \(--max_steps: --max_steps 4 in the checkpoint, --max_steps 5 now\)/,
+    );
+  });
+});
+
+describe('output directories', () => {
+  it('a default directory holding an earlier run is left alone: the run takes the next free one and says so', async () => {
+    const base = join(dir, 'defaults', 'embedded-block');
+    await mkdir(base, { recursive: true });
+    await writeFile(join(base, 'config.json'), '{"earlier": true}');
+    const logs: string[] = [];
+    const opts = options([]);
+    opts.outputDir = base;
+    expect(opts.outputDirIsDefault).toBe(true);
+    expect(await prepareRunOutputDir(opts, DIALECT, { log: (m) => logs.push(m) })).toBe(`${base}-2`);
+    expect(opts.outputDir).toBe(`${base}-2`);
+    expect(logs[0]).toContain(
+      'embedded-block holds an earlier run, which stays as it is; this run writes to',
+    );
+    expect(await readFile(join(base, 'config.json'), 'utf8')).toBe('{"earlier": true}');
+  });
+
+  it('a directory the user named is refused, and unfinished saves in it are reported when it is reused', async () => {
+    const named = join(dir, 'named');
+    await mkdir(join(named, '.checkpoint-8.0123abcd.tmp'), { recursive: true });
+    await writeFile(join(named, 'trainer_log.jsonl'), '{}\n');
+    await expect(
+      prepareRunOutputDir(options(['--output_dir', named]), DIALECT, { log: () => {} }),
+    ).rejects.toThrow(/holds earlier work \(trainer_log\.jsonl\): pass --overwrite_output_dir/);
+    const logs: string[] = [];
+    await prepareRunOutputDir(options(['--output_dir', named, '--overwrite_output_dir']), DIALECT, {
+      log: (m) => logs.push(m),
+    });
+    expect(logs).toEqual([
+      `test-runner: removed 1 unfinished save(s) an interrupted run left in ${named}: .checkpoint-8.0123abcd.tmp`,
+    ]);
+    expect(await readdir(named)).toEqual(['trainer_log.jsonl']);
+  });
+});
