@@ -286,6 +286,25 @@ describe('the embedded default', () => {
     );
   });
 
+  it('warns when a learning rate of 1e6 saturates the model into a uniform one, though the loss stays finite', async () => {
+    const out = join(dir, 'lr-1e6');
+    const { options } = trainOptionsFrom([
+      ...['--learning_rate', '1e6', '--max_steps', '8', '--logging_steps', '1', '--output_dir', out],
+    ]);
+    const run = capture();
+    await runEmbeddedDefault(
+      options,
+      { log: run.io.log, warn: run.io.warn },
+      { pretrainSteps: 4, trainExamples: 64, evalExamples: 8 },
+    );
+    const log = await jsonLines(join(out, 'trainer_log.jsonl'));
+    const last = log.filter((l) => typeof l.loss === 'number').at(-1)!;
+    expect(last.loss as number).toBeCloseTo(Math.log(new ByteTokenizer().vocabSize), 4); // a uniform model
+    expect(run.err.join('\n')).toMatch(
+      /BAdam: gradient norm 0 for 3 steps in a row at loss 5\.5568 \(step \d\): training has stalled/,
+    );
+  });
+
   it('compare runs block, full, lora and sparse from one start and writes a table and a plot (shrunk)', async () => {
     const out = join(dir, 'compare');
     const { options } = trainOptionsFrom([
