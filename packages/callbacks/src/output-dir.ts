@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { UsageError } from '@badam/core';
 import { writeFileAtomic } from '@badam/safetensors';
 
@@ -53,7 +53,7 @@ export async function prepareOutputDir(
     );
   }
   try {
-    await mkdir(directory, { recursive: true });
+    await makeDirectory(directory);
     // A probe: permissions, a read-only file system or a full disk show here, not in the first checkpoint.
     const probe = join(directory, `.badam-write-test.${randomBytes(4).toString('hex')}`);
     await writeFile(probe, '');
@@ -69,7 +69,9 @@ export async function prepareOutputDir(
             ? 'the file system is read-only'
             : code === 'ENOSPC'
               ? 'the disk is full'
-              : code;
+              : code === 'ENOENT'
+                ? 'the file system cannot make a directory there'
+                : code;
     throw new UsageError(
       `cannot write to output directory ${directory} (${why}): choose another --output_dir`,
     );
@@ -80,6 +82,23 @@ export async function prepareOutputDir(
       if (/^checkpoint-\d+$/.test(entry)) await rm(join(directory, entry), { recursive: true, force: true });
   }
   return unfinished;
+}
+
+/**
+ * `mkdir -p`, one level at a time: Node's recursive mkdir never returns on some paths (under /proc it
+ * loops on ENOENT), where this fails with the error of the level that cannot be made.
+ */
+async function makeDirectory(directory: string): Promise<void> {
+  const missing: string[] = [];
+  for (let path = resolve(directory); ; path = dirname(path)) {
+    if ((await stat(path).catch(() => undefined)) !== undefined || dirname(path) === path) break;
+    missing.push(path);
+  }
+  for (const path of missing.reverse()) {
+    await mkdir(path).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EEXIST') throw error;
+    });
+  }
 }
 
 function describeEntries(entries: readonly string[]): string {

@@ -357,6 +357,10 @@ describe('prepareOutputDir', () => {
     await expect(prepareOutputDir(join(file, 'run'), { overwrite: false, resuming: false })).rejects.toThrow(
       /cannot write to output directory .*config\.json\/run \(a part of the path is a file\): choose another --output_dir/,
     );
+    // Node's own recursive mkdir never returns here.
+    await expect(prepareOutputDir('/proc/badam-run', { overwrite: false, resuming: false })).rejects.toThrow(
+      /cannot write to output directory \/proc\/badam-run \(the file system cannot make a directory there\): choose another --output_dir/,
+    );
   });
 });
 
