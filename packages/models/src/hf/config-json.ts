@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BadamOptionError } from '@badam/core';
 
@@ -9,11 +9,20 @@ export async function readConfigJson(directory: string): Promise<{ json: unknown
   try {
     text = await readFile(path, 'utf8');
   } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const directoryExists = await stat(directory).then(
+      (s) => s.isDirectory(),
+      () => false,
+    );
     throw new BadamOptionError(
       'model directory',
       directory,
       'a directory with config.json',
-      `${path}: ${(error as NodeJS.ErrnoException).code}`,
+      !directoryExists
+        ? `${directory} does not exist or is not a directory`
+        : code === 'ENOENT'
+          ? `${path} does not exist: is this a Hugging Face model folder?`
+          : `${path}: ${code}`,
     );
   }
   try {
