@@ -1,43 +1,22 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readTrainerLog } from '@badam/callbacks';
 import { parseFlags, UsageError } from '@badam/core';
 import { SafetensorsFile } from '@badam/safetensors';
 import * as tf from '@tensorflow/tfjs-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   FINE_TUNING_METHODS,
   type FineTuningMethod,
   fineTune,
   prepareRunBackend,
-  type RunnerDialect,
   resolveRunOptions,
-  runnerFlags,
   writeRunResults,
 } from '../src/index.js';
-import { regressionData, tinyMlp } from './fixtures/tiny-mlp.js';
+import { DIALECT, FLAGS, runnerTestSetup, tinyMlpSpec } from './fixtures/test-runner.js';
+import { tinyMlp } from './fixtures/tiny-mlp.js';
 
-const DIALECT: RunnerDialect = {
-  name: 'test-runner',
-  describeMethods: (methods) => `--method ${methods.join(' or ')}`,
-};
-const FLAGS = runnerFlags();
-
-let dir: string;
-let label: string;
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'badam-runner-'));
-  label = await prepareRunBackend(
-    'tfjs',
-    { tfjsBackend: 'cpu', nativeKernels: false },
-    { kind: 'tiny MLP' },
-    () => {},
-  );
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+const setup = runnerTestSetup('badam-runner-');
 
 const quiet = { log: () => {}, warn: () => {} };
 
@@ -55,17 +34,7 @@ async function train(method: FineTuningMethod, outputDir: string, extra: string[
   ];
   const options = resolveRunOptions(parseFlags(flags, FLAGS), method, DIALECT, { outputDir, loraRank: 2 });
   const { named, model } = tinyMlp(seed);
-  const run = await fineTune({
-    dialect: DIALECT,
-    options,
-    model,
-    trainData: regressionData(),
-    trainExamples: 24,
-    defaultSwitchBlockEvery: 'suggest',
-    activationBytes: () => 0,
-    backendLabel: label,
-    io: quiet,
-  });
+  const run = await fineTune({ ...tinyMlpSpec(model, setup.label, quiet), options });
   const weights = new Map(model.tfjs.namedParameters().map(([n, v]) => [n, Float32Array.from(v.dataSync())]));
   for (const [, v] of model.tfjs.namedParameters()) v.dispose();
   return { run, weights, named };
@@ -74,7 +43,7 @@ async function train(method: FineTuningMethod, outputDir: string, extra: string[
 describe('fineTune: every method through one kit', () => {
   for (const method of FINE_TUNING_METHODS) {
     it(`${method}: resuming from step 5 of 10 in fresh variables ends on the same weights, bit for bit`, async () => {
-      const out = join(dir, method);
+      const out = join(setup.dir, method);
       const straight = await train(method, out, ['--max_steps', '10', '--save_steps', '5']);
       expect((await readdir(out)).filter((e) => e.startsWith('checkpoint-')).sort()).toEqual([
         'checkpoint-10',
@@ -102,7 +71,7 @@ describe('fineTune: every method through one kit', () => {
   it("reports what each method trains and holds: measured peak, core's estimate, trained parameters", async () => {
     const runs: Partial<Record<FineTuningMethod, Awaited<ReturnType<typeof train>>['run']>> = {};
     for (const m of FINE_TUNING_METHODS)
-      runs[m] = (await train(m, join(dir, `${m}-metrics`), ['--max_steps', '2'])).run;
+      runs[m] = (await train(m, join(setup.dir, `${m}-metrics`), ['--max_steps', '2'])).run;
     // Two layer blocks of 4x4 + 4; full trains all 6 tensors (72 entries); LoRA its 4 adapters (4x2 + 2x4 each).
     expect(runs.block!.metrics.trainable_parameters).toBe(20);
     expect(runs.block!.metrics.trained_parameters_per_block).toBe(2);
@@ -116,7 +85,7 @@ describe('fineTune: every method through one kit', () => {
   });
 
   it('logs, writes Hugging Face results files, and full Adam reports no BAdam block', async () => {
-    const out = join(dir, 'results');
+    const out = join(setup.dir, 'results');
     const { run } = await train('full', out, ['--max_steps', '3']);
     await writeRunResults(out, run.metrics);
     expect((await readdir(out)).sort()).toEqual([

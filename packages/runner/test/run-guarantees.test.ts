@@ -1,44 +1,24 @@
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseFlags } from '@badam/core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   exitCodeOf,
   type FineTuningMethod,
   fineTune,
-  prepareRunBackend,
   prepareRunOutputDir,
-  type RunnerDialect,
   resolveRunOptions,
-  runnerFlags,
   TrainingDivergedError,
 } from '../src/index.js';
-import { regressionData, tinyMlp } from './fixtures/tiny-mlp.js';
+import { DIALECT, FLAGS, runnerTestSetup, tinyMlpSpec } from './fixtures/test-runner.js';
+import { tinyMlp } from './fixtures/tiny-mlp.js';
 
-const DIALECT: RunnerDialect = {
-  name: 'test-runner',
-  describeMethods: (methods) => `--method ${methods.join(' or ')}`,
-};
-const FLAGS = runnerFlags();
-
-let dir: string;
-let label: string;
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'badam-runner-guarantees-'));
-  label = await prepareRunBackend(
-    'tfjs',
-    { tfjsBackend: 'cpu', nativeKernels: false },
-    { kind: 'tiny MLP' },
-    () => {},
-  );
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+const setup = runnerTestSetup('badam-runner-guarantees-');
 
 function options(flags: string[], method: FineTuningMethod = 'full') {
-  return resolveRunOptions(parseFlags(flags, FLAGS), method, DIALECT, { outputDir: join(dir, 'default') });
+  return resolveRunOptions(parseFlags(flags, FLAGS), method, DIALECT, {
+    outputDir: join(setup.dir, 'default'),
+  });
 }
 
 async function train(flags: string[], method: FineTuningMethod = 'full') {
@@ -46,15 +26,8 @@ async function train(flags: string[], method: FineTuningMethod = 'full') {
   const { model, named } = tinyMlp(1);
   try {
     const run = await fineTune({
-      dialect: DIALECT,
+      ...tinyMlpSpec(model, setup.label, { log: () => {}, warn: (m) => warnings.push(m) }),
       options: options(['--logging_steps', '1', ...flags], method),
-      model,
-      trainData: regressionData(),
-      trainExamples: 24,
-      defaultSwitchBlockEvery: 'suggest',
-      activationBytes: () => 0,
-      backendLabel: label,
-      io: { log: () => {}, warn: (m) => warnings.push(m) },
     });
     return { run, warnings };
   } catch (error) {
@@ -66,7 +39,7 @@ async function train(flags: string[], method: FineTuningMethod = 'full') {
 
 describe('a diverged run saves nothing from the diverged weights', () => {
   it('exits non-zero naming the last good checkpoint, which stays as it was', async () => {
-    const out = join(dir, 'diverge');
+    const out = join(setup.dir, 'diverge');
     await train(['--output_dir', out, '--max_steps', '4', '--save_steps', '2', '--learning_rate', '0.05']);
     const good = await readFile(join(out, 'checkpoint-4', 'model.safetensors'));
     // On from step 4 with a learning rate of 1e30: the loss becomes infinite and the guard stops the run.
@@ -89,7 +62,7 @@ describe('a diverged run saves nothing from the diverged weights', () => {
   it('without checkpoints it says none was saved', async () => {
     const { error } = await train([
       '--output_dir',
-      join(dir, 'diverge-2'),
+      join(setup.dir, 'diverge-2'),
       '--max_steps',
       '6',
       '--learning_rate',
@@ -104,7 +77,7 @@ describe('a diverged run saves nothing from the diverged weights', () => {
 describe('resume refuses settings that change what the run means', () => {
   let out: string;
   beforeAll(async () => {
-    out = join(dir, 'resume');
+    out = join(setup.dir, 'resume');
     await train(['--output_dir', out, '--max_steps', '4', '--save_steps', '2', '--learning_rate', '0.05']);
   });
   const resume = (extra: string[], method: FineTuningMethod = 'full') =>
@@ -144,7 +117,7 @@ describe('resume refuses settings that change what the run means', () => {
 
 describe('output directories', () => {
   it('a default directory holding an earlier run is left alone: the run takes the next free one and says so', async () => {
-    const base = join(dir, 'defaults', 'embedded-block');
+    const base = join(setup.dir, 'defaults', 'embedded-block');
     await mkdir(base, { recursive: true });
     await writeFile(join(base, 'config.json'), '{"earlier": true}');
     const logs: string[] = [];
@@ -160,7 +133,7 @@ describe('output directories', () => {
   });
 
   it('a directory the user named is refused, and unfinished saves in it are reported when it is reused', async () => {
-    const named = join(dir, 'named');
+    const named = join(setup.dir, 'named');
     await mkdir(join(named, '.checkpoint-8.0123abcd.tmp'), { recursive: true });
     await writeFile(join(named, 'trainer_log.jsonl'), '{}\n');
     await expect(
