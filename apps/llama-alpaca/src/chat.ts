@@ -25,7 +25,7 @@ export const CHAT_FLAGS: Readonly<Record<string, FlagSpec>> = {
   system: { type: 'string', default: '', help: 'system prompt' },
   max_new_tokens: { type: 'integer', min: 1, default: 128, help: 'most new tokens per answer' },
   temperature: { type: 'number', min: 0, default: 0, help: '0 is greedy' },
-  top_p: { type: 'number', min: 0, default: 1, help: 'nucleus sampling' },
+  top_p: { type: 'number', min: 0, exclusiveMin: true, max: 1, default: 1, help: 'nucleus sampling' },
   seed: { type: 'integer', min: 0, default: 0, help: 'sampling seed' },
   tfjs_backend: {
     type: 'string',

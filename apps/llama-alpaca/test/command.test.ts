@@ -158,6 +158,12 @@ describe('badam-llama flags', () => {
     }
   });
 
+  it('chat checks --top_p before loading anything', async () => {
+    const { io, err } = capture();
+    expect(await runCommand(['chat', '--top_p', '0', '--model_name_or_path', join(dir, 'none')], io)).toBe(2);
+    expect(err.join('\n')).toContain('--top_p must be a number > 0 and <= 1, got "0"');
+  });
+
   it('chat without a model says which flag is missing', async () => {
     const { io, err } = capture();
     expect(await runCommand(['chat'], io)).toBe(2);
