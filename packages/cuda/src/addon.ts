@@ -124,10 +124,10 @@ const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
 
 /** What to do when no addon loads: the tools a build from source needs and the command that runs it. */
 const BUILD_FROM_SOURCE =
-  'to build it from source for this machine, install a C++ compiler (g++; Debian/Ubuntu: apt-get install g++; ' +
-  'add the CUDA toolkit with nvcc for the GPU device) and run `npm rebuild @badam/cuda` (with pnpm, allow the ' +
-  "package to run its install script: `allowBuilds: { '@badam/cuda': true }` in pnpm-workspace.yaml, then " +
-  '`pnpm rebuild @badam/cuda`)';
+  'to build it from source for this machine, install a C++ compiler (g++; Debian/Ubuntu: apt-get install g++; add the CUDA toolkit with nvcc for the GPU device), ' +
+  'let the package run its install script (npm: `npm install-scripts approve @badam/cuda` where npm asks; ' +
+  "pnpm: `allowBuilds: { '@badam/cuda': true }` in pnpm-workspace.yaml) and run `npm rebuild @badam/cuda` " +
+  '(pnpm: `pnpm rebuild @badam/cuda`)';
 
 let cached: { addon?: CudaAddon; path?: string; error?: string } | undefined;
 

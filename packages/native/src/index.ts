@@ -43,9 +43,10 @@ const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
 
 /** What to do when no addon loads: the tools a build from source needs and the command that runs it. */
 const BUILD_FROM_SOURCE =
-  'to build it from source for this machine, install a C++ compiler (g++; Debian/Ubuntu: apt-get install g++) ' +
-  'and run `npm rebuild @badam/native` (with pnpm, allow the package to run its install script: ' +
-  "`allowBuilds: { '@badam/native': true }` in pnpm-workspace.yaml, then `pnpm rebuild @badam/native`)";
+  'to build it from source for this machine, install a C++ compiler (g++; Debian/Ubuntu: apt-get install g++), ' +
+  'let the package run its install script (npm: `npm install-scripts approve @badam/native` where npm asks; ' +
+  "pnpm: `allowBuilds: { '@badam/native': true }` in pnpm-workspace.yaml) and run `npm rebuild @badam/native` " +
+  '(pnpm: `pnpm rebuild @badam/native`)';
 
 function load(): { addon: Addon | undefined; error: string | undefined } {
   const root = packageRoot();
