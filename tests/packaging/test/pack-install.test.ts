@@ -199,15 +199,16 @@ console.log(JSON.stringify({ status: Device.cudaStatus(), read: [...t.read()] })
   });
 
   it("the packages' command-line tools run from node_modules/.bin", () => {
-    const estimate = spawnSync(
-      join(project, 'node_modules', '.bin', 'badam-estimate'),
-      ['--model', 'llama3-8b'],
-      {
-        encoding: 'utf8',
-      },
-    );
+    const bin = (name: string, args: string[]) =>
+      spawnSync(join(project, 'node_modules', '.bin', name), args, { cwd: project, encoding: 'utf8' });
+    const estimate = bin('badam-estimate', ['--model', 'llama3-8b']);
     expect(estimate.status, estimate.stderr).toBe(0);
     expect(estimate.stdout).toMatch(/BAdam/);
+    for (const app of ['badam-llama', 'badam-roberta']) {
+      const help = bin(app, ['--help']);
+      expect(help.status, `${app}: ${help.stderr}`).toBe(0);
+      expect(help.stdout).toContain(`Usage:\n  ${app}`);
+    }
   });
 
   it('without a matching prebuild, npm rebuild builds @badam/native from source; with neither, the error says what to do', () => {
