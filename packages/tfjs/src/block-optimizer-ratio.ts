@@ -17,11 +17,11 @@ import {
   assertVariablesListed,
   decodeConfigValue,
   encodeConfigValue,
-  jsonTensor,
+  optimizerWeights,
+  readOptimizerWeights,
   type SavedParameter,
   savedParametersOf,
   TrainableFlags,
-  tensorJson,
   variablesFromList,
   variablesFromRegistry,
 } from './optimizer-serialization.js';
@@ -59,10 +59,8 @@ interface BoundRatio {
   readonly trainableFlags: TrainableFlags;
 }
 
-/** Name of the weight that carries the mask schedule among a BlockOptimizerRatio's weights. */
-const STATE_WEIGHT = 'badam/ratio-state';
-/** Prefix of the masked Adam state among a BlockOptimizerRatio's weights. */
-const TENSOR_PREFIX = 'badam/';
+/** The weight that carries the mask schedule among a BlockOptimizerRatio's weights (`badam/ratio-state`). */
+const STATE_WEIGHT = 'ratio-state';
 
 interface MaskedState {
   readonly m: tf.Variable;
@@ -354,17 +352,8 @@ export class BlockOptimizerRatio extends tf.Optimizer {
   override async getWeights(): Promise<NamedTensor[]> {
     const { named } = this.requireBound();
     tf.dispose(this.lastWeights);
-    const weights: NamedTensor[] = [
-      await this.saveIterations(),
-      {
-        name: STATE_WEIGHT,
-        tensor: jsonTensor({ state: this.state(), parameters: savedParametersOf(named) }),
-      },
-      ...this.stateTensors().map((t) => ({
-        name: `${TENSOR_PREFIX}${t.name}`,
-        tensor: tf.tensor(t.data as Float32Array, [...t.shape], 'float32'),
-      })),
-    ];
+    const state = { state: this.state(), parameters: savedParametersOf(named) };
+    const weights = optimizerWeights(await this.saveIterations(), STATE_WEIGHT, state, this.stateTensors());
     this.lastWeights = weights.map((w) => w.tensor);
     return weights;
   }
@@ -372,32 +361,13 @@ export class BlockOptimizerRatio extends tf.Optimizer {
   /** Restores {@link getWeights}: the windows and their Adam state continue where they were. */
   override async setWeights(weightValues: NamedTensor[]): Promise<void> {
     const rest = await this.extractIterations(weightValues);
-    const stateWeight = rest.find((w) => w.name === STATE_WEIGHT);
-    if (stateWeight === undefined) {
-      throw new BadamStateError(
-        `BlockOptimizerRatio.setWeights: no ${STATE_WEIGHT} among the ${weightValues.length} weights; ` +
-          "give it the weights a BlockOptimizerRatio's getWeights() returned",
-      );
-    }
-    const saved = (await tensorJson(stateWeight.tensor)) as {
-      state: UpdateMaskState;
-      parameters: SavedParameter[];
-    };
+    const read = await readOptimizerWeights(rest, STATE_WEIGHT, 'BlockOptimizerRatio');
+    const saved = read.state as { state: UpdateMaskState; parameters: SavedParameter[] };
     if (this.bound === undefined) {
       this.bind(variablesFromRegistry(saved.parameters, 'BlockOptimizerRatio'));
     }
-    const arrays: NamedArray[] = [];
-    for (const w of rest) {
-      if (w === stateWeight || !w.name.startsWith(TENSOR_PREFIX)) continue;
-      arrays.push({
-        name: w.name.slice(TENSOR_PREFIX.length),
-        dtype: 'float32',
-        shape: [...w.tensor.shape],
-        data: Float32Array.from(await w.tensor.data()),
-      });
-    }
     this.loadState(saved.state);
-    this.loadStateTensors(arrays);
+    this.loadStateTensors(read.arrays);
   }
 
   /** Frees the Adam state and gives the variables back their `trainable` flags as they were before. */

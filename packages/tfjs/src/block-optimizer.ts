@@ -8,7 +8,6 @@ import {
   consoleLog,
   type BlockOptimizerOptions as EngineOptions,
   type LogFn,
-  type NamedArray,
   type StepOutcome,
 } from '@badam/core';
 import * as tf from '@tensorflow/tfjs-core';
@@ -27,11 +26,11 @@ import {
   assertVariablesListed,
   decodeConfigValue,
   encodeConfigValue,
-  jsonTensor,
+  optimizerWeights,
+  readOptimizerWeights,
   type SavedParameter,
   savedParametersOf,
   TrainableFlags,
-  tensorJson,
   variablesFromList,
   variablesFromRegistry,
 } from './optimizer-serialization.js';
@@ -51,10 +50,8 @@ interface Bound {
   readonly trainableFlags: TrainableFlags;
 }
 
-/** Name of the weight that carries BAdam's schedule and counters among a BlockOptimizer's weights. */
-const STATE_WEIGHT = 'badam/state';
-/** Prefix of the active block's optimizer tensors among a BlockOptimizer's weights. */
-const TENSOR_PREFIX = 'badam/';
+/** The weight that carries BAdam's schedule and counters among a BlockOptimizer's weights (`badam/state`). */
+const STATE_WEIGHT = 'state';
 
 /** Options of the tfjs {@link BlockOptimizer}: core's options, with tfjs types for the optimizer and parameters. */
 export interface BlockOptimizerOptions
@@ -300,18 +297,9 @@ export class BlockOptimizer extends tf.Optimizer {
   override async getWeights(): Promise<NamedTensor[]> {
     const { engine, backend, named } = this.requireBound();
     tf.dispose(this.lastWeights);
+    const state = { state: engine.state(), parameters: savedParametersOf(named) };
     const tensors = await backend.exportOptimizerTensors();
-    const weights: NamedTensor[] = [
-      await this.saveIterations(),
-      {
-        name: STATE_WEIGHT,
-        tensor: jsonTensor({ state: engine.state(), parameters: savedParametersOf(named) }),
-      },
-      ...tensors.map((t) => ({
-        name: `${TENSOR_PREFIX}${t.name}`,
-        tensor: tf.tensor(t.data as Float32Array, [...t.shape], 'float32'),
-      })),
-    ];
+    const weights = optimizerWeights(await this.saveIterations(), STATE_WEIGHT, state, tensors);
     this.lastWeights = weights.map((w) => w.tensor);
     return weights;
   }
@@ -323,33 +311,12 @@ export class BlockOptimizer extends tf.Optimizer {
    */
   override async setWeights(weightValues: NamedTensor[]): Promise<void> {
     const rest = await this.extractIterations(weightValues);
-    const stateWeight = rest.find((w) => w.name === STATE_WEIGHT);
-    if (stateWeight === undefined) {
-      throw new BadamStateError(
-        `BlockOptimizer.setWeights: no ${STATE_WEIGHT} among the ${weightValues.length} weights (${weightValues
-          .slice(0, 3)
-          .map((w) => w.name)
-          .join(', ')}...); give it the weights a BlockOptimizer's getWeights() returned`,
-      );
-    }
-    const saved = (await tensorJson(stateWeight.tensor)) as {
-      state: BlockOptimizerState;
-      parameters: SavedParameter[];
-    };
+    const read = await readOptimizerWeights(rest, STATE_WEIGHT, 'BlockOptimizer');
+    const saved = read.state as { state: BlockOptimizerState; parameters: SavedParameter[] };
     if (this.bound === undefined) this.bind(variablesFromRegistry(saved.parameters, 'BlockOptimizer'));
-    const tensors: NamedArray[] = [];
-    for (const w of rest) {
-      if (w === stateWeight || !w.name.startsWith(TENSOR_PREFIX)) continue;
-      tensors.push({
-        name: w.name.slice(TENSOR_PREFIX.length),
-        dtype: 'float32',
-        shape: [...w.tensor.shape],
-        data: Float32Array.from(await w.tensor.data()),
-      });
-    }
     const { engine, backend } = this.requireBound();
     engine.loadState(saved.state);
-    await backend.importOptimizerTensors(tensors, engine.stepsInBlock);
+    await backend.importOptimizerTensors(read.arrays, engine.stepsInBlock);
     this.iterations_ = engine.globalStepCount;
   }
 

@@ -1,5 +1,6 @@
-import { BadamStateError } from '@badam/core';
+import { BadamStateError, type NamedArray } from '@badam/core';
 import * as tf from '@tensorflow/tfjs-core';
+import type { NamedTensor } from './named-tensor.js';
 import type { NamedVariable } from './named-variables.js';
 
 /**
@@ -41,12 +42,12 @@ export function decodeConfigValue(text: unknown, what: string): unknown {
 }
 
 /** Plain JSON as an int32 tensor of its UTF-8 bytes: how an optimizer's schedule travels among its weights. */
-export function jsonTensor(value: unknown): tf.Tensor1D {
+function jsonTensor(value: unknown): tf.Tensor1D {
   return tf.tensor1d(Array.from(new TextEncoder().encode(JSON.stringify(value))), 'int32');
 }
 
 /** Reads {@link jsonTensor}. */
-export async function tensorJson(tensor: tf.Tensor): Promise<unknown> {
+async function tensorJson(tensor: tf.Tensor): Promise<unknown> {
   const bytes = Uint8Array.from(await tensor.data());
   return JSON.parse(new TextDecoder().decode(bytes));
 }
@@ -142,4 +143,56 @@ export class TrainableFlags {
       if (!variable.isDisposed) variable.trainable = trainable;
     }
   }
+}
+
+/** Prefix of a BAdam optimizer's weights: its state JSON and its named optimizer tensors. */
+const WEIGHT_PREFIX = 'badam/';
+
+/**
+ * A BAdam optimizer's weights as tf.Optimizers give them: the iteration count first, then the optimizer's
+ * own state as JSON in an int32 tensor named `badam/<stateName>`, then its tensors as `badam/<name>`. The
+ * caller owns the new tensors.
+ */
+export function optimizerWeights(
+  iterations: NamedTensor,
+  stateName: string,
+  state: unknown,
+  arrays: readonly NamedArray[],
+): NamedTensor[] {
+  return [
+    iterations,
+    { name: `${WEIGHT_PREFIX}${stateName}`, tensor: jsonTensor(state) },
+    ...arrays.map((a) => ({
+      name: `${WEIGHT_PREFIX}${a.name}`,
+      tensor: tf.tensor(a.data as Float32Array, [...a.shape], 'float32'),
+    })),
+  ];
+}
+
+/** Reads {@link optimizerWeights} (without the iteration count, which tf.Optimizer's `extractIterations` takes). */
+export async function readOptimizerWeights(
+  weights: readonly NamedTensor[],
+  stateName: string,
+  who: string,
+): Promise<{ state: unknown; arrays: NamedArray[] }> {
+  const stateWeight = weights.find((w) => w.name === `${WEIGHT_PREFIX}${stateName}`);
+  if (stateWeight === undefined) {
+    throw new BadamStateError(
+      `${who}.setWeights: no ${WEIGHT_PREFIX}${stateName} among the weights (${weights
+        .slice(0, 3)
+        .map((w) => w.name)
+        .join(', ')}...); give it the weights a ${who}'s getWeights() returned`,
+    );
+  }
+  const arrays: NamedArray[] = [];
+  for (const w of weights) {
+    if (w === stateWeight || !w.name.startsWith(WEIGHT_PREFIX)) continue;
+    arrays.push({
+      name: w.name.slice(WEIGHT_PREFIX.length),
+      dtype: 'float32',
+      shape: [...w.tensor.shape],
+      data: Float32Array.from(await w.tensor.data()),
+    });
+  }
+  return { state: await tensorJson(stateWeight.tensor), arrays };
 }
