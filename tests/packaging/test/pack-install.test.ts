@@ -196,6 +196,13 @@ console.log(JSON.stringify({ status: Device.cudaStatus(), read: [...t.read()] })
     const cpuOnly = existsSync(join(installed('@badam/cuda'), 'prebuilds', platform, 'cuda-unavailable.txt'));
     expect(status.status.compiled).toBe(!cpuOnly);
     if (status.status.devices === 0) expect(status.status.reason).toBeTruthy();
+    // It loads without CUDA because it links no CUDA library: cudart is static, cuBLAS is dlopen'ed.
+    const prebuild = join(installed('@badam/cuda'), 'prebuilds', platform, 'badam_cuda.napi.glibc.node');
+    const needed = [
+      ...execFileSync('readelf', ['-d', prebuild], { encoding: 'utf8' }).matchAll(/\(NEEDED\).*\[(.+)\]/g),
+    ];
+    expect(needed.map((m) => m[1])).toContain('libc.so.6');
+    expect(needed.map((m) => m[1]).filter((lib) => /cu(da|blas)/.test(lib!))).toEqual([]);
   });
 
   it("the packages' command-line tools run from node_modules/.bin", () => {
