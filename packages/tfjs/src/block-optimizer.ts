@@ -161,7 +161,8 @@ export class BlockOptimizer extends tf.Optimizer {
   /**
    * Runs `f`, computes the gradients of its scalar result for the trainable variables only, and counts a
    * micro-batch: every `gradientAccumulationSteps`-th call applies the update (and switches blocks after K
-   * updates). `varList` (passed by `LayersModel.fit`) is ignored: the active block decides what trains.
+   * updates). `varList` (passed by `LayersModel.fit`) does not choose what trains, the active block does;
+   * it gives an optimizer made from a config its variables, and one that trains none of them throws.
    */
   override minimize(f: () => tf.Scalar, returnCost = false, varList?: tf.Variable[]): tf.Scalar | null {
     if (this.bound === undefined) this.bind(variablesFromList(this.saved!, varList, 'BlockOptimizer'));

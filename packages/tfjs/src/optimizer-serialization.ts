@@ -109,21 +109,24 @@ export function variablesFromList(
   return saved.map((p, i) => [p.name, varList![i]!] as const);
 }
 
-/** Throws unless the variables an optimizer trains are among those `minimize` was asked to train. */
+/**
+ * Throws when none of the variables an optimizer trains is among those `minimize` was asked to train: the
+ * optimizer then belongs to another model (or found the wrong variables). A partial overlap is allowed (a
+ * model's frozen layers are not in `LayersModel.fit`'s list, and the active block decides what trains).
+ */
 export function assertVariablesListed(
   named: readonly NamedVariable[],
   varList: readonly tf.Variable[] | undefined,
   who: string,
 ): void {
-  if (varList === undefined) return;
+  if (varList === undefined || varList.length === 0) return;
   const listed = new Set(varList);
-  const missing = named.find(([, variable]) => !listed.has(variable));
-  if (missing !== undefined) {
-    throw new BadamStateError(
-      `${who} trains ${missing[0]} (variable ${missing[1].name}), which is not among the variables minimize() was given; ` +
-        'the optimizer belongs to another model: give each model its own optimizer',
-    );
-  }
+  if (named.some(([, variable]) => listed.has(variable))) return;
+  const [name, variable] = named[0]!;
+  throw new BadamStateError(
+    `${who} trains none of the ${varList.length} variables minimize() was given (it trains ${name}, variable ${variable.name}, ...); ` +
+      'the optimizer belongs to another model: give each model its own optimizer',
+  );
 }
 
 /**

@@ -171,6 +171,22 @@ describe('BlockOptimizer as a tf.Optimizer of LayersModels', () => {
     adam.dispose();
   });
 
+  it("refuses to train a model none of whose variables it knows (another model's optimizer)", async () => {
+    const mine = defaultNamedModel(4);
+    const other = defaultNamedModel(5);
+    const optimizer = new BlockOptimizer({
+      baseOptimizer: tf.train.adam(0.01),
+      namedParameters: namedVariablesFromLayersModel(mine),
+      blockPrefixList: blockPrefixesFromLayersModel(mine),
+      verbose: 0,
+    });
+    other.compile({ optimizer, loss: 'meanSquaredError' });
+    const x = tf.randomNormal([8, 4], 0, 1, 'float32', 3);
+    const y = tf.randomNormal([8, 2], 0, 1, 'float32', 4);
+    await expect(other.trainOnBatch(x, y)).rejects.toThrow(/trains none of the 6 variables.*another model/);
+    tf.dispose([x, y]);
+  });
+
   for (const [label, base] of [
     ['tf.train.adam', () => tf.train.adam(0.02)],
     ["{ type: 'adamw' }", () => ({ type: 'adamw' as const, learningRate: 0.02, weightDecay: 0.1 })],
