@@ -5,6 +5,7 @@
 #   ../shared/device/pack-node.sh                     # packs this machine's node into .device/
 #   run: bash packages/cuda/device-check.sh           # carry: .device packages/cuda/build packages/cuda/dist
 #                                                     #        packages/core/dist packages/safetensors/dist
+#                                                     #        node_modules/.pnpm/node-gyp-build@4.8.4
 #
 # It unpacks node to /tmp, links the workspace packages the check imports, runs every kernel on the GPU
 # against its CPU reference, the backend against the CPU device, and the timings, and writes
@@ -22,7 +23,7 @@ fi
 export PATH="$NODE_DIR:$PATH"
 node --version
 
-for f in packages/cuda/build/badam_cuda.node packages/cuda/dist/src/cli/device-check.js packages/core/dist/index.js packages/safetensors/dist/index.js; do
+for f in packages/cuda/build/Release/badam_cuda.node node_modules/.pnpm/node-gyp-build@4.8.4/node_modules/node-gyp-build/index.js packages/cuda/dist/src/cli/device-check.js packages/core/dist/index.js packages/safetensors/dist/index.js; do
   [ -e "$f" ] || { echo "device-check: $f is missing: build here (pnpm --filter @badam/cuda... build) and carry it" >&2; exit 2; }
 done
 # Workspace links as pnpm makes them (node_modules is not carried).
@@ -30,6 +31,7 @@ mkdir -p packages/cuda/node_modules/@badam packages/safetensors/node_modules/@ba
 ln -sfn ../../../core packages/cuda/node_modules/@badam/core
 ln -sfn ../../../safetensors packages/cuda/node_modules/@badam/safetensors
 ln -sfn ../../../core packages/safetensors/node_modules/@badam/core
+ln -sfn ../../../node_modules/.pnpm/node-gyp-build@4.8.4/node_modules/node-gyp-build packages/cuda/node_modules/node-gyp-build
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 OUT_FILE="${OUT:-/tmp}/device-check.json"

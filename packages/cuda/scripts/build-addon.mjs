@@ -1,24 +1,33 @@
-// Builds the @badam/cuda addon (build/badam_cuda.node) with nothing downloaded:
+// Builds the @badam/cuda addon from the shipped sources into build/Release/badam_cuda.node (node-gyp's
+// layout, where node-gyp-build looks before the prebuilds), with nothing downloaded:
 //   - with nvcc (CUDA 12 or 13) when it is found: the CUDA device for sm_80 and sm_90 plus PTX, cudart
 //     linked statically, cuBLAS loaded at run time with dlopen;
 //   - with g++ alone otherwise (or with BADAM_CUDA=0): the CPU device only, whose kernels are the references.
-// Without g++ the package still installs; loading it then says what is missing.
+// Without g++ nothing fails here; build/Release/unavailable.txt says why, and loading the package repeats
+// it with what to install. A CPU-only build leaves build/Release/cuda-unavailable.txt with the reason.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const src = join(root, 'native');
-const out = join(root, 'build');
-const obj = join(out, 'obj');
+const out = join(root, 'build', 'Release');
+const obj = join(root, 'build', 'obj');
 mkdirSync(obj, { recursive: true });
+mkdirSync(out, { recursive: true });
 const target = join(out, 'badam_cuda.node');
+// Linked beside the target and renamed over it, so a failed build never leaves half an addon.
+const partial = `${target}.tmp`;
 const notes = { unavailable: join(out, 'unavailable.txt'), noCuda: join(out, 'cuda-unavailable.txt') };
 for (const f of [...Object.values(notes), target]) rmSync(f, { force: true });
 
 const cxx = process.env.CXX ?? 'g++';
-const nodeInclude = [join(dirname(process.execPath), '..', 'include', 'node'), process.env.NODE_INCLUDE_DIR]
+const nodeInclude = [
+  join(dirname(process.execPath), '..', 'include', 'node'),
+  process.env.NODE_INCLUDE_DIR,
+  process.env.npm_config_nodedir && join(process.env.npm_config_nodedir, 'include', 'node'),
+]
   .filter(Boolean)
   .find((dir) => existsSync(join(dir, 'node_api.h')));
 const run = (cmd, args) => execFileSync(cmd, args, { stdio: ['ignore', 'inherit', 'inherit'] });
@@ -70,17 +79,19 @@ function buildCuda({ home, nvcc }) {
   run(cxx, [
     '-shared',
     '-o',
-    target,
+    partial,
     ...objects,
     join(home, 'lib64', 'libcudart_static.a'),
     '-ldl',
     '-lpthread',
     '-lrt',
   ]);
+  renameSync(partial, target);
 }
 
 function buildCpu() {
-  run(cxx, [...common, '-shared', '-pthread', ...hostSources.map((f) => join(src, f)), '-o', target]);
+  run(cxx, [...common, '-shared', '-pthread', ...hostSources.map((f) => join(src, f)), '-o', partial]);
+  renameSync(partial, target);
 }
 
 if (nodeInclude === undefined) {
@@ -97,8 +108,9 @@ if (nodeInclude === undefined) {
       console.log(`@badam/cuda: building with ${cuda.nvcc} (sm_80, sm_90, PTX) ...`);
       buildCuda(cuda);
       built = true;
-      console.log('@badam/cuda: built build/badam_cuda.node with the CUDA device');
+      console.log('@badam/cuda: built build/Release/badam_cuda.node with the CUDA device');
     } catch (error) {
+      rmSync(partial, { force: true });
       cuda.reason = `the CUDA build failed (${String(error.message).split('\n')[0]})`;
     }
   }
@@ -106,11 +118,12 @@ if (nodeInclude === undefined) {
     writeFileSync(notes.noCuda, `${cuda.reason}\n`);
     try {
       buildCpu();
-      console.log(`@badam/cuda: built build/badam_cuda.node, CPU device only: ${cuda.reason}`);
+      console.log(`@badam/cuda: built build/Release/badam_cuda.node, CPU device only: ${cuda.reason}`);
     } catch (error) {
+      rmSync(partial, { force: true });
       writeFileSync(
         notes.unavailable,
-        `${cxx} failed or is not installed (${String(error.message).split('\n')[0]}); install g++\n`,
+        `${cxx} failed or is not installed (${String(error.message).split('\n')[0]}); install a C++ compiler (g++)\n`,
       );
       console.warn('@badam/cuda: not built: no C++ compiler');
     }

@@ -118,42 +118,59 @@ function packageRoot(): string {
   return dir;
 }
 
-const build = (file: string) => join(packageRoot(), 'build', file);
+const require = createRequire(import.meta.url);
+/** node-gyp-build's resolver: build/Release/ (built from source here), then prebuilds/<platform>-<arch>/. */
+const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
 
-let cached: { addon?: CudaAddon; error?: string } | undefined;
+/** What to do when no addon loads: the tools a build from source needs and the command that runs it. */
+const BUILD_FROM_SOURCE =
+  'to build it from source for this machine, install a C++ compiler (g++; Debian/Ubuntu: apt-get install g++; add the CUDA toolkit with nvcc for the GPU device), ' +
+  'let the package run its install script (npm: `npm install-scripts approve @badam/cuda` where npm asks; ' +
+  "pnpm: `allowBuilds: { '@badam/cuda': true }` in pnpm-workspace.yaml) and run `npm rebuild @badam/cuda` " +
+  '(pnpm: `pnpm rebuild @badam/cuda`)';
+
+let cached: { addon?: CudaAddon; path?: string; error?: string } | undefined;
 
 /** Thrown when the addon or the CUDA device cannot be used; the message says what is missing and what to do. */
 export class CudaUnavailableError extends Error {
   override readonly name = 'CudaUnavailableError';
 }
 
+function load(): { addon?: CudaAddon; path?: string; error?: string } {
+  const root = packageRoot();
+  let path: string;
+  try {
+    path = nodeGypBuild.path(root);
+  } catch {
+    const note = join(root, 'build', 'Release', 'unavailable.txt');
+    const why = existsSync(note)
+      ? `the build from source failed: ${readFileSync(note, 'utf8').trim()}`
+      : 'it was not built from source';
+    return {
+      error: `@badam/cuda has no prebuilt addon for ${process.platform}-${process.arch} and ${why}; ${BUILD_FROM_SOURCE}`,
+    };
+  }
+  try {
+    return { addon: require(path) as CudaAddon, path };
+  } catch (error) {
+    return {
+      error: `@badam/cuda could not load ${path} (${(error as Error).message.split('\n')[0]}); ${BUILD_FROM_SOURCE}`,
+    };
+  }
+}
+
 /** The loaded addon; throws {@link CudaUnavailableError} naming what is missing when it is not built. */
 export function loadAddon(): CudaAddon {
-  if (cached === undefined) {
-    const path = build('badam_cuda.node');
-    if (!existsSync(path)) {
-      const reason = existsSync(build('unavailable.txt'))
-        ? readFileSync(build('unavailable.txt'), 'utf8').trim()
-        : 'the package was not built';
-      cached = {
-        error: `@badam/cuda's addon is not built (${reason}); install g++ (and the CUDA toolkit for GPUs) and run: pnpm --filter @badam/cuda build`,
-      };
-    } else {
-      try {
-        cached = { addon: createRequire(import.meta.url)(path) as CudaAddon };
-      } catch (error) {
-        cached = {
-          error: `@badam/cuda's addon could not be loaded from ${path}: ${(error as Error).message}`,
-        };
-      }
-    }
-  }
+  cached ??= load();
   if (cached.addon === undefined) throw new CudaUnavailableError(cached.error);
   return cached.addon;
 }
 
 /** Why the addon was built without CUDA (undefined for a CUDA build, or when it is not built at all). */
 export function cudaBuildNote(): string | undefined {
-  const note = build('cuda-unavailable.txt');
+  cached ??= load();
+  if (cached.path === undefined) return undefined;
+  // A CPU-only build leaves its reason beside the addon, in build/Release/ or in the prebuild's folder.
+  const note = join(dirname(cached.path), 'cuda-unavailable.txt');
   return existsSync(note) ? readFileSync(note, 'utf8').trim() : undefined;
 }

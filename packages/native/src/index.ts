@@ -37,25 +37,38 @@ function packageRoot(): string {
   return dir;
 }
 
-const addonPath = join(packageRoot(), 'build', 'badam_native.node');
-const reasonPath = join(packageRoot(), 'build', 'unavailable.txt');
+const require = createRequire(import.meta.url);
+/** node-gyp-build's resolver: build/Release/ (built from source here), then prebuilds/<platform>-<arch>/. */
+const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
+
+/** What to do when no addon loads: the tools a build from source needs and the command that runs it. */
+const BUILD_FROM_SOURCE =
+  'to build it from source for this machine, install a C++ compiler (g++; Debian/Ubuntu: apt-get install g++), ' +
+  'let the package run its install script (npm: `npm install-scripts approve @badam/native` where npm asks; ' +
+  "pnpm: `allowBuilds: { '@badam/native': true }` in pnpm-workspace.yaml) and run `npm rebuild @badam/native` " +
+  '(pnpm: `pnpm rebuild @badam/native`)';
 
 function load(): { addon: Addon | undefined; error: string | undefined } {
-  if (!existsSync(addonPath)) {
-    const reason = existsSync(reasonPath)
-      ? readFileSync(reasonPath, 'utf8').trim()
-      : 'the package was not built';
+  const root = packageRoot();
+  let path: string;
+  try {
+    path = nodeGypBuild.path(root);
+  } catch {
+    const note = join(root, 'build', 'Release', 'unavailable.txt');
+    const why = existsSync(note)
+      ? `the build from source failed: ${readFileSync(note, 'utf8').trim()}`
+      : 'it was not built from source';
     return {
       addon: undefined,
-      error: `@badam/native is not built (${reason}); install g++ and run: pnpm --filter @badam/native build`,
+      error: `@badam/native has no prebuilt addon for ${process.platform}-${process.arch} and ${why}; ${BUILD_FROM_SOURCE}`,
     };
   }
   try {
-    return { addon: createRequire(import.meta.url)(addonPath) as Addon, error: undefined };
+    return { addon: require(path) as Addon, error: undefined };
   } catch (error) {
     return {
       addon: undefined,
-      error: `@badam/native could not be loaded from ${addonPath}: ${(error as Error).message}`,
+      error: `@badam/native could not load ${path} (${(error as Error).message.split('\n')[0]}); ${BUILD_FROM_SOURCE}`,
     };
   }
 }

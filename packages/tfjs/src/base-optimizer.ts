@@ -4,7 +4,7 @@ import {
   type OptimizerDescription,
   resolveOptimizerDescription,
 } from '@badam/core';
-import type * as tf from '@tensorflow/tfjs-core';
+import * as tf from '@tensorflow/tfjs-core';
 import { AdamW } from './adamw.js';
 
 /**
@@ -114,4 +114,35 @@ export function disposeOptimizer(optimizer: tf.Optimizer): void {
   optimizer.dispose();
   const cached = (optimizer as tf.Optimizer & { c?: tf.Tensor }).c;
   if (cached !== undefined && !cached.isDisposed) cached.dispose();
+}
+
+/** A base optimizer as plain data for a config: a description as it is, a tf.Optimizer as its class name and config. */
+export function serializeBaseOptimizer(optimizer: BaseOptimizer): tf.serialization.ConfigDict {
+  return isOptimizerDescription(optimizer)
+    ? { description: { ...optimizer } as unknown as tf.serialization.ConfigDict }
+    : { className: optimizer.getClassName(), config: optimizer.getConfig() };
+}
+
+/** Reads {@link serializeBaseOptimizer}: a tf.Optimizer comes back through tf.serialization's class registry. */
+export function deserializeBaseOptimizer(saved: unknown): BaseOptimizer {
+  const s = (saved ?? {}) as {
+    description?: unknown;
+    className?: unknown;
+    config?: tf.serialization.ConfigDict;
+  };
+  if (s.description !== undefined) return validateBaseOptimizer(s.description);
+  const entry =
+    typeof s.className === 'string'
+      ? tf.serialization.SerializationMap.getMap().classNameMap[s.className]
+      : undefined;
+  if (entry === undefined) {
+    throw new BadamOptionError(
+      'baseOptimizer className',
+      s.className,
+      'a tf.Optimizer class registered with tf.serialization.registerClass (tf.train.* and AdamW are)',
+      'import the module that registers it before loading',
+    );
+  }
+  const [cls, fromConfig] = entry;
+  return validateBaseOptimizer(fromConfig(cls, s.config ?? {}));
 }

@@ -1,6 +1,7 @@
 import {
   type BackendMemoryReport,
   BadamOptionError,
+  BadamStateError,
   consoleLog,
   type LogFn,
   type NamedArray,
@@ -12,6 +13,18 @@ import * as tf from '@tensorflow/tfjs-core';
 import { assertGradientsRegistered } from './gradients-registered.js';
 import type { NamedTensor } from './named-tensor.js';
 import { type NamedVariable, parameterInfoOf, validateNamedVariables } from './named-variables.js';
+import {
+  assertVariablesListed,
+  decodeConfigValue,
+  encodeConfigValue,
+  optimizerWeights,
+  readOptimizerWeights,
+  type SavedParameter,
+  savedParametersOf,
+  TrainableFlags,
+  variablesFromList,
+  variablesFromRegistry,
+} from './optimizer-serialization.js';
 
 /** Options of {@link BlockOptimizerRatio}: the mask options of `@badam/ratio` plus Adam's hyperparameters. */
 export interface BlockOptimizerRatioOptions extends UpdateMaskOptions {
@@ -32,6 +45,22 @@ export interface BlockOptimizerRatioOptions extends UpdateMaskOptions {
   /** Where messages go. Default: console. */
   logFn?: LogFn;
 }
+
+/** The options of a BlockOptimizerRatio that a config carries: all but the parameters and `logFn`. */
+type SerializableRatioOptions = Omit<BlockOptimizerRatioOptions, 'namedParameters' | 'logFn'>;
+
+/** What a BlockOptimizerRatio holds once it knows its variables. */
+interface BoundRatio {
+  readonly masks: UpdateMaskSchedule;
+  readonly named: readonly NamedVariable[];
+  readonly variables: ReadonlyMap<string, tf.Variable>;
+  /** tf variable name -> parameter name. */
+  readonly names: ReadonlyMap<string, string>;
+  readonly trainableFlags: TrainableFlags;
+}
+
+/** The weight that carries the mask schedule among a BlockOptimizerRatio's weights (`badam/ratio-state`). */
+const STATE_WEIGHT = 'ratio-state';
 
 interface MaskedState {
   readonly m: tf.Variable;
@@ -58,32 +87,40 @@ export class BlockOptimizerRatio extends tf.Optimizer {
     return 'BlockOptimizerRatio';
   }
 
-  /** Which entries are updated when. */
-  readonly masks: UpdateMaskSchedule;
   readonly beta1: number;
   readonly beta2: number;
   readonly eps: number;
   private rate: number;
-  private readonly variables: ReadonlyMap<string, tf.Variable>;
-  private readonly names: ReadonlyMap<string, string>;
+  private readonly options: SerializableRatioOptions;
+  private readonly maskOptions: UpdateMaskOptions;
+  private readonly logFn: LogFn;
+  private readonly verbose: number;
+  /** The parameters of an optimizer made from a config, until it finds their variables. */
+  private readonly saved: readonly SavedParameter[] | undefined;
+  private bound: BoundRatio | undefined;
   private readonly states = new Map<string, MaskedState>();
+  /** Tensors handed out by the last getWeights() (tf.LayersModel.save does not dispose them). */
+  private lastWeights: tf.Tensor[] = [];
 
-  constructor(options: BlockOptimizerRatioOptions) {
+  /**
+   * @param options - the parameters, the mask options and Adam's hyperparameters.
+   * @param saved - internal: the parameters of a config (see {@link BlockOptimizerRatio.fromConfig}).
+   */
+  constructor(options: BlockOptimizerRatioOptions, saved?: readonly SavedParameter[]) {
     super();
     if (typeof options !== 'object' || options === null) {
       throw new BadamOptionError('options', options, 'an object of BlockOptimizerRatio options');
     }
+    const { namedParameters, logFn = consoleLog, ...serializable } = options;
     const {
-      namedParameters,
       learningRate,
       lr,
       betas = [0.9, 0.999],
       epsilon,
       eps: oldEps,
       verbose = 1,
-      logFn = consoleLog,
       ...maskOptions
-    } = options;
+    } = serializable;
     const warn = (message: string) => logFn(`BAdam warning: ${message}`, 'warn');
     const rate = optionWithDeprecatedName({ learningRate, lr }, 'learningRate', 'lr', warn) ?? 1e-5;
     const eps = requireNumber(
@@ -92,7 +129,6 @@ export class BlockOptimizerRatio extends tf.Optimizer {
       { min: 0, exclusiveMin: true },
     );
     assertGradientsRegistered();
-    const named = validateNamedVariables(namedParameters);
     if (
       !Array.isArray(betas) ||
       betas.length !== 2 ||
@@ -100,24 +136,22 @@ export class BlockOptimizerRatio extends tf.Optimizer {
     ) {
       throw new BadamOptionError('betas', betas, 'two numbers in [0, 1)');
     }
-    this.masks = new UpdateMaskSchedule(parameterInfoOf(named), maskOptions);
     this.beta1 = betas[0];
     this.beta2 = betas[1];
     this.eps = eps;
     this.rate = 0;
     this.learningRate = rate;
-    this.variables = new Map(named);
-    this.names = new Map(named.map(([name, variable]) => [variable.name, name]));
-    const trained = new Set(this.masks.parameters.map((p) => p.name));
-    for (const [name, variable] of named) variable.trainable = trained.has(name);
-    for (const warning of this.masks.warnings) logFn(`BAdam warning: ${warning}`, 'warn');
-    if (verbose >= 1) {
-      logFn(
-        `BAdam ratio: ${this.masks.parameters.length} parameters updated on ${this.masks.maskedElements()} masked entries per step ` +
-          `(${this.masks.maskMode}, windows move every ${this.masks.switchBlockEvery} steps); frozen: ${this.masks.frozenNames.join(', ') || 'none'}`,
-        'info',
-      );
-    }
+    this.options = serializable;
+    this.maskOptions = maskOptions;
+    this.logFn = logFn;
+    this.verbose = verbose;
+    this.saved = saved;
+    if (saved === undefined) this.bind(validateNamedVariables(namedParameters));
+  }
+
+  /** Which entries are updated when. */
+  get masks(): UpdateMaskSchedule {
+    return this.requireBound().masks;
   }
 
   /** The learning rate of the next step. */
@@ -140,10 +174,13 @@ export class BlockOptimizerRatio extends tf.Optimizer {
 
   /** The variables that are trained (all but the embedding / lm_head unless included). */
   get trainableVariables(): tf.Variable[] {
-    return this.masks.parameters.map((p) => this.variables.get(p.name)!);
+    const { masks, variables } = this.requireBound();
+    return masks.parameters.map((p) => variables.get(p.name)!);
   }
 
-  override minimize(f: () => tf.Scalar, returnCost = false, _varList?: tf.Variable[]): tf.Scalar | null {
+  override minimize(f: () => tf.Scalar, returnCost = false, varList?: tf.Variable[]): tf.Scalar | null {
+    if (this.bound === undefined) this.bind(variablesFromList(this.saved!, varList, 'BlockOptimizerRatio'));
+    else assertVariablesListed(this.bound.named, varList, 'BlockOptimizerRatio');
     const { value, grads } = tf.variableGrads(f, this.trainableVariables);
     try {
       this.applyGradients(grads);
@@ -163,17 +200,18 @@ export class BlockOptimizerRatio extends tf.Optimizer {
     const entries: Array<[string, tf.Tensor | null]> = Array.isArray(variableGradients)
       ? variableGradients.map((g) => [g.name, g.tensor])
       : Object.entries(variableGradients);
+    const { names, variables } = this.requireBound();
     const gradients = new Map<string, tf.Tensor>();
     for (const [key, tensor] of entries) {
-      const name = this.names.get(key) ?? key;
-      if (tensor != null && this.variables.has(name)) gradients.set(name, tensor);
+      const name = names.get(key) ?? key;
+      if (tensor != null && variables.has(name)) gradients.set(name, tensor);
     }
     const t = this.masks.stepsInWindow + 1;
     const stepSize = (this.rate * Math.sqrt(1 - this.beta2 ** t)) / (1 - this.beta1 ** t);
     for (const p of this.masks.parameters) {
       const gradient = gradients.get(p.name);
       if (gradient === undefined || p.maskSize === 0) continue;
-      const variable = this.variables.get(p.name)!;
+      const variable = variables.get(p.name)!;
       const state = this.stateOf(p.name, p.maskSize, p.whole);
       const indices = p.whole ? undefined : (state.indices ?? this.indexTensor(p.name));
       tf.tidy(() => {
@@ -258,7 +296,7 @@ export class BlockOptimizerRatio extends tf.Optimizer {
     for (const s of this.states.values())
       optimizerState += 4 * (s.m.size + s.v.size) + 4 * (s.indices?.size ?? 0);
     let weights = 0;
-    for (const v of this.variables.values()) weights += 4 * v.size;
+    for (const v of this.requireBound().variables.values()) weights += 4 * v.size;
     const bytes = tf.memory().numBytes;
     return {
       bytes,
@@ -267,19 +305,111 @@ export class BlockOptimizerRatio extends tf.Optimizer {
     };
   }
 
+  /**
+   * The optimizer's config, plain data that {@link BlockOptimizerRatio.fromConfig} turns back into an equal
+   * optimizer (and that a LayersModel saves with `includeOptimizer`). `badam` holds the options and the
+   * parameter names as base64 JSON, which tfjs-layers' key conversion leaves alone.
+   */
   override getConfig(): tf.serialization.ConfigDict {
     return {
       learningRate: this.rate,
       betas: [this.beta1, this.beta2],
       epsilon: this.eps,
-      switchBlockEvery: this.masks.switchBlockEvery,
-      maskMode: this.masks.maskMode,
+      ...(this.bound !== undefined
+        ? { switchBlockEvery: this.bound.masks.switchBlockEvery, maskMode: this.bound.masks.maskMode }
+        : {}),
+      badam: encodeConfigValue({
+        options: { ...this.options, learningRate: this.rate, lr: undefined },
+        parameters: this.bound === undefined ? this.saved : savedParametersOf(this.bound.named),
+      }),
     };
   }
 
+  /**
+   * An optimizer from {@link getConfig}'s config (tf.serialization calls it, e.g. in `tf.loadLayersModel`);
+   * it finds its variables as a config-made BlockOptimizer does: in {@link setWeights}, or by position in
+   * the variable list of its first `minimize`.
+   */
+  static override fromConfig<T extends tf.serialization.Serializable>(
+    _cls: tf.serialization.SerializableConstructor<T>,
+    config: tf.serialization.ConfigDict,
+  ): T {
+    const saved = decodeConfigValue(config.badam, 'BlockOptimizerRatio config.badam') as {
+      options: SerializableRatioOptions;
+      parameters: SavedParameter[];
+    };
+    return new BlockOptimizerRatio(
+      { ...saved.options, namedParameters: [] },
+      saved.parameters,
+    ) as unknown as T;
+  }
+
+  /**
+   * The iteration count, the mask schedule's state as JSON in an int32 tensor (`badam/ratio-state`) and the
+   * masked Adam state (`badam/<param>.exp_avg`, `badam/<param>.exp_avg_sq`), as tf.Optimizers give their
+   * weights for `model.save(..., { includeOptimizer: true })`. Valid until the next call or {@link dispose}.
+   */
+  override async getWeights(): Promise<NamedTensor[]> {
+    const { named } = this.requireBound();
+    tf.dispose(this.lastWeights);
+    const state = { state: this.state(), parameters: savedParametersOf(named) };
+    const weights = optimizerWeights(await this.saveIterations(), STATE_WEIGHT, state, this.stateTensors());
+    this.lastWeights = weights.map((w) => w.tensor);
+    return weights;
+  }
+
+  /** Restores {@link getWeights}: the windows and their Adam state continue where they were. */
+  override async setWeights(weightValues: NamedTensor[]): Promise<void> {
+    const rest = await this.extractIterations(weightValues);
+    const read = await readOptimizerWeights(rest, STATE_WEIGHT, 'BlockOptimizerRatio');
+    const saved = read.state as { state: UpdateMaskState; parameters: SavedParameter[] };
+    if (this.bound === undefined) {
+      this.bind(variablesFromRegistry(saved.parameters, 'BlockOptimizerRatio'));
+    }
+    this.loadState(saved.state);
+    this.loadStateTensors(read.arrays);
+  }
+
+  /** Frees the Adam state and gives the variables back their `trainable` flags as they were before. */
   override dispose(): void {
     this.resetState();
+    this.bound?.trainableFlags.restore();
+    tf.dispose(this.lastWeights);
+    this.lastWeights = [];
     super.dispose();
+  }
+
+  /** Builds the mask schedule over the variables and marks the trained ones trainable. */
+  private bind(named: readonly NamedVariable[]): void {
+    const trainableFlags = new TrainableFlags(named.map(([, v]) => v));
+    const masks = new UpdateMaskSchedule(parameterInfoOf(named), this.maskOptions);
+    const trained = new Set(masks.parameters.map((p) => p.name));
+    for (const [name, variable] of named) variable.trainable = trained.has(name);
+    for (const warning of masks.warnings) this.logFn(`BAdam warning: ${warning}`, 'warn');
+    if (this.verbose >= 1) {
+      this.logFn(
+        `BAdam ratio: ${masks.parameters.length} parameters updated on ${masks.maskedElements()} masked entries per step ` +
+          `(${masks.maskMode}, windows move every ${masks.switchBlockEvery} steps); frozen: ${masks.frozenNames.join(', ') || 'none'}`,
+        'info',
+      );
+    }
+    this.bound = {
+      masks,
+      named,
+      variables: new Map(named),
+      names: new Map(named.map(([name, variable]) => [variable.name, name])),
+      trainableFlags,
+    };
+  }
+
+  private requireBound(): BoundRatio {
+    if (this.bound === undefined) {
+      throw new BadamStateError(
+        'this BlockOptimizerRatio was made from a config and has not found its variables yet; give it its ' +
+          "weights (setWeights, as tf.loadLayersModel does) or train it with its model's variables (model.fit)",
+      );
+    }
+    return this.bound;
   }
 
   private stateOf(name: string, k: number, whole: boolean): MaskedState {
@@ -309,3 +439,5 @@ export class BlockOptimizerRatio extends tf.Optimizer {
     this.states.clear();
   }
 }
+
+tf.serialization.registerClass(BlockOptimizerRatio);

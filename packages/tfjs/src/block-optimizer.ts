@@ -14,13 +14,44 @@ import * as tf from '@tensorflow/tfjs-core';
 import {
   type BaseOptimizer,
   baseOptimizerName,
+  deserializeBaseOptimizer,
   learningRateOf,
+  serializeBaseOptimizer,
   validateBaseOptimizer,
 } from './base-optimizer.js';
 import { assertGradientsRegistered } from './gradients-registered.js';
 import type { NamedTensor } from './named-tensor.js';
 import { type NamedVariable, parameterInfoOf, validateNamedVariables } from './named-variables.js';
+import {
+  assertVariablesListed,
+  decodeConfigValue,
+  encodeConfigValue,
+  optimizerWeights,
+  readOptimizerWeights,
+  type SavedParameter,
+  savedParametersOf,
+  TrainableFlags,
+  variablesFromList,
+  variablesFromRegistry,
+} from './optimizer-serialization.js';
 import { TfjsBlockBackend } from './tfjs-block-backend.js';
+
+/** The options of a BlockOptimizer that a config carries: everything but the parameters, the base optimizer and `logFn`. */
+type SerializableOptions = Omit<BlockOptimizerOptions, 'baseOptimizer' | 'namedParameters' | 'logFn'>;
+
+/** What a BlockOptimizer holds once it knows its variables. */
+interface Bound {
+  readonly engine: BlockOptimizerEngine<BaseOptimizer, TfjsBlockBackend>;
+  readonly backend: TfjsBlockBackend;
+  readonly named: readonly NamedVariable[];
+  /** tf variable name -> parameter name. */
+  readonly names: ReadonlyMap<string, string>;
+  readonly parameterNames: ReadonlySet<string>;
+  readonly trainableFlags: TrainableFlags;
+}
+
+/** The weight that carries BAdam's schedule and counters among a BlockOptimizer's weights (`badam/state`). */
+const STATE_WEIGHT = 'state';
 
 /** Options of the tfjs {@link BlockOptimizer}: core's options, with tfjs types for the optimizer and parameters. */
 export interface BlockOptimizerOptions
@@ -64,41 +95,45 @@ export class BlockOptimizer extends tf.Optimizer {
     return 'BlockOptimizer';
   }
 
-  /** Core's engine: partition, schedule, state. */
-  readonly engine: BlockOptimizerEngine<BaseOptimizer, TfjsBlockBackend>;
-  /** The backend that owns the variables, gradients and optimizer state. */
-  readonly backend: TfjsBlockBackend;
-  /** tf variable name -> parameter name. */
-  private readonly names: ReadonlyMap<string, string>;
-  private readonly parameterNames: ReadonlySet<string>;
+  private readonly baseOptimizer: BaseOptimizer;
+  private readonly options: SerializableOptions;
   private readonly logFn: LogFn;
   private readonly verbose: number;
+  /** The parameters of a BlockOptimizer made from a config, until it finds their variables. */
+  private readonly saved: readonly SavedParameter[] | undefined;
+  private bound: Bound | undefined;
+  /** Tensors handed out by the last getWeights() (tf.LayersModel.save does not dispose them). */
+  private lastWeights: tf.Tensor[] = [];
   private warnedIgnoredGradients = false;
 
-  constructor(options: BlockOptimizerOptions) {
+  /**
+   * @param options - the parameters, the base optimizer and BAdam's options.
+   * @param saved - internal: the parameters of a config (see {@link BlockOptimizer.fromConfig}); the
+   *   variables are found when the optimizer gets its weights or its first `minimize`.
+   */
+  constructor(options: BlockOptimizerOptions, saved?: readonly SavedParameter[]) {
     super();
     if (typeof options !== 'object' || options === null) {
       throw new BadamOptionError('options', options, 'an object of BlockOptimizer options');
     }
-    const { baseOptimizer, namedParameters, learningRate, ...engineOptions } = options;
+    const { baseOptimizer, namedParameters, logFn, ...serializable } = options;
     assertGradientsRegistered();
-    const base = validateBaseOptimizer(baseOptimizer);
-    const named = validateNamedVariables(namedParameters);
-    this.names = new Map(named.map(([name, variable]) => [variable.name, name]));
-    this.parameterNames = new Set(named.map(([name]) => name));
-    this.logFn = engineOptions.logFn ?? consoleLog;
-    this.verbose = engineOptions.verbose ?? 1;
-    this.backend = new TfjsBlockBackend(named);
-    const lr = learningRate ?? (engineOptions.lr === undefined ? learningRateOf(base) : undefined);
-    this.engine = new BlockOptimizerEngine(
-      {
-        ...engineOptions,
-        baseOptimizer: base,
-        namedParameters: parameterInfoOf(named),
-        ...(lr !== undefined ? { learningRate: lr } : {}),
-      },
-      this.backend,
-    );
+    this.baseOptimizer = validateBaseOptimizer(baseOptimizer);
+    this.options = serializable;
+    this.logFn = logFn ?? consoleLog;
+    this.verbose = serializable.verbose ?? 1;
+    this.saved = saved;
+    if (saved === undefined) this.bind(validateNamedVariables(namedParameters));
+  }
+
+  /** Core's engine: partition, schedule, state. */
+  get engine(): BlockOptimizerEngine<BaseOptimizer, TfjsBlockBackend> {
+    return this.requireBound().engine;
+  }
+
+  /** The backend that owns the variables, gradients and optimizer state. */
+  get backend(): TfjsBlockBackend {
+    return this.requireBound().backend;
   }
 
   /** The learning rate the next update uses; set it each step from a schedule. */
@@ -126,12 +161,16 @@ export class BlockOptimizer extends tf.Optimizer {
   /**
    * Runs `f`, computes the gradients of its scalar result for the trainable variables only, and counts a
    * micro-batch: every `gradientAccumulationSteps`-th call applies the update (and switches blocks after K
-   * updates). `varList` (passed by `LayersModel.fit`) is ignored: the active block decides what trains.
+   * updates). `varList` (passed by `LayersModel.fit`) does not choose what trains, the active block does;
+   * it gives an optimizer made from a config its variables, and one that trains none of them throws.
    */
-  override minimize(f: () => tf.Scalar, returnCost = false, _varList?: tf.Variable[]): tf.Scalar | null {
+  override minimize(f: () => tf.Scalar, returnCost = false, varList?: tf.Variable[]): tf.Scalar | null {
+    if (this.bound === undefined) this.bind(variablesFromList(this.saved!, varList, 'BlockOptimizer'));
+    else assertVariablesListed(this.bound.named, varList, 'BlockOptimizer');
     const { value, grads } = this.computeGradients(f);
     this.takeGradients(grads, true);
     this.lastStep = this.engine.step();
+    this.iterations_ = this.engine.globalStepCount;
     if (returnCost) return value;
     value.dispose();
     return null;
@@ -153,6 +192,7 @@ export class BlockOptimizer extends tf.Optimizer {
   /** Counts one micro-batch whose gradients were accumulated; every `gradientAccumulationSteps`-th call updates. */
   step(): StepOutcome {
     this.lastStep = this.engine.step();
+    this.iterations_ = this.engine.globalStepCount;
     return this.lastStep;
   }
 
@@ -177,6 +217,7 @@ export class BlockOptimizer extends tf.Optimizer {
   override applyGradients(variableGradients: tf.NamedTensorMap | NamedTensor[]): void {
     this.takeGradients(variableGradients, false);
     this.lastStep = this.engine.step();
+    this.iterations_ = this.engine.globalStepCount;
   }
 
   /** Plain-data state of the schedule and counters; see core's `BlockOptimizer.state()`. */
@@ -187,6 +228,7 @@ export class BlockOptimizer extends tf.Optimizer {
   /** Restores `state()`: the same block order continues, the saved block is activated afresh. */
   loadState(state: BlockOptimizerState): void {
     this.engine.loadState(state);
+    this.iterations_ = this.engine.globalStepCount;
   }
 
   /** Memory measured with `tf.memory()`, split by kind. */
@@ -194,31 +236,152 @@ export class BlockOptimizer extends tf.Optimizer {
     return this.backend.memory();
   }
 
+  /**
+   * The optimizer's config, plain data that {@link BlockOptimizer.fromConfig} turns back into an equal
+   * optimizer (and that a LayersModel saves with `includeOptimizer`). `badam` holds the options, the base
+   * optimizer and the parameter names as base64 JSON, which tfjs-layers' key conversion leaves alone; the
+   * other entries are there to be read.
+   */
   override getConfig(): tf.serialization.ConfigDict {
+    const engine = this.bound?.engine;
     return {
-      switchBlockEvery: this.engine.switchBlockEvery,
-      switchMode: this.engine.switchMode,
-      gradientAccumulationSteps: this.engine.gradientAccumulationSteps,
-      learningRate: this.engine.lr,
-      baseOptimizer: baseOptimizerName(this.engine.baseOptimizer),
-      ...(this.engine.clipGradNorm !== undefined ? { clipGradNorm: this.engine.clipGradNorm } : {}),
+      baseOptimizer: baseOptimizerName(this.baseOptimizer),
+      ...(engine !== undefined
+        ? {
+            learningRate: engine.lr,
+            switchBlockEvery: engine.switchBlockEvery,
+            switchMode: engine.switchMode,
+            gradientAccumulationSteps: engine.gradientAccumulationSteps,
+            ...(engine.clipGradNorm !== undefined ? { clipGradNorm: engine.clipGradNorm } : {}),
+          }
+        : {}),
+      badam: encodeConfigValue({
+        options: this.options,
+        baseOptimizer: serializeBaseOptimizer(this.baseOptimizer),
+        parameters: this.bound === undefined ? this.saved : savedParametersOf(this.bound.named),
+      }),
     };
   }
 
-  /** Frees the active block's optimizer state and pending gradients. The model's variables stay. */
+  /**
+   * An optimizer from {@link getConfig}'s config (tf.serialization calls it, e.g. in `tf.loadLayersModel`).
+   * It has the parameters' names but not yet their variables: it finds them by the variable names when
+   * {@link setWeights} gives it the saved state, or by position in the variable list of its first
+   * `minimize` (what `LayersModel.fit` passes).
+   */
+  static override fromConfig<T extends tf.serialization.Serializable>(
+    _cls: tf.serialization.SerializableConstructor<T>,
+    config: tf.serialization.ConfigDict,
+  ): T {
+    const saved = decodeConfigValue(config.badam, 'BlockOptimizer config.badam') as {
+      options: SerializableOptions;
+      baseOptimizer: unknown;
+      parameters: SavedParameter[];
+    };
+    return new BlockOptimizer(
+      {
+        ...saved.options,
+        baseOptimizer: deserializeBaseOptimizer(saved.baseOptimizer),
+        namedParameters: [],
+      },
+      saved.parameters,
+    ) as unknown as T;
+  }
+
+  /**
+   * The optimizer's weights, as tf.Optimizers give them for `model.save(..., { includeOptimizer: true })`:
+   * the iteration count, BAdam's state (schedule, position, counters, RNG, learning rate) as JSON in an
+   * int32 tensor of UTF-8 bytes (`badam/state`), and the active block's optimizer tensors under the
+   * checkpoint names every backend uses (`badam/<param>.exp_avg`, ...). The tensors stay valid until the
+   * next call or {@link dispose}.
+   */
+  override async getWeights(): Promise<NamedTensor[]> {
+    const { engine, backend, named } = this.requireBound();
+    tf.dispose(this.lastWeights);
+    const state = { state: engine.state(), parameters: savedParametersOf(named) };
+    const tensors = await backend.exportOptimizerTensors();
+    const weights = optimizerWeights(await this.saveIterations(), STATE_WEIGHT, state, tensors);
+    this.lastWeights = weights.map((w) => w.tensor);
+    return weights;
+  }
+
+  /**
+   * Restores {@link getWeights}: the same block order continues from the saved position with the saved
+   * block's optimizer state, so training goes on exactly as if it had not stopped. An optimizer made from
+   * a config finds its variables here (see {@link BlockOptimizer.fromConfig}). The caller keeps the tensors.
+   */
+  override async setWeights(weightValues: NamedTensor[]): Promise<void> {
+    const rest = await this.extractIterations(weightValues);
+    const read = await readOptimizerWeights(rest, STATE_WEIGHT, 'BlockOptimizer');
+    const saved = read.state as { state: BlockOptimizerState; parameters: SavedParameter[] };
+    if (this.bound === undefined) this.bind(variablesFromRegistry(saved.parameters, 'BlockOptimizer'));
+    const { engine, backend } = this.requireBound();
+    engine.loadState(saved.state);
+    await backend.importOptimizerTensors(read.arrays, engine.stepsInBlock);
+    this.iterations_ = engine.globalStepCount;
+  }
+
+  /**
+   * Frees the active block's optimizer state and pending gradients, and gives the variables back their
+   * `trainable` flags as they were before this optimizer (so other optimizers train them again). The
+   * model's variables stay.
+   */
   override dispose(): void {
-    this.engine.dispose();
+    if (this.bound !== undefined) {
+      this.bound.engine.dispose();
+      this.bound.trainableFlags.restore();
+    }
+    tf.dispose(this.lastWeights);
+    this.lastWeights = [];
     super.dispose();
+  }
+
+  /** Creates the backend and the engine over the variables (now, or when a config's variables are found). */
+  private bind(named: readonly NamedVariable[]): void {
+    const trainableFlags = new TrainableFlags(named.map(([, v]) => v));
+    const { learningRate, ...engineOptions } = this.options;
+    const lr =
+      learningRate ?? (engineOptions.lr === undefined ? learningRateOf(this.baseOptimizer) : undefined);
+    const backend = new TfjsBlockBackend(named);
+    const engine = new BlockOptimizerEngine(
+      {
+        ...engineOptions,
+        logFn: this.logFn,
+        baseOptimizer: this.baseOptimizer,
+        namedParameters: parameterInfoOf(named),
+        ...(lr !== undefined ? { learningRate: lr } : {}),
+      },
+      backend,
+    );
+    this.bound = {
+      engine,
+      backend,
+      named,
+      names: new Map(named.map(([name, variable]) => [variable.name, name])),
+      parameterNames: new Set(named.map(([name]) => name)),
+      trainableFlags,
+    };
+  }
+
+  private requireBound(): Bound {
+    if (this.bound === undefined) {
+      throw new BadamStateError(
+        'this BlockOptimizer was made from a config and has not found its variables yet; give it its weights ' +
+          "(setWeights, as tf.loadLayersModel does) or train it with its model's variables (model.fit)",
+      );
+    }
+    return this.bound;
   }
 
   private takeGradients(gradients: tf.NamedTensorMap | NamedTensor[], owned: boolean): void {
     const entries: Array<[string, tf.Tensor]> = Array.isArray(gradients)
       ? gradients.filter((g) => g.tensor != null).map((g) => [g.name, g.tensor])
       : Object.entries(gradients);
+    const { names, parameterNames } = this.requireBound();
     const trainable = new Map<string, tf.Tensor>();
     const ignored: string[] = [];
     for (const [key, tensor] of entries) {
-      const name = this.names.get(key) ?? (this.parameterNames.has(key) ? key : undefined);
+      const name = names.get(key) ?? (parameterNames.has(key) ? key : undefined);
       if (name !== undefined && this.engine.isTrainable(name)) {
         trainable.set(name, owned ? tensor : tf.clone(tensor));
       } else {
@@ -243,3 +406,5 @@ export class BlockOptimizer extends tf.Optimizer {
     this.backend.accumulateGradients(trainable);
   }
 }
+
+tf.serialization.registerClass(BlockOptimizer);

@@ -25,8 +25,11 @@ export { assertGradientsRegistered } from './gradients-registered.js';
 export { assignWeights, namedTensorsToArrays, variablesToArrays } from './named-arrays.js';
 export type { NamedTensor } from './named-tensor.js';
 export {
+  blockPrefixesFromLayersModel,
   isVariable,
+  type LayeredModelLike,
   type LayersModelLike,
+  type LayerWeightLike,
   type NamedVariable,
   namedVariablesFromLayersModel,
   parameterInfoOf,

@@ -4,15 +4,37 @@ import type * as tf from '@tensorflow/tfjs-core';
 /** A model parameter as BAdam sees it on tfjs: its name (HF style, e.g. `model.layers.0.mlp.up_proj.weight`) and its variable. */
 export type NamedVariable = readonly [name: string, variable: tf.Variable];
 
+/** A layer's weight as tfjs-layers has it (`LayerVariable`). */
+export interface LayerWeightLike {
+  /** Unique in the process: tfjs-layers adds `_<n>` when the name is taken (a model loaded twice). */
+  readonly name: string;
+  /** The name without that suffix, `<layer name>/<weight name>`: the same in every copy of the model. */
+  readonly originalName?: string;
+  read(): tf.Tensor;
+}
+
 /** The slice of a `tf.LayersModel` the conversion needs (duck-typed, so tfjs-layers stays optional). */
 export interface LayersModelLike {
-  readonly trainableWeights: ReadonlyArray<{ readonly name: string; read(): tf.Tensor }>;
+  readonly trainableWeights: readonly LayerWeightLike[];
 }
+
+/** The slice of a `tf.LayersModel` {@link blockPrefixesFromLayersModel} needs: its layers and their weights. */
+export interface LayeredModelLike extends LayersModelLike {
+  readonly layers: ReadonlyArray<{
+    readonly name: string;
+    readonly trainableWeights: readonly LayerWeightLike[];
+  }>;
+}
+
+/** How a layer weight's name becomes a parameter name by default: `dense_1/kernel` -> `dense_1.kernel`. */
+const defaultRename = (name: string) => name.replaceAll('/', '.');
 
 /**
  * The trainable weights of a `tf.LayersModel` as {@link NamedVariable}s. Layer variables are named
- * `<layer name>/<weight name>`; by default the `/` becomes `.`, so a layer named `layers.3.mlp` gives
- * `layers.3.mlp.kernel` and BAdam's layer partition finds it. Pass `rename` for another mapping.
+ * `<layer name>/<weight name>` (the original name, without the `_<n>` tfjs-layers adds to a name taken
+ * before); by default the `/` becomes `.`, so a layer named `layers.3.mlp` gives `layers.3.mlp.kernel` and
+ * BAdam's layer partition finds it. Pass `rename` for another mapping. For layers with default names
+ * (`dense_Dense1`), give the BlockOptimizer {@link blockPrefixesFromLayersModel} as `blockPrefixList`.
  *
  * @example
  * ```ts
@@ -26,7 +48,7 @@ export interface LayersModelLike {
  */
 export function namedVariablesFromLayersModel(
   model: LayersModelLike,
-  rename: (layerVariableName: string) => string = (name) => name.replaceAll('/', '.'),
+  rename: (layerVariableName: string) => string = defaultRename,
 ): NamedVariable[] {
   return model.trainableWeights.map((weight) => {
     const variable = weight.read();
@@ -37,8 +59,59 @@ export function namedVariablesFromLayersModel(
         'a tf.Variable (LayerVariable.read())',
       );
     }
-    return [rename(weight.name), variable] as const;
+    return [rename(weight.originalName ?? weight.name), variable] as const;
   });
+}
+
+/** The segments two paths start with. */
+function commonStart(a: readonly string[], b: readonly string[]): string[] {
+  let n = 0;
+  while (n < a.length && n < b.length && a[n] === b[n]) n++;
+  return a.slice(0, n);
+}
+
+/**
+ * One block per layer of a `tf.LayersModel`, whatever its layers are named: for each layer with trainable
+ * weights, the prefix its parameter names share (with the names {@link namedVariablesFromLayersModel}
+ * gives, and the same `rename`), as core's `blockPrefixList`. Layers come in model order, so `ascending`
+ * trains the first layer first.
+ *
+ * @example
+ * ```ts
+ * const model = tf.sequential({ layers: [tf.layers.dense({ units: 8, inputShape: [4] }), tf.layers.dense({ units: 1 })] });
+ * const optimizer = new BlockOptimizer({
+ *   baseOptimizer: tf.train.adam(1e-3),
+ *   namedParameters: namedVariablesFromLayersModel(model),
+ *   blockPrefixList: blockPrefixesFromLayersModel(model), // [['dense_Dense1.'], ['dense_Dense2.']]
+ *   switchBlockEvery: 10,
+ * });
+ * ```
+ */
+export function blockPrefixesFromLayersModel(
+  model: LayeredModelLike,
+  rename: (layerVariableName: string) => string = defaultRename,
+): string[][] {
+  const nameOf = (weight: LayerWeightLike) => rename(weight.originalName ?? weight.name);
+  const all = model.trainableWeights.map(nameOf);
+  const blocks: string[][] = [];
+  for (const layer of model.layers) {
+    const own = layer.trainableWeights.map(nameOf);
+    if (own.length === 0) continue;
+    // The longest dot-ended prefix all of the layer's names share (at least the part before their last segment).
+    const shared = own.map((name) => name.split('.').slice(0, -1)).reduce(commonStart);
+    const prefix = shared.length > 0 ? `${shared.join('.')}.` : '';
+    const strays = all.filter((name) => name.includes(prefix) && !own.includes(name));
+    if (prefix === '' || strays.length > 0) {
+      throw new BadamOptionError(
+        `layer ${layer.name}`,
+        prefix === '' ? own.join(', ') : `prefix ${prefix} (also matches ${strays.join(', ')})`,
+        "a prefix that names this layer's parameters only",
+        'rename the layer, or write blockPrefixList by hand',
+      );
+    }
+    blocks.push([prefix]);
+  }
+  return blocks;
 }
 
 /**
