@@ -23,7 +23,12 @@ export {
   renderLossPlot,
   smoothSeries,
 } from './loss-plot.js';
-export { MetricsLogCallback, readTrainerLog, TRAINER_LOG } from './metrics-log-callback.js';
+export {
+  type BlockSwitchRecord,
+  MetricsLogCallback,
+  readTrainerLog,
+  TRAINER_LOG,
+} from './metrics-log-callback.js';
 export { NonFiniteLossGuard } from './non-finite-loss-guard.js';
 export { prepareOutputDir, writeResultsJson } from './output-dir.js';
 export { ProgressCallback, type ProgressCallbackOptions } from './progress-callback.js';
