@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { dirname, extname, join } from 'node:path';
+import { basename, dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type BoardRun, findRuns } from './board-runs.js';
 import { PathRefusedError, resolveInside } from './path-inside.js';
@@ -53,8 +53,9 @@ const PAGES: Readonly<Record<string, string>> = {
 };
 
 function defaultWebRoot(): string {
-  // dist/src/board-server.js -> dist/web
-  return join(dirname(fileURLToPath(import.meta.url)), '..', 'web');
+  // Built: dist/src/board-server.js -> dist/web. From source (tests): src/board-server.ts -> dist/web.
+  const here = dirname(fileURLToPath(import.meta.url));
+  return basename(dirname(here)) === 'dist' ? join(here, '..', 'web') : join(here, '..', 'dist', 'web');
 }
 
 function send(

@@ -255,6 +255,10 @@ export class RunCharts {
       format: (v) => (Number.isInteger(v) ? String(v) : ''),
       series: colored.flatMap(({ run, color, s }) => {
         const segments = s.timeline();
+        // What the stepped line draws, readable without pixels: "block:first-last" per stretch.
+        this.panels.get('timeline')!.element.dataset[`run${run.id}`] = segments
+          .map((g) => `${g.block}:${g.first}-${g.last}`)
+          .join(' ');
         const x = segments.flatMap((g) => [g.first, g.last]);
         const y = segments.flatMap((g) => [g.block, g.block]);
         return [

@@ -1,0 +1,65 @@
+import type { Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Board, startBoard } from '../src/index.js';
+import { launchChromium } from './chromium.js';
+import { FIXTURE_RUNS } from './fixture-runs.js';
+
+let board: Board;
+let browser: Browser;
+
+beforeAll(async () => {
+  board = await startBoard({ dirs: [FIXTURE_RUNS], port: 0, warn: () => {} });
+  browser = await launchChromium();
+});
+afterAll(async () => {
+  await browser?.close();
+  await board?.close();
+});
+
+// Small enough for CI's two cores (about a minute on WebGL through SwiftShader), long enough for BAdam to
+// visit three blocks: 12 steps of 16 examples, K = 4, evaluation every 6 steps.
+const STEPS = 12;
+
+describe('BAdam in the page, in Chromium', () => {
+  it('fine-tunes the tiny Llama on the best backend the browser offers and lowers the eval loss', async () => {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
+    const errors: string[] = [];
+    page.on('pageerror', (error) => errors.push(error.message));
+    const requests: string[] = [];
+    page.on('request', (request) => requests.push(request.url()));
+    await page.goto(`${board.url}finetune?steps=${STEPS}&k=4&eval=6&train=256&heldout=16&autostart=1`);
+    await page.waitForFunction(
+      () => {
+        const state = document.getElementById('state')!.dataset;
+        return state.done === 'true' || state.error === 'true';
+      },
+      null,
+      { timeout: 240_000 },
+    );
+    const state = await page.locator('#state').innerText();
+    expect(errors, state).toEqual([]);
+    expect(state).toMatch(new RegExp(`^done: ${STEPS} steps in [\\d.]+ s on (webgpu|webgl|wasm)`));
+    const backend = await page.locator('#backend').getAttribute('data-backend');
+    expect(['webgpu', 'webgl', 'wasm']).toContain(backend);
+    expect(await page.locator('#backend').innerText()).toContain(backend!);
+
+    const before = Number(await page.locator('#eval-before').innerText());
+    const after = Number(await page.locator('#eval-after').innerText());
+    // From a random tiny Llama (about ln 259 = 5.6 nats per byte) BAdam gets well below.
+    expect(before).toBeGreaterThan(5);
+    expect(after).toBeLessThan(before - 1);
+
+    // The same charts as the board: three blocks trained (switches after steps 4 and 8, and 12).
+    expect(await page.locator('#chart-timeline').getAttribute('data-run0')).toBe('0:1-4 1:5-8 2:9-12');
+    expect(Number(await page.locator('#chart-loss').getAttribute('data-points'))).toBeGreaterThanOrEqual(
+      STEPS / 2,
+    );
+    // The question box was answered before and after.
+    expect(await page.locator('#answer-before').innerText()).not.toBe('');
+    expect(await page.locator('#answer-after').innerText()).not.toBe('');
+    // Nothing left the page: every request went to the board itself.
+    expect(requests.filter((url) => !url.startsWith(board.url))).toEqual([]);
+    console.log(`in-page BAdam on ${backend}: eval loss ${before} -> ${after}; ${state}`);
+    await page.close();
+  });
+});
