@@ -37,7 +37,7 @@ describe('the board in Chromium', () => {
       if (id !== 'timeline')
         expect(Number(await panel.getAttribute('data-points')), id).toBeGreaterThanOrEqual(30);
     }
-    const legend = await page.locator('#chart-loss .u-legend').innerText();
+    const legend = await page.locator('#chart-loss .u-legend').textContent();
     for (const label of [
       'block: loss',
       'block: smoothed',
@@ -46,7 +46,7 @@ describe('the board in Chromium', () => {
       'full: eval loss',
     ])
       expect(legend).toContain(label);
-    expect(await page.locator('#chart-memory .u-legend').innerText()).toMatch(
+    expect(await page.locator('#chart-memory .u-legend').textContent()).toMatch(
       /block: weights[\s\S]*block: gradients/,
     );
     // The canvas really has the curves on it: many non-white pixels.
@@ -60,8 +60,8 @@ describe('the board in Chromium', () => {
     const last = fixtureLog('block')
       .filter((l) => typeof l.eval_loss === 'number')
       .at(-1)!;
-    expect(await page.locator('#run-0 .eval-loss').innerText()).toBe((last.eval_loss as number).toFixed(4));
-    expect(await page.locator('#run-0 .results').innerText()).toMatch(/train_loss 2\.197/);
+    expect(await page.locator('#run-0 .eval-loss').textContent()).toBe((last.eval_loss as number).toFixed(4));
+    expect(await page.locator('#run-0 .results').textContent()).toMatch(/train_loss 2\.197/);
     expect(pageErrors).toEqual([]);
   });
 
@@ -75,15 +75,15 @@ describe('the board in Chromium', () => {
     expect(await items.first().textContent()).toBe(
       `block: after step ${recorded[0]![0]}, block ${recorded[0]![1]} → ${recorded[0]![2]}`,
     );
-    expect(await page.locator('#run-0 .switches').innerText()).toBe(String(recorded.length));
-    expect(await page.locator('#run-1 .switches').innerText()).toBe('0');
+    expect(await page.locator('#run-0 .switches').textContent()).toBe(String(recorded.length));
+    expect(await page.locator('#run-1 .switches').textContent()).toBe('0');
     // The timeline draws block 0 for steps 1-10, block 1 for 11-20, ...: the stretches between the switches.
     const stretches = recorded.map(
       ([step, from], i) => `${from}:${i === 0 ? 1 : recorded[i - 1]![0] + 1}-${step}`,
     );
     expect(await page.locator('#chart-timeline').getAttribute('data-run0')).toBe(stretches.join(' '));
     expect(await page.locator('#chart-timeline').getAttribute('data-run1')).toBe('');
-    expect(await page.locator('#chart-timeline .u-legend').innerText()).toMatch(
+    expect(await page.locator('#chart-timeline .u-legend').textContent()).toMatch(
       /block: block[\s\S]*block: switch/,
     );
   });
@@ -97,7 +97,7 @@ describe('the board in Chromium', () => {
     );
     await page.locator('#run-0 .loss').filter({ hasText: '0.4321' }).waitFor({ timeout: 1000 });
     expect(Date.now() - started).toBeLessThan(1000);
-    expect(await page.locator('#run-0 .step').innerText()).toBe('62 / 62');
+    expect(await page.locator('#run-0 .step').textContent()).toBe('62 / 62');
     expect(await page.locator('#block-switches li[data-run="0"]').count()).toBe(fixtureSwitches().length + 1);
   });
 });

@@ -36,15 +36,15 @@ describe('BAdam in the page, in Chromium', () => {
       null,
       { timeout: 240_000 },
     );
-    const state = await page.locator('#state').innerText();
+    const state = (await page.locator('#state').textContent()) ?? '';
     expect(errors, state).toEqual([]);
     expect(state).toMatch(new RegExp(`^done: ${STEPS} steps in [\\d.]+ s on (webgpu|webgl|wasm)`));
     const backend = await page.locator('#backend').getAttribute('data-backend');
     expect(['webgpu', 'webgl', 'wasm']).toContain(backend);
-    expect(await page.locator('#backend').innerText()).toContain(backend!);
+    expect(await page.locator('#backend').textContent()).toContain(backend!);
 
-    const before = Number(await page.locator('#eval-before').innerText());
-    const after = Number(await page.locator('#eval-after').innerText());
+    const before = Number(await page.locator('#eval-before').textContent());
+    const after = Number(await page.locator('#eval-after').textContent());
     // From a random tiny Llama (about ln 259 = 5.6 nats per byte) BAdam gets well below.
     expect(before).toBeGreaterThan(5);
     expect(after).toBeLessThan(before - 1);
@@ -55,8 +55,8 @@ describe('BAdam in the page, in Chromium', () => {
       STEPS / 2,
     );
     // The question box was answered before and after.
-    expect(await page.locator('#answer-before').innerText()).not.toBe('');
-    expect(await page.locator('#answer-after').innerText()).not.toBe('');
+    expect(await page.locator('#answer-before').textContent()).not.toBe('');
+    expect(await page.locator('#answer-after').textContent()).not.toBe('');
     // Nothing left the page: every request went to the board itself.
     expect(requests.filter((url) => !url.startsWith(board.url))).toEqual([]);
     console.log(`in-page BAdam on ${backend}: eval loss ${before} -> ${after}; ${state}`);
