@@ -1,3 +1,4 @@
+import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { UsageError } from '@badam/core';
 import { type Board, DEFAULT_BOARD_PORT, startBoard } from './board-server.js';
@@ -12,6 +13,9 @@ Several directories overlay; a directory without a log shows each run one level 
 
   --port <n>     port to listen on; 0 picks a free one (default ${DEFAULT_BOARD_PORT})
   --host <addr>  address to bind (default 127.0.0.1: this machine only)
+  --stdin        also show the run directories named on standard input, one "watch DIR" line each, as
+                 they come; the board stops when standard input closes (the runners' --board starts
+                 the board this way)
   --help         show this help`;
 
 /** Where the command writes. */
@@ -25,6 +29,7 @@ export function parseBoardArgs(argv: readonly string[]): {
   dirs: string[];
   port: number;
   host: string;
+  stdin: boolean;
   help: boolean;
 } {
   let parsed: ReturnType<typeof parseArgs>;
@@ -35,6 +40,7 @@ export function parseBoardArgs(argv: readonly string[]): {
       options: {
         port: { type: 'string' },
         host: { type: 'string' },
+        stdin: { type: 'boolean' },
         help: { type: 'boolean' },
       },
     });
@@ -48,19 +54,25 @@ export function parseBoardArgs(argv: readonly string[]): {
     throw new UsageError(`--port must be an integer from 0 to 65535, got ${JSON.stringify(portText)}`);
   }
   const help = values.help === true;
-  if (positionals.length === 0 && !help) {
+  const stdin = values.stdin === true;
+  if (positionals.length === 0 && !help && !stdin) {
     throw new UsageError(
       'name at least one OUTPUT_DIR: the --output_dir of a badam-llama or badam-roberta run',
     );
   }
-  return { dirs: positionals, port, host: (values.host as string | undefined) ?? '127.0.0.1', help };
+  return { dirs: positionals, port, host: (values.host as string | undefined) ?? '127.0.0.1', stdin, help };
 }
 
 /**
  * `badam-board OUTPUT_DIR...`: starts the board and prints its address (`badam-board: http://...`, the
  * line {@link spawnBoard} waits for). Resolves with the running board, or undefined after `--help`.
  */
-export async function runBoardCommand(argv: readonly string[], io: BoardIO): Promise<Board | undefined> {
+export async function runBoardCommand(
+  argv: readonly string[],
+  io: BoardIO,
+  input?: NodeJS.ReadableStream,
+  onStdinClosed: () => void = () => {},
+): Promise<Board | undefined> {
   const options = parseBoardArgs(argv);
   if (options.help) {
     io.log(BOARD_USAGE);
@@ -77,7 +89,24 @@ export async function runBoardCommand(argv: readonly string[], io: BoardIO): Pro
     host: options.host,
     warn: io.warn,
   });
-  io.log(`badam-board: ${board.runs.length} run(s): ${board.runs.map((r) => r.dir).join(', ')}`);
+  if (board.runs.length > 0)
+    io.log(`badam-board: ${board.runs.length} run(s): ${board.runs.map((r) => r.dir).join(', ')}`);
+  if (options.stdin && input !== undefined) {
+    const lines = createInterface({ input });
+    // The process that started the board owns it: when its end of the pipe closes, the board stops.
+    lines.on('close', () => void board.close().then(onStdinClosed));
+    lines.on('line', (line) => {
+      const match = /^watch (.+)$/.exec(line.trim());
+      if (match === null) {
+        io.warn(`badam-board: ignored ${JSON.stringify(line)} on stdin: expected "watch DIR"`);
+        return;
+      }
+      board.addRun(match[1]!).then(
+        (run) => io.log(`badam-board: run ${run.id}: ${run.dir}`),
+        (error: Error) => io.warn(`badam-board: ${match[1]}: ${error.message}`),
+      );
+    });
+  }
   io.log(`badam-board: ${board.url} (fine-tune in the page: ${board.url}finetune)`);
   return board;
 }

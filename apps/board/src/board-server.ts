@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { basename, dirname, extname, join } from 'node:path';
+import { basename, dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type BoardRun, findRuns } from './board-runs.js';
 import { PathRefusedError, resolveInside } from './path-inside.js';
@@ -25,9 +25,27 @@ export interface BoardOptions {
 export interface Board {
   /** The page's address, e.g. `http://127.0.0.1:6007/`. */
   readonly url: string;
+  /** The runs shown, in order (ids are positions). */
   readonly runs: readonly BoardRun[];
+  /**
+   * Adds a run directory as it is (no search below it; its log may not exist yet), and tells every open
+   * page. The runners' `--board` adds each run's directory as it starts. Resolves with the run; a directory
+   * already shown resolves with its run.
+   */
+  addRun(dir: string): Promise<BoardRun>;
   /** Stops the server and every file watcher. */
   close(): Promise<void>;
+}
+
+/** The event that names the runs (first on every stream, again when a run is added). */
+interface RunsEvent {
+  readonly type: 'runs';
+  readonly runs: ReadonlyArray<{ id: number; name: string; dir: string }>;
+}
+
+/** `name`, or `parent/name` when another run already has that name. */
+function uniqueName(name: string, dir: string, runs: readonly BoardRun[]): string {
+  return runs.some((r) => r.name === name) ? `${basename(dirname(dir))}/${name}` : name;
 }
 
 /** The board's default port (TensorBoard's is 6006). */
@@ -93,11 +111,18 @@ async function sendFile(response: ServerResponse, path: string): Promise<void> {
  */
 export async function startBoard(options: BoardOptions): Promise<Board> {
   const warn = options.warn ?? ((m: string) => console.error(m));
-  const runs = await findRuns(options.dirs);
+  const runs: BoardRun[] = await findRuns(options.dirs);
   const webRoot = options.webRoot ?? defaultWebRoot();
   const feeds = runs.map((run) => new RunFeed(run, warn));
   await Promise.all(feeds.map((feed) => feed.start()));
   const streams = new Set<ServerResponse>();
+  /** Each open page's writer, to tell it about runs added later. */
+  const writers = new Map<ServerResponse, (event: RunFeedEvent | RunsEvent) => void>();
+  const unsubscribers = new Map<ServerResponse, Array<() => void>>();
+  const runsEvent = (): RunsEvent => ({
+    type: 'runs',
+    runs: runs.map(({ id, name, dir }) => ({ id, name, dir })),
+  });
 
   const events = (request: IncomingMessage, response: ServerResponse) => {
     response.writeHead(200, {
@@ -106,16 +131,20 @@ export async function startBoard(options: BoardOptions): Promise<Board> {
       connection: 'keep-alive',
     });
     streams.add(response);
-    const write = (event: RunFeedEvent | { type: 'runs'; runs: unknown }) =>
+    const write = (event: RunFeedEvent | RunsEvent) =>
       response.write(`event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
-    write({ type: 'runs', runs: runs.map(({ id, name, dir }) => ({ id, name, dir })) });
+    writers.set(response, write);
+    write(runsEvent());
     const unsubscribe = feeds.map((feed) => feed.subscribe(write));
+    unsubscribers.set(response, unsubscribe);
     // A comment every 15 s keeps proxies and idle timeouts from closing a quiet stream.
     const keepAlive = setInterval(() => response.write(': keep-alive\n\n'), 15_000);
     request.on('close', () => {
       clearInterval(keepAlive);
-      for (const u of unsubscribe) u();
+      for (const u of unsubscribers.get(response) ?? []) u();
       streams.delete(response);
+      writers.delete(response);
+      unsubscribers.delete(response);
     });
   };
 
@@ -182,6 +211,25 @@ export async function startBoard(options: BoardOptions): Promise<Board> {
   return {
     url: `http://${shownHost}:${port}/`,
     runs,
+    async addRun(dir: string) {
+      const absolute = resolve(dir);
+      const known = runs.find((r) => r.dir === absolute);
+      if (known) return known;
+      const run: BoardRun = {
+        id: runs.length,
+        name: uniqueName(basename(absolute), absolute, runs),
+        dir: absolute,
+      };
+      runs.push(run);
+      const feed = new RunFeed(run, warn);
+      feeds.push(feed);
+      await feed.start();
+      for (const [response, write] of writers) {
+        write(runsEvent());
+        unsubscribers.get(response)!.push(feed.subscribe(write));
+      }
+      return run;
+    },
     async close() {
       for (const feed of feeds) feed.close();
       for (const stream of streams) stream.end();

@@ -4,7 +4,7 @@ import { runBoardCommand } from './board-command.js';
 
 const io = { log: (m: string) => console.log(m), warn: (m: string) => console.error(m) };
 try {
-  const board = await runBoardCommand(process.argv.slice(2), io);
+  const board = await runBoardCommand(process.argv.slice(2), io, process.stdin, () => process.exit(0));
   if (board) {
     const stop = () => void board.close().then(() => process.exit(0));
     process.once('SIGINT', stop);
