@@ -19,6 +19,7 @@ import {
 } from './fine-tuning-methods.js';
 import { createTrainerBackend, type RunnerModel } from './run-backend.js';
 import { flagName, type RunnerDialect, type RunOptions } from './run-options.js';
+import { watchOnBoard } from './watch-on-board.js';
 
 /** One fine-tuning run, as a runner describes it to {@link fineTune}. */
 export interface FineTuneSpec<TBatch> {
@@ -74,6 +75,7 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
     backendLabel: spec.backendLabel,
     blockwise: options.method === 'block',
   });
+  if (options.board) await watchOnBoard(options.outputDir, io);
   let train: TrainResult;
   try {
     const g = options.gradientAccumulationSteps;
