@@ -52,7 +52,7 @@ async function main(): Promise<void> {
   );
   const threads = backend === 'wasm' && crossOriginIsolated ? ', threads' : '';
   setText('backend', `${backend}${threads}`);
-  $('backend').title = tried.length > 0 ? `not available: ${tried.join('; ')}` : '';
+  setText('backend-note', tried.length > 0 ? `(passed over: ${tried.join('; ')})` : '');
   $('backend').dataset.backend = backend;
 
   const run = new BrowserFineTune(settings);

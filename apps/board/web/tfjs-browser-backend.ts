@@ -12,9 +12,23 @@ export const BROWSER_BACKENDS = ['webgpu', 'webgl', 'wasm'] as const;
 export type BrowserBackend = (typeof BROWSER_BACKENDS)[number];
 
 /**
- * Activates the best tfjs backend this browser offers — WebGPU, then WebGL, then wasm (SIMD, and threads
- * when the page is cross-origin isolated) — or the one asked for. The wasm binaries are served by the board
- * under `wasmPath`. Resolves to the backend in use, with what failed before it.
+ * The renderer behind WebGL when it is software (SwiftShader, llvmpipe: what headless Chromium and machines
+ * without a GPU driver get), else undefined. There WebGL emulates a GPU on the CPU, and tfjs's wasm
+ * backend computes the same thing several times faster.
+ */
+export function softwareWebGlRenderer(): string | undefined {
+  const gl = document.createElement('canvas').getContext('webgl2');
+  if (gl === null) return undefined;
+  const info = gl.getExtension('WEBGL_debug_renderer_info');
+  const renderer = String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
+  gl.getExtension('WEBGL_lose_context')?.loseContext();
+  return /swiftshader|llvmpipe|softpipe|software/i.test(renderer) ? renderer : undefined;
+}
+
+/**
+ * Activates the best tfjs backend this browser offers — WebGPU, then WebGL on a real GPU, then wasm (SIMD,
+ * and threads when the page is cross-origin isolated) — or the one asked for. The wasm binaries are served
+ * by the board under `wasmPath`. Resolves to the backend in use, with what was passed over and why.
  */
 export async function useBestBrowserBackend(
   wasmPath: string,
@@ -25,6 +39,11 @@ export async function useBestBrowserBackend(
   for (const name of wanted !== undefined ? [wanted] : BROWSER_BACKENDS) {
     if (name === 'webgpu' && !('gpu' in navigator)) {
       tried.push('webgpu: this browser has no navigator.gpu');
+      continue;
+    }
+    const software = name === 'webgl' && wanted === undefined ? softwareWebGlRenderer() : undefined;
+    if (software !== undefined) {
+      tried.push(`webgl: software rendering (${software}), slower than wasm`);
       continue;
     }
     try {
