@@ -25,7 +25,7 @@ export async function watchOnBoard(outputDir: string, io: RunIO): Promise<void> 
   running.watch(outputDir);
   if (first) {
     io.log(
-      `badam-board: watch the run live at ${running.url} (it stops with this process; afterwards: badam-board ${outputDir})`,
+      `badam-board: watch the run live at ${running.url} (it stops with this process; to look again later: badam-board OUTPUT_DIR)`,
     );
   }
 }
