@@ -13,7 +13,9 @@ if (!existsSync(join(root, 'dist', 'web', 'finetune-page.js'))) {
 }
 const executablePath = process.env.BADAM_CHROMIUM ?? '/usr/bin/chromium';
 if (!existsSync(executablePath)) {
-  throw new Error(`no Chromium at ${executablePath}: sudo apt-get install -y chromium, or set BADAM_CHROMIUM`);
+  throw new Error(
+    `no Chromium at ${executablePath}: sudo apt-get install -y chromium, or set BADAM_CHROMIUM`,
+  );
 }
 const { startBoard } = await import(join(root, 'dist', 'src', 'index.js'));
 const board = await startBoard({ dirs: [join(root, 'test', 'fixtures', 'compare')], port: 0 });
