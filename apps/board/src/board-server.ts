@@ -48,6 +48,9 @@ function uniqueName(name: string, dir: string, runs: readonly BoardRun[]): strin
   return runs.some((r) => r.name === name) ? `${basename(dirname(dir))}/${name}` : name;
 }
 
+/** Host headers a board bound to loopback accepts. */
+const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/i;
+
 /** The board's default port (TensorBoard's is 6006). */
 export const DEFAULT_BOARD_PORT = 6007;
 
@@ -98,7 +101,8 @@ async function sendFile(response: ServerResponse, path: string): Promise<void> {
 /**
  * Serves the board: the pages, the runs' live data as server-sent events, and the files inside the runs'
  * directories (and nothing else: a path outside them, with `..` or encoded, is refused with 403). Binds
- * to 127.0.0.1 unless `host` says otherwise. Every response is cross-origin isolated, so the fine-tune
+ * to 127.0.0.1 unless `host` says otherwise, and then answers only requests addressed to a loopback name
+ * (a page elsewhere cannot reach it by DNS rebinding). Every response is cross-origin isolated, so the fine-tune
  * page's wasm backend may use threads.
  *
  * @example
@@ -152,6 +156,16 @@ export async function startBoard(options: BoardOptions): Promise<Board> {
     response.setHeader('cross-origin-opener-policy', 'same-origin');
     response.setHeader('cross-origin-embedder-policy', 'require-corp');
     response.setHeader('x-content-type-options', 'nosniff');
+    if (loopback && !LOOPBACK_HOST.test(request.headers.host ?? '')) {
+      // DNS rebinding: a web page elsewhere that points its own name at 127.0.0.1 would reach the board
+      // with that name in Host. A board on loopback answers only to loopback names.
+      send(
+        response,
+        403,
+        `refused Host ${JSON.stringify(request.headers.host ?? '')}: this board answers to 127.0.0.1, localhost and [::1]`,
+      );
+      return;
+    }
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       send(response, 405, `${request.method} is not served: the board only reads`);
       return;
@@ -192,8 +206,9 @@ export async function startBoard(options: BoardOptions): Promise<Board> {
     }
   };
 
-  const server: Server = createServer((request, response) => void handle(request, response));
   const host = options.host ?? '127.0.0.1';
+  const loopback = ['127.0.0.1', 'localhost', '::1'].includes(host);
+  const server: Server = createServer((request, response) => void handle(request, response));
   await new Promise<void>((done, fail) => {
     server.once('error', (error: NodeJS.ErrnoException) =>
       fail(

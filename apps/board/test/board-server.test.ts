@@ -63,6 +63,15 @@ describe('badam-board server', () => {
     expect(response.body).toMatch(/refused/);
   });
 
+  it('answers only requests addressed to loopback (no DNS rebinding)', async () => {
+    const { port } = new URL(board.url);
+    expect((await rawGet(board.url, '/api/runs', { host: `localhost:${port}` })).status).toBe(200);
+    const rebound = await rawGet(board.url, '/api/runs', { host: `attacker.example:${port}` });
+    expect(rebound.status).toBe(403);
+    expect(rebound.body).toMatch(/refused Host "attacker\.example/);
+    expect(rebound.body).not.toContain('compare');
+  });
+
   it('answers 404 for what does not exist and 405 for anything but reading', async () => {
     expect((await rawGet(board.url, '/runs/0/no-such-file.json')).status).toBe(404);
     expect((await rawGet(board.url, '/runs/7/all_results.json')).status).toBe(404);

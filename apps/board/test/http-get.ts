@@ -4,10 +4,14 @@ import { get } from 'node:http';
  * A GET with the path sent exactly as given: fetch() and URL normalise `..` and `%2e%2e` away before the
  * request leaves, which would hide what the server does with them.
  */
-export function rawGet(url: string, path: string): Promise<{ status: number; body: string }> {
+export function rawGet(
+  url: string,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string }> {
   const { hostname, port } = new URL(url);
   return new Promise((done, fail) => {
-    get({ host: hostname, port, path }, (response) => {
+    get({ host: hostname, port, path, headers }, (response) => {
       let body = '';
       response.on('data', (chunk: Buffer) => {
         body += chunk.toString();
