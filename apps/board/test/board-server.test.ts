@@ -1,7 +1,7 @@
 import { appendFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Board, parseBoardArgs, startBoard } from '../src/index.js';
+import { type Board, LogTail, parseBoardArgs, startBoard } from '../src/index.js';
 import { copyFixtureRuns, fixtureLog } from './fixture-runs.js';
 import { eventStream, rawGet } from './http-get.js';
 
@@ -142,5 +142,30 @@ describe('badam-board command line', () => {
     await expect(startBoard({ dirs: ['/no/such/run'], port: 0 })).rejects.toThrow(
       /\/no\/such\/run is not a directory/,
     );
+  });
+});
+
+describe('LogTail', () => {
+  it('starts over when the log shrinks in place, and keeps a UTF-8 character split across reads whole', async () => {
+    const dir = copyFixtureRuns();
+    const path = join(dir.dir, 'block', 'trainer_log.jsonl');
+    const seen: string[] = [];
+    let resets = 0;
+    const tail = new LogTail(path, { lines: (l) => seen.push(...l), reset: () => resets++ }, 60_000);
+    try {
+      await tail.start();
+      expect(seen).toHaveLength(fixtureLog('block').length);
+      const bytes = Buffer.from('{"current_steps":1,"note":"é"}\n');
+      // Truncated in place (same file, shorter), ending inside "é".
+      writeFileSync(path, bytes.subarray(0, bytes.length - 4));
+      await tail.poke();
+      appendFileSync(path, bytes.subarray(bytes.length - 4));
+      await tail.poke();
+      expect(resets).toBe(1);
+      expect(seen.at(-1)).toBe('{"current_steps":1,"note":"é"}');
+    } finally {
+      tail.close();
+      dir.remove();
+    }
   });
 });

@@ -80,7 +80,9 @@ async function main(): Promise<void> {
   const before = await run.evalLoss();
   setText('eval-before', before.toFixed(4));
   charts.addLines(0, [{ current_steps: 0, total_steps: settings.steps, eval_loss: before }]);
-  ask('before');
+  // ask=0 leaves the question to the button (each generated token is a new shape: slow on a software WebGL).
+  const askAutomatically = params.get('ask') !== '0';
+  if (askAutomatically) ask('before');
 
   const start = async () => {
     $<HTMLButtonElement>('start').disabled = true;
@@ -105,7 +107,7 @@ async function main(): Promise<void> {
     charts.setResults(0, {
       'all_results.json': { eval_loss: after, train_runtime: seconds, train_steps: settings.steps },
     });
-    ask('after');
+    if (askAutomatically) ask('after');
   };
   $('start').addEventListener('click', () => void start().catch(fail));
   $<HTMLButtonElement>('start').disabled = false;
