@@ -26,7 +26,8 @@ on('runs', (event) => {
   document.title = `badam-board: ${event.runs.map((r) => r.name).join(', ')}`;
   if (charts === undefined) charts = new RunCharts(root, event.runs);
   else charts.setRuns(event.runs);
-  status.textContent = `live: ${event.runs.map((r) => r.dir).join(', ')}`;
+  status.textContent = `live: ${event.runs.length} run${event.runs.length === 1 ? '' : 's'}`;
+  status.title = event.runs.map((r) => r.dir).join('\n');
   status.className = 'live';
 });
 on('lines', (event) => event.type === 'lines' && charts?.addLines(event.run, event.lines));

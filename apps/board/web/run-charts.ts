@@ -6,6 +6,8 @@ import { type LogLine, RunSeries } from './run-series.js';
 export interface ChartRun {
   readonly id: number;
   readonly name: string;
+  /** Where the run is, when it is on disk. */
+  readonly dir?: string;
 }
 
 /** The colours of runs 0, 1, 2, ... (then again). */
@@ -337,6 +339,7 @@ export class RunCharts {
         cell.className = cls;
         cell.textContent = text;
         if (cls === 'swatch') cell.style.background = color;
+        if (cls === 'name' && run.dir !== undefined) cell.title = run.dir;
         row.append(cell);
       }
       return row;
