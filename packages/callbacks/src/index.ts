@@ -24,7 +24,12 @@ export {
   smoothSeries,
 } from './loss-plot.js';
 export { LossSpikeMonitor, type LossSpikeMonitorOptions } from './loss-spike-monitor.js';
-export { MetricsLogCallback, readTrainerLog, TRAINER_LOG } from './metrics-log-callback.js';
+export {
+  type BlockSwitchRecord,
+  MetricsLogCallback,
+  readTrainerLog,
+  TRAINER_LOG,
+} from './metrics-log-callback.js';
 export { NonFiniteLossGuard } from './non-finite-loss-guard.js';
 export {
   holdsEarlierWork,

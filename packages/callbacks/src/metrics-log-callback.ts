@@ -7,15 +7,26 @@ import { formatDuration } from './format.js';
 /** The name LLaMA-Factory gives its per-step log. */
 export const TRAINER_LOG = 'trainer_log.jsonl';
 
+/** A block switch as `trainer_log.jsonl` records it: after optimizer step `step`, block `from` gave way to `to`. */
+export interface BlockSwitchRecord {
+  readonly step: number;
+  readonly from: number;
+  readonly to: number;
+}
+
 /**
  * Writes `trainer_log.jsonl` in the output directory: one JSON object per logging step, with LLaMA-Factory's
  * keys (`current_steps`, `total_steps`, `loss`, `eval_loss`, `learning_rate`, `epoch`, `percentage`,
  * `elapsed_time`, `remaining_time`) plus BAdam's (`active_block`, `tokens_per_second`, `memory_bytes`,
- * `grad_norm`, eval metrics). A fresh run starts the file anew; a resumed run keeps the lines up to the
- * checkpoint's step and drops the rest, which belonged to the interrupted run.
+ * `memory_by_kind`, `grad_norm`, eval metrics, and `block_switches`: the {@link BlockSwitchRecord}s since the
+ * previous line, so a reader knows the exact step of every switch whatever the logging interval). A fresh
+ * run starts the file anew; a resumed run keeps the lines up to the checkpoint's step and drops the rest,
+ * which belonged to the interrupted run.
  */
 export class MetricsLogCallback implements TrainerCallback {
   readonly path: string;
+  /** Switches not yet written: they go on the next line. */
+  private pendingSwitches: BlockSwitchRecord[] = [];
 
   constructor(options: { outputDir: string }) {
     this.path = join(options.outputDir, TRAINER_LOG);
@@ -43,8 +54,16 @@ export class MetricsLogCallback implements TrainerCallback {
     await writeFileAtomic(this.path, [kept.map((l) => `${l}\n`).join('')]);
   }
 
+  onBlockSwitch(context: TrainerContext, change: { from: number; to: number }): void {
+    this.pendingSwitches.push({ step: context.progress.step, from: change.from, to: change.to });
+  }
+
   async onLog(context: TrainerContext, entry: LogEntry): Promise<void> {
     const p = context.progress;
+    // Memory by kind belongs to training lines, as memory_bytes does (evaluation lines carry neither).
+    const byKind = entry.loss !== undefined ? p.memory.byKind : undefined;
+    const switches = this.pendingSwitches;
+    this.pendingSwitches = [];
     const remaining = p.step > 0 ? (p.elapsedMs / p.step) * (p.maxSteps - p.step) : 0;
     const { step, epoch, loss, eval_loss, learning_rate, ...rest } = entry;
     const line = {
@@ -58,6 +77,8 @@ export class MetricsLogCallback implements TrainerCallback {
       elapsed_time: formatDuration(p.elapsedMs),
       remaining_time: formatDuration(remaining),
       ...rest,
+      ...(byKind !== undefined && Object.keys(byKind).length > 0 ? { memory_by_kind: byKind } : {}),
+      ...(switches.length > 0 ? { block_switches: switches } : {}),
     };
     // One write per line: appending keeps every earlier line intact if the process dies mid-run.
     await appendFile(this.path, `${JSON.stringify(line)}\n`);

@@ -119,6 +119,27 @@ describe('MetricsLogCallback', () => {
       eval_accuracy: expect.any(Number),
     });
   });
+  it('records each block switch at its exact step, and memory by kind, between logging steps', async () => {
+    const outputDir = freshDir();
+    await new Trainer({
+      backend: backend({ switchBlockEvery: 3 }),
+      trainData: data(),
+      maxSteps: 10,
+      loggingSteps: 5,
+      callbacks: [new MetricsLogCallback({ outputDir })],
+    }).train();
+    const lines = await readTrainerLog(join(outputDir, 'trainer_log.jsonl'));
+    // K = 3 over 3 blocks: switches after steps 3, 6 and 9, logged on the lines of steps 5 and 10.
+    expect(lines.map((l) => l.block_switches)).toEqual([
+      [{ step: 3, from: 0, to: 1 }],
+      [
+        { step: 6, from: 1, to: 2 },
+        { step: 9, from: 2, to: 0 },
+      ],
+    ]);
+    expect(lines.map((l) => l.active_block)).toEqual([1, 0]);
+    expect(lines[0]!.memory_by_kind).toEqual(expect.objectContaining({ weights: expect.any(Number) }));
+  });
 });
 
 describe('LossPlotCallback', () => {

@@ -21,6 +21,7 @@ import { createTrainerBackend, type RunnerModel } from './run-backend.js';
 import { flagName, type RunnerDialect, type RunOptions } from './run-options.js';
 import { checkResume, type RunSettings, runSettingsOf } from './run-settings.js';
 import { TrainingDivergedError } from './training-diverged-error.js';
+import { watchOnBoard } from './watch-on-board.js';
 
 /** One fine-tuning run, as a runner describes it to {@link fineTune}. */
 export interface FineTuneSpec<TBatch> {
@@ -81,6 +82,7 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
     backendLabel: spec.backendLabel,
     blockwise: options.method === 'block',
   });
+  if (options.board) await watchOnBoard(options.outputDir, io);
   let train: TrainResult;
   let lastGood: string | undefined;
   try {

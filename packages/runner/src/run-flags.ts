@@ -97,6 +97,11 @@ export const RUN_FLAGS = {
     help: 'tensor backend (cuda: @badam/cuda on an NVIDIA GPU)',
   },
   ...TFJS_BACKEND_FLAGS,
+  board: {
+    type: 'boolean',
+    default: false,
+    help: 'watch the run live: serve badam-board on 127.0.0.1 beside it and print its URL',
+  },
   help: { type: 'boolean', default: false, help: 'show this help' },
 } as const satisfies Readonly<Record<string, FlagSpec>>;
 

@@ -43,6 +43,8 @@ export interface RunOptions {
   seed: number;
   tfjsBackend: TfjsBackendChoice;
   nativeKernels: boolean;
+  /** Serve badam-board beside the run (`--board`). */
+  board?: boolean;
 }
 
 /** How one runner's command line names things, for parsing and for its error messages. */
@@ -155,6 +157,7 @@ export function resolveRunOptions(
     seed: get('seed') as number,
     tfjsBackend: get('tfjs_backend') as TfjsBackendChoice,
     nativeKernels: get('native_kernels') as boolean,
+    board: get('board') === true,
   };
 }
 

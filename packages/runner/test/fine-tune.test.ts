@@ -20,7 +20,13 @@ const setup = runnerTestSetup('badam-runner-');
 
 const quiet = { log: () => {}, warn: () => {} };
 
-async function train(method: FineTuningMethod, outputDir: string, extra: string[] = [], seed = 1) {
+async function train(
+  method: FineTuningMethod,
+  outputDir: string,
+  extra: string[] = [],
+  seed = 1,
+  io: { log(m: string): void; warn(m: string): void } = quiet,
+) {
   const flags = [
     '--learning_rate',
     '0.05',
@@ -34,7 +40,7 @@ async function train(method: FineTuningMethod, outputDir: string, extra: string[
   ];
   const options = resolveRunOptions(parseFlags(flags, FLAGS), method, DIALECT, { outputDir, loraRank: 2 });
   const { named, model } = tinyMlp(seed);
-  const run = await fineTune({ ...tinyMlpSpec(model, setup.label, quiet), options });
+  const run = await fineTune({ ...tinyMlpSpec(model, setup.label, io), options });
   const weights = new Map(model.tfjs.namedParameters().map(([n, v]) => [n, Float32Array.from(v.dataSync())]));
   for (const [, v] of model.tfjs.namedParameters()) v.dispose();
   return { run, weights, named };
@@ -96,6 +102,25 @@ describe('fineTune: every method through one kit', () => {
     const log = await readTrainerLog(join(out, 'trainer_log.jsonl'));
     expect(log.map((l) => l.current_steps)).toEqual([1, 2, 3]);
     expect(log.every((l) => l.active_block === undefined)).toBe(true);
+  });
+});
+
+describe('--board', () => {
+  it('serves badam-board beside the run, on loopback, showing the run live', async () => {
+    const out = join(setup.dir, 'board');
+    const lines: string[] = [];
+    await train('block', out, ['--max_steps', '4', '--board'], 1, {
+      log: (m) => lines.push(m),
+      warn: (m) => lines.push(m),
+    });
+    const url = /badam-board: watch the run live at (http:\/\/127\.0\.0\.1:\d+\/)/.exec(
+      lines.join('\n'),
+    )?.[1];
+    expect(url, lines.join('\n')).toBeDefined();
+    const runs = (await (await fetch(`${url}api/runs`)).json()) as Array<{ dir: string }>;
+    expect(runs.map((r) => r.dir)).toEqual([out]);
+    const log = await (await fetch(`${url}runs/0/trainer_log.jsonl`)).text();
+    expect(log.trim().split('\n')).toHaveLength(4);
   });
 });
 
