@@ -50,7 +50,8 @@ const result = await build({
   platform: 'browser',
   target: ['chrome113', 'firefox115', 'safari16'],
   minify: true,
-  sourcemap: 'linked',
+  // No source maps: the package ships dist only, and a map would point at sources it does not have.
+  sourcemap: false,
   metafile: true,
   logLevel: 'warning',
   define: { 'process.env.NODE_ENV': '"production"' },
