@@ -115,6 +115,25 @@ describe('resume refuses settings that change what the run means', () => {
   });
 });
 
+describe("a run leaves the model's variables as it found them", () => {
+  it.each(['block', 'full', 'lora', 'sparse'] as const)(
+    '%s: every variable trainable again after fineTune (a later optimizer trains them)',
+    async (method) => {
+      const { model, named } = tinyMlp(3);
+      try {
+        await fineTune({
+          ...tinyMlpSpec(model, setup.label, { log: () => {}, warn: () => {} }),
+          options: options(['--output_dir', join(setup.dir, `flags-${method}`), '--max_steps', '2'], method),
+        });
+        const frozen = model.tfjs.namedParameters().filter(([, v]) => !v.trainable);
+        expect(frozen.map(([n]) => n)).toEqual([]);
+      } finally {
+        for (const [, v] of named) v.dispose();
+      }
+    },
+  );
+});
+
 describe('output directories', () => {
   it('a default directory holding an earlier run is left alone: the run takes the next free one and says so', async () => {
     const base = join(setup.dir, 'defaults', 'embedded-block');
