@@ -193,6 +193,12 @@ export interface RunnerCommandSpec<TOptions extends RunOptions> {
   methodOf(values: FlagValues): FineTuningMethod;
   /** The runner's options from the final flag values (its own validation, then the kit's). */
   resolve(values: FlagValues): TOptions;
+  /**
+   * Turns other tools' spellings into the runner's own flags before anything else reads them (LLaMA-Factory's
+   * `--use_badam --badam_mode layer` into `--finetuning_type block`), in place, updating `explicit` too;
+   * returns lines to tell the user (flags accepted but ignored). Contradictions are `UsageError`s.
+   */
+  normalize?(values: FlagValues, explicit: Set<string>): string[];
 }
 
 /**
@@ -202,8 +208,9 @@ export interface RunnerCommandSpec<TOptions extends RunOptions> {
 export function parseRunnerCommand<TOptions extends RunOptions>(
   argv: readonly string[],
   spec: RunnerCommandSpec<TOptions>,
-): { options: TOptions; embedded: boolean; help: boolean } {
+): { options: TOptions; embedded: boolean; help: boolean; notes: string[] } {
   const { values, explicit } = parseFlagsExplicit(argv, spec.flags);
+  const notes = spec.normalize?.(values, explicit) ?? [];
   const embedded = spec.isEmbedded(values);
   if (embedded) {
     const defaults = spec.embeddedDefaults(values, explicit);
@@ -218,5 +225,5 @@ export function parseRunnerCommand<TOptions extends RunOptions>(
   const options = spec.resolve(values);
   // An embedded default names its own output directory, but the user did not: it is still a default.
   options.outputDirIsDefault = !explicit.has(flagName(spec.dialect, 'output_dir'));
-  return { options, embedded, help: values.help === true };
+  return { options, embedded, help: values.help === true, notes };
 }
