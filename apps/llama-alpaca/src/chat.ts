@@ -11,6 +11,7 @@ import {
 } from '@badam/data';
 import { generate, loadLlama } from '@badam/models';
 import { useNativeMatMul, useTfjsBackend } from '@badam/tfjs';
+import { refuseHubId } from './model-path.js';
 
 export const CHAT_FLAGS: Readonly<Record<string, FlagSpec>> = {
   model_name_or_path: {
@@ -51,6 +52,7 @@ export async function runChat(values: Record<string, unknown>, io: { log(m: stri
   const dir = values.model_name_or_path as string | undefined;
   if (dir === undefined)
     throw new UsageError('chat needs --model_name_or_path (a model directory, e.g. the output_dir of a run)');
+  refuseHubId(dir, 'model_name_or_path');
   await useTfjsBackend(values.tfjs_backend as 'auto');
   await useNativeMatMul().catch(() => undefined); // faster generation when the native kernels are built
   const [{ model }, tokenizer] = await Promise.all([loadLlama(dir), HfTokenizer.fromDirectory(dir)]);

@@ -149,7 +149,7 @@ export async function runTraining(
   const examples =
     inputs.examples ??
     (options.dataset !== undefined
-      ? await loadInstructionDataset(options.dataset, options.datasetDir)
+      ? await loadInstructionDataset(options.dataset, options.datasetDir, { maxSamples: options.maxSamples })
       : alpacaExamples(generatedInstructions(800, 0, options.seed).train));
   const { train: trainRaw, validation } =
     inputs.validation !== undefined
@@ -181,6 +181,8 @@ export async function runTraining(
     evalSet.length > 0
       ? batchedDataSource(evalSet, { batchSize: options.evalBatchSize, padTokenId: tokenizer.padTokenId })
       : undefined;
+  if (options.evalStrategy === 'epoch' && evalData !== undefined)
+    options.evalSteps = Math.max(1, Math.ceil((trainData.length ?? 1) / options.gradientAccumulationSteps));
   io.log(
     `badam-llama: ${trainSet.length} training and ${evalSet.length} validation examples (${options.stage}, template ${template.name}, cutoff ${options.cutoffLen})`,
   );
