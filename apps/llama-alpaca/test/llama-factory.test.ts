@@ -1,0 +1,163 @@
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ByteTokenizer } from '@badam/data';
+import { LlamaForCausalLM, llamaConfigFromHf, saveLlama } from '@badam/models';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
+import { runCommand, TINY_LLAMA_CONFIG } from '../src/index.js';
+
+// What a LLaMA-Factory user brings, run as written: the BAdam README's command and LLaMA-Factory's BAdam
+// recipe, on a tiny model folder and the shared Alpaca sample registered in a dataset_info.json.
+
+const here = dirname(fileURLToPath(import.meta.url));
+const sharedData = resolve(process.env.BADAM_SHARED_DATA ?? join(here, '../../../../shared/data'));
+const alpacaDemo = join(sharedData, 'alpaca', 'alpaca_en_demo.json');
+const recipe = join(here, '..', 'examples', 'llama3_badam_sft.yaml');
+
+/** The BAdam README's command, word for word, but for the output directory it names. */
+const README_COMMAND = [
+  ...['--stage', 'sft', '--do_train', '--dataset', 'alpaca_gpt4_en', '--template', 'default'],
+  ...['--finetuning_type', 'block', '--overwrite_cache', '--per_device_train_batch_size', '2'],
+  ...[
+    '--per_device_eval_batch_size',
+    '2',
+    '--gradient_accumulation_steps',
+    '8',
+    '--lr_scheduler_type',
+    'cosine',
+  ],
+  ...['--logging_steps', '1', '--save_steps', '1000', '--val_size', '500', '--eval_steps', '20'],
+  ...['--evaluation_strategy', 'steps', '--learning_rate', '1e-6', '--num_train_epochs', '3'],
+  ...['--overwrite_output_dir', '--plot_loss', '--switch_block_every', '100', '--switch_mode', 'random'],
+  ...['--bf16', 'True'],
+];
+
+function capture() {
+  const out: string[] = [];
+  const err: string[] = [];
+  return { io: { log: (m: string) => out.push(m), warn: (m: string) => err.push(m) }, out, err };
+}
+
+let dir: string;
+let modelDir: string;
+let dataDir: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'badam-llama-factory-'));
+  modelDir = join(dir, 'tiny-llama');
+  const model = new LlamaForCausalLM(
+    llamaConfigFromHf({ ...TINY_LLAMA_CONFIG, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2 }),
+    { seed: 7 },
+  );
+  await saveLlama(model, modelDir);
+  model.dispose();
+  const { tokenizer, config } = new ByteTokenizer().toHuggingFace();
+  await writeFile(join(modelDir, 'tokenizer.json'), JSON.stringify(tokenizer));
+  await writeFile(join(modelDir, 'tokenizer_config.json'), JSON.stringify(config));
+  // LLaMA-Factory's data/ folder: names in dataset_info.json, files beside it.
+  dataDir = join(dir, 'data');
+  await mkdir(dataDir, { recursive: true });
+  if (existsSync(alpacaDemo)) await symlink(alpacaDemo, join(dataDir, 'alpaca_en_demo.json'));
+  await writeFile(
+    join(dataDir, 'dataset_info.json'),
+    JSON.stringify({
+      alpaca_gpt4_en: { file_name: 'alpaca_en_demo.json' },
+      alpaca_en_demo: { file_name: 'alpaca_en_demo.json' },
+    }),
+  );
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** The files LLaMA-Factory leaves in an output directory, and in each checkpoint. */
+async function expectLlamaFactoryLayout(out: string, checkpointStep: number): Promise<void> {
+  const files = await readdir(out);
+  for (const file of [
+    'config.json',
+    'model.safetensors',
+    'tokenizer.json',
+    'tokenizer_config.json',
+    'trainer_log.jsonl',
+    'all_results.json',
+    'train_results.json',
+    'eval_results.json',
+    'training_loss.png',
+    `checkpoint-${checkpointStep}`,
+  ])
+    expect(files, file).toContain(file);
+  const log = (await readFile(join(out, 'trainer_log.jsonl'), 'utf8')).trim().split('\n');
+  expect(JSON.parse(log[0]!)).toMatchObject({ current_steps: 1 });
+  const results = JSON.parse(await readFile(join(out, 'eval_results.json'), 'utf8')) as Record<
+    string,
+    number
+  >;
+  expect(Number.isFinite(results.eval_loss)).toBe(true);
+}
+
+describe.skipIf(!existsSync(alpacaDemo))('LLaMA-Factory commands and recipes run as written', () => {
+  it("runs the BAdam README's command, --dataset resolved through --dataset_dir's dataset_info.json", async () => {
+    const out = join(dir, 'readme');
+    const run = capture();
+    const local = ['--model_name_or_path', modelDir, '--dataset_dir', dataDir, '--output_dir', out];
+    // Small counts for a test: fewer examples, steps and a checkpoint within them.
+    const small = ['--max_samples', '64', '--val_size', '8', '--max_steps', '4', '--eval_steps', '2'];
+    const code = await runCommand([...README_COMMAND, ...local, ...small, '--save_steps', '2'], run.io);
+    expect(code, run.err.join('\n')).toBe(0);
+    const err = run.err.join('\n');
+    expect(err).toContain('badam-llama: --overwrite_cache is ignored: ');
+    expect(err).toContain('--bf16 on tfjs: training stays fp32');
+    expect(run.out.join('\n')).toContain('56 training and 8 validation examples (sft, template default');
+    await expectLlamaFactoryLayout(out, 4);
+  });
+
+  it("runs LLaMA-Factory's BAdam recipe (examples/llama3_badam_sft.yaml), flags after it overriding its keys", async () => {
+    const out = join(dir, 'recipe');
+    const run = capture();
+    const code = await runCommand(
+      [
+        ...['train', recipe, '--model_name_or_path', modelDir, '--dataset_dir', dataDir, '--output_dir', out],
+        // The tiny model has a byte tokenizer (no Llama 3 special tokens) and 128 positions.
+        ...[
+          '--template',
+          'default',
+          '--cutoff_len',
+          '128',
+          '--max_samples',
+          '40',
+          '--val_size',
+          '4',
+          '--max_steps',
+          '4',
+        ],
+        ...['--eval_steps', '2', '--save_steps', '2', '--logging_steps', '1', '--badam_switch_interval', '2'],
+      ],
+      run.io,
+    );
+    expect(code, run.err.join('\n')).toBe(0);
+    const text = run.out.join('\n');
+    expect(text).toContain('36 training and 4 validation examples (sft, template default');
+    // use_badam + badam_mode layer is BAdam over layers, switching every 2 steps in ascending order.
+    expect(text).toContain('BAdam: step 2: block 0 -> 1');
+    await expectLlamaFactoryLayout(out, 4);
+  });
+
+  it('runs the same recipe written as JSON', async () => {
+    const json = join(dir, 'llama3_badam_sft.json');
+    await writeFile(json, JSON.stringify(parseYaml(await readFile(recipe, 'utf8'))));
+    const run = capture();
+    const code = await runCommand(
+      [
+        ...['train', json, '--model_name_or_path', modelDir, '--dataset_dir', dataDir],
+        ...['--output_dir', join(dir, 'recipe-json'), '--template', 'default', '--cutoff_len', '128'],
+        ...['--max_samples', '20', '--val_size', '4', '--max_steps', '1', '--badam_verbose', '1'],
+      ],
+      run.io,
+    );
+    expect(code, run.err.join('\n')).toBe(0);
+    expect(run.out.join('\n')).toContain('16 training and 4 validation examples (sft, template default');
+  });
+});
