@@ -1,5 +1,13 @@
 import { join } from 'node:path';
-import { type RunIO, runCallbacks, SafetensorsCheckpointStore, writeResultsJson } from '@badam/callbacks';
+import {
+  HF_TRAINER_STATE,
+  type HfTrainingArguments,
+  huggingFaceTrainerState,
+  type RunIO,
+  runCallbacks,
+  SafetensorsCheckpointStore,
+  writeResultsJson,
+} from '@badam/callbacks';
 import {
   createLrSchedule,
   type DataSource,
@@ -9,6 +17,7 @@ import {
   type TrainResult,
   totalElements,
 } from '@badam/core';
+import { writeFileAtomic } from '@badam/safetensors';
 import { nonFiniteTensors, parameterInfoOf } from '@badam/tfjs';
 import {
   estimateRunMemory,
@@ -44,6 +53,11 @@ export interface FineTuneSpec<TBatch> {
    * flag names: saved in checkpoints beside the shared ones, and compared on resume.
    */
   readonly runSettings?: RunSettings;
+  /**
+   * Writes the model's own files (config.json, generation_config.json, tokenizer files) into a checkpoint
+   * being saved, so that `checkpoint-N/` loads as a model folder; the weights are the store's.
+   */
+  readonly checkpointModelFiles?: (directory: string) => Promise<void>;
   readonly io: RunIO;
 }
 
@@ -67,6 +81,14 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
   const method = METHODS[options.method];
   if (method.needsLora) model.addLora();
   const parameters = parameterInfoOf(model.tfjs.namedParameters());
+  const trainingArguments: HfTrainingArguments = {
+    loggingSteps: options.loggingSteps,
+    evalSteps: options.evalSteps,
+    saveSteps: options.saveSteps,
+    trainBatchSize: options.batchSize,
+    numTrainEpochs: options.numTrainEpochs,
+    parameters: totalElements(parameters.filter((p) => !p.name.includes('lora_'))),
+  };
   const plan = method.plan({
     options,
     parameters,
@@ -93,6 +115,8 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
             outputDir: options.outputDir,
             keepLast: options.saveTotalLimit,
             log: (message) => io.warn(`${dialect.name}: ${message}`),
+            trainingArguments,
+            ...(spec.checkpointModelFiles ? { writeModelFiles: spec.checkpointModelFiles } : {}),
           })
         : undefined;
     const settings = runSettingsOf(options, dialect, maxSteps, spec.runSettings);
@@ -157,6 +181,10 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
     });
   }
 
+  // Hugging Face's trainer_state.json at the root, as the Trainer leaves it after train().
+  await writeFileAtomic(join(options.outputDir, HF_TRAINER_STATE), [
+    `${JSON.stringify(huggingFaceTrainerState(train.state, trainingArguments, train.metrics), null, 2)}\n`,
+  ]);
   const groups = trainedGroups(plan, parameters);
   const estimate = estimateRunMemory(options.method, groups, parameters, spec.activationBytes(), options);
   const metrics: Record<string, number | string> = {

@@ -1,4 +1,4 @@
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readTrainerLog } from '@badam/callbacks';
 import { parseFlags, UsageError } from '@badam/core';
@@ -92,9 +92,24 @@ describe('fineTune: every method through one kit', () => {
       'all_results.json',
       'train_results.json',
       'trainer_log.jsonl',
+      'trainer_state.json',
     ]);
     const log = await readTrainerLog(join(out, 'trainer_log.jsonl'));
     expect(log.map((l) => l.current_steps)).toEqual([1, 2, 3]);
+    // Hugging Face's trainer_state.json: its schema, the train entries of the log and the final results.
+    const state = JSON.parse(await readFile(join(out, 'trainer_state.json'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    expect(state).toMatchObject({
+      global_step: 3,
+      max_steps: 3,
+      best_model_checkpoint: null,
+      logging_steps: 1,
+    });
+    const history = state.log_history as Array<Record<string, number>>;
+    expect(history.map((e) => e.step)).toEqual([1, 2, 3, 3]);
+    expect(history.at(-1)!.train_loss).toBeTypeOf('number');
     expect(log.every((l) => l.active_block === undefined)).toBe(true);
   });
 });
