@@ -28,6 +28,7 @@ import {
 } from '@badam/runner';
 import { writeFileAtomic } from '@badam/safetensors';
 import { generatedInstructions, TINY_LLAMA_CONFIG } from './embedded-data.js';
+import { type ModelFilesSource, writeModelFiles } from './model-files.js';
 import { type Prediction, predictExamples } from './predict.js';
 import { LLAMA_DIALECT, type TrainOptions } from './train-options.js';
 import { causalLmTask } from './training-task.js';
@@ -187,6 +188,13 @@ export async function runTraining(
     `badam-llama: ${trainSet.length} training and ${evalSet.length} validation examples (${options.stage}, template ${template.name}, cutoff ${options.cutoffLen})`,
   );
 
+  // Checkpoints hold fp32 weights; the folder's files make each one loadable as a model (chat, training).
+  const modelFiles: ModelFilesSource = {
+    model,
+    tokenizer,
+    sourceDir: options.modelNameOrPath,
+    dtype: 'float32',
+  };
   const run = await fineTune<PaddedBatch>({
     dialect: LLAMA_DIALECT,
     options,
@@ -210,6 +218,7 @@ export async function runTraining(
     backendLabel,
     callbacks: inputs.callbacks ?? [],
     runSettings: llamaRunSettings(options),
+    checkpointModelFiles: (directory) => writeModelFiles(directory, modelFiles, { config: true }),
     io,
   });
 
@@ -217,7 +226,7 @@ export async function runTraining(
     if (options.method === 'lora')
       await saveLoraAdapter(model, options.outputDir, options.modelNameOrPath ?? 'built-in tiny Llama');
     else await saveLlama(model, options.outputDir, { dtype: options.bf16 ? 'bfloat16' : 'float32' });
-    await saveTokenizer(tokenizer, options);
+    await writeModelFiles(options.outputDir, { ...modelFiles, dtype: options.bf16 ? 'bfloat16' : 'float32' });
   }
   let predictions: Prediction[] | undefined;
   const metrics: Record<string, number | string> = { ...run.metrics, finetuning_type: options.method };
@@ -290,32 +299,6 @@ function llamaRunSettings(options: TrainOptions): RunSettings {
       : {}),
     val_size: options.valSize,
   };
-}
-
-async function saveTokenizer(tokenizer: Tokenizer, options: TrainOptions): Promise<void> {
-  if (tokenizer instanceof ByteTokenizer) {
-    const { tokenizer: json, config } = tokenizer.toHuggingFace();
-    await writeJson(join(options.outputDir, 'tokenizer.json'), json);
-    await writeJson(join(options.outputDir, 'tokenizer_config.json'), config);
-    return;
-  }
-  if (options.modelNameOrPath !== undefined) {
-    const { readFile } = await import('node:fs/promises');
-    for (const file of [
-      'tokenizer.json',
-      'tokenizer_config.json',
-      'special_tokens_map.json',
-      'generation_config.json',
-    ]) {
-      try {
-        await writeFileAtomic(join(options.outputDir, file), [
-          await readFile(join(options.modelNameOrPath, file)),
-        ]);
-      } catch {
-        // optional files
-      }
-    }
-  }
 }
 
 /** JSON as Hugging Face writes its results. */

@@ -73,29 +73,96 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** The files LLaMA-Factory leaves in an output directory, and in each checkpoint. */
-async function expectLlamaFactoryLayout(out: string, checkpointStep: number): Promise<void> {
+/** transformers.TrainerState's fields, as trainer_state.json holds them. */
+const HF_TRAINER_STATE_FIELDS = [
+  'best_global_step',
+  'best_metric',
+  'best_model_checkpoint',
+  'epoch',
+  'eval_steps',
+  'global_step',
+  'is_hyper_param_search',
+  'is_local_process_zero',
+  'is_world_process_zero',
+  'log_history',
+  'logging_steps',
+  'max_steps',
+  'num_input_tokens_seen',
+  'num_train_epochs',
+  'save_steps',
+  'stateful_callbacks',
+  'total_flos',
+  'train_batch_size',
+  'trial_name',
+  'trial_params',
+].sort();
+
+async function readJson(path: string): Promise<Record<string, unknown>> {
+  return JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
+}
+
+/** The files a model folder holds as LLaMA-Factory and Hugging Face leave one. */
+const MODEL_FILES = [
+  'config.json',
+  'model.safetensors',
+  'generation_config.json',
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+];
+
+/** The files LLaMA-Factory leaves in an output directory, and in each checkpoint, checked file by file. */
+async function expectLlamaFactoryLayout(
+  out: string,
+  run: { steps: number; checkpoint: number; loggingSteps: number; evalSteps: number; batchSize: number },
+): Promise<void> {
   const files = await readdir(out);
   for (const file of [
-    'config.json',
-    'model.safetensors',
-    'tokenizer.json',
-    'tokenizer_config.json',
+    ...MODEL_FILES,
     'trainer_log.jsonl',
+    'trainer_state.json',
     'all_results.json',
     'train_results.json',
     'eval_results.json',
     'training_loss.png',
-    `checkpoint-${checkpointStep}`,
+    'training_eval_loss.png',
+    `checkpoint-${run.checkpoint}`,
   ])
     expect(files, file).toContain(file);
   const log = (await readFile(join(out, 'trainer_log.jsonl'), 'utf8')).trim().split('\n');
-  expect(JSON.parse(log[0]!)).toMatchObject({ current_steps: 1 });
-  const results = JSON.parse(await readFile(join(out, 'eval_results.json'), 'utf8')) as Record<
-    string,
-    number
-  >;
+  expect(JSON.parse(log[0]!)).toMatchObject({ current_steps: run.loggingSteps });
+  const results = await readJson(join(out, 'eval_results.json'));
   expect(Number.isFinite(results.eval_loss)).toBe(true);
+
+  const state = await readJson(join(out, 'trainer_state.json'));
+  expect(Object.keys(state).sort()).toEqual(HF_TRAINER_STATE_FIELDS);
+  expect(state).toMatchObject({
+    global_step: run.steps,
+    max_steps: run.steps,
+    logging_steps: run.loggingSteps,
+    eval_steps: run.evalSteps,
+    save_steps: run.checkpoint,
+    train_batch_size: run.batchSize,
+    best_model_checkpoint: null,
+  });
+  expect(state.total_flos).toBeGreaterThan(0);
+  const history = state.log_history as Array<Record<string, number>>;
+  expect(history.filter((e) => e.loss !== undefined)).toHaveLength(run.steps / run.loggingSteps);
+  expect(history.some((e) => e.eval_loss !== undefined)).toBe(true);
+  expect(history.at(-1)).toMatchObject({ step: run.steps, train_loss: expect.any(Number) });
+
+  const checkpoint = join(out, `checkpoint-${run.checkpoint}`);
+  const inCheckpoint = await readdir(checkpoint);
+  for (const file of [
+    ...MODEL_FILES,
+    'trainer_state.json',
+    'optimizer.safetensors',
+    'badam_trainer_state.json',
+  ])
+    expect(inCheckpoint, `checkpoint-${run.checkpoint}/${file}`).toContain(file);
+  const saved = await readJson(join(checkpoint, 'trainer_state.json'));
+  expect(Object.keys(saved).sort()).toEqual(HF_TRAINER_STATE_FIELDS);
+  expect(saved.global_step).toBe(run.checkpoint);
 }
 
 describe.skipIf(!existsSync(alpacaDemo))('LLaMA-Factory commands and recipes run as written', () => {
@@ -111,7 +178,35 @@ describe.skipIf(!existsSync(alpacaDemo))('LLaMA-Factory commands and recipes run
     expect(err).toContain('badam-llama: --overwrite_cache is ignored: ');
     expect(err).toContain('--bf16 on tfjs: training stays fp32');
     expect(run.out.join('\n')).toContain('56 training and 8 validation examples (sft, template default');
-    await expectLlamaFactoryLayout(out, 4);
+    await expectLlamaFactoryLayout(out, {
+      steps: 4,
+      checkpoint: 2,
+      loggingSteps: 1,
+      evalSteps: 2,
+      batchSize: 2,
+    });
+
+    // A checkpoint is a model folder: training starts from it, and chat talks to it.
+    const checkpoint = join(out, 'checkpoint-2');
+    const again = capture();
+    const from = [
+      '--model_name_or_path',
+      checkpoint,
+      '--dataset',
+      'alpaca_gpt4_en',
+      '--dataset_dir',
+      dataDir,
+    ];
+    const more = ['--max_samples', '16', '--max_steps', '1', '--output_dir', join(dir, 'from-checkpoint')];
+    expect(await runCommand([...from, ...more], again.io), again.err.join('\n')).toBe(0);
+    expect(again.err.join('\n')).not.toContain('not used');
+    const chat = capture();
+    const query = ['--query', 'Say hi', '--max_new_tokens', '4', '--template', 'default'];
+    expect(
+      await runCommand(['chat', '--model_name_or_path', checkpoint, ...query], chat.io),
+      chat.err.join('\n'),
+    ).toBe(0);
+    expect(chat.out).toHaveLength(1);
   });
 
   it("runs LLaMA-Factory's BAdam recipe (examples/llama3_badam_sft.yaml), flags after it overriding its keys", async () => {
@@ -142,7 +237,13 @@ describe.skipIf(!existsSync(alpacaDemo))('LLaMA-Factory commands and recipes run
     expect(text).toContain('36 training and 4 validation examples (sft, template default');
     // use_badam + badam_mode layer is BAdam over layers, switching every 2 steps in ascending order.
     expect(text).toContain('BAdam: step 2: block 0 -> 1');
-    await expectLlamaFactoryLayout(out, 4);
+    await expectLlamaFactoryLayout(out, {
+      steps: 4,
+      checkpoint: 2,
+      loggingSteps: 1,
+      evalSteps: 2,
+      batchSize: 1,
+    });
   });
 
   it('runs the same recipe written as JSON', async () => {
