@@ -81,10 +81,12 @@ export async function runCommand(argv: readonly string[], io: RunIO): Promise<nu
       await runComparison(options, io);
       return 0;
     }
+    let template = options.template ?? 'default';
     if (embedded) {
       await runEmbeddedDefault(options, io);
     } else {
       const run = await runTraining(options, io);
+      template = run.template.name;
       const summary = Object.entries(run.metrics)
         .filter(([k]) =>
           /^(train_loss|eval_loss|eval_accuracy|train_runtime|train_tokens_per_second|peak_memory_bytes|estimated_memory_bytes|predict_exact_match)$/.test(
@@ -96,7 +98,7 @@ export async function runCommand(argv: readonly string[], io: RunIO): Promise<nu
       io.log(`done: ${summary}\noutputs in ${run.outputDir}`);
     }
     await writeJson(join(options.outputDir, 'badam_llama.json'), {
-      template: options.template ?? (embedded ? 'default' : 'alpaca'),
+      template,
       argv,
     });
     return 0;

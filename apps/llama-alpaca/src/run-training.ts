@@ -6,7 +6,6 @@ import {
   ByteTokenizer,
   batchedDataSource,
   type ChatTemplate,
-  chatTemplate,
   encodePretraining,
   encodeSupervised,
   HfTokenizer,
@@ -27,6 +26,7 @@ import {
   writeRunResults,
 } from '@badam/runner';
 import { writeFileAtomic } from '@badam/safetensors';
+import { chooseChatTemplate } from './chat-template-choice.js';
 import { generatedInstructions, TINY_LLAMA_CONFIG } from './embedded-data.js';
 import { type ModelFilesSource, writeModelFiles } from './model-files.js';
 import { type Prediction, predictExamples } from './predict.js';
@@ -143,8 +143,11 @@ export async function runTraining(
   const { model, tokenizer } = loaded;
   checkCutoffLen(options, model);
   model.gradientCheckpointing = options.gradientCheckpointing;
-  const template = chatTemplate(
-    options.template ?? inputs.template ?? (loaded.builtin ? 'default' : 'alpaca'),
+  // --template by name; else the model's own chat_template (tokenizer_config.json); else alpaca.
+  const template = await chooseChatTemplate(
+    options.template ?? inputs.template,
+    loaded.builtin ? undefined : options.modelNameOrPath,
+    loaded.builtin ? 'default' : 'alpaca',
   );
 
   const examples =

@@ -38,7 +38,7 @@ export const TRAIN_FLAGS: Readonly<Record<string, FlagSpec>> = {
   template: {
     type: 'string',
     choices: Object.keys(CHAT_TEMPLATES),
-    help: 'chat template (default: alpaca; the built-in model uses default)',
+    help: "chat template (default: the model's chat_template in tokenizer_config.json, else alpaca; the built-in model uses default)",
   },
   cutoff_len: {
     type: 'integer',

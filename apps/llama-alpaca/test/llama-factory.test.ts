@@ -7,7 +7,7 @@ import { ByteTokenizer } from '@badam/data';
 import { LlamaForCausalLM, llamaConfigFromHf, saveLlama } from '@badam/models';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { runCommand, TINY_LLAMA_CONFIG } from '../src/index.js';
+import { generatedInstructions, runCommand, TINY_LLAMA_CONFIG } from '../src/index.js';
 
 // What a LLaMA-Factory user brings, run as written: the BAdam README's command and LLaMA-Factory's BAdam
 // recipe, on a tiny model folder and the shared Alpaca sample registered in a dataset_info.json.
@@ -260,5 +260,47 @@ describe.skipIf(!existsSync(alpacaDemo))('LLaMA-Factory commands and recipes run
     );
     expect(code, run.err.join('\n')).toBe(0);
     expect(run.out.join('\n')).toContain('16 training and 4 validation examples (sft, template default');
+  });
+});
+
+describe("chat templates from the model's tokenizer_config.json", () => {
+  // ChatML as Qwen2 ships it: with no built-in template named, runs and chat render the model's own.
+  const CHATML =
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+  it('trains with the Jinja chat_template when --template is not given, records it, and chat uses it', async () => {
+    const model = join(dir, 'chatml-llama');
+    await mkdir(model, { recursive: true });
+    for (const file of ['config.json', 'model.safetensors', 'tokenizer.json'])
+      await writeFile(join(model, file), await readFile(join(modelDir, file)));
+    const config = await readJson(join(modelDir, 'tokenizer_config.json'));
+    await writeFile(
+      join(model, 'tokenizer_config.json'),
+      JSON.stringify({ ...config, chat_template: CHATML }),
+    );
+    const data = join(dir, 'tasks.json');
+    const records = generatedInstructions(12, 0, 3).train.map(({ instruction, input, output }) => ({
+      instruction,
+      input,
+      output,
+    }));
+    await writeFile(data, JSON.stringify(records));
+    const out = join(dir, 'chatml-run');
+    const run = capture();
+    const argv = ['--model_name_or_path', model, '--dataset', data, '--max_steps', '2', '--output_dir', out];
+    expect(await runCommand(argv, run.io), run.err.join('\n')).toBe(0);
+    expect(run.out.join('\n')).toContain('template chat_template,');
+    expect(await readJson(join(out, 'badam_llama.json'))).toMatchObject({ template: 'chat_template' });
+    const chat = capture();
+    const query = ['--query', 'Say hi', '--max_new_tokens', '2'];
+    expect(
+      await runCommand(['chat', '--model_name_or_path', out, ...query], chat.io),
+      chat.err.join('\n'),
+    ).toBe(0);
+    // --template still picks a built-in one by name.
+    const named = capture();
+    const out2 = join(dir, 'chatml-named');
+    expect(await runCommand([...argv.slice(0, -1), out2, '--template', 'alpaca'], named.io)).toBe(0);
+    expect(named.out.join('\n')).toContain('template alpaca,');
   });
 });
