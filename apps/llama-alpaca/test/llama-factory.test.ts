@@ -3,11 +3,11 @@ import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ByteTokenizer } from '@badam/data';
-import { LlamaForCausalLM, llamaConfigFromHf, saveLlama } from '@badam/models';
+import { HF_TRAINER_STATE_FIELDS } from '@badam/callbacks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { generatedInstructions, runCommand, TINY_LLAMA_CONFIG } from '../src/index.js';
+import { generatedInstructions, runCommand } from '../src/index.js';
+import { writeTinyLlamaDir } from './fixtures/tiny-llama-dir.js';
 
 // What a LLaMA-Factory user brings, run as written: the BAdam README's command and LLaMA-Factory's BAdam
 // recipe, on a tiny model folder and the shared Alpaca sample registered in a dataset_info.json.
@@ -48,15 +48,7 @@ let dataDir: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'badam-llama-factory-'));
   modelDir = join(dir, 'tiny-llama');
-  const model = new LlamaForCausalLM(
-    llamaConfigFromHf({ ...TINY_LLAMA_CONFIG, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2 }),
-    { seed: 7 },
-  );
-  await saveLlama(model, modelDir);
-  model.dispose();
-  const { tokenizer, config } = new ByteTokenizer().toHuggingFace();
-  await writeFile(join(modelDir, 'tokenizer.json'), JSON.stringify(tokenizer));
-  await writeFile(join(modelDir, 'tokenizer_config.json'), JSON.stringify(config));
+  await writeTinyLlamaDir(modelDir, 7);
   // LLaMA-Factory's data/ folder: names in dataset_info.json, files beside it.
   dataDir = join(dir, 'data');
   await mkdir(dataDir, { recursive: true });
@@ -74,28 +66,7 @@ afterAll(async () => {
 });
 
 /** transformers.TrainerState's fields, as trainer_state.json holds them. */
-const HF_TRAINER_STATE_FIELDS = [
-  'best_global_step',
-  'best_metric',
-  'best_model_checkpoint',
-  'epoch',
-  'eval_steps',
-  'global_step',
-  'is_hyper_param_search',
-  'is_local_process_zero',
-  'is_world_process_zero',
-  'log_history',
-  'logging_steps',
-  'max_steps',
-  'num_input_tokens_seen',
-  'num_train_epochs',
-  'save_steps',
-  'stateful_callbacks',
-  'total_flos',
-  'train_batch_size',
-  'trial_name',
-  'trial_params',
-].sort();
+const HF_FIELDS = [...HF_TRAINER_STATE_FIELDS].sort();
 
 async function readJson(path: string): Promise<Record<string, unknown>> {
   return JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
@@ -135,7 +106,7 @@ async function expectLlamaFactoryLayout(
   expect(Number.isFinite(results.eval_loss)).toBe(true);
 
   const state = await readJson(join(out, 'trainer_state.json'));
-  expect(Object.keys(state).sort()).toEqual(HF_TRAINER_STATE_FIELDS);
+  expect(Object.keys(state).sort()).toEqual(HF_FIELDS);
   expect(state).toMatchObject({
     global_step: run.steps,
     max_steps: run.steps,
@@ -161,7 +132,7 @@ async function expectLlamaFactoryLayout(
   ])
     expect(inCheckpoint, `checkpoint-${run.checkpoint}/${file}`).toContain(file);
   const saved = await readJson(join(checkpoint, 'trainer_state.json'));
-  expect(Object.keys(saved).sort()).toEqual(HF_TRAINER_STATE_FIELDS);
+  expect(Object.keys(saved).sort()).toEqual(HF_FIELDS);
   expect(saved.global_step).toBe(run.checkpoint);
 }
 

@@ -21,8 +21,32 @@ export interface HfTrainingArguments {
 /** One `log_history` entry as Hugging Face writes it: `step`, `epoch` and the logged metrics. */
 export type HfLogEntry = Record<string, number | null>;
 
+/** The fields of `transformers.TrainerState` (v4.5x), every one of which trainer_state.json holds. */
+export const HF_TRAINER_STATE_FIELDS = [
+  'best_global_step',
+  'best_metric',
+  'best_model_checkpoint',
+  'epoch',
+  'eval_steps',
+  'global_step',
+  'is_hyper_param_search',
+  'is_local_process_zero',
+  'is_world_process_zero',
+  'log_history',
+  'logging_steps',
+  'max_steps',
+  'num_input_tokens_seen',
+  'num_train_epochs',
+  'save_steps',
+  'stateful_callbacks',
+  'total_flos',
+  'train_batch_size',
+  'trial_name',
+  'trial_params',
+] as const;
+
 /** `trainer_state.json` in Hugging Face's schema (`transformers.TrainerState`). */
-export interface HfTrainerState {
+export interface HfTrainerState extends Record<(typeof HF_TRAINER_STATE_FIELDS)[number], unknown> {
   best_global_step: number | null;
   best_metric: number | null;
   best_model_checkpoint: string | null;

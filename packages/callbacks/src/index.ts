@@ -16,6 +16,7 @@ export {
 export { formatDuration, formatLr, formatMemory } from './format.js';
 export {
   HF_TRAINER_STATE,
+  HF_TRAINER_STATE_FIELDS,
   type HfLogEntry,
   type HfTrainerState,
   type HfTrainingArguments,

@@ -21,6 +21,7 @@ import {
   CheckpointError,
   EarlyStoppingCallback,
   fitCallbacks,
+  HF_TRAINER_STATE_FIELDS,
   LossPlotCallback,
   LossSpikeMonitor,
   lossPlotDatasets,
@@ -325,30 +326,7 @@ describe("SafetensorsCheckpointStore: Hugging Face's layout", () => {
     const dir = join(outputDir, 'checkpoint-4');
     const hf = JSON.parse(readFileSync(join(dir, 'trainer_state.json'), 'utf8')) as Record<string, unknown>;
     // transformers.TrainerState's fields, every one.
-    expect(Object.keys(hf).sort()).toEqual(
-      [
-        'best_global_step',
-        'best_metric',
-        'best_model_checkpoint',
-        'epoch',
-        'eval_steps',
-        'global_step',
-        'is_hyper_param_search',
-        'is_local_process_zero',
-        'is_world_process_zero',
-        'log_history',
-        'logging_steps',
-        'max_steps',
-        'num_input_tokens_seen',
-        'num_train_epochs',
-        'save_steps',
-        'stateful_callbacks',
-        'total_flos',
-        'train_batch_size',
-        'trial_name',
-        'trial_params',
-      ].sort(),
-    );
+    expect(Object.keys(hf).sort()).toEqual([...HF_TRAINER_STATE_FIELDS].sort());
     expect(hf).toMatchObject({
       global_step: 4,
       max_steps: 6,
