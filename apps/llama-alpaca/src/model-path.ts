@@ -12,13 +12,13 @@ const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/;
  * @example
  * ```ts
  * refuseHubId('meta-llama/Llama-3.2-1B', 'model_name_or_path');
- * // UsageError: --model_name_or_path meta-llama/Llama-3.2-1B is a Hugging Face Hub id ...
+ * // UsageError: --model_name_or_path meta-llama/Llama-3.2-1B is not a folder here; as a Hugging Face Hub id ...
  * ```
  */
 export function refuseHubId(path: string, flag: string): void {
   if (!HUB_ID.test(path) || existsSync(path)) return;
   const folder = `models/${path.split('/')[1]}`;
   throw new UsageError(
-    `--${flag} ${path} is a Hugging Face Hub id, not a folder here; badam-llama loads models from local folders only: fetch it with \`huggingface-cli download ${path} --local-dir ${folder}\` and pass --${flag} ${folder}`,
+    `--${flag} ${path} is not a folder here; as a Hugging Face Hub id it needs fetching first (badam-llama loads models from local folders only): \`huggingface-cli download ${path} --local-dir ${folder}\`, then pass --${flag} ${folder}`,
   );
 }

@@ -155,7 +155,7 @@ describe("LLaMA-Factory's flags", () => {
       const { io, err } = capture();
       expect(await runCommand(argv, io)).toBe(2);
       expect(err.join('\n')).toContain(
-        '--model_name_or_path meta-llama/Llama-3.2-1B is a Hugging Face Hub id, not a folder here; badam-llama loads models from local folders only: fetch it with `huggingface-cli download meta-llama/Llama-3.2-1B --local-dir models/Llama-3.2-1B` and pass --model_name_or_path models/Llama-3.2-1B',
+        '--model_name_or_path meta-llama/Llama-3.2-1B is not a folder here; as a Hugging Face Hub id it needs fetching first (badam-llama loads models from local folders only): `huggingface-cli download meta-llama/Llama-3.2-1B --local-dir models/Llama-3.2-1B`, then pass --model_name_or_path models/Llama-3.2-1B',
       );
     }
     expect(existsSync(join(dir, 'never'))).toBe(false);
