@@ -70,6 +70,30 @@ describe('ProgressCallback', () => {
     expect(out.text).toMatch(/training done at step 20/);
   });
 
+  it("prints the same loss as trainer_log.jsonl: the mean of the steps since the last line, not the last step's", async () => {
+    const out = new Capture();
+    const outputDir = freshDir();
+    await new Trainer({
+      backend: backend(),
+      trainData: data(),
+      maxSteps: 12,
+      loggingSteps: 5,
+      callbacks: [
+        new ProgressCallback({ stream: out as never, every: 5 }),
+        new MetricsLogCallback({ outputDir }),
+      ],
+    }).train();
+    const printed = out.text
+      .split('\n')
+      .filter((l) => l.startsWith('step '))
+      .map((l) => /\| loss (\S+) \|/.exec(l)![1]);
+    const logged = (await readTrainerLog(join(outputDir, 'trainer_log.jsonl'))).map((l) =>
+      (l.loss as number).toFixed(4),
+    );
+    expect(printed).toHaveLength(3); // steps 5, 10 and the last, 12
+    expect(printed).toEqual(logged);
+  });
+
   it('draws a live bar on a terminal', async () => {
     const out = new Capture();
     out.isTTY = true;
