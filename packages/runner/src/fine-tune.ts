@@ -81,8 +81,15 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
   const method = METHODS[options.method];
   if (method.needsLora) model.addLora();
   const parameters = parameterInfoOf(model.tfjs.namedParameters());
+  const g = options.gradientAccumulationSteps;
+  const maxSteps =
+    options.maxSteps ?? Math.max(1, Math.ceil((options.numTrainEpochs * (spec.trainData.length ?? 1)) / g));
+  // Unset, the interval shrinks on a short run so that the loss curve has about 50 points (10 at most).
+  const loggingSteps = options.loggingStepsIsDefault
+    ? Math.min(options.loggingSteps, Math.max(1, Math.ceil(maxSteps / 50)))
+    : options.loggingSteps;
   const trainingArguments: HfTrainingArguments = {
-    loggingSteps: options.loggingSteps,
+    loggingSteps,
     evalSteps: options.evalSteps,
     saveSteps: options.saveSteps,
     trainBatchSize: options.batchSize,
@@ -106,9 +113,6 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
   let train: TrainResult;
   let lastGood: string | undefined;
   try {
-    const g = options.gradientAccumulationSteps;
-    const maxSteps =
-      options.maxSteps ?? Math.max(1, Math.ceil((options.numTrainEpochs * (spec.trainData.length ?? 1)) / g));
     const store =
       options.saveSteps !== undefined || options.resumeFromCheckpoint !== undefined
         ? new SafetensorsCheckpointStore({
@@ -133,14 +137,14 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
           ? { warmupSteps: options.warmupSteps }
           : { warmupRatio: options.warmupRatio }),
       }),
-      loggingSteps: options.loggingSteps,
+      loggingSteps,
       ...(options.evalSteps !== undefined ? { evalSteps: options.evalSteps } : {}),
       ...(options.saveSteps !== undefined ? { saveSteps: options.saveSteps } : {}),
       ...(store ? { checkpoints: store } : {}),
       callbacks: [
         ...runCallbacks({
           outputDir: options.outputDir,
-          loggingSteps: options.loggingSteps,
+          loggingSteps,
           plotLoss: options.plotLoss,
           blockSwitchVerbose: options.method === 'block' ? options.badamVerbose : 0,
           log: io.log,

@@ -78,7 +78,11 @@ export const RUN_FLAGS = {
   },
   max_steps: { type: 'integer', min: 1, help: 'optimizer steps (overrides num_train_epochs)' },
   eval_steps: { type: 'integer', min: 1, help: 'evaluate every N steps' },
-  logging_steps: { type: 'integer', min: 1, default: 10, help: 'log every N steps' },
+  logging_steps: {
+    type: 'integer',
+    min: 1,
+    help: 'log every N steps (default 10, fewer on a short run so that the loss curve has about 50 points)',
+  },
   save_steps: { type: 'integer', min: 1, help: 'checkpoint every N steps' },
   save_total_limit: { type: 'integer', min: 1, default: 2, help: 'checkpoints kept' },
   output_dir: { type: 'string', help: 'where checkpoints, logs, plots and the model go' },

@@ -30,6 +30,8 @@ export interface RunOptions {
   maxSteps: number | undefined;
   evalSteps: number | undefined;
   loggingSteps: number;
+  /** The command line gave no `--logging_steps`: a short run logs more often than every 10 steps. */
+  loggingStepsIsDefault: boolean;
   saveSteps: number | undefined;
   saveTotalLimit: number;
   outputDir: string;
@@ -44,6 +46,9 @@ export interface RunOptions {
   tfjsBackend: TfjsBackendChoice;
   nativeKernels: boolean;
 }
+
+/** Steps between log lines when the command line gives none, and the run is long enough. */
+export const DEFAULT_LOGGING_STEPS = 10;
 
 /** How one runner's command line names things, for parsing and for its error messages. */
 export interface RunnerDialect {
@@ -143,7 +148,8 @@ export function resolveRunOptions(
     numTrainEpochs: get('num_train_epochs') as number,
     maxSteps: get('max_steps') as number | undefined,
     evalSteps: get('eval_steps') as number | undefined,
-    loggingSteps: get('logging_steps') as number,
+    loggingSteps: (get('logging_steps') as number | undefined) ?? DEFAULT_LOGGING_STEPS,
+    loggingStepsIsDefault: get('logging_steps') === undefined,
     saveSteps: get('save_steps') as number | undefined,
     saveTotalLimit: get('save_total_limit') as number,
     outputDir: (get('output_dir') as string | undefined) ?? defaults.outputDir,

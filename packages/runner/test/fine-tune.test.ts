@@ -114,6 +114,26 @@ describe('fineTune: every method through one kit', () => {
   });
 });
 
+describe('--logging_steps', () => {
+  it('unset, a short run logs often enough for a readable curve (about 50 points, every 10 steps at most)', async () => {
+    for (const [steps, given, lines] of [
+      [20, [], 20], // every step
+      [120, [], 40], // every 3rd step
+      [20, ['--logging_steps', '10'], 2], // as given
+    ] as const) {
+      const outputDir = join(setup.dir, `logging-${steps}-${given.length}`);
+      const flags = ['--max_steps', String(steps), '--output_dir', outputDir, ...given];
+      const options = resolveRunOptions(parseFlags(flags, FLAGS), 'full', DIALECT, { outputDir });
+      const { model } = tinyMlp(1);
+      await fineTune({ ...tinyMlpSpec(model, setup.label, quiet), options });
+      for (const [, v] of model.tfjs.namedParameters()) v.dispose();
+      expect(await readTrainerLog(join(outputDir, 'trainer_log.jsonl')), `${steps} ${given}`).toHaveLength(
+        lines,
+      );
+    }
+  });
+});
+
 describe('--backend cuda', () => {
   it('says what is missing, before any work', async () => {
     const error = await prepareRunBackend(
