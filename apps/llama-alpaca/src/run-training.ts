@@ -221,7 +221,11 @@ export async function runTraining(
     backendLabel,
     callbacks: inputs.callbacks ?? [],
     runSettings: llamaRunSettings(options),
-    checkpointModelFiles: (directory) => writeModelFiles(directory, modelFiles, { config: true }),
+    checkpointModelFiles: async (directory) => {
+      await writeModelFiles(directory, modelFiles, { config: true });
+      // The template the run trains with, which `chat` on the checkpoint then uses (as on the output dir).
+      await writeJson(join(directory, 'badam_llama.json'), { template: template.name });
+    },
     io,
   });
 

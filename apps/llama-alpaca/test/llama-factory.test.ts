@@ -128,12 +128,14 @@ async function expectLlamaFactoryLayout(
     ...MODEL_FILES,
     'trainer_state.json',
     'optimizer.safetensors',
+    'badam_llama.json',
     'badam_trainer_state.json',
   ])
     expect(inCheckpoint, `checkpoint-${run.checkpoint}/${file}`).toContain(file);
   const saved = await readJson(join(checkpoint, 'trainer_state.json'));
   expect(Object.keys(saved).sort()).toEqual(HF_FIELDS);
   expect(saved.global_step).toBe(run.checkpoint);
+  expect(await readJson(join(checkpoint, 'badam_llama.json'))).toMatchObject({ template: 'default' });
 }
 
 describe.skipIf(!existsSync(alpacaDemo))('LLaMA-Factory commands and recipes run as written', () => {
