@@ -241,7 +241,7 @@ describe("chat templates from the model's tokenizer_config.json", () => {
   const CHATML =
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
-  it('trains with the Jinja chat_template when --template is not given, records it, and chat uses it', async () => {
+  it('trains with the Jinja chat_template when --template is not given, records it; chat and training use it from the run and its checkpoint', async () => {
     const model = join(dir, 'chatml-llama');
     await mkdir(model, { recursive: true });
     for (const file of ['config.json', 'model.safetensors', 'tokenizer.json'])
@@ -260,16 +260,46 @@ describe("chat templates from the model's tokenizer_config.json", () => {
     await writeFile(data, JSON.stringify(records));
     const out = join(dir, 'chatml-run');
     const run = capture();
-    const argv = ['--model_name_or_path', model, '--dataset', data, '--max_steps', '2', '--output_dir', out];
+    const argv = [
+      '--model_name_or_path',
+      model,
+      '--dataset',
+      data,
+      '--max_steps',
+      '2',
+      '--save_steps',
+      '1',
+      '--output_dir',
+      out,
+    ];
     expect(await runCommand(argv, run.io), run.err.join('\n')).toBe(0);
     expect(run.out.join('\n')).toContain('template chat_template,');
     expect(await readJson(join(out, 'badam_llama.json'))).toMatchObject({ template: 'chat_template' });
-    const chat = capture();
+    // The output directory and its checkpoint are model folders with the template: chat talks to both.
     const query = ['--query', 'Say hi', '--max_new_tokens', '2'];
-    expect(
-      await runCommand(['chat', '--model_name_or_path', out, ...query], chat.io),
-      chat.err.join('\n'),
-    ).toBe(0);
+    for (const folder of [out, join(out, 'checkpoint-1')]) {
+      const chat = capture();
+      expect(
+        await runCommand(['chat', '--model_name_or_path', folder, ...query], chat.io),
+        chat.err.join('\n'),
+      ).toBe(0);
+      expect(chat.out).toHaveLength(1);
+    }
+    // A run from the checkpoint finds the model's template there too.
+    const again = capture();
+    const fromCheckpoint = [
+      '--model_name_or_path',
+      join(out, 'checkpoint-1'),
+      '--dataset',
+      data,
+      '--max_steps',
+      '1',
+    ];
+    expect(await runCommand([...fromCheckpoint, '--output_dir', join(dir, 'chatml-again')], again.io)).toBe(
+      0,
+    );
+    expect(again.out.join('\n')).toContain('template chat_template,');
+    expect(again.err.join('\n')).not.toContain('not used');
     // --template still picks a built-in one by name.
     const named = capture();
     const out2 = join(dir, 'chatml-named');
