@@ -2,15 +2,11 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { type FlagSpec, UsageError } from '@badam/core';
-import {
-  type ChatTurn,
-  chatTemplate,
-  encodeGenerationPrompt,
-  HfTokenizer,
-  templateStopIds,
-} from '@badam/data';
+import { type ChatTurn, encodeGenerationPrompt, HfTokenizer, templateStopIds } from '@badam/data';
 import { generate, loadLlama } from '@badam/models';
 import { useNativeMatMul, useTfjsBackend } from '@badam/tfjs';
+import { chooseChatTemplate } from './chat-template-choice.js';
+import { refuseHubId } from './model-path.js';
 
 export const CHAT_FLAGS: Readonly<Record<string, FlagSpec>> = {
   model_name_or_path: {
@@ -19,7 +15,7 @@ export const CHAT_FLAGS: Readonly<Record<string, FlagSpec>> = {
   },
   template: {
     type: 'string',
-    help: 'chat template (default: the one the run was trained with, else alpaca)',
+    help: "chat template (default: the one the run was trained with, else the model's chat_template, else alpaca)",
   },
   query: { type: 'string', help: 'answer one message and exit (otherwise an interactive session)' },
   system: { type: 'string', default: '', help: 'system prompt' },
@@ -51,11 +47,14 @@ export async function runChat(values: Record<string, unknown>, io: { log(m: stri
   const dir = values.model_name_or_path as string | undefined;
   if (dir === undefined)
     throw new UsageError('chat needs --model_name_or_path (a model directory, e.g. the output_dir of a run)');
+  refuseHubId(dir, 'model_name_or_path');
   await useTfjsBackend(values.tfjs_backend as 'auto');
   await useNativeMatMul().catch(() => undefined); // faster generation when the native kernels are built
   const [{ model }, tokenizer] = await Promise.all([loadLlama(dir), HfTokenizer.fromDirectory(dir)]);
-  const template = chatTemplate(
-    (values.template as string | undefined) ?? (await recordedTemplate(dir)) ?? 'alpaca',
+  const template = await chooseChatTemplate(
+    (values.template as string | undefined) ?? (await recordedTemplate(dir)),
+    dir,
+    'alpaca',
   );
   const stopTokenIds = templateStopIds(template, tokenizer);
   const history: ChatTurn[] = [];

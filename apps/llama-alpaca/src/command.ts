@@ -7,15 +7,19 @@ import { type FineTuningMethod, parseRunnerCommand, type RunnerCommandSpec, runC
 import { CHAT_FLAGS, runChat } from './chat.js';
 import { runComparison } from './compare.js';
 import { EMBEDDED_DEFAULTS, runEmbeddedDefault } from './embedded.js';
+import { normalizeLlamaFactoryFlags } from './llama-factory-flags.js';
+import { isRecipePath, recipeArgs } from './recipe-file.js';
 import { runTraining, writeJson } from './run-training.js';
 import { LLAMA_DIALECT, resolveTrainOptions, TRAIN_FLAGS, type TrainOptions } from './train-options.js';
 
 const USAGE = `Usage:
   badam-llama [train] [flags]     fine-tune (no model or dataset: the embedded default on a built-in tiny Llama)
+  badam-llama train recipe.yaml [flags]
+                                  fine-tune as a LLaMA-Factory YAML (or JSON) recipe says; flags override it
   badam-llama compare [flags]     the embedded fine-tune with block, full, lora and sparse, side by side
   badam-llama chat --model_name_or_path <dir> [--query "..."]
 
-Training flags:
+Training flags (LLaMA-Factory's names; "as" gives where a name comes from, or its name elsewhere):
 ${flagHelp(TRAIN_FLAGS)}`;
 
 /** badam-llama's command line for the runner kit: without a model or dataset, the embedded default runs. */
@@ -30,13 +34,18 @@ const LLAMA_COMMAND: RunnerCommandSpec<TrainOptions> = {
   }),
   methodOf: (values) => values.finetuning_type as FineTuningMethod,
   resolve: resolveTrainOptions,
+  normalize: normalizeLlamaFactoryFlags,
 };
 
-/** Parses training flags; for the embedded default, flags the command line leaves unset take embedded defaults. */
+/**
+ * Parses training flags (LLaMA-Factory's spellings included); for the embedded default, flags the command
+ * line leaves unset take embedded defaults. `notes` are lines to show: flags accepted but ignored.
+ */
 export function trainOptionsFrom(argv: readonly string[]): {
   options: TrainOptions;
   embedded: boolean;
   help: boolean;
+  notes: string[];
 } {
   return parseRunnerCommand(argv, LLAMA_COMMAND);
 }
@@ -45,8 +54,13 @@ export function trainOptionsFrom(argv: readonly string[]): {
 export async function runCommand(argv: readonly string[], io: RunIO): Promise<number> {
   const [first, ...rest] = argv;
   const sub = first === 'train' || first === 'compare' || first === 'chat' ? first : undefined;
-  const args = sub === undefined ? argv : rest;
+  const given = sub === undefined ? argv : rest;
   return runCli(LLAMA_DIALECT.name, io, async () => {
+    // `train recipe.yaml --flag value`: the recipe's keys come first, so the command line's flags win.
+    const args =
+      sub !== 'chat' && given[0] !== undefined && isRecipePath(given[0])
+        ? [...(await recipeArgs(given[0], TRAIN_FLAGS)), ...given.slice(1)]
+        : given;
     if (sub === 'chat') {
       const values = parseFlags(args, CHAT_FLAGS);
       if (values.help) {
@@ -56,20 +70,23 @@ export async function runCommand(argv: readonly string[], io: RunIO): Promise<nu
       await runChat(values, io);
       return 0;
     }
-    const { options, embedded, help } = trainOptionsFrom(args);
+    const { options, embedded, help, notes } = trainOptionsFrom(args);
     if (help) {
       io.log(USAGE);
       return 0;
     }
+    for (const note of notes) io.warn(`${LLAMA_DIALECT.name}: ${note}`);
     if (sub === 'compare') {
       if (options.outputDirIsDefault) options.outputDir = join('output', 'compare');
       await runComparison(options, io);
       return 0;
     }
+    let template = options.template ?? 'default';
     if (embedded) {
       await runEmbeddedDefault(options, io);
     } else {
       const run = await runTraining(options, io);
+      template = run.template.name;
       const summary = Object.entries(run.metrics)
         .filter(([k]) =>
           /^(train_loss|eval_loss|eval_accuracy|train_runtime|train_tokens_per_second|peak_memory_bytes|estimated_memory_bytes|predict_exact_match)$/.test(
@@ -81,7 +98,7 @@ export async function runCommand(argv: readonly string[], io: RunIO): Promise<nu
       io.log(`done: ${summary}\noutputs in ${run.outputDir}`);
     }
     await writeJson(join(options.outputDir, 'badam_llama.json'), {
-      template: options.template ?? (embedded ? 'default' : 'alpaca'),
+      template,
       argv,
     });
     return 0;

@@ -6,7 +6,6 @@ import {
   ByteTokenizer,
   batchedDataSource,
   type ChatTemplate,
-  chatTemplate,
   encodePretraining,
   encodeSupervised,
   HfTokenizer,
@@ -27,7 +26,9 @@ import {
   writeRunResults,
 } from '@badam/runner';
 import { writeFileAtomic } from '@badam/safetensors';
+import { chooseChatTemplate } from './chat-template-choice.js';
 import { generatedInstructions, TINY_LLAMA_CONFIG } from './embedded-data.js';
+import { type ModelFilesSource, writeModelFiles } from './model-files.js';
 import { type Prediction, predictExamples } from './predict.js';
 import { LLAMA_DIALECT, type TrainOptions } from './train-options.js';
 import { causalLmTask } from './training-task.js';
@@ -142,14 +143,17 @@ export async function runTraining(
   const { model, tokenizer } = loaded;
   checkCutoffLen(options, model);
   model.gradientCheckpointing = options.gradientCheckpointing;
-  const template = chatTemplate(
-    options.template ?? inputs.template ?? (loaded.builtin ? 'default' : 'alpaca'),
+  // --template by name; else the model's own chat_template (tokenizer_config.json); else alpaca.
+  const template = await chooseChatTemplate(
+    options.template ?? inputs.template,
+    loaded.builtin ? undefined : options.modelNameOrPath,
+    loaded.builtin ? 'default' : 'alpaca',
   );
 
   const examples =
     inputs.examples ??
     (options.dataset !== undefined
-      ? await loadInstructionDataset(options.dataset, options.datasetDir)
+      ? await loadInstructionDataset(options.dataset, options.datasetDir, { maxSamples: options.maxSamples })
       : alpacaExamples(generatedInstructions(800, 0, options.seed).train));
   const { train: trainRaw, validation } =
     inputs.validation !== undefined
@@ -181,10 +185,19 @@ export async function runTraining(
     evalSet.length > 0
       ? batchedDataSource(evalSet, { batchSize: options.evalBatchSize, padTokenId: tokenizer.padTokenId })
       : undefined;
+  if (options.evalStrategy === 'epoch' && evalData !== undefined)
+    options.evalSteps = Math.max(1, Math.ceil((trainData.length ?? 1) / options.gradientAccumulationSteps));
   io.log(
     `badam-llama: ${trainSet.length} training and ${evalSet.length} validation examples (${options.stage}, template ${template.name}, cutoff ${options.cutoffLen})`,
   );
 
+  // Checkpoints hold fp32 weights; the folder's files make each one loadable as a model (chat, training).
+  const modelFiles: ModelFilesSource = {
+    model,
+    tokenizer,
+    sourceDir: options.modelNameOrPath,
+    dtype: 'float32',
+  };
   const run = await fineTune<PaddedBatch>({
     dialect: LLAMA_DIALECT,
     options,
@@ -208,6 +221,11 @@ export async function runTraining(
     backendLabel,
     callbacks: inputs.callbacks ?? [],
     runSettings: llamaRunSettings(options),
+    checkpointModelFiles: async (directory) => {
+      await writeModelFiles(directory, modelFiles, { config: true });
+      // The template the run trains with, which `chat` on the checkpoint then uses (as on the output dir).
+      await writeJson(join(directory, 'badam_llama.json'), { template: template.name });
+    },
     io,
   });
 
@@ -215,7 +233,7 @@ export async function runTraining(
     if (options.method === 'lora')
       await saveLoraAdapter(model, options.outputDir, options.modelNameOrPath ?? 'built-in tiny Llama');
     else await saveLlama(model, options.outputDir, { dtype: options.bf16 ? 'bfloat16' : 'float32' });
-    await saveTokenizer(tokenizer, options);
+    await writeModelFiles(options.outputDir, { ...modelFiles, dtype: options.bf16 ? 'bfloat16' : 'float32' });
   }
   let predictions: Prediction[] | undefined;
   const metrics: Record<string, number | string> = { ...run.metrics, finetuning_type: options.method };
@@ -288,32 +306,6 @@ function llamaRunSettings(options: TrainOptions): RunSettings {
       : {}),
     val_size: options.valSize,
   };
-}
-
-async function saveTokenizer(tokenizer: Tokenizer, options: TrainOptions): Promise<void> {
-  if (tokenizer instanceof ByteTokenizer) {
-    const { tokenizer: json, config } = tokenizer.toHuggingFace();
-    await writeJson(join(options.outputDir, 'tokenizer.json'), json);
-    await writeJson(join(options.outputDir, 'tokenizer_config.json'), config);
-    return;
-  }
-  if (options.modelNameOrPath !== undefined) {
-    const { readFile } = await import('node:fs/promises');
-    for (const file of [
-      'tokenizer.json',
-      'tokenizer_config.json',
-      'special_tokens_map.json',
-      'generation_config.json',
-    ]) {
-      try {
-        await writeFileAtomic(join(options.outputDir, file), [
-          await readFile(join(options.modelNameOrPath, file)),
-        ]);
-      } catch {
-        // optional files
-      }
-    }
-  }
 }
 
 /** JSON as Hugging Face writes its results. */

@@ -3,6 +3,8 @@ import { CHAT_TEMPLATES } from '@badam/data';
 import { LLAMA_LORA_TARGETS } from '@badam/models';
 import type { FineTuningMethod, RunnerDialect, RunOptions } from '@badam/runner';
 import { FINE_TUNING_METHODS, resolveRunOptions, runnerFlags } from '@badam/runner';
+import { LLAMA_FACTORY_FLAGS } from './llama-factory-flags.js';
+import { refuseHubId } from './model-path.js';
 
 /** How badam-llama's command line names things: LLaMA-Factory's flags. */
 export const LLAMA_DIALECT: RunnerDialect = {
@@ -36,7 +38,7 @@ export const TRAIN_FLAGS: Readonly<Record<string, FlagSpec>> = {
   template: {
     type: 'string',
     choices: Object.keys(CHAT_TEMPLATES),
-    help: 'chat template (default: alpaca; the built-in model uses default)',
+    help: "chat template (default: the model's chat_template in tokenizer_config.json, else alpaca; the built-in model uses default)",
   },
   cutoff_len: {
     type: 'integer',
@@ -101,6 +103,7 @@ export const TRAIN_FLAGS: Readonly<Record<string, FlagSpec>> = {
       output_dir: 'where checkpoints, logs, plots and the model go (default: output/<finetuning_type>)',
     },
   }),
+  ...LLAMA_FACTORY_FLAGS,
 };
 
 /** Validated training options: the runner kit's shared ones and badam-llama's own. */
@@ -119,6 +122,10 @@ export interface TrainOptions extends RunOptions {
   loraDropout: number;
   loraTarget: string[] | 'all';
   valSize: number;
+  /** At most this many examples of each dataset (`--max_samples`). */
+  maxSamples: number | undefined;
+  /** `--eval_strategy`: `epoch` evaluates once per epoch (the run knows the steps once data is loaded). */
+  evalStrategy: 'no' | 'steps' | 'epoch' | undefined;
   bf16: boolean;
   gradientCheckpointing: boolean;
   groupByLength: boolean;
@@ -143,6 +150,15 @@ export function resolveTrainOptions(v: FlagValues): TrainOptions {
     loraRank,
     badamVerbose: verbose as 0 | 1 | 2,
   });
+  const evalStrategy = v.eval_strategy as TrainOptions['evalStrategy'];
+  if (evalStrategy === 'no' && v.eval_steps !== undefined) {
+    throw new UsageError(
+      `--eval_strategy no turns evaluation off, but --eval_steps ${v.eval_steps} asks for it: drop one`,
+    );
+  }
+  if (evalStrategy !== undefined && evalStrategy !== 'no' && v.val_size === 0) {
+    throw new UsageError(`--eval_strategy ${evalStrategy} needs a validation set: set --val_size (e.g. 0.1)`);
+  }
   if (v.eval_steps !== undefined && v.val_size === 0) {
     throw new UsageError('--eval_steps needs a validation set: set --val_size (e.g. 0.1)');
   }
@@ -174,8 +190,18 @@ export function resolveTrainOptions(v: FlagValues): TrainOptions {
     throw new UsageError(
       `--val_size must be a fraction in [0, 1) or a whole number of examples, got ${valSize}`,
     );
+  if (v.model_name_or_path !== undefined) refuseHubId(v.model_name_or_path as string, 'model_name_or_path');
   return {
     ...shared,
+    // Hugging Face's --eval_strategy steps without --eval_steps evaluates every --logging_steps.
+    evalSteps:
+      evalStrategy === 'no'
+        ? undefined
+        : evalStrategy === 'steps'
+          ? (shared.evalSteps ?? shared.loggingSteps)
+          : shared.evalSteps,
+    evalStrategy,
+    maxSamples: v.max_samples as number | undefined,
     stage: v.stage as TrainOptions['stage'],
     modelNameOrPath: v.model_name_or_path as string | undefined,
     dataset: v.dataset as string | undefined,

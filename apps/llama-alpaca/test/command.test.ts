@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCommand, trainOptionsFrom } from '../src/index.js';
+import { runCommand, TRAIN_FLAGS, trainOptionsFrom } from '../src/index.js';
 
 function capture() {
   const out: string[] = [];
@@ -25,6 +25,164 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
+});
+
+describe("LLaMA-Factory's flags", () => {
+  it('--use_badam and the --badam_* flags set the method and its settings', () => {
+    const layer = trainOptionsFrom([
+      ...['--model_name_or_path', './m', '--finetuning_type', 'full', '--use_badam', 'True'],
+      ...['--badam_mode', 'layer', '--badam_switch_interval', '7', '--badam_switch_mode', 'descending'],
+      ...['--badam_start_block', '1', '--badam_verbose', '2'],
+    ]);
+    expect(layer.options).toMatchObject({
+      method: 'block',
+      switchBlockEvery: 7,
+      switchMode: 'descending',
+      startBlock: 1,
+      badamVerbose: 2,
+    });
+    const ratio = trainOptionsFrom(
+      [
+        '--model_name_or_path',
+        './m',
+        '--use_badam',
+        '--badam_mode',
+        'ratio',
+        '--badam_update_ratio',
+        '0.2',
+      ].concat(['--badam_mask_mode', 'scatter']),
+    );
+    expect(ratio.options).toMatchObject({ method: 'sparse', updateRatio: 0.2, maskMode: 'scatter' });
+    // Without --use_badam, finetuning_type full is full Adam.
+    expect(
+      trainOptionsFrom(['--model_name_or_path', './m', '--finetuning_type', 'full']).options.method,
+    ).toBe('full');
+  });
+
+  it('booleans as True/False and --x=True, and evaluation strategies as Hugging Face has them', () => {
+    const { options } = trainOptionsFrom([
+      ...[
+        '--model_name_or_path',
+        './m',
+        '--bf16',
+        'True',
+        '--plot_loss=True',
+        '--overwrite_output_dir',
+        'False',
+      ],
+      ...['--val_size', '0.1', '--evaluation_strategy', 'steps', '--logging_steps', '3'],
+    ]);
+    expect(options).toMatchObject({ bf16: true, plotLoss: true, overwriteOutputDir: false, evalSteps: 3 });
+    const no = trainOptionsFrom([
+      '--model_name_or_path',
+      './m',
+      '--val_size',
+      '0.1',
+      '--eval_strategy',
+      'no',
+    ]);
+    expect(no.options.evalSteps).toBeUndefined();
+    const epoch = trainOptionsFrom([
+      '--model_name_or_path',
+      './m',
+      '--val_size',
+      '0.1',
+      '--eval_strategy',
+      'epoch',
+    ]);
+    expect(epoch.options.evalStrategy).toBe('epoch');
+  });
+
+  it('flags with no meaning here are accepted with one line each saying so; --max_samples is kept', () => {
+    const { options, notes } = trainOptionsFrom([
+      ...['--model_name_or_path', './m', '--overwrite_cache', '--preprocessing_num_workers', '16'],
+      ...[
+        '--report_to',
+        'none',
+        '--ddp_timeout',
+        '180000000',
+        '--flash_attn',
+        'auto',
+        '--max_samples',
+        '100',
+      ],
+    ]);
+    expect(options.maxSamples).toBe(100);
+    expect(notes).toHaveLength(5);
+    expect(notes[0]).toMatch(/^--overwrite_cache is ignored: /);
+    expect(notes.join('\n')).toContain('--flash_attn is ignored');
+  });
+
+  it.each([
+    [
+      ['--use_badam', '--finetuning_type', 'lora'],
+      '--use_badam trains with --finetuning_type block, but --finetuning_type lora was given',
+    ],
+    [
+      ['--use_badam', '--badam_mode', 'ratio', '--finetuning_type', 'block'],
+      '--use_badam --badam_mode ratio trains with --finetuning_type sparse, but --finetuning_type block was given',
+    ],
+    [
+      ['--badam_switch_interval', '50', '--switch_block_every', '100'],
+      '--badam_switch_interval 50 and --switch_block_every 100 set the same thing to different values',
+    ],
+    [
+      ['--badam_switch_mode', 'random', '--switch_mode', 'ascending'],
+      '--badam_switch_mode random and --switch_mode ascending',
+    ],
+    [['--badam_mode', 'layer'], '--badam_mode layer takes effect with --use_badam'],
+    [['--do_train', 'False'], '--do_train false'],
+    [
+      ['--val_size', '0.1', '--eval_strategy', 'no', '--eval_steps', '5'],
+      '--eval_strategy no turns evaluation off, but --eval_steps 5',
+    ],
+    [['--eval_strategy', 'steps'], '--eval_strategy steps needs a validation set'],
+    [['--bf16=yes'], '--bf16 must be true or false'],
+  ])('%j is refused naming both sides', async (argv, message) => {
+    const { io, err } = capture();
+    expect(
+      await runCommand([...argv, '--model_name_or_path', './m', '--output_dir', join(dir, 'never')], io),
+    ).toBe(2);
+    expect(err.join('\n')).toContain(message);
+    expect(existsSync(join(dir, 'never'))).toBe(false);
+  });
+
+  it('a Hub id as the model says how to fetch it and which folder to pass, for training and chat', async () => {
+    for (const argv of [
+      ['--model_name_or_path', 'meta-llama/Llama-3.2-1B', '--output_dir', join(dir, 'never')],
+      ['chat', '--model_name_or_path', 'meta-llama/Llama-3.2-1B', '--query', 'hi'],
+    ]) {
+      const { io, err } = capture();
+      expect(await runCommand(argv, io)).toBe(2);
+      expect(err.join('\n')).toContain(
+        '--model_name_or_path meta-llama/Llama-3.2-1B is not a folder here; as a Hugging Face Hub id it needs fetching first (badam-llama loads models from local folders only): `huggingface-cli download meta-llama/Llama-3.2-1B --local-dir models/Llama-3.2-1B`, then pass --model_name_or_path models/Llama-3.2-1B',
+      );
+    }
+    expect(existsSync(join(dir, 'never'))).toBe(false);
+  });
+
+  it('a recipe file with a mistake names the file, before any work', async () => {
+    const cases: Array<[string, string, string]> = [
+      [
+        'typo.yaml',
+        'use_badam: true\nbadam_switch_intervl: 50\n',
+        'typo.yaml: unknown flag --badam_switch_intervl; did you mean --badam_switch_interval?',
+      ],
+      ['bad.yaml', 'learning_rate: [1, {a: 2}]\n', 'bad.yaml: learning_rate is a list of mappings'],
+      ['value.json', '{"learning_rate": "fast"}', 'value.json: --learning_rate must be a number'],
+      ['list.yaml', '- a\n- b\n', 'list.yaml must hold one mapping of flag names to values'],
+      ['broken.yaml', 'a: [\n', 'broken.yaml is not valid YAML'],
+    ];
+    for (const [name, text, message] of cases) {
+      await writeFile(join(dir, name), text);
+      const { io, err } = capture();
+      expect(await runCommand(['train', join(dir, name)], io)).toBe(2);
+      expect(err.join('\n')).toContain(message);
+    }
+    const { io, err } = capture();
+    expect(await runCommand(['train', join(dir, 'absent.yaml')], io)).toBe(2);
+    expect(err.join('\n')).toContain('absent.yaml: no such file');
+  });
 });
 
 describe('badam-llama flags', () => {
@@ -64,7 +222,7 @@ describe('badam-llama flags', () => {
     });
     const full = trainOptionsFrom(['--finetuning_type', 'full', '--max_steps', '3']);
     expect(full.options).toMatchObject({ method: 'full', switchBlockEvery: undefined, maxSteps: 3 });
-    const external = trainOptionsFrom(['--model_name_or_path', 'some/dir']);
+    const external = trainOptionsFrom(['--model_name_or_path', './some/dir']);
     expect(external.embedded).toBe(false);
     expect(external.options).toMatchObject({
       learningRate: 1e-5,
@@ -73,16 +231,15 @@ describe('badam-llama flags', () => {
     });
   });
 
-  it('prints help with every flag and exits 0', async () => {
-    const { io, out } = capture();
-    expect(await runCommand(['--help'], io)).toBe(0);
-    for (const flag of [
-      '--switch_block_every',
-      '--finetuning_type',
-      '--model_name_or_path',
-      '--resume_from_checkpoint',
-    ]) {
-      expect(out.join('\n')).toContain(flag);
+  it('prints help with every flag and exits 0, for -h too', async () => {
+    for (const argv of [['--help'], ['-h'], ['train', '-h']]) {
+      const { io, out } = capture();
+      expect(await runCommand(argv, io)).toBe(0);
+      const help = out.join('\n');
+      for (const flag of Object.keys(TRAIN_FLAGS)) expect(help).toMatch(new RegExp(`^  --${flag} `, 'm'));
+      // A flag shows its LLaMA-Factory name where that differs.
+      expect(help).toMatch(/--switch_block_every .*as LLaMA-Factory --badam_switch_interval/);
+      expect(help).toMatch(/--overwrite_cache .*ignored: /);
     }
   });
 

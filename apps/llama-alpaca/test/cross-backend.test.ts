@@ -10,11 +10,10 @@ import {
   ReferenceBackend,
   type TrainingSnapshot,
 } from '@badam/core';
-import { ByteTokenizer } from '@badam/data';
-import { LlamaForCausalLM, llamaConfigFromHf, saveLlama } from '@badam/models';
 import { METHODS } from '@badam/runner';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generatedInstructions, runCommand, TINY_LLAMA_CONFIG, trainOptionsFrom } from '../src/index.js';
+import { generatedInstructions, runCommand, trainOptionsFrom } from '../src/index.js';
+import { writeTinyLlamaDir } from './fixtures/tiny-llama-dir.js';
 
 let dir: string;
 let modelDir: string;
@@ -22,15 +21,7 @@ let dataFile: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'badam-llama-cross-'));
   modelDir = join(dir, 'tiny-llama');
-  const model = new LlamaForCausalLM(
-    llamaConfigFromHf({ ...TINY_LLAMA_CONFIG, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2 }),
-    { seed: 11 },
-  );
-  await saveLlama(model, modelDir);
-  model.dispose();
-  const { tokenizer, config } = new ByteTokenizer().toHuggingFace();
-  await writeFile(join(modelDir, 'tokenizer.json'), JSON.stringify(tokenizer));
-  await writeFile(join(modelDir, 'tokenizer_config.json'), JSON.stringify(config));
+  await writeTinyLlamaDir(modelDir, 11);
   await mkdir(join(dir, 'data'));
   dataFile = join(dir, 'data', 'tasks.json');
   const records = generatedInstructions(48, 0, 5).train.map(({ instruction, input, output }) => ({

@@ -4,7 +4,6 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ByteTokenizer } from '@badam/data';
-import { LlamaForCausalLM, llamaConfigFromHf, saveLlama } from '@badam/models';
 import { SafetensorsFile } from '@badam/safetensors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -12,9 +11,9 @@ import {
   runCommand,
   runComparison,
   runEmbeddedDefault,
-  TINY_LLAMA_CONFIG,
   trainOptionsFrom,
 } from '../src/index.js';
+import { writeTinyLlamaDir } from './fixtures/tiny-llama-dir.js';
 
 function capture() {
   const out: string[] = [];
@@ -56,17 +55,7 @@ let dataDir: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'badam-llama-train-'));
   modelDir = join(dir, 'tiny-llama');
-  const model = new LlamaForCausalLM(
-    llamaConfigFromHf({ ...TINY_LLAMA_CONFIG, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2 }),
-    {
-      seed: 7,
-    },
-  );
-  await saveLlama(model, modelDir);
-  model.dispose();
-  const { tokenizer, config } = new ByteTokenizer().toHuggingFace();
-  await writeFile(join(modelDir, 'tokenizer.json'), JSON.stringify(tokenizer));
-  await writeFile(join(modelDir, 'tokenizer_config.json'), JSON.stringify(config));
+  await writeTinyLlamaDir(modelDir, 7);
   // An Alpaca-format dataset registered in dataset_info.json, as LLaMA-Factory reads it.
   dataDir = join(dir, 'data');
   await mkdir(dataDir, { recursive: true });

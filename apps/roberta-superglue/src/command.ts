@@ -16,7 +16,7 @@ const USAGE = `Usage:
   badam-roberta [flags]    fine-tune an encoder on a SuperGLUE task
                            (no --task_name: the embedded default, a built-in tiny RoBERTa on a generated pair task)
 
-Flags:
+Flags (the BAdam paper's RoBERTa script's names; "as" gives the name in LLaMA-Factory / badam-llama):
 ${flagHelp(ROBERTA_FLAGS)}`;
 
 /** Hyperparameters of the embedded default where the command line does not set them. */

@@ -8,6 +8,7 @@ import { EncoderClassifier, encoderConfigFromHf, saveEncoder } from '@badam/mode
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   generatedPairTask,
+  ROBERTA_FLAGS,
   robertaOptionsFrom,
   runRobertaCommand,
   runSuperGlue,
@@ -64,6 +65,20 @@ describe('badam-roberta flags', () => {
     const { io, err } = capture();
     expect(await runRobertaCommand(argv, io)).toBe(2);
     expect(err.join('\n')).toContain(message);
+  });
+
+  it('--help and -h list every flag, each with its LLaMA-Factory / badam-llama name where it has one', async () => {
+    for (const argv of [['--help'], ['-h']]) {
+      const { io, out } = capture();
+      expect(await runRobertaCommand(argv, io)).toBe(0);
+      const help = out.join('\n');
+      for (const flag of Object.keys(ROBERTA_FLAGS)) expect(help).toMatch(new RegExp(`^  --${flag} `, 'm'));
+      expect(help).toMatch(
+        /--switch_every .*as LLaMA-Factory --badam_switch_interval, badam-llama --switch_block_every\)/,
+      );
+      expect(help).toMatch(/--use_block_optim .*as LLaMA-Factory --use_badam/);
+      expect(help).toMatch(/--train_batch_size .*as LLaMA-Factory --per_device_train_batch_size\)/);
+    }
   });
 
   it('--backend cuda says what is missing, exits 2 and writes nothing', async () => {

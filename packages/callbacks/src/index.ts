@@ -14,12 +14,23 @@ export {
   fitCallbacks,
 } from './fit-callback-adapter.js';
 export { formatDuration, formatLr, formatMemory } from './format.js';
+export {
+  HF_TRAINER_STATE,
+  HF_TRAINER_STATE_FIELDS,
+  type HfLogEntry,
+  type HfTrainerState,
+  type HfTrainingArguments,
+  huggingFaceTrainerState,
+} from './hf-trainer-state.js';
 export { InterruptCallback } from './interrupt-callback.js';
 export {
   LossPlotCallback,
+  type LossPlotDataset,
   type LossPlotOptions,
   type LossSeries,
+  lossPlotDatasets,
   lossSeriesOf,
+  MARKER_COLOR,
   renderLossPlot,
   smoothSeries,
 } from './loss-plot.js';

@@ -33,9 +33,31 @@ export interface LossPlotOptions {
   smoothFrom?: number;
   /** y axis label. Default `loss`. */
   yLabel?: string;
+  /** Steps to mark with a vertical dashed line: BAdam's block switches. */
+  markers?: readonly number[];
+  /** Legend label of the markers. Default `block switch`. */
+  markerLabel?: string;
 }
 
-const COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b'];
+/**
+ * Matplotlib's tab10, in pairs: a series' raw curve takes the first colour of its pair, its smoothed curve
+ * the second, so the two read apart (and apart from other series) without relying on transparency.
+ */
+const COLORS = [
+  '#1f77b4',
+  '#ff7f0e',
+  '#2ca02c',
+  '#d62728',
+  '#9467bd',
+  '#8c564b',
+  '#e377c2',
+  '#17becf',
+  '#bcbd22',
+  '#7f7f7f',
+];
+
+/** The markers' colour: a grey no series uses. */
+export const MARKER_COLOR = '#808080';
 
 /**
  * LLaMA-Factory's smoothing: an exponential moving average whose weight grows with the series length
@@ -62,26 +84,30 @@ const whiteBackground: Plugin<'line'> = {
   },
 };
 
+/** A line chart's curves. */
+export type LossPlotDataset = ChartDataset<'line', Array<{ x: number; y: number }>>;
+
 /**
- * Renders loss curves to a PNG with Chart.js on a Skia canvas (@napi-rs/canvas): each series raw (light)
- * and, from `smoothFrom` points, smoothed (solid). Returns the PNG bytes.
+ * The curves of a loss plot: each series raw and, from `smoothFrom` points, smoothed, in two distinct
+ * colours (raw thin and half transparent, smoothed solid); with markers, an empty dashed grey curve that
+ * gives them their legend entry.
  */
-export async function renderLossPlot(
+export function lossPlotDatasets(
   series: readonly LossSeries[],
-  options: LossPlotOptions = {},
-): Promise<Uint8Array> {
-  const { title = 'training loss', width = 900, height = 540, smoothFrom = 5, yLabel = 'loss' } = options;
-  const canvas = createCanvas(width, height);
-  const datasets: ChartDataset<'line', Array<{ x: number; y: number }>>[] = [];
+  options: Pick<LossPlotOptions, 'smoothFrom' | 'markers' | 'markerLabel'> = {},
+): LossPlotDataset[] {
+  const { smoothFrom = 5 } = options;
+  const datasets: LossPlotDataset[] = [];
   series.forEach((s, i) => {
-    const color = COLORS[i % COLORS.length]!;
+    const rawColor = COLORS[(2 * i) % COLORS.length]!;
+    const smoothColor = COLORS[(2 * i + 1) % COLORS.length]!;
     const raw = s.points.map((p) => ({ x: p.step, y: p.value }));
     const smooth = (s.smooth ?? true) && s.points.length >= smoothFrom;
     datasets.push({
       label: smooth ? `${s.label} (raw)` : s.label,
       data: raw,
-      borderColor: smooth ? `${color}55` : color,
-      backgroundColor: color,
+      borderColor: smooth ? `${rawColor}99` : rawColor,
+      backgroundColor: rawColor,
       borderWidth: smooth ? 1 : 2,
       pointRadius: s.points.length > 60 ? 0 : 2,
     });
@@ -90,13 +116,65 @@ export async function renderLossPlot(
       datasets.push({
         label: `${s.label} (smoothed)`,
         data: s.points.map((p, j) => ({ x: p.step, y: values[j]! })),
-        borderColor: color,
-        backgroundColor: color,
+        borderColor: smoothColor,
+        backgroundColor: smoothColor,
         borderWidth: 2,
         pointRadius: 0,
       });
     }
   });
+  if ((options.markers?.length ?? 0) > 0) {
+    datasets.push({
+      label: options.markerLabel ?? 'block switch',
+      data: [],
+      borderColor: MARKER_COLOR,
+      backgroundColor: MARKER_COLOR,
+      borderDash: [6, 4],
+      borderWidth: 1,
+      pointRadius: 0,
+    });
+  }
+  return datasets;
+}
+
+/** Draws a vertical dashed line at each marker step, under the curves. */
+function markerLines(steps: readonly number[]): Plugin<'line'> {
+  return {
+    id: 'markerLines',
+    beforeDatasetsDraw(chart) {
+      const { ctx, chartArea, scales } = chart;
+      const x = scales.x;
+      if (x === undefined) return;
+      ctx.save();
+      ctx.strokeStyle = MARKER_COLOR;
+      ctx.lineWidth = 1;
+      ctx.setLineDash([6, 4]);
+      for (const step of steps) {
+        // Half a pixel off the grid: a one-pixel line lands on whole pixels, in the marker's own colour.
+        const px = Math.round(x.getPixelForValue(step)) + 0.5;
+        if (px < chartArea.left || px > chartArea.right) continue;
+        ctx.beginPath();
+        ctx.moveTo(px, chartArea.top);
+        ctx.lineTo(px, chartArea.bottom);
+        ctx.stroke();
+      }
+      ctx.restore();
+    },
+  };
+}
+
+/**
+ * Renders loss curves to a PNG with Chart.js on a Skia canvas (@napi-rs/canvas): each series raw and, from
+ * `smoothFrom` points, smoothed, in distinct colours ({@link lossPlotDatasets}); `markers` (BAdam's block
+ * switches) as vertical dashed lines. Returns the PNG bytes.
+ */
+export async function renderLossPlot(
+  series: readonly LossSeries[],
+  options: LossPlotOptions = {},
+): Promise<Uint8Array> {
+  const { title = 'training loss', width = 900, height = 540, yLabel = 'loss' } = options;
+  const canvas = createCanvas(width, height);
+  const datasets = lossPlotDatasets(series, options);
   // Chart.js draws on any 2D context; Skia's has the same API as the browser's.
   const chart = new Chart<'line', Array<{ x: number; y: number }>>(canvas.getContext('2d') as never, {
     type: 'line',
@@ -112,7 +190,7 @@ export async function renderLossPlot(
       },
       plugins: { title: { display: true, text: title }, legend: { position: 'top' } },
     },
-    plugins: [whiteBackground],
+    plugins: [whiteBackground, markerLines(options.markers ?? [])],
   });
   try {
     return await canvas.encode('png');
@@ -134,23 +212,55 @@ export function lossSeriesOf(history: readonly LogEntry[]): LossSeries[] {
 }
 
 /**
- * Plots `training_loss.png` (train loss, smoothed, and eval loss when present) into the output directory at
- * the end of training, and every `everySteps` steps if set; {@link LossPlotCallback.plot} draws on request.
+ * Plots LLaMA-Factory's loss images into the output directory at the end of training, and every
+ * `everySteps` steps if set: `training_loss.png` (train loss raw and smoothed, eval loss when present) and,
+ * once there are evaluations, `training_eval_loss.png`; both mark BAdam's block switches, which it records
+ * as they happen (and keeps in checkpoints, so a resumed run's plot has them all).
+ * {@link LossPlotCallback.plot} draws on request.
  */
 export class LossPlotCallback implements TrainerCallback {
   readonly path: string;
+  readonly evalPath: string;
+  readonly stateKey = 'loss_plot';
   private readonly everySteps: number | undefined;
+  private switches: number[] = [];
 
   constructor(options: { outputDir: string; everySteps?: number; fileName?: string }) {
     this.path = join(options.outputDir, options.fileName ?? 'training_loss.png');
+    this.evalPath = this.path.replace(/_loss\.png$|\.png$/, (m) =>
+      m === '_loss.png' ? '_eval_loss.png' : '_eval.png',
+    );
     this.everySteps = options.everySteps;
   }
 
-  /** Writes the plot of `history` now (atomically). */
-  async plot(history: readonly LogEntry[]): Promise<string> {
-    const png = await renderLossPlot(lossSeriesOf(history));
-    await writeFileAtomic(this.path, [png]);
-    return this.path;
+  saveState(): unknown {
+    return { blockSwitches: this.switches };
+  }
+
+  loadState(state: unknown): void {
+    const switches = (state as { blockSwitches?: unknown } | null)?.blockSwitches;
+    this.switches = Array.isArray(switches) ? switches.filter((s): s is number => typeof s === 'number') : [];
+  }
+
+  /** Writes the plots of `history` now (atomically); returns the files written. */
+  async plot(history: readonly LogEntry[]): Promise<string[]> {
+    const series = lossSeriesOf(history);
+    const markers = { markers: this.switches };
+    await writeFileAtomic(this.path, [await renderLossPlot(series, markers)]);
+    const evaluation = series.find((s) => s.label === 'eval loss');
+    if (evaluation === undefined) return [this.path];
+    const png = await renderLossPlot([evaluation], { ...markers, title: 'eval loss', yLabel: 'eval loss' });
+    await writeFileAtomic(this.evalPath, [png]);
+    return [this.path, this.evalPath];
+  }
+
+  onTrainBegin(context: TrainerContext): void {
+    // A resumed run keeps the switches before its checkpoint only (loadState gave them).
+    this.switches = this.switches.filter((step) => step <= context.progress.step);
+  }
+
+  onBlockSwitch(context: TrainerContext): void {
+    this.switches.push(context.progress.step);
   }
 
   async onLog(context: TrainerContext, entry: LogEntry): Promise<void> {

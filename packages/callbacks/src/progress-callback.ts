@@ -6,16 +6,19 @@ import { formatDuration, formatLr, formatMemory } from './format.js';
 export interface ProgressCallbackOptions {
   /** Where to write. Default `process.stdout`. */
   stream?: NodeJS.WriteStream;
-  /** Plain-line mode: print every this many optimizer steps. Default 10. */
+  /**
+   * Plain-line mode: print every this many optimizer steps, with the mean loss of those steps (with
+   * `every` = the trainer's `loggingSteps`, the number trainer_log.jsonl has). Default 10.
+   */
   every?: number;
   /** Force the mode instead of detecting a TTY. */
   mode?: 'bar' | 'lines';
 }
 
-function fields(context: TrainerContext) {
+function fields(context: TrainerContext, loss = context.progress.loss) {
   const p = context.progress;
   return {
-    loss: Number.isFinite(p.loss) ? p.loss.toFixed(4) : '-',
+    loss: Number.isFinite(loss) ? loss.toFixed(4) : '-',
     lr: formatLr(p.lr),
     tps: p.tokensPerSecond.toFixed(0),
     block: p.activeBlock === undefined ? '-' : String(p.activeBlock),
@@ -39,6 +42,9 @@ export class ProgressCallback implements TrainerCallback {
   private readonly every: number;
   private readonly mode: 'bar' | 'lines';
   private bar: cliProgress.SingleBar | undefined;
+  /** Losses of the steps since the last printed line: the line shows their mean, as the trainer's log does. */
+  private windowSum = 0;
+  private windowSteps = 0;
 
   constructor(options: ProgressCallbackOptions = {}) {
     this.stream = options.stream ?? process.stdout;
@@ -70,7 +76,16 @@ export class ProgressCallback implements TrainerCallback {
       this.bar.update(p.step, fields(context));
       return;
     }
-    if (p.step % this.every === 0 || p.step === p.maxSteps) this.stream.write(`${this.line(context)}\n`);
+    if (Number.isFinite(p.loss)) {
+      this.windowSum += p.loss;
+      this.windowSteps += 1;
+    }
+    if (p.step % this.every === 0 || p.step === p.maxSteps) {
+      const mean = this.windowSteps > 0 ? this.windowSum / this.windowSteps : p.loss;
+      this.stream.write(`${this.line(context, mean)}\n`);
+      this.windowSum = 0;
+      this.windowSteps = 0;
+    }
   }
 
   onEvaluate(_context: TrainerContext, metrics: Readonly<Record<string, number>>): void {
@@ -92,10 +107,10 @@ export class ProgressCallback implements TrainerCallback {
     );
   }
 
-  /** The plain progress line for the current state. */
-  line(context: TrainerContext): string {
+  /** The plain progress line for the current state (with `loss`: that loss instead of the last step's). */
+  line(context: TrainerContext, loss?: number): string {
     const p = context.progress;
-    const f = fields(context);
+    const f = fields(context, loss);
     const percent = p.maxSteps > 0 ? Math.round((100 * p.step) / p.maxSteps) : 0;
     const remaining = p.step > 0 ? (p.elapsedMs / p.step) * (p.maxSteps - p.step) : Number.NaN;
     return (

@@ -10,15 +10,22 @@ import {
   type TrainingSnapshot,
 } from '@badam/core';
 import { SafetensorsError, SafetensorsFile, writeFileAtomic, writeSafetensors } from '@badam/safetensors';
+import { HF_TRAINER_STATE, type HfTrainingArguments, huggingFaceTrainerState } from './hf-trainer-state.js';
 
 /** The files of one checkpoint directory. */
 export const CHECKPOINT_FILES = {
   weights: 'model.safetensors',
   optimizerTensors: 'optimizer.safetensors',
   optimizerState: 'optimizer_state.json',
-  trainerState: 'trainer_state.json',
+  /** The trainer's own state (data position, counters, callbacks' state), what resume reads. */
+  trainerState: 'badam_trainer_state.json',
+  /** The same run in Hugging Face's schema, for the tools that read checkpoints (not read back). */
+  hfTrainerState: HF_TRAINER_STATE,
   manifest: 'checkpoint.json',
 } as const;
+
+/** Where checkpoints before badam_trainer_state.json kept the trainer's own state; still read. */
+const LEGACY_TRAINER_STATE = 'trainer_state.json';
 
 /** A checkpoint that cannot be loaded: names the file and the problem. */
 export class CheckpointError extends Error {
@@ -52,6 +59,14 @@ export interface CheckpointStoreOptions {
   readonly keepLast?: number;
   /** Where the store says what it skipped or removed (a corrupt checkpoint, an abandoned timeline). */
   readonly log?: (message: string) => void;
+  /** The training arguments Hugging Face's trainer_state.json repeats (absent: nulls and zeros). */
+  readonly trainingArguments?: HfTrainingArguments;
+  /**
+   * Writes more files into a checkpoint being saved (its directory is given), such as the model's
+   * config.json and tokenizer files that make `checkpoint-N/` a model folder of its own. They are part of
+   * the manifest like the store's own files.
+   */
+  readonly writeModelFiles?: (directory: string) => Promise<void>;
 }
 
 async function sha256(path: string): Promise<{ bytes: number; sha256: string }> {
@@ -62,8 +77,11 @@ async function sha256(path: string): Promise<{ bytes: number; sha256: string }> 
 /**
  * Checkpoints as directories `checkpoint-<step>/` in the output directory (Hugging Face's layout):
  * `model.safetensors` (weights), `optimizer.safetensors` (the active block's moments),
- * `optimizer_state.json` (BAdam's block order, position, step, RNG), `trainer_state.json` (data position,
- * counters, log history) and `checkpoint.json`, a manifest with each file's size and SHA-256.
+ * `optimizer_state.json` (BAdam's block order, position, step, RNG), `badam_trainer_state.json` (data
+ * position, counters, log history), `trainer_state.json` (the same in Hugging Face's schema, for other
+ * tools), the files `writeModelFiles` adds (config.json, tokenizer files) and `checkpoint.json`, a
+ * manifest with each file's size and SHA-256. Checkpoints from before badam_trainer_state.json (whose
+ * trainer_state.json held the trainer's own state) still load.
  *
  * A checkpoint is written into a temporary directory and renamed into place when complete, so an
  * interrupted save leaves no half checkpoint; loading verifies the manifest, so a truncated or corrupt
@@ -79,6 +97,7 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
   readonly outputDir: string;
   readonly keepLast: number;
   private readonly logFn: (message: string) => void;
+  private readonly options: CheckpointStoreOptions;
   /** The checkpoint the next save follows on its timeline: the last saved or loaded. */
   private head: string | null = null;
 
@@ -86,6 +105,7 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
     this.outputDir = options.outputDir;
     this.keepLast = options.keepLast ?? 2;
     this.logFn = options.log ?? (() => {});
+    this.options = options;
     if (!Number.isSafeInteger(this.keepLast) || this.keepLast < 1) {
       throw new RangeError(`keepLast must be an integer >= 1, got ${options.keepLast}`);
     }
@@ -106,6 +126,17 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
       await writeFileAtomic(join(temp, CHECKPOINT_FILES.trainerState), [
         `${JSON.stringify(trainerState, null, 2)}\n`,
       ]);
+      const args = this.options.trainingArguments ?? {
+        loggingSteps: 0,
+        evalSteps: undefined,
+        saveSteps: undefined,
+        trainBatchSize: 0,
+        numTrainEpochs: 0,
+      };
+      await writeFileAtomic(join(temp, CHECKPOINT_FILES.hfTrainerState), [
+        `${JSON.stringify(huggingFaceTrainerState(trainerState, args), null, 2)}\n`,
+      ]);
+      await this.options.writeModelFiles?.(temp);
       const manifest: Manifest = {
         version: 1,
         step,
@@ -114,12 +145,7 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
         savedAt: Date.now(),
         files: {},
       };
-      for (const file of [
-        CHECKPOINT_FILES.weights,
-        CHECKPOINT_FILES.optimizerTensors,
-        CHECKPOINT_FILES.optimizerState,
-        CHECKPOINT_FILES.trainerState,
-      ]) {
+      for (const file of (await readdir(temp)).sort()) {
         manifest.files[file] = await sha256(join(temp, file));
       }
       await writeFileAtomic(join(temp, CHECKPOINT_FILES.manifest), [
@@ -224,15 +250,21 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
     const weights = await readAll(file(CHECKPOINT_FILES.weights));
     const tensors = await readAll(file(CHECKPOINT_FILES.optimizerTensors));
     const optimizerState = await readJson(file(CHECKPOINT_FILES.optimizerState));
-    const trainerState = await readJson(file(CHECKPOINT_FILES.trainerState));
+    // Checkpoints saved before trainer_state.json took Hugging Face's schema kept the trainer's state there.
+    const stateFile = file(
+      manifest.files?.[CHECKPOINT_FILES.trainerState] !== undefined
+        ? CHECKPOINT_FILES.trainerState
+        : LEGACY_TRAINER_STATE,
+    );
+    const trainerState = await readJson(stateFile);
     if (!isTrainerState(trainerState)) {
       throw new CheckpointError(
-        `${file(CHECKPOINT_FILES.trainerState)}: not a trainer state (version 1 with step, epoch and log history)`,
+        `${stateFile}: not a trainer state (version 1 with step, epoch and log history)`,
       );
     }
     if (trainerState.globalStep !== manifest.step) {
       throw new CheckpointError(
-        `${file(CHECKPOINT_FILES.trainerState)}: step ${trainerState.globalStep}, but ${basename(dir)} is step ${manifest.step}`,
+        `${stateFile}: step ${trainerState.globalStep}, but ${basename(dir)} is step ${manifest.step}`,
       );
     }
     return { path: dir, snapshot: { weights, optimizer: { state: optimizerState, tensors } }, trainerState };

@@ -14,20 +14,24 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Trainer } from '@badam/core';
-import { loadImage } from '@napi-rs/canvas';
+import { createCanvas, loadImage } from '@napi-rs/canvas';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   BlockSwitchLogCallback,
   CheckpointError,
   EarlyStoppingCallback,
   fitCallbacks,
+  HF_TRAINER_STATE_FIELDS,
   LossPlotCallback,
   LossSpikeMonitor,
+  lossPlotDatasets,
+  MARKER_COLOR,
   MetricsLogCallback,
   NonFiniteLossGuard,
   ProgressCallback,
   prepareOutputDir,
   readTrainerLog,
+  renderLossPlot,
   runCallbacks,
   SafetensorsCheckpointStore,
   smoothSeries,
@@ -64,6 +68,30 @@ describe('ProgressCallback', () => {
     );
     expect(out.text).toMatch(/BAdam \(reference backend\): 3 blocks/);
     expect(out.text).toMatch(/training done at step 20/);
+  });
+
+  it("prints the same loss as trainer_log.jsonl: the mean of the steps since the last line, not the last step's", async () => {
+    const out = new Capture();
+    const outputDir = freshDir();
+    await new Trainer({
+      backend: backend(),
+      trainData: data(),
+      maxSteps: 12,
+      loggingSteps: 5,
+      callbacks: [
+        new ProgressCallback({ stream: out as never, every: 5 }),
+        new MetricsLogCallback({ outputDir }),
+      ],
+    }).train();
+    const printed = out.text
+      .split('\n')
+      .filter((l) => l.startsWith('step '))
+      .map((l) => /\| loss (\S+) \|/.exec(l)![1]);
+    const logged = (await readTrainerLog(join(outputDir, 'trainer_log.jsonl'))).map((l) =>
+      (l.loss as number).toFixed(4),
+    );
+    expect(printed).toHaveLength(3); // steps 5, 10 and the last, 12
+    expect(printed).toEqual(logged);
   });
 
   it('draws a live bar on a terminal', async () => {
@@ -163,6 +191,62 @@ describe('LossPlotCallback', () => {
     expect([image.width, image.height]).toEqual([900, 540]);
   });
 
+  it('marks block switches, writes training_eval_loss.png beside it, and keeps the switches across a resume', async () => {
+    const outputDir = freshDir();
+    const plot = new LossPlotCallback({ outputDir });
+    const store = new SafetensorsCheckpointStore({ outputDir: join(outputDir, 'ckpt') });
+    const run = {
+      trainData: data(),
+      evalData: data(8, 4),
+      loggingSteps: 1,
+      evalSteps: 3,
+      checkpoints: store,
+    };
+    await new Trainer({ ...run, backend: backend(), maxSteps: 5, callbacks: [plot] }).train();
+    // K = 2: the fixture's three blocks switch after steps 2 and 4.
+    expect(plot.saveState()).toEqual({ blockSwitches: [2, 4] });
+    const resumed = new LossPlotCallback({ outputDir });
+    await new Trainer({ ...run, backend: backend(), maxSteps: 8, callbacks: [resumed] }).train({
+      resumeFrom: await store.load(),
+    });
+    expect(resumed.saveState()).toEqual({ blockSwitches: [2, 4, 6, 8] });
+    expect(readdirSync(outputDir)).toEqual(
+      expect.arrayContaining(['training_loss.png', 'training_eval_loss.png']),
+    );
+  });
+
+  it('draws markers as dashed grey lines, and raw and smoothed loss in two different colours', async () => {
+    const series = [
+      {
+        label: 'train loss',
+        points: Array.from({ length: 40 }, (_, i) => ({ step: i + 1, value: 3 - i / 20 })),
+      },
+    ];
+    const greyPixels = async (markers: number[]) => {
+      const image = await loadImage(Buffer.from(await renderLossPlot(series, { markers })));
+      const canvas = createCanvas(image.width, image.height);
+      const ctx = canvas.getContext('2d');
+      ctx.drawImage(image, 0, 0);
+      const { data: rgba } = ctx.getImageData(0, 0, image.width, image.height);
+      const grey = Number.parseInt(MARKER_COLOR.slice(1, 3), 16);
+      let count = 0;
+      for (let i = 0; i < rgba.length; i += 4)
+        if (rgba[i] === grey && rgba[i + 1] === grey && rgba[i + 2] === grey) count++;
+      return count;
+    };
+    const without = await greyPixels([]);
+    // Three dashed lines over the plot's height (about 400 px, dashes 6 on 4 off): hundreds of grey pixels.
+    expect((await greyPixels([10, 20, 30])) - without).toBeGreaterThan(500);
+    const datasets = lossPlotDatasets(series, { markers: [10] });
+    expect(datasets.map((d) => d.label)).toEqual([
+      'train loss (raw)',
+      'train loss (smoothed)',
+      'block switch',
+    ]);
+    const rgb = (d: (typeof datasets)[number]) => String(d.borderColor).slice(0, 7);
+    expect(rgb(datasets[0]!)).not.toBe(rgb(datasets[1]!));
+  });
+
   it('smooths like LLaMA-Factory: weight grows with the series length', () => {
     expect(smoothSeries([1, 1, 1])).toEqual([1, 1, 1]);
     const s = smoothSeries(Array.from({ length: 100 }, (_, i) => (i % 2 === 0 ? 0 : 2)));
@@ -183,6 +267,7 @@ describe('SafetensorsCheckpointStore', () => {
     }).train();
     expect(readdirSync(outputDir).sort()).toEqual(['checkpoint-15', 'checkpoint-17']);
     expect(readdirSync(join(outputDir, 'checkpoint-17')).sort()).toEqual([
+      'badam_trainer_state.json',
       'checkpoint.json',
       'model.safetensors',
       'optimizer.safetensors',
@@ -255,6 +340,82 @@ describe('SafetensorsCheckpointStore', () => {
     await expect(new SafetensorsCheckpointStore({ outputDir: freshDir() }).load()).rejects.toThrow(
       /no checkpoint-<step> directory to resume from/,
     );
+  });
+});
+
+describe("SafetensorsCheckpointStore: Hugging Face's layout", () => {
+  it("writes trainer_state.json in Hugging Face's schema and the model files it is given, all in the manifest", async () => {
+    const outputDir = freshDir();
+    const store = new SafetensorsCheckpointStore({
+      outputDir,
+      trainingArguments: {
+        loggingSteps: 2,
+        evalSteps: 3,
+        saveSteps: 4,
+        trainBatchSize: 8,
+        numTrainEpochs: 2,
+        parameters: 10,
+      },
+      writeModelFiles: async (dir) => writeFileSync(join(dir, 'config.json'), '{"model_type":"llama"}'),
+    });
+    await new Trainer({
+      backend: backend(),
+      trainData: data(),
+      evalData: data(),
+      maxSteps: 6,
+      loggingSteps: 2,
+      evalSteps: 3,
+      saveSteps: 4,
+      checkpoints: store,
+    }).train();
+    const dir = join(outputDir, 'checkpoint-4');
+    const hf = JSON.parse(readFileSync(join(dir, 'trainer_state.json'), 'utf8')) as Record<string, unknown>;
+    // transformers.TrainerState's fields, every one.
+    expect(Object.keys(hf).sort()).toEqual([...HF_TRAINER_STATE_FIELDS].sort());
+    expect(hf).toMatchObject({
+      global_step: 4,
+      max_steps: 6,
+      logging_steps: 2,
+      eval_steps: 3,
+      save_steps: 4,
+    });
+    expect(hf.best_model_checkpoint).toBeNull();
+    const history = hf.log_history as Array<Record<string, number>>;
+    // Train and eval entries apart, as Hugging Face keeps them: steps 2 and 4 train, 3 eval.
+    expect(history.map((e) => [e.step, e.loss !== undefined ? 'train' : 'eval'])).toEqual([
+      [2, 'train'],
+      [3, 'eval'],
+      [4, 'train'],
+    ]);
+    expect(history[1]!.eval_loss).toBeTypeOf('number');
+    expect(history[2]!.epoch).toBeGreaterThan(history[0]!.epoch!);
+    const manifest = JSON.parse(readFileSync(join(dir, 'checkpoint.json'), 'utf8')) as {
+      files: Record<string, unknown>;
+    };
+    expect(Object.keys(manifest.files)).toEqual(
+      expect.arrayContaining(['config.json', 'trainer_state.json']),
+    );
+    writeFileSync(join(dir, 'config.json'), '{"model_type":"gpt2"}');
+    await expect(store.load(dir)).rejects.toThrow(
+      /config.json: \d+ bytes, the manifest says|config.json: contents/,
+    );
+  });
+
+  it('loads a checkpoint saved before badam_trainer_state.json, whose trainer_state.json held the trainer state', async () => {
+    const outputDir = freshDir();
+    const store = new SafetensorsCheckpointStore({ outputDir });
+    await new Trainer({ backend: backend(), trainData: data(), maxSteps: 3, checkpoints: store }).train();
+    const dir = join(outputDir, 'checkpoint-3');
+    // Make it what the old store wrote: its own state as trainer_state.json, and a manifest of five files.
+    const manifestPath = join(dir, 'checkpoint.json');
+    const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as { files: Record<string, unknown> };
+    writeFileSync(join(dir, 'trainer_state.json'), readFileSync(join(dir, 'badam_trainer_state.json')));
+    rmSync(join(dir, 'badam_trainer_state.json'));
+    manifest.files['trainer_state.json'] = manifest.files['badam_trainer_state.json'];
+    delete manifest.files['badam_trainer_state.json'];
+    writeFileSync(manifestPath, JSON.stringify(manifest));
+    const loaded = await store.load(dir);
+    expect(loaded.trainerState.globalStep).toBe(3);
   });
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type FlagSpec, parseFlags } from '../src/index.js';
+import { type FlagSpec, flagHelp, parseFlags } from '../src/index.js';
 
 const SPECS: Readonly<Record<string, FlagSpec>> = {
   learning_rate: { type: 'number', min: 0, default: 1e-5, help: 'peak learning rate' },
@@ -8,6 +8,9 @@ const SPECS: Readonly<Record<string, FlagSpec>> = {
   warmup_ratio: { type: 'number', min: 0, max: 1, default: 0, help: 'warmup fraction' },
   task_name: { type: 'string', help: 'SuperGLUE task' },
   plot_loss: { type: 'boolean', default: false, help: 'plot' },
+  bf16: { type: 'boolean', default: false, help: 'bf16 weights' },
+  switch_every: { type: 'integer', help: 'steps per block', aka: 'LLaMA-Factory --badam_switch_interval' },
+  help: { type: 'boolean', default: false, help: 'show this help' },
 };
 
 describe('parseFlags: numbers', () => {
@@ -55,6 +58,33 @@ describe('parseFlags: unknown flags', () => {
     expect(() => parseFlags(['--learning_rat', '1'], SPECS)).toThrow('did you mean --learning_rate?');
     expect(() => parseFlags(['--xyz', '1'], SPECS)).toThrow(
       /^unknown flag --xyz \(--help lists the flags\)$/,
+    );
+  });
+});
+
+describe('parseFlags: booleans and help as LLaMA-Factory writes them', () => {
+  it.each([
+    [['--bf16', 'True'], true],
+    [['--bf16=True'], true],
+    [['--bf16', 'False'], false],
+    [['--bf16=false'], false],
+    [['--bf16', 'true'], true],
+    [['--bf16'], true],
+  ])('%j is %s', (argv, value) => {
+    expect(parseFlags([...argv, '--plot_loss'], SPECS)).toMatchObject({ bf16: value, plot_loss: true });
+  });
+
+  it('refuses a boolean that is not one, naming the words it takes', () => {
+    expect(() => parseFlags(['--bf16=yes'], SPECS)).toThrow(
+      '--bf16 must be true or false (True and False too)',
+    );
+  });
+
+  it('takes -h for --help, and shows other names of a flag in the help', () => {
+    expect(parseFlags(['-h'], SPECS).help).toBe(true);
+    expect(() => parseFlags(['-h'], { seed: SPECS.seed! })).toThrow('unexpected argument "-h"');
+    expect(flagHelp(SPECS)).toMatch(
+      /--switch_every +steps per block \(as LLaMA-Factory --badam_switch_interval\)/,
     );
   });
 });

@@ -144,20 +144,23 @@ interface DatasetInfoEntry {
 /**
  * Loads instruction examples by `--dataset` value: a path to a JSON / JSONL file, or one or more
  * comma-separated names from `<datasetDir>/dataset_info.json` (LLaMA-Factory's mapping of names to
- * `file_name` and `columns`). Only the alpaca formatting is supported.
+ * `file_name` and `columns`). Only the alpaca formatting is supported. `maxSamples` keeps the first that
+ * many examples of each dataset, as LLaMA-Factory's `--max_samples` does.
  */
 export async function loadInstructionDataset(
   dataset: string,
   datasetDir = 'data',
+  options: { readonly maxSamples?: number | undefined } = {},
 ): Promise<InstructionExample[]> {
   const examples: InstructionExample[] = [];
+  const limit = (items: InstructionExample[]) => items.slice(0, options.maxSamples ?? items.length);
   for (const name of dataset
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean)) {
     const looksLikeFile = /\.(json|jsonl)$/i.test(name);
     if (looksLikeFile && (await exists(name))) {
-      examples.push(...nonEmpty(alpacaExamples(await readRecords(name), {}, name), name));
+      examples.push(...limit(nonEmpty(alpacaExamples(await readRecords(name), {}, name), name)));
       continue;
     }
     const infoPath = join(datasetDir, 'dataset_info.json');
@@ -211,7 +214,7 @@ export async function loadInstructionDataset(
       entry.columns === undefined
         ? {}
         : { prompt: 'instruction', query: '', response: 'output', history: '', system: '', ...entry.columns };
-    examples.push(...nonEmpty(alpacaExamples(await readRecords(file), columns, file), file));
+    examples.push(...limit(nonEmpty(alpacaExamples(await readRecords(file), columns, file), file)));
   }
   if (examples.length === 0)
     throw new BadamOptionError('dataset', dataset, 'at least one dataset with examples');

@@ -1,4 +1,6 @@
 import { BadamOptionError } from '@badam/core';
+import type { Template } from '@huggingface/jinja';
+import { type JinjaSource, jinjaTurnTexts } from './jinja-chat-template.js';
 import type { Tokenizer } from './tokenizer.js';
 
 /** A piece of a template: literal text (with `{{content}}`), or the tokenizer's BOS / EOS token. */
@@ -19,6 +21,11 @@ export interface ChatTemplate {
   readonly replaceEos: boolean;
   /** Llama 2 puts the system prompt inside the first user message. */
   readonly systemInFirstUser: boolean;
+  /**
+   * A model's own Jinja template (see `jinjaChatTemplate`): when set, it renders the turns and the slots
+   * above are empty.
+   */
+  readonly jinja?: JinjaSource & { readonly compiled: Template };
 }
 
 const EOS = { token: 'eos' } as const;
@@ -168,6 +175,14 @@ export function encodeTurns(
 ): Array<{ prompt: number[]; response: number[] }> {
   const eos = templateEosId(template, tokenizer);
   const systemText = system || template.defaultSystem;
+  if (template.jinja !== undefined) {
+    const encode = (text: string) =>
+      text.length > 0 ? tokenizer.encode(text, { addSpecialTokens: false }) : [];
+    return jinjaTurnTexts(template.jinja, turns, systemText).map(({ prompt, response }) => ({
+      prompt: encode(prompt),
+      response: encode(response),
+    }));
+  }
   return turns.map((turn, i) => {
     const prompt: number[] = [];
     let user = turn.user;

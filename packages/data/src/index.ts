@@ -1,6 +1,6 @@
 /**
  * @badam/data — instruction data for fine-tuning: tokenizers (Hugging Face tokenizer.json through
- * @huggingface/tokenizers, and a built-in byte tokenizer), LLaMA-Factory's chat templates, Alpaca datasets
+ * @huggingface/tokenizers, and a built-in byte tokenizer), LLaMA-Factory's chat templates and models' own (Jinja), Alpaca datasets
  * (JSON / JSONL / dataset_info.json) tokenized with prompt masking and cutoff, validation split, padding
  * and length grouping; sentence-pair encoding for encoders; SuperGLUE loaders and metrics.
  *
@@ -27,6 +27,13 @@ export {
   templateStopIds,
 } from './chat-template.js';
 export { HfTokenizer } from './hf-tokenizer.js';
+export {
+  type JinjaSource,
+  jinjaChatTemplate,
+  MODEL_CHAT_TEMPLATE,
+  modelChatTemplate,
+  renderChatTemplate,
+} from './jinja-chat-template.js';
 export {
   type EncodedPair,
   encodeSentencePair,

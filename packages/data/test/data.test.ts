@@ -188,6 +188,9 @@ describe('loading datasets', () => {
     );
     const examples = await loadInstructionDataset('mine', dir);
     expect(examples[1]).toEqual({ turns: [{ user: 'Say yo', assistant: 'yo' }], system: '' });
+    // --max_samples keeps the first N of each dataset, as LLaMA-Factory does, not of their concatenation.
+    const limited = await loadInstructionDataset('mine,mine', dir, { maxSamples: 1 });
+    expect(limited.map((e) => e.turns[0]!.user)).toEqual(['Say hi', 'Say hi']);
     await expect(loadInstructionDataset('theirs', dir)).rejects.toThrow(
       /dataset must be a name defined in .*dataset_info.json: mine/,
     );

@@ -1,5 +1,13 @@
 import { join } from 'node:path';
-import { type RunIO, runCallbacks, SafetensorsCheckpointStore, writeResultsJson } from '@badam/callbacks';
+import {
+  HF_TRAINER_STATE,
+  type HfTrainingArguments,
+  huggingFaceTrainerState,
+  type RunIO,
+  runCallbacks,
+  SafetensorsCheckpointStore,
+  writeResultsJson,
+} from '@badam/callbacks';
 import {
   createLrSchedule,
   type DataSource,
@@ -9,6 +17,7 @@ import {
   type TrainResult,
   totalElements,
 } from '@badam/core';
+import { writeFileAtomic } from '@badam/safetensors';
 import { nonFiniteTensors, parameterInfoOf } from '@badam/tfjs';
 import {
   estimateRunMemory,
@@ -45,6 +54,11 @@ export interface FineTuneSpec<TBatch> {
    * flag names: saved in checkpoints beside the shared ones, and compared on resume.
    */
   readonly runSettings?: RunSettings;
+  /**
+   * Writes the model's own files (config.json, generation_config.json, tokenizer files) into a checkpoint
+   * being saved, so that `checkpoint-N/` loads as a model folder; the weights are the store's.
+   */
+  readonly checkpointModelFiles?: (directory: string) => Promise<void>;
   readonly io: RunIO;
 }
 
@@ -68,6 +82,21 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
   const method = METHODS[options.method];
   if (method.needsLora) model.addLora();
   const parameters = parameterInfoOf(model.tfjs.namedParameters());
+  const g = options.gradientAccumulationSteps;
+  const maxSteps =
+    options.maxSteps ?? Math.max(1, Math.ceil((options.numTrainEpochs * (spec.trainData.length ?? 1)) / g));
+  // Unset, the interval shrinks on a short run so that the loss curve has about 50 points (10 at most).
+  const loggingSteps = options.loggingStepsIsDefault
+    ? Math.min(options.loggingSteps, Math.max(1, Math.ceil(maxSteps / 50)))
+    : options.loggingSteps;
+  const trainingArguments: HfTrainingArguments = {
+    loggingSteps,
+    evalSteps: options.evalSteps,
+    saveSteps: options.saveSteps,
+    trainBatchSize: options.batchSize,
+    numTrainEpochs: options.numTrainEpochs,
+    parameters: totalElements(parameters.filter((p) => !p.name.includes('lora_'))),
+  };
   const plan = method.plan({
     options,
     parameters,
@@ -86,15 +115,14 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
   let train: TrainResult;
   let lastGood: string | undefined;
   try {
-    const g = options.gradientAccumulationSteps;
-    const maxSteps =
-      options.maxSteps ?? Math.max(1, Math.ceil((options.numTrainEpochs * (spec.trainData.length ?? 1)) / g));
     const store =
       options.saveSteps !== undefined || options.resumeFromCheckpoint !== undefined
         ? new SafetensorsCheckpointStore({
             outputDir: options.outputDir,
             keepLast: options.saveTotalLimit,
             log: (message) => io.warn(`${dialect.name}: ${message}`),
+            trainingArguments,
+            ...(spec.checkpointModelFiles ? { writeModelFiles: spec.checkpointModelFiles } : {}),
           })
         : undefined;
     const settings = runSettingsOf(options, dialect, maxSteps, spec.runSettings);
@@ -111,14 +139,14 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
           ? { warmupSteps: options.warmupSteps }
           : { warmupRatio: options.warmupRatio }),
       }),
-      loggingSteps: options.loggingSteps,
+      loggingSteps,
       ...(options.evalSteps !== undefined ? { evalSteps: options.evalSteps } : {}),
       ...(options.saveSteps !== undefined ? { saveSteps: options.saveSteps } : {}),
       ...(store ? { checkpoints: store } : {}),
       callbacks: [
         ...runCallbacks({
           outputDir: options.outputDir,
-          loggingSteps: options.loggingSteps,
+          loggingSteps,
           plotLoss: options.plotLoss,
           blockSwitchVerbose: options.method === 'block' ? options.badamVerbose : 0,
           log: io.log,
@@ -159,6 +187,10 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
     });
   }
 
+  // Hugging Face's trainer_state.json at the root, as the Trainer leaves it after train().
+  await writeFileAtomic(join(options.outputDir, HF_TRAINER_STATE), [
+    `${JSON.stringify(huggingFaceTrainerState(train.state, trainingArguments, train.metrics), null, 2)}\n`,
+  ]);
   const groups = trainedGroups(plan, parameters);
   const estimate = estimateRunMemory(options.method, groups, parameters, spec.activationBytes(), options);
   const metrics: Record<string, number | string> = {

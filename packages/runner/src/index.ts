@@ -39,6 +39,7 @@ export {
 } from './run-flags.js';
 export {
   applyEmbeddedDefaults,
+  DEFAULT_LOGGING_STEPS,
   flagName,
   parseRunnerCommand,
   type RunnerCommandSpec,

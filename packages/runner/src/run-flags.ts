@@ -16,25 +16,34 @@ export const RUN_FLAGS = {
   switch_block_every: {
     type: 'integer',
     help: 'BAdam / sparse: optimizer steps per block (sparse: per mask window); -1 never switches',
+    aka: 'LLaMA-Factory --badam_switch_interval',
   },
   switch_mode: {
     type: 'string',
     choices: [...SWITCH_MODES],
     default: 'ascending',
     help: 'BAdam: block order',
+    aka: 'LLaMA-Factory --badam_switch_mode',
   },
-  start_block: { type: 'integer', min: 0, help: 'BAdam: first block' },
+  start_block: {
+    type: 'integer',
+    min: 0,
+    help: 'BAdam: first block',
+    aka: 'LLaMA-Factory --badam_start_block',
+  },
   update_ratio: {
     type: 'number',
     min: 0,
     exclusiveMin: true,
     max: 1,
     help: 'sparse: fraction of each parameter updated (default 0.1)',
+    aka: 'LLaMA-Factory --badam_update_ratio',
   },
   mask_mode: {
     type: 'string',
     choices: ['adjacent', 'scatter'],
     help: 'sparse: mask layout (default adjacent)',
+    aka: 'LLaMA-Factory --badam_mask_mode',
   },
   per_device_train_batch_size: { type: 'integer', min: 1, default: 4, help: 'micro-batch size' },
   per_device_eval_batch_size: { type: 'integer', min: 1, default: 4, help: 'evaluation batch size' },
@@ -69,7 +78,11 @@ export const RUN_FLAGS = {
   },
   max_steps: { type: 'integer', min: 1, help: 'optimizer steps (overrides num_train_epochs)' },
   eval_steps: { type: 'integer', min: 1, help: 'evaluate every N steps' },
-  logging_steps: { type: 'integer', min: 1, default: 10, help: 'log every N steps' },
+  logging_steps: {
+    type: 'integer',
+    min: 1,
+    help: 'log every N steps (default 10, fewer on a short run so that the loss curve has about 50 points)',
+  },
   save_steps: { type: 'integer', min: 1, help: 'checkpoint every N steps' },
   save_total_limit: { type: 'integer', min: 1, default: 2, help: 'checkpoints kept' },
   output_dir: { type: 'string', help: 'where checkpoints, logs, plots and the model go' },
@@ -122,7 +135,8 @@ export interface RunnerFlagOptions {
 
 /**
  * The shared flags as one runner spells them, with its defaults: the flag table to merge with the
- * runner's own flags and parse with core's `parseFlags`.
+ * runner's own flags and parse with core's `parseFlags`. A renamed flag's `aka` (shown in `--help`) names
+ * the flag as LLaMA-Factory and badam-llama spell it.
  *
  * @example
  * ```ts
@@ -136,10 +150,19 @@ export function runnerFlags(options: RunnerFlagOptions = {}): Record<string, Fla
     if (options.omit?.includes(name)) continue;
     const defaultValue = options.defaults?.[name];
     const help = options.help?.[name];
-    out[options.rename?.[name] ?? name] = {
+    const renamed = options.rename?.[name];
+    // A renamed flag says what LLaMA-Factory and badam-llama call it, so that users of either find it.
+    const aka =
+      renamed === undefined
+        ? spec.aka
+        : spec.aka !== undefined
+          ? `${spec.aka}, badam-llama --${name}`
+          : `LLaMA-Factory --${name}`;
+    out[renamed ?? name] = {
       ...spec,
       ...(defaultValue !== undefined ? { default: defaultValue } : {}),
       ...(help !== undefined ? { help } : {}),
+      ...(aka !== undefined ? { aka } : {}),
     };
   }
   return out;

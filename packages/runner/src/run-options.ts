@@ -30,6 +30,8 @@ export interface RunOptions {
   maxSteps: number | undefined;
   evalSteps: number | undefined;
   loggingSteps: number;
+  /** The command line gave no `--logging_steps`: a short run logs more often than every 10 steps. */
+  loggingStepsIsDefault: boolean;
   saveSteps: number | undefined;
   saveTotalLimit: number;
   outputDir: string;
@@ -46,6 +48,9 @@ export interface RunOptions {
   /** Serve badam-board beside the run (`--board`). */
   board?: boolean;
 }
+
+/** Steps between log lines when the command line gives none, and the run is long enough. */
+export const DEFAULT_LOGGING_STEPS = 10;
 
 /** How one runner's command line names things, for parsing and for its error messages. */
 export interface RunnerDialect {
@@ -145,7 +150,8 @@ export function resolveRunOptions(
     numTrainEpochs: get('num_train_epochs') as number,
     maxSteps: get('max_steps') as number | undefined,
     evalSteps: get('eval_steps') as number | undefined,
-    loggingSteps: get('logging_steps') as number,
+    loggingSteps: (get('logging_steps') as number | undefined) ?? DEFAULT_LOGGING_STEPS,
+    loggingStepsIsDefault: get('logging_steps') === undefined,
     saveSteps: get('save_steps') as number | undefined,
     saveTotalLimit: get('save_total_limit') as number,
     outputDir: (get('output_dir') as string | undefined) ?? defaults.outputDir,
@@ -196,6 +202,12 @@ export interface RunnerCommandSpec<TOptions extends RunOptions> {
   methodOf(values: FlagValues): FineTuningMethod;
   /** The runner's options from the final flag values (its own validation, then the kit's). */
   resolve(values: FlagValues): TOptions;
+  /**
+   * Turns other tools' spellings into the runner's own flags before anything else reads them (LLaMA-Factory's
+   * `--use_badam --badam_mode layer` into `--finetuning_type block`), in place, updating `explicit` too;
+   * returns lines to tell the user (flags accepted but ignored). Contradictions are `UsageError`s.
+   */
+  normalize?(values: FlagValues, explicit: Set<string>): string[];
 }
 
 /**
@@ -205,8 +217,9 @@ export interface RunnerCommandSpec<TOptions extends RunOptions> {
 export function parseRunnerCommand<TOptions extends RunOptions>(
   argv: readonly string[],
   spec: RunnerCommandSpec<TOptions>,
-): { options: TOptions; embedded: boolean; help: boolean } {
+): { options: TOptions; embedded: boolean; help: boolean; notes: string[] } {
   const { values, explicit } = parseFlagsExplicit(argv, spec.flags);
+  const notes = spec.normalize?.(values, explicit) ?? [];
   const embedded = spec.isEmbedded(values);
   if (embedded) {
     const defaults = spec.embeddedDefaults(values, explicit);
@@ -221,5 +234,5 @@ export function parseRunnerCommand<TOptions extends RunOptions>(
   const options = spec.resolve(values);
   // An embedded default names its own output directory, but the user did not: it is still a default.
   options.outputDirIsDefault = !explicit.has(flagName(spec.dialect, 'output_dir'));
-  return { options, embedded, help: values.help === true };
+  return { options, embedded, help: values.help === true, notes };
 }

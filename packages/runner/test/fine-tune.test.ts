@@ -1,4 +1,4 @@
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readTrainerLog } from '@badam/callbacks';
 import { parseFlags, UsageError } from '@badam/core';
@@ -98,9 +98,24 @@ describe('fineTune: every method through one kit', () => {
       'all_results.json',
       'train_results.json',
       'trainer_log.jsonl',
+      'trainer_state.json',
     ]);
     const log = await readTrainerLog(join(out, 'trainer_log.jsonl'));
     expect(log.map((l) => l.current_steps)).toEqual([1, 2, 3]);
+    // Hugging Face's trainer_state.json: its schema, the train entries of the log and the final results.
+    const state = JSON.parse(await readFile(join(out, 'trainer_state.json'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    expect(state).toMatchObject({
+      global_step: 3,
+      max_steps: 3,
+      best_model_checkpoint: null,
+      logging_steps: 1,
+    });
+    const history = state.log_history as Array<Record<string, number>>;
+    expect(history.map((e) => e.step)).toEqual([1, 2, 3, 3]);
+    expect(history.at(-1)!.train_loss).toBeTypeOf('number');
     expect(log.every((l) => l.active_block === undefined)).toBe(true);
   });
 });
@@ -121,6 +136,26 @@ describe('--board', () => {
     expect(runs.map((r) => r.dir)).toEqual([out]);
     const log = await (await fetch(`${url}runs/0/trainer_log.jsonl`)).text();
     expect(log.trim().split('\n')).toHaveLength(4);
+  });
+});
+
+describe('--logging_steps', () => {
+  it('unset, a short run logs often enough for a readable curve (about 50 points, every 10 steps at most)', async () => {
+    for (const [steps, given, lines] of [
+      [20, [], 20], // every step
+      [120, [], 40], // every 3rd step
+      [20, ['--logging_steps', '10'], 2], // as given
+    ] as const) {
+      const outputDir = join(setup.dir, `logging-${steps}-${given.length}`);
+      const flags = ['--max_steps', String(steps), '--output_dir', outputDir, ...given];
+      const options = resolveRunOptions(parseFlags(flags, FLAGS), 'full', DIALECT, { outputDir });
+      const { model } = tinyMlp(1);
+      await fineTune({ ...tinyMlpSpec(model, setup.label, quiet), options });
+      for (const [, v] of model.tfjs.namedParameters()) v.dispose();
+      expect(await readTrainerLog(join(outputDir, 'trainer_log.jsonl')), `${steps} ${given}`).toHaveLength(
+        lines,
+      );
+    }
   });
 });
 

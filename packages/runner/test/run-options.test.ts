@@ -149,6 +149,35 @@ describe('embedded defaults', () => {
       options: { learningRate: 1e-5 },
     });
   });
+
+  it("normalize rewrites another tool's spelling before the embedded check and the runner's own validation", () => {
+    const spec = {
+      flags: {
+        ...llamaFlags,
+        model: { type: 'string', help: 'a model' },
+        model_path: { type: 'string', help: "another tool's name for --model" },
+        ignored_flag: { type: 'boolean', default: false, help: 'no meaning here' },
+      } as const,
+      dialect: LLAMA,
+      isEmbedded: (v: FlagValues) => v.model === undefined,
+      embeddedDefaults: () => ({ learning_rate: 0.5 }),
+      methodOf: () => 'block' as const,
+      resolve: (v: FlagValues) => resolveRunOptions(v, 'block', LLAMA, { outputDir: 'o' }),
+      normalize: (v: FlagValues, explicit: Set<string>) => {
+        if (v.model_path !== undefined) {
+          v.model = v.model_path;
+          explicit.add('model');
+        }
+        return explicit.has('ignored_flag') ? ['--ignored_flag is ignored'] : [];
+      },
+    };
+    expect(parseRunnerCommand(['--model_path', 'm', '--ignored_flag'], spec)).toMatchObject({
+      embedded: false,
+      options: { learningRate: 1e-5 },
+      notes: ['--ignored_flag is ignored'],
+    });
+    expect(parseRunnerCommand([], spec)).toMatchObject({ embedded: true, notes: [] });
+  });
 });
 
 describe('the method table', () => {

@@ -12,6 +12,11 @@ export interface FlagSpec {
   readonly exclusiveMin?: boolean;
   /** Upper bound for numbers. */
   readonly max?: number;
+  /**
+   * What the flag is called elsewhere (LLaMA-Factory, the BAdam paper's scripts, Hugging Face), shown in
+   * `--help` so that users coming from there find it, e.g. `LLaMA-Factory --badam_switch_interval`.
+   */
+  readonly aka?: string;
 }
 
 export type FlagValues = Record<string, string | number | boolean | undefined>;
@@ -51,9 +56,18 @@ function nearestFlag(name: string, known: readonly string[]): string | undefined
   return d <= 4 && d < name.length ? nearest : undefined;
 }
 
+/** Boolean values as Python's argument parsers (LLaMA-Factory, Hugging Face) take them, in any case. */
+const TRUE_WORDS = new Set(['true', '1']);
+const FALSE_WORDS = new Set(['false', '0']);
+
+function isBooleanWord(raw: string | undefined): raw is string {
+  return raw !== undefined && (TRUE_WORDS.has(raw.toLowerCase()) || FALSE_WORDS.has(raw.toLowerCase()));
+}
+
 /**
- * Parses `--name value`, `--name=value` and bare boolean flags (`--plot_loss`, or `--plot_loss false`).
- * Unknown flags are an error suggesting the nearest known one; values are checked against their type,
+ * Parses `--name value`, `--name=value` and bare boolean flags (`--plot_loss`, or `--plot_loss false`;
+ * booleans as `true`/`false`/`True`/`False`/`1`/`0`, as LLaMA-Factory writes them). `-h` is `--help` when
+ * the table has a `help` flag. Unknown flags are an error suggesting the nearest known one; values are checked against their type,
  * choices and bounds.
  */
 export function parseFlags(argv: readonly string[], specs: Readonly<Record<string, FlagSpec>>): FlagValues {
@@ -70,7 +84,7 @@ export function parseFlagsExplicit(
   for (const [name, spec] of Object.entries(specs))
     if (spec.default !== undefined) values[name] = spec.default;
   for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
+    const arg = argv[i] === '-h' && specs.help !== undefined ? '--help' : argv[i]!;
     if (!arg.startsWith('--')) {
       throw new UsageError(`unexpected argument ${JSON.stringify(arg)}: flags look like --name value`);
     }
@@ -87,7 +101,7 @@ export function parseFlagsExplicit(
     if (raw === undefined) {
       const next = argv[i + 1];
       if (spec.type === 'boolean') {
-        if (next === 'true' || next === 'false') {
+        if (isBooleanWord(next)) {
           raw = next;
           i++;
         } else raw = 'true';
@@ -110,9 +124,9 @@ const NUMBER_LITERAL = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
 function convert(name: string, raw: string, spec: FlagSpec): string | number | boolean {
   switch (spec.type) {
     case 'boolean':
-      if (raw === 'true' || raw === '1') return true;
-      if (raw === 'false' || raw === '0') return false;
-      throw new BadamOptionError(`--${name}`, raw, 'true or false');
+      if (TRUE_WORDS.has(raw.toLowerCase())) return true;
+      if (FALSE_WORDS.has(raw.toLowerCase())) return false;
+      throw new BadamOptionError(`--${name}`, raw, 'true or false (True and False too)');
     case 'number':
     case 'integer': {
       // Number('') and Number(' ') are 0, Number('0x10') is 16: only a plain decimal literal is a number here.
@@ -153,6 +167,7 @@ export function flagHelp(specs: Readonly<Record<string, FlagSpec>>): string {
       const extra = [
         s.choices ? s.choices.join('|') : '',
         s.default !== undefined ? `default ${s.default}` : '',
+        s.aka !== undefined ? `as ${s.aka}` : '',
       ]
         .filter(Boolean)
         .join('; ');
