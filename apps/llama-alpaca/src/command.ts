@@ -3,7 +3,15 @@ import '@tensorflow/tfjs';
 import { join } from 'node:path';
 import type { RunIO } from '@badam/callbacks';
 import { flagHelp, parseFlags } from '@badam/core';
-import { type FineTuningMethod, parseRunnerCommand, type RunnerCommandSpec, runCli } from '@badam/runner';
+import {
+  COMPARISON_FLAGS,
+  type ComparisonPlan,
+  type FineTuningMethod,
+  parseRunnerCommand,
+  type RunnerCommandSpec,
+  resolveComparisonPlan,
+  runCli,
+} from '@badam/runner';
 import { CHAT_FLAGS, runChat } from './chat.js';
 import { runComparison } from './compare.js';
 import { EMBEDDED_DEFAULTS, runEmbeddedDefault } from './embedded.js';
@@ -20,7 +28,10 @@ const USAGE = `Usage:
   badam-llama chat --model_name_or_path <dir> [--query "..."]
 
 Training flags (LLaMA-Factory's names; "as" gives where a name comes from, or its name elsewhere):
-${flagHelp(TRAIN_FLAGS)}`;
+${flagHelp(TRAIN_FLAGS)}
+
+compare's own flags:
+${flagHelp(COMPARISON_FLAGS)}`;
 
 /** badam-llama's command line for the runner kit: without a model or dataset, the embedded default runs. */
 const LLAMA_COMMAND: RunnerCommandSpec<TrainOptions> = {
@@ -35,6 +46,18 @@ const LLAMA_COMMAND: RunnerCommandSpec<TrainOptions> = {
   methodOf: (values) => values.finetuning_type as FineTuningMethod,
   resolve: resolveTrainOptions,
   normalize: normalizeLlamaFactoryFlags,
+};
+
+/** `badam-llama compare`: the training flags, plus the seeds and the learning rates to choose from. */
+const COMPARE_COMMAND: RunnerCommandSpec<TrainOptions & { comparison: ComparisonPlan }> = {
+  ...LLAMA_COMMAND,
+  flags: { ...TRAIN_FLAGS, ...COMPARISON_FLAGS },
+  resolve: (values) => {
+    const options = resolveTrainOptions(values);
+    return Object.assign(options, {
+      comparison: resolveComparisonPlan(values, options.seed, options.learningRate),
+    });
+  },
 };
 
 /**
@@ -70,17 +93,23 @@ export async function runCommand(argv: readonly string[], io: RunIO): Promise<nu
       await runChat(values, io);
       return 0;
     }
+    if (sub === 'compare') {
+      const { options, help, notes } = parseRunnerCommand(args, COMPARE_COMMAND);
+      if (help) {
+        io.log(USAGE);
+        return 0;
+      }
+      for (const note of notes) io.warn(`${LLAMA_DIALECT.name}: ${note}`);
+      if (options.outputDirIsDefault) options.outputDir = join('output', 'compare');
+      await runComparison(options, options.comparison, io);
+      return 0;
+    }
     const { options, embedded, help, notes } = trainOptionsFrom(args);
     if (help) {
       io.log(USAGE);
       return 0;
     }
     for (const note of notes) io.warn(`${LLAMA_DIALECT.name}: ${note}`);
-    if (sub === 'compare') {
-      if (options.outputDirIsDefault) options.outputDir = join('output', 'compare');
-      await runComparison(options, io);
-      return 0;
-    }
     let template = options.template ?? 'default';
     if (embedded) {
       await runEmbeddedDefault(options, io);

@@ -5,6 +5,15 @@
  *
  * @packageDocumentation
  */
+
+export {
+  type BandPlotOptions,
+  type BandPoint,
+  type BandSeries,
+  bandOf,
+  renderBandPlot,
+  writeBandPlot,
+} from './band-plot.js';
 export { BlockSwitchLogCallback } from './block-switch-log-callback.js';
 export { EarlyStoppingCallback, type EarlyStoppingOptions } from './early-stopping-callback.js';
 export {

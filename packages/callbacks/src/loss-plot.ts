@@ -73,7 +73,8 @@ export function smoothSeries(values: readonly number[]): number[] {
   });
 }
 
-const whiteBackground: Plugin<'line'> = {
+/** Paints the canvas white under a chart (a PNG is transparent otherwise). */
+export const whiteBackground: Plugin<'line'> = {
   id: 'whiteBackground',
   beforeDraw(chart) {
     const { ctx, width, height } = chart;
