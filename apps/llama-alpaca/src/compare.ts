@@ -1,5 +1,3 @@
-import { join } from 'node:path';
-import { readTrainerLog } from '@badam/callbacks';
 import {
   alpacaExamples,
   ByteTokenizer,
@@ -15,6 +13,7 @@ import {
   type ComparisonCellResult,
   type ComparisonPlan,
   type ComparisonReport,
+  comparisonCellResult,
   evaluateHeldOut,
   prepareRunOutputDir,
   runSeedComparison,
@@ -136,20 +135,14 @@ export async function runComparison(
     const validation = cell.scoreValidation
       ? await scoreSplit(model, tokenizer, template, validationExamples, cellOptions)
       : undefined;
-    const log = await readTrainerLog(join(cell.outputDir, 'trainer_log.jsonl'));
     model.dispose();
-    return {
-      test,
-      ...(validation !== undefined ? { validation } : {}),
-      peakMemoryBytes: trained.metrics.peak_memory_bytes as number,
-      estimatedMemoryBytes: trained.estimate.total,
-      estimatedOptimizerBytes:
-        trained.estimate.masters + trained.estimate.gradients + trained.estimate.optimizerState,
+    return comparisonCellResult({
+      outputDir: cell.outputDir,
+      metrics: trained.metrics,
       seconds,
-      lossCurve: log
-        .filter((l) => typeof l.loss === 'number')
-        .map((l) => ({ step: l.current_steps as number, value: l.loss as number })),
-    };
+      test,
+      validation,
+    });
   };
   return runSeedComparison({
     methods: COMPARED,

@@ -60,6 +60,7 @@ export {
   type ComparisonReport,
   type ComparisonRow,
   type ComparisonSelectionRow,
+  comparisonCellResult,
   formatRate,
   runSeedComparison,
   type SeedComparisonSpec,

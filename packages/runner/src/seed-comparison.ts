@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { bandOf, type RunIO, writeBandPlot, writeResultsJson } from '@badam/callbacks';
+import { bandOf, type RunIO, readTrainerLog, writeBandPlot, writeResultsJson } from '@badam/callbacks';
 import { writeFileAtomic } from '@badam/safetensors';
 import type { ComparisonPlan } from './comparison-flags.js';
 import { formatMeanSd, type SeedSummary, summarizeSeeds } from './seed-statistics.js';
@@ -36,6 +36,36 @@ export interface ComparisonCellResult {
   readonly seconds: number;
   /** Training loss by step. */
   readonly lossCurve: ReadonlyArray<{ readonly step: number; readonly value: number }>;
+}
+
+/**
+ * A cell's result from what its training run left: the memory and time of the run's metrics (as
+ * `fineTune` reports them), the training loss curve of its trainer_log.jsonl, and the split scores the
+ * runner measured.
+ */
+export async function comparisonCellResult(run: {
+  readonly outputDir: string;
+  readonly metrics: Readonly<Record<string, number | string>>;
+  readonly seconds: number;
+  readonly test: Readonly<Record<string, number>>;
+  readonly validation?: Readonly<Record<string, number>> | undefined;
+}): Promise<ComparisonCellResult> {
+  const number = (key: string) => Number(run.metrics[key]);
+  const log = await readTrainerLog(join(run.outputDir, 'trainer_log.jsonl'));
+  return {
+    test: run.test,
+    ...(run.validation !== undefined ? { validation: run.validation } : {}),
+    peakMemoryBytes: number('peak_memory_bytes'),
+    estimatedMemoryBytes: number('estimated_memory_bytes'),
+    estimatedOptimizerBytes:
+      number('estimated_masters_bytes') +
+      number('estimated_gradients_bytes') +
+      number('estimated_optimizer_bytes'),
+    seconds: run.seconds,
+    lossCurve: log
+      .filter((l) => typeof l.loss === 'number')
+      .map((l) => ({ step: l.current_steps as number, value: l.loss as number })),
+  };
 }
 
 /** A comparison as a runner describes it to {@link runSeedComparison}. */
