@@ -5,11 +5,10 @@ import type { RunIO } from '@badam/callbacks';
 import { flagHelp, parseFlags } from '@badam/core';
 import {
   COMPARISON_FLAGS,
-  type ComparisonPlan,
+  comparisonCommand,
   type FineTuningMethod,
   parseRunnerCommand,
   type RunnerCommandSpec,
-  resolveComparisonPlan,
   runCli,
 } from '@badam/runner';
 import { CHAT_FLAGS, runChat } from './chat.js';
@@ -49,16 +48,7 @@ const LLAMA_COMMAND: RunnerCommandSpec<TrainOptions> = {
 };
 
 /** `badam-llama compare`: the training flags, plus the seeds and the learning rates to choose from. */
-const COMPARE_COMMAND: RunnerCommandSpec<TrainOptions & { comparison: ComparisonPlan }> = {
-  ...LLAMA_COMMAND,
-  flags: { ...TRAIN_FLAGS, ...COMPARISON_FLAGS },
-  resolve: (values) => {
-    const options = resolveTrainOptions(values);
-    return Object.assign(options, {
-      comparison: resolveComparisonPlan(values, options.seed, options.learningRate),
-    });
-  },
-};
+const COMPARE_COMMAND = comparisonCommand(LLAMA_COMMAND);
 
 /**
  * Parses training flags (LLaMA-Factory's spellings included); for the embedded default, flags the command

@@ -389,7 +389,7 @@ describe('the embedded default', () => {
     }
     const table = await readFile(join(out, 'compare_table.md'), 'utf8');
     expect(table).toContain(
-      "test split; mean ± sample sd over seeds 42, 43; each method's rate chosen by mean validation eval_loss among 1e-3, 5e-3",
+      "test split; mean ± sample sd over seeds 42, 43; each method's rate chosen by mean validation eval loss among 1e-3, 5e-3",
     );
     expect(table).toMatch(/\| block \| (1e-3|5e-3) \(chosen\) \|/);
     expect(table).toContain('validation split (the rate is chosen here; these numbers are not the result)');

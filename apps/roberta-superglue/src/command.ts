@@ -5,10 +5,9 @@ import type { RunIO } from '@badam/callbacks';
 import { flagHelp } from '@badam/core';
 import {
   COMPARISON_FLAGS,
-  type ComparisonPlan,
+  comparisonCommand,
   parseRunnerCommand,
   type RunnerCommandSpec,
-  resolveComparisonPlan,
   runCli,
 } from '@badam/runner';
 import { runRobertaComparison } from './compare.js';
@@ -64,16 +63,7 @@ const ROBERTA_COMMAND: RunnerCommandSpec<RobertaOptions> = {
 };
 
 /** `badam-roberta compare`: the flags of a run, plus the seeds and the learning rates to choose from. */
-const COMPARE_COMMAND: RunnerCommandSpec<RobertaOptions & { comparison: ComparisonPlan }> = {
-  ...ROBERTA_COMMAND,
-  flags: { ...ROBERTA_FLAGS, ...COMPARISON_FLAGS },
-  resolve: (values) => {
-    const options = resolveRobertaOptions(values);
-    return Object.assign(options, {
-      comparison: resolveComparisonPlan(values, options.seed, options.learningRate),
-    });
-  },
-};
+const COMPARE_COMMAND = comparisonCommand(ROBERTA_COMMAND);
 
 /** Parses flags; without --task_name, flags the command line leaves unset take the embedded defaults. */
 export function robertaOptionsFrom(

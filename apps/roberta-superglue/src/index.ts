@@ -7,7 +7,7 @@
  */
 
 export { EMBEDDED_DEFAULTS, robertaOptionsFrom, runRobertaCommand } from './command.js';
-export { COMPARED_METHODS, type RobertaComparisonSettings, runRobertaComparison } from './compare.js';
+export { type RobertaComparisonSettings, runRobertaComparison } from './compare.js';
 export { generatedPairTask, TINY_ROBERTA_CONFIG } from './embedded-task.js';
 export {
   classificationTask,

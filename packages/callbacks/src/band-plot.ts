@@ -1,18 +1,9 @@
 import { writeFileAtomic } from '@badam/safetensors';
-import { createCanvas } from '@napi-rs/canvas';
-import {
-  Chart,
-  Filler,
-  Legend,
-  LinearScale,
-  LineController,
-  LineElement,
-  PointElement,
-  Title,
-} from 'chart.js';
-import { whiteBackground } from './loss-plot.js';
+import { Chart, Filler } from 'chart.js';
+import { renderLineChart } from './loss-plot.js';
 
-Chart.register(LineController, LineElement, PointElement, LinearScale, Legend, Title, Filler);
+// The band is the area between two curves: Chart.js's filler draws it.
+Chart.register(Filler);
 
 /** One step of a {@link BandSeries}: the centre line and the band's two edges. */
 export interface BandPoint {
@@ -78,7 +69,6 @@ export async function renderBandPlot(
   options: BandPlotOptions = {},
 ): Promise<Uint8Array> {
   const { title = 'training loss', yLabel = 'loss', width = 900, height = 540, bandLabel = 'band' } = options;
-  const canvas = createCanvas(width, height);
   const datasets = series.flatMap((s, i) => {
     const color = COLORS[i % COLORS.length]!;
     const edge = (key: 'low' | 'high') => ({
@@ -105,31 +95,14 @@ export async function renderBandPlot(
       },
     ];
   });
-  const chart = new Chart<'line', Array<{ x: number; y: number }>>(canvas.getContext('2d') as never, {
-    type: 'line',
-    data: { datasets },
-    options: {
-      animation: false,
-      responsive: false,
-      parsing: false,
-      devicePixelRatio: 1,
-      scales: {
-        x: { type: 'linear', title: { display: true, text: 'step' } },
-        y: { type: 'linear', title: { display: true, text: yLabel } },
-      },
-      plugins: {
-        title: { display: true, text: title },
-        // The edges are the band, not curves of their own: only the centre lines get a legend entry.
-        legend: { position: 'top', labels: { filter: (item) => item.text.includes('(mean') } },
-      },
-    },
-    plugins: [whiteBackground],
+  return renderLineChart(datasets, {
+    title,
+    yLabel,
+    width,
+    height,
+    // The edges are the band, not curves of their own: only the centre lines get a legend entry.
+    legendFilter: (label) => label.includes('(mean'),
   });
-  try {
-    return await canvas.encode('png');
-  } finally {
-    chart.destroy();
-  }
 }
 
 /** {@link renderBandPlot} written atomically to `path`. */

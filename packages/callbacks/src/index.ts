@@ -33,6 +33,7 @@ export {
 } from './hf-trainer-state.js';
 export { InterruptCallback } from './interrupt-callback.js';
 export {
+  type LineChartFrame,
   LossPlotCallback,
   type LossPlotDataset,
   type LossPlotOptions,
@@ -40,6 +41,7 @@ export {
   lossPlotDatasets,
   lossSeriesOf,
   MARKER_COLOR,
+  renderLineChart,
   renderLossPlot,
   smoothSeries,
 } from './loss-plot.js';

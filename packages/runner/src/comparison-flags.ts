@@ -1,4 +1,5 @@
 import { type FlagSpec, type FlagValues, UsageError } from '@badam/core';
+import type { RunnerCommandSpec, RunOptions } from './run-options.js';
 
 /** The flags of a runner's `compare` command, on top of its training flags. */
 export const COMPARISON_FLAGS: Readonly<Record<string, FlagSpec>> = {
@@ -46,4 +47,23 @@ export function resolveComparisonPlan(
   if (new Set(rates).size !== rates.length)
     throw new UsageError(`--learning_rates lists a rate twice ("${given}"): give each rate once`);
   return { seeds, learningRates: rates, chooseRate: rates.length > 1 };
+}
+
+/**
+ * A runner's `compare` command from its training command: the same flags plus {@link COMPARISON_FLAGS},
+ * and the options carry the comparison's plan.
+ */
+export function comparisonCommand<TOptions extends RunOptions>(
+  command: RunnerCommandSpec<TOptions>,
+): RunnerCommandSpec<TOptions & { comparison: ComparisonPlan }> {
+  return {
+    ...command,
+    flags: { ...command.flags, ...COMPARISON_FLAGS },
+    resolve: (values) => {
+      const options = command.resolve(values);
+      return Object.assign(options, {
+        comparison: resolveComparisonPlan(values, options.seed, options.learningRate),
+      });
+    },
+  };
 }

@@ -7,7 +7,12 @@
  *
  * @packageDocumentation
  */
-export { COMPARISON_FLAGS, type ComparisonPlan, resolveComparisonPlan } from './comparison-flags.js';
+export {
+  COMPARISON_FLAGS,
+  type ComparisonPlan,
+  comparisonCommand,
+  resolveComparisonPlan,
+} from './comparison-flags.js';
 export { type FineTuneResult, type FineTuneSpec, fineTune, writeRunResults } from './fine-tune.js';
 export {
   estimateRunMemory,
@@ -60,10 +65,12 @@ export {
   type ComparisonReport,
   type ComparisonRow,
   type ComparisonSelectionRow,
-  comparisonCellResult,
+  comparisonRunOptions,
+  EVAL_LOSS_METRIC,
   formatRate,
   runSeedComparison,
   type SeedComparisonSpec,
+  type TrainedCell,
 } from './seed-comparison.js';
 export { formatMeanSd, type SeedSummary, summarizeSeeds } from './seed-statistics.js';
 export { TrainingDivergedError } from './training-diverged-error.js';
