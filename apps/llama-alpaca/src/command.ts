@@ -23,7 +23,8 @@ const USAGE = `Usage:
   badam-llama [train] [flags]     fine-tune (no model or dataset: the embedded default on a built-in tiny Llama)
   badam-llama train recipe.yaml [flags]
                                   fine-tune as a LLaMA-Factory YAML (or JSON) recipe says; flags override it
-  badam-llama compare [flags]     the embedded fine-tune with block, full, lora and sparse, side by side
+  badam-llama compare [flags]     the embedded fine-tune with block, full, lora and sparse on --seeds seeds,
+                                  side by side (--learning_rates: each rate chosen on a validation split)
   badam-llama chat --model_name_or_path <dir> [--query "..."]
 
 Training flags (LLaMA-Factory's names; "as" gives where a name comes from, or its name elsewhere):
