@@ -3,7 +3,14 @@ import '@tensorflow/tfjs';
 import { join } from 'node:path';
 import type { RunIO } from '@badam/callbacks';
 import { flagHelp, parseFlags } from '@badam/core';
-import { type FineTuningMethod, parseRunnerCommand, type RunnerCommandSpec, runCli } from '@badam/runner';
+import {
+  COMPARISON_FLAGS,
+  comparisonCommand,
+  type FineTuningMethod,
+  parseRunnerCommand,
+  type RunnerCommandSpec,
+  runCli,
+} from '@badam/runner';
 import { CHAT_FLAGS, runChat } from './chat.js';
 import { runComparison } from './compare.js';
 import { EMBEDDED_DEFAULTS, runEmbeddedDefault } from './embedded.js';
@@ -16,11 +23,15 @@ const USAGE = `Usage:
   badam-llama [train] [flags]     fine-tune (no model or dataset: the embedded default on a built-in tiny Llama)
   badam-llama train recipe.yaml [flags]
                                   fine-tune as a LLaMA-Factory YAML (or JSON) recipe says; flags override it
-  badam-llama compare [flags]     the embedded fine-tune with block, full, lora and sparse, side by side
+  badam-llama compare [flags]     the embedded fine-tune with block, full, lora and sparse on --seeds seeds,
+                                  side by side (--learning_rates: each rate chosen on a validation split)
   badam-llama chat --model_name_or_path <dir> [--query "..."]
 
 Training flags (LLaMA-Factory's names; "as" gives where a name comes from, or its name elsewhere):
-${flagHelp(TRAIN_FLAGS)}`;
+${flagHelp(TRAIN_FLAGS)}
+
+compare's own flags:
+${flagHelp(COMPARISON_FLAGS)}`;
 
 /** badam-llama's command line for the runner kit: without a model or dataset, the embedded default runs. */
 const LLAMA_COMMAND: RunnerCommandSpec<TrainOptions> = {
@@ -36,6 +47,9 @@ const LLAMA_COMMAND: RunnerCommandSpec<TrainOptions> = {
   resolve: resolveTrainOptions,
   normalize: normalizeLlamaFactoryFlags,
 };
+
+/** `badam-llama compare`: the training flags, plus the seeds and the learning rates to choose from. */
+const COMPARE_COMMAND = comparisonCommand(LLAMA_COMMAND);
 
 /**
  * Parses training flags (LLaMA-Factory's spellings included); for the embedded default, flags the command
@@ -70,17 +84,23 @@ export async function runCommand(argv: readonly string[], io: RunIO): Promise<nu
       await runChat(values, io);
       return 0;
     }
+    if (sub === 'compare') {
+      const { options, help, notes } = parseRunnerCommand(args, COMPARE_COMMAND);
+      if (help) {
+        io.log(USAGE);
+        return 0;
+      }
+      for (const note of notes) io.warn(`${LLAMA_DIALECT.name}: ${note}`);
+      if (options.outputDirIsDefault) options.outputDir = join('output', 'compare');
+      await runComparison(options, options.comparison, io);
+      return 0;
+    }
     const { options, embedded, help, notes } = trainOptionsFrom(args);
     if (help) {
       io.log(USAGE);
       return 0;
     }
     for (const note of notes) io.warn(`${LLAMA_DIALECT.name}: ${note}`);
-    if (sub === 'compare') {
-      if (options.outputDirIsDefault) options.outputDir = join('output', 'compare');
-      await runComparison(options, io);
-      return 0;
-    }
     let template = options.template ?? 'default';
     if (embedded) {
       await runEmbeddedDefault(options, io);

@@ -1,133 +1,123 @@
-import { join } from 'node:path';
-import { readTrainerLog, renderLossPlot } from '@badam/callbacks';
-import { alpacaExamples, ByteTokenizer, chatTemplate } from '@badam/data';
+import {
+  alpacaExamples,
+  ByteTokenizer,
+  batchedDataSource,
+  type ChatTemplate,
+  chatTemplate,
+  encodeSupervised,
+  type InstructionExample,
+} from '@badam/data';
 import { LlamaForCausalLM, llamaConfigFromHf, llamaWeights } from '@badam/models';
-import { prepareRunOutputDir } from '@badam/runner';
-import { writeFileAtomic } from '@badam/safetensors';
+import {
+  type ComparisonPlan,
+  type ComparisonReport,
+  comparisonRunOptions,
+  evaluateHeldOut,
+  runSeedComparison,
+} from '@badam/runner';
 import * as tf from '@tensorflow/tfjs-core';
 import { type EmbeddedSettings, PRETRAIN_STEPS, pretrainOnGeneratedText } from './embedded.js';
 import { generatedInstructions, TINY_LLAMA_CONFIG } from './embedded-data.js';
 import { predictExamples } from './predict.js';
-import { prepareBackend, type RunIO, runTraining, writeJson } from './run-training.js';
+import { prepareBackend, type RunIO, runTraining } from './run-training.js';
 import { LLAMA_DIALECT, type TrainOptions } from './train-options.js';
+import { causalLmTask } from './training-task.js';
 
-/**
- * The four methods `compare` runs, all with the run's learning rate (the embedded default's 2e-3, or
- * `--learning_rate`), steps, data and starting point. Each method's best rate differs (docs/benchmarks.md
- * lists runs at 1e-3, 2e-3 and 5e-3), so comparing at several rates is the caller's sweep.
- */
-export const COMPARED = ['block', 'full', 'lora', 'sparse'] as const;
-
-/** One row of the comparison. */
-export interface ComparisonRow {
-  method: string;
-  peakMemoryBytes: number;
-  estimatedMemoryBytes: number;
-  estimatedOptimizerBytes: number;
-  seconds: number;
-  evalLoss: number;
-  exactMatch: number;
+/** Sizes of a comparison: the embedded default's, and the validation split's (only used to choose a rate). */
+export interface ComparisonSettings extends EmbeddedSettings {
+  /** Generated instructions of the validation split, with `--learning_rates`. Default: as many as `evalExamples`. */
+  readonly validationExamples?: number;
 }
 
-const MB = (b: number) => (b / 1e6).toFixed(2);
+/** Eval loss (as the Trainer computes it), token accuracy and greedy exact match of `model` on `examples`. */
+async function scoreSplit(
+  model: LlamaForCausalLM,
+  tokenizer: ByteTokenizer,
+  template: ChatTemplate,
+  examples: readonly InstructionExample[],
+  options: TrainOptions,
+): Promise<Record<string, number>> {
+  const encoded = encodeSupervised(examples, tokenizer, template, { cutoffLen: options.cutoffLen }).examples;
+  const data = batchedDataSource(encoded, {
+    batchSize: options.evalBatchSize,
+    padTokenId: tokenizer.padTokenId,
+  });
+  const { loss, metrics } = await evaluateHeldOut(causalLmTask(model), data);
+  const { exactMatch } = predictExamples(model, tokenizer, template, examples, { maxNewTokens: 8 });
+  return { eval_loss: loss, token_accuracy: metrics.accuracy ?? Number.NaN, exact_match: exactMatch };
+}
 
 /**
- * `badam-llama compare`: the embedded default's fine-tune with BAdam, full Adam, LoRA and
- * BlockOptimizerRatio from the same pretrained tiny model, the same data and steps: a table of peak memory
- * (measured and estimated), time, eval loss and exact match, and one PNG with the four loss curves.
+ * `badam-llama compare`: the embedded default's fine-tune with every method (BAdam, full Adam, LoRA,
+ * BlockOptimizerRatio) from one pretrained tiny model (pretrained once, with `--seed`), on the same generated
+ * data, on every seed of the plan (the seed drives data order, LoRA's initialisation, BAdam's random order
+ * and the sparse masks). With several learning rates each method's rate is chosen by its mean eval loss on a
+ * validation split and the table reports the test split (the embedded default's held-out instructions),
+ * which took no part in the choice. Writes compare_table.md, compare_results.json and compare_loss.png.
  */
 export async function runComparison(
   options: TrainOptions,
+  plan: ComparisonPlan,
   io: RunIO,
-  settings: EmbeddedSettings = {},
-): Promise<ComparisonRow[]> {
+  settings: ComparisonSettings = {},
+): Promise<ComparisonReport> {
   const {
     pretrainSteps = PRETRAIN_STEPS,
     trainExamples: trainSize = 800,
     evalExamples: evalSize = 80,
+    validationExamples: validationSize = evalSize,
   } = settings;
   await prepareBackend(options, io); // first: a backend that cannot run refuses before anything is written
-  await prepareRunOutputDir(options, LLAMA_DIALECT, io); // never an earlier comparison's without --overwrite_output_dir
   const tokenizer = new ByteTokenizer();
+  const template = chatTemplate('default');
   const config = llamaConfigFromHf(TINY_LLAMA_CONFIG, 'built-in tiny Llama');
-  const instructions = generatedInstructions(trainSize, evalSize, options.seed);
-  const trainExamples = alpacaExamples(instructions.train);
-  const evalExamples = alpacaExamples(instructions.eval);
+  const instructions = generatedInstructions(
+    trainSize,
+    evalSize,
+    options.seed,
+    plan.chooseRate ? validationSize : 0,
+  );
+  const splits = {
+    train: alpacaExamples(instructions.train),
+    test: alpacaExamples(instructions.eval),
+    validation: alpacaExamples(instructions.validation),
+  };
+  let start: ReturnType<typeof llamaWeights> = [];
 
-  io.log(`== pretraining the shared starting point (${pretrainSteps} steps) ==`);
-  const base = new LlamaForCausalLM(config, { seed: options.seed, initializerRange: 0.05 });
-  await pretrainOnGeneratedText(base, tokenizer, options, io, pretrainSteps);
-  const start = llamaWeights(base);
-  base.dispose();
-
-  const rows: ComparisonRow[] = [];
-  const curves: Array<{ label: string; points: Array<{ step: number; value: number }> }> = [];
-  for (const type of COMPARED) {
-    const learningRate = options.learningRate;
-    io.log(`\n== ${type} ==`);
-    const model = new LlamaForCausalLM(config, { skipInitialization: true });
-    for (const w of start)
-      tf.tidy(() => model.parameter(w.name).assign(tf.tensor(w.data as Float32Array, [...w.shape])));
-    const outputDir = join(options.outputDir, type);
-    const began = performance.now();
-    const run = await runTraining(
-      {
-        ...options,
-        method: type,
-        learningRate,
-        switchBlockEvery: type === 'block' || type === 'sparse' ? options.switchBlockEvery : undefined,
-        outputDir,
-        outputDirIsDefault: false,
-        overwriteOutputDir: true,
-        plotLoss: false,
-        doPredict: false,
-      },
-      io,
-      {
+  const pretrain = async () => {
+    io.log(`== pretraining the shared starting point (${pretrainSteps} steps, seed ${options.seed}) ==`);
+    const base = new LlamaForCausalLM(config, { seed: options.seed, initializerRange: 0.05 });
+    await pretrainOnGeneratedText(base, tokenizer, options, io, pretrainSteps);
+    start = llamaWeights(base);
+    base.dispose();
+  };
+  return runSeedComparison({
+    options,
+    dialect: LLAMA_DIALECT,
+    plan,
+    metrics: [{ key: 'exact_match', label: 'exact match', digits: 1, percent: true }],
+    title: 'training loss: BAdam (block), full Adam, LoRA, BAdam ratio (sparse)',
+    prepare: pretrain,
+    train: async (cell) => {
+      const model = new LlamaForCausalLM(config, { skipInitialization: true });
+      for (const w of start)
+        tf.tidy(() => model.parameter(w.name).assign(tf.tensor(w.data as Float32Array, [...w.shape])));
+      const cellOptions: TrainOptions = { ...comparisonRunOptions(options, cell), doPredict: false };
+      const { metrics } = await runTraining(cellOptions, io, {
         model,
         tokenizer,
         template: 'default',
-        examples: trainExamples,
-        validation: evalExamples,
+        examples: splits.train,
+        // The run's own evaluations watch the split the rate is chosen on, never the test split, when choosing.
+        validation: cell.scoreValidation ? splits.validation : splits.test,
         skipModelSave: true,
-      },
-    );
-    const seconds = (performance.now() - began) / 1000;
-    const { exactMatch } = predictExamples(model, tokenizer, chatTemplate('default'), evalExamples, {
-      maxNewTokens: 8,
-    });
-    rows.push({
-      method: type,
-      peakMemoryBytes: run.metrics.peak_memory_bytes as number,
-      estimatedMemoryBytes: run.estimate.total,
-      estimatedOptimizerBytes: run.estimate.masters + run.estimate.gradients + run.estimate.optimizerState,
-      seconds,
-      evalLoss: run.metrics.eval_loss as number,
-      exactMatch,
-    });
-    const log = await readTrainerLog(join(outputDir, 'trainer_log.jsonl'));
-    curves.push({
-      label: type,
-      points: log
-        .filter((l) => typeof l.loss === 'number')
-        .map((l) => ({ step: l.current_steps as number, value: l.loss as number })),
-    });
-    model.dispose();
-  }
-  const png = await renderLossPlot(curves, {
-    title: 'training loss: BAdam (block), full Adam, LoRA, BAdam ratio (sparse)',
+      });
+      return {
+        metrics,
+        score: (split) => scoreSplit(model, tokenizer, template, splits[split], cellOptions),
+        dispose: () => model.dispose(),
+      };
+    },
+    io,
   });
-  await writeFileAtomic(join(options.outputDir, 'compare_loss.png'), [png]);
-  await writeJson(join(options.outputDir, 'compare_results.json'), { rows });
-  const table = [
-    '| method | peak memory measured (MB) | estimated total (MB) | estimated grads + optimizer (MB) | time (s) | eval loss | exact match |',
-    '| --- | --- | --- | --- | --- | --- | --- |',
-    ...rows.map(
-      (r) =>
-        `| ${r.method} | ${MB(r.peakMemoryBytes)} | ${MB(r.estimatedMemoryBytes)} | ${MB(r.estimatedOptimizerBytes)} | ${r.seconds.toFixed(0)} | ${r.evalLoss.toFixed(4)} | ${(100 * r.exactMatch).toFixed(1)}% |`,
-    ),
-  ].join('\n');
-  await writeFileAtomic(join(options.outputDir, 'compare_table.md'), [`${table}\n`]);
-  io.log(`\n${table}\n\nloss curves: ${join(options.outputDir, 'compare_loss.png')}`);
-  return rows;
 }

@@ -66,9 +66,12 @@ export function makeInstruction(task: Task, rng: SeededRandom): GeneratedInstruc
 
 /**
  * A generated instruction set: `train` and a disjoint held-out `eval` set, tasks in equal shares, from a
- * seeded generator (the same sets on every machine).
+ * seeded generator (the same sets on every machine). `validationSize` adds a third set, disjoint from both,
+ * drawn right after `eval` (so `eval` is the same with or without it, and `validation` holds every task in
+ * equal shares, as `eval` does; `train` is then drawn from what is left): `compare` chooses learning rates
+ * on `validation` and reports `eval`.
  */
-export function generatedInstructions(trainSize: number, evalSize: number, seed: number) {
+export function generatedInstructions(trainSize: number, evalSize: number, seed: number, validationSize = 0) {
   const rng = SeededRandom.fromSeed(seed);
   const seen = new Set<string>();
   const draw = (n: number) => {
@@ -83,7 +86,8 @@ export function generatedInstructions(trainSize: number, evalSize: number, seed:
     return out;
   };
   const evaluation = draw(evalSize);
-  return { train: draw(trainSize), eval: evaluation };
+  const validation = draw(validationSize);
+  return { train: draw(trainSize), eval: evaluation, validation };
 }
 
 const SUBJECTS = ['the cat', 'a dog', 'my friend', 'the model', 'a bird', 'the teacher'];

@@ -7,7 +7,7 @@
  */
 export { CHAT_FLAGS, runChat } from './chat.js';
 export { runCommand, trainOptionsFrom } from './command.js';
-export { COMPARED, type ComparisonRow, runComparison } from './compare.js';
+export { type ComparisonSettings, runComparison } from './compare.js';
 export {
   EMBEDDED_DEFAULTS,
   type EmbeddedResult,

@@ -296,6 +296,27 @@ describe('badam-llama flags', () => {
     expect(existsSync(join(out, 'pretrain'))).toBe(false);
   });
 
+  it.each([
+    [['--seeds', '0'], '--seeds must be an integer >= 1, got "0"'],
+    [
+      ['--learning_rates', '1e-3,fast'],
+      '--learning_rates must be numbers > 0 separated by commas (e.g. 1e-3,2e-3,5e-3), got "1e-3,fast" ("fast" is not a number > 0)',
+    ],
+    [['--learning_rates', '1e-3,1e-3'], '--learning_rates lists a rate twice'],
+  ])('compare checks %j before any work', async (argv, message) => {
+    const out = join(dir, `compare-early-${argv.join('').replace(/[^a-z0-9]/gi, '')}`);
+    const { io, err } = capture();
+    expect(await runCommand(['compare', ...argv, '--output_dir', out], io)).toBe(2);
+    expect(err.join('\n')).toContain(message);
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('--seeds and --learning_rates belong to compare: training refuses them', async () => {
+    const { io, err } = capture();
+    expect(await runCommand(['--seeds', '2', '--output_dir', join(dir, 'no-seeds')], io)).toBe(2);
+    expect(err.join('\n')).toContain('--seeds');
+  });
+
   it('a --dataset file that does not exist says so', async () => {
     const { io, err } = capture();
     const missing = join(dir, 'missing.json');

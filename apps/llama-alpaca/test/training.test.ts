@@ -294,33 +294,105 @@ describe('the embedded default', () => {
     );
   });
 
-  it('compare runs block, full, lora and sparse from one start and writes a table and a plot (shrunk)', async () => {
+  it('the validation split is disjoint from the training and test splits, which it leaves unchanged', () => {
+    const key = (e: { instruction: string; input: string }) => `${e.instruction}|${e.input}`;
+    const plain = generatedInstructions(200, 40, 7);
+    const split = generatedInstructions(200, 40, 7, 40);
+    expect(split.eval).toEqual(plain.eval);
+    expect(plain.validation).toEqual([]);
+    const seen = new Set([...split.train, ...split.eval].map(key));
+    expect(split.validation).toHaveLength(40);
+    expect(split.validation.filter((e) => seen.has(key(e)))).toEqual([]);
+    expect(new Set(split.validation.map((e) => e.task)).size).toBe(4);
+  });
+
+  it('compare runs block, full, lora and sparse on 2 seeds from one start: mean ± sd table, band plot, every run in the JSON (shrunk)', async () => {
     const out = join(dir, 'compare');
     const { options } = trainOptionsFrom([
-      '--max_steps',
-      '4',
-      '--switch_block_every',
-      '1',
-      '--eval_steps',
-      '4',
-      '--output_dir',
-      out,
-      '--logging_steps',
-      '1',
+      ...['--max_steps', '4', '--switch_block_every', '1', '--eval_steps', '4'],
+      ...['--output_dir', out, '--logging_steps', '1'],
     ]);
     const run = capture();
-    const rows = await runComparison(
+    const report = await runComparison(
       options,
+      { seeds: [42, 43], learningRates: [2e-3], chooseRate: false },
       { log: run.io.log, warn: run.io.warn },
       { pretrainSteps: 2, trainExamples: 32, evalExamples: 4 },
     );
-    expect(rows.map((r) => r.method)).toEqual(['block', 'full', 'lora', 'sparse']);
-    for (const r of rows) expect(Number.isFinite(r.evalLoss) && r.peakMemoryBytes > 0).toBe(true);
+    expect(report.rows.map((r) => r.method)).toEqual(['block', 'full', 'lora', 'sparse']);
+    expect(report.runs.map((r) => `${r.method}@${r.seed}`).sort()).toEqual(
+      ['block', 'full', 'lora', 'sparse'].flatMap((m) => [`${m}@42`, `${m}@43`]).sort(),
+    );
+    for (const r of report.rows) {
+      for (const s of [r.test.eval_loss!, r.test.exact_match!, r.seconds, r.peakMemoryBytes])
+        expect([s.mean, s.sd, s.min, s.max].every(Number.isFinite) && s.n === 2).toBe(true);
+    }
+    // The seed changes the data order: two seeds of one method train differently.
+    const block = report.runs.filter((r) => r.method === 'block');
+    expect(block[0]!.test.eval_loss).not.toBe(block[1]!.test.eval_loss);
     // BAdam holds Adam state for one layer, full Adam for every parameter.
-    const byMethod = Object.fromEntries(rows.map((r) => [r.method, r]));
-    expect(byMethod.block!.estimatedOptimizerBytes).toBeLessThan(byMethod.full!.estimatedOptimizerBytes / 3);
-    expect((await readFile(join(out, 'compare_table.md'), 'utf8')).split('\n')[0]).toContain('| method |');
+    const byMethod = Object.fromEntries(report.rows.map((r) => [r.method, r]));
+    expect(byMethod.block!.estimatedOptimizerBytes.mean).toBeLessThan(
+      byMethod.full!.estimatedOptimizerBytes.mean / 3,
+    );
+    const table = (await readFile(join(out, 'compare_table.md'), 'utf8')).trim().split('\n');
+    expect(table[0]).toBe('held-out split; mean ± sample sd over seeds 42, 43');
+    expect(table.slice(2)).toHaveLength(6); // header, rule, four methods
+    expect(table[2]).toBe(
+      '| method | learning rate | peak memory measured (MB) | estimated total (MB) | estimated grads + optimizer (MB) | time (s) | eval loss | exact match |',
+    );
+    for (const line of table.slice(4)) {
+      const cells = line
+        .split('|')
+        .slice(1, -1)
+        .map((c) => c.trim());
+      expect(cells).toHaveLength(8);
+      expect(cells[6]).toMatch(/^\d+\.\d{4} ± \d+\.\d{4}$/);
+      expect(cells[7]).toMatch(/^\d+\.\d% ± \d+\.\d%$/);
+      expect(cells.slice(2, 5).every((c) => Number.isFinite(Number(c)))).toBe(true);
+    }
+    const json = JSON.parse(await readFile(join(out, 'compare_results.json'), 'utf8'));
+    expect(json.runs).toHaveLength(8);
+    expect(json.band).toBe('min-max over seeds');
     expect(existsSync(join(out, 'compare_loss.png'))).toBe(true);
+  });
+
+  it('compare --learning_rates chooses each rate on a validation split and reports the test split only (shrunk)', async () => {
+    const out = join(dir, 'compare-rates');
+    const run = capture();
+    const { options } = trainOptionsFrom([
+      ...['--max_steps', '3', '--switch_block_every', '1', '--eval_steps', '3'],
+      ...['--output_dir', out, '--logging_steps', '1'],
+    ]);
+    const report = await runComparison(
+      options,
+      { seeds: [42, 43], learningRates: [1e-3, 5e-3], chooseRate: true },
+      { log: run.io.log, warn: run.io.warn },
+      { pretrainSteps: 2, trainExamples: 32, evalExamples: 4, validationExamples: 4 },
+    );
+    expect(report.runs).toHaveLength(16);
+    for (const r of report.runs) expect(r.validation).toBeDefined();
+    for (const row of report.rows) {
+      const scored = report.selection.filter((s) => s.method === row.method);
+      expect(scored.map((s) => s.learningRate)).toEqual([1e-3, 5e-3]);
+      const best = scored.reduce((a, b) =>
+        b.validation.eval_loss!.mean < a.validation.eval_loss!.mean ? b : a,
+      );
+      expect(row.learningRate).toBe(best.learningRate);
+      expect(scored.filter((s) => s.chosen).map((s) => s.learningRate)).toEqual([row.learningRate]);
+      // The reported numbers are the test split's at the chosen rate, not the validation split's.
+      const tests = report.runs
+        .filter((r) => r.method === row.method && r.learningRate === row.learningRate)
+        .map((r) => r.test.eval_loss!);
+      expect(row.test.eval_loss!.mean).toBeCloseTo((tests[0]! + tests[1]!) / 2, 10);
+      expect(row.test.eval_loss!.mean).not.toBe(best.validation.eval_loss!.mean);
+    }
+    const table = await readFile(join(out, 'compare_table.md'), 'utf8');
+    expect(table).toContain(
+      "test split; mean ± sample sd over seeds 42, 43; each method's rate chosen by mean validation eval loss among 1e-3, 5e-3",
+    );
+    expect(table).toMatch(/\| block \| (1e-3|5e-3) \(chosen\) \|/);
+    expect(table).toContain('validation split (the rate is chosen here; these numbers are not the result)');
   });
 });
 

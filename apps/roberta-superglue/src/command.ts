@@ -1,8 +1,16 @@
 // The program loads TensorFlow.js itself: @tensorflow/tfjs registers the cpu backend and every gradient.
 import '@tensorflow/tfjs';
+import { join } from 'node:path';
 import type { RunIO } from '@badam/callbacks';
 import { flagHelp } from '@badam/core';
-import { parseRunnerCommand, type RunnerCommandSpec, runCli } from '@badam/runner';
+import {
+  COMPARISON_FLAGS,
+  comparisonCommand,
+  parseRunnerCommand,
+  type RunnerCommandSpec,
+  runCli,
+} from '@badam/runner';
+import { runRobertaComparison } from './compare.js';
 import {
   methodOf,
   ROBERTA_DIALECT,
@@ -13,11 +21,15 @@ import {
 import { runSuperGlue } from './run-superglue.js';
 
 const USAGE = `Usage:
-  badam-roberta [flags]    fine-tune an encoder on a SuperGLUE task
-                           (no --task_name: the embedded default, a built-in tiny RoBERTa on a generated pair task)
+  badam-roberta [flags]          fine-tune an encoder on a SuperGLUE task
+                                 (no --task_name: the embedded default, a built-in tiny RoBERTa on a generated pair task)
+  badam-roberta compare [flags]  the embedded task with block, full, lora and sparse on several seeds, side by side
 
 Flags (the BAdam paper's RoBERTa script's names; "as" gives the name in LLaMA-Factory / badam-llama):
-${flagHelp(ROBERTA_FLAGS)}`;
+${flagHelp(ROBERTA_FLAGS)}
+
+compare's own flags:
+${flagHelp(COMPARISON_FLAGS)}`;
 
 /** Hyperparameters of the embedded default where the command line does not set them. */
 export const EMBEDDED_DEFAULTS: Readonly<Record<string, string | number | boolean>> = {
@@ -50,6 +62,9 @@ const ROBERTA_COMMAND: RunnerCommandSpec<RobertaOptions> = {
   resolve: resolveRobertaOptions,
 };
 
+/** `badam-roberta compare`: the flags of a run, plus the seeds and the learning rates to choose from. */
+const COMPARE_COMMAND = comparisonCommand(ROBERTA_COMMAND);
+
 /** Parses flags; without --task_name, flags the command line leaves unset take the embedded defaults. */
 export function robertaOptionsFrom(
   argv: readonly string[],
@@ -60,6 +75,16 @@ export function robertaOptionsFrom(
 /** Runs `badam-roberta` with `argv`; resolves to the exit code. */
 export async function runRobertaCommand(argv: readonly string[], io: RunIO): Promise<number> {
   return runCli(ROBERTA_DIALECT.name, io, async () => {
+    if (argv[0] === 'compare') {
+      const { options, help } = parseRunnerCommand(argv.slice(1), COMPARE_COMMAND);
+      if (help) {
+        io.log(USAGE);
+        return 0;
+      }
+      if (options.outputDirIsDefault) options.outputDir = join('output', 'roberta-compare');
+      await runRobertaComparison(options, options.comparison, io);
+      return 0;
+    }
     const { options, help } = robertaOptionsFrom(argv);
     if (help) {
       io.log(USAGE);

@@ -1,15 +1,25 @@
 import {
   accuracy,
+  ByteTokenizer,
   macroF1,
   multircScores,
   type PairFormat,
+  pairFormat,
   recordScores,
   type TaskExample,
   type TaskSpec,
   type Tokenizer,
 } from '@badam/data';
 import type { EncoderClassifier } from '@badam/models';
-import { batchLogits, collateItems, encodeItems } from './encoder-batches.js';
+import { evaluateHeldOut } from '@badam/runner';
+import {
+  batchLogits,
+  classificationTask,
+  collateItems,
+  encodeItems,
+  itemDataSource,
+} from './encoder-batches.js';
+import type { RobertaOptions } from './options.js';
 
 /** A validation prediction as written to `val_predictions.jsonl`. */
 export interface ValPrediction {
@@ -99,4 +109,29 @@ function argMax(values: readonly number[]): number {
   let best = 0;
   for (let i = 1; i < values.length; i++) if (values[i]! > values[best]!) best = i;
   return best;
+}
+
+/**
+ * Eval loss and accuracy of the built-in tiny RoBERTa on `examples`, as the Trainer's evaluation computes
+ * them (`compare` scores the split the run did not evaluate on with it).
+ */
+export async function heldOutScores(
+  model: EncoderClassifier,
+  examples: readonly TaskExample[],
+  options: RobertaOptions,
+): Promise<Record<string, number>> {
+  const tokenizer = new ByteTokenizer();
+  const positions = model.config.maxPositionEmbeddings - model.config.padTokenId - 1;
+  const items = encodeItems(
+    examples,
+    tokenizer,
+    pairFormat(tokenizer, model.config.family),
+    Math.min(options.maxSeqLength, positions),
+    false,
+  );
+  const { loss, metrics } = await evaluateHeldOut(
+    classificationTask(model),
+    itemDataSource(items, options.evalBatchSize, tokenizer.padTokenId),
+  );
+  return { eval_loss: loss, accuracy: metrics.accuracy ?? Number.NaN };
 }

@@ -5,7 +5,9 @@
  *
  * @packageDocumentation
  */
+
 export { EMBEDDED_DEFAULTS, robertaOptionsFrom, runRobertaCommand } from './command.js';
+export { type RobertaComparisonSettings, runRobertaComparison } from './compare.js';
 export { generatedPairTask, TINY_ROBERTA_CONFIG } from './embedded-task.js';
 export {
   classificationTask,

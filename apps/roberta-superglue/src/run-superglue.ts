@@ -41,6 +41,11 @@ export interface RobertaRunResult {
 export interface RobertaInputs {
   readonly train?: readonly TaskExample[];
   readonly validation?: readonly TaskExample[];
+  /**
+   * Seed of the built-in model's initialisation (default `--seed`). `compare` keeps it fixed, so every seed
+   * of a comparison starts from the same model and `--seed` varies only data order, dropout, LoRA and blocks.
+   */
+  readonly initSeed?: number;
 }
 
 /** The embedded task's spec: two classes, accuracy. */
@@ -69,6 +74,7 @@ async function modelAndTokenizer(
   options: RobertaOptions,
   spec: TaskSpec,
   io: RunIO,
+  initSeed: number,
 ): Promise<{ model: EncoderClassifier; tokenizer: Tokenizer }> {
   const head = spec.kind === 'multiple-choice' ? 'multiple-choice' : 'sequence-classification';
   if (options.model === undefined) {
@@ -80,7 +86,7 @@ async function modelAndTokenizer(
       },
       { source: 'built-in tiny RoBERTa', head, numLabels: spec.numLabels },
     );
-    return { model: new EncoderClassifier(config, { seed: options.seed }), tokenizer: new ByteTokenizer() };
+    return { model: new EncoderClassifier(config, { seed: initSeed }), tokenizer: new ByteTokenizer() };
   }
   const [loaded, tokenizer] = await Promise.all([
     loadEncoder(options.model, { head, numLabels: spec.numLabels, seed: options.seed }),
@@ -111,7 +117,7 @@ export async function runSuperGlue(
   );
   await prepareRunOutputDir(options, ROBERTA_DIALECT, io);
   const spec = options.taskName === undefined ? EMBEDDED_SPEC : TASK_SPECS[options.taskName];
-  const { model, tokenizer } = await modelAndTokenizer(options, spec, io);
+  const { model, tokenizer } = await modelAndTokenizer(options, spec, io, inputs.initSeed ?? options.seed);
   const format = pairFormat(tokenizer, model.config.family);
   const positions =
     model.config.family === 'roberta'

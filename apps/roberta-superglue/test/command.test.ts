@@ -11,6 +11,7 @@ import {
   ROBERTA_FLAGS,
   robertaOptionsFrom,
   runRobertaCommand,
+  runRobertaComparison,
   runSuperGlue,
   TINY_ROBERTA_CONFIG,
 } from '../src/index.js';
@@ -150,6 +151,60 @@ describe('badam-roberta flags', () => {
 });
 
 describe('badam-roberta runs', () => {
+  it('compare (shrunk) on 2 seeds and 2 rates: block, full, lora, sparse, rate chosen on validation, mean ± sd of the test split', async () => {
+    const out = join(dir, 'compare');
+    const run = capture();
+    const { options } = robertaOptionsFrom([
+      '--max_steps',
+      '3',
+      ...['--switch_every', '1', '--eval_every_steps', '3', '--logging_steps', '1', '--output_dir', out],
+    ]);
+    const report = await runRobertaComparison(
+      options,
+      { seeds: [42, 43], learningRates: [1e-3, 3e-3], chooseRate: true },
+      run.io,
+      { trainExamples: 32, evalExamples: 8 },
+    );
+    expect(report.rows.map((r) => r.method)).toEqual(['block', 'full', 'lora', 'sparse']);
+    expect(report.runs).toHaveLength(16);
+    for (const r of report.rows) {
+      for (const s of [r.test.eval_loss!, r.test.accuracy!, r.seconds, r.peakMemoryBytes])
+        expect([s.mean, s.sd, s.min, s.max].every(Number.isFinite) && s.n === 2).toBe(true);
+      const chosen = report.selection.filter((s) => s.method === r.method && s.chosen);
+      expect(chosen.map((s) => s.learningRate)).toEqual([r.learningRate]);
+    }
+    const table = (await readFile(join(out, 'compare_table.md'), 'utf8')).trim().split('\n');
+    expect(table[0]).toContain('test split; mean ± sample sd over seeds 42, 43');
+    expect(table[2]).toBe(
+      '| method | learning rate | peak memory measured (MB) | estimated total (MB) | estimated grads + optimizer (MB) | time (s) | eval loss | accuracy |',
+    );
+    for (const line of table.slice(4, 8)) {
+      const cells = line
+        .split('|')
+        .slice(1, -1)
+        .map((c) => c.trim());
+      expect(cells).toHaveLength(8);
+      expect(cells[6]).toMatch(/^\d+\.\d{4} ± \d+\.\d{4}$/);
+      expect(cells[7]).toMatch(/^\d+\.\d% ± \d+\.\d%$/);
+    }
+    expect(JSON.parse(await readFile(join(out, 'compare_results.json'), 'utf8')).runs).toHaveLength(16);
+    expect(existsSync(join(out, 'compare_loss.png'))).toBe(true);
+  });
+
+  it('compare refuses a SuperGLUE task and a bad --learning_rates before any work', async () => {
+    for (const [argv, message] of [
+      [['--task_name', 'cb'], 'compare runs on the embedded task with the built-in tiny RoBERTa'],
+      [['--learning_rates', '-1e-3'], '--learning_rates must be numbers > 0 separated by commas'],
+      [['--seeds', '0'], '--seeds must be an integer >= 1'],
+    ] as const) {
+      const out = join(dir, `compare-refused-${argv.join('')}`);
+      const { io, err } = capture();
+      expect(await runRobertaCommand(['compare', ...argv, '--output_dir', out], io)).toBe(2);
+      expect(err.join('\n')).toContain(message);
+      expect(existsSync(out)).toBe(false);
+    }
+  });
+
   it('embedded default (shrunk): BAdam over layers, logs, plot, predictions, model; resumes from a checkpoint', async () => {
     const out = join(dir, 'embedded');
     const { options } = robertaOptionsFrom([

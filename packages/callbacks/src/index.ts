@@ -5,6 +5,15 @@
  *
  * @packageDocumentation
  */
+
+export {
+  type BandPlotOptions,
+  type BandPoint,
+  type BandSeries,
+  bandOf,
+  renderBandPlot,
+  writeBandPlot,
+} from './band-plot.js';
 export { BlockSwitchLogCallback } from './block-switch-log-callback.js';
 export { EarlyStoppingCallback, type EarlyStoppingOptions } from './early-stopping-callback.js';
 export {
@@ -24,6 +33,7 @@ export {
 } from './hf-trainer-state.js';
 export { InterruptCallback } from './interrupt-callback.js';
 export {
+  type LineChartFrame,
   LossPlotCallback,
   type LossPlotDataset,
   type LossPlotOptions,
@@ -31,6 +41,7 @@ export {
   lossPlotDatasets,
   lossSeriesOf,
   MARKER_COLOR,
+  renderLineChart,
   renderLossPlot,
   smoothSeries,
 } from './loss-plot.js';

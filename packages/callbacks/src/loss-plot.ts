@@ -73,6 +73,7 @@ export function smoothSeries(values: readonly number[]): number[] {
   });
 }
 
+/** Paints the canvas white under a chart (a PNG is transparent otherwise). */
 const whiteBackground: Plugin<'line'> = {
   id: 'whiteBackground',
   beforeDraw(chart) {
@@ -173,12 +174,41 @@ export async function renderLossPlot(
   options: LossPlotOptions = {},
 ): Promise<Uint8Array> {
   const { title = 'training loss', width = 900, height = 540, yLabel = 'loss' } = options;
-  const canvas = createCanvas(width, height);
-  const datasets = lossPlotDatasets(series, options);
+  return renderLineChart(lossPlotDatasets(series, options), {
+    title,
+    yLabel,
+    width,
+    height,
+    plugins: [markerLines(options.markers ?? [])],
+  });
+}
+
+/** How {@link renderLineChart} frames its curves. */
+export interface LineChartFrame {
+  readonly title: string;
+  readonly yLabel: string;
+  readonly width: number;
+  readonly height: number;
+  /** Legend entries to show (default all). */
+  readonly legendFilter?: (label: string) => boolean;
+  /** Drawing plugins besides the white background. */
+  readonly plugins?: ReadonlyArray<Plugin<'line'>>;
+}
+
+/**
+ * A PNG of line datasets against the step, on a white background: the one chart layout every plot of this
+ * package uses (Chart.js on a Skia canvas).
+ */
+export async function renderLineChart(
+  datasets: ReadonlyArray<ChartDataset<'line', Array<{ x: number; y: number }>>>,
+  frame: LineChartFrame,
+): Promise<Uint8Array> {
+  const canvas = createCanvas(frame.width, frame.height);
+  const legendFilter = frame.legendFilter;
   // Chart.js draws on any 2D context; Skia's has the same API as the browser's.
   const chart = new Chart<'line', Array<{ x: number; y: number }>>(canvas.getContext('2d') as never, {
     type: 'line',
-    data: { datasets },
+    data: { datasets: [...datasets] },
     options: {
       animation: false,
       responsive: false,
@@ -186,11 +216,17 @@ export async function renderLossPlot(
       devicePixelRatio: 1,
       scales: {
         x: { type: 'linear', title: { display: true, text: 'step' } },
-        y: { type: 'linear', title: { display: true, text: yLabel } },
+        y: { type: 'linear', title: { display: true, text: frame.yLabel } },
       },
-      plugins: { title: { display: true, text: title }, legend: { position: 'top' } },
+      plugins: {
+        title: { display: true, text: frame.title },
+        legend: {
+          position: 'top',
+          ...(legendFilter !== undefined ? { labels: { filter: (item) => legendFilter(item.text) } } : {}),
+        },
+      },
     },
-    plugins: [whiteBackground, markerLines(options.markers ?? [])],
+    plugins: [whiteBackground, ...(frame.plugins ?? [])],
   });
   try {
     return await canvas.encode('png');

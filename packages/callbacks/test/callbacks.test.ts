@@ -18,6 +18,7 @@ import { createCanvas, loadImage } from '@napi-rs/canvas';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   BlockSwitchLogCallback,
+  bandOf,
   CheckpointError,
   EarlyStoppingCallback,
   fitCallbacks,
@@ -31,6 +32,7 @@ import {
   ProgressCallback,
   prepareOutputDir,
   readTrainerLog,
+  renderBandPlot,
   renderLossPlot,
   runCallbacks,
   SafetensorsCheckpointStore,
@@ -251,6 +253,53 @@ describe('LossPlotCallback', () => {
     expect(smoothSeries([1, 1, 1])).toEqual([1, 1, 1]);
     const s = smoothSeries(Array.from({ length: 100 }, (_, i) => (i % 2 === 0 ? 0 : 2)));
     expect(Math.abs(s[99]! - 1)).toBeLessThan(0.2);
+  });
+});
+
+describe('band plot', () => {
+  it('bandOf: mean, min and max per step over the curves, only at steps every curve has', () => {
+    expect(
+      bandOf([
+        [
+          { step: 1, value: 2 },
+          { step: 2, value: 1 },
+        ],
+        [{ step: 1, value: 4 }],
+      ]),
+    ).toEqual([{ step: 1, mean: 3, low: 2, high: 4 }]);
+  });
+
+  it('renderBandPlot fills the band between the edges', async () => {
+    const nonWhite = async (spread: number) => {
+      const points = Array.from({ length: 30 }, (_, i) => ({
+        step: i + 1,
+        mean: 3 - i / 20,
+        low: 3 - i / 20 - spread,
+        high: 3 - i / 20 + spread,
+      }));
+      // The same y range in both plots: a second, fixed series spans it.
+      const frame = [
+        { step: 1, mean: 0, low: 0, high: 0 },
+        { step: 30, mean: 5, low: 5, high: 5 },
+      ];
+      const png = await renderBandPlot(
+        [
+          { label: 'a', points },
+          { label: 'frame', points: frame },
+        ],
+        { bandLabel: 'min-max' },
+      );
+      const image = await loadImage(Buffer.from(png));
+      const canvas = createCanvas(image.width, image.height);
+      const ctx = canvas.getContext('2d');
+      ctx.drawImage(image, 0, 0);
+      const { data: rgba } = ctx.getImageData(0, 0, image.width, image.height);
+      let count = 0;
+      for (let i = 0; i < rgba.length; i += 4) if (rgba[i]! < 250 || rgba[i + 2]! < 250) count++;
+      return count;
+    };
+    // A band of +-0.5 over about a tenth of the plot's height, 30 steps wide: thousands of tinted pixels.
+    expect((await nonWhite(0.5)) - (await nonWhite(0))).toBeGreaterThan(5000);
   });
 });
 

@@ -7,6 +7,12 @@
  *
  * @packageDocumentation
  */
+export {
+  COMPARISON_FLAGS,
+  type ComparisonPlan,
+  comparisonCommand,
+  resolveComparisonPlan,
+} from './comparison-flags.js';
 export { type FineTuneResult, type FineTuneSpec, fineTune, writeRunResults } from './fine-tune.js';
 export {
   estimateRunMemory,
@@ -22,6 +28,7 @@ export {
   trainedElements,
   trainedGroups,
 } from './fine-tuning-methods.js';
+export { evaluateHeldOut, type HeldOutEvaluation } from './held-out-evaluation.js';
 export {
   createTrainerBackend,
   prepareRunBackend,
@@ -50,4 +57,20 @@ export {
 } from './run-options.js';
 export { prepareRunOutputDir } from './run-output-dir.js';
 export { checkResume, type RunSettings, runSettingsOf } from './run-settings.js';
+export {
+  COMPARISON_BAND,
+  type ComparisonCell,
+  type ComparisonCellResult,
+  type ComparisonMetric,
+  type ComparisonReport,
+  type ComparisonRow,
+  type ComparisonSelectionRow,
+  comparisonRunOptions,
+  EVAL_LOSS_METRIC,
+  formatRate,
+  runSeedComparison,
+  type SeedComparisonSpec,
+  type TrainedCell,
+} from './seed-comparison.js';
+export { formatMeanSd, type SeedSummary, summarizeSeeds } from './seed-statistics.js';
 export { TrainingDivergedError } from './training-diverged-error.js';

@@ -47,3 +47,4 @@ export {
   type TfjsTrainerBackendOptions,
   type TfjsTrainingTask,
 } from './tfjs-trainer-backend.js';
+export { evaluateTask } from './trainer/tfjs-training-task.js';
