@@ -88,6 +88,13 @@ describe('EncoderClassifier', () => {
   afterEach(() => tf.disposeVariables());
   const roberta = REFERENCE['roberta-sequence-classification']!.config;
 
+  it('making and disposing a model leaves no tensor behind', () => {
+    const before = tf.memory().numTensors;
+    const model = new EncoderClassifier(encoderConfigFromHf(roberta, { head: 'sequence-classification' }));
+    model.dispose();
+    expect(tf.memory().numTensors - before).toBe(0);
+  });
+
   it('lists the parameters core lists for the architecture, in the same order', () => {
     const config = encoderConfigFromHf(roberta, { head: 'sequence-classification' });
     const model = new EncoderClassifier(config);

@@ -104,6 +104,14 @@ describe('LlamaForCausalLM', () => {
     num_key_value_heads: 2,
   });
 
+  it('making, adapting and disposing a model leaves no tensor behind (one per parameter leaked before)', () => {
+    const before = tf.memory().numTensors;
+    const model = new LlamaForCausalLM(config, { seed: 1 });
+    model.addLora({ rank: 2, alpha: 4, dropout: 0, targetModules: 'all' }, 1);
+    model.dispose();
+    expect(tf.memory().numTensors - before).toBe(0);
+  });
+
   it('lists parameters with Hugging Face names in named_parameters order', () => {
     const model = new LlamaForCausalLM(config);
     const names = model.namedParameters.map(([n]) => n);

