@@ -1,3 +1,4 @@
+import { smoothSeries } from '@badam/core';
 /** One `trainer_log.jsonl` line as the board reads it (every key optional: either runner, any version). */
 export interface LogLine {
   readonly current_steps?: number;
@@ -28,19 +29,8 @@ export interface BlockSwitch {
   readonly to: number;
 }
 
-/**
- * LLaMA-Factory's smoothing of a loss curve (and @badam/callbacks' loss plot's): an exponential moving
- * average whose weight grows with the number of points.
- */
-export function smoothSeries(values: readonly number[]): number[] {
-  if (values.length === 0) return [];
-  const weight = 1.8 * (1 / (1 + Math.exp(-0.05 * values.length)) - 0.5);
-  let last = values[0]!;
-  return values.map((v) => {
-    last = last * weight + (1 - weight) * v;
-    return last;
-  });
-}
+/** LLaMA-Factory's smoothing, as the loss plot draws it (from core, so the page and the PNG agree). */
+export { smoothSeries } from '@badam/core';
 
 const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 

@@ -40,7 +40,7 @@ export interface EmbeddedSettings {
 /**
  * Pretrains `model` in place with full AdamW on generated text (statements such as `abc reversed is cba.`)
  * for `steps` steps, so instruction tuning starts from a model that has seen the vocabulary and the facts.
- * Every parameter is left trainable.
+ * Every parameter is left trainable (the runner kit gives back the `trainable` flags it found).
  */
 export async function pretrainOnGeneratedText(
   model: LlamaForCausalLM,
@@ -77,7 +77,6 @@ export async function pretrainOnGeneratedText(
     io,
     { model, tokenizer, examples: corpus, skipModelSave: true },
   );
-  for (const [, v] of model.namedParameters) v.trainable = true;
 }
 
 /** What the embedded default reports. */

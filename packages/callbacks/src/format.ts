@@ -1,12 +1,4 @@
-/** `H:MM:SS`, as LLaMA-Factory's trainer_log.jsonl writes elapsed and remaining time. */
-export function formatDuration(ms: number): string {
-  if (!Number.isFinite(ms) || ms < 0) return '0:00:00';
-  const total = Math.round(ms / 1000);
-  const h = Math.floor(total / 3600);
-  const m = Math.floor((total % 3600) / 60);
-  const s = total % 60;
-  return `${h}:${String(m).padStart(2, '0')}:${String(s).padStart(2, '0')}`;
-}
+export { formatDuration } from '@badam/core';
 
 /** Bytes as MB / GB with one or two decimals. */
 export function formatMemory(bytes: number): string {

@@ -6,6 +6,8 @@
  * @packageDocumentation
  */
 
+/** LLaMA-Factory's loss smoothing and the log line format live in core (the board's page uses them too). */
+export { type BlockSwitchRecord, smoothSeries } from '@badam/core';
 export {
   type BandPlotOptions,
   type BandPoint,
@@ -43,11 +45,9 @@ export {
   MARKER_COLOR,
   renderLineChart,
   renderLossPlot,
-  smoothSeries,
 } from './loss-plot.js';
 export { LossSpikeMonitor, type LossSpikeMonitorOptions } from './loss-spike-monitor.js';
 export {
-  type BlockSwitchRecord,
   MetricsLogCallback,
   readTrainerLog,
   TRAINER_LOG,

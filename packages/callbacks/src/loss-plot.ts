@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { LogEntry, TrainerCallback, TrainerContext } from '@badam/core';
+import { type LogEntry, smoothSeries, type TrainerCallback, type TrainerContext } from '@badam/core';
 import { writeFileAtomic } from '@badam/safetensors';
 import { createCanvas } from '@napi-rs/canvas';
 import {
@@ -58,20 +58,6 @@ const COLORS = [
 
 /** The markers' colour: a grey no series uses. */
 export const MARKER_COLOR = '#808080';
-
-/**
- * LLaMA-Factory's smoothing: an exponential moving average whose weight grows with the series length
- * (`1.8 * (sigmoid(0.05 n) - 0.5)`), so short curves are barely smoothed and long ones a lot.
- */
-export function smoothSeries(values: readonly number[]): number[] {
-  if (values.length === 0) return [];
-  const weight = 1.8 * (1 / (1 + Math.exp(-0.05 * values.length)) - 0.5);
-  let last = values[0]!;
-  return values.map((v) => {
-    last = last * weight + (1 - weight) * v;
-    return last;
-  });
-}
 
 /** Paints the canvas white under a chart (a PNG is transparent otherwise). */
 const whiteBackground: Plugin<'line'> = {

@@ -1,24 +1,22 @@
 import { appendFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { LogEntry, TrainerCallback, TrainerContext } from '@badam/core';
+import {
+  type BlockSwitchRecord,
+  type LogEntry,
+  type TrainerCallback,
+  type TrainerContext,
+  trainerLogLine,
+} from '@badam/core';
 import { writeFileAtomic } from '@badam/safetensors';
-import { formatDuration } from './format.js';
 
 /** The name LLaMA-Factory gives its per-step log. */
 export const TRAINER_LOG = 'trainer_log.jsonl';
-
-/** A block switch as `trainer_log.jsonl` records it: after optimizer step `step`, block `from` gave way to `to`. */
-export interface BlockSwitchRecord {
-  readonly step: number;
-  readonly from: number;
-  readonly to: number;
-}
 
 /**
  * Writes `trainer_log.jsonl` in the output directory: one JSON object per logging step, with LLaMA-Factory's
  * keys (`current_steps`, `total_steps`, `loss`, `eval_loss`, `learning_rate`, `epoch`, `percentage`,
  * `elapsed_time`, `remaining_time`) plus BAdam's (`active_block`, `tokens_per_second`, `memory_bytes`,
- * `memory_by_kind`, `grad_norm`, eval metrics, and `block_switches`: the {@link BlockSwitchRecord}s since the
+ * `memory_by_kind`, `grad_norm`, eval metrics, and `block_switches`: the switches since the
  * previous line, so a reader knows the exact step of every switch whatever the logging interval). A fresh
  * run starts the file anew; a resumed run keeps the lines up to the checkpoint's step and drops the rest,
  * which belonged to the interrupted run.
@@ -59,27 +57,8 @@ export class MetricsLogCallback implements TrainerCallback {
   }
 
   async onLog(context: TrainerContext, entry: LogEntry): Promise<void> {
-    const p = context.progress;
-    // Memory by kind belongs to training lines, as memory_bytes does (evaluation lines carry neither).
-    const byKind = entry.loss !== undefined ? p.memory.byKind : undefined;
-    const switches = this.pendingSwitches;
+    const line = trainerLogLine(entry, context.progress, this.pendingSwitches);
     this.pendingSwitches = [];
-    const remaining = p.step > 0 ? (p.elapsedMs / p.step) * (p.maxSteps - p.step) : 0;
-    const { step, epoch, loss, eval_loss, learning_rate, ...rest } = entry;
-    const line = {
-      current_steps: step,
-      total_steps: p.maxSteps,
-      loss: loss ?? null,
-      eval_loss: eval_loss ?? null,
-      learning_rate: learning_rate ?? null,
-      epoch,
-      percentage: Number(((100 * step) / p.maxSteps).toFixed(2)),
-      elapsed_time: formatDuration(p.elapsedMs),
-      remaining_time: formatDuration(remaining),
-      ...rest,
-      ...(byKind !== undefined && Object.keys(byKind).length > 0 ? { memory_by_kind: byKind } : {}),
-      ...(switches.length > 0 ? { block_switches: switches } : {}),
-    };
     // One write per line: appending keeps every earlier line intact if the process dies mid-run.
     await appendFile(this.path, `${JSON.stringify(line)}\n`);
   }

@@ -34,7 +34,7 @@ export {
 } from './cli/flags.js';
 export { bytesPerElement, DTYPES, type DType, isDType, parseDType } from './dtype.js';
 export { BadamOptionError, BadamPartitionError, BadamStateError, describeValue } from './errors.js';
-export { formatBytes, formatCount } from './format.js';
+export { formatBytes, formatCount, formatDuration } from './format.js';
 export {
   createLrSchedule,
   LR_SCHEDULE_TYPES,
@@ -153,5 +153,11 @@ export type {
   TrainerControl,
   TrainerProgress,
 } from './trainer/trainer-callback.js';
+export {
+  type BlockSwitchRecord,
+  smoothSeries,
+  type TrainerLogLine,
+  trainerLogLine,
+} from './trainer/trainer-log-line.js';
 export { isTrainerState, type TrainerState } from './trainer/trainer-state.js';
 export { optionWithDeprecatedName, requireInteger, requireNumber } from './validation.js';

@@ -9,24 +9,6 @@ export type RunSettings = Readonly<Record<string, string | number | boolean | un
 /** The key under which a run's method is kept (runners pick it with different flags). */
 const METHOD_KEY = 'method';
 
-/** The shared flags whose change makes a resumed run another run (logging, saving and backends may change). */
-const MEANINGFUL: readonly RunFlagName[] = [
-  'switch_block_every',
-  'switch_mode',
-  'start_block',
-  'update_ratio',
-  'mask_mode',
-  'per_device_train_batch_size',
-  'gradient_accumulation_steps',
-  'learning_rate',
-  'lr_scheduler_type',
-  'warmup_ratio',
-  'warmup_steps',
-  'weight_decay',
-  'max_grad_norm',
-  'seed',
-];
-
 /**
  * What a checkpoint records of the run that wrote it: the method, the shared settings that change what
  * training does, the resolved number of steps (`max_steps`, from `--num_train_epochs` too), and the runner's
@@ -38,7 +20,8 @@ export function runSettingsOf(
   maxSteps: number,
   runner: RunSettings = {},
 ): Record<string, string | number | boolean> {
-  const value: Record<RunFlagName, unknown> = {
+  // The shared flags whose change makes a resumed run another run (logging, saving and backends may change).
+  const meaningful: Partial<Record<RunFlagName, string | number | boolean | undefined>> = {
     switch_block_every: options.switchBlockEvery,
     switch_mode: options.switchMode,
     start_block: options.startBlock,
@@ -53,13 +36,12 @@ export function runSettingsOf(
     weight_decay: options.weightDecay,
     max_grad_norm: options.maxGradNorm,
     seed: options.seed,
-  } as Record<RunFlagName, unknown>;
+  };
   const out: Record<string, string | number | boolean> = {
     [METHOD_KEY]: options.method,
     [flagName(dialect, 'max_steps')]: maxSteps,
   };
-  for (const flag of MEANINGFUL) {
-    const v = value[flag];
+  for (const [flag, v] of Object.entries(meaningful) as Array<[RunFlagName, unknown]>) {
     if (v !== undefined) out[flagName(dialect, flag)] = v as string | number | boolean;
   }
   for (const [flag, v] of Object.entries(runner)) if (v !== undefined) out[flag] = v;
