@@ -1,0 +1,85 @@
+import '@tensorflow/tfjs';
+import { type NamedArray, roundToBfloat16 } from '@badam/core';
+import { useTfjsBackend } from '@badam/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Device, DeviceLlama, type DeviceLlamaOptions, type DeviceTensor } from '../src/index.js';
+import {
+  assignWeights,
+  layerNames,
+  referenceGradients,
+  referenceModel,
+  relativeErrors,
+  smallBatch,
+  smallLlamaConfig,
+} from './llama-fixture.js';
+
+let device: Device;
+beforeAll(async () => {
+  await useTfjsBackend('cpu');
+  device = Device.cpu();
+});
+afterAll(() => tf.disposeVariables());
+
+/** One step of DeviceLlama: loss and the gradients of `trainable`, and the names it asked a buffer for. */
+function deviceStep(model: DeviceLlama, trainable: readonly string[]) {
+  const batch = smallBatch(model.config.vocabSize);
+  const buffers = new Map<string, DeviceTensor>();
+  const asked: string[] = [];
+  for (const p of model.parameters()) {
+    if (trainable.includes(p.name)) buffers.set(p.name, device.zeros(p.shape, 'float32', 'gradients'));
+  }
+  const result = model.lossAndGradients(batch, trainable, (name) => {
+    asked.push(name);
+    return buffers.get(name)!;
+  });
+  const grads = new Map([...buffers].map(([n, t]) => [n, t.read()]));
+  for (const t of buffers.values()) t.free();
+  return { ...result, grads, asked };
+}
+
+for (const tied of [false, true]) {
+  describe(`DeviceLlama (fp32, CPU device) against @badam/models' LlamaForCausalLM, ${tied ? 'tied' : 'untied'} head`, () => {
+    const config = smallLlamaConfig({ tied });
+    const { model: reference, arrays } = referenceModel(config, 7);
+    const blocks: Array<[string, string[]]> = [
+      ['the middle layer', layerNames(arrays, 1)],
+      [
+        'the top layer, final norm and head',
+        [...layerNames(arrays, 2), 'model.norm.weight', ...(tied ? [] : ['lm_head.weight'])],
+      ],
+      ['the embedding', ['model.embed_tokens.weight']],
+    ];
+    for (const checkpointing of [false, true]) {
+      for (const [what, trainable] of blocks) {
+        it(`${what}${checkpointing ? ', gradient checkpointing' : ''}: loss and every gradient within 1e-4`, () => {
+          const model = DeviceLlama.fromNamedArrays(device, config, arrays, {
+            dtype: 'float32',
+            gradientCheckpointing: checkpointing,
+            lossChunkTokens: 5, // 9 labelled rows: chunks of 5 and 4
+          });
+          try {
+            const batch = smallBatch(config.vocabSize);
+            const expected = referenceGradients(reference, batch, trainable);
+            const actual = deviceStep(model, trainable);
+            expect(actual.labelTokens).toBe(9);
+            expect(actual.tokens).toBe(15);
+            expect(Math.abs(actual.loss - expected.loss) / expected.loss).toBeLessThan(1e-5);
+            expect(actual.asked.sort()).toEqual([...trainable].sort());
+            for (const name of trainable) {
+              const e = relativeErrors(actual.grads.get(name)!, expected.grads.get(name)!);
+              if (process.env.LLAMA_ERRORS)
+                console.log(
+                  `${what} ${checkpointing} ${name} ${e.norm.toExponential(2)} ${e.maxAbs.toExponential(2)} loss ${actual.loss} ${expected.loss}`,
+                );
+              expect(e.norm, `${name} relative error of the norm`).toBeLessThan(1e-4);
+              expect(e.maxAbs, `${name} max-abs relative error`).toBeLessThan(1e-4);
+            }
+          } finally {
+            model.dispose();
+          }
+        });
+      }
+    }
+  });
+}
