@@ -283,10 +283,10 @@ class CudaRunTrainer<TBatch> extends BlockTrainer<TBatch, unknown, Float32Array 
   constructor(
     optimizer: ConstructorParameters<typeof BlockTrainer<TBatch, unknown, Float32Array | DeviceTensor>>[0],
     task: BlockTrainerTask<TBatch, Float32Array | DeviceTensor>,
-    description: string | undefined,
+    description: string,
     private readonly tracker: DevicePeakTracker,
   ) {
-    super(optimizer, task, description !== undefined ? { description } : {});
+    super(optimizer, task, { description });
   }
 
   override memory(): BackendMemoryReport {
@@ -325,7 +325,7 @@ async function createCudaTrainerBackend<TBatch>(
     evaluate: (batch) => task.evaluate(batch),
   };
   const description = describe.blockwise
-    ? undefined
+    ? `BAdam on ${describe.backendLabel}: ${optimizer.summary}, base AdamW`
     : `${describe.method} on ${describe.backendLabel}: AdamW over ${optimizer.trainableNames.length} trainable tensors`;
   const trainer = new CudaRunTrainer<TBatch>(optimizer, measured, description, tracker);
   let disposed = false;
