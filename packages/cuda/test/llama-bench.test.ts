@@ -1,4 +1,7 @@
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
@@ -49,5 +52,28 @@ describe('GPU Llama benchmark script', () => {
     });
     expect(result.status).toBe(2);
     expect(result.stderr).toMatch(/--config gpt2 is not one of tinyllama-1\.1b, llama3-8b, tiny/);
+  });
+});
+
+describe('GPU run script', () => {
+  it('runs every part that can run without a GPU (--dry-run) and writes the summary', () => {
+    const out = mkdtempSync(join(tmpdir(), 'badam-gpu-run-'));
+    try {
+      const script = fileURLToPath(new URL('../bench/gpu-run.sh', import.meta.url));
+      const result = spawnSync('bash', [script, '--dry-run'], {
+        encoding: 'utf8',
+        env: { ...process.env, OUT: out },
+      });
+      expect(result.status, result.stderr).toBe(0);
+      const summary = readFileSync(join(out, 'summary.md'), 'utf8');
+      expect(summary).toMatch(/device check: (\d+)\/\1 kernel checks passed/);
+      expect(summary).toMatch(
+        /^\| tiny \| 2 x 16 \| [\d.]+ \| - \| - \| 0\.\d+ \| - \| - \| [\d.]+ \/ [\d.]+ \/ [\d.]+ \|/m,
+      );
+      expect(JSON.parse(readFileSync(join(out, 'ours.jsonl'), 'utf8')).config).toBe('tiny');
+      expect(readFileSync(join(out, 'gpu-run.log'), 'utf8')).toMatch(/peer tiny skipped in a dry run/);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
   });
 });
