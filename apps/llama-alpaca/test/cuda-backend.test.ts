@@ -6,7 +6,7 @@ import { Device } from '@badam/cuda';
 import { runDevice } from '@badam/runner';
 import { SafetensorsFile } from '@badam/safetensors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generatedInstructions, runCommand } from '../src/index.js';
+import { generatedInstructions, runCommand, runEmbeddedDefault, trainOptionsFrom } from '../src/index.js';
 
 // The built-in tiny Llama (4 layers, hidden 96) on generated instructions: 20 BAdam steps, K = 3, a
 // checkpoint at step 10 (one step into the fourth block), on tfjs and on @badam/cuda's CPU device.
@@ -170,6 +170,40 @@ describe('--backend cuda on the CPU device', () => {
     const config = JSON.parse(await readFile(join(out, 'config.json'), 'utf8'));
     expect(config.torch_dtype).toBe('bfloat16');
     // Every run freed its model: nothing is left on the process's CPU device.
+    expect((await runDevice('cpu')).memory().inUse).toBe(0);
+  });
+});
+
+describe('the embedded default on --backend cuda', () => {
+  it('pretrains (full Adam) and instruction-tunes (BAdam) on the CPU device as on tfjs, and scores through a tfjs copy', async () => {
+    const results = [];
+    for (const backend of ['tfjs', 'cuda'] as const) {
+      const { options } = trainOptionsFrom([
+        ...backendFlags(backend),
+        '--max_steps',
+        '6',
+        '--eval_steps',
+        '6',
+        '--switch_block_every',
+        '2',
+        '--output_dir',
+        join(dir, `embedded-${backend}`),
+      ]);
+      const { io } = capture();
+      results.push(
+        await runEmbeddedDefault(options, io, { pretrainSteps: 4, trainExamples: 32, evalExamples: 8 }),
+      );
+    }
+    const [onTfjs, onCuda] = results as [(typeof results)[0], (typeof results)[0]];
+    const relative = Math.abs(
+      (onCuda.metrics.eval_loss as number) / (onTfjs.metrics.eval_loss as number) - 1,
+    );
+    console.log(
+      `embedded default, cuda-cpu vs tfjs: eval loss relative difference ${relative.toExponential(2)}`,
+    );
+    expect(relative).toBeLessThan(1e-3);
+    expect(onCuda.metrics.eval_accuracy).toBe(onTfjs.metrics.eval_accuracy);
+    expect(onCuda.after).toEqual(onTfjs.after);
     expect((await runDevice('cpu')).memory().inUse).toBe(0);
   });
 });
