@@ -83,3 +83,61 @@ for (const tied of [false, true]) {
     }
   });
 }
+
+describe('DeviceLlama with q/k/v biases (Qwen2-style, tied head)', () => {
+  const config = smallLlamaConfig({ tied: true, qkvBias: true });
+  const { model: reference, arrays } = referenceModel(config, 11);
+  it('the middle layer with its biases: every gradient within 1e-4', () => {
+    const trainable = layerNames(arrays, 1);
+    expect(trainable).toContain('model.layers.1.self_attn.q_proj.bias');
+    const model = DeviceLlama.fromNamedArrays(device, config, arrays, { dtype: 'float32' });
+    try {
+      const expected = referenceGradients(reference, smallBatch(config.vocabSize), trainable);
+      const actual = deviceStep(model, trainable);
+      expect(Math.abs(actual.loss - expected.loss) / expected.loss).toBeLessThan(1e-5);
+      for (const name of trainable) {
+        const e = relativeErrors(actual.grads.get(name)!, expected.grads.get(name)!);
+        expect(e.norm, name).toBeLessThan(1e-4);
+        expect(e.maxAbs, name).toBeLessThan(1e-4);
+      }
+    } finally {
+      model.dispose();
+    }
+  });
+});
+
+describe('DeviceLlama in bf16 weights and activations', () => {
+  const config = smallLlamaConfig({ tied: false });
+  const { model: reference, arrays } = referenceModel(config, 7);
+  // The reference computes in fp32 on the same bf16-rounded weights: what differs is activation rounding.
+  const rounded: NamedArray[] = arrays.map((a) => ({
+    ...a,
+    data: (a.data as Float32Array).map(roundToBfloat16),
+  }));
+  beforeAll(() => assignWeights(reference, rounded));
+  const options: DeviceLlamaOptions = { dtype: 'bfloat16' };
+  for (const [what, trainable] of [
+    ['the middle layer', layerNames(arrays, 1)],
+    ['the top layer and head', [...layerNames(arrays, 2), 'model.norm.weight', 'lm_head.weight']],
+    ['the embedding', ['model.embed_tokens.weight']],
+  ] as const) {
+    it(`${what}: loss within 1e-2, gradient norms within 3e-2 relative`, () => {
+      const model = DeviceLlama.fromNamedArrays(device, config, rounded, options);
+      try {
+        const expected = referenceGradients(reference, smallBatch(config.vocabSize), trainable);
+        const actual = deviceStep(model, trainable);
+        expect(Math.abs(actual.loss - expected.loss) / expected.loss).toBeLessThan(1e-2);
+        for (const name of trainable) {
+          const e = relativeErrors(actual.grads.get(name)!, expected.grads.get(name)!);
+          if (process.env.LLAMA_ERRORS)
+            console.log(
+              `bf16 ${what} ${name} ${e.norm.toExponential(2)} ${e.maxAbs.toExponential(2)} loss ${actual.loss} ${expected.loss}`,
+            );
+          expect(e.norm, name).toBeLessThan(3e-2);
+        }
+      } finally {
+        model.dispose();
+      }
+    });
+  }
+});
