@@ -190,3 +190,43 @@ describe("one step through the device's kernels and through the host ops agree",
     }
   }
 });
+
+describe('DeviceLlama: gradient checkpointing and fp16', () => {
+  const config = smallLlamaConfig({ tied: false });
+  const { model: reference, arrays } = referenceModel(config, 17);
+  const trainable = [...layerNames(arrays, 0), 'model.embed_tokens.weight'];
+
+  it('gradient checkpointing gives the very same loss and gradients (bf16, every layer recomputed)', () => {
+    const plain = DeviceLlama.fromNamedArrays(device, config, arrays, { dtype: 'bfloat16' });
+    const checkpointed = DeviceLlama.fromNamedArrays(device, config, arrays, {
+      dtype: 'bfloat16',
+      gradientCheckpointing: true,
+    });
+    try {
+      const a = deviceStep(plain, trainable);
+      const b = deviceStep(checkpointed, trainable);
+      expect(b.loss).toBe(a.loss);
+      for (const name of trainable) expect(b.grads.get(name), name).toEqual(a.grads.get(name));
+    } finally {
+      plain.dispose();
+      checkpointed.dispose();
+    }
+  });
+
+  it('fp16 weights and activations: loss within 1e-3, gradient norms within 1e-2 relative', () => {
+    const model = DeviceLlama.fromNamedArrays(device, config, arrays, { dtype: 'float16' });
+    try {
+      expect(model.parameters()[0]!.dtype).toBe('float16');
+      const expected = referenceGradients(reference, smallBatch(config.vocabSize), trainable);
+      const actual = deviceStep(model, trainable);
+      expect(Math.abs(actual.loss - expected.loss) / expected.loss).toBeLessThan(1e-3);
+      for (const name of trainable) {
+        const e = relativeErrors(actual.grads.get(name)!, expected.grads.get(name)!);
+        if (process.env.LLAMA_ERRORS) console.log(`fp16 ${name} ${e.norm.toExponential(2)}`);
+        expect(e.norm, name).toBeLessThan(1e-2);
+      }
+    } finally {
+      model.dispose();
+    }
+  });
+});

@@ -149,6 +149,12 @@ class StepTensors {
     return t;
   }
 
+  /** Frees every scratch buffer now (the next {@link scratchOf} allocates afresh). */
+  releaseScratch(): void {
+    for (const t of this.scratch.values()) t.free();
+    this.scratch.clear();
+  }
+
   release(...tensors: DeviceTensor[]): void {
     for (const t of tensors) {
       if (this.owned.delete(t)) t.free();
@@ -523,6 +529,8 @@ export class DeviceLlama {
       saved[l] = acts ? { kind: 'all', acts } : { kind: 'input', x };
       x = out;
     }
+    // The forward's scratch (q, k, v, ... of the layers run in place or checkpointed) is not needed again.
+    t.releaseScratch();
     // hf [N, H] = norm(x), rstdF [N]
     const xL = x;
     const hf = t.alloc([n, H], this.dtype, 'activations');
