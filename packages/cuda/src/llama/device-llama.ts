@@ -546,7 +546,7 @@ export class DeviceLlama {
     // g [N, H]: d loss / d (residual stream), in the activation dtype, carried down layer by layer.
     let dHfAct = dHf;
     if (this.dtype !== 'float32') {
-      dHfAct = t.scratchOf('dHfAct', [n, H], this.dtype);
+      dHfAct = t.alloc([n, H], this.dtype, 'workspace');
       this.device.cast(dHf, dHfAct);
     }
     const g = t.alloc([n, H], this.dtype, 'workspace');
