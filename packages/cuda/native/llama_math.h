@@ -150,9 +150,32 @@ BADAM_HD inline void softmax_merge(float& m, float& l, float m2, float l2) {
   m = mx;
 }
 
+/** Adds one value to a running softmax (max m, sum l of exp(x - m)); -infinity adds nothing. */
+BADAM_HD inline void softmax_add(float& m, float& l, float x) {
+  if (x == -INFINITY) return;
+  if (x > m) {
+    l = l * softmax_rescale(m, x) + 1.0f;
+    m = x;
+  } else {
+    l += expf(x - m);
+  }
+}
+
 /** dLogit = (softmax - onehot) * grad_scale. */
 BADAM_HD inline float cross_entropy_grad(float logit, float lse, bool is_label, float grad_scale) {
   return (expf(logit - lse) - (is_label ? 1.0f : 0.0f)) * grad_scale;
+}
+
+// --- argmax -----------------------------------------------------------------------------------------------
+
+/**
+ * Whether candidate (v, i) beats the best so far (best_v, best_i) in a row's argmax: a larger value, or an
+ * equal one at a smaller index (the first maximum wins); NaNs never win; best_i < 0 means none yet.
+ */
+BADAM_HD inline bool argmax_better(float v, int i, float best_v, int best_i) {
+  if (i < 0 || v != v) return false;
+  if (best_i < 0) return true;
+  return v > best_v || (v == best_v && i < best_i);
 }
 
 }  // namespace badam::llama

@@ -248,13 +248,14 @@ void cross_entropy(void* logits, DType dtype, const int32_t* labels, float* loss
       }
       continue;
     }
-    float m = -INFINITY;
-    for (size_t c = 0; c < vocab; c++) {
-      const float x = load_f32(logits, t, base + c);
-      m = x > m ? x : m;
+    // Online max / sum in chunks merged pairwise, the GPU's pattern (threads, then a merge), in plain loops.
+    constexpr size_t kChunk = 1024;
+    float m = -INFINITY, l = 0.0f;
+    for (size_t c0 = 0; c0 < vocab; c0 += kChunk) {
+      float mc = -INFINITY, lc = 0.0f;
+      for (size_t c = c0; c < vocab && c < c0 + kChunk; c++) llama::softmax_add(mc, lc, load_f32(logits, t, base + c));
+      llama::softmax_merge(m, l, mc, lc);
     }
-    float l = 0.0f;
-    for (size_t c = 0; c < vocab; c++) l += std::exp(load_f32(logits, t, base + c) - m);
     const float lse = llama::softmax_lse(m, l);
     losses[r] = lse - load_f32(logits, t, base + static_cast<size_t>(label));
     if (grad_scale == 0.0f) continue;
@@ -267,19 +268,16 @@ void cross_entropy(void* logits, DType dtype, const int32_t* labels, float* loss
 
 void argmax_rows(const void* x, DType dtype, int32_t* out, size_t rows, size_t cols) {
   for (size_t r = 0; r < rows; r++) {
-    int32_t best = 0;
-    float best_value = -INFINITY;
-    bool found = false;
+    float best_v = -INFINITY;
+    int best_i = -1;
     for (size_t c = 0; c < cols; c++) {
-      const float value = load_f32(x, dt(dtype), r * cols + c);
-      if (value != value) continue;  // NaN
-      if (!found || value > best_value) {
-        best = static_cast<int32_t>(c);
-        best_value = value;
-        found = true;
+      const float v = load_f32(x, dt(dtype), r * cols + c);
+      if (llama::argmax_better(v, static_cast<int>(c), best_v, best_i)) {
+        best_v = v;
+        best_i = static_cast<int>(c);
       }
     }
-    out[r] = best;
+    out[r] = best_i < 0 ? 0 : best_i;  // a row of NaNs: 0
   }
 }
 

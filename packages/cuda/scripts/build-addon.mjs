@@ -34,7 +34,7 @@ const run = (cmd, args) => execFileSync(cmd, args, { stdio: ['ignore', 'inherit'
 const common = ['-std=c++17', '-O2', '-fPIC', '-DNODE_GYP_MODULE_NAME=badam_cuda', `-I${nodeInclude}`];
 const hostSources = ['addon.cc', 'allocator.cc', 'reference.cc', 'llama_reference.cc', 'cpu_device.cc'];
 // The CUDA device and its kernels: compiled by nvcc only.
-const cudaSources = ['cuda_device.cu'];
+const cudaSources = ['cuda_device.cu', 'llama_kernels.cu'];
 
 function findCuda() {
   if (process.env.BADAM_CUDA === '0') return { reason: 'BADAM_CUDA=0 asked for a CPU-only build' };
