@@ -299,3 +299,30 @@ describe('DeviceLlama input checks', () => {
     );
   });
 });
+
+describe('DeviceLlama.lossAndGradients accumulates', () => {
+  it('adds into the buffers (two calls give twice one), and a batch with no label changes nothing', () => {
+    const model = DeviceLlama.create(device, config, { seed: 8, dtype: 'float32' });
+    const name = 'model.layers.2.mlp.up_proj.weight';
+    const grad = device.zeros([96, 64], 'float32', 'gradients');
+    try {
+      const batch = smallBatch(config.vocabSize);
+      const first = model.lossAndGradients(batch, [name], () => grad);
+      const once = grad.read();
+      const second = model.lossAndGradients(batch, [name], () => grad);
+      expect(second.loss).toBe(first.loss);
+      const twice = grad.read();
+      once.forEach((g, i) => expect(twice[i]).toBeCloseTo(2 * g, 6));
+      const unlabelled = { ...batch, labels: new Int32Array(batch.labels.length).fill(-100) };
+      expect(model.lossAndGradients(unlabelled, [name], () => grad)).toEqual({
+        loss: 0,
+        tokens: 15,
+        labelTokens: 0,
+      });
+      expect(grad.read()).toEqual(twice);
+    } finally {
+      grad.free();
+      model.dispose();
+    }
+  });
+});
