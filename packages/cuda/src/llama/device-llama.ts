@@ -740,7 +740,7 @@ export class DeviceLlama {
   /**
    * The LM head and cross-entropy over the labelled rows only, `lossChunkTokens` rows at a time:
    * hc [c, H] = hf[rows] (a row gather), logits [c, V] = hc W^T, crossEntropy turns them into dLogits in
-   * place (gradScale 1 / count), then dW += dLogits^T hc and dHf[rows] += dLogits W. `evalOnly`: loss and
+   * place, then dW += dLogits^T hc / count and dHf[rows] += dLogits W / count. `evalOnly`: loss and
    * argmax, no gradient.
    */
   private headChunks(
@@ -755,7 +755,10 @@ export class DeviceLlama {
     const V = this.config.vocabSize;
     const W = this.lmHead ?? this.embed;
     const count = p.rows.length;
-    const gradScale = evalOnly || (dHf === null && headGrad === null) ? 0 : 1 / count;
+    // dLogits are left unscaled (softmax - onehot, in [-1, 1]) and the mean's 1 / count is the GEMMs' alpha,
+    // applied in fp32: scaled first, fp16 dLogits of small probabilities would underflow to 0.
+    const gradScale = evalOnly || (dHf === null && headGrad === null) ? 0 : 1;
+    const alpha = 1 / count;
     let lossSum = 0;
     let correct = 0;
     for (let start = 0; start < count; start += this.lossChunkTokens) {
@@ -780,12 +783,13 @@ export class DeviceLlama {
       this.ops.crossEntropy(logits, labels, losses, gradScale);
       lossSum += this.ops.sum(losses);
       if (gradScale !== 0) {
-        // dW [V, H] += dLogits^T hc
-        if (headGrad) this.device.gemm(logits, hc, headGrad, { m: V, n: H, k: c, transA: true, beta: 1 });
+        // dW [V, H] += dLogits^T hc / count
+        if (headGrad)
+          this.device.gemm(logits, hc, headGrad, { m: V, n: H, k: c, transA: true, alpha, beta: 1 });
         if (dHf) {
-          // dHc [c, H] = dLogits W (fp32); dHf[rows] += dHc
+          // dHc [c, H] = dLogits W / count (fp32); dHf[rows] += dHc
           const dHc = t.alloc([c, H], 'float32', 'workspace');
-          this.device.gemm(logits, W, dHc, { m: c, n: H, k: V });
+          this.device.gemm(logits, W, dHc, { m: c, n: H, k: V, alpha });
           this.ops.embeddingBackward(dHc, rows, dHf);
           t.release(dHc);
         }
