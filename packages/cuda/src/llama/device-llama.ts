@@ -9,7 +9,13 @@ import {
   ropeInverseFrequencies,
   ropeTables,
 } from '@badam/core';
-import { SafetensorsModel, writeFileAtomic, writeSafetensorsModel } from '@badam/safetensors';
+import {
+  INDEX_FILE,
+  SafetensorsModel,
+  SINGLE_FILE,
+  writeFileAtomic,
+  writeSafetensors,
+} from '@badam/safetensors';
 import type { AllocationKind, TensorDType } from '../addon.js';
 import type { CudaParameter } from '../cuda-block-backend.js';
 import type { Device } from '../device.js';
@@ -464,21 +470,49 @@ export class DeviceLlama {
 
   /**
    * Saves in Hugging Face's format, in the model's dtype (bf16 bits as they are): config.json (with
-   * `torch_dtype`) and model.safetensors, or shards and model.safetensors.index.json past `maxShardBytes`
-   * (default 5 GiB). Every file is written atomically. A tied model writes no `lm_head.weight`.
+   * `torch_dtype`) and model.safetensors, or `model-0000x-of-0000y.safetensors` shards and
+   * model.safetensors.index.json past `maxShardBytes` (default 5 GiB, as Hugging Face). Every file is
+   * written atomically, the index last. Weights are read from the device one shard at a time, so the host
+   * holds at most one shard. A tied model writes no `lm_head.weight`.
    */
   async save(directory: string, options: { maxShardBytes?: number } = {}): Promise<void> {
     this.live();
-    const tensors: NamedArray[] = [...this.weights].map(([name, w]) => ({
-      name,
-      dtype: this.dtype,
-      shape: [...w.shape],
-      data: w.readRaw() as Float32Array | Uint16Array,
-    }));
+    const maxShardBytes = options.maxShardBytes ?? 5 * 1024 ** 3;
+    if (!(maxShardBytes > 0)) throw new BadamOptionError('maxShardBytes', maxShardBytes, 'a positive number');
+    // The same packing as @badam/safetensors' writeSafetensorsModel: in model order, a new shard when full.
+    const shards: Array<Array<[string, DeviceTensor]>> = [[]];
+    let current = 0;
+    for (const entry of this.weights) {
+      const bytes = entry[1].bytes;
+      if (current > 0 && current + bytes > maxShardBytes) {
+        shards.push([]);
+        current = 0;
+      }
+      shards[shards.length - 1]!.push(entry);
+      current += bytes;
+    }
+    const fileNames =
+      shards.length === 1
+        ? [SINGLE_FILE]
+        : shards.map((_, i) => `model-${pad5(i + 1)}-of-${pad5(shards.length)}.safetensors`);
     await mkdir(directory, { recursive: true });
-    await writeSafetensorsModel(directory, tensors, {
-      ...(options.maxShardBytes !== undefined ? { maxShardBytes: options.maxShardBytes } : {}),
-    });
+    const weightMap: Record<string, string> = {};
+    for (const [i, shard] of shards.entries()) {
+      const tensors: NamedArray[] = shard.map(([name, w]) => ({
+        name,
+        dtype: this.dtype,
+        shape: [...w.shape],
+        data: w.readRaw() as Float32Array | Uint16Array,
+      }));
+      await writeSafetensors(join(directory, fileNames[i]!), tensors, { format: 'pt' });
+      for (const [name] of shard) weightMap[name] = fileNames[i]!;
+    }
+    if (shards.length > 1) {
+      const totalSize = [...this.weights.values()].reduce((sum, w) => sum + w.bytes, 0);
+      await writeFileAtomic(join(directory, INDEX_FILE), [
+        `${JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2)}\n`,
+      ]);
+    }
     const config = { ...llamaConfigToHf(this.config), torch_dtype: this.dtype };
     await writeFileAtomic(join(directory, 'config.json'), [`${JSON.stringify(config, null, 2)}\n`]);
   }
@@ -929,6 +963,10 @@ export class DeviceLlama {
     if (this.disposed)
       throw new BadamOptionError('DeviceLlama', 'disposed', 'a live model (dispose() freed its weights)');
   }
+}
+
+function pad5(i: number): string {
+  return String(i).padStart(5, '0');
 }
 
 function describe(value: unknown): string {
