@@ -701,13 +701,13 @@ export class DeviceLlama {
     // h2 [N, H] = post_attention_layernorm(x1), act [N, I] = silu(gate) * up: recomputed for weight gradients
     const h2 = t.scratchOf('bh', [n, H], dt);
     if (trains(layer.gate) || trains(layer.up)) this.ops.rmsNorm(a.x1, layer.postNorm, h2, a.rstd2, eps);
+    const dAct = t.scratchOf('dAct', [n, I], dt);
     if (trains(layer.down)) {
-      const act = t.scratchOf('bact', [n, I], dt);
+      const act = dAct; // free until dAct is computed below
       this.ops.swiglu(a.gate, a.up, act);
       this.linearWeightGrad(g, act, layer.down, grads);
     }
     // dAct [N, I] = g Wd
-    const dAct = t.scratchOf('dAct', [n, I], dt);
     this.device.gemm(g, layer.down.weight, dAct, { m: n, n: I, k: H });
     // dGate, dUp [N, I]
     const dGate = t.scratchOf('dGate', [n, I], dt);
