@@ -625,8 +625,10 @@ export class DeviceLlama {
     const dt = this.dtype;
     const buffer = (name: string, shape: number[], dtype: TensorDType = dt) =>
       keep ? t.alloc(shape, dtype, 'activations') : t.scratchOf(name, shape, dtype);
+    // A replay in backward borrows backward's own [N, H] scratch (free at that point) for h and ao.
+    const [hName, aoName] = mode === 'recompute' ? ['bh', 'dh'] : ['h', 'ao'];
     // h [N, H] = input_layernorm(x), rstd1 [N]
-    const h = t.scratchOf('h', [n, H], dt);
+    const h = t.scratchOf(hName, [n, H], dt);
     const rstd1 = buffer('rstd1', [n], 'float32');
     this.ops.rmsNorm(x, layer.inputNorm, h, rstd1, eps);
     // q [N, Q], k [N, KV], v [N, KV] = h W^T (+ b)
@@ -645,7 +647,7 @@ export class DeviceLlama {
     const lse = buffer('lse', [p.b, numHeads, p.s], 'float32');
     this.ops.attention(q, k, v, attn, lse, this.attentionDims(p));
     // x1 [N, H] = x + attn Wo^T (+ b)
-    const ao = t.scratchOf('ao', [n, H], dt);
+    const ao = t.scratchOf(aoName, [n, H], dt);
     this.linearForward(attn, layer.o, ao);
     const x1 = mode === 'inplace' ? x : buffer('x1', [n, H]);
     this.ops.add(x, ao, x1);
