@@ -46,7 +46,10 @@ export interface AttentionDims {
   scale?: number;
   /** Key j is masked for query s when j > s; default true (Llama). */
   causal?: boolean;
-  /** int32 [batch]: real tokens per row; keys j >= lengths[b] are masked (right padding). Null: none. */
+  /**
+   * int32 [batch]: real tokens per row; keys j >= lengths[b] are masked (right padding). Values outside
+   * [0, seqLen] are clamped. Null: none.
+   */
   lengths?: DeviceTensor | null;
 }
 
