@@ -364,7 +364,7 @@ export class Device {
    * const kv = device.tensor(new Float32Array(4 * 16).fill(0.2), [4, 16], 'bfloat16');
    * const out = device.empty([4, 32], 'bfloat16');
    * const lse = device.empty([1, 4, 4], 'float32');
-   * device.attention(q, kv, kv, out, lse, dims); // out is 0.2 everywhere; lse[s] = scores + log(s + 1)
+   * device.attention(q, kv, kv, out, lse, dims); // out ≈ 0.2 (v in bf16); lse[s] = 0.0567 + log(s + 1)
    * ```
    */
   attention(

@@ -5,7 +5,7 @@
 //
 // Model: the blocks of a launch run one after another; the threads of a block are fibers (ucontext) on one OS
 // thread, switched only at __syncthreads and warp shuffles, which are barriers — as on a GPU, code between two
-// of them may interleave arbitrarily, and here it runs in thread order. `__shared__` variables are statics
+// of them may interleave arbitrarily; here each thread runs to its next barrier, in a shuffled order. `__shared__` variables are statics
 // (one block at a time owns them) and dynamic shared memory is one buffer, filled with NaN before each block
 // so a read of something never written shows. Only what llama_kernels.cu uses is here.
 #pragma once
@@ -73,6 +73,7 @@ struct State {
   cudaError_t last_error = cudaSuccess;
   void (*body)(void*) = nullptr;
   void* body_arg = nullptr;
+  uint32_t random = 2463534242u;
 };
 
 inline State& state() {
@@ -104,7 +105,14 @@ inline void fiber_entry() {
   // returning switches to uc_link, the scheduler
 }
 
-/** Runs one block: every thread a fiber, round robin until all are done. */
+inline uint32_t next_random(State& s) {
+  s.random ^= s.random << 13;
+  s.random ^= s.random >> 17;
+  s.random ^= s.random << 5;
+  return s.random;
+}
+
+/** Runs one block: every thread a fiber, in rounds until all are done. */
 inline void run_block(int threads) {
   State& s = state();
   if (threads % 32 != 0) throw std::runtime_error("emulator: blockDim must be a multiple of 32");
@@ -123,9 +131,14 @@ inline void run_block(int threads) {
     f.context.uc_link = &s.scheduler;
     makecontext(&f.context, fiber_entry, 0);
   }
+  // Each round runs the live threads in a fresh pseudo-random order (seeded: runs repeat), so code that
+  // leans on an order a GPU does not promise, such as a missing __syncthreads, shows as wrong results.
+  std::vector<int> order(threads);
+  for (int t = 0; t < threads; t++) order[t] = t;
   for (int remaining = threads; remaining > 0;) {
     remaining = 0;
-    for (int t = 0; t < threads; t++) {
+    for (int t = threads - 1; t > 0; t--) std::swap(order[t], order[next_random(s) % (t + 1)]);
+    for (int t : order) {
       if (s.fibers[t].done) continue;
       s.current = t;
       swapcontext(&s.scheduler, &s.fibers[t].context);
