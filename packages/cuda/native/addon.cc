@@ -658,10 +658,11 @@ napi_value rope(napi_env env, napi_callback_info info) {
 ref::AttentionDims attention_dims(napi_env env, const std::vector<napi_value>& argv, size_t first, const char* op,
                                   const Tensor* q, Tensor** lengths_out) {
   ref::AttentionDims d{};
-  d.batch = int_in(env, argv[first], op, "batch", 1, 1 << 24);
+  // batch and heads index CUDA grid dimensions (at most 65535 each), on both devices alike.
+  d.batch = int_in(env, argv[first], op, "batch", 1, 65535);
   d.seq_len = int_in(env, argv[first + 1], op, "seqLen", 1, 1 << 24);
-  d.heads = int_in(env, argv[first + 2], op, "heads", 1, 1 << 16);
-  d.kv_heads = int_in(env, argv[first + 3], op, "kvHeads", 1, 1 << 16);
+  d.heads = int_in(env, argv[first + 2], op, "heads", 1, 65535);
+  d.kv_heads = int_in(env, argv[first + 3], op, "kvHeads", 1, 65535);
   d.head_dim = int_in(env, argv[first + 4], op, "headDim", 1, 128);
   d.scale = static_cast<float>(number(env, argv[first + 5], "scale"));
   d.causal = boolean(env, argv[first + 6]);

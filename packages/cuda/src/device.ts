@@ -46,7 +46,10 @@ export interface AttentionDims {
   scale?: number;
   /** Key j is masked for query s when j > s; default true (Llama). */
   causal?: boolean;
-  /** int32 [batch]: real tokens per row; keys j >= lengths[b] are masked (right padding). Null: none. */
+  /**
+   * int32 [batch]: real tokens per row; keys j >= lengths[b] are masked (right padding). Values outside
+   * [0, seqLen] are clamped. Null: none.
+   */
   lengths?: DeviceTensor | null;
 }
 
@@ -361,7 +364,7 @@ export class Device {
    * const kv = device.tensor(new Float32Array(4 * 16).fill(0.2), [4, 16], 'bfloat16');
    * const out = device.empty([4, 32], 'bfloat16');
    * const lse = device.empty([1, 4, 4], 'float32');
-   * device.attention(q, kv, kv, out, lse, dims); // out is 0.2 everywhere; lse[s] = scores + log(s + 1)
+   * device.attention(q, kv, kv, out, lse, dims); // out ≈ 0.2 (v in bf16); lse[s] = 0.0567 + log(s + 1)
    * ```
    */
   attention(
