@@ -49,6 +49,64 @@ class CpuDevice final : public Device {
                    const int32_t* indices, float* m, float* v, size_t k, const ref::SparseAdamArgs& args) override {
     ref::sparse_adam(param, weight, weight_dtype, grad, grad_dtype, indices, m, v, k, args);
   }
+
+  void embedding(const void* table, DType table_dtype, const int32_t* ids, void* out, DType out_dtype, size_t n,
+                 size_t vocab, size_t hidden) override {
+    ref::embedding(table, table_dtype, ids, out, out_dtype, n, vocab, hidden);
+  }
+  void embedding_backward(const void* d_out, DType d_out_dtype, const int32_t* ids, float* d_table, size_t n,
+                          size_t vocab, size_t hidden) override {
+    ref::embedding_backward(d_out, d_out_dtype, ids, d_table, n, vocab, hidden);
+  }
+  void rms_norm(const void* x, DType x_dtype, const void* weight, DType w_dtype, void* out, DType out_dtype, float* rstd,
+                size_t n, size_t hidden, float eps) override {
+    ref::rms_norm(x, x_dtype, weight, w_dtype, out, out_dtype, rstd, n, hidden, eps);
+  }
+  void rms_norm_backward(const void* d_out, DType d_out_dtype, const void* x, DType x_dtype, const void* weight,
+                         DType w_dtype, const float* rstd, void* dx, DType dx_dtype, float* d_weight, size_t n,
+                         size_t hidden, bool accumulate_dx) override {
+    ref::rms_norm_backward(d_out, d_out_dtype, x, x_dtype, weight, w_dtype, rstd, dx, dx_dtype, d_weight, n, hidden,
+                           accumulate_dx);
+  }
+  void rope(void* x, DType dtype, const float* cos, const float* sin, size_t n, int seq_len, int heads, int head_dim,
+            bool inverse) override {
+    ref::rope(x, dtype, cos, sin, n, seq_len, heads, head_dim, inverse);
+  }
+  void attention(const void* q, const void* k, const void* v, void* out, float* lse, DType dtype,
+                 const ref::AttentionDims& dims) override {
+    ref::attention(q, k, v, out, lse, dtype, dims);
+  }
+  void attention_backward(const void* q, const void* k, const void* v, const void* out, const void* d_out,
+                          const float* lse, void* dq, void* dk, void* dv, float* d_rows, DType dtype,
+                          const ref::AttentionDims& dims) override {
+    ref::attention_backward(q, k, v, out, d_out, lse, dq, dk, dv, d_rows, dtype, dims);
+  }
+  void swiglu(const void* gate, DType gate_dtype, const void* up, DType up_dtype, void* out, DType out_dtype,
+              size_t n) override {
+    ref::swiglu(gate, gate_dtype, up, up_dtype, out, out_dtype, n);
+  }
+  void swiglu_backward(const void* gate, DType gate_dtype, const void* up, DType up_dtype, const void* d_out,
+                       DType d_out_dtype, void* d_gate, DType d_gate_dtype, void* d_up, DType d_up_dtype,
+                       size_t n) override {
+    ref::swiglu_backward(gate, gate_dtype, up, up_dtype, d_out, d_out_dtype, d_gate, d_gate_dtype, d_up, d_up_dtype, n);
+  }
+  void add(const void* a, DType a_dtype, const void* b, DType b_dtype, void* out, DType out_dtype, size_t n) override {
+    ref::add(a, a_dtype, b, b_dtype, out, out_dtype, n);
+  }
+  void add_bias(void* x, DType x_dtype, const void* bias, DType bias_dtype, size_t n, size_t channels) override {
+    ref::add_bias(x, x_dtype, bias, bias_dtype, n, channels);
+  }
+  void bias_backward(const void* d_out, DType d_out_dtype, float* d_bias, size_t n, size_t channels) override {
+    ref::bias_backward(d_out, d_out_dtype, d_bias, n, channels);
+  }
+  void cross_entropy(void* logits, DType dtype, const int32_t* labels, float* losses, size_t rows, size_t vocab,
+                     float grad_scale) override {
+    ref::cross_entropy(logits, dtype, labels, losses, rows, vocab, grad_scale);
+  }
+  void argmax_rows(const void* x, DType dtype, int32_t* out, size_t rows, size_t cols) override {
+    ref::argmax_rows(x, dtype, out, rows, cols);
+  }
+  double sum(const void* x, DType dtype, size_t n) override { return ref::sum(x, dtype, n); }
 };
 
 }  // namespace

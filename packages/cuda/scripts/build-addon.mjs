@@ -32,7 +32,9 @@ const nodeInclude = [
   .find((dir) => existsSync(join(dir, 'node_api.h')));
 const run = (cmd, args) => execFileSync(cmd, args, { stdio: ['ignore', 'inherit', 'inherit'] });
 const common = ['-std=c++17', '-O2', '-fPIC', '-DNODE_GYP_MODULE_NAME=badam_cuda', `-I${nodeInclude}`];
-const hostSources = ['addon.cc', 'allocator.cc', 'reference.cc', 'cpu_device.cc'];
+const hostSources = ['addon.cc', 'allocator.cc', 'reference.cc', 'llama_reference.cc', 'cpu_device.cc'];
+// The CUDA device and its kernels: compiled by nvcc only.
+const cudaSources = ['cuda_device.cu', 'llama_kernels.cu'];
 
 function findCuda() {
   if (process.env.BADAM_CUDA === '0') return { reason: 'BADAM_CUDA=0 asked for a CPU-only build' };
@@ -59,23 +61,25 @@ function buildCuda({ home, nvcc }) {
     run(cxx, [...common, '-DBADAM_WITH_CUDA', `-I${join(home, 'include')}`, '-c', join(src, file), '-o', o]);
     objects.push(o);
   }
-  const cuObject = join(obj, 'cuda_device.o');
   const gencode = ['80', '90'].flatMap((sm) => ['-gencode', `arch=compute_${sm},code=sm_${sm}`]);
-  run(nvcc, [
-    '-std=c++17',
-    '-O3',
-    '-Xcompiler',
-    '-fPIC',
-    '-DBADAM_WITH_CUDA',
-    ...gencode,
-    '-gencode',
-    'arch=compute_90,code=compute_90',
-    '-c',
-    join(src, 'cuda_device.cu'),
-    '-o',
-    cuObject,
-  ]);
-  objects.push(cuObject);
+  for (const file of cudaSources) {
+    const cuObject = join(obj, file.replace(/\.cu$/, '.o'));
+    run(nvcc, [
+      '-std=c++17',
+      '-O3',
+      '-Xcompiler',
+      '-fPIC',
+      '-DBADAM_WITH_CUDA',
+      ...gencode,
+      '-gencode',
+      'arch=compute_90,code=compute_90',
+      '-c',
+      join(src, file),
+      '-o',
+      cuObject,
+    ]);
+    objects.push(cuObject);
+  }
   run(cxx, [
     '-shared',
     '-o',

@@ -16,7 +16,7 @@ export {
   type TensorDType,
 } from './addon.js';
 export { CudaBlockBackend, type CudaBlockBackendOptions, type CudaParameter } from './cuda-block-backend.js';
-export { type CudaStatus, Device, type GemmShape } from './device.js';
+export { type AttentionDims, type CudaStatus, Device, type GemmShape } from './device.js';
 export { DeviceTensor } from './device-tensor.js';
 export {
   DeviceLlama,

@@ -9,7 +9,13 @@ import {
   ropeInverseFrequencies,
   ropeTables,
 } from '@badam/core';
-import { SafetensorsModel, writeFileAtomic, writeSafetensorsModel } from '@badam/safetensors';
+import {
+  INDEX_FILE,
+  SafetensorsModel,
+  SINGLE_FILE,
+  writeFileAtomic,
+  writeSafetensors,
+} from '@badam/safetensors';
 import type { AllocationKind, TensorDType } from '../addon.js';
 import type { CudaParameter } from '../cuda-block-backend.js';
 import type { Device } from '../device.js';
@@ -147,6 +153,12 @@ class StepTensors {
       this.scratch.set(name, t);
     }
     return t;
+  }
+
+  /** Frees every scratch buffer now (the next {@link scratchOf} allocates afresh). */
+  releaseScratch(): void {
+    for (const t of this.scratch.values()) t.free();
+    this.scratch.clear();
   }
 
   release(...tensors: DeviceTensor[]): void {
@@ -458,21 +470,49 @@ export class DeviceLlama {
 
   /**
    * Saves in Hugging Face's format, in the model's dtype (bf16 bits as they are): config.json (with
-   * `torch_dtype`) and model.safetensors, or shards and model.safetensors.index.json past `maxShardBytes`
-   * (default 5 GiB). Every file is written atomically. A tied model writes no `lm_head.weight`.
+   * `torch_dtype`) and model.safetensors, or `model-0000x-of-0000y.safetensors` shards and
+   * model.safetensors.index.json past `maxShardBytes` (default 5 GiB, as Hugging Face). Every file is
+   * written atomically, the index last. Weights are read from the device one shard at a time, so the host
+   * holds at most one shard. A tied model writes no `lm_head.weight`.
    */
   async save(directory: string, options: { maxShardBytes?: number } = {}): Promise<void> {
     this.live();
-    const tensors: NamedArray[] = [...this.weights].map(([name, w]) => ({
-      name,
-      dtype: this.dtype,
-      shape: [...w.shape],
-      data: w.readRaw() as Float32Array | Uint16Array,
-    }));
+    const maxShardBytes = options.maxShardBytes ?? 5 * 1024 ** 3;
+    if (!(maxShardBytes > 0)) throw new BadamOptionError('maxShardBytes', maxShardBytes, 'a positive number');
+    // The same packing as @badam/safetensors' writeSafetensorsModel: in model order, a new shard when full.
+    const shards: Array<Array<[string, DeviceTensor]>> = [[]];
+    let current = 0;
+    for (const entry of this.weights) {
+      const bytes = entry[1].bytes;
+      if (current > 0 && current + bytes > maxShardBytes) {
+        shards.push([]);
+        current = 0;
+      }
+      shards[shards.length - 1]!.push(entry);
+      current += bytes;
+    }
+    const fileNames =
+      shards.length === 1
+        ? [SINGLE_FILE]
+        : shards.map((_, i) => `model-${pad5(i + 1)}-of-${pad5(shards.length)}.safetensors`);
     await mkdir(directory, { recursive: true });
-    await writeSafetensorsModel(directory, tensors, {
-      ...(options.maxShardBytes !== undefined ? { maxShardBytes: options.maxShardBytes } : {}),
-    });
+    const weightMap: Record<string, string> = {};
+    for (const [i, shard] of shards.entries()) {
+      const tensors: NamedArray[] = shard.map(([name, w]) => ({
+        name,
+        dtype: this.dtype,
+        shape: [...w.shape],
+        data: w.readRaw() as Float32Array | Uint16Array,
+      }));
+      await writeSafetensors(join(directory, fileNames[i]!), tensors, { format: 'pt' });
+      for (const [name] of shard) weightMap[name] = fileNames[i]!;
+    }
+    if (shards.length > 1) {
+      const totalSize = [...this.weights.values()].reduce((sum, w) => sum + w.bytes, 0);
+      await writeFileAtomic(join(directory, INDEX_FILE), [
+        `${JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2)}\n`,
+      ]);
+    }
     const config = { ...llamaConfigToHf(this.config), torch_dtype: this.dtype };
     await writeFileAtomic(join(directory, 'config.json'), [`${JSON.stringify(config, null, 2)}\n`]);
   }
@@ -523,6 +563,8 @@ export class DeviceLlama {
       saved[l] = acts ? { kind: 'all', acts } : { kind: 'input', x };
       x = out;
     }
+    // The forward's scratch (q, k, v, ... of the layers run in place or checkpointed) is not needed again.
+    t.releaseScratch();
     // hf [N, H] = norm(x), rstdF [N]
     const xL = x;
     const hf = t.alloc([n, H], this.dtype, 'activations');
@@ -538,7 +580,7 @@ export class DeviceLlama {
     // g [N, H]: d loss / d (residual stream), in the activation dtype, carried down layer by layer.
     let dHfAct = dHf;
     if (this.dtype !== 'float32') {
-      dHfAct = t.scratchOf('dHfAct', [n, H], this.dtype);
+      dHfAct = t.alloc([n, H], this.dtype, 'workspace');
       this.device.cast(dHf, dHfAct);
     }
     const g = t.alloc([n, H], this.dtype, 'workspace');
@@ -583,8 +625,10 @@ export class DeviceLlama {
     const dt = this.dtype;
     const buffer = (name: string, shape: number[], dtype: TensorDType = dt) =>
       keep ? t.alloc(shape, dtype, 'activations') : t.scratchOf(name, shape, dtype);
+    // A replay in backward borrows backward's own [N, H] scratch (free at that point) for h and ao.
+    const [hName, aoName] = mode === 'recompute' ? ['bh', 'dh'] : ['h', 'ao'];
     // h [N, H] = input_layernorm(x), rstd1 [N]
-    const h = t.scratchOf('h', [n, H], dt);
+    const h = t.scratchOf(hName, [n, H], dt);
     const rstd1 = buffer('rstd1', [n], 'float32');
     this.ops.rmsNorm(x, layer.inputNorm, h, rstd1, eps);
     // q [N, Q], k [N, KV], v [N, KV] = h W^T (+ b)
@@ -603,7 +647,7 @@ export class DeviceLlama {
     const lse = buffer('lse', [p.b, numHeads, p.s], 'float32');
     this.ops.attention(q, k, v, attn, lse, this.attentionDims(p));
     // x1 [N, H] = x + attn Wo^T (+ b)
-    const ao = t.scratchOf('ao', [n, H], dt);
+    const ao = t.scratchOf(aoName, [n, H], dt);
     this.linearForward(attn, layer.o, ao);
     const x1 = mode === 'inplace' ? x : buffer('x1', [n, H]);
     this.ops.add(x, ao, x1);
@@ -659,13 +703,13 @@ export class DeviceLlama {
     // h2 [N, H] = post_attention_layernorm(x1), act [N, I] = silu(gate) * up: recomputed for weight gradients
     const h2 = t.scratchOf('bh', [n, H], dt);
     if (trains(layer.gate) || trains(layer.up)) this.ops.rmsNorm(a.x1, layer.postNorm, h2, a.rstd2, eps);
+    const dAct = t.scratchOf('dAct', [n, I], dt);
     if (trains(layer.down)) {
-      const act = t.scratchOf('bact', [n, I], dt);
+      const act = dAct; // free until dAct is computed below
       this.ops.swiglu(a.gate, a.up, act);
       this.linearWeightGrad(g, act, layer.down, grads);
     }
     // dAct [N, I] = g Wd
-    const dAct = t.scratchOf('dAct', [n, I], dt);
     this.device.gemm(g, layer.down.weight, dAct, { m: n, n: I, k: H });
     // dGate, dUp [N, I]
     const dGate = t.scratchOf('dGate', [n, I], dt);
@@ -732,7 +776,7 @@ export class DeviceLlama {
   /**
    * The LM head and cross-entropy over the labelled rows only, `lossChunkTokens` rows at a time:
    * hc [c, H] = hf[rows] (a row gather), logits [c, V] = hc W^T, crossEntropy turns them into dLogits in
-   * place (gradScale 1 / count), then dW += dLogits^T hc and dHf[rows] += dLogits W. `evalOnly`: loss and
+   * place, then dW += dLogits^T hc / count and dHf[rows] += dLogits W / count. `evalOnly`: loss and
    * argmax, no gradient.
    */
   private headChunks(
@@ -747,7 +791,10 @@ export class DeviceLlama {
     const V = this.config.vocabSize;
     const W = this.lmHead ?? this.embed;
     const count = p.rows.length;
-    const gradScale = evalOnly || (dHf === null && headGrad === null) ? 0 : 1 / count;
+    // dLogits are left unscaled (softmax - onehot, in [-1, 1]) and the mean's 1 / count is the GEMMs' alpha,
+    // applied in fp32: scaled first, fp16 dLogits of small probabilities would underflow to 0.
+    const gradScale = evalOnly || (dHf === null && headGrad === null) ? 0 : 1;
+    const alpha = 1 / count;
     let lossSum = 0;
     let correct = 0;
     for (let start = 0; start < count; start += this.lossChunkTokens) {
@@ -772,12 +819,13 @@ export class DeviceLlama {
       this.ops.crossEntropy(logits, labels, losses, gradScale);
       lossSum += this.ops.sum(losses);
       if (gradScale !== 0) {
-        // dW [V, H] += dLogits^T hc
-        if (headGrad) this.device.gemm(logits, hc, headGrad, { m: V, n: H, k: c, transA: true, beta: 1 });
+        // dW [V, H] += dLogits^T hc / count
+        if (headGrad)
+          this.device.gemm(logits, hc, headGrad, { m: V, n: H, k: c, transA: true, alpha, beta: 1 });
         if (dHf) {
-          // dHc [c, H] = dLogits W (fp32); dHf[rows] += dHc
+          // dHc [c, H] = dLogits W / count (fp32); dHf[rows] += dHc
           const dHc = t.alloc([c, H], 'float32', 'workspace');
-          this.device.gemm(logits, W, dHc, { m: c, n: H, k: V });
+          this.device.gemm(logits, W, dHc, { m: c, n: H, k: V, alpha });
           this.ops.embeddingBackward(dHc, rows, dHf);
           t.release(dHc);
         }
@@ -917,6 +965,10 @@ export class DeviceLlama {
     if (this.disposed)
       throw new BadamOptionError('DeviceLlama', 'disposed', 'a live model (dispose() freed its weights)');
   }
+}
+
+function pad5(i: number): string {
+  return String(i).padStart(5, '0');
 }
 
 function describe(value: unknown): string {

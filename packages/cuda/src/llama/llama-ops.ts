@@ -1,19 +1,9 @@
-import type { Device } from '../device.js';
+import type { AttentionDims, Device } from '../device.js';
 import type { DeviceTensor } from '../device-tensor.js';
 import { hostLlamaOps } from './host-llama-ops.js';
 
-/** Shapes of one causal attention call: tokens are rows `n = b * seqLen + s`, heads side by side in a row. */
-export interface LlamaAttentionDims {
-  batch: number;
-  seqLen: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  /** Default 1 / sqrt(headDim). */
-  scale?: number;
-  /** int32 [batch]: keys at positions >= lengths[b] are masked (right padding); null = no padding. */
-  lengths?: DeviceTensor | null;
-}
+/** Shapes of one attention call (the Device's {@link AttentionDims}). */
+export type LlamaAttentionDims = AttentionDims;
 
 /**
  * The Llama ops of issue 12 as the model calls them (`Device` methods, see the ops spec): every shape is
@@ -102,21 +92,23 @@ export const LLAMA_OP_NAMES = [
 ] as const satisfies readonly (keyof LlamaOps)[];
 
 /**
- * The ops for `device`: its own kernels where it has them, and for any it lacks (an addon built before
- * issue 12's kernels) a host fallback that reads the tensors, computes in fp32 in JavaScript and writes the
- * result back rounded to the output's dtype. The fallback is slow and meant for tests and small models;
- * `hostOnly` forces it for every op (a second opinion on the kernels).
+ * The ops for `device`: its own kernels, except for any it lacks (an addon built before issue 12's
+ * kernels) or any named in `hostOps` (default: the environment variable BADAM_LLAMA_HOST_OPS, a comma
+ * list of op names or `all`), which run on the host: the tensors are read, the op computed in fp32 in
+ * JavaScript and the result written back rounded to its dtype. That is slow, meant for tests, small
+ * models, and for ruling a kernel in or out when a model's numbers look wrong on one device.
  */
-export function llamaOpsOf(device: Device, options: { hostOnly?: boolean } = {}): LlamaOps {
+export function llamaOpsOf(
+  device: Device,
+  hostOps: readonly string[] = (process.env.BADAM_LLAMA_HOST_OPS ?? '').split(',').filter((s) => s !== ''),
+): LlamaOps {
   const host = hostLlamaOps();
   const own = device as unknown as Partial<Record<keyof LlamaOps, unknown>>;
   const ops = {} as Record<keyof LlamaOps, unknown>;
   for (const name of LLAMA_OP_NAMES) {
     const method = own[name];
-    ops[name] =
-      !options.hostOnly && typeof method === 'function'
-        ? (method as (...args: unknown[]) => unknown).bind(device)
-        : host[name];
+    const onHost = hostOps.includes('all') || hostOps.includes(name) || typeof method !== 'function';
+    ops[name] = onHost ? host[name] : (method as (...args: unknown[]) => unknown).bind(device);
   }
   return ops as unknown as LlamaOps;
 }
