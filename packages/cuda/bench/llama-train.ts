@@ -22,8 +22,15 @@
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { BlockOptimizer, type LlamaConfig, llamaConfigFromHf, SeededRandom } from '@badam/core';
+import {
+  BlockOptimizer,
+  type LlamaConfig,
+  llamaConfigFromHf,
+  type NamedArray,
+  SeededRandom,
+} from '@badam/core';
 import { CudaBlockBackend, Device, DeviceLlama, type DeviceLlamaBatch } from '../src/index.js';
+import { llamaParameterSpecs } from '../src/llama/llama-parameters.js';
 
 /** The peer's configs (torch_badam.py CONFIGS), as Hugging Face config.json fields. */
 export const BENCH_CONFIGS: Readonly<Record<string, Record<string, unknown>>> = {
@@ -61,6 +68,55 @@ export const BENCH_CONFIGS: Readonly<Record<string, Record<string, unknown>>> = 
 /** The peer's batch per config (torch_badam.py's docstring commands). */
 const BATCH: Readonly<Record<string, number>> = { 'llama3-8b': 2, 'tinyllama-1.1b': 4, tiny: 2 };
 
+/**
+ * Random bf16 weights for a speed benchmark, made fast: an 8B model drawn element by element in JavaScript
+ * (`DeviceLlama.create`, which matches @badam/models' initialisation) takes minutes of host time. Here one
+ * block of N(0, 0.02) samples (a prime length, so rows do not repeat in step) is tiled over every matrix
+ * as bf16 bits, and every weight is a view of one buffer of the largest matrix's size; norms are ones, as
+ * in Hugging Face's initialisation. Speed and memory do not depend on the values; the loss starts near
+ * ln(vocab) as the peer's does.
+ */
+export function benchmarkWeights(config: LlamaConfig, seed = 0): NamedArray[] {
+  const specs = llamaParameterSpecs(config);
+  const largest = Math.max(...specs.map((p) => p.shape.reduce((a, b) => a * b, 1)));
+  const period = Math.min(1_000_003, largest);
+  const rng = SeededRandom.fromSeed(seed);
+  const block = new Float32Array(period);
+  for (let i = 0; i < period; i += 2) {
+    // Box-Muller: two N(0, 1) samples per pair of uniforms.
+    const r = Math.sqrt(-2 * Math.log(1 - rng.nextFloat()));
+    const t = 2 * Math.PI * rng.nextFloat();
+    block[i] = 0.02 * r * Math.cos(t);
+    if (i + 1 < period) block[i + 1] = 0.02 * r * Math.sin(t);
+  }
+  const bits = bfloat16Bits(block);
+  const normal = new Uint16Array(largest);
+  for (let at = 0; at < largest; at += period)
+    normal.set(bits.subarray(0, Math.min(period, largest - at)), at);
+  const ones = new Uint16Array(config.hiddenSize).fill(0x3f80); // bf16 1.0
+  return specs.map((p) => {
+    const n = p.shape.reduce((a, b) => a * b, 1);
+    const data =
+      p.init === 'ones'
+        ? ones.subarray(0, n)
+        : p.init === 'zeros'
+          ? new Uint16Array(n)
+          : normal.subarray(0, n);
+    return { name: p.name, dtype: 'bfloat16', shape: [...p.shape], data } as NamedArray;
+  });
+}
+
+/** bf16 bits of fp32 values, rounded to nearest even. */
+function bfloat16Bits(values: Float32Array): Uint16Array {
+  const words = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  const out = new Uint16Array(values.length);
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i]!;
+    out[i] = (w + 0x7fff + ((w >>> 16) & 1)) >>> 16;
+  }
+  return out;
+}
+
 /** One benchmark run. */
 export interface LlamaBenchOptions {
   readonly config: string;
@@ -92,13 +148,16 @@ export function runLlamaBench(o: LlamaBenchOptions): Record<string, unknown> {
   device.resetPeaks();
   let model: DeviceLlama | undefined;
   let optimizer: BlockOptimizer | undefined;
+  let initSeconds = 0;
   try {
-    model = DeviceLlama.create(device, config, {
+    const initStart = performance.now();
+    model = DeviceLlama.fromNamedArrays(device, config, benchmarkWeights(config), {
       dtype: 'bfloat16',
       gradientCheckpointing: true,
       maxPositions: o.seq,
-      seed: 0,
     });
+    device.synchronize();
+    initSeconds = (performance.now() - initStart) / 1000;
     const parameters = model.parameters();
     const backend = new CudaBlockBackend(device, parameters);
     optimizer = new BlockOptimizer(
@@ -207,6 +266,7 @@ export function runLlamaBench(o: LlamaBenchOptions): Record<string, unknown> {
       switch_every: o.switchEvery,
       steps: o.steps,
       warm: o.warm,
+      init_s: round(initSeconds, 2),
       parameters: parameters.reduce((n, p) => n + p.shape.reduce((x, y) => x * y, 1), 0),
       device: d.kind === 'cpu' ? 'cpu reference' : `${d.name} (${d.gemmLibrary})`,
     };
