@@ -77,6 +77,8 @@ for run in "${RUNS[@]}"; do
   elif [ -n "$PEER" ]; then
     PYTHONUNBUFFERED=1 timeout "$(slot 150)" python3 "$PEER" --config "$1" --mode badam --batch "$2" --seq "$3" >> "$OUT/peer.jsonl"
     echo "gpu-run: peer $1 exit $?"
+  else
+    echo "gpu-run: peer $1 skipped: no torch_badam.py (copy ../shared/bench/torch_badam.py into shared/bench/ and carry shared)"
   fi
 done
 
