@@ -7,6 +7,7 @@ import { runDevice } from '@badam/runner';
 import { SafetensorsFile } from '@badam/safetensors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generatedInstructions, runCommand, runEmbeddedDefault, trainOptionsFrom } from '../src/index.js';
+import { writeTinyLlamaDir } from './fixtures/tiny-llama-dir.js';
 
 // The built-in tiny Llama (4 layers, hidden 96) on generated instructions: 20 BAdam steps, K = 3, a
 // checkpoint at step 10 (one step into the fourth block), on tfjs and on @badam/cuda's CPU device.
@@ -171,6 +172,36 @@ describe('--backend cuda on the CPU device', () => {
     expect(config.torch_dtype).toBe('bfloat16');
     // Every run freed its model: nothing is left on the process's CPU device.
     expect((await runDevice('cpu')).memory().inUse).toBe(0);
+  });
+});
+
+describe('--model_name_or_path on --backend cuda', () => {
+  it('loads a Hugging Face folder onto the device and trains it as tfjs does, with or without checkpointing', async () => {
+    const modelDir = join(dir, 'tiny-llama');
+    await writeTinyLlamaDir(modelDir, 11);
+    const flags = (backend: 'tfjs' | 'cuda', out: string, extra: string[] = []) =>
+      argv(backend, join(dir, out), [
+        '--model_name_or_path',
+        modelDir,
+        '--template',
+        'alpaca',
+        '--max_steps',
+        '6',
+        '--switch_block_every',
+        '2',
+        '--save_steps',
+        '100',
+        ...extra,
+      ]);
+    await run(flags('tfjs', 'folder-tfjs'));
+    await run(flags('cuda', 'folder-cuda'));
+    await run(flags('cuda', 'folder-cuda-ckpt', ['--gradient_checkpointing']));
+    const want = await losses(join(dir, 'folder-tfjs'));
+    expect(worstRelative(await losses(join(dir, 'folder-cuda')), want)).toBeLessThan(1e-3);
+    // Recomputing each layer in backward changes no number.
+    expect(worstRelative(await losses(join(dir, 'folder-cuda-ckpt')), want)).toBeLessThan(1e-3);
+    const config = JSON.parse(await readFile(join(dir, 'folder-cuda', 'config.json'), 'utf8'));
+    expect(config).toMatchObject({ hidden_size: 32, num_hidden_layers: 2 });
   });
 });
 
