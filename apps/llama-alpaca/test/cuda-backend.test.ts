@@ -176,7 +176,7 @@ describe('--backend cuda on the CPU device', () => {
 });
 
 describe('--model_name_or_path on --backend cuda', () => {
-  it('loads a Hugging Face folder onto the device and trains it as tfjs does, with or without checkpointing', async () => {
+  it('loads a Hugging Face folder onto the device and trains it as tfjs does: checkpointing, accumulation, clipping', async () => {
     const modelDir = join(dir, 'tiny-llama');
     await writeTinyLlamaDir(modelDir, 11);
     const flags = (backend: 'tfjs' | 'cuda', out: string, extra: string[] = []) =>
@@ -202,6 +202,17 @@ describe('--model_name_or_path on --backend cuda', () => {
     expect(worstRelative(await losses(join(dir, 'folder-cuda-ckpt')), want)).toBeLessThan(1e-3);
     const config = JSON.parse(await readFile(join(dir, 'folder-cuda', 'config.json'), 'utf8'));
     expect(config).toMatchObject({ hidden_size: 32, num_hidden_layers: 2 });
+
+    // Accumulation and clipping are core's on both backends: the same losses with them on.
+    const hard = ['--gradient_accumulation_steps', '2', '--max_grad_norm', '0.05', '--switch_mode', 'random'];
+    await run(flags('tfjs', 'folder-tfjs-accum', hard));
+    await run(flags('cuda', 'folder-cuda-accum', hard));
+    expect(
+      worstRelative(
+        await losses(join(dir, 'folder-cuda-accum')),
+        await losses(join(dir, 'folder-tfjs-accum')),
+      ),
+    ).toBeLessThan(1e-3);
   });
 });
 
