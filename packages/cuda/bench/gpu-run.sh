@@ -20,6 +20,7 @@ export OUT="${OUT:-/tmp/gpu-run}"
 mkdir -p "$OUT"
 LOG="$OUT/gpu-run.log"
 exec > >(tee -a "$LOG") 2>&1
+TEE=$!
 START=$(date +%s)
 BUDGET="${GPU_RUN_BUDGET_S:-540}"
 
@@ -133,3 +134,6 @@ writeFileSync(join(out, 'summary.md'), text);
 console.log(text);
 JS
 echo "gpu-run: done in $(($(date +%s) - START)) s"
+# Let tee write the log's last lines before the call returns (what is left running is killed then).
+exec >&- 2>&-
+wait "$TEE" 2> /dev/null || true
