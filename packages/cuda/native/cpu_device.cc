@@ -1,18 +1,43 @@
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
 
 #include "device.h"
+#include "gemm.h"  // @badam/native's SGEMM (packages/native/native/gemm.h), compiled into this addon
 
 namespace badam {
 namespace {
 
+// BADAM_CPU_GEMM=reference makes the CPU device's GEMMs the plain loop of ref::gemm (to rule the SGEMM in or
+// out); unset or "native", they run @badam/native's blocked, multithreaded SGEMM.
+bool reference_gemm_requested() {
+  const char* env = std::getenv("BADAM_CPU_GEMM");
+  if (env == nullptr || *env == '\0' || std::strcmp(env, "native") == 0) return false;
+  if (std::strcmp(env, "reference") == 0) return true;
+  throw std::invalid_argument(std::string("BADAM_CPU_GEMM must be \"native\" or \"reference\", got \"") + env +
+                              "\"; unset it for the native SGEMM");
+}
+
+/** n elements of a float buffer as fp32: the buffer itself when it is fp32, else an exact copy in `holder`. */
+const float* as_f32(const void* x, DType dtype, size_t n, std::unique_ptr<float[]>& holder) {
+  if (dtype == DType::F32) return static_cast<const float*>(x);
+  holder.reset(new float[n]);
+  for (size_t i = 0; i < n; i++) holder[i] = load_as_f32(x, dtype, i);
+  return holder.get();
+}
+
 class CpuDevice final : public Device {
  public:
+  CpuDevice() : reference_gemm_(reference_gemm_requested()) {}
+
   DeviceInfo info() const override {
     DeviceInfo i;
     i.kind = "cpu";
     i.name = "CPU reference";
-    i.gemm_library = "reference";
+    i.gemm_library = reference_gemm_ ? "reference" : std::string("native sgemm ") + sgemm_kernel_name() + " x" +
+                                                         std::to_string(sgemm_threads());
     return i;
   }
   void* raw_alloc(size_t bytes) override { return std::aligned_alloc(256, (bytes + 255) / 256 * 256); }
@@ -25,9 +50,32 @@ class CpuDevice final : public Device {
   }
   void synchronize() override {}
 
+  // Same contract as ref::gemm (fp32 accumulation, C rounded once), in a different summation order: results
+  // agree with it within fp32 rounding. 16-bit operands are widened to fp32 first (exactly).
   void gemm(const void* a, const void* b, void* c, DType ab, DType cdt, int m, int n, int k, bool trans_a, bool trans_b,
             float alpha, float beta) override {
-    ref::gemm(a, b, c, ab, cdt, m, n, k, trans_a, trans_b, alpha, beta);
+    if (reference_gemm_) {
+      ref::gemm(a, b, c, ab, cdt, m, n, k, trans_a, trans_b, alpha, beta);
+      return;
+    }
+    const size_t mn = static_cast<size_t>(m) * n;
+    std::unique_ptr<float[]> a_holder, b_holder, product_holder;
+    const float* a32 = as_f32(a, ab, static_cast<size_t>(m) * k, a_holder);
+    const float* b32 = as_f32(b, ab, static_cast<size_t>(k) * n, b_holder);
+    const bool direct = cdt == DType::F32 && alpha == 1.0f && beta == 0.0f;
+    float* product = static_cast<float*>(c);
+    if (!direct) {
+      product_holder.reset(new float[mn]);
+      product = product_holder.get();
+    }
+    // Row-major op(A) [m, k] is stored [k, m] when transposed, op(B) [k, n] is stored [n, k].
+    sgemm(m, n, k, a32, trans_a ? m : k, trans_a, b32, trans_b ? k : n, trans_b, product, n);
+    if (direct) return;
+    for (size_t i = 0; i < mn; i++) {
+      float out = alpha * product[i];
+      if (beta != 0.0f) out += beta * load_as_f32(c, cdt, i);  // beta 0 never reads C, as ref::gemm
+      store_from_f32(c, cdt, i, out);
+    }
   }
   void adamw(float* master, void* weight, DType weight_dtype, const void* grad, DType grad_dtype, float* m, float* v,
              size_t n, const ref::AdamWArgs& args) override {
@@ -107,6 +155,9 @@ class CpuDevice final : public Device {
     ref::argmax_rows(x, dtype, out, rows, cols);
   }
   double sum(const void* x, DType dtype, size_t n) override { return ref::sum(x, dtype, n); }
+
+ private:
+  const bool reference_gemm_;
 };
 
 }  // namespace

@@ -1,6 +1,7 @@
 // A device runs BAdam's kernels on memory it owns. Two implementations share this interface: the CUDA
 // device (cuda_device.cu, compiled only when nvcc is found) and the CPU device, which runs the reference
-// kernels on host memory — the oracle in CI, and a working backend on any machine.
+// kernels on host memory — the oracle in CI, and a working backend on any machine — with GEMMs by
+// @badam/native's SGEMM (BADAM_CPU_GEMM=reference: the reference loop).
 #pragma once
 
 #include <cstddef>
@@ -28,7 +29,7 @@ struct DeviceInfo {
   int compute_major = 0, compute_minor = 0;
   size_t total_memory = 0;
   int multiprocessors = 0;
-  std::string gemm_library;  // "cublas 130000" or "reference"
+  std::string gemm_library;  // "cublas 130000"; CPU: "native sgemm avx512 x2" (kernel, threads) or "reference"
 };
 
 class Device {

@@ -3,15 +3,24 @@
 //   - with nvcc (CUDA 12 or 13) when it is found: the CUDA device for sm_80 and sm_90 plus PTX, cudart
 //     linked statically, cuBLAS loaded at run time with dlopen;
 //   - with g++ alone otherwise (or with BADAM_CUDA=0): the CPU device only, whose kernels are the references.
+// Both builds compile @badam/native's SGEMM (native/gemm.cc, read from that package, not copied) for the CPU
+// device's GEMMs, with native's own flags (-O3; its AVX-512 / AVX2 micro-kernels are chosen at run time)
+// and hidden visibility, so its symbols stay inside this addon when badam_native.node is loaded too.
 // Without g++ nothing fails here; build/Release/unavailable.txt says why, and loading the package repeats
 // it with what to install. A CPU-only build leaves build/Release/cuda-unavailable.txt with the reason.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const src = join(root, 'native');
+// @badam/native's sources (a dependency: its package ships native/ for its own install build).
+const nativeSrc = join(
+  dirname(createRequire(import.meta.url).resolve('@badam/native/package.json')),
+  'native',
+);
 const out = join(root, 'build', 'Release');
 const obj = join(root, 'build', 'obj');
 mkdirSync(obj, { recursive: true });
@@ -31,8 +40,18 @@ const nodeInclude = [
   .filter(Boolean)
   .find((dir) => existsSync(join(dir, 'node_api.h')));
 const run = (cmd, args) => execFileSync(cmd, args, { stdio: ['ignore', 'inherit', 'inherit'] });
-const common = ['-std=c++17', '-O2', '-fPIC', '-DNODE_GYP_MODULE_NAME=badam_cuda', `-I${nodeInclude}`];
+const common = [
+  '-std=c++17',
+  '-O2',
+  '-fPIC',
+  '-DNODE_GYP_MODULE_NAME=badam_cuda',
+  `-I${nodeInclude}`,
+  `-I${nativeSrc}`,
+];
 const hostSources = ['addon.cc', 'allocator.cc', 'reference.cc', 'llama_reference.cc', 'cpu_device.cc'];
+// @badam/native's SGEMM, as packages/native/scripts/build-addon.mjs compiles it.
+const sgemmSource = join(nativeSrc, 'gemm.cc');
+const sgemmFlags = ['-std=c++17', '-O3', '-fPIC', '-pthread', '-fvisibility=hidden'];
 // The CUDA device and its kernels: compiled by nvcc only.
 const cudaSources = ['cuda_device.cu', 'llama_kernels.cu'];
 
@@ -61,6 +80,9 @@ function buildCuda({ home, nvcc }) {
     run(cxx, [...common, '-DBADAM_WITH_CUDA', `-I${join(home, 'include')}`, '-c', join(src, file), '-o', o]);
     objects.push(o);
   }
+  const sgemmObject = join(obj, 'native_gemm.cc.o');
+  run(cxx, [...sgemmFlags, '-c', sgemmSource, '-o', sgemmObject]);
+  objects.push(sgemmObject);
   const gencode = ['80', '90'].flatMap((sm) => ['-gencode', `arch=compute_${sm},code=sm_${sm}`]);
   for (const file of cudaSources) {
     const cuObject = join(obj, file.replace(/\.cu$/, '.o'));
@@ -94,7 +116,17 @@ function buildCuda({ home, nvcc }) {
 }
 
 function buildCpu() {
-  run(cxx, [...common, '-shared', '-pthread', ...hostSources.map((f) => join(src, f)), '-o', partial]);
+  const sgemmObject = join(obj, 'native_gemm.cc.o');
+  run(cxx, [...sgemmFlags, '-c', sgemmSource, '-o', sgemmObject]);
+  run(cxx, [
+    ...common,
+    '-shared',
+    '-pthread',
+    ...hostSources.map((f) => join(src, f)),
+    sgemmObject,
+    '-o',
+    partial,
+  ]);
   renameSync(partial, target);
 }
 

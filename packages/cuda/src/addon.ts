@@ -65,6 +65,11 @@ export interface DeviceDescription {
   computeCapability: string;
   totalMemory: number;
   multiprocessors: number;
+  /**
+   * What runs `gemm`: `cublas <version>` on the GPU; on the CPU `native sgemm <kernel> x<threads>`
+   * (@badam/native's SGEMM, e.g. `native sgemm avx512 x2`) or `reference` (the plain loop, with
+   * `BADAM_CPU_GEMM=reference`).
+   */
   gemmLibrary: string;
 }
 

@@ -67,7 +67,7 @@ let nextContextId = 1;
 
 /**
  * A device with its caching allocator: the CUDA device (a GPU, kernels in CUDA, GEMMs in cuBLAS) or the CPU
- * device (host memory, the C++ reference kernels). Both run the same kernels with the same arguments, so
+ * device (host memory, the C++ reference kernels, GEMMs by @badam/native's SGEMM). Both run the same kernels with the same arguments, so
  * code written against one runs on the other, and the CPU device is the oracle the GPU is checked against.
  *
  * @example
@@ -107,7 +107,11 @@ export class Device {
     }
   }
 
-  /** The CPU device: host memory and the reference kernels. Works wherever the addon is built. */
+  /**
+   * The CPU device: host memory and the reference kernels, with GEMMs by @badam/native's blocked,
+   * multithreaded SGEMM (`BADAM_CPU_GEMM=reference`, read when the device is created: the reference loop).
+   * Works wherever the addon is built.
+   */
   static cpu(): Device {
     return new Device('cpu', 0);
   }
@@ -172,7 +176,10 @@ export class Device {
     this.addon.cast(src.handle, dst.handle);
   }
 
-  /** Matrix product with fp32 accumulation (cuBLAS on the GPU); A and B share a dtype, C is fp32 or that dtype. */
+  /**
+   * Matrix product with fp32 accumulation (cuBLAS on the GPU, @badam/native's SGEMM on the CPU); A and B
+   * share a dtype, C is fp32 or that dtype.
+   */
   gemm(a: DeviceTensor, b: DeviceTensor, c: DeviceTensor, shape: GemmShape): void {
     this.own(a, b, c);
     this.addon.gemm(
