@@ -85,6 +85,15 @@ class CpuDevice final : public Device {
       }
       return;
     }
+    if (cdt == DType::BF16) {  // activations: round each result once
+      auto* bits = static_cast<uint16_t*>(c);
+      for (size_t i = 0; i < mn; i++) {
+        float out = alpha * product[i];
+        if (beta != 0.0f) out += beta * bf16_to_f32(bits[i]);  // as below: -0 stays -0 when beta is 0
+        bits[i] = f32_to_bf16(out);
+      }
+      return;
+    }
     for (size_t i = 0; i < mn; i++) {
       float out = alpha * product[i];
       if (beta != 0.0f) out += beta * load_as_f32(c, cdt, i);  // beta 0 never reads C, as ref::gemm
