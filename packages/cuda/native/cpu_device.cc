@@ -24,7 +24,12 @@ bool reference_gemm_requested() {
 const float* as_f32(const void* x, DType dtype, size_t n, std::unique_ptr<float[]>& holder) {
   if (dtype == DType::F32) return static_cast<const float*>(x);
   holder.reset(new float[n]);
-  for (size_t i = 0; i < n; i++) holder[i] = load_as_f32(x, dtype, i);
+  if (dtype == DType::BF16) {  // the common case, a loop the compiler vectorizes
+    const auto* bits = static_cast<const uint16_t*>(x);
+    for (size_t i = 0; i < n; i++) holder[i] = bf16_to_f32(bits[i]);
+  } else {
+    for (size_t i = 0; i < n; i++) holder[i] = load_as_f32(x, dtype, i);
+  }
   return holder.get();
 }
 
@@ -71,6 +76,24 @@ class CpuDevice final : public Device {
     // Row-major op(A) [m, k] is stored [k, m] when transposed, op(B) [k, n] is stored [n, k].
     sgemm(m, n, k, a32, trans_a ? m : k, trans_a, b32, trans_b ? k : n, trans_b, product, n);
     if (direct) return;
+    if (cdt == DType::F32) {  // gradient accumulation (beta 1) mostly: one vectorizable pass
+      float* c32 = static_cast<float*>(c);
+      if (beta == 0.0f) {
+        for (size_t i = 0; i < mn; i++) c32[i] = alpha * product[i];
+      } else {
+        for (size_t i = 0; i < mn; i++) c32[i] = alpha * product[i] + beta * c32[i];
+      }
+      return;
+    }
+    if (cdt == DType::BF16) {  // activations: round each result once
+      auto* bits = static_cast<uint16_t*>(c);
+      for (size_t i = 0; i < mn; i++) {
+        float out = alpha * product[i];
+        if (beta != 0.0f) out += beta * bf16_to_f32(bits[i]);  // as below: -0 stays -0 when beta is 0
+        bits[i] = f32_to_bf16(out);
+      }
+      return;
+    }
     for (size_t i = 0; i < mn; i++) {
       float out = alpha * product[i];
       if (beta != 0.0f) out += beta * load_as_f32(c, cdt, i);  // beta 0 never reads C, as ref::gemm

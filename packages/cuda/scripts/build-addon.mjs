@@ -17,10 +17,15 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const src = join(root, 'native');
 // @badam/native's sources (a dependency: its package ships native/ for its own install build).
-const nativeSrc = join(
-  dirname(createRequire(import.meta.url).resolve('@badam/native/package.json')),
-  'native',
-);
+function findNativeSources() {
+  try {
+    return join(dirname(createRequire(import.meta.url).resolve('@badam/native/package.json')), 'native');
+  } catch {
+    return undefined;
+  }
+}
+// Unresolved, the build stops below and names where it looked.
+const nativeSrc = findNativeSources() ?? join(root, 'node_modules', '@badam', 'native', 'native');
 const out = join(root, 'build', 'Release');
 const obj = join(root, 'build', 'obj');
 mkdirSync(obj, { recursive: true });
@@ -136,6 +141,12 @@ if (nodeInclude === undefined) {
     "Node's headers (node_api.h) were not found next to node; set NODE_INCLUDE_DIR\n",
   );
   console.warn('@badam/cuda: not built: Node headers not found');
+} else if (!existsSync(sgemmSource)) {
+  writeFileSync(
+    notes.unavailable,
+    `@badam/native's SGEMM source was not found (${sgemmSource}); install @badam/cuda's dependency @badam/native\n`,
+  );
+  console.warn("@badam/cuda: not built: @badam/native's sources not found");
 } else {
   const cuda = findCuda();
   let built = false;
