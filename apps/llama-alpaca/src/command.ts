@@ -116,6 +116,7 @@ export async function runCommand(argv: readonly string[], io: RunIO): Promise<nu
         .map(([k, v]) => `${k} ${typeof v === 'number' ? Number(v.toPrecision(6)) : v}`)
         .join(', ');
       io.log(`done: ${summary}\noutputs in ${run.outputDir}`);
+      run.deviceModel?.dispose();
     }
     await writeJson(join(options.outputDir, 'badam_llama.json'), {
       template,

@@ -1,3 +1,4 @@
+import { UsageError } from '@badam/core';
 import {
   alpacaExamples,
   ByteTokenizer,
@@ -67,6 +68,11 @@ export async function runComparison(
     evalExamples: evalSize = 80,
     validationExamples: validationSize = evalSize,
   } = settings;
+  if (options.backend === 'cuda') {
+    throw new UsageError(
+      'badam-llama compare runs on --backend tfjs: it compares block and full with lora and sparse, which @badam/cuda does not train yet (train block or full on cuda with badam-llama train)',
+    );
+  }
   await prepareBackend(options, io); // first: a backend that cannot run refuses before anything is written
   const tokenizer = new ByteTokenizer();
   const template = chatTemplate('default');

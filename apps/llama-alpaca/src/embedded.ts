@@ -1,8 +1,15 @@
 import { join } from 'node:path';
 import { alpacaExamples, ByteTokenizer, chatTemplate, type InstructionExample } from '@badam/data';
-import { LlamaForCausalLM, llamaConfigFromHf } from '@badam/models';
+import { LlamaForCausalLM } from '@badam/models';
 import { prepareRunOutputDir } from '@badam/runner';
-import { generatedCorpus, generatedInstructions, TASKS, TINY_LLAMA_CONFIG } from './embedded-data.js';
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  BUILTIN_INITIALIZER_RANGE,
+  builtinLlamaConfig,
+  type DeviceRunModel,
+  loadDeviceLlama,
+} from './device-model.js';
+import { generatedCorpus, generatedInstructions, TASKS } from './embedded-data.js';
 import { predictExamples } from './predict.js';
 import { checkCutoffLen, prepareBackend, type RunIO, runTraining, writeJson } from './run-training.js';
 import { LLAMA_DIALECT, type TrainOptions } from './train-options.js';
@@ -43,7 +50,7 @@ export interface EmbeddedSettings {
  * Every parameter is left trainable (the runner kit gives back the `trainable` flags it found).
  */
 export async function pretrainOnGeneratedText(
-  model: LlamaForCausalLM,
+  model: LlamaForCausalLM | DeviceRunModel,
   tokenizer: ByteTokenizer,
   options: TrainOptions,
   io: RunIO,
@@ -75,8 +82,18 @@ export async function pretrainOnGeneratedText(
       gradientAccumulationSteps: 1,
     },
     io,
-    { model, tokenizer, examples: corpus, skipModelSave: true },
+    {
+      ...(model instanceof LlamaForCausalLM ? { model } : { deviceModel: model }),
+      tokenizer,
+      examples: corpus,
+      skipModelSave: true,
+    },
   );
+}
+
+function parameterCount(model: LlamaForCausalLM | DeviceRunModel): number {
+  if (model instanceof LlamaForCausalLM) return model.parameterCount;
+  return model.model.parameters().reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
 }
 
 /** What the embedded default reports. */
@@ -87,15 +104,31 @@ export interface EmbeddedResult {
   readonly outputDir: string;
 }
 
+/**
+ * A tfjs copy of a model on the device, for generation (which runs on tfjs only): fine for the tiny
+ * built-in Llama, whose fp32 weights are a few hundred kilobytes.
+ */
+function tfjsCopy(device: DeviceRunModel): LlamaForCausalLM {
+  const copy = new LlamaForCausalLM(device.config, { skipInitialization: true });
+  for (const w of device.model.readWeights())
+    tf.tidy(() => copy.parameter(w.name).assign(tf.tensor(w.data as Float32Array, [...w.shape])));
+  return copy;
+}
+
 function accuracyByTask(
-  model: LlamaForCausalLM,
+  model: LlamaForCausalLM | DeviceRunModel,
   tokenizer: ByteTokenizer,
   evalSet: ReturnType<typeof generatedInstructions>['eval'],
   examples: readonly InstructionExample[],
 ): Record<string, number> {
-  const { predictions, exactMatch } = predictExamples(model, tokenizer, chatTemplate('default'), examples, {
-    maxNewTokens: 8,
-  });
+  const onTfjs = model instanceof LlamaForCausalLM ? model : tfjsCopy(model);
+  let predicted: ReturnType<typeof predictExamples>;
+  try {
+    predicted = predictExamples(onTfjs, tokenizer, chatTemplate('default'), examples, { maxNewTokens: 8 });
+  } finally {
+    if (onTfjs !== model) onTfjs.dispose();
+  }
+  const { predictions, exactMatch } = predicted;
   const result: Record<string, number> = { all: exactMatch };
   for (const task of TASKS) {
     const idx = evalSet.map((e, i) => (e.task === task ? i : -1)).filter((i) => i >= 0);
@@ -110,7 +143,9 @@ function accuracyByTask(
  * The project's main job: a built-in tiny Llama (byte tokenizer) is pretrained briefly on generated text
  * with full AdamW, then instruction-tuned with the chosen finetuning type (BAdam by default) on generated
  * instructions — copy, reverse, sort, add — and its exact-match accuracy on held-out instructions is
- * reported before and after. Runs on the CPU (wasm backend) in a few minutes.
+ * reported before and after. Runs on the CPU (wasm backend) in a few minutes. With `--backend cuda` the model
+ * trains on the device (the CPU reference device with `--cuda_device cpu`), and a tfjs copy of its
+ * weights generates the answers that are scored.
  */
 export async function runEmbeddedDefault(
   options: TrainOptions,
@@ -124,19 +159,24 @@ export async function runEmbeddedDefault(
   } = settings;
   await prepareBackend(options, io);
   const tokenizer = new ByteTokenizer();
-  const model = new LlamaForCausalLM(llamaConfigFromHf(TINY_LLAMA_CONFIG, 'built-in tiny Llama'), {
-    seed: options.seed,
-    initializerRange: 0.05,
-  });
   // Before any work: the flags the model decides on, and the output directory (never an earlier run's
   // without --overwrite_output_dir).
-  checkCutoffLen(options, model);
+  const model =
+    options.backend === 'cuda'
+      ? await loadDeviceLlama({ ...options, modelNameOrPath: undefined }, io, (config) =>
+          checkCutoffLen(options, { maxPositions: config.maxPositionEmbeddings, config }),
+        )
+      : new LlamaForCausalLM(builtinLlamaConfig(), {
+          seed: options.seed,
+          initializerRange: BUILTIN_INITIALIZER_RANGE,
+        });
+  if (model instanceof LlamaForCausalLM) checkCutoffLen(options, model);
   await prepareRunOutputDir(options, LLAMA_DIALECT, io);
   const instructions = generatedInstructions(trainSize, evalSize, options.seed);
   const trainExamples = alpacaExamples(instructions.train);
   const evalExamples = alpacaExamples(instructions.eval);
   io.log(
-    `badam-llama: embedded default: built-in tiny Llama (${model.parameterCount.toLocaleString('en')} parameters, byte tokenizer)`,
+    `badam-llama: embedded default: built-in tiny Llama (${parameterCount(model).toLocaleString('en')} parameters, byte tokenizer)`,
   );
 
   io.log(`\n== 1/3 pretraining on generated text (full AdamW, ${pretrainSteps} steps) ==`);
@@ -149,7 +189,7 @@ export async function runEmbeddedDefault(
 
   io.log(`\n== 3/3 instruction tuning (${options.method}) ==`);
   const run = await runTraining(options, io, {
-    model,
+    ...(model instanceof LlamaForCausalLM ? { model } : { deviceModel: model }),
     tokenizer,
     template: 'default',
     examples: trainExamples,
@@ -164,6 +204,7 @@ export async function runEmbeddedDefault(
   io.log(
     `\nexact match on held-out instructions, before -> after ${options.method} fine-tuning:\n${rows.join('\n')}`,
   );
+  if (!(model instanceof LlamaForCausalLM)) model.model.dispose();
   const metrics = { ...run.metrics, exact_match_before: before.all!, exact_match_after: after.all! };
   await writeJson(join(options.outputDir, 'all_results.json'), metrics);
   await writeJson(join(options.outputDir, 'embedded_results.json'), {

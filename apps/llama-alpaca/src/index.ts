@@ -1,13 +1,23 @@
 /**
- * badam-llama — instruction fine-tuning of Llama-family models with BAdam on TensorFlow.js: the runner of
- * the BAdam paper's Alpaca experiments, with LLaMA-Factory's flags, and an embedded default that
- * pretrains and instruction-tunes a built-in tiny Llama on a laptop CPU.
+ * badam-llama — instruction fine-tuning of Llama-family models with BAdam on TensorFlow.js or on an NVIDIA
+ * GPU (`--backend cuda`, @badam/cuda): the runner of the BAdam paper's Alpaca experiments, with
+ * LLaMA-Factory's flags, and an embedded default that pretrains and instruction-tunes a built-in tiny
+ * Llama on a laptop CPU.
  *
  * @packageDocumentation
  */
 export { CHAT_FLAGS, runChat } from './chat.js';
 export { runCommand, trainOptionsFrom } from './command.js';
 export { type ComparisonSettings, runComparison } from './compare.js';
+export {
+  BUILTIN_INITIALIZER_RANGE,
+  builtinLlamaConfig,
+  type DeviceRunModel,
+  deviceDtype,
+  deviceLlamaRunnerModel,
+  loadDeviceLlama,
+} from './device-model.js';
+export { deviceBatch, deviceCausalLmTask } from './device-training-task.js';
 export {
   EMBEDDED_DEFAULTS,
   type EmbeddedResult,

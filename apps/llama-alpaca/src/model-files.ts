@@ -1,12 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ByteTokenizer, type Tokenizer } from '@badam/data';
-import { type LlamaForCausalLM, llamaConfigToHf } from '@badam/models';
+import { type LlamaConfig, llamaConfigToHf } from '@badam/models';
 import { writeFileAtomic } from '@badam/safetensors';
 
 /** What {@link writeModelFiles} needs to know about the model. */
 export interface ModelFilesSource {
-  readonly model: LlamaForCausalLM;
+  /** The model's config (of a tfjs model or of one on the device). */
+  readonly config: LlamaConfig;
   readonly tokenizer: Tokenizer;
   /** The folder the model was loaded from (its tokenizer files are copied); undefined: built in. */
   readonly sourceDir: string | undefined;
@@ -44,7 +45,7 @@ export async function writeModelFiles(
   { config = false }: { config?: boolean } = {},
 ): Promise<void> {
   const hfConfig: Record<string, unknown> = {
-    ...llamaConfigToHf(source.model.config),
+    ...llamaConfigToHf(source.config),
     torch_dtype: source.dtype,
   };
   if (config) await writeFileAtomic(join(directory, 'config.json'), json(hfConfig));

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { type RunIO, writeResultsJson } from '@badam/callbacks';
 import { estimateActivationBytes, type MemoryEstimate, type TrainerCallback, UsageError } from '@badam/core';
+import type { DeviceLlama } from '@badam/cuda';
 import {
   alpacaExamples,
   ByteTokenizer,
@@ -16,7 +17,7 @@ import {
   type TokenizedExample,
   type Tokenizer,
 } from '@badam/data';
-import { LlamaForCausalLM, llamaConfigFromHf, loadLlama, saveLlama, saveLoraAdapter } from '@badam/models';
+import { type LlamaConfig, LlamaForCausalLM, loadLlama, saveLlama, saveLoraAdapter } from '@badam/models';
 import {
   fineTune,
   prepareRunBackend,
@@ -27,7 +28,14 @@ import {
 } from '@badam/runner';
 import { writeFileAtomic } from '@badam/safetensors';
 import { chooseChatTemplate } from './chat-template-choice.js';
-import { generatedInstructions, TINY_LLAMA_CONFIG } from './embedded-data.js';
+import {
+  BUILTIN_INITIALIZER_RANGE,
+  builtinLlamaConfig,
+  type DeviceRunModel,
+  deviceLlamaRunnerModel,
+  loadDeviceLlama,
+} from './device-model.js';
+import { generatedInstructions } from './embedded-data.js';
 import { type ModelFilesSource, writeModelFiles } from './model-files.js';
 import { type Prediction, predictExamples } from './predict.js';
 import { LLAMA_DIALECT, type TrainOptions } from './train-options.js';
@@ -41,7 +49,10 @@ export interface TrainRunResult {
   readonly outputDir: string;
   /** Hugging Face-style results: train_loss, train_runtime, eval_loss, peak memory... */
   readonly metrics: Record<string, number | string>;
-  readonly model: LlamaForCausalLM;
+  /** The trained model on tfjs (`--backend tfjs`). */
+  readonly model: LlamaForCausalLM | undefined;
+  /** The trained model on @badam/cuda's device (`--backend cuda`); the caller disposes it. */
+  readonly deviceModel: DeviceLlama | undefined;
   readonly tokenizer: Tokenizer;
   readonly template: ChatTemplate;
   readonly validation: readonly InstructionExample[];
@@ -53,6 +64,8 @@ export interface TrainRunResult {
 /** Inputs given in code instead of files (the embedded default, tests). */
 export interface RunInputs {
   model?: LlamaForCausalLM;
+  /** The model on the device, for `--backend cuda` (with `tokenizer`); stays the caller's. */
+  deviceModel?: Pick<DeviceRunModel, 'model' | 'device' | 'config'>;
   tokenizer?: Tokenizer;
   template?: string;
   examples?: readonly InstructionExample[];
@@ -71,7 +84,7 @@ export interface RunInputs {
  * multiply) before any work is done. Returns a label such as `tfjs wasm + native avx512 x2`.
  */
 export async function prepareBackend(options: TrainOptions, io: RunIO): Promise<string> {
-  const label = await prepareRunBackend(options.backend, options, { kind: 'Llama' }, (m) =>
+  const label = await prepareRunBackend(options.backend, options, { kind: 'Llama', cuda: true }, (m) =>
     io.warn(`badam-llama: ${m}`),
   );
   io.log(`badam-llama: backend ${label}`);
@@ -84,9 +97,9 @@ export async function loadModelAndTokenizer(
   io: Pick<RunIO, 'warn'> = console,
 ): Promise<{ model: LlamaForCausalLM; tokenizer: Tokenizer; builtin: boolean }> {
   if (options.modelNameOrPath === undefined) {
-    const model = new LlamaForCausalLM(llamaConfigFromHf(TINY_LLAMA_CONFIG, 'built-in tiny Llama'), {
+    const model = new LlamaForCausalLM(builtinLlamaConfig(), {
       seed: options.seed,
-      initializerRange: 0.05,
+      initializerRange: BUILTIN_INITIALIZER_RANGE,
     });
     return { model, tokenizer: new ByteTokenizer(), builtin: true };
   }
@@ -131,18 +144,30 @@ export async function runTraining(
 ): Promise<TrainRunResult> {
   const backendLabel = await prepareBackend(options, io);
   if (!inputs.outputDirReady) await prepareRunOutputDir(options, LLAMA_DIALECT, io);
-  if (options.bf16)
+  if (options.bf16 && options.backend === 'tfjs')
     io.warn(
       'badam-llama: --bf16 on tfjs: training stays fp32 (tfjs has no bf16); the saved model is written in bf16',
     );
 
-  const loaded =
-    inputs.model !== undefined && inputs.tokenizer !== undefined
-      ? { model: inputs.model, tokenizer: inputs.tokenizer, builtin: false }
-      : await loadModelAndTokenizer(options, io);
-  const { model, tokenizer } = loaded;
-  checkCutoffLen(options, model);
-  model.gradientCheckpointing = options.gradientCheckpointing;
+  const loaded = await loadRunModel(options, io, inputs);
+  try {
+    return await trainLoaded(options, io, inputs, loaded, backendLabel);
+  } catch (error) {
+    // A device model this run loaded is freed when the run fails (the caller gets it only on success).
+    if (inputs.deviceModel === undefined) loaded.deviceModel?.model.dispose();
+    throw error;
+  }
+}
+
+/** {@link runTraining} once its model is there. */
+async function trainLoaded(
+  options: TrainOptions,
+  io: RunIO,
+  inputs: RunInputs,
+  loaded: RunModel,
+  backendLabel: string,
+): Promise<TrainRunResult> {
+  const { tokenizer, config } = loaded;
   // --template by name; else the model's own chat_template (tokenizer_config.json); else alpaca.
   const template = await chooseChatTemplate(
     options.template ?? inputs.template,
@@ -173,7 +198,7 @@ export async function runTraining(
   if (trainSet.length === 0)
     throw new UsageError('no training examples left after tokenization: check --dataset and --cutoff_len');
   const longest = Math.max(...trainSet.map((e) => e.inputIds.length));
-  const padTo = longest + ((8 - (longest % 8)) % 8) <= model.maxPositions ? 8 : 1;
+  const padTo = longest + ((8 - (longest % 8)) % 8) <= loaded.maxPositions ? 8 : 1;
   const trainData = batchedDataSource(trainSet, {
     batchSize: options.batchSize,
     padTokenId: tokenizer.padTokenId,
@@ -193,7 +218,7 @@ export async function runTraining(
 
   // Checkpoints hold fp32 weights; the folder's files make each one loadable as a model (chat, training).
   const modelFiles: ModelFilesSource = {
-    model,
+    config,
     tokenizer,
     sourceDir: options.modelNameOrPath,
     dtype: 'float32',
@@ -201,7 +226,7 @@ export async function runTraining(
   const run = await fineTune<PaddedBatch>({
     dialect: LLAMA_DIALECT,
     options,
-    model: llamaRunnerModel(model, options),
+    model: loaded.runner,
     trainData,
     evalData,
     trainExamples: trainSet.length,
@@ -209,13 +234,14 @@ export async function runTraining(
     // Activations of the longest padded batch (core's closed form; tfjs keeps more on its tape: docs/memory.md).
     activationBytes: () =>
       estimateActivationBytes(
-        { kind: 'decoder', ...model.config },
+        { kind: 'decoder', ...config },
         {
           batchSize: options.batchSize,
           seqLength: longest + ((padTo - (longest % padTo)) % padTo),
-          dtype: 'float32',
+          // tfjs computes in fp32 with a [t, t] score matrix; the device in the weights' dtype, flash style.
+          dtype: options.backend === 'cuda' && options.bf16 ? 'bfloat16' : 'float32',
           gradientCheckpointing: options.gradientCheckpointing,
-          attention: 'eager',
+          attention: options.backend === 'cuda' ? 'flash' : 'eager',
         },
       ),
     backendLabel,
@@ -230,15 +256,23 @@ export async function runTraining(
   });
 
   if (!inputs.skipModelSave) {
-    if (options.method === 'lora')
-      await saveLoraAdapter(model, options.outputDir, options.modelNameOrPath ?? 'built-in tiny Llama');
-    else await saveLlama(model, options.outputDir, { dtype: options.bf16 ? 'bfloat16' : 'float32' });
-    await writeModelFiles(options.outputDir, { ...modelFiles, dtype: options.bf16 ? 'bfloat16' : 'float32' });
+    const dtype = options.bf16 ? 'bfloat16' : 'float32';
+    const { model, deviceModel } = loaded;
+    if (deviceModel !== undefined) {
+      // In the weights' own dtype (bf16 with --bf16), Hugging Face's layout; config.json as on tfjs.
+      await deviceModel.model.save(options.outputDir);
+      await writeModelFiles(options.outputDir, { ...modelFiles, dtype }, { config: true });
+    } else {
+      if (options.method === 'lora')
+        await saveLoraAdapter(model!, options.outputDir, options.modelNameOrPath ?? 'built-in tiny Llama');
+      else await saveLlama(model!, options.outputDir, { dtype });
+      await writeModelFiles(options.outputDir, { ...modelFiles, dtype });
+    }
   }
   let predictions: Prediction[] | undefined;
   const metrics: Record<string, number | string> = { ...run.metrics, finetuning_type: options.method };
-  if (options.doPredict && validation.length > 0) {
-    const predicted = predictExamples(model, tokenizer, template, validation, {
+  if (options.doPredict && validation.length > 0 && loaded.model !== undefined) {
+    const predicted = predictExamples(loaded.model, tokenizer, template, validation, {
       maxNewTokens: options.maxNewTokens,
       temperature: options.temperature,
       topP: options.topP,
@@ -258,7 +292,8 @@ export async function runTraining(
   return {
     outputDir: options.outputDir,
     metrics,
-    model,
+    model: loaded.model,
+    deviceModel: loaded.deviceModel?.model,
     tokenizer,
     template,
     validation,
@@ -268,13 +303,68 @@ export async function runTraining(
   };
 }
 
+/** The run's model on its backend, and what the run needs of it whichever backend that is. */
+interface RunModel {
+  readonly config: LlamaConfig;
+  /** Longest sequence the model takes (tfjs caps its position table at 4096). */
+  readonly maxPositions: number;
+  readonly tokenizer: Tokenizer;
+  readonly builtin: boolean;
+  readonly runner: RunnerModel<PaddedBatch>;
+  /** The tfjs model (`--backend tfjs`). */
+  readonly model?: LlamaForCausalLM;
+  /** The model on the device (`--backend cuda`). */
+  readonly deviceModel?: Pick<DeviceRunModel, 'model' | 'device'>;
+}
+
+/**
+ * The run's model: given in `inputs`, or loaded (built) as the options say; on `--backend cuda` on the
+ * device only, with `--cutoff_len` checked before its weights are read.
+ */
+async function loadRunModel(options: TrainOptions, io: RunIO, inputs: RunInputs): Promise<RunModel> {
+  if (options.backend === 'cuda') {
+    const given = inputs.deviceModel !== undefined && inputs.tokenizer !== undefined;
+    const device = given
+      ? { ...inputs.deviceModel!, tokenizer: inputs.tokenizer!, builtin: false }
+      : await loadDeviceLlama(options, io, (config) =>
+          checkCutoffLen(options, { maxPositions: config.maxPositionEmbeddings, config }),
+        );
+    const { config } = device;
+    const maxPositions = device.model.maxPositions;
+    checkCutoffLen(options, { maxPositions, config });
+    return {
+      config,
+      maxPositions,
+      tokenizer: device.tokenizer,
+      builtin: device.builtin,
+      runner: deviceLlamaRunnerModel(device, options),
+      deviceModel: device,
+    };
+  }
+  const loaded =
+    inputs.model !== undefined && inputs.tokenizer !== undefined
+      ? { model: inputs.model, tokenizer: inputs.tokenizer, builtin: false }
+      : await loadModelAndTokenizer(options, io);
+  const { model } = loaded;
+  checkCutoffLen(options, model);
+  model.gradientCheckpointing = options.gradientCheckpointing;
+  return {
+    config: model.config,
+    maxPositions: model.maxPositions,
+    tokenizer: loaded.tokenizer,
+    builtin: loaded.builtin,
+    runner: llamaRunnerModel(model, options),
+    model,
+  };
+}
+
 /**
  * Refuses a `--cutoff_len` longer than the model's position table before any work (it would fail at the
  * first long example, in the middle of training); the default one (1024) is shortened to the table instead.
  */
 export function checkCutoffLen(
   options: Pick<TrainOptions, 'cutoffLen' | 'cutoffLenGiven'>,
-  model: LlamaForCausalLM,
+  model: { readonly maxPositions: number; readonly config: Pick<LlamaConfig, 'maxPositionEmbeddings'> },
 ): void {
   if (options.cutoffLen <= model.maxPositions) return;
   if (!options.cutoffLenGiven) {

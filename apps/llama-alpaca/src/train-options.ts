@@ -72,12 +72,12 @@ export const TRAIN_FLAGS: Readonly<Record<string, FlagSpec>> = {
   bf16: {
     type: 'boolean',
     default: false,
-    help: 'bf16 weights (on tfjs: the saved model is written in bf16; training stays fp32)',
+    help: 'bf16 weights (cuda: bf16 weights and activations, fp32 masters and Adam state; tfjs: the saved model is written in bf16, training stays fp32)',
   },
   gradient_checkpointing: {
     type: 'boolean',
     default: false,
-    help: 'recompute layer activations in backward',
+    help: 'recompute layer activations in backward (tfjs and cuda)',
   },
   group_by_length: { type: 'boolean', default: false, help: 'batch examples of similar length' },
   do_predict: {
@@ -164,6 +164,11 @@ export function resolveTrainOptions(v: FlagValues): TrainOptions {
   }
   if (v.do_predict === true && v.val_size === 0) {
     throw new UsageError('--do_predict generates answers for the validation set: set --val_size (e.g. 0.1)');
+  }
+  if (v.do_predict === true && shared.backend === 'cuda') {
+    throw new UsageError(
+      '--do_predict generates with TensorFlow.js, and --backend cuda keeps the model on the device only (an 8B model does not fit in host fp32): train without --do_predict, then run badam-llama chat on the saved model (or train with --backend tfjs)',
+    );
   }
   if (v.stage === 'pt' && v.template !== undefined) {
     throw new UsageError('--template applies to --stage sft; pretraining uses raw text');

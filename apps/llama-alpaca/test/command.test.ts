@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Device } from '@badam/cuda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCommand, TRAIN_FLAGS, trainOptionsFrom } from '../src/index.js';
 
@@ -200,7 +201,7 @@ describe('badam-llama flags', () => {
     ],
     [['--learning_rate', 'fast'], '--learning_rate'],
     [['--finetuning_type', 'qlora'], 'one of block, full, lora, sparse'],
-    [['--backend', 'cuda'], '--backend cuda is not available yet'],
+    [['--backend', 'cuda', '--cuda_device', 'gpu'], '--cuda_device must be a GPU ordinal (0, 1, ...) or cpu'],
     [['--eval_steps', '10', '--model_name_or_path', 'x'], '--eval_steps needs a validation set'],
     [['--resume_from_checkpoint', 'true', '--overwrite_output_dir'], 'contradict'],
     [['--cutoff_len'], '--cutoff_len needs a value'],
@@ -324,17 +325,24 @@ describe('badam-llama flags', () => {
     expect(err.join('\n')).toContain(`${missing} does not exist, and there is no data/dataset_info.json`);
   });
 
-  it('--backend cuda says what is missing before anything is written, for training and compare', async () => {
-    for (const sub of [[], ['compare']]) {
-      const out = join(dir, `cuda-${sub.length}`);
-      const { io, err } = capture();
-      expect(await runCommand([...sub, '--backend', 'cuda', '--output_dir', out], io)).toBe(2);
-      expect(err.join('\n')).toMatch(
-        /--backend cuda is not available yet for Llama: .* no Llama forward and backward pass .* This machine: .* Train with --backend tfjs/,
-      );
-      expect(existsSync(out)).toBe(false);
-    }
-  });
+  it.skipIf(Device.cudaStatus().devices > 0)(
+    '--backend cuda without a GPU says why before anything is written, for training and compare',
+    async () => {
+      for (const [sub, message] of [
+        [
+          [],
+          /--backend cuda: @badam\/cuda cannot use a GPU here: .*Use --cuda_device cpu .*, or --backend tfjs/,
+        ],
+        [['compare'], /compare runs on --backend tfjs/],
+      ] as const) {
+        const out = join(dir, `cuda-${sub.length}`);
+        const { io, err } = capture();
+        expect(await runCommand([...sub, '--backend', 'cuda', '--output_dir', out], io)).toBe(2);
+        expect(err.join('\n')).toMatch(message);
+        expect(existsSync(out)).toBe(false);
+      }
+    },
+  );
 
   it('chat checks --top_p before loading anything', async () => {
     const { io, err } = capture();

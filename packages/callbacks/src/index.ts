@@ -60,7 +60,7 @@ export {
   UNFINISHED_SAVE,
   writeResultsJson,
 } from './output-dir.js';
-export { ProgressCallback, type ProgressCallbackOptions } from './progress-callback.js';
+export { formatMemoryReport, ProgressCallback, type ProgressCallbackOptions } from './progress-callback.js';
 export { type RunCallbacksOptions, type RunIO, runCallbacks } from './run-callbacks.js';
 export {
   CHECKPOINT_FILES,

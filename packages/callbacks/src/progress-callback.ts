@@ -1,4 +1,4 @@
-import type { TrainerCallback, TrainerContext } from '@badam/core';
+import type { BackendMemoryReport, MemoryKind, TrainerCallback, TrainerContext } from '@badam/core';
 import cliProgress from 'cli-progress';
 import { formatDuration, formatLr, formatMemory } from './format.js';
 
@@ -15,6 +15,32 @@ export interface ProgressCallbackOptions {
   mode?: 'bar' | 'lines';
 }
 
+/** Short names of the memory kinds in the progress line. */
+const KIND_LABELS: Readonly<Record<MemoryKind, string>> = {
+  weights: 'w',
+  masters: 'master',
+  gradients: 'grad',
+  optimizerState: 'adam',
+  activations: 'act',
+  workspace: 'ws',
+  other: 'other',
+};
+
+/**
+ * The memory the backend holds: the total, and where the backend tells them apart, its peak and the bytes by
+ * kind (`w` weights, `master` fp32 masters, `grad` gradients, `adam` optimizer state, `act` activations,
+ * `ws` workspace; kinds holding nothing are left out), e.g. `1.23 GB (peak 1.50 GB; w 1.00 GB, grad 50.0 MB)`.
+ */
+export function formatMemoryReport(report: BackendMemoryReport): string {
+  const kinds = Object.entries(report.byKind ?? {})
+    .filter(([, bytes]) => (bytes ?? 0) > 0)
+    .map(([kind, bytes]) => `${KIND_LABELS[kind as MemoryKind] ?? kind} ${formatMemory(bytes!)}`);
+  const peak = report.peakBytes !== undefined ? [`peak ${formatMemory(report.peakBytes)}`] : [];
+  if (kinds.length === 0 && peak.length === 0) return formatMemory(report.bytes);
+  const details = [...peak, ...(kinds.length > 0 ? [kinds.join(', ')] : [])].join('; ');
+  return `${formatMemory(report.bytes)} (${details})`;
+}
+
 function fields(context: TrainerContext, loss = context.progress.loss) {
   const p = context.progress;
   return {
@@ -22,7 +48,7 @@ function fields(context: TrainerContext, loss = context.progress.loss) {
     lr: formatLr(p.lr),
     tps: p.tokensPerSecond.toFixed(0),
     block: p.activeBlock === undefined ? '-' : String(p.activeBlock),
-    mem: formatMemory(p.memory.bytes),
+    mem: formatMemoryReport(p.memory),
     epoch: p.epoch.toFixed(2),
   };
 }
@@ -30,11 +56,11 @@ function fields(context: TrainerContext, loss = context.progress.loss) {
 /**
  * Shows training progress: a live bar (cli-progress) when the stream is a terminal, and plain periodic
  * lines otherwise (CI logs, pipes), each with step, epoch, loss, learning rate, tokens/s, BAdam's active
- * block and the memory the backend holds.
+ * block and the memory the backend holds (with its peak and the bytes by kind, see {@link formatMemoryReport}).
  *
  * @example
  * ```text
- * step 40/200 (20%) | epoch 0.40 | loss 1.8231 | lr 1.00e-5 | 812 tok/s | block 3 | mem 45.2 MB | 0:00:31 < 0:02:04
+ * step 40/200 (20%) | epoch 0.40 | loss 1.8231 | lr 1.00e-5 | 812 tok/s | block 3 | mem 45.2 MB (peak 51.0 MB; w 40.0 MB, grad 1.7 MB, adam 3.5 MB) | 0:00:31 < 0:02:04
  * ```
  */
 export class ProgressCallback implements TrainerCallback {

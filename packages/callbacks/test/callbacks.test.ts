@@ -66,7 +66,7 @@ describe('ProgressCallback', () => {
     const lines = out.text.split('\n').filter((l) => l.startsWith('step '));
     expect(lines).toHaveLength(4);
     expect(lines[0]).toMatch(
-      /^step 5\/20 \(25%\) \| epoch 0\.50 \| loss \d+\.\d{4} \| lr 5\.00e-2 \| \d+ tok\/s \| block \d \| mem [\d.]+ MB \| \d:\d\d:\d\d < \d:\d\d:\d\d$/,
+      /^step 5\/20 \(25%\) \| epoch 0\.50 \| loss \d+\.\d{4} \| lr 5\.00e-2 \| \d+ tok\/s \| block \d \| mem [\d.]+ MB( \([^)]*\))? \| \d:\d\d:\d\d < \d:\d\d:\d\d$/,
     );
     expect(out.text).toMatch(/BAdam \(reference backend\): 3 blocks/);
     expect(out.text).toMatch(/training done at step 20/);

@@ -11,6 +11,12 @@ export {
   BUILTIN_MODEL_NAMES,
   type BuiltinModelName,
 } from './architectures/builtin-configs.js';
+export {
+  type LlamaConfig,
+  llamaConfigFromHf,
+  llamaConfigToHf,
+  type RopeScaling,
+} from './architectures/llama-config.js';
 export type {
   DecoderArchitecture,
   EncoderArchitecture,
@@ -24,6 +30,7 @@ export {
   parseHfConfig,
   SUPPORTED_MODEL_TYPES,
 } from './architectures/parse-hf-config.js';
+export { ropeInverseFrequencies, ropeTables } from './architectures/rope.js';
 export {
   type FlagSpec,
   type FlagValues,

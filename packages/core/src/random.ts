@@ -27,13 +27,14 @@ function splitmix32(seed: number): () => number {
  * ```
  */
 export class SeededRandom {
-  private s0: number;
-  private s1: number;
-  private s2: number;
-  private s3: number;
+  /**
+   * The four state words in a typed array: V8 keeps its elements unboxed, where numeric properties above
+   * 2^30 would be heap numbers allocated on every draw (2.6x slower: it dominated drawing initial weights).
+   */
+  private readonly s: Uint32Array;
 
   private constructor(state: SeededRandomState) {
-    [this.s0, this.s1, this.s2, this.s3] = state;
+    this.s = Uint32Array.from(state);
   }
 
   /** A generator seeded from a non-negative safe integer. */
@@ -70,19 +71,22 @@ export class SeededRandom {
 
   /** The current state; feed it to {@link SeededRandom.fromState} to continue the same sequence. */
   state(): SeededRandomState {
-    return [this.s0, this.s1, this.s2, this.s3];
+    const s = this.s;
+    return [s[0]!, s[1]!, s[2]!, s[3]!];
   }
 
   /** Next uniformly distributed unsigned 32-bit integer. */
   nextUint32(): number {
-    const result = Math.imul(rotl(Math.imul(this.s1, 5) >>> 0, 7), 9) >>> 0;
-    const t = (this.s1 << 9) >>> 0;
-    this.s2 = (this.s2 ^ this.s0) >>> 0;
-    this.s3 = (this.s3 ^ this.s1) >>> 0;
-    this.s1 = (this.s1 ^ this.s2) >>> 0;
-    this.s0 = (this.s0 ^ this.s3) >>> 0;
-    this.s2 = (this.s2 ^ t) >>> 0;
-    this.s3 = rotl(this.s3, 11);
+    const s = this.s;
+    const s1 = s[1]!;
+    const result = Math.imul(rotl(Math.imul(s1, 5), 7), 9) >>> 0;
+    const t = s1 << 9;
+    s[2]! ^= s[0]!;
+    s[3]! ^= s1;
+    s[1]! ^= s[2]!;
+    s[0]! ^= s[3]!;
+    s[2]! ^= t;
+    s[3] = rotl(s[3]!, 11);
     return result;
   }
 

@@ -10,23 +10,12 @@
 #include <string>
 
 #include "cublas_loader.h"
+#include "cuda_check.h"
 #include "device.h"
+#include "llama_kernels.h"
 
 namespace badam {
 namespace {
-
-#define CUDA_CHECK(call)                                                                                   \
-  do {                                                                                                     \
-    cudaError_t err_ = (call);                                                                             \
-    if (err_ != cudaSuccess) {                                                                             \
-      throw std::runtime_error(std::string("CUDA error ") + cudaGetErrorName(err_) + " (" +               \
-                               cudaGetErrorString(err_) + ") in " #call " at " __FILE__ ":" +             \
-                               std::to_string(__LINE__));                                                  \
-    }                                                                                                      \
-  } while (0)
-
-// A launch is checked at once (configuration errors) and again at the next synchronisation (faults).
-#define LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
 
 constexpr int kThreads = 256;
 
@@ -277,6 +266,68 @@ class CudaDevice final : public Device {
                                                                indices, m, v, k, args.beta1, args.beta2, args.eps,
                                                                ref::sparse_adam_step_size(args));
     LAUNCH_CHECK();
+  }
+
+  // The Llama ops (issue 12): kernels in llama_kernels.cu, references in llama_reference.cc.
+  void embedding(const void* table, DType table_dtype, const int32_t* ids, void* out, DType out_dtype, size_t n,
+                 size_t vocab, size_t hidden) override {
+    cuda_llama::embedding(table, table_dtype, ids, out, out_dtype, n, vocab, hidden, stream_);
+  }
+  void embedding_backward(const void* d_out, DType d_out_dtype, const int32_t* ids, float* d_table, size_t n,
+                          size_t vocab, size_t hidden) override {
+    cuda_llama::embedding_backward(d_out, d_out_dtype, ids, d_table, n, vocab, hidden, stream_);
+  }
+  void rms_norm(const void* x, DType x_dtype, const void* weight, DType w_dtype, void* out, DType out_dtype, float* rstd,
+                size_t n, size_t hidden, float eps) override {
+    cuda_llama::rms_norm(x, x_dtype, weight, w_dtype, out, out_dtype, rstd, n, hidden, eps, stream_);
+  }
+  void rms_norm_backward(const void* d_out, DType d_out_dtype, const void* x, DType x_dtype, const void* weight,
+                         DType w_dtype, const float* rstd, void* dx, DType dx_dtype, float* d_weight, size_t n,
+                         size_t hidden, bool accumulate_dx) override {
+    cuda_llama::rms_norm_backward(d_out, d_out_dtype, x, x_dtype, weight, w_dtype, rstd, dx, dx_dtype, d_weight, n, hidden,
+                                  accumulate_dx, stream_);
+  }
+  void rope(void* x, DType dtype, const float* cos, const float* sin, size_t n, int seq_len, int heads, int head_dim,
+            bool inverse) override {
+    cuda_llama::rope(x, dtype, cos, sin, n, seq_len, heads, head_dim, inverse, stream_);
+  }
+  void attention(const void* q, const void* k, const void* v, void* out, float* lse, DType dtype,
+                 const ref::AttentionDims& dims) override {
+    cuda_llama::attention(q, k, v, out, lse, dtype, dims, stream_);
+  }
+  void attention_backward(const void* q, const void* k, const void* v, const void* out, const void* d_out,
+                          const float* lse, void* dq, void* dk, void* dv, float* d_rows, DType dtype,
+                          const ref::AttentionDims& dims) override {
+    cuda_llama::attention_backward(q, k, v, out, d_out, lse, dq, dk, dv, d_rows, dtype, dims, stream_);
+  }
+  void swiglu(const void* gate, DType gate_dtype, const void* up, DType up_dtype, void* out, DType out_dtype,
+              size_t n) override {
+    cuda_llama::swiglu(gate, gate_dtype, up, up_dtype, out, out_dtype, n, stream_);
+  }
+  void swiglu_backward(const void* gate, DType gate_dtype, const void* up, DType up_dtype, const void* d_out,
+                       DType d_out_dtype, void* d_gate, DType d_gate_dtype, void* d_up, DType d_up_dtype,
+                       size_t n) override {
+    cuda_llama::swiglu_backward(gate, gate_dtype, up, up_dtype, d_out, d_out_dtype, d_gate, d_gate_dtype, d_up, d_up_dtype, n,
+                                stream_);
+  }
+  void add(const void* a, DType a_dtype, const void* b, DType b_dtype, void* out, DType out_dtype, size_t n) override {
+    cuda_llama::add(a, a_dtype, b, b_dtype, out, out_dtype, n, stream_);
+  }
+  void add_bias(void* x, DType x_dtype, const void* bias, DType bias_dtype, size_t n, size_t channels) override {
+    cuda_llama::add_bias(x, x_dtype, bias, bias_dtype, n, channels, stream_);
+  }
+  void bias_backward(const void* d_out, DType d_out_dtype, float* d_bias, size_t n, size_t channels) override {
+    cuda_llama::bias_backward(d_out, d_out_dtype, d_bias, n, channels, stream_);
+  }
+  void cross_entropy(void* logits, DType dtype, const int32_t* labels, float* losses, size_t rows, size_t vocab,
+                     float grad_scale) override {
+    cuda_llama::cross_entropy(logits, dtype, labels, losses, rows, vocab, grad_scale, stream_);
+  }
+  void argmax_rows(const void* x, DType dtype, int32_t* out, size_t rows, size_t cols) override {
+    cuda_llama::argmax_rows(x, dtype, out, rows, cols, stream_);
+  }
+  double sum(const void* x, DType dtype, size_t n) override {
+    return cuda_llama::sum(x, dtype, n, partials_, kReduceBlocks, stream_);
   }
 
  private:

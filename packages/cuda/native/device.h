@@ -1,6 +1,7 @@
 // A device runs BAdam's kernels on memory it owns. Two implementations share this interface: the CUDA
 // device (cuda_device.cu, compiled only when nvcc is found) and the CPU device, which runs the reference
-// kernels on host memory — the oracle in CI, and a working backend on any machine.
+// kernels on host memory — the oracle in CI, and a working backend on any machine — with GEMMs by
+// @badam/native's SGEMM (BADAM_CPU_GEMM=reference: the reference loop).
 #pragma once
 
 #include <cstddef>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "dtype.h"
+#include "llama_reference.h"
 #include "reference.h"
 
 namespace badam {
@@ -27,7 +29,7 @@ struct DeviceInfo {
   int compute_major = 0, compute_minor = 0;
   size_t total_memory = 0;
   int multiprocessors = 0;
-  std::string gemm_library;  // "cublas 130000" or "reference"
+  std::string gemm_library;  // "cublas 130000"; CPU: "native sgemm avx512 x2" (kernel, threads) or "reference"
 };
 
 class Device {
@@ -53,6 +55,37 @@ class Device {
   virtual void cast(const void* src, DType src_dtype, void* dst, DType dst_dtype, size_t n) = 0;
   virtual void sparse_adam(float* param, void* weight, DType weight_dtype, const void* grad, DType grad_dtype,
                            const int32_t* indices, float* m, float* v, size_t k, const ref::SparseAdamArgs& args) = 0;
+
+  // The Llama ops (issue 12); shapes and semantics in llama_reference.h. Device pointers throughout.
+  virtual void embedding(const void* table, DType table_dtype, const int32_t* ids, void* out, DType out_dtype, size_t n,
+                         size_t vocab, size_t hidden) = 0;
+  virtual void embedding_backward(const void* d_out, DType d_out_dtype, const int32_t* ids, float* d_table, size_t n,
+                                  size_t vocab, size_t hidden) = 0;
+  virtual void rms_norm(const void* x, DType x_dtype, const void* weight, DType w_dtype, void* out, DType out_dtype,
+                        float* rstd, size_t n, size_t hidden, float eps) = 0;
+  virtual void rms_norm_backward(const void* d_out, DType d_out_dtype, const void* x, DType x_dtype, const void* weight,
+                                 DType w_dtype, const float* rstd, void* dx, DType dx_dtype, float* d_weight, size_t n,
+                                 size_t hidden, bool accumulate_dx) = 0;
+  virtual void rope(void* x, DType dtype, const float* cos, const float* sin, size_t n, int seq_len, int heads,
+                    int head_dim, bool inverse) = 0;
+  virtual void attention(const void* q, const void* k, const void* v, void* out, float* lse, DType dtype,
+                         const ref::AttentionDims& dims) = 0;
+  /** `d_rows` is an fp32 workspace of batch * heads * seq_len elements (D = rowsum(dOut * out)). */
+  virtual void attention_backward(const void* q, const void* k, const void* v, const void* out, const void* d_out,
+                                  const float* lse, void* dq, void* dk, void* dv, float* d_rows, DType dtype,
+                                  const ref::AttentionDims& dims) = 0;
+  virtual void swiglu(const void* gate, DType gate_dtype, const void* up, DType up_dtype, void* out, DType out_dtype,
+                      size_t n) = 0;
+  virtual void swiglu_backward(const void* gate, DType gate_dtype, const void* up, DType up_dtype, const void* d_out,
+                               DType d_out_dtype, void* d_gate, DType d_gate_dtype, void* d_up, DType d_up_dtype,
+                               size_t n) = 0;
+  virtual void add(const void* a, DType a_dtype, const void* b, DType b_dtype, void* out, DType out_dtype, size_t n) = 0;
+  virtual void add_bias(void* x, DType x_dtype, const void* bias, DType bias_dtype, size_t n, size_t channels) = 0;
+  virtual void bias_backward(const void* d_out, DType d_out_dtype, float* d_bias, size_t n, size_t channels) = 0;
+  virtual void cross_entropy(void* logits, DType dtype, const int32_t* labels, float* losses, size_t rows, size_t vocab,
+                             float grad_scale) = 0;
+  virtual void argmax_rows(const void* x, DType dtype, int32_t* out, size_t rows, size_t cols) = 0;
+  virtual double sum(const void* x, DType dtype, size_t n) = 0;
 };
 
 /** The CPU device: host memory and the reference kernels. */

@@ -3,15 +3,29 @@
 //   - with nvcc (CUDA 12 or 13) when it is found: the CUDA device for sm_80 and sm_90 plus PTX, cudart
 //     linked statically, cuBLAS loaded at run time with dlopen;
 //   - with g++ alone otherwise (or with BADAM_CUDA=0): the CPU device only, whose kernels are the references.
+// Both builds compile @badam/native's SGEMM (native/gemm.cc, read from that package, not copied) for the CPU
+// device's GEMMs, with native's own flags (-O3; its AVX-512 / AVX2 micro-kernels are chosen at run time)
+// and hidden visibility, so its symbols stay inside this addon when badam_native.node is loaded too.
 // Without g++ nothing fails here; build/Release/unavailable.txt says why, and loading the package repeats
 // it with what to install. A CPU-only build leaves build/Release/cuda-unavailable.txt with the reason.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const src = join(root, 'native');
+// @badam/native's sources (a dependency: its package ships native/ for its own install build).
+function findNativeSources() {
+  try {
+    return join(dirname(createRequire(import.meta.url).resolve('@badam/native/package.json')), 'native');
+  } catch {
+    return undefined;
+  }
+}
+// Unresolved, the build stops below and names where it looked.
+const nativeSrc = findNativeSources() ?? join(root, 'node_modules', '@badam', 'native', 'native');
 const out = join(root, 'build', 'Release');
 const obj = join(root, 'build', 'obj');
 mkdirSync(obj, { recursive: true });
@@ -31,8 +45,20 @@ const nodeInclude = [
   .filter(Boolean)
   .find((dir) => existsSync(join(dir, 'node_api.h')));
 const run = (cmd, args) => execFileSync(cmd, args, { stdio: ['ignore', 'inherit', 'inherit'] });
-const common = ['-std=c++17', '-O2', '-fPIC', '-DNODE_GYP_MODULE_NAME=badam_cuda', `-I${nodeInclude}`];
-const hostSources = ['addon.cc', 'allocator.cc', 'reference.cc', 'cpu_device.cc'];
+const common = [
+  '-std=c++17',
+  '-O2',
+  '-fPIC',
+  '-DNODE_GYP_MODULE_NAME=badam_cuda',
+  `-I${nodeInclude}`,
+  `-I${nativeSrc}`,
+];
+const hostSources = ['addon.cc', 'allocator.cc', 'reference.cc', 'llama_reference.cc', 'cpu_device.cc'];
+// @badam/native's SGEMM, as packages/native/scripts/build-addon.mjs compiles it.
+const sgemmSource = join(nativeSrc, 'gemm.cc');
+const sgemmFlags = ['-std=c++17', '-O3', '-fPIC', '-pthread', '-fvisibility=hidden'];
+// The CUDA device and its kernels: compiled by nvcc only.
+const cudaSources = ['cuda_device.cu', 'llama_kernels.cu'];
 
 function findCuda() {
   if (process.env.BADAM_CUDA === '0') return { reason: 'BADAM_CUDA=0 asked for a CPU-only build' };
@@ -59,23 +85,28 @@ function buildCuda({ home, nvcc }) {
     run(cxx, [...common, '-DBADAM_WITH_CUDA', `-I${join(home, 'include')}`, '-c', join(src, file), '-o', o]);
     objects.push(o);
   }
-  const cuObject = join(obj, 'cuda_device.o');
+  const sgemmObject = join(obj, 'native_gemm.cc.o');
+  run(cxx, [...sgemmFlags, '-c', sgemmSource, '-o', sgemmObject]);
+  objects.push(sgemmObject);
   const gencode = ['80', '90'].flatMap((sm) => ['-gencode', `arch=compute_${sm},code=sm_${sm}`]);
-  run(nvcc, [
-    '-std=c++17',
-    '-O3',
-    '-Xcompiler',
-    '-fPIC',
-    '-DBADAM_WITH_CUDA',
-    ...gencode,
-    '-gencode',
-    'arch=compute_90,code=compute_90',
-    '-c',
-    join(src, 'cuda_device.cu'),
-    '-o',
-    cuObject,
-  ]);
-  objects.push(cuObject);
+  for (const file of cudaSources) {
+    const cuObject = join(obj, file.replace(/\.cu$/, '.o'));
+    run(nvcc, [
+      '-std=c++17',
+      '-O3',
+      '-Xcompiler',
+      '-fPIC',
+      '-DBADAM_WITH_CUDA',
+      ...gencode,
+      '-gencode',
+      'arch=compute_90,code=compute_90',
+      '-c',
+      join(src, file),
+      '-o',
+      cuObject,
+    ]);
+    objects.push(cuObject);
+  }
   run(cxx, [
     '-shared',
     '-o',
@@ -90,7 +121,17 @@ function buildCuda({ home, nvcc }) {
 }
 
 function buildCpu() {
-  run(cxx, [...common, '-shared', '-pthread', ...hostSources.map((f) => join(src, f)), '-o', partial]);
+  const sgemmObject = join(obj, 'native_gemm.cc.o');
+  run(cxx, [...sgemmFlags, '-c', sgemmSource, '-o', sgemmObject]);
+  run(cxx, [
+    ...common,
+    '-shared',
+    '-pthread',
+    ...hostSources.map((f) => join(src, f)),
+    sgemmObject,
+    '-o',
+    partial,
+  ]);
   renameSync(partial, target);
 }
 
@@ -100,6 +141,12 @@ if (nodeInclude === undefined) {
     "Node's headers (node_api.h) were not found next to node; set NODE_INCLUDE_DIR\n",
   );
   console.warn('@badam/cuda: not built: Node headers not found');
+} else if (!existsSync(sgemmSource)) {
+  writeFileSync(
+    notes.unavailable,
+    `@badam/native's SGEMM source was not found (${sgemmSource}); install @badam/cuda's dependency @badam/native\n`,
+  );
+  console.warn("@badam/cuda: not built: @badam/native's sources not found");
 } else {
   const cuda = findCuda();
   let built = false;

@@ -65,6 +65,11 @@ export interface DeviceDescription {
   computeCapability: string;
   totalMemory: number;
   multiprocessors: number;
+  /**
+   * What runs `gemm`: `cublas <version>` on the GPU; on the CPU `native sgemm <kernel> x<threads>`
+   * (@badam/native's SGEMM, e.g. `native sgemm avx512 x2`) or `reference` (the plain loop, with
+   * `BADAM_CPU_GEMM=reference`).
+   */
   gemmLibrary: string;
 }
 
@@ -109,6 +114,69 @@ export interface CudaAddon {
     args: SparseAdamStepArgs,
   ): void;
   buildInfo(): { cudaCompiled: boolean; cudaDevices: number; cudaUnavailableReason: string };
+  embedding(table: Handle, ids: Handle, out: Handle): void;
+  embeddingBackward(dOut: Handle, ids: Handle, dTable: Handle): void;
+  rmsNorm(x: Handle, weight: Handle, out: Handle, rstd: Handle, eps: number): void;
+  rmsNormBackward(
+    dOut: Handle,
+    x: Handle,
+    weight: Handle,
+    rstd: Handle,
+    dx: Handle,
+    dWeight: Handle | null,
+    accumulateDx: boolean,
+  ): void;
+  rope(
+    x: Handle,
+    cos: Handle,
+    sin: Handle,
+    seqLen: number,
+    heads: number,
+    headDim: number,
+    inverse: boolean,
+  ): void;
+  attention(
+    q: Handle,
+    k: Handle,
+    v: Handle,
+    out: Handle,
+    lse: Handle,
+    batch: number,
+    seqLen: number,
+    heads: number,
+    kvHeads: number,
+    headDim: number,
+    scale: number,
+    causal: boolean,
+    lengths: Handle | null,
+  ): void;
+  attentionBackward(
+    q: Handle,
+    k: Handle,
+    v: Handle,
+    out: Handle,
+    dOut: Handle,
+    lse: Handle,
+    dq: Handle,
+    dk: Handle,
+    dv: Handle,
+    batch: number,
+    seqLen: number,
+    heads: number,
+    kvHeads: number,
+    headDim: number,
+    scale: number,
+    causal: boolean,
+    lengths: Handle | null,
+  ): void;
+  swiglu(gate: Handle, up: Handle, out: Handle): void;
+  swigluBackward(gate: Handle, up: Handle, dOut: Handle, dGate: Handle, dUp: Handle): void;
+  add(a: Handle, b: Handle, out: Handle): void;
+  addBias(x: Handle, bias: Handle): void;
+  biasBackward(dOut: Handle, dBias: Handle): void;
+  crossEntropy(logits: Handle, labels: Handle, losses: Handle, gradScale: number): void;
+  argmaxRows(x: Handle, out: Handle): void;
+  sum(x: Handle): number;
 }
 
 /** The package's folder: the nearest one above this module with a package.json (src/ in tests, dist/src/ when built). */

@@ -29,6 +29,30 @@ export interface GemmShape {
   beta?: number;
 }
 
+/**
+ * Shapes of one attention call. q / out are [batch * seqLen, heads * headDim] and k / v
+ * [batch * seqLen, kvHeads * headDim], row-major with token n = b * seqLen + s (the GEMMs' layout: no
+ * transposes). Query head h reads kv head `h / (heads / kvHeads)` (grouped-query attention).
+ */
+export interface AttentionDims {
+  batch: number;
+  seqLen: number;
+  heads: number;
+  /** Divides `heads`; equal to it for multi-head attention. */
+  kvHeads: number;
+  /** At most 128. */
+  headDim: number;
+  /** Multiplies q.k; default 1 / sqrt(headDim). */
+  scale?: number;
+  /** Key j is masked for query s when j > s; default true (Llama). */
+  causal?: boolean;
+  /**
+   * int32 [batch]: real tokens per row; keys j >= lengths[b] are masked (right padding). Values outside
+   * [0, seqLen] are clamped. Null: none.
+   */
+  lengths?: DeviceTensor | null;
+}
+
 /** Whether CUDA can be used here, and if not, why. */
 export interface CudaStatus {
   /** The addon was built with nvcc. */
@@ -43,7 +67,7 @@ let nextContextId = 1;
 
 /**
  * A device with its caching allocator: the CUDA device (a GPU, kernels in CUDA, GEMMs in cuBLAS) or the CPU
- * device (host memory, the C++ reference kernels). Both run the same kernels with the same arguments, so
+ * device (host memory, the C++ reference kernels, GEMMs by @badam/native's SGEMM). Both run the same kernels with the same arguments, so
  * code written against one runs on the other, and the CPU device is the oracle the GPU is checked against.
  *
  * @example
@@ -83,7 +107,11 @@ export class Device {
     }
   }
 
-  /** The CPU device: host memory and the reference kernels. Works wherever the addon is built. */
+  /**
+   * The CPU device: host memory and the reference kernels, with GEMMs by @badam/native's blocked,
+   * multithreaded SGEMM (`BADAM_CPU_GEMM=reference`, read when the device is created: the reference loop).
+   * Works wherever the addon is built.
+   */
   static cpu(): Device {
     return new Device('cpu', 0);
   }
@@ -148,7 +176,10 @@ export class Device {
     this.addon.cast(src.handle, dst.handle);
   }
 
-  /** Matrix product with fp32 accumulation (cuBLAS on the GPU); A and B share a dtype, C is fp32 or that dtype. */
+  /**
+   * Matrix product with fp32 accumulation (cuBLAS on the GPU, @badam/native's SGEMM on the CPU); A and B
+   * share a dtype, C is fp32 or that dtype.
+   */
   gemm(a: DeviceTensor, b: DeviceTensor, c: DeviceTensor, shape: GemmShape): void {
     this.own(a, b, c);
     this.addon.gemm(
@@ -236,6 +267,226 @@ export class Device {
     );
   }
 
+  // --- Llama ops (issue 12). Activations ("act") are float32, bfloat16 or float16; compute is fp32. ---
+
+  /**
+   * Embedding lookup: `out[n] = table[ids[n]]` for table [V, H] (any float dtype), ids int32 [N], out [N, H]
+   * (converted to out's dtype). Ids are the caller's to validate (0 <= id < V): an id outside gives a zero
+   * row, never a read out of range.
+   *
+   * @example
+   * ```ts
+   * const table = device.tensor(Float32Array.of(1, 2, 3, 4, 5, 6), [3, 2], 'bfloat16');
+   * const out = device.empty([2, 2], 'float32');
+   * device.embedding(table, device.tensor(Int32Array.of(2, 0), [2], 'int32'), out);
+   * out.read(); // Float32Array [5, 6, 1, 2]
+   * ```
+   */
+  embedding(table: DeviceTensor, ids: DeviceTensor, out: DeviceTensor): void {
+    this.own(table, ids, out);
+    this.addon.embedding(table.handle, ids.handle, out.handle);
+  }
+
+  /**
+   * The embedding's gradient: `dTable[ids[n]] += dOut[n]` (dTable fp32 [V, H], accumulated; ids outside
+   * [0, V) skipped). The GPU adds with atomics, so repeated ids sum in no fixed order.
+   */
+  embeddingBackward(dOut: DeviceTensor, ids: DeviceTensor, dTable: DeviceTensor): void {
+    this.own(dOut, ids, dTable);
+    this.addon.embeddingBackward(dOut.handle, ids.handle, dTable.handle);
+  }
+
+  /**
+   * HF LlamaRMSNorm over rows of H = weight's size: `rstd[n] = 1 / sqrt(mean(x[n]^2) + eps)` (fp32 [N],
+   * overwritten, kept for the backward) and `out = weight * round_to_x_dtype(x * rstd)`.
+   *
+   * @example
+   * ```ts
+   * const x = device.tensor(Float32Array.of(3, 4), [1, 2], 'float32');
+   * const out = device.empty([1, 2], 'float32');
+   * const rstd = device.empty([1], 'float32');
+   * device.rmsNorm(x, device.tensor(Float32Array.of(1, 2), [2], 'float32'), out, rstd, 0);
+   * out.read(); // ≈ [0.8485, 2.2627]
+   * ```
+   */
+  rmsNorm(x: DeviceTensor, weight: DeviceTensor, out: DeviceTensor, rstd: DeviceTensor, eps: number): void {
+    this.own(x, weight, out, rstd);
+    this.addon.rmsNorm(x.handle, weight.handle, out.handle, rstd.handle, eps);
+  }
+
+  /**
+   * RMSNorm's backward from the forward's `rstd`: `dx` = (or, with `accumulateDx`, +=) the gradient w.r.t.
+   * x, and `dWeight` (fp32 [H], or null to skip) += sum over rows of `dOut * x * rstd`.
+   */
+  rmsNormBackward(
+    dOut: DeviceTensor,
+    x: DeviceTensor,
+    weight: DeviceTensor,
+    rstd: DeviceTensor,
+    dx: DeviceTensor,
+    dWeight: DeviceTensor | null,
+    accumulateDx: boolean,
+  ): void {
+    this.own(dOut, x, weight, rstd, dx, ...(dWeight ? [dWeight] : []));
+    this.addon.rmsNormBackward(
+      dOut.handle,
+      x.handle,
+      weight.handle,
+      rstd.handle,
+      dx.handle,
+      dWeight?.handle ?? null,
+      accumulateDx,
+    );
+  }
+
+  /**
+   * Rotary position embedding in place on x [N, heads * headDim] (HF rotate_half): at position
+   * s = n mod seqLen, for i < headDim / 2, `(x[i], x[i + d/2]) -> (x1 c - x2 s, x2 c + x1 s)` with
+   * c = cos[s, i], s = sin[s, i] from fp32 tables [maxPos, headDim / 2] (maxPos >= seqLen). `inverse`
+   * rotates by minus the angle: that is rope's backward.
+   */
+  rope(
+    x: DeviceTensor,
+    cos: DeviceTensor,
+    sin: DeviceTensor,
+    seqLen: number,
+    heads: number,
+    headDim: number,
+    inverse = false,
+  ): void {
+    this.own(x, cos, sin);
+    this.addon.rope(x.handle, cos.handle, sin.handle, seqLen, heads, headDim, inverse);
+  }
+
+  /**
+   * Causal grouped-query softmax attention, flash style on the GPU (no [t, t] matrix in memory): `out` =
+   * softmax(q k^T * scale, masked) v per head, and `lse` (fp32 [batch, heads, seqLen], overwritten) the
+   * log-sum-exp of each row's scaled, masked scores, which the backward needs. q, k, v and out share one
+   * activation dtype. A query with no visible key (only when lengths[b] = 0) gets out = 0 and lse = 0.
+   *
+   * @example
+   * ```ts
+   * const dims = { batch: 1, seqLen: 4, heads: 4, kvHeads: 2, headDim: 8 };
+   * const q = device.tensor(new Float32Array(4 * 32).fill(0.1), [4, 32], 'bfloat16');
+   * const kv = device.tensor(new Float32Array(4 * 16).fill(0.2), [4, 16], 'bfloat16');
+   * const out = device.empty([4, 32], 'bfloat16');
+   * const lse = device.empty([1, 4, 4], 'float32');
+   * device.attention(q, kv, kv, out, lse, dims); // out ≈ 0.2 (v in bf16); lse[s] = 0.0567 + log(s + 1)
+   * ```
+   */
+  attention(
+    q: DeviceTensor,
+    k: DeviceTensor,
+    v: DeviceTensor,
+    out: DeviceTensor,
+    lse: DeviceTensor,
+    dims: AttentionDims,
+  ): void {
+    this.own(q, k, v, out, lse, ...(dims.lengths ? [dims.lengths] : []));
+    this.addon.attention(q.handle, k.handle, v.handle, out.handle, lse.handle, ...this.attentionArgs(dims));
+  }
+
+  /**
+   * Attention's backward from the forward's `out` and `lse`: P is recomputed, D = rowsum(dOut * out),
+   * dS = P (dOut v^T - D) scale; `dq` = dS k, `dk` = dS^T q and `dv` = P^T dOut summed over the query heads
+   * of each kv head (all overwritten, the activation dtype). Deterministic: no atomics. Uses an fp32
+   * workspace of batch * heads * seqLen values, returned to the pool before it returns.
+   */
+  attentionBackward(
+    q: DeviceTensor,
+    k: DeviceTensor,
+    v: DeviceTensor,
+    out: DeviceTensor,
+    dOut: DeviceTensor,
+    lse: DeviceTensor,
+    dq: DeviceTensor,
+    dk: DeviceTensor,
+    dv: DeviceTensor,
+    dims: AttentionDims,
+  ): void {
+    this.own(q, k, v, out, dOut, lse, dq, dk, dv, ...(dims.lengths ? [dims.lengths] : []));
+    this.addon.attentionBackward(
+      q.handle,
+      k.handle,
+      v.handle,
+      out.handle,
+      dOut.handle,
+      lse.handle,
+      dq.handle,
+      dk.handle,
+      dv.handle,
+      ...this.attentionArgs(dims),
+    );
+  }
+
+  /** `out = silu(gate) * up` elementwise (silu(x) = x / (1 + exp(-x))), all [N, I]. */
+  swiglu(gate: DeviceTensor, up: DeviceTensor, out: DeviceTensor): void {
+    this.own(gate, up, out);
+    this.addon.swiglu(gate.handle, up.handle, out.handle);
+  }
+
+  /** The gradients of `silu(gate) * up`: `dGate` and `dUp` (overwritten), all [N, I]. */
+  swigluBackward(
+    gate: DeviceTensor,
+    up: DeviceTensor,
+    dOut: DeviceTensor,
+    dGate: DeviceTensor,
+    dUp: DeviceTensor,
+  ): void {
+    this.own(gate, up, dOut, dGate, dUp);
+    this.addon.swigluBackward(gate.handle, up.handle, dOut.handle, dGate.handle, dUp.handle);
+  }
+
+  /** `out = a + b` elementwise (one size; `out` may be `a` or `b`): the residual connection. */
+  add(a: DeviceTensor, b: DeviceTensor, out: DeviceTensor): void {
+    this.own(a, b, out);
+    this.addon.add(a.handle, b.handle, out.handle);
+  }
+
+  /** `x[n, c] += bias[c]` in place, x [N, C] (qkv biases of Qwen2-style models). */
+  addBias(x: DeviceTensor, bias: DeviceTensor): void {
+    this.own(x, bias);
+    this.addon.addBias(x.handle, bias.handle);
+  }
+
+  /** `dBias[c] += sum_n dOut[n, c]` (dBias fp32 [C], accumulated). */
+  biasBackward(dOut: DeviceTensor, dBias: DeviceTensor): void {
+    this.own(dOut, dBias);
+    this.addon.biasBackward(dOut.handle, dBias.handle);
+  }
+
+  /**
+   * Cross-entropy per row of logits [n, V]: `losses[r]` (fp32 [n], overwritten) = logsumexp(row) -
+   * row[label], or 0 where the label is negative (HF's -100). With `gradScale` != 0 the logits are
+   * overwritten by their gradient, `(softmax(row) - onehot(label)) * gradScale` (zero rows for ignored
+   * labels); with 0 they are left untouched. Labels >= V are the caller's to reject: such a row gets a NaN
+   * loss and a zero gradient, never a read out of range.
+   *
+   * @example
+   * ```ts
+   * const logits = device.tensor(Float32Array.of(0, 0, 0, 0), [2, 2], 'float32');
+   * const losses = device.empty([2], 'float32');
+   * device.crossEntropy(logits, device.tensor(Int32Array.of(1, -100), [2], 'int32'), losses, 1);
+   * losses.read(); // [0.6931, 0]; logits now [0.5, -0.5, 0, 0]
+   * ```
+   */
+  crossEntropy(logits: DeviceTensor, labels: DeviceTensor, losses: DeviceTensor, gradScale: number): void {
+    this.own(logits, labels, losses);
+    this.addon.crossEntropy(logits.handle, labels.handle, losses.handle, gradScale);
+  }
+
+  /** `out[r]` (int32 [n]) = the index of row r's maximum in x [n, V], the first on ties (token accuracy). */
+  argmaxRows(x: DeviceTensor, out: DeviceTensor): void {
+    this.own(x, out);
+    this.addon.argmaxRows(x.handle, out.handle);
+  }
+
+  /** The sum of all elements of a float tensor, accumulated in double (per-token losses are summed with it). */
+  sum(x: DeviceTensor): number {
+    this.own(x);
+    return this.addon.sum(x.handle);
+  }
+
   /** Waits for queued work (kernels are asynchronous on the GPU). */
   synchronize(): void {
     this.addon.synchronize(this.ctx);
@@ -254,6 +505,21 @@ export class Device {
   /** Starts the peak counters afresh from the current values. */
   resetPeaks(): void {
     this.addon.resetPeaks(this.ctx);
+  }
+
+  private attentionArgs(
+    dims: AttentionDims,
+  ): [number, number, number, number, number, number, boolean, Handle | null] {
+    return [
+      dims.batch,
+      dims.seqLen,
+      dims.heads,
+      dims.kvHeads,
+      dims.headDim,
+      dims.scale ?? 1 / Math.sqrt(dims.headDim),
+      dims.causal ?? true,
+      dims.lengths?.handle ?? null,
+    ];
   }
 
   private own(...tensors: DeviceTensor[]): void {

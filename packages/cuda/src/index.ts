@@ -16,6 +16,15 @@ export {
   type TensorDType,
 } from './addon.js';
 export { CudaBlockBackend, type CudaBlockBackendOptions, type CudaParameter } from './cuda-block-backend.js';
-export { type CudaStatus, Device, type GemmShape } from './device.js';
+export { type AttentionDims, type CudaStatus, Device, type GemmShape } from './device.js';
 export { DeviceTensor } from './device-tensor.js';
+export {
+  DeviceLlama,
+  type DeviceLlamaBatch,
+  type DeviceLlamaDType,
+  type DeviceLlamaEvaluation,
+  type DeviceLlamaLoss,
+  type DeviceLlamaOptions,
+} from './llama/device-llama.js';
+export { type LlamaAttentionDims, type LlamaOps, llamaOpsOf, missingLlamaOps } from './llama/llama-ops.js';
 export { loadSafetensorsToDevice } from './safetensors-to-device.js';

@@ -4,8 +4,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Device } from '../src/index.js';
 import { maxRelativeError, randomArray } from './helpers.js';
 
-// The CPU device runs the C++ reference kernels: here they are checked against @badam/core's and
-// @badam/ratio's JavaScript formulas and plain JS loops — independent implementations of the same math.
+// The CPU device runs the C++ reference kernels (its GEMMs: @badam/native's SGEMM, see cpu-gemm.test.ts): here
+// they are checked against @badam/core's and @badam/ratio's JavaScript formulas and plain JS loops —
+// independent implementations of the same math.
 const device = Device.cpu();
 afterAll(() => device.emptyCache());
 

@@ -7,6 +7,15 @@
  * @packageDocumentation
  */
 
+// The config and RoPE math are tensor-free and live in @badam/core (so @badam/cuda shares them without tfjs).
+export {
+  type LlamaConfig,
+  llamaConfigFromHf,
+  llamaConfigToHf,
+  type RopeScaling,
+  ropeInverseFrequencies,
+  ropeTables,
+} from '@badam/core';
 export { type EncoderConfig, encoderConfigFromHf, encoderConfigToHf } from './encoder/encoder-config.js';
 export { type EncoderBatch, EncoderClassifier, type EncoderModelOptions } from './encoder/encoder-model.js';
 export { type GenerationOptions, generate } from './generation/generate.js';
@@ -27,19 +36,12 @@ export {
   saveLoraAdapter,
 } from './hf/llama-checkpoint.js';
 export {
-  type LlamaConfig,
-  llamaConfigFromHf,
-  llamaConfigToHf,
-  type RopeScaling,
-} from './llama/llama-config.js';
-export {
   type CausalLmBatch,
   LLAMA_LORA_TARGETS,
   LlamaForCausalLM,
   type LlamaModelOptions,
   type LoraConfig,
 } from './llama/llama-model.js';
-export { ropeInverseFrequencies, ropeTables } from './llama/rope.js';
 export { IGNORE_INDEX, maskedCrossEntropy } from './ops/cross-entropy.js';
 export { embeddingLookup } from './ops/embedding.js';
 export { layerNorm } from './ops/layer-norm.js';

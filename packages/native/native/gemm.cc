@@ -138,6 +138,7 @@ class Pool {
   ~Pool() { stop(); }
   int size() const { return static_cast<int>(workers_.size()) + 1; }
   void resize(int threads) {
+    std::lock_guard<std::mutex> serial(serial_);
     stop();
     stopping_ = false;
     for (int t = 1; t < std::max(1, threads); ++t) workers_.emplace_back([this] { loop(); });
@@ -147,6 +148,9 @@ class Pool {
       for (int64_t i = 0; i < n; ++i) f(i);
       return;
     }
+    // One job at a time: two threads multiplying at once (e.g. Node worker_threads sharing this process's
+    // addon, hence this pool) would otherwise overwrite each other's job.
+    std::lock_guard<std::mutex> serial(serial_);
     {
       std::lock_guard<std::mutex> lock(mutex_);
       job_ = &f;
@@ -190,6 +194,7 @@ class Pool {
     workers_.clear();
   }
   std::vector<std::thread> workers_;
+  std::mutex serial_;  // held by run() and resize(): one job, or one resize, at a time
   std::mutex mutex_;
   std::condition_variable wake_, done_;
   const std::function<void(int64_t)>* job_ = nullptr;

@@ -1,3 +1,7 @@
+import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { gemmKernel, gemmThreads, nativeAvailable, sgemm, sgemmReference } from '../src/index.js';
 
@@ -91,5 +95,64 @@ describe('native sgemm', () => {
     expect(() =>
       sgemm(new Float32Array(4), new Float32Array(4), new Float32Array(4), { m: -1, n: 2, k: 2 }),
     ).toThrow(/m must be a non-negative integer/);
+  });
+});
+
+// Node loads an addon once per process, so worker_threads share its thread pool: two threads multiplying at
+// once must take turns (they used to overwrite each other's job: a crash or a hang).
+describe('native sgemm from several threads at once', () => {
+  const require = createRequire(import.meta.url);
+  const root = dirname(dirname(fileURLToPath(import.meta.url)));
+  // Each worker loads the addon itself and sums C over many threaded products (m > 48, m n k >= 2^18).
+  const workerSource = `
+    const { parentPort, workerData: w } = require('node:worker_threads');
+    const addon = require(require(w.gypBuild).path(w.root));
+    const a = Float32Array.from({ length: w.m * w.k }, (_, i) => ((i * w.seed) % 17) - 8);
+    const b = Float32Array.from({ length: w.k * w.n }, (_, i) => ((i * 3 + w.seed) % 13) - 6);
+    const c = new Float32Array(w.m * w.n);
+    let sum = 0;
+    for (let r = 0; r < w.rounds; r++) {
+      addon.gemm(a, b, c, w.m, w.n, w.k, false, false, 1, w.m * w.k, w.k * w.n, false);
+      for (const x of c) sum += x;
+    }
+    parentPort.postMessage(sum);
+  `;
+
+  it('two worker threads get the products they ask for', async () => {
+    const before = gemmThreads();
+    gemmThreads(Math.max(before, 3)); // a pool with workers even on a 1-core machine
+    const shape = { m: 256, n: 256, k: 256, rounds: 200 };
+    const expected = [5, 7].map((seed) => {
+      const a = Float32Array.from({ length: shape.m * shape.k }, (_, i) => ((i * seed) % 17) - 8);
+      const b = Float32Array.from({ length: shape.k * shape.n }, (_, i) => ((i * 3 + seed) % 13) - 6);
+      const c = new Float32Array(shape.m * shape.n);
+      sgemm(a, b, c, shape);
+      return c.reduce((s, x) => s + x, 0) * shape.rounds;
+    });
+    const workers = [5, 7].map(
+      (seed) =>
+        new Worker(workerSource, {
+          eval: true,
+          workerData: { ...shape, seed, root, gypBuild: require.resolve('node-gyp-build') },
+        }),
+    );
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const sums = await Promise.race([
+        Promise.all(
+          workers.map(
+            (w) => new Promise<number>((resolve, reject) => w.on('message', resolve).on('error', reject)),
+          ),
+        ),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error('two threads multiplying at once hung')), 30_000);
+        }),
+      ]);
+      expect(sums).toEqual(expected);
+    } finally {
+      clearTimeout(timer);
+      await Promise.all(workers.map((w) => w.terminate()));
+      gemmThreads(before);
+    }
   });
 });

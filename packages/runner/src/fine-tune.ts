@@ -18,7 +18,6 @@ import {
   totalElements,
 } from '@badam/core';
 import { writeFileAtomic } from '@badam/safetensors';
-import { nonFiniteTensors, parameterInfoOf } from '@badam/tfjs';
 import {
   estimateRunMemory,
   METHODS,
@@ -26,7 +25,7 @@ import {
   trainedElements,
   trainedGroups,
 } from './fine-tuning-methods.js';
-import { createTrainerBackend, type RunnerModel } from './run-backend.js';
+import { createTrainerBackend, type RunnerModel, runnerParameters } from './run-backend.js';
 import { flagName, type RunnerDialect, type RunOptions } from './run-options.js';
 import { checkResume, type RunSettings, runSettingsOf } from './run-settings.js';
 import { TrainingDivergedError } from './training-diverged-error.js';
@@ -81,7 +80,7 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
   const { options, model, io, dialect } = spec;
   const method = METHODS[options.method];
   if (method.needsLora) model.addLora();
-  const parameters = parameterInfoOf(model.tfjs.namedParameters());
+  const parameters = runnerParameters(options.backend, model);
   const g = options.gradientAccumulationSteps;
   const maxSteps =
     options.maxSteps ?? Math.max(1, Math.ceil((options.numTrainEpochs * (spec.trainData.length ?? 1)) / g));
@@ -175,7 +174,7 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
     backend.dispose(); // frees the optimizer's state and fixes the measured peak
   }
   // Never hand diverged weights to the runner to save: it would replace a good model with them.
-  const broken = train.diverged ? [] : nonFiniteTensors(model.tfjs.namedParameters());
+  const broken = train.diverged ? [] : backend.nonFiniteWeights();
   if (train.diverged || broken.length > 0) {
     throw new TrainingDivergedError({
       step: train.state.globalStep,
@@ -199,6 +198,13 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
     parameters: totalElements(parameters.filter((p) => !p.name.includes('lora_'))),
     trainable_parameters: trainedElements(groups, parameters),
     peak_memory_bytes: backend.peakMemoryBytes(),
+    // The allocator's peak of each kind (cuda): what BAdam's memory claim is checked against.
+    ...Object.fromEntries(
+      Object.entries(backend.peakMemoryByKind?.() ?? {}).map(([kind, bytes]) => [
+        `peak_memory_${snakeCase(kind)}_bytes`,
+        bytes,
+      ]),
+    ),
     estimated_memory_bytes: estimate.total,
     estimated_weights_bytes: estimate.weights,
     estimated_masters_bytes: estimate.masters,
@@ -210,6 +216,11 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
     metrics.trained_parameters_per_block = Math.max(...groups.map((group) => group.length));
   }
   return { train, metrics, estimate, plan };
+}
+
+/** `optimizerState` -> `optimizer_state`, for Hugging Face-style metric names. */
+function snakeCase(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }
 
 /**

@@ -31,9 +31,13 @@ export {
 export { evaluateHeldOut, type HeldOutEvaluation } from './held-out-evaluation.js';
 export {
   createTrainerBackend,
+  cudaDeviceLabel,
   prepareRunBackend,
   type RunBackend,
+  type RunnerCudaModel,
   type RunnerModel,
+  runDevice,
+  runnerParameters,
 } from './run-backend.js';
 export { exitCodeOf, runCli } from './run-cli.js';
 export {
@@ -46,6 +50,7 @@ export {
 } from './run-flags.js';
 export {
   applyEmbeddedDefaults,
+  type CudaDeviceChoice,
   DEFAULT_LOGGING_STEPS,
   flagName,
   parseRunnerCommand,

@@ -107,7 +107,11 @@ export const RUN_FLAGS = {
     type: 'string',
     choices: [...RUN_BACKENDS],
     default: 'tfjs',
-    help: 'tensor backend (cuda: @badam/cuda on an NVIDIA GPU)',
+    help: 'tensor backend (cuda: @badam/cuda on an NVIDIA GPU; block and full training)',
+  },
+  cuda_device: {
+    type: 'string',
+    help: '--backend cuda: the GPU ordinal (default 0), or cpu for the CPU reference device (the same kernels in C++, slow: tests and small models)',
   },
   ...TFJS_BACKEND_FLAGS,
   board: {

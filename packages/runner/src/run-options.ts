@@ -45,9 +45,14 @@ export interface RunOptions {
   seed: number;
   tfjsBackend: TfjsBackendChoice;
   nativeKernels: boolean;
+  /** `--cuda_device`: the GPU ordinal, or `'cpu'` for @badam/cuda's CPU reference device (`--backend cuda` only). */
+  cudaDevice: CudaDeviceChoice;
   /** Serve badam-board beside the run (`--board`). */
   board?: boolean;
 }
+
+/** Where `--backend cuda` runs: a GPU ordinal, or the CPU reference device. */
+export type CudaDeviceChoice = number | 'cpu';
 
 /** Steps between log lines when the command line gives none, and the run is long enough. */
 export const DEFAULT_LOGGING_STEPS = 10;
@@ -128,9 +133,10 @@ export function resolveRunOptions(
       `--${flagName(dialect, 'resume_from_checkpoint')} and --${flagName(dialect, 'overwrite_output_dir')} contradict each other: resuming needs the output directory as it is`,
     );
   }
+  const backend = get('backend') as RunBackendName;
   return {
     method,
-    backend: get('backend') as RunBackendName,
+    backend,
     switchBlockEvery: k,
     switchMode: get('switch_mode') as SwitchMode,
     startBlock: get('start_block') as number | undefined,
@@ -163,8 +169,42 @@ export function resolveRunOptions(
     seed: get('seed') as number,
     tfjsBackend: get('tfjs_backend') as TfjsBackendChoice,
     nativeKernels: get('native_kernels') as boolean,
+    cudaDevice: cudaDeviceOf(get('cuda_device') as string | undefined, backend, method, dialect),
     board: get('board') === true,
   };
+}
+
+/**
+ * `--cuda_device` as a {@link CudaDeviceChoice}, and the combinations `--backend cuda` cannot run: the flag
+ * without `--backend cuda`, a value that names no device, and the methods it has no kernels for (LoRA,
+ * BAdam's ratio variant), refused before any work with what works instead.
+ */
+function cudaDeviceOf(
+  value: string | undefined,
+  backend: RunBackendName,
+  method: FineTuningMethod,
+  dialect: RunnerDialect,
+): CudaDeviceChoice {
+  const flag = `--${flagName(dialect, 'cuda_device')}`;
+  if (backend !== 'cuda') {
+    if (value !== undefined)
+      throw new UsageError(
+        `${flag} ${value} chooses the device of --${flagName(dialect, 'backend')} cuda, but this run uses --${flagName(dialect, 'backend')} ${backend}: drop it or add --${flagName(dialect, 'backend')} cuda`,
+      );
+    return 0;
+  }
+  if (method === 'lora' || method === 'sparse') {
+    throw new UsageError(
+      `${dialect.describeMethods([method])} does not run on --${flagName(dialect, 'backend')} cuda yet (@badam/cuda has no ${method === 'lora' ? 'LoRA adapters' : 'masked sparse update in its trainer'}): use ${dialect.describeMethods(['block', 'full'])} on cuda, or --${flagName(dialect, 'backend')} tfjs for ${method}`,
+    );
+  }
+  if (value === undefined) return 0;
+  const text = value.trim().toLowerCase();
+  if (text === 'cpu') return 'cpu';
+  if (/^\d+$/.test(text)) return Number(text);
+  throw new UsageError(
+    `${flag} must be a GPU ordinal (0, 1, ...) or cpu (the CPU reference device), got ${JSON.stringify(value)}`,
+  );
 }
 
 /**

@@ -41,8 +41,10 @@ async function train(
   const options = resolveRunOptions(parseFlags(flags, FLAGS), method, DIALECT, { outputDir, loraRank: 2 });
   const { named, model } = tinyMlp(seed);
   const run = await fineTune({ ...tinyMlpSpec(model, setup.label, io), options });
-  const weights = new Map(model.tfjs.namedParameters().map(([n, v]) => [n, Float32Array.from(v.dataSync())]));
-  for (const [, v] of model.tfjs.namedParameters()) v.dispose();
+  const weights = new Map(
+    model.tfjs!.namedParameters().map(([n, v]) => [n, Float32Array.from(v.dataSync())]),
+  );
+  for (const [, v] of model.tfjs!.namedParameters()) v.dispose();
   return { run, weights, named };
 }
 
@@ -151,7 +153,7 @@ describe('--logging_steps', () => {
       const options = resolveRunOptions(parseFlags(flags, FLAGS), 'full', DIALECT, { outputDir });
       const { model } = tinyMlp(1);
       await fineTune({ ...tinyMlpSpec(model, setup.label, quiet), options });
-      for (const [, v] of model.tfjs.namedParameters()) v.dispose();
+      for (const [, v] of model.tfjs!.namedParameters()) v.dispose();
       expect(await readTrainerLog(join(outputDir, 'trainer_log.jsonl')), `${steps} ${given}`).toHaveLength(
         lines,
       );

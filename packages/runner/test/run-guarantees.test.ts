@@ -125,7 +125,7 @@ describe("a run leaves the model's variables as it found them", () => {
           ...tinyMlpSpec(model, setup.label, { log: () => {}, warn: () => {} }),
           options: options(['--output_dir', join(setup.dir, `flags-${method}`), '--max_steps', '2'], method),
         });
-        const frozen = model.tfjs.namedParameters().filter(([, v]) => !v.trainable);
+        const frozen = model.tfjs!.namedParameters().filter(([, v]) => !v.trainable);
         expect(frozen.map(([n]) => n)).toEqual([]);
       } finally {
         for (const [, v] of named) v.dispose();

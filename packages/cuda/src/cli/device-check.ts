@@ -3,7 +3,9 @@
  * badam-cuda-check: runs every kernel of @badam/cuda on the GPU against its C++ CPU reference on fresh random
  * data (outputs poisoned with NaN before each run, relative-error thresholds per dtype), drives
  * CudaBlockBackend against the CPU device through a BAdam schedule, and times fused AdamW and GEMM against
- * the ceilings it measures (device-to-device copy bandwidth; cuBLAS bf16 GEMM at a large square shape).
+ * the ceilings it measures (device-to-device copy bandwidth; cuBLAS bf16 GEMM at a large square shape). The
+ * Llama kernels of issue 12 (attention, RMSNorm, rope, SwiGLU, embeddings, cross-entropy, ...) are checked and
+ * timed by device-check-llama.ts, including a Llama 3-8B-sized attention and a 128256-token vocabulary.
  * Prints a report and, with --out FILE, writes it as JSON. Exit code 1 when a check fails.
  *
  *   node packages/cuda/dist/src/cli/device-check.js [--out device-check.json] [--quick] [--dry-run]
@@ -15,6 +17,7 @@ import type { TensorDType } from '../addon.js';
 import { CudaBlockBackend } from '../cuda-block-backend.js';
 import { Device } from '../device.js';
 import type { DeviceTensor } from '../device-tensor.js';
+import { llamaChecks, llamaTimings } from './device-check-llama.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -25,7 +28,7 @@ const { values: flags } = parseArgs({
   },
 });
 
-interface Check {
+export interface Check {
   kernel: string;
   case: string;
   maxRelError: number;
@@ -86,6 +89,7 @@ function compare(
   name: string,
   run: (d: Device) => Record<string, DeviceTensor>,
   thresholds: Record<string, number>,
+  floors: Record<string, number> = {},
 ) {
   const onGpu = run(gpu);
   gpu.synchronize();
@@ -97,6 +101,7 @@ function compare(
       tensor.read(),
       onCpu[output]!.read(),
       thresholds[output] ?? THRESHOLD[tensor.dtype],
+      floors[output],
     );
   }
   for (const t of [...Object.values(onGpu), ...Object.values(onCpu)]) t.free();
@@ -446,8 +451,21 @@ function main(): number {
     `device: ${gpu.description.name} (sm_${gpu.description.computeCapability.replace('.', '')}, ${(gpu.description.totalMemory / 2 ** 30).toFixed(0)} GiB, ${gpu.description.multiprocessors} SMs), ${gpu.description.gemmLibrary}`,
   );
   kernelChecks(gpu, cpu, flags.quick);
+  const llama = {
+    gpu,
+    cpu,
+    quick: flags.quick,
+    tiny: flags['dry-run'],
+    compare,
+    random,
+    checks,
+    timings,
+    time,
+  };
+  llamaChecks(llama);
   backendCheck(gpu, cpu);
   timingChecks(gpu, flags.quick, flags['dry-run']);
+  llamaTimings(llama);
   const failed = checks.filter((c) => !c.ok);
   for (const c of checks)
     console.log(

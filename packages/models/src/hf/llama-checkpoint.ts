@@ -1,5 +1,11 @@
 import { join } from 'node:path';
-import { BadamOptionError, type NamedArray } from '@badam/core';
+import {
+  BadamOptionError,
+  type LlamaConfig,
+  llamaConfigFromHf,
+  llamaConfigToHf,
+  type NamedArray,
+} from '@badam/core';
 import {
   float32ToBfloat16,
   float32ToFloat16,
@@ -10,7 +16,6 @@ import {
   writeSafetensorsModel,
 } from '@badam/safetensors';
 import * as tf from '@tensorflow/tfjs-core';
-import { type LlamaConfig, llamaConfigFromHf, llamaConfigToHf } from '../llama/llama-config.js';
 import { LlamaForCausalLM, type LlamaModelOptions } from '../llama/llama-model.js';
 import { readConfigJson } from './config-json.js';
 

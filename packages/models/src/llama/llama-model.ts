@@ -1,4 +1,10 @@
-import { BadamOptionError, SeededRandom } from '@badam/core';
+import {
+  BadamOptionError,
+  type LlamaConfig,
+  ropeInverseFrequencies,
+  ropeTables,
+  SeededRandom,
+} from '@badam/core';
 import type { NamedVariable } from '@badam/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { maskedCrossEntropy } from '../ops/cross-entropy.js';
@@ -6,8 +12,6 @@ import { embeddingLookup } from '../ops/embedding.js';
 import { gaussian } from '../ops/gaussian.js';
 import { createLoraAdapter, type LoraAdapter, withAdapters } from '../ops/lora-adapter.js';
 import { rmsNorm } from '../ops/rms-norm.js';
-import type { LlamaConfig } from './llama-config.js';
-import { ropeInverseFrequencies, ropeTables } from './rope.js';
 
 /** Options of {@link LlamaForCausalLM}. */
 export interface LlamaModelOptions {

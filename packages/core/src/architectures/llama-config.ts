@@ -1,4 +1,6 @@
-import { BadamOptionError, type DecoderArchitecture, parseHfConfig } from '@badam/core';
+import { BadamOptionError } from '../errors.js';
+import type { DecoderArchitecture } from './model-architecture.js';
+import { parseHfConfig } from './parse-hf-config.js';
 
 /** How RoPE frequencies are rescaled for long contexts (config.json `rope_scaling`). */
 export type RopeScaling =
@@ -90,7 +92,7 @@ function parseRopeScaling(value: unknown, source: string): RopeScaling | undefin
     `${source} rope_scaling.rope_type`,
     type,
     '"llama3", "linear" or "default"',
-    'dynamic, yarn and longrope scaling are not supported by @badam/models; use a checkpoint with one of these',
+    'dynamic, yarn and longrope scaling are not supported by @badam/models or @badam/cuda; use a checkpoint with one of these',
   );
 }
 

@@ -1,0 +1,94 @@
+import type { RunIO } from '@badam/callbacks';
+import { UsageError } from '@badam/core';
+import type { Device, DeviceLlama, DeviceTensor } from '@badam/cuda';
+import { ByteTokenizer, HfTokenizer, type PaddedBatch, type Tokenizer } from '@badam/data';
+import { type LlamaConfig, llamaConfigFromHf, readLlamaConfig } from '@badam/models';
+import { type RunnerModel, runDevice } from '@badam/runner';
+import { deviceCausalLmTask } from './device-training-task.js';
+import { TINY_LLAMA_CONFIG } from './embedded-data.js';
+import type { TrainOptions } from './train-options.js';
+
+/** The built-in tiny Llama's config (the same on both backends). */
+export function builtinLlamaConfig(): LlamaConfig {
+  return llamaConfigFromHf(TINY_LLAMA_CONFIG, 'built-in tiny Llama');
+}
+
+/** The built-in tiny Llama's initialisation: with the same seed, both backends start from the same weights. */
+export const BUILTIN_INITIALIZER_RANGE = 0.05;
+
+/** A Llama on @badam/cuda's device, with what the run needs beside it. */
+export interface DeviceRunModel {
+  readonly model: DeviceLlama;
+  readonly device: Device;
+  readonly config: LlamaConfig;
+  readonly tokenizer: Tokenizer;
+  readonly builtin: boolean;
+}
+
+/** The weights' dtype on the device: bf16 with `--bf16` (LLaMA-Factory's flag), else fp32 (tfjs's numbers). */
+export function deviceDtype(options: Pick<TrainOptions, 'bf16'>): 'bfloat16' | 'float32' {
+  return options.bf16 ? 'bfloat16' : 'float32';
+}
+
+/**
+ * Builds the run's Llama on the device of `--cuda_device`, never as a tfjs model (an 8B model does not fit in
+ * host fp32): from `--model_name_or_path` (Hugging Face folder, single or sharded safetensors), or the
+ * built-in tiny Llama initialised as on tfjs from `--seed`. `beforeWeights` runs once the config is known
+ * and before any weight is read (flags the model decides on fail before a long load).
+ */
+export async function loadDeviceLlama(
+  options: TrainOptions,
+  _io: Pick<RunIO, 'warn'>,
+  beforeWeights: (config: LlamaConfig) => void = () => {},
+): Promise<DeviceRunModel> {
+  const device = await runDevice(options.cudaDevice);
+  const { DeviceLlama } = await import('@badam/cuda');
+  // RoPE tables as long as the longest batch can be: --cutoff_len (checked first) rounded up to the padding.
+  const modelOptions = (config: LlamaConfig) => ({
+    dtype: deviceDtype(options),
+    gradientCheckpointing: options.gradientCheckpointing,
+    maxPositions: Math.min(config.maxPositionEmbeddings, Math.ceil(options.cutoffLen / 8) * 8),
+  });
+  if (options.modelNameOrPath === undefined) {
+    const config = builtinLlamaConfig();
+    beforeWeights(config);
+    const model = DeviceLlama.create(device, config, {
+      ...modelOptions(config),
+      seed: options.seed,
+      initializerRange: BUILTIN_INITIALIZER_RANGE,
+    });
+    return { model, device, config, tokenizer: new ByteTokenizer(), builtin: true };
+  }
+  const config = await readLlamaConfig(options.modelNameOrPath);
+  beforeWeights(config);
+  const tokenizer = await HfTokenizer.fromDirectory(options.modelNameOrPath);
+  const model = await DeviceLlama.fromPretrained(device, options.modelNameOrPath, modelOptions(config));
+  return { model, device, config, tokenizer, builtin: false };
+}
+
+/** The device Llama as the runner kit trains it: BAdam's partition choices and the causal-LM task. */
+export function deviceLlamaRunnerModel(
+  loaded: Pick<DeviceRunModel, 'model' | 'device'>,
+  options: TrainOptions,
+): RunnerModel<PaddedBatch> {
+  const { model, device } = loaded;
+  return {
+    kind: 'Llama',
+    partition: { includeEmbedding: options.includeEmbedding, includeLmHead: options.includeLmHead },
+    addLora: () => {
+      throw new UsageError(
+        '--finetuning_type lora does not run on --backend cuda yet: use block or full there, or --backend tfjs',
+      );
+    },
+    cuda: {
+      device,
+      parameters: () =>
+        model.parameters().map((p) => {
+          if (p.values instanceof Float32Array)
+            throw new Error(`DeviceLlama.parameters(): ${p.name} is not on the device`);
+          return { ...p, values: p.values as DeviceTensor };
+        }),
+      task: (gradientOf) => deviceCausalLmTask(model, gradientOf),
+    },
+  };
+}
