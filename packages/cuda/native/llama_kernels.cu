@@ -5,6 +5,8 @@
 //
 // Activations are loaded as fp32 and stored back rounded (load_f32 / store_f32, dtype as an int: 0 float32,
 // 1 bfloat16, 2 float16); every sum is fp32. Tokens are rows: N = batch * seq_len, token n = b * seq_len + s.
+// Attention has two sets of kernels: fp32 SIMT ones for any dtype and head dim, and tensor-core (WMMA) ones
+// for bf16 / fp16 at head dim 64 or 128, picked per call (use_tensor_cores; BADAM_ATTENTION=simt forces SIMT).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -546,7 +548,10 @@ dim3 attention_grid(const ref::AttentionDims& d, int heads) {
 //   forward:  q, k, v [64][ld16] T + s [64][lds] f32 + o [64][ldo] f32  = 103,424 (D 128), 62,464 (D 64)
 //   dq:       q, dO, k, v [64][ld16] T + s, dp [64][lds] f32 + lse, D   = 104,960 (D 128), 72,192 (D 64)
 //   dk / dv:  k, v, q, dO [64][ld16] T + s, dp [64][lds] f32 + lse, D   = 104,960 (D 128), 72,192 (D 64)
-// P (or P^T, dS, dS^T) is written as T over the fp32 rows it comes from, so it costs no memory. Occupancy
+// WMMA wants 32-byte aligned fragment pointers: these kernels have no static __shared__ variables, so their
+// dynamic shared memory starts at the base of the CTA's window (aligned far beyond that), and every offset
+// above is a multiple of 32 bytes. P (or P^T, dS, dS^T) is written as T over the fp32 rows it comes from, so
+// it costs no memory. Occupancy
 // (4 warps a CTA): H100 / H200 (228 KiB an SM, 1 KiB reserved a CTA) holds 2 CTAs at D 128, 3 at D 64;
 // A100 (164 KiB) 1 at D 128, 2 at D 64. Registers (ptxas -v, CUDA 13, sm_80): 79 to 233 a thread, no
 // spills; the most is the dk / dv kernel at D 128, which holds 2 * D / 16 accumulator fragments (128
