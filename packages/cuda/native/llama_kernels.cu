@@ -71,6 +71,65 @@ __device__ float block_sum(float v) {
   return total;
 }
 
+// --- column sums (deterministic, two stages) -------------------------------------------------------------
+//
+// out[c] += sum over rows r of term(r, c), for dWeight of RMSNorm and dBias: stage 1 splits the rows into
+// column_chunks(rows) chunks and writes each chunk's sum per column into a workspace, stage 2 adds the chunks
+// in order. The order of every addition depends only on (rows, cols), so results repeat bit for bit, and the
+// rows are spread over (cols / 32) * chunks blocks instead of one thread per column walking all of them.
+
+constexpr int kColumnStrip = 32;    // columns of a stage-1 block: a warp's lanes, coalesced
+constexpr int kColumnRowLanes = 8;  // rows of a chunk a stage-1 block reads at once
+constexpr size_t kRowsPerChunk = 64;
+constexpr size_t kMaxColumnChunks = 64;
+
+size_t column_chunks(size_t rows) {
+  return std::min(kMaxColumnChunks, std::max<size_t>(1, (rows + kRowsPerChunk - 1) / kRowsPerChunk));
+}
+
+// partials [chunks, cols] = per chunk of rows, the sum of term(r, c) over its rows (in order in each of the 8
+// row lanes, then the 8 lanes in order). grid (ceil(cols / 32), chunks), block (32, 8).
+template <typename Term>
+__global__ void column_partial_sums_kernel(Term term, size_t rows, size_t cols, size_t rows_per_chunk, float* partials) {
+  __shared__ float lane_sums[kColumnRowLanes][kColumnStrip];
+  const size_t c = blockIdx.x * static_cast<size_t>(kColumnStrip) + threadIdx.x;
+  const size_t r0 = blockIdx.y * rows_per_chunk, r1 = r0 + rows_per_chunk < rows ? r0 + rows_per_chunk : rows;
+  float acc = 0.0f;
+  if (c < cols) {
+    for (size_t r = r0 + threadIdx.y; r < r1; r += kColumnRowLanes) acc += term(r, c);
+  }
+  lane_sums[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < cols) {
+    float sum = 0.0f;
+    for (int lane = 0; lane < kColumnRowLanes; lane++) sum += lane_sums[lane][threadIdx.x];
+    partials[blockIdx.y * cols + c] = sum;
+  }
+}
+
+// out [cols] += the chunks' partial sums [chunks, cols], in chunk order; one thread per column.
+__global__ void column_sums_kernel(const float* partials, size_t chunks, size_t cols, float* out) {
+  GRID_STRIDE(c, cols) {
+    float sum = 0.0f;
+    for (size_t k = 0; k < chunks; k++) sum += partials[k * cols + c];
+    out[c] += sum;
+  }
+}
+
+/** out[c] += sum_r term(r, c) over rows x cols, through `workspace` (column_sum_workspace(rows, cols) floats). */
+template <typename Term>
+void add_column_sums(Term term, size_t rows, size_t cols, float* out, float* workspace, cudaStream_t stream) {
+  if (rows == 0 || cols == 0) return;  // nothing to add (and no empty grid to launch)
+  const size_t chunks = column_chunks(rows);
+  const size_t rows_per_chunk = (rows + chunks - 1) / chunks;
+  auto stage1 = column_partial_sums_kernel<Term>;
+  stage1<<<dim3(static_cast<unsigned>((cols + kColumnStrip - 1) / kColumnStrip), static_cast<unsigned>(chunks)),
+           dim3(kColumnStrip, kColumnRowLanes), 0, stream>>>(term, rows, cols, rows_per_chunk, workspace);
+  LAUNCH_CHECK();
+  column_sums_kernel<<<blocks_for(cols), kThreads, 0, stream>>>(workspace, chunks, cols, out);
+  LAUNCH_CHECK();
+}
+
 // --- embedding ---------------------------------------------------------------------------------------------
 
 // table [vocab, hidden], ids [n] -> out [n, hidden]; one thread per output element.
@@ -149,16 +208,18 @@ __global__ void rms_norm_dx_kernel(const void* d_out, int d_out_dtype, const voi
   }
 }
 
-// d_weight [hidden] += sum over the n rows of d_out * x * rstd; one thread per column, rows in order
-// (deterministic, coalesced across the threads of a warp).
-__global__ void rms_norm_d_weight_kernel(const void* d_out, int d_out_dtype, const void* x, int x_dtype,
-                                         const float* rstd, float* d_weight, size_t n, size_t hidden) {
-  GRID_STRIDE(c, hidden) {
-    float acc = 0.0f;
-    for (size_t t = 0; t < n; t++) acc += load_f32(d_out, d_out_dtype, t * hidden + c) * load_f32(x, x_dtype, t * hidden + c) * rstd[t];
-    d_weight[c] += acc;
+/** dWeight's term of row t, column c: dOut * x * rstd (column sums over the rows give d_weight). */
+struct RmsNormDWeightTerm {
+  const void* d_out;
+  int d_out_dtype;
+  const void* x;
+  int x_dtype;
+  const float* rstd;
+  size_t hidden;
+  __device__ float operator()(size_t t, size_t c) const {
+    return load_f32(d_out, d_out_dtype, t * hidden + c) * load_f32(x, x_dtype, t * hidden + c) * rstd[t];
   }
-}
+};
 
 }  // namespace
 
@@ -171,12 +232,11 @@ void rms_norm(const void* x, DType x_dtype, const void* weight, DType w_dtype, v
 
 void rms_norm_backward(const void* d_out, DType d_out_dtype, const void* x, DType x_dtype, const void* weight,
                        DType w_dtype, const float* rstd, void* dx, DType dx_dtype, float* d_weight, size_t n,
-                       size_t hidden, bool accumulate_dx, cudaStream_t stream) {
+                       size_t hidden, bool accumulate_dx, float* workspace, cudaStream_t stream) {
   // dWeight first: dx may alias dOut (an in-place backward) and is written by the second kernel.
   if (d_weight != nullptr) {
-    rms_norm_d_weight_kernel<<<blocks_for(hidden), kThreads, 0, stream>>>(d_out, dt(d_out_dtype), x, dt(x_dtype), rstd,
-                                                                         d_weight, n, hidden);
-    LAUNCH_CHECK();
+    add_column_sums(RmsNormDWeightTerm{d_out, dt(d_out_dtype), x, dt(x_dtype), rstd, hidden}, n, hidden, d_weight,
+                    workspace, stream);
   }
   rms_norm_dx_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(d_out, dt(d_out_dtype), x, dt(x_dtype), weight,
                                                                           dt(w_dtype), rstd, dx, dt(dx_dtype), hidden,
@@ -1044,14 +1104,13 @@ __global__ void add_bias_kernel(void* x, int x_dtype, const void* bias, int bias
   GRID_STRIDE(i, n) store_f32(x, x_dtype, i, load_f32(x, x_dtype, i) + load_f32(bias, bias_dtype, i % channels));
 }
 
-// d_bias [channels] += column sums of d_out [n / channels, channels]; one thread per column, rows in order.
-__global__ void bias_backward_kernel(const void* d_out, int d_out_dtype, float* d_bias, size_t rows, size_t channels) {
-  GRID_STRIDE(c, channels) {
-    float acc = 0.0f;
-    for (size_t r = 0; r < rows; r++) acc += load_f32(d_out, d_out_dtype, r * channels + c);
-    d_bias[c] += acc;
-  }
-}
+/** dBias's term of row r, column c: dOut. */
+struct BiasTerm {
+  const void* d_out;
+  int d_out_dtype;
+  size_t channels;
+  __device__ float operator()(size_t r, size_t c) const { return load_f32(d_out, d_out_dtype, r * channels + c); }
+};
 
 }  // namespace
 
@@ -1081,11 +1140,12 @@ void add_bias(void* x, DType x_dtype, const void* bias, DType bias_dtype, size_t
   LAUNCH_CHECK();
 }
 
-void bias_backward(const void* d_out, DType d_out_dtype, float* d_bias, size_t n, size_t channels, cudaStream_t stream) {
-  bias_backward_kernel<<<blocks_for(channels), kThreads, 0, stream>>>(d_out, dt(d_out_dtype), d_bias, n / channels,
-                                                                       channels);
-  LAUNCH_CHECK();
+void bias_backward(const void* d_out, DType d_out_dtype, float* d_bias, size_t n, size_t channels, float* workspace,
+                   cudaStream_t stream) {
+  add_column_sums(BiasTerm{d_out, dt(d_out_dtype), channels}, n / channels, channels, d_bias, workspace, stream);
 }
+
+size_t column_sum_workspace(size_t rows, size_t cols) { return column_chunks(rows) * cols; }
 
 // --- cross-entropy, argmax, sum -------------------------------------------------------------------------------
 

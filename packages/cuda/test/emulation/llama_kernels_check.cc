@@ -91,7 +91,8 @@ void check_elementwise() {
       check("addBias " + dt, xg, xw, 0);
       Buffer dw(DType::F32, random_values(cols)), dg = dw;
       ref::bias_backward(gc.data(), t, dw.f32(), n, cols);
-      gpu::bias_backward(gc.data(), t, dg.f32(), n, cols, nullptr);
+      std::vector<float> workspace(gpu::column_sum_workspace(rows, cols), std::numeric_limits<float>::quiet_NaN());
+      gpu::bias_backward(gc.data(), t, dg.f32(), n, cols, workspace.data(), nullptr);
       check("biasBackward " + dt, dg, dw, 1e-4, 1e-1);  // rows summed before, not after, adding
     }
   }
@@ -125,8 +126,9 @@ void check_embedding_norm_rope() {
       Buffer dxw(t, random_values(tokens * hidden)), dxg = dxw;
       Buffer dww(DType::F32, random_values(hidden)), dwg = dww;
       ref::rms_norm_backward(g.data(), t, x.data(), t, w.data(), t, rw.f32(), dxw.data(), t, dww.f32(), tokens, hidden, accumulate);
+      std::vector<float> workspace(gpu::column_sum_workspace(tokens, hidden), std::numeric_limits<float>::quiet_NaN());
       gpu::rms_norm_backward(g.data(), t, x.data(), t, w.data(), t, rw.f32(), dxg.data(), t, dwg.f32(), tokens, hidden, accumulate,
-                             nullptr);
+                             workspace.data(), nullptr);
       const std::string how = accumulate ? " (dx +=)" : " (dx =)";
       check("rmsNormBackward dx " + dt + how, dxg, dxw, t == DType::F32 ? 1e-5 : 2 * kBf16, 1e-2);
       check("rmsNormBackward dWeight " + dt + how, dwg, dww, 1e-4, 1e-2);
@@ -141,6 +143,29 @@ void check_embedding_norm_rope() {
     ref::rope(xw.data(), DType::BF16, cos.f32(), sin.f32(), n, seq_len, heads, head_dim, inverse);
     gpu::rope(xg.data(), DType::BF16, cos.f32(), sin.f32(), n, seq_len, heads, head_dim, inverse, nullptr);
     check(std::string("rope bf16, inverse ") + (inverse ? "true" : "false"), xg, xw, 0);
+  }
+}
+
+/** dBias and RMSNorm's dWeight over rows that span several chunks of the two-stage column sums, the last one
+ * partial, up to the chunk cap (rows > 64 * 64), with column strips that end early (cols not a multiple of 32). */
+void check_column_sums() {
+  for (const size_t rows : {size_t{300}, size_t{5000}}) {
+    const size_t cols = 70, n = rows * cols;
+    const std::string shape = " [" + std::to_string(rows) + ", " + std::to_string(cols) + "]";
+    Buffer d_out(DType::BF16, random_values(n)), x(DType::BF16, random_values(n, 3));
+    Buffer rstd(DType::F32, random_values(rows, 0.5f));
+    std::vector<float> workspace(gpu::column_sum_workspace(rows, cols), std::numeric_limits<float>::quiet_NaN());
+    Buffer bw(DType::F32, random_values(cols)), bg = bw;
+    ref::bias_backward(d_out.data(), DType::BF16, bw.f32(), n, cols);
+    gpu::bias_backward(d_out.data(), DType::BF16, bg.f32(), n, cols, workspace.data(), nullptr);
+    check("biasBackward bf16, chunked rows" + shape, bg, bw, 1e-4, 1);
+    Buffer dxw = Buffer::poison(DType::BF16, n), dxg = Buffer::poison(DType::BF16, n), w(DType::BF16, random_values(cols));
+    Buffer ww(DType::F32, random_values(cols)), wg = ww;
+    ref::rms_norm_backward(d_out.data(), DType::BF16, x.data(), DType::BF16, w.data(), DType::BF16, rstd.f32(), dxw.data(),
+                           DType::BF16, ww.f32(), rows, cols, false);
+    gpu::rms_norm_backward(d_out.data(), DType::BF16, x.data(), DType::BF16, w.data(), DType::BF16, rstd.f32(), dxg.data(),
+                           DType::BF16, wg.f32(), rows, cols, false, workspace.data(), nullptr);
+    check("rmsNormBackward dWeight bf16, chunked rows" + shape, wg, ww, 1e-4, 1);
   }
 }
 
@@ -243,6 +268,7 @@ int main() {
     check_elementwise();
     check_embedding_norm_rope();
     check_cross_entropy_argmax_sum();
+    check_column_sums();
     const std::vector<AttentionCase> cases = {
         {"batch 2, seq 45, 4 / 2 heads, d 40, lengths [45, 29]", DType::F32, 2, 45, 4, 2, 40, true, {45, 29}},
         {"batch 1, seq 33, 4 / 1 heads, d 64, not causal, lengths [20]", DType::BF16, 1, 33, 4, 1, 64, false, {20}},
