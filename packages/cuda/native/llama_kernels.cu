@@ -611,9 +611,8 @@ dim3 attention_grid(const ref::AttentionDims& d, int heads) {
 // WMMA wants 32-byte aligned fragment pointers: these kernels have no static __shared__ variables, so their
 // dynamic shared memory starts at the base of the CTA's window (aligned far beyond that), and every offset
 // above is a multiple of 32 bytes. P (or P^T, dS, dS^T) is written as T over the fp32 rows it comes from, so
-// it costs no memory. Occupancy
-// (4 warps a CTA): H100 / H200 (228 KiB an SM, 1 KiB reserved a CTA) holds 2 CTAs at D 128, 3 at D 64;
-// A100 (164 KiB) 1 at D 128, 2 at D 64. Registers (ptxas -v, CUDA 13, sm_80): 79 to 233 a thread, no
+// it costs no memory. Occupancy (4 warps a CTA): H100 / H200 (228 KiB an SM, 1 KiB reserved a CTA) hold 2
+// CTAs at D 128, 3 at D 64; A100 (164 KiB) 1 at D 128, 2 at D 64. Registers (ptxas -v, CUDA 13, sm_80 / sm_90): 72 to 239 a thread, no
 // spills; the most is the dk / dv kernel at D 128, which holds 2 * D / 16 accumulator fragments (128
 // registers): 2 CTAs of 128 threads still fit an SM's 64K registers, so shared memory sets the occupancy.
 

@@ -23,6 +23,11 @@ void rms_norm_backward(const void* d_out, DType d_out_dtype, const void* x, DTyp
                        size_t hidden, bool accumulate_dx, float* workspace, cudaStream_t stream);
 void rope(void* x, DType dtype, const float* cos, const float* sin, size_t n, int seq_len, int heads, int head_dim,
           bool inverse, cudaStream_t stream);
+/**
+ * Attention and its backward run tensor-core (WMMA) kernels for bf16 / fp16 at head dim 64 or 128 with
+ * 16-byte aligned tensors, the fp32 SIMT kernels otherwise. BADAM_ATTENTION=simt in the environment forces
+ * SIMT (read at every call); `auto` or unset picks; any other value throws std::invalid_argument.
+ */
 void attention(const void* q, const void* k, const void* v, void* out, float* lse, DType dtype,
                const ref::AttentionDims& dims, cudaStream_t stream);
 void attention_backward(const void* q, const void* k, const void* v, const void* out, const void* d_out,

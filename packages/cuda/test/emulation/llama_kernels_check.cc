@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -279,6 +280,21 @@ int main() {
         {"batch 1, seq 130, 4 / 1 heads, d 128, lengths [100]", DType::BF16, 1, 130, 4, 1, 128, true, {100}},
         {"batch 1, seq 70, 4 / 1 heads, d 128, not causal, no lengths", DType::F16, 1, 70, 4, 1, 128, false, {}},
     };
+    {
+      // A misspelt BADAM_ATTENTION is an error that names the value, not a silent choice of kernels.
+      setenv("BADAM_ATTENTION", "tensorcores", 1);
+      std::string message;
+      try {
+        gpu::attention(nullptr, nullptr, nullptr, nullptr, nullptr, DType::BF16, ref::AttentionDims{1, 1, 1, 1, 64, 1, true, nullptr},
+                       nullptr);
+      } catch (const std::invalid_argument& e) {
+        message = e.what();
+      }
+      unsetenv("BADAM_ATTENTION");
+      const bool refused = message.find("'tensorcores'") != std::string::npos;
+      if (!refused) failures++;
+      std::printf("%s BADAM_ATTENTION=tensorcores refused: %s\n", refused ? "ok  " : "FAIL", message.c_str());
+    }
     for (const auto& c : cases) {
       const bool tensor_cores = c.dtype != DType::F32 && (c.head_dim == 64 || c.head_dim == 128);
       check_attention(c, false);
