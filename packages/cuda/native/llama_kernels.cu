@@ -612,9 +612,10 @@ dim3 attention_grid(const ref::AttentionDims& d, int heads) {
 // dynamic shared memory starts at the base of the CTA's window (aligned far beyond that), and every offset
 // above is a multiple of 32 bytes. P (or P^T, dS, dS^T) is written as T over the fp32 rows it comes from, so
 // it costs no memory. Occupancy (4 warps a CTA): H100 / H200 (228 KiB an SM, 1 KiB reserved a CTA) hold 2
-// CTAs at D 128, 3 at D 64; A100 (164 KiB) 1 at D 128, 2 at D 64. Registers (ptxas -v, CUDA 13, sm_80 / sm_90): 72 to 239 a thread, no
-// spills; the most is the dk / dv kernel at D 128, which holds 2 * D / 16 accumulator fragments (128
-// registers): 2 CTAs of 128 threads still fit an SM's 64K registers, so shared memory sets the occupancy.
+// CTAs at D 128, 3 at D 64; A100 (164 KiB) 1 at D 128, 2 at D 64. Registers (ptxas -v, CUDA 13): 72 to 255
+// a thread on sm_80 / sm_90, no spills (the dk / dv kernel holds 2 * D / 16 accumulator fragments, the
+// forward keeps its 16 query rows as D / 16 fragments); even 256 a thread lets 2 CTAs of 128 threads share an
+// SM's 64K registers, so shared memory sets the occupancy.
 
 namespace {
 
@@ -663,6 +664,30 @@ __device__ void tc_load_tile(T* tile, const T* src, int b, int s0, int seq_len, 
       chunk = *reinterpret_cast<const uint4*>(src + ((static_cast<size_t>(b) * seq_len + s) * heads_in_row + head) * D + c);
     }
     *reinterpret_cast<uint4*>(tile + r * ld16(D) + c) = chunk;
+  }
+}
+
+/** The D / 16 fragments of 16 rows of a [.][D] T tile (ld16), to keep in registers across the tiles walked. */
+template <typename T, int D>
+__device__ __forceinline__ void tc_load_rows(FragA<T>* frags, const T* rows) {
+#pragma unroll
+  for (int kk = 0; kk < D / kFrag; kk++) wmma::load_matrix_sync(frags[kk], rows + kk * kFrag, ld16(D));
+}
+
+/** out[16][64] (fp32, ld kLds) = a b[64][D]^T, a the 16 rows held as fragments (tc_load_rows). */
+template <typename T, int D>
+__device__ __forceinline__ void tc_frags_times_tile_t(float* out, const FragA<T>* a, const T* b) {
+#pragma unroll 1  // one column block at a time, as below
+  for (int n = 0; n < kTcTile / kFrag; n++) {
+    FragAcc acc;
+    wmma::fill_fragment(acc, 0.0f);
+#pragma unroll
+    for (int kk = 0; kk < D / kFrag; kk++) {
+      FragBCol<T> fb;  // b's rows as columns: element (k, n) at b[n * ld + k]
+      wmma::load_matrix_sync(fb, b + n * kFrag * ld16(D) + kk * kFrag, ld16(D));
+      wmma::mma_sync(acc, a[kk], fb, acc);
+    }
+    wmma::store_matrix_sync(out + n * kFrag, acc, kLds, wmma::mem_row_major);
   }
 }
 
@@ -758,13 +783,17 @@ __global__ void __launch_bounds__(kTcThreads) attention_forward_tc_kernel(const 
     l[r] = 0.0f;
   }
 
+  FragA<T> q_frags[D / kFrag];  // the warp's 16 query rows, read from shared memory once
+  __syncthreads();
+  tc_load_rows<T, D>(q_frags, q_tile + row0 * ld16(D));
+
   const int key_end = tc_key_end(d, q0, length);
   for (int k0 = 0; k0 < key_end; k0 += kTcTile) {
     __syncthreads();  // the previous k, v tiles are consumed
     tc_load_tile<T, D>(k_tile, k, b, k0, d.seq_len, d.kv_heads, kvh);
     tc_load_tile<T, D>(v_tile, v, b, k0, d.seq_len, d.kv_heads, kvh);
     __syncthreads();
-    tc_rows_times_tile_t<T, D>(s_rows, q_tile + row0 * ld16(D), k_tile);
+    tc_frags_times_tile_t<T, D>(s_rows, q_frags, k_tile);
     __syncwarp();
     float p[kFrag][2], rescale[kFrag];
 #pragma unroll
@@ -792,7 +821,9 @@ __global__ void __launch_bounds__(kTcThreads) attention_forward_tc_kernel(const 
     for (int r = 0; r < kFrag; r++) {
       p_rows[r * kLdp + lane] = from_f32<T>(p[r][0]);
       p_rows[r * kLdp + lane + 32] = from_f32<T>(p[r][1]);
-      for (int i = lane; i < D; i += 32) o_rows[r * kLdo + i] *= rescale[r];
+      if (rescale[r] != 1.0f) {  // the same in every lane: the row's max moved
+        for (int i = lane; i < D; i += 32) o_rows[r * kLdo + i] *= rescale[r];
+      }
     }
     __syncwarp();
     FragAcc acc[D / kFrag];
