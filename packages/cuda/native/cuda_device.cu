@@ -163,6 +163,7 @@ class CudaDevice final : public Device {
     cudaSetDevice(ordinal_);
     if (handle_ != nullptr) api_->destroy(handle_);
     cudaFree(partials_);
+    cudaFree(column_workspace_);
     cudaStreamDestroy(stream_);
   }
 
@@ -284,8 +285,9 @@ class CudaDevice final : public Device {
   void rms_norm_backward(const void* d_out, DType d_out_dtype, const void* x, DType x_dtype, const void* weight,
                          DType w_dtype, const float* rstd, void* dx, DType dx_dtype, float* d_weight, size_t n,
                          size_t hidden, bool accumulate_dx) override {
+    float* workspace = d_weight != nullptr ? column_workspace(cuda_llama::column_sum_workspace(n, hidden)) : nullptr;
     cuda_llama::rms_norm_backward(d_out, d_out_dtype, x, x_dtype, weight, w_dtype, rstd, dx, dx_dtype, d_weight, n, hidden,
-                                  accumulate_dx, stream_);
+                                  accumulate_dx, workspace, stream_);
   }
   void rope(void* x, DType dtype, const float* cos, const float* sin, size_t n, int seq_len, int heads, int head_dim,
             bool inverse) override {
@@ -317,7 +319,9 @@ class CudaDevice final : public Device {
     cuda_llama::add_bias(x, x_dtype, bias, bias_dtype, n, channels, stream_);
   }
   void bias_backward(const void* d_out, DType d_out_dtype, float* d_bias, size_t n, size_t channels) override {
-    cuda_llama::bias_backward(d_out, d_out_dtype, d_bias, n, channels, stream_);
+    if (channels == 0) return;
+    float* workspace = column_workspace(cuda_llama::column_sum_workspace(n / channels, channels));
+    cuda_llama::bias_backward(d_out, d_out_dtype, d_bias, n, channels, workspace, stream_);
   }
   void cross_entropy(void* logits, DType dtype, const int32_t* labels, float* losses, size_t rows, size_t vocab,
                      float grad_scale) override {
@@ -331,6 +335,22 @@ class CudaDevice final : public Device {
   }
 
  private:
+  /**
+   * The column sums' workspace (dWeight of RMSNorm, dBias), at least `floats` long: kept between calls and
+   * grown when a call needs more, after the stream has finished with the old one.
+   */
+  float* column_workspace(size_t floats) {
+    if (floats > column_workspace_floats_) {
+      CUDA_CHECK(cudaStreamSynchronize(stream_));
+      CUDA_CHECK(cudaFree(column_workspace_));
+      column_workspace_ = nullptr;
+      column_workspace_floats_ = 0;
+      CUDA_CHECK(cudaMalloc(&column_workspace_, sizeof(float) * floats));
+      column_workspace_floats_ = floats;
+    }
+    return column_workspace_;
+  }
+
   void check_cublas(cublas::Status status, const char* what) {
     if (status != 0) throw std::runtime_error(std::string(what) + " failed: " + cublas::status_name(status));
   }
@@ -339,6 +359,8 @@ class CudaDevice final : public Device {
   cudaDeviceProp props_{};
   cudaStream_t stream_ = nullptr;
   double* partials_ = nullptr;
+  float* column_workspace_ = nullptr;
+  size_t column_workspace_floats_ = 0;
   const cublas::Api* api_ = nullptr;
   cublas::Handle handle_ = nullptr;
   int cublas_version_ = 0;

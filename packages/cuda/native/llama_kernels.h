@@ -20,9 +20,14 @@ void rms_norm(const void* x, DType x_dtype, const void* weight, DType w_dtype, v
               size_t n, size_t hidden, float eps, cudaStream_t stream);
 void rms_norm_backward(const void* d_out, DType d_out_dtype, const void* x, DType x_dtype, const void* weight,
                        DType w_dtype, const float* rstd, void* dx, DType dx_dtype, float* d_weight, size_t n,
-                       size_t hidden, bool accumulate_dx, cudaStream_t stream);
+                       size_t hidden, bool accumulate_dx, float* workspace, cudaStream_t stream);
 void rope(void* x, DType dtype, const float* cos, const float* sin, size_t n, int seq_len, int heads, int head_dim,
           bool inverse, cudaStream_t stream);
+/**
+ * Attention and its backward run tensor-core (WMMA) kernels for bf16 / fp16 at head dim 64 or 128 with
+ * 16-byte aligned tensors, the fp32 SIMT kernels otherwise. BADAM_ATTENTION=simt in the environment forces
+ * SIMT (read at every call); `auto` or unset picks; any other value throws std::invalid_argument.
+ */
 void attention(const void* q, const void* k, const void* v, void* out, float* lse, DType dtype,
                const ref::AttentionDims& dims, cudaStream_t stream);
 void attention_backward(const void* q, const void* k, const void* v, const void* out, const void* d_out,
@@ -36,7 +41,13 @@ void swiglu_backward(const void* gate, DType gate_dtype, const void* up, DType u
 void add(const void* a, DType a_dtype, const void* b, DType b_dtype, void* out, DType out_dtype, size_t n,
          cudaStream_t stream);
 void add_bias(void* x, DType x_dtype, const void* bias, DType bias_dtype, size_t n, size_t channels, cudaStream_t stream);
-void bias_backward(const void* d_out, DType d_out_dtype, float* d_bias, size_t n, size_t channels, cudaStream_t stream);
+void bias_backward(const void* d_out, DType d_out_dtype, float* d_bias, size_t n, size_t channels, float* workspace,
+                   cudaStream_t stream);
+/**
+ * Floats of device workspace that rms_norm_backward's dWeight (rows n, cols hidden) and bias_backward (rows
+ * n / channels, cols channels) need: their column sums go through per-chunk partial sums (deterministic).
+ */
+size_t column_sum_workspace(size_t rows, size_t cols);
 void cross_entropy(void* logits, DType dtype, const int32_t* labels, float* losses, size_t rows, size_t vocab,
                    float grad_scale, cudaStream_t stream);
 void argmax_rows(const void* x, DType dtype, int32_t* out, size_t rows, size_t cols, cudaStream_t stream);

@@ -8,8 +8,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 // The CUDA Llama kernels cannot run here (no GPU), but their launches, tiling, shared memory, warp shuffles
 // and block reductions can: test/emulation/cuda_runtime.h runs native/llama_kernels.cu on fibers, and
 // llama_kernels_check.cc compares every kernel with the CPU reference on shapes with partial tiles, odd head
-// dims, GQA groups, padding and an empty row. What stays untested is CUDA itself: the bf16 intrinsics,
-// the real memory model and timing (device-check.sh covers those on a GPU).
+// dims, GQA groups, padding and an empty row; the tensor-core attention (WMMA, emulated by mma.h with a
+// whole tile in every thread) runs at head dims 64 and 128 beside the SIMT one. What stays untested is CUDA
+// itself: the bf16 intrinsics, the real fragment layouts, memory model and timing (device-check.sh covers
+// those on a GPU).
 const native = fileURLToPath(new URL('../native/', import.meta.url));
 const emulation = fileURLToPath(new URL('./emulation/', import.meta.url));
 const hasCompiler = spawnSync(process.env.CXX ?? 'g++', ['--version']).status === 0;
@@ -45,6 +47,7 @@ describe.skipIf(!hasCompiler)(
           '-std=c++17',
           '-O2',
           '-Wno-unknown-pragmas',
+          '-fno-strict-aliasing', // shared memory is one float buffer that 16-bit tiles are cast over, as in CUDA
           `-I${emulation}`, // its cuda_runtime.h before any real one
           `-I${native}`,
           source,
@@ -67,6 +70,10 @@ describe.skipIf(!hasCompiler)(
         'rope',
       ])
         expect(run.stdout).toMatch(new RegExp(`^ok +${kernel}`, 'm'));
+      // Both attention paths ran: the WMMA kernels (test/emulation/mma.h) and the SIMT ones they replace.
+      for (const path of ['tensor cores', 'simt'])
+        for (const kernel of ['attention out', 'attentionBackward dq', 'attentionBackward dk'])
+          expect(run.stdout).toMatch(new RegExp(`^ok +${kernel}, .* \\[${path}\\]`, 'm'));
     }, 300_000);
   },
 );

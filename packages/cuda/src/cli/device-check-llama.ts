@@ -1,7 +1,9 @@
 /**
  * The Llama kernels of issue 12 in badam-cuda-check: each op on the GPU against the CPU device (the C++
  * references) on the same random inputs, outputs poisoned with NaN first; then timings at Llama 3-8B sizes
- * (attention: batch 1, seq 512, 32 heads, 8 kv heads, head dim 128, bf16; cross-entropy over 128256 logits).
+ * (attention: batch 2, seq 512, 32 heads, 8 kv heads, head dim 128, bf16; cross-entropy over 128256 logits).
+ * Attention in bf16 at head dim 64 or 128 is checked and timed twice: on the tensor-core kernels the CUDA
+ * device picks, and on the SIMT kernels BADAM_ATTENTION=simt forces.
  * With --dry-run the CPU device stands in for the GPU and the shapes shrink, so CI runs this path too.
  */
 import type { TensorDType } from '../addon.js';
@@ -23,7 +25,7 @@ export interface LlamaCheckContext {
     name: string,
     run: (d: Device) => Record<string, DeviceTensor>,
     thresholds: Record<string, number>,
-    floors?: Record<string, number>,
+    floors?: Record<string, number | 'rms'>,
   ): void;
   random(n: number, scale?: number): Float32Array;
   checks: Check[];
@@ -44,11 +46,32 @@ interface AttentionCase {
   lengths: number[] | null;
 }
 
+/** The attention kernels of the CUDA device: tensor cores where they apply, or SIMT (BADAM_ATTENTION=simt). */
+type AttentionPath = 'tensor cores' | 'simt';
+
+/** The paths the CUDA device has for a case: the tensor-core kernels exist for bf16 / fp16 at d 64 and 128. */
+function attentionPaths(dtype: TensorDType, headDim: number): AttentionPath[] {
+  return dtype !== 'float32' && (headDim === 64 || headDim === 128) ? ['tensor cores', 'simt'] : ['simt'];
+}
+
+/** Runs `f` with BADAM_ATTENTION set for `path` (the addon reads it at every call), then restores it. */
+function onPath<T>(path: AttentionPath, f: () => T): T {
+  const before = process.env.BADAM_ATTENTION;
+  if (path === 'simt') process.env.BADAM_ATTENTION = 'simt';
+  else delete process.env.BADAM_ATTENTION;
+  try {
+    return f();
+  } finally {
+    if (before === undefined) delete process.env.BADAM_ATTENTION;
+    else process.env.BADAM_ATTENTION = before;
+  }
+}
+
 function attentionCases(tiny: boolean): AttentionCase[] {
   const llama8b: AttentionCase = {
-    name: 'Llama 3-8B: batch 1, seq 512, 32 / 8 heads, d 128',
+    name: 'Llama 3-8B: batch 2, seq 512, 32 / 8 heads, d 128',
     dtype: 'bfloat16',
-    dims: { batch: 1, seqLen: 512, heads: 32, kvHeads: 8, headDim: 128 },
+    dims: { batch: 2, seqLen: 512, heads: 32, kvHeads: 8, headDim: 128 },
     lengths: null,
   };
   return [
@@ -65,6 +88,13 @@ function attentionCases(tiny: boolean): AttentionCase[] {
       dims: { batch: 2, seqLen: 45, heads: 4, kvHeads: 1, headDim: 40, causal: false },
       lengths: [45, 1],
     },
+    {
+      // The tensor-core kernels' 64-row tiles, partial, with padding.
+      name: 'batch 2, seq 130, 4 / 2 heads, d 64, lengths [130, 70]',
+      dtype: 'bfloat16',
+      dims: { batch: 2, seqLen: 130, heads: 4, kvHeads: 2, headDim: 64 },
+      lengths: [130, 70],
+    },
     tiny
       ? {
           name: 'batch 1, seq 64, 8 / 2 heads, d 128 (the 8B case, shrunk for the dry run)',
@@ -76,7 +106,7 @@ function attentionCases(tiny: boolean): AttentionCase[] {
   ];
 }
 
-function attentionCheck(ctx: LlamaCheckContext, c: AttentionCase): void {
+function attentionCheck(ctx: LlamaCheckContext, c: AttentionCase, path: AttentionPath): void {
   const { batch, seqLen, heads, kvHeads, headDim } = c.dims;
   const qSize = batch * seqLen * heads * headDim;
   const kvSize = batch * seqLen * kvHeads * headDim;
@@ -88,49 +118,60 @@ function attentionCheck(ctx: LlamaCheckContext, c: AttentionCase): void {
   };
   const lengths = c.lengths ? Int32Array.from(c.lengths) : null;
   const dimsOn = (d: Device): AttentionDims => ({ ...c.dims, lengths: lengths ? ints(d, lengths) : null });
-  // lse: fp32 sums in another order on each side; out: one bf16 rounding apart at most.
-  const thresholds = c.dtype === 'float32' ? { out: 1e-4, lse: 1e-4 } : { out: BF16, lse: 1e-4 };
-  ctx.compare(
-    ctx.gpu,
-    ctx.cpu,
-    'attention',
-    `${c.name}, ${c.dtype}`,
-    (d) => {
-      const out = poisoned(d, qSize, c.dtype);
-      const lse = poisoned(d, batch * heads * seqLen, 'float32');
-      d.attention(
-        input(d, host.q, c.dtype),
-        input(d, host.k, c.dtype),
-        input(d, host.v, c.dtype),
-        out,
-        lse,
-        dimsOn(d),
-      );
-      return { out, lse };
-    },
-    thresholds,
+  const name = `${c.name}, ${c.dtype} [${path}]`;
+  // Tensor cores multiply bf16 P and dS (as FlashAttention-2 does): about two bf16 steps of each result,
+  // measured against the larger of the element and the output's rms (the emulator's test does the same).
+  const tensorCores = path === 'tensor cores';
+  // lse: fp32 sums in another order on each side; out: one bf16 rounding apart at most (SIMT).
+  const thresholds =
+    c.dtype === 'float32' ? { out: 1e-4, lse: 1e-4 } : { out: tensorCores ? 2 * BF16 : BF16, lse: 1e-4 };
+  onPath(path, () =>
+    ctx.compare(
+      ctx.gpu,
+      ctx.cpu,
+      'attention',
+      name,
+      (d) => {
+        const out = poisoned(d, qSize, c.dtype);
+        const lse = poisoned(d, batch * heads * seqLen, 'float32');
+        d.attention(
+          input(d, host.q, c.dtype),
+          input(d, host.k, c.dtype),
+          input(d, host.v, c.dtype),
+          out,
+          lse,
+          dimsOn(d),
+        );
+        return { out, lse };
+      },
+      thresholds,
+      tensorCores ? { out: 'rms' } : {},
+    ),
   );
   // Gradients are sums with cancellation: relative to a floor of 1e-2 of their typical size (~1).
-  const gradThreshold = c.dtype === 'float32' ? 1e-4 : 2 * BF16;
-  ctx.compare(
-    ctx.gpu,
-    ctx.cpu,
-    'attentionBackward',
-    `${c.name}, ${c.dtype}`,
-    (d) => {
-      const [q, k, v] = [input(d, host.q, c.dtype), input(d, host.k, c.dtype), input(d, host.v, c.dtype)];
-      const dims = dimsOn(d);
-      const out = d.empty([qSize], c.dtype);
-      const lse = d.empty([batch * heads * seqLen], 'float32');
-      d.attention(q, k, v, out, lse, dims);
-      const dq = poisoned(d, qSize, c.dtype);
-      const dk = poisoned(d, kvSize, c.dtype);
-      const dv = poisoned(d, kvSize, c.dtype);
-      d.attentionBackward(q, k, v, out, input(d, host.dOut, c.dtype), lse, dq, dk, dv, dims);
-      return { dq, dk, dv };
-    },
-    { dq: gradThreshold, dk: gradThreshold, dv: gradThreshold },
-    { dq: 1e-2, dk: 1e-2, dv: 1e-2 },
+  const gradThreshold = c.dtype === 'float32' ? 1e-4 : tensorCores ? 4 * BF16 : 2 * BF16;
+  const gradFloor = tensorCores ? 'rms' : 1e-2;
+  onPath(path, () =>
+    ctx.compare(
+      ctx.gpu,
+      ctx.cpu,
+      'attentionBackward',
+      name,
+      (d) => {
+        const [q, k, v] = [input(d, host.q, c.dtype), input(d, host.k, c.dtype), input(d, host.v, c.dtype)];
+        const dims = dimsOn(d);
+        const out = d.empty([qSize], c.dtype);
+        const lse = d.empty([batch * heads * seqLen], 'float32');
+        d.attention(q, k, v, out, lse, dims);
+        const dq = poisoned(d, qSize, c.dtype);
+        const dk = poisoned(d, kvSize, c.dtype);
+        const dv = poisoned(d, kvSize, c.dtype);
+        d.attentionBackward(q, k, v, out, input(d, host.dOut, c.dtype), lse, dq, dk, dv, dims);
+        return { dq, dk, dv };
+      },
+      { dq: gradThreshold, dk: gradThreshold, dv: gradThreshold },
+      { dq: gradFloor, dk: gradFloor, dv: gradFloor },
+    ),
   );
 }
 
@@ -331,7 +372,8 @@ export function llamaChecks(ctx: LlamaCheckContext): void {
     ok: sumError <= 1e-10,
   });
 
-  for (const c of attentionCases(tiny)) attentionCheck(ctx, c);
+  for (const c of attentionCases(tiny))
+    for (const path of attentionPaths(c.dtype, c.dims.headDim)) attentionCheck(ctx, c, path);
   gpu.emptyCache();
   cpu.emptyCache();
 }
@@ -339,7 +381,7 @@ export function llamaChecks(ctx: LlamaCheckContext): void {
 /** Timings of the kernels that matter at Llama 3-8B sizes. */
 export function llamaTimings(ctx: LlamaCheckContext): void {
   const { gpu, tiny } = ctx;
-  const [batch, seqLen, heads, kvHeads, headDim] = tiny ? [1, 64, 8, 2, 128] : [1, 512, 32, 8, 128];
+  const [batch, seqLen, heads, kvHeads, headDim] = tiny ? [1, 64, 8, 2, 128] : [2, 512, 32, 8, 128];
   const dims: AttentionDims = { batch, seqLen, heads, kvHeads, headDim };
   const q = gpu.empty([batch * seqLen * heads * headDim], 'bfloat16').fill(0.1);
   const kv = gpu.empty([batch * seqLen * kvHeads * headDim], 'bfloat16').fill(0.1);
@@ -350,11 +392,15 @@ export function llamaTimings(ctx: LlamaCheckContext): void {
   const reps = tiny ? 1 : 20;
   // Causal: half of the t x t scores; 2 GEMM-like products forward (QK, PV), 5 backward (QK, dP, dq, dk, dv).
   const pairs = (batch * heads * seqLen * (seqLen + 1)) / 2;
-  const forward = ctx.time(gpu, reps, () => gpu.attention(q, kv, kv, out, lse, dims));
-  const backward = ctx.time(gpu, reps, () => gpu.attentionBackward(q, kv, kv, out, q, lse, dq, dk, dv, dims));
-  const size = `batch ${batch}, seq ${seqLen}, ${heads} / ${kvHeads} heads, d ${headDim}, bf16, causal`;
-  timings(ctx, 'attention forward', size, forward, (4 * pairs * headDim) / forward / 1e12);
-  timings(ctx, 'attention backward', size, backward, (10 * pairs * headDim) / backward / 1e12);
+  for (const path of attentionPaths('bfloat16', headDim)) {
+    const forward = onPath(path, () => ctx.time(gpu, reps, () => gpu.attention(q, kv, kv, out, lse, dims)));
+    const backward = onPath(path, () =>
+      ctx.time(gpu, reps, () => gpu.attentionBackward(q, kv, kv, out, q, lse, dq, dk, dv, dims)),
+    );
+    const size = `batch ${batch}, seq ${seqLen}, ${heads} / ${kvHeads} heads, d ${headDim}, bf16, causal`;
+    timings(ctx, `attention forward [${path}]`, size, forward, (4 * pairs * headDim) / forward / 1e12);
+    timings(ctx, `attention backward [${path}]`, size, backward, (10 * pairs * headDim) / backward / 1e12);
+  }
   for (const t of [q, kv, out, dq, dk, dv, lse]) t.free();
 
   const [rows, V] = [tiny ? 4 : 2048, 128256];

@@ -52,7 +52,17 @@ function random(n: number, scale = 1): Float32Array {
   return out;
 }
 
-function relError(got: Float32Array, want: Float32Array, floor: number): number {
+/**
+ * The largest |got - want| / max(|want|, floor); floor 'rms' is the root mean square of `want`, for sums of
+ * many rounded terms (tensor-core attention) whose near-zero elements carry no relative precision.
+ */
+function relError(got: Float32Array, want: Float32Array, floorOrRms: number | 'rms'): number {
+  let floor = floorOrRms;
+  if (floor === 'rms') {
+    let sum = 0;
+    for (const w of want) sum += w * w;
+    floor = Math.sqrt(sum / Math.max(want.length, 1));
+  }
   let worst = 0;
   for (let i = 0; i < want.length; i++) {
     const e = Math.abs(got[i]! - want[i]!) / Math.max(Math.abs(want[i]!), floor);
@@ -75,7 +85,7 @@ function record(
   got: Float32Array,
   want: Float32Array,
   threshold: number,
-  floor = 1e-3,
+  floor: number | 'rms' = 1e-3,
 ): void {
   const maxRelError = relError(got, want, floor);
   checks.push({ kernel, case: name, maxRelError, threshold, ok: maxRelError <= threshold });
@@ -89,7 +99,7 @@ function compare(
   name: string,
   run: (d: Device) => Record<string, DeviceTensor>,
   thresholds: Record<string, number>,
-  floors: Record<string, number> = {},
+  floors: Record<string, number | 'rms'> = {},
 ) {
   const onGpu = run(gpu);
   gpu.synchronize();

@@ -7,7 +7,8 @@
 // thread, switched only at __syncthreads and warp shuffles, which are barriers — as on a GPU, code between two
 // of them may interleave arbitrarily; here each thread runs to its next barrier, in a shuffled order. `__shared__` variables are statics
 // (one block at a time owns them) and dynamic shared memory is one buffer, filled with NaN before each block
-// so a read of something never written shows. Only what llama_kernels.cu uses is here.
+// so a read of something never written shows. Only what llama_kernels.cu uses is here; the WMMA API of its
+// tensor-core attention is in mma.h beside this file.
 #pragma once
 
 #include <ucontext.h>
@@ -30,6 +31,12 @@
 #define __forceinline__ inline
 #define __shared__ static
 #define __restrict__
+#define __launch_bounds__(...)
+
+struct uint4 {
+  unsigned x, y, z, w;
+};
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return uint4{x, y, z, w}; }
 
 struct dim3 {
   unsigned x = 1, y = 1, z = 1;
@@ -215,6 +222,12 @@ inline float* dynamic_shared() { return state().dynamic_shared.data(); }
 inline void __syncthreads() {
   emu::State& s = emu::state();
   emu::barrier_wait(s.block_barrier, static_cast<int>(s.fibers.size()));
+}
+
+/** The warp's barrier: what one lane stored before it, the others may read after it. */
+inline void __syncwarp(unsigned = 0xffffffffu) {
+  emu::State& s = emu::state();
+  emu::barrier_wait(s.warp_barriers[emu::current_thread().linear / 32], 32);
 }
 
 template <typename T>

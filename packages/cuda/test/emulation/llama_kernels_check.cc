@@ -5,8 +5,10 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -90,7 +92,8 @@ void check_elementwise() {
       check("addBias " + dt, xg, xw, 0);
       Buffer dw(DType::F32, random_values(cols)), dg = dw;
       ref::bias_backward(gc.data(), t, dw.f32(), n, cols);
-      gpu::bias_backward(gc.data(), t, dg.f32(), n, cols, nullptr);
+      std::vector<float> workspace(gpu::column_sum_workspace(rows, cols), std::numeric_limits<float>::quiet_NaN());
+      gpu::bias_backward(gc.data(), t, dg.f32(), n, cols, workspace.data(), nullptr);
       check("biasBackward " + dt, dg, dw, 1e-4, 1e-1);  // rows summed before, not after, adding
     }
   }
@@ -124,8 +127,9 @@ void check_embedding_norm_rope() {
       Buffer dxw(t, random_values(tokens * hidden)), dxg = dxw;
       Buffer dww(DType::F32, random_values(hidden)), dwg = dww;
       ref::rms_norm_backward(g.data(), t, x.data(), t, w.data(), t, rw.f32(), dxw.data(), t, dww.f32(), tokens, hidden, accumulate);
+      std::vector<float> workspace(gpu::column_sum_workspace(tokens, hidden), std::numeric_limits<float>::quiet_NaN());
       gpu::rms_norm_backward(g.data(), t, x.data(), t, w.data(), t, rw.f32(), dxg.data(), t, dwg.f32(), tokens, hidden, accumulate,
-                             nullptr);
+                             workspace.data(), nullptr);
       const std::string how = accumulate ? " (dx +=)" : " (dx =)";
       check("rmsNormBackward dx " + dt + how, dxg, dxw, t == DType::F32 ? 1e-5 : 2 * kBf16, 1e-2);
       check("rmsNormBackward dWeight " + dt + how, dwg, dww, 1e-4, 1e-2);
@@ -140,6 +144,29 @@ void check_embedding_norm_rope() {
     ref::rope(xw.data(), DType::BF16, cos.f32(), sin.f32(), n, seq_len, heads, head_dim, inverse);
     gpu::rope(xg.data(), DType::BF16, cos.f32(), sin.f32(), n, seq_len, heads, head_dim, inverse, nullptr);
     check(std::string("rope bf16, inverse ") + (inverse ? "true" : "false"), xg, xw, 0);
+  }
+}
+
+/** dBias and RMSNorm's dWeight over rows that span several chunks of the two-stage column sums, the last one
+ * partial, up to the chunk cap (rows > 64 * 64), with column strips that end early (cols not a multiple of 32). */
+void check_column_sums() {
+  for (const size_t rows : {size_t{300}, size_t{5000}}) {
+    const size_t cols = 70, n = rows * cols;
+    const std::string shape = " [" + std::to_string(rows) + ", " + std::to_string(cols) + "]";
+    Buffer d_out(DType::BF16, random_values(n)), x(DType::BF16, random_values(n, 3));
+    Buffer rstd(DType::F32, random_values(rows, 0.5f));
+    std::vector<float> workspace(gpu::column_sum_workspace(rows, cols), std::numeric_limits<float>::quiet_NaN());
+    Buffer bw(DType::F32, random_values(cols)), bg = bw;
+    ref::bias_backward(d_out.data(), DType::BF16, bw.f32(), n, cols);
+    gpu::bias_backward(d_out.data(), DType::BF16, bg.f32(), n, cols, workspace.data(), nullptr);
+    check("biasBackward bf16, chunked rows" + shape, bg, bw, 1e-4, 1);
+    Buffer dxw = Buffer::poison(DType::BF16, n), dxg = Buffer::poison(DType::BF16, n), w(DType::BF16, random_values(cols));
+    Buffer ww(DType::F32, random_values(cols)), wg = ww;
+    ref::rms_norm_backward(d_out.data(), DType::BF16, x.data(), DType::BF16, w.data(), DType::BF16, rstd.f32(), dxw.data(),
+                           DType::BF16, ww.f32(), rows, cols, false);
+    gpu::rms_norm_backward(d_out.data(), DType::BF16, x.data(), DType::BF16, w.data(), DType::BF16, rstd.f32(), dxg.data(),
+                           DType::BF16, wg.f32(), rows, cols, false, workspace.data(), nullptr);
+    check("rmsNormBackward dWeight bf16, chunked rows" + shape, wg, ww, 1e-4, 1);
   }
 }
 
@@ -183,7 +210,25 @@ struct AttentionCase {
   std::vector<int32_t> lengths;  // empty: none
 };
 
-void check_attention(const AttentionCase& c) {
+double rms(const Buffer& b) {
+  double sum = 0;
+  for (size_t i = 0; i < b.size(); i++) sum += static_cast<double>(b.at(i)) * b.at(i);
+  return std::sqrt(sum / std::max<size_t>(b.size(), 1));
+}
+
+/**
+ * The GPU's attention against the reference, through the kernels the dispatcher picks for the case
+ * (`tensor_cores`: bf16 / fp16 at head dim 64 or 128) or through the SIMT ones (BADAM_ATTENTION=simt).
+ * Tensor cores multiply 16-bit P and dS (rounded, as FlashAttention does), so their errors are measured
+ * against the larger of the element and the tensor's rms: a near-zero element of a sum of many terms is
+ * not held to its own relative precision.
+ */
+void check_attention(const AttentionCase& c, bool tensor_cores) {
+  if (tensor_cores) {
+    unsetenv("BADAM_ATTENTION");
+  } else {
+    setenv("BADAM_ATTENTION", "simt", 1);
+  }
   ref::AttentionDims d{c.batch, c.seq_len, c.heads, c.kv_heads, c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
                        c.causal, c.lengths.empty() ? nullptr : c.lengths.data()};
   const size_t tokens = static_cast<size_t>(c.batch) * c.seq_len;
@@ -195,9 +240,12 @@ void check_attention(const AttentionCase& c) {
   Buffer lw = Buffer::poison(DType::F32, rows), lg = Buffer::poison(DType::F32, rows);
   ref::attention(q.data(), k.data(), v.data(), ow.data(), lw.f32(), t, d);
   gpu::attention(q.data(), k.data(), v.data(), og.data(), lg.f32(), t, d, nullptr);
-  const std::string name = std::string(c.name) + " " + badam::dtype_name(t);
-  check("attention out, " + name, og, ow, t == DType::F32 ? 1e-4 : kBf16);
-  check("attention lse, " + name, lg, lw, 1e-5);
+  const std::string name = std::string(c.name) + " " + badam::dtype_name(t) + (tensor_cores ? " [tensor cores]" : " [simt]");
+  // Tensor cores: bf16 P and dS cost about two bf16 steps of the result; fp16's 3 more bits far less.
+  const double tc_tol = t == DType::F16 ? 1.0 / 256 : 4 * kBf16;
+  const double out_tol = t == DType::F32 ? 1e-4 : tensor_cores ? tc_tol / 2 : kBf16;
+  check("attention out, " + name, og, ow, out_tol, tensor_cores ? rms(ow) : 1e-3);
+  check("attention lse, " + name, lg, lw, tensor_cores ? 1e-4 : 1e-5);
   // The backward from the reference's forward on both sides, so only the backward kernels differ.
   Buffer dqw = Buffer::poison(t, q_n), dqg = Buffer::poison(t, q_n);
   Buffer dkw = Buffer::poison(t, kv_n), dkg = Buffer::poison(t, kv_n), dvw = Buffer::poison(t, kv_n), dvg = Buffer::poison(t, kv_n);
@@ -206,11 +254,12 @@ void check_attention(const AttentionCase& c) {
                           rw.f32(), t, d);
   gpu::attention_backward(q.data(), k.data(), v.data(), ow.data(), d_out.data(), lw.f32(), dqg.data(), dkg.data(), dvg.data(),
                           rg.f32(), t, d, nullptr);
-  const double tol = t == DType::F32 ? 1e-4 : 2 * kBf16;
+  const double tol = t == DType::F32 ? 1e-4 : tensor_cores ? tc_tol : 2 * kBf16;
   check("attentionBackward D rows, " + name, rg, rw, 1e-4, 1e-2);
-  check("attentionBackward dq, " + name, dqg, dqw, tol, 1e-2);
-  check("attentionBackward dk, " + name, dkg, dkw, tol, 1e-2);
-  check("attentionBackward dv, " + name, dvg, dvw, tol, 1e-2);
+  check("attentionBackward dq, " + name, dqg, dqw, tol, tensor_cores ? rms(dqw) : 1e-2);
+  check("attentionBackward dk, " + name, dkg, dkw, tol, tensor_cores ? rms(dkw) : 1e-2);
+  check("attentionBackward dv, " + name, dvg, dvw, tol, tensor_cores ? rms(dvw) : 1e-2);
+  unsetenv("BADAM_ATTENTION");
 }
 
 }  // namespace
@@ -220,13 +269,37 @@ int main() {
     check_elementwise();
     check_embedding_norm_rope();
     check_cross_entropy_argmax_sum();
+    check_column_sums();
     const std::vector<AttentionCase> cases = {
         {"batch 2, seq 45, 4 / 2 heads, d 40, lengths [45, 29]", DType::F32, 2, 45, 4, 2, 40, true, {45, 29}},
         {"batch 1, seq 33, 4 / 1 heads, d 64, not causal, lengths [20]", DType::BF16, 1, 33, 4, 1, 64, false, {20}},
         {"batch 2, seq 40, 2 / 2 heads, d 128, lengths [40, 0]", DType::BF16, 2, 40, 2, 2, 128, true, {40, 0}},
         {"batch 1, seq 70, 2 / 1 heads, d 16, no lengths", DType::F32, 1, 70, 2, 1, 16, true, {}},
+        // Tensor-core sizes: partial 64-row tiles (70, 130), GQA 4 / 2 and 4 / 1, padding, fp16.
+        {"batch 2, seq 70, 4 / 2 heads, d 64, lengths [70, 37]", DType::BF16, 2, 70, 4, 2, 64, true, {70, 37}},
+        {"batch 1, seq 130, 4 / 1 heads, d 128, lengths [100]", DType::BF16, 1, 130, 4, 1, 128, true, {100}},
+        {"batch 1, seq 70, 4 / 1 heads, d 128, not causal, no lengths", DType::F16, 1, 70, 4, 1, 128, false, {}},
     };
-    for (const auto& c : cases) check_attention(c);
+    {
+      // A misspelt BADAM_ATTENTION is an error that names the value, not a silent choice of kernels.
+      setenv("BADAM_ATTENTION", "tensorcores", 1);
+      std::string message;
+      try {
+        gpu::attention(nullptr, nullptr, nullptr, nullptr, nullptr, DType::BF16, ref::AttentionDims{1, 1, 1, 1, 64, 1, true, nullptr},
+                       nullptr);
+      } catch (const std::invalid_argument& e) {
+        message = e.what();
+      }
+      unsetenv("BADAM_ATTENTION");
+      const bool refused = message.find("'tensorcores'") != std::string::npos;
+      if (!refused) failures++;
+      std::printf("%s BADAM_ATTENTION=tensorcores refused: %s\n", refused ? "ok  " : "FAIL", message.c_str());
+    }
+    for (const auto& c : cases) {
+      const bool tensor_cores = c.dtype != DType::F32 && (c.head_dim == 64 || c.head_dim == 128);
+      check_attention(c, false);
+      if (tensor_cores) check_attention(c, true);
+    }
   } catch (const std::exception& e) {
     std::printf("FAIL %s\n", e.what());
     return 1;
