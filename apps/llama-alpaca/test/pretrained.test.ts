@@ -116,7 +116,9 @@ describe('the shipped pretrained start', () => {
       // Copying and sorting are learnt in pretraining; reversing and adding mostly are not (docs/benchmarks.md).
       expect(complete('cafe copied is ')).toBe('cafe.');
       expect(complete('4913 sorted is ')).toBe('1349.');
-      expect(complete('the cat sees ')).toMatch(/^(the letters|a number|some words|the list|a book|the digits)\.$/);
+      expect(complete('the cat sees ')).toMatch(
+        /^(the letters|a number|some words|the list|a book|the digits)\.$/,
+      );
     } finally {
       model.dispose();
     }
