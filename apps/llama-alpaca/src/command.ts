@@ -14,6 +14,7 @@ import {
 import { CHAT_FLAGS, runChat } from './chat.js';
 import { runComparison } from './compare.js';
 import { EMBEDDED_DEFAULTS, runEmbeddedDefault } from './embedded.js';
+import { PRETRAIN_FLAGS, pretrainSettingsFrom, runPretraining } from './embedded-pretrained.js';
 import { normalizeLlamaFactoryFlags } from './llama-factory-flags.js';
 import { isRecipePath, recipeArgs } from './recipe-file.js';
 import { runTraining, writeJson } from './run-training.js';
@@ -26,6 +27,8 @@ const USAGE = `Usage:
   badam-llama compare [flags]     the embedded fine-tune with block, full, lora and sparse on --seeds seeds,
                                   side by side (--learning_rates: each rate chosen on a validation split)
   badam-llama chat --model_name_or_path <dir> [--query "..."]
+  badam-llama pretrain [flags]    pretrain the built-in tiny Llama on generated text (the shipped start:
+                                  --output_dir apps/llama-alpaca/assets/embedded-pretrained)
 
 Training flags (LLaMA-Factory's names; "as" gives where a name comes from, or its name elsewhere):
 ${flagHelp(TRAIN_FLAGS)}
@@ -67,12 +70,13 @@ export function trainOptionsFrom(argv: readonly string[]): {
 /** Runs `badam-llama` with `argv`; resolves to the exit code. */
 export async function runCommand(argv: readonly string[], io: RunIO): Promise<number> {
   const [first, ...rest] = argv;
-  const sub = first === 'train' || first === 'compare' || first === 'chat' ? first : undefined;
+  const sub =
+    first === 'train' || first === 'compare' || first === 'chat' || first === 'pretrain' ? first : undefined;
   const given = sub === undefined ? argv : rest;
   return runCli(LLAMA_DIALECT.name, io, async () => {
     // `train recipe.yaml --flag value`: the recipe's keys come first, so the command line's flags win.
     const args =
-      sub !== 'chat' && given[0] !== undefined && isRecipePath(given[0])
+      sub !== 'chat' && sub !== 'pretrain' && given[0] !== undefined && isRecipePath(given[0])
         ? [...(await recipeArgs(given[0], TRAIN_FLAGS)), ...given.slice(1)]
         : given;
     if (sub === 'chat') {
@@ -82,6 +86,28 @@ export async function runCommand(argv: readonly string[], io: RunIO): Promise<nu
         return 0;
       }
       await runChat(values, io);
+      return 0;
+    }
+    if (sub === 'pretrain') {
+      const values = parseFlags(args, PRETRAIN_FLAGS);
+      if (values.help) {
+        io.log(`Usage: badam-llama pretrain [flags]\n${flagHelp(PRETRAIN_FLAGS)}`);
+        return 0;
+      }
+      // The training options give the backend; the pretraining's own settings come from its flags.
+      const { options } = trainOptionsFrom([
+        '--logging_steps',
+        '10',
+        '--output_dir',
+        values.log_dir as string,
+      ]);
+      await runPretraining(
+        options,
+        pretrainSettingsFrom(values),
+        { outputDir: values.output_dir as string, logDir: values.log_dir as string },
+        io,
+        values.snapshot_every as number,
+      );
       return 0;
     }
     if (sub === 'compare') {

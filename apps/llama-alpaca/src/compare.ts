@@ -17,7 +17,7 @@ import {
   runSeedComparison,
 } from '@badam/runner';
 import * as tf from '@tensorflow/tfjs-core';
-import { type EmbeddedSettings, PRETRAIN_STEPS, pretrainOnGeneratedText } from './embedded.js';
+import { type EmbeddedSettings, embeddedStart } from './embedded.js';
 import { generatedInstructions, TINY_LLAMA_CONFIG } from './embedded-data.js';
 import { predictExamples } from './predict.js';
 import { prepareBackend, type RunIO, runTraining } from './run-training.js';
@@ -50,7 +50,8 @@ async function scoreSplit(
 
 /**
  * `badam-llama compare`: the embedded default's fine-tune with every method (BAdam, full Adam, LoRA,
- * BlockOptimizerRatio) from one pretrained tiny model (pretrained once, with `--seed`), on the same generated
+ * BlockOptimizerRatio) from one pretrained tiny model (the shipped start; with `pretrainSteps`, one
+ * pretrained from scratch with `--seed`), on the same generated
  * data, on every seed of the plan (the seed drives data order, LoRA's initialisation, BAdam's random order
  * and the sparse masks). With several learning rates each method's rate is chosen by its mean eval loss on a
  * validation split and the table reports the test split (the embedded default's held-out instructions),
@@ -63,7 +64,7 @@ export async function runComparison(
   settings: ComparisonSettings = {},
 ): Promise<ComparisonReport> {
   const {
-    pretrainSteps = PRETRAIN_STEPS,
+    pretrainSteps,
     trainExamples: trainSize = 800,
     evalExamples: evalSize = 80,
     validationExamples: validationSize = evalSize,
@@ -91,9 +92,8 @@ export async function runComparison(
   let start: ReturnType<typeof llamaWeights> = [];
 
   const pretrain = async () => {
-    io.log(`== pretraining the shared starting point (${pretrainSteps} steps, seed ${options.seed}) ==`);
-    const base = new LlamaForCausalLM(config, { seed: options.seed, initializerRange: 0.05 });
-    await pretrainOnGeneratedText(base, tokenizer, options, io, pretrainSteps);
+    io.log('== the shared starting point ==');
+    const base = await embeddedStart(options, io, pretrainSteps);
     start = llamaWeights(base);
     base.dispose();
   };

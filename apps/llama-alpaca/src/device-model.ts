@@ -33,13 +33,15 @@ export function deviceDtype(options: Pick<TrainOptions, 'bf16'>): 'bfloat16' | '
 /**
  * Builds the run's Llama on the device of `--cuda_device`, never as a tfjs model (an 8B model does not fit in
  * host fp32): from `--model_name_or_path` (Hugging Face folder, single or sharded safetensors), or the
- * built-in tiny Llama initialised as on tfjs from `--seed`. `beforeWeights` runs once the config is known
+ * built-in tiny Llama initialised as on tfjs from `--seed` (or, with `builtinStart`, its weights from that folder,
+ * e.g. the shipped pretrained start). `beforeWeights` runs once the config is known
  * and before any weight is read (flags the model decides on fail before a long load).
  */
 export async function loadDeviceLlama(
   options: TrainOptions,
   _io: Pick<RunIO, 'warn'>,
   beforeWeights: (config: LlamaConfig) => void = () => {},
+  builtinStart?: { readonly directory: string },
 ): Promise<DeviceRunModel> {
   const device = await runDevice(options.cudaDevice);
   const { DeviceLlama } = await import('@badam/cuda');
@@ -49,6 +51,13 @@ export async function loadDeviceLlama(
     gradientCheckpointing: options.gradientCheckpointing,
     maxPositions: Math.min(config.maxPositionEmbeddings, Math.ceil(options.cutoffLen / 8) * 8),
   });
+  if (builtinStart !== undefined) {
+    // The built-in tiny Llama's shipped weights (a Hugging Face folder without tokenizer files: it reads bytes).
+    const config = await readLlamaConfig(builtinStart.directory);
+    beforeWeights(config);
+    const model = await DeviceLlama.fromPretrained(device, builtinStart.directory, modelOptions(config));
+    return { model, device, config, tokenizer: new ByteTokenizer(), builtin: true };
+  }
   if (options.modelNameOrPath === undefined) {
     const config = builtinLlamaConfig();
     beforeWeights(config);

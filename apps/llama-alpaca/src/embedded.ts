@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { alpacaExamples, ByteTokenizer, chatTemplate, type InstructionExample } from '@badam/data';
-import { LlamaForCausalLM } from '@badam/models';
+import { type LlamaConfig, LlamaForCausalLM } from '@badam/models';
 import { prepareRunOutputDir } from '@badam/runner';
 import * as tf from '@tensorflow/tfjs-core';
 import {
@@ -9,7 +9,13 @@ import {
   type DeviceRunModel,
   loadDeviceLlama,
 } from './device-model.js';
-import { generatedCorpus, generatedInstructions, TASKS } from './embedded-data.js';
+import { generatedInstructions, TASKS } from './embedded-data.js';
+import {
+  EMBEDDED_PRETRAINED_DIR,
+  loadEmbeddedPretrained,
+  type PretrainingRecord,
+  pretrainOnGeneratedText,
+} from './embedded-pretrained.js';
 import { predictExamples } from './predict.js';
 import { checkCutoffLen, prepareBackend, type RunIO, runTraining, writeJson } from './run-training.js';
 import { LLAMA_DIALECT, type TrainOptions } from './train-options.js';
@@ -31,12 +37,13 @@ export const EMBEDDED_DEFAULTS: Readonly<Record<string, string | number | boolea
   badam_verbose: 1,
 };
 
-/** Steps of the pretraining phase on generated text. */
-export const PRETRAIN_STEPS = 100;
-
 /** Sizes of the embedded default; tests shrink them. */
 export interface EmbeddedSettings {
-  /** Full-AdamW steps on generated text before instruction tuning. Default {@link PRETRAIN_STEPS}. */
+  /**
+   * Undefined (the default): start from the shipped pretrained model (`assets/embedded-pretrained`, made by `badam-llama pretrain`).
+   * A number: pretrain the built-in tiny Llama from its seeded initialisation for that many full-AdamW
+   * steps on 2,000 generated lines first, as the embedded default did before the start shipped.
+   */
   readonly pretrainSteps?: number;
   /** Generated training instructions. Default 800. */
   readonly trainExamples?: number;
@@ -44,64 +51,104 @@ export interface EmbeddedSettings {
   readonly evalExamples?: number;
 }
 
+/** Lines of generated text of a pretraining from scratch at run time ({@link EmbeddedSettings.pretrainSteps}). */
+const RUN_TIME_CORPUS_LINES = 2000;
+
 /**
- * Pretrains `model` in place with full AdamW on generated text (statements such as `abc reversed is cba.`)
- * for `steps` steps, so instruction tuning starts from a model that has seen the vocabulary and the facts.
- * Every parameter is left trainable (the runner kit gives back the `trainable` flags it found).
+ * The model the embedded default and `compare` fine-tune: the shipped pretrained start, or (with
+ * `pretrainSteps`) the built-in tiny Llama pretrained from scratch with `options.seed`.
  */
-export async function pretrainOnGeneratedText(
-  model: LlamaForCausalLM | DeviceRunModel,
-  tokenizer: ByteTokenizer,
+export async function embeddedStart(
   options: TrainOptions,
   io: RunIO,
-  steps: number,
-): Promise<void> {
-  const corpus = generatedCorpus(2000, options.seed + 1).map((line) => ({
-    turns: [{ user: line, assistant: '' }],
-    system: '',
-  }));
-  await runTraining(
-    {
-      ...options,
-      stage: 'pt',
-      method: 'full',
-      template: undefined,
-      maxSteps: steps,
-      learningRate: 3e-3,
-      lrSchedulerType: 'cosine',
-      warmupRatio: 0.05,
-      valSize: 0,
-      evalSteps: undefined,
-      saveSteps: undefined,
-      resumeFromCheckpoint: undefined,
-      doPredict: false,
-      plotLoss: false,
-      overwriteOutputDir: true,
-      outputDir: join(options.outputDir, 'pretrain'),
-      outputDirIsDefault: false,
-      gradientAccumulationSteps: 1,
-    },
+  pretrainSteps: number | undefined,
+  beforeWork: (model: LlamaForCausalLM) => Promise<void> = async () => {},
+): Promise<LlamaForCausalLM> {
+  if (pretrainSteps === undefined) {
+    const { model, record } = await loadEmbeddedPretrained();
+    try {
+      await beforeWork(model);
+    } catch (error) {
+      model.dispose();
+      throw error;
+    }
+    io.log(startingFromShipped(record));
+    return model;
+  }
+  const model = new LlamaForCausalLM(builtinLlamaConfig(), {
+    seed: options.seed,
+    initializerRange: BUILTIN_INITIALIZER_RANGE,
+  });
+  try {
+    await beforeWork(model);
+    io.log(
+      `badam-llama: pretraining from scratch (full AdamW, ${pretrainSteps} steps, seed ${options.seed})`,
+    );
+    await pretrainOnGeneratedText(model, new ByteTokenizer(), options, io, {
+      steps: pretrainSteps,
+      seed: options.seed,
+      corpusLines: RUN_TIME_CORPUS_LINES,
+    });
+  } catch (error) {
+    model.dispose();
+    throw error;
+  }
+  return model;
+}
+
+function startingFromShipped(record: PretrainingRecord): string {
+  return `badam-llama: starting from the shipped pretrained model (${record.settings.steps} steps of full AdamW on generated text, final loss ${record.final_loss.toFixed(4)})`;
+}
+
+/**
+ * {@link embeddedStart} on `--backend cuda`: the same start built on the device (`--cuda_device`), never as a
+ * tfjs model: the shipped weights loaded onto it, or (with `pretrainSteps`) the built-in tiny Llama
+ * initialised as on tfjs and pretrained there.
+ */
+async function deviceEmbeddedStart(
+  options: TrainOptions,
+  io: RunIO,
+  pretrainSteps: number | undefined,
+  checkConfig: (config: LlamaConfig) => void,
+  beforeWork: () => Promise<void>,
+): Promise<DeviceRunModel> {
+  const shipped = pretrainSteps === undefined ? await loadEmbeddedPretrained() : undefined;
+  if (shipped) shipped.model.dispose(); // only its record: the weights go straight onto the device
+  const model = await loadDeviceLlama(
+    { ...options, modelNameOrPath: undefined },
     io,
-    {
-      ...(model instanceof LlamaForCausalLM ? { model } : { deviceModel: model }),
-      tokenizer,
-      examples: corpus,
-      skipModelSave: true,
-    },
+    checkConfig,
+    shipped ? { directory: EMBEDDED_PRETRAINED_DIR } : undefined,
   );
+  try {
+    await beforeWork();
+  } catch (error) {
+    model.model.dispose();
+    throw error;
+  }
+  if (shipped) {
+    io.log(startingFromShipped(shipped.record));
+    return model;
+  }
+  try {
+    io.log(
+      `badam-llama: pretraining from scratch on the device (full AdamW, ${pretrainSteps} steps, seed ${options.seed})`,
+    );
+    await pretrainOnGeneratedText(model, new ByteTokenizer(), options, io, {
+      steps: pretrainSteps!,
+      seed: options.seed,
+      corpusLines: RUN_TIME_CORPUS_LINES,
+    });
+  } catch (error) {
+    model.model.dispose();
+    throw error;
+  }
+  return model;
 }
 
 function parameterCount(model: LlamaForCausalLM | DeviceRunModel): number {
   if (model instanceof LlamaForCausalLM) return model.parameterCount;
   return model.model.parameters().reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
-}
-
-/** What the embedded default reports. */
-export interface EmbeddedResult {
-  readonly before: Record<string, number>;
-  readonly after: Record<string, number>;
-  readonly metrics: Record<string, number | string>;
-  readonly outputDir: string;
 }
 
 /**
@@ -113,6 +160,14 @@ function tfjsCopy(device: DeviceRunModel): LlamaForCausalLM {
   for (const w of device.model.readWeights())
     tf.tidy(() => copy.parameter(w.name).assign(tf.tensor(w.data as Float32Array, [...w.shape])));
   return copy;
+}
+
+/** What the embedded default reports. */
+export interface EmbeddedResult {
+  readonly before: Record<string, number>;
+  readonly after: Record<string, number>;
+  readonly metrics: Record<string, number | string>;
+  readonly outputDir: string;
 }
 
 function accuracyByTask(
@@ -140,8 +195,8 @@ function accuracyByTask(
 }
 
 /**
- * The project's main job: a built-in tiny Llama (byte tokenizer) is pretrained briefly on generated text
- * with full AdamW, then instruction-tuned with the chosen finetuning type (BAdam by default) on generated
+ * The project's main job: the built-in tiny Llama (byte tokenizer), pretrained on generated text (the shipped
+ * start in `assets/embedded-pretrained`), is instruction-tuned with the chosen finetuning type (BAdam by default) on generated
  * instructions — copy, reverse, sort, add — and its exact-match accuracy on held-out instructions is
  * reported before and after. Runs on the CPU (wasm backend) in a few minutes. With `--backend cuda` the model
  * trains on the device (the CPU reference device with `--cuda_device cpu`), and a tfjs copy of its
@@ -152,35 +207,34 @@ export async function runEmbeddedDefault(
   io: RunIO,
   settings: EmbeddedSettings = {},
 ): Promise<EmbeddedResult> {
-  const {
-    pretrainSteps = PRETRAIN_STEPS,
-    trainExamples: trainSize = 800,
-    evalExamples: evalSize = 80,
-  } = settings;
+  const { pretrainSteps, trainExamples: trainSize = 800, evalExamples: evalSize = 80 } = settings;
   await prepareBackend(options, io);
   const tokenizer = new ByteTokenizer();
+  io.log('\n== 1/3 the pretrained start ==');
   // Before any work: the flags the model decides on, and the output directory (never an earlier run's
   // without --overwrite_output_dir).
+  const outputDirReady = async () => {
+    await prepareRunOutputDir(options, LLAMA_DIALECT, io);
+  };
   const model =
     options.backend === 'cuda'
-      ? await loadDeviceLlama({ ...options, modelNameOrPath: undefined }, io, (config) =>
-          checkCutoffLen(options, { maxPositions: config.maxPositionEmbeddings, config }),
+      ? await deviceEmbeddedStart(
+          options,
+          io,
+          pretrainSteps,
+          (config) => checkCutoffLen(options, { maxPositions: config.maxPositionEmbeddings, config }),
+          outputDirReady,
         )
-      : new LlamaForCausalLM(builtinLlamaConfig(), {
-          seed: options.seed,
-          initializerRange: BUILTIN_INITIALIZER_RANGE,
+      : await embeddedStart(options, io, pretrainSteps, async (m) => {
+          checkCutoffLen(options, m);
+          await outputDirReady();
         });
-  if (model instanceof LlamaForCausalLM) checkCutoffLen(options, model);
-  await prepareRunOutputDir(options, LLAMA_DIALECT, io);
   const instructions = generatedInstructions(trainSize, evalSize, options.seed);
   const trainExamples = alpacaExamples(instructions.train);
   const evalExamples = alpacaExamples(instructions.eval);
   io.log(
     `badam-llama: embedded default: built-in tiny Llama (${parameterCount(model).toLocaleString('en')} parameters, byte tokenizer)`,
   );
-
-  io.log(`\n== 1/3 pretraining on generated text (full AdamW, ${pretrainSteps} steps) ==`);
-  await pretrainOnGeneratedText(model, tokenizer, options, io, pretrainSteps);
 
   const before = accuracyByTask(model, tokenizer, instructions.eval, evalExamples);
   io.log(

@@ -1,8 +1,8 @@
 /**
  * badam-llama — instruction fine-tuning of Llama-family models with BAdam on TensorFlow.js or on an NVIDIA
  * GPU (`--backend cuda`, @badam/cuda): the runner of the BAdam paper's Alpaca experiments, with
- * LLaMA-Factory's flags, and an embedded default that pretrains and instruction-tunes a built-in tiny
- * Llama on a laptop CPU.
+ * LLaMA-Factory's flags, and an embedded default that instruction-tunes a built-in tiny Llama (pretrained,
+ * shipped with the package) on a laptop CPU.
  *
  * @packageDocumentation
  */
@@ -22,7 +22,7 @@ export {
   EMBEDDED_DEFAULTS,
   type EmbeddedResult,
   type EmbeddedSettings,
-  PRETRAIN_STEPS,
+  embeddedStart,
   runEmbeddedDefault,
 } from './embedded.js';
 export {
@@ -32,6 +32,17 @@ export {
   TASKS,
   TINY_LLAMA_CONFIG,
 } from './embedded-data.js';
+export {
+  DEFAULT_PRETRAIN_SETTINGS,
+  EMBEDDED_PRETRAINED_DIR,
+  loadEmbeddedPretrained,
+  lossPer100Steps,
+  PRETRAIN_FLAGS,
+  PRETRAINED_STEPS,
+  type PretrainingRecord,
+  type PretrainSettings,
+  runPretraining,
+} from './embedded-pretrained.js';
 export { type Prediction, predictExamples } from './predict.js';
 export { type RunInputs, type RunIO, runTraining, type TrainRunResult } from './run-training.js';
 export { resolveTrainOptions, TRAIN_FLAGS, type TrainOptions } from './train-options.js';

@@ -248,6 +248,34 @@ describe('the embedded default on --backend cuda', () => {
     expect(onCuda.after).toEqual(onTfjs.after);
     expect((await runDevice('cpu')).memory().inUse).toBe(0);
   });
+
+  it('starts from the shipped pretrained weights on the device as on tfjs', async () => {
+    const results = [];
+    for (const backend of ['tfjs', 'cuda'] as const) {
+      const { options } = trainOptionsFrom([
+        ...backendFlags(backend),
+        '--max_steps',
+        '4',
+        '--eval_steps',
+        '4',
+        '--switch_block_every',
+        '2',
+        '--output_dir',
+        join(dir, `shipped-${backend}`),
+      ]);
+      const { io, out } = capture();
+      results.push(await runEmbeddedDefault(options, io, { trainExamples: 32, evalExamples: 8 }));
+      expect(out.join('\n')).toContain('starting from the shipped pretrained model');
+    }
+    const [onTfjs, onCuda] = results as [(typeof results)[0], (typeof results)[0]];
+    // The shipped model already completes statements: the same answers before any fine-tuning on both.
+    expect(onCuda.before).toEqual(onTfjs.before);
+    const relative = Math.abs(
+      (onCuda.metrics.eval_loss as number) / (onTfjs.metrics.eval_loss as number) - 1,
+    );
+    expect(relative).toBeLessThan(1e-3);
+    expect((await runDevice('cpu')).memory().inUse).toBe(0);
+  });
 });
 
 describe('--backend cuda flags', () => {

@@ -218,6 +218,22 @@ console.log(JSON.stringify({ status: Device.cudaStatus(), read: [...t.read()] })
     }
   });
 
+  it("badam-llama's pretrained start ships in the package and loads from node_modules", () => {
+    const start = join(installed('@badam/llama-alpaca'), 'assets', 'embedded-pretrained');
+    expect(readdirSync(start).sort()).toEqual(['config.json', 'model.safetensors', 'pretraining.json']);
+    const loaded = JSON.parse(
+      runInProject(
+        'llama-start.mjs',
+        `import { loadEmbeddedPretrained, PRETRAINED_STEPS } from '@badam/llama-alpaca';
+const { model, record } = await loadEmbeddedPretrained();
+console.log(JSON.stringify({ parameters: model.parameterCount, steps: record.settings.steps, expected: PRETRAINED_STEPS }));
+model.dispose();
+`,
+      ),
+    ) as { parameters: number; steps: number; expected: number };
+    expect(loaded).toEqual({ parameters: 456_096, steps: loaded.expected, expected: loaded.expected });
+  });
+
   it('without a matching prebuild, npm rebuild builds @badam/native from source; with neither, the error says what to do', () => {
     const pkg = installed('@badam/native');
     rmSync(join(pkg, 'prebuilds'), { recursive: true });
