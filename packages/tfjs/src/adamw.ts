@@ -51,6 +51,8 @@ export class AdamW extends tf.Optimizer {
   readonly weightDecay: number;
   private readonly excluded: (variableName: string) => boolean;
   private readonly moments = new Map<string, Moments>();
+  /** Tensors made for the last getWeights() (iterations, steps): nobody else frees them (a checkpoint left them behind). */
+  private lastWeights: tf.Tensor[] = [];
 
   constructor(options: AdamWOptions = {}) {
     super();
@@ -131,15 +133,24 @@ export class AdamW extends tf.Optimizer {
       v.dispose();
     }
     this.moments.clear();
+    tf.dispose(this.lastWeights);
+    this.lastWeights = [];
     super.dispose();
   }
 
+  /** The iteration count, and m, v and step of every variable seen; valid until the next call or {@link dispose}. */
   override async getWeights(): Promise<NamedTensor[]> {
-    const weights: NamedTensor[] = [await this.saveIterations()];
+    tf.dispose(this.lastWeights);
+    const iterations = await this.saveIterations();
+    const made: tf.Tensor[] = [iterations.tensor];
+    const weights: NamedTensor[] = [iterations];
     for (const [name, { m, v, step }] of this.moments) {
+      const count = tf.scalar(step, 'int32');
+      made.push(count);
       weights.push({ name: `${name}/m`, tensor: m }, { name: `${name}/v`, tensor: v });
-      weights.push({ name: `${name}/step`, tensor: tf.scalar(step, 'int32') });
+      weights.push({ name: `${name}/step`, tensor: count });
     }
+    this.lastWeights = made;
     return weights;
   }
 

@@ -285,8 +285,11 @@ export class BlockOptimizerRatio extends tf.Optimizer {
         );
       }
       const state = this.stateOf(p.name, p.maskSize, p.whole);
-      state.m.assign(tf.tensor1d(m.data as Float32Array));
-      state.v.assign(tf.tensor1d(v.data as Float32Array));
+      // In a tidy: assign shares the new tensors' data, and the tensors themselves are ours to free.
+      tf.tidy(() => {
+        state.m.assign(tf.tensor1d(m.data as Float32Array));
+        state.v.assign(tf.tensor1d(v.data as Float32Array));
+      });
     }
   }
 
@@ -415,11 +418,13 @@ export class BlockOptimizerRatio extends tf.Optimizer {
   private stateOf(name: string, k: number, whole: boolean): MaskedState {
     let state = this.states.get(name);
     if (state === undefined) {
-      state = {
+      // In a tidy, so the zeros the variables start from are freed once the variables hold them (they were
+      // left behind at every window: 2 tensors of k floats per parameter, 2.65 MB per Llama compare run).
+      const { m, v } = tf.tidy(() => ({
         m: tf.variable(tf.zeros([k]), false),
         v: tf.variable(tf.zeros([k]), false),
-        indices: this.masks.keepMask && !whole ? this.indexTensor(name) : undefined,
-      };
+      }));
+      state = { m, v, indices: this.masks.keepMask && !whole ? this.indexTensor(name) : undefined };
       this.states.set(name, state);
     }
     return state;

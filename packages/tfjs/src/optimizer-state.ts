@@ -75,6 +75,9 @@ export async function exportOptimizerState(
   const names = stateNamesOf(optimizer);
   const [iter, ...weights] = await weightsOf(optimizer);
   const iterations = iter === undefined ? 0 : (await iter.tensor.data())[0]!;
+  // tf's own optimizers make a fresh iterations scalar for each getWeights() and leave it to the caller;
+  // AdamW frees the tensors it made at its next getWeights() or dispose().
+  if (optimizer.getClassName() !== 'BAdamAdamW') iter?.tensor.dispose();
   const byVariable = new Map(parameters.map((p) => [p.variable.name, p.name]));
   const state = new Map<string, NamedArray>();
   for (const { name, tensor } of weights) {

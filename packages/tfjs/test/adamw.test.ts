@@ -66,6 +66,23 @@ for (const backend of TEST_BACKENDS) {
       expect(a.dataSync()).toEqual(afterFirst);
       expect(second.iterations).toBe(2);
     });
+
+    it('getWeights makes its scalars once per call: the next call and dispose free them', async () => {
+      const a = tf.variable(tf.tensor([1, 2, 3]), true, `a.weight.leak.${backend}`);
+      const gradient = tf.tensor([0.5, -0.5, 1]);
+      const before = tf.memory().numTensors;
+      const optimizer = new AdamW({ learningRate: 0.1 });
+      optimizer.applyGradients({ [a.name]: gradient });
+      const held = tf.memory().numTensors; // m and v
+      await optimizer.getWeights();
+      const afterOne = tf.memory().numTensors; // and the iterations and step scalars
+      expect(afterOne).toBe(held + 2);
+      for (let i = 0; i < 3; i++) await optimizer.getWeights();
+      expect(tf.memory().numTensors).toBe(afterOne);
+      optimizer.dispose();
+      expect(tf.memory().numTensors).toBe(before);
+      gradient.dispose();
+    });
   });
 }
 

@@ -114,6 +114,40 @@ for (const backend of TEST_BACKENDS) {
       expect(tf.memory().numTensors).toBe(baseline);
       optimizer.dispose();
     });
+
+    it('leaves no tensor behind: across window switches, a restored state, and dispose', () => {
+      const model = createTinyLlama({ vocab: 16, hidden: 16, intermediate: 24, layers: 2, heads: 2 }, 3);
+      const tokens = randomTokens(2, 5, 16, 3);
+      const memory = () => {
+        const { numTensors, numBytes } = tf.memory();
+        return { numTensors, numBytes };
+      };
+      const before = memory();
+      const optimizer = new BlockOptimizerRatio({
+        namedParameters: model.named,
+        updateRatio: 0.1,
+        switchBlockEvery: 2, // a fresh window, and fresh Adam state, every 2 steps
+        verbose: 0,
+      });
+      const window = () => {
+        optimizer.minimize(() => model.loss(tokens));
+        optimizer.minimize(() => model.loss(tokens));
+      };
+      window();
+      const betweenWindows = memory();
+      for (let i = 0; i < 3; i++) {
+        window();
+        expect(memory()).toEqual(betweenWindows);
+      }
+      // Mid-window, the state exists: restoring it replaces it, tensor for tensor.
+      optimizer.minimize(() => model.loss(tokens));
+      const midWindow = memory();
+      expect(optimizer.stateTensors().length).toBeGreaterThan(0);
+      optimizer.loadStateTensors(optimizer.stateTensors());
+      expect(memory()).toEqual(midWindow);
+      optimizer.dispose();
+      expect(memory()).toEqual(before);
+    });
   });
 }
 
