@@ -45,8 +45,13 @@ void do_load() {
       dirs.emplace_back(dir);
     }
     for (const auto& dir : dirs) {
+      // libcublas needs libcublasLt, which the loader would look for on its path only: load it from the same
+      // folder first (an object already loaded satisfies the dependency by its soname).
+      void* lt = dlopen((dir + "/libcublasLt.so.13").c_str(), RTLD_NOW | RTLD_LOCAL);
       lib = dlopen((dir + "/libcublas.so.13").c_str(), RTLD_NOW | RTLD_LOCAL);
       if (lib != nullptr) break;
+      if (lt != nullptr) dlclose(lt);
+      dlerror();
     }
   }
   if (lib == nullptr) {
