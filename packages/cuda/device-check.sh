@@ -33,6 +33,18 @@ ln -sfn ../../../safetensors packages/cuda/node_modules/@badam/safetensors
 ln -sfn ../../../core packages/safetensors/node_modules/@badam/core
 ln -sfn ../../../node_modules/.pnpm/node-gyp-build@4.8.4/node_modules/node-gyp-build packages/cuda/node_modules/node-gyp-build
 
+# cuBLAS is dlopen'ed by name (libcublas.so.13): when the loader's cache does not know it, put the first
+# directory that has it on LD_LIBRARY_PATH (the CUDA toolkit's, else the pip wheel's of the image's python3).
+if ! ldconfig -p 2> /dev/null | grep -q 'libcublas\.so\.13'; then
+  for d in ${CUDA_HOME:+$CUDA_HOME/lib64} /usr/local/cuda/lib64 /usr/local/cuda-13*/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
+    $(python3 -c 'import nvidia, os; print(" ".join(os.path.join(p, s, "lib") for p in nvidia.__path__ for s in ("cu13", "cublas")))' 2> /dev/null); do
+    if [ -e "$d/libcublas.so.13" ]; then
+      export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+      echo "cuBLAS: $d/libcublas.so.13 (added to LD_LIBRARY_PATH)"
+      break
+    fi
+  done
+fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 OUT_FILE="${OUT:-/tmp}/device-check.json"
 node packages/cuda/dist/src/cli/device-check.js --out "$OUT_FILE" "$@"

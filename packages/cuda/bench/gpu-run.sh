@@ -51,6 +51,18 @@ for p in shared/bench/torch_badam.py ../shared/bench/torch_badam.py; do [ -f "$p
 echo "gpu-run: node $(node --version), peer ${PEER:-not found}, budget ${BUDGET} s"
 command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 
+# cuBLAS is dlopen'ed by name (libcublas.so.13): when the loader's cache does not know it, put the first
+# directory that has it on LD_LIBRARY_PATH (the CUDA toolkit's, else the pip wheel's of the image's python3).
+if ! ldconfig -p 2> /dev/null | grep -q 'libcublas\.so\.13'; then
+  for d in ${CUDA_HOME:+$CUDA_HOME/lib64} /usr/local/cuda/lib64 /usr/local/cuda-13*/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
+    $(python3 -c 'import nvidia, os; print(" ".join(os.path.join(p, s, "lib") for p in nvidia.__path__ for s in ("cu13", "cublas")))' 2> /dev/null); do
+    if [ -e "$d/libcublas.so.13" ]; then
+      export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+      echo "cuBLAS: $d/libcublas.so.13 (added to LD_LIBRARY_PATH)"
+      break
+    fi
+  done
+fi
 # 1. The device check (on the GPU machine it links the workspace packages as pnpm would: node_modules is
 #    not carried; here they are linked already).
 if [ "$DRY" = 1 ]; then

@@ -2,7 +2,9 @@
 
 #include <dlfcn.h>
 
+#include <cstdlib>
 #include <mutex>
+#include <vector>
 
 namespace badam::cublas {
 
@@ -25,13 +27,35 @@ bool bind(void* lib, const char* name, F* out, std::string* error) {
 
 void do_load() {
   void* lib = nullptr;
+  std::string why;
   for (const char* name : {"libcublas.so.13", "libcublas.so.12", "libcublas.so"}) {
     lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
     if (lib != nullptr) break;
+    const char* e = dlerror();  // the first failure's reason is the one reported
+    if (why.empty() && e != nullptr) why = e;
+  }
+  // Not on the loader's path (no ldconfig entry, no LD_LIBRARY_PATH): the CUDA toolkit's usual folders.
+  if (lib == nullptr) {
+    std::vector<std::string> dirs;
+    for (const char* var : {"CUDA_HOME", "CUDA_PATH"}) {
+      const char* home = std::getenv(var);
+      if (home != nullptr && *home != '\0') dirs.push_back(std::string(home) + "/lib64");
+    }
+    for (const char* dir : {"/usr/local/cuda/lib64", "/usr/local/cuda-13.0/lib64", "/usr/local/cuda/targets/x86_64-linux/lib"}) {
+      dirs.emplace_back(dir);
+    }
+    for (const auto& dir : dirs) {
+      // libcublas needs libcublasLt, which the loader would look for on its path only: load it from the same
+      // folder first (an object already loaded satisfies the dependency by its soname).
+      void* lt = dlopen((dir + "/libcublasLt.so.13").c_str(), RTLD_NOW | RTLD_LOCAL);
+      lib = dlopen((dir + "/libcublas.so.13").c_str(), RTLD_NOW | RTLD_LOCAL);
+      if (lib != nullptr) break;
+      if (lt != nullptr) dlclose(lt);
+      dlerror();
+    }
   }
   if (lib == nullptr) {
-    const char* why = dlerror();
-    load_error = std::string("cuBLAS could not be loaded (dlopen libcublas.so.13: ") + (why ? why : "not found") +
+    load_error = std::string("cuBLAS could not be loaded (dlopen libcublas.so.13: ") + (why.empty() ? "not found" : why) +
                  "); install CUDA 13's cuBLAS or add its directory to LD_LIBRARY_PATH";
     return;
   }

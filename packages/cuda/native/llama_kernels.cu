@@ -225,6 +225,7 @@ struct RmsNormDWeightTerm {
 
 void rms_norm(const void* x, DType x_dtype, const void* weight, DType w_dtype, void* out, DType out_dtype, float* rstd,
               size_t n, size_t hidden, float eps, cudaStream_t stream) {
+  if (n == 0) return;  // no rows: an empty grid is a launch error
   rms_norm_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(x, dt(x_dtype), weight, dt(w_dtype), out,
                                                                       dt(out_dtype), rstd, hidden, eps);
   LAUNCH_CHECK();
@@ -233,6 +234,7 @@ void rms_norm(const void* x, DType x_dtype, const void* weight, DType w_dtype, v
 void rms_norm_backward(const void* d_out, DType d_out_dtype, const void* x, DType x_dtype, const void* weight,
                        DType w_dtype, const float* rstd, void* dx, DType dx_dtype, float* d_weight, size_t n,
                        size_t hidden, bool accumulate_dx, float* workspace, cudaStream_t stream) {
+  if (n == 0) return;  // no rows: an empty grid is a launch error
   // dWeight first: dx may alias dOut (an in-place backward) and is written by the second kernel.
   if (d_weight != nullptr) {
     add_column_sums(RmsNormDWeightTerm{d_out, dt(d_out_dtype), x, dt(x_dtype), rstd, hidden}, n, hidden, d_weight,
@@ -1050,6 +1052,7 @@ void attention_backward_tc(const void* q, const void* k, const void* v, const vo
 
 void attention(const void* q, const void* k, const void* v, void* out, float* lse, DType dtype,
                const ref::AttentionDims& dims, cudaStream_t stream) {
+  if (dims.batch <= 0 || dims.seq_len <= 0 || dims.heads <= 0) return;  // nothing to compute: no empty grid
   if (use_tensor_cores(dtype, dims, {q, k, v, out})) {
     const bool bf16 = dtype == DType::BF16;
     if (dims.head_dim == 64) {
@@ -1070,6 +1073,7 @@ void attention(const void* q, const void* k, const void* v, void* out, float* ls
 void attention_backward(const void* q, const void* k, const void* v, const void* out, const void* d_out,
                         const float* lse, void* dq, void* dk, void* dv, float* d_rows, DType dtype,
                         const ref::AttentionDims& dims, cudaStream_t stream) {
+  if (dims.batch <= 0 || dims.seq_len <= 0 || dims.heads <= 0) return;  // nothing to compute: no empty grid
   const size_t D = static_cast<size_t>(dims.head_dim);
   const size_t rows = static_cast<size_t>(dims.batch) * dims.heads * dims.seq_len;
   attention_d_rows_kernel<<<static_cast<unsigned>((rows * 32 + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
@@ -1296,12 +1300,14 @@ __global__ void sum_final_kernel(const double* partials, int count, double* out)
 
 void cross_entropy(void* logits, DType dtype, const int32_t* labels, float* losses, size_t rows, size_t vocab,
                    float grad_scale, cudaStream_t stream) {
+  if (rows == 0) return;  // no rows: an empty grid is a launch error
   cross_entropy_kernel<<<static_cast<unsigned>(rows), kRowThreads, 0, stream>>>(logits, dt(dtype), labels, losses, vocab,
                                                                                 grad_scale);
   LAUNCH_CHECK();
 }
 
 void argmax_rows(const void* x, DType dtype, int32_t* out, size_t rows, size_t cols, cudaStream_t stream) {
+  if (rows == 0) return;  // no rows: an empty grid is a launch error
   argmax_rows_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, dt(dtype), out, cols);
   LAUNCH_CHECK();
 }

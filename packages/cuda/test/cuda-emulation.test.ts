@@ -68,6 +68,7 @@ describe.skipIf(!hasCompiler)(
         'crossEntropy logits',
         'rmsNormBackward dx',
         'rope',
+        'empty inputs launch nothing',
       ])
         expect(run.stdout).toMatch(new RegExp(`^ok +${kernel}`, 'm'));
       // Both attention paths ran: the WMMA kernels (test/emulation/mma.h) and the SIMT ones they replace.

@@ -180,7 +180,9 @@ struct Launch {
     State& s = state();
     const auto set = s.shared_limits.find(reinterpret_cast<const void*>(kernel));
     const size_t limit = set == s.shared_limits.end() ? kDefaultSharedLimit : set->second;
-    if (shared_bytes > limit || block.x * block.y * block.z > 1024 || grid.y > 65535 || grid.z > 65535) {
+    // As CUDA: an empty grid or block is cudaErrorInvalidConfiguration, as is a grid's y or z past 65535.
+    const bool empty = grid.x == 0 || grid.y == 0 || grid.z == 0 || block.x * block.y * block.z == 0;
+    if (empty || shared_bytes > limit || block.x * block.y * block.z > 1024 || grid.y > 65535 || grid.z > 65535) {
       s.last_error = 1;  // what CUDA reports as a launch failure
       return;
     }

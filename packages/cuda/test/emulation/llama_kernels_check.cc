@@ -202,6 +202,31 @@ void check_cross_entropy_argmax_sum() {
   std::printf("%s sum float32: %.10g vs %.10g\n", sum_ok ? "ok  " : "FAIL", got, want);
 }
 
+/** Empty inputs (no rows, no tokens) launch nothing: an empty grid would be a launch error on a GPU, and is one in
+ * the emulator. Every launcher with a grid sized by rows or tokens, called with none. */
+void check_empty_launches() {
+  float f = 0;
+  int32_t i = 0;
+  std::vector<float> workspace(64);
+  gpu::rms_norm(&f, DType::F32, &f, DType::F32, &f, DType::F32, &f, 0, 8, 1e-5f, nullptr);
+  gpu::rms_norm_backward(&f, DType::F32, &f, DType::F32, &f, DType::F32, &f, &f, DType::F32, &f, 0, 8, false,
+                         workspace.data(), nullptr);
+  gpu::cross_entropy(&f, DType::F32, &i, &f, 0, 8, 1.0f, nullptr);
+  gpu::argmax_rows(&f, DType::F32, &i, 0, 8, nullptr);
+  gpu::embedding(&f, DType::F32, &i, &f, DType::F32, 0, 8, 8, nullptr);
+  gpu::embedding_backward(&f, DType::F32, &i, &f, 0, 8, 8, nullptr);
+  gpu::rope(&f, DType::F32, &f, &f, 0, 1, 1, 2, false, nullptr);
+  gpu::swiglu(&f, DType::F32, &f, DType::F32, &f, DType::F32, 0, nullptr);
+  gpu::add(&f, DType::F32, &f, DType::F32, &f, DType::F32, 0, nullptr);
+  gpu::bias_backward(&f, DType::F32, &f, 0, 8, workspace.data(), nullptr);
+  for (DType t : {DType::F32, DType::BF16}) {
+    const ref::AttentionDims none{1, 0, 2, 1, 64, 1, true, nullptr};
+    gpu::attention(&f, &f, &f, &f, &f, t, none, nullptr);
+    gpu::attention_backward(&f, &f, &f, &f, &f, &f, &f, &f, &f, &f, t, none, nullptr);
+  }
+  std::printf("ok   empty inputs launch nothing (rmsNorm, crossEntropy, argmaxRows, attention, ...)\n");
+}
+
 struct AttentionCase {
   const char* name;
   DType dtype;
@@ -270,6 +295,7 @@ int main() {
     check_embedding_norm_rope();
     check_cross_entropy_argmax_sum();
     check_column_sums();
+    check_empty_launches();
     const std::vector<AttentionCase> cases = {
         {"batch 2, seq 45, 4 / 2 heads, d 40, lengths [45, 29]", DType::F32, 2, 45, 4, 2, 40, true, {45, 29}},
         {"batch 1, seq 33, 4 / 1 heads, d 64, not causal, lengths [20]", DType::BF16, 1, 33, 4, 1, 64, false, {20}},
