@@ -26,5 +26,5 @@ export {
   type DeviceLlamaLoss,
   type DeviceLlamaOptions,
 } from './llama/device-llama.js';
-export { type LlamaAttentionDims, type LlamaOps, llamaOpsOf, missingLlamaOps } from './llama/llama-ops.js';
+export { type LlamaAttentionDims, type LlamaOps, llamaOpsOf } from './llama/llama-ops.js';
 export { loadSafetensorsToDevice } from './safetensors-to-device.js';
