@@ -144,7 +144,12 @@ export {
   type FineTuningMethodSpec,
 } from './plan/fine-tuning-methods.js';
 export { baseParametersOf, estimatePlanMemory, trainedElements } from './plan/plan-memory.js';
-export { planTraining, type TrainingPlanInput, type TrainingSettings } from './plan/plan-training.js';
+export {
+  checkPlannedParameters,
+  planTraining,
+  type TrainingPlanInput,
+  type TrainingSettings,
+} from './plan/plan-training.js';
 export type {
   BlockOptimizerPlan,
   ModelPartition,

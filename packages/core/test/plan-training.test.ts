@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   BadamOptionError,
   BlockOptimizer,
+  checkPlannedParameters,
   estimateMemory,
   estimatePlanMemory,
   FINE_TUNING_METHODS,
@@ -256,5 +257,22 @@ describe('estimatePlanMemory', () => {
       'model.layers.0.mlp.up_proj.',
     );
     expect(loraAdaptedModuleOf('model.layers.0.mlp.up_proj.weight')).toBeUndefined();
+  });
+});
+
+describe('checkPlannedParameters', () => {
+  it("accepts the plan's own parameters, and names the first that differs otherwise", () => {
+    const p = plan('full');
+    expect(() => checkPlannedParameters(p, parameters)).not.toThrow();
+    expect(() =>
+      checkPlannedParameters(p, [
+        ...parameters,
+        { name: 'x.lora_A.weight', shape: [2, 4], dtype: 'float32' },
+      ]),
+    ).toThrow(/parameter 15 of the model must be nothing, as in the plan, got "x.lora_A.weight \[2, 4\]"/);
+    const resized = parameters.map((q, i) => (i === 1 ? { ...q, shape: [8, 4] } : q));
+    expect(() => checkPlannedParameters(p, resized)).toThrow(
+      /parameter 1 of the model must be model.layers.0.self_attn.q_proj.weight \[4, 4\], as in the plan, got "model.layers.0.self_attn.q_proj.weight \[8, 4\]"/,
+    );
   });
 });

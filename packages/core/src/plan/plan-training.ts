@@ -211,3 +211,31 @@ function partitionOf(blocks: BlockPartition, names: readonly string[]): PlannedP
   const trained = new Set(groups.flat());
   return { groups, frozenNames: names.filter((name) => !trained.has(name)), blocks };
 }
+
+/**
+ * Checks that `parameters` (a backend's view of the model) are the ones `plan` was made for: the same names
+ * in the same order, with the same shapes. A factory calls it first, so a plan made before LoRA adapters
+ * were added, or for another model, is an error instead of a run that trains the wrong parameters.
+ *
+ * @throws BadamOptionError naming the first parameter that differs.
+ */
+export function checkPlannedParameters(
+  plan: Pick<TrainingPlan, 'parameters'>,
+  parameters: readonly NamedParameterInfo[],
+): void {
+  const planned = plan.parameters;
+  const count = Math.max(planned.length, parameters.length);
+  for (let i = 0; i < count; i++) {
+    const p = planned[i];
+    const q = parameters[i];
+    if (p?.name === q?.name && p?.shape.join('x') === q?.shape.join('x')) continue;
+    const describe = (x: NamedParameterInfo | undefined) =>
+      x ? `${x.name} [${x.shape.join(', ')}]` : 'nothing';
+    throw new BadamOptionError(
+      `parameter ${i} of the model`,
+      describe(q),
+      `${describe(p)}, as in the plan`,
+      'plan the run with the parameters the backend trains (after adding LoRA adapters), in model order',
+    );
+  }
+}
