@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { BadamOptionError, type EncoderHead, type NamedArray } from '@badam/core';
+import { BadamOptionError, type EncoderHead, isLoraParameter, type NamedArray } from '@badam/core';
 import {
   float32ToBfloat16,
   SafetensorsError,
@@ -107,7 +107,7 @@ export function encoderWeights(
   dtype: 'float32' | 'bfloat16' = 'float32',
 ): NamedArray[] {
   return model.namedParameters
-    .filter(([name]) => !name.includes('lora_'))
+    .filter(([name]) => !isLoraParameter(name))
     .map(([name, variable]) => {
       const values = variable.dataSync() as Float32Array;
       return {

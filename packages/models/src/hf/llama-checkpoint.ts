@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import {
   BadamOptionError,
+  isLoraParameter,
   type LlamaConfig,
   llamaConfigFromHf,
   llamaConfigToHf,
@@ -94,7 +95,7 @@ export function llamaWeights(
   dtype: SaveLlamaOptions['dtype'] = 'float32',
 ): NamedArray[] {
   return model.namedParameters
-    .filter(([name]) => !name.includes('lora_'))
+    .filter(([name]) => !isLoraParameter(name))
     .map(([name, variable]) => {
       const values = variable.dataSync() as Float32Array;
       const data =
@@ -139,7 +140,7 @@ export async function saveLoraAdapter(
   if (lora === undefined)
     throw new BadamOptionError('model', 'no adapters', 'a model with LoRA adapters (addLora)');
   const tensors: NamedArray[] = model.namedParameters
-    .filter(([name]) => name.includes('lora_'))
+    .filter(([name]) => isLoraParameter(name))
     .map(([name, variable]) => ({
       name: `base_model.model.${name.replace('.default.weight', '.weight')}`,
       dtype: 'float32',
