@@ -7,6 +7,7 @@
  * @packageDocumentation
  */
 export { BOARD_USAGE, type BoardIO, parseBoardArgs, runBoardCommand } from './board-command.js';
+export { boardRunWatcher } from './board-run-watcher.js';
 export { type BoardRun, findRuns, RESULTS_FILES, TRAINER_LOG_FILE } from './board-runs.js';
 export { type Board, type BoardOptions, DEFAULT_BOARD_PORT, startBoard } from './board-server.js';
 export { LogTail, type LogTailListener } from './log-tail.js';

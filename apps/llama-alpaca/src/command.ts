@@ -28,7 +28,7 @@ const USAGE = `Usage:
                                   side by side (--learning_rates: each rate chosen on a validation split)
   badam-llama chat --model_name_or_path <dir> [--query "..."]
   badam-llama pretrain [flags]    pretrain the built-in tiny Llama on generated text (the shipped start:
-                                  --output_dir apps/llama-alpaca/assets/embedded-pretrained)
+                                  --output_dir packages/embedded/assets/embedded-pretrained)
 
 Training flags (LLaMA-Factory's names; "as" gives where a name comes from, or its name elsewhere):
 ${flagHelp(TRAIN_FLAGS)}

@@ -9,14 +9,7 @@
 export { CHAT_FLAGS, runChat } from './chat.js';
 export { runCommand, trainOptionsFrom } from './command.js';
 export { type ComparisonSettings, runComparison } from './compare.js';
-export {
-  BUILTIN_INITIALIZER_RANGE,
-  builtinLlamaConfig,
-  type DeviceRunModel,
-  deviceDtype,
-  deviceLlamaRunnerModel,
-  loadDeviceLlama,
-} from './device-model.js';
+export { type DeviceRunModel, deviceDtype, deviceLlamaRunnerModel, loadDeviceLlama } from './device-model.js';
 export { deviceBatch, deviceCausalLmTask } from './device-training-task.js';
 export {
   EMBEDDED_DEFAULTS,
@@ -25,13 +18,16 @@ export {
   embeddedStart,
   runEmbeddedDefault,
 } from './embedded.js';
+// The embedded default's model config and data are @badam/embedded's (the browser page uses them too).
 export {
+  BUILTIN_INITIALIZER_RANGE,
+  builtinLlamaConfig,
   generatedCorpus,
   generatedInstructions,
   makeInstruction,
   TASKS,
   TINY_LLAMA_CONFIG,
-} from './embedded-data.js';
+} from '@badam/embedded';
 export {
   DEFAULT_PRETRAIN_SETTINGS,
   EMBEDDED_PRETRAINED_DIR,

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { boardRunWatcher } from '@badam/board';
 import { type RunIO, writeResultsJson } from '@badam/callbacks';
 import { estimateActivationBytes, type MemoryEstimate, type TrainerCallback, UsageError } from '@badam/core';
 import type { DeviceLlama } from '@badam/cuda';
@@ -17,7 +18,15 @@ import {
   type TokenizedExample,
   type Tokenizer,
 } from '@badam/data';
-import { type LlamaConfig, LlamaForCausalLM, loadLlama, saveLlama, saveLoraAdapter } from '@badam/models';
+import { BUILTIN_INITIALIZER_RANGE, builtinLlamaConfig, generatedInstructions } from '@badam/embedded';
+import {
+  causalLmTask,
+  type LlamaConfig,
+  LlamaForCausalLM,
+  loadLlama,
+  saveLlama,
+  saveLoraAdapter,
+} from '@badam/models';
 import {
   fineTune,
   prepareRunBackend,
@@ -27,19 +36,12 @@ import {
   writeRunResults,
 } from '@badam/runner';
 import { writeFileAtomic } from '@badam/safetensors';
+import { tfjsBackendModel } from '@badam/tfjs';
 import { chooseChatTemplate } from './chat-template-choice.js';
-import {
-  BUILTIN_INITIALIZER_RANGE,
-  builtinLlamaConfig,
-  type DeviceRunModel,
-  deviceLlamaRunnerModel,
-  loadDeviceLlama,
-} from './device-model.js';
-import { generatedInstructions } from './embedded-data.js';
+import { type DeviceRunModel, deviceLlamaRunnerModel, loadDeviceLlama } from './device-model.js';
 import { type ModelFilesSource, writeModelFiles } from './model-files.js';
 import { type Prediction, predictExamples } from './predict.js';
 import { LLAMA_DIALECT, type TrainOptions } from './train-options.js';
-import { causalLmTask } from './training-task.js';
 
 /** Where messages go (the shared shape from @badam/callbacks). */
 export type { RunIO };
@@ -84,8 +86,12 @@ export interface RunInputs {
  * multiply) before any work is done. Returns a label such as `tfjs wasm + native avx512 x2`.
  */
 export async function prepareBackend(options: TrainOptions, io: RunIO): Promise<string> {
-  const label = await prepareRunBackend(options.backend, options, { kind: 'Llama', cuda: true }, (m) =>
-    io.warn(`badam-llama: ${m}`),
+  const label = await prepareRunBackend(
+    options.backend,
+    options,
+    { kind: 'Llama', cuda: true },
+    (m) => io.warn(`badam-llama: ${m}`),
+    LLAMA_DIALECT,
   );
   io.log(`badam-llama: backend ${label}`);
   return label;
@@ -112,7 +118,10 @@ export async function loadModelAndTokenizer(
   return { model, tokenizer: await HfTokenizer.fromDirectory(options.modelNameOrPath), builtin: false };
 }
 
-/** The Llama as the runner kit trains it: BAdam's partition choices, its LoRA adapters, the tfjs model. */
+/**
+ * The Llama as the runner kit trains it: BAdam's partition choices, its LoRA adapters, and @badam/tfjs's
+ * trainer backend factory bound to the model (its variables and the causal-LM task).
+ */
 export function llamaRunnerModel(model: LlamaForCausalLM, options: TrainOptions): RunnerModel<PaddedBatch> {
   return {
     kind: 'Llama',
@@ -127,7 +136,7 @@ export function llamaRunnerModel(model: LlamaForCausalLM, options: TrainOptions)
         },
         options.seed,
       ),
-    tfjs: { namedParameters: () => model.namedParameters, task: causalLmTask(model) },
+    ...tfjsBackendModel({ namedParameters: () => model.namedParameters, task: causalLmTask(model) }),
   };
 }
 
@@ -247,6 +256,7 @@ async function trainLoaded(
     backendLabel,
     callbacks: inputs.callbacks ?? [],
     runSettings: llamaRunSettings(options),
+    runWatcher: boardRunWatcher,
     checkpointModelFiles: async (directory) => {
       await writeModelFiles(directory, modelFiles, { config: true });
       // The template the run trains with, which `chat` on the checkpoint then uses (as on the output dir).

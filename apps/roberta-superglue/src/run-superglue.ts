@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { boardRunWatcher } from '@badam/board';
 import { type RunIO, writeResultsJson } from '@badam/callbacks';
 import { embeddingPrefixOf, estimateActivationBytes, layerPrefixOf } from '@badam/core';
 import {
@@ -21,6 +22,7 @@ import {
   writeRunResults,
 } from '@badam/runner';
 import { writeFileAtomic } from '@badam/safetensors';
+import { tfjsBackendModel } from '@badam/tfjs';
 import { generatedPairTask, TINY_ROBERTA_CONFIG } from './embedded-task.js';
 import { classificationTask, type EncoderRowsBatch, encodeItems, itemDataSource } from './encoder-batches.js';
 import { predictionRecords, predictTask, taskMetrics, type ValPrediction } from './evaluate-task.js';
@@ -112,8 +114,12 @@ export async function runSuperGlue(
   io: RunIO,
   inputs: RobertaInputs = {},
 ): Promise<RobertaRunResult> {
-  const backendLabel = await prepareRunBackend(options.backend, options, { kind: 'RoBERTa' }, (m) =>
-    io.warn(`badam-roberta: ${m}`),
+  const backendLabel = await prepareRunBackend(
+    options.backend,
+    options,
+    { kind: 'RoBERTa' },
+    (m) => io.warn(`badam-roberta: ${m}`),
+    ROBERTA_DIALECT,
   );
   await prepareRunOutputDir(options, ROBERTA_DIALECT, io);
   const spec = options.taskName === undefined ? EMBEDDED_SPEC : TASK_SPECS[options.taskName];
@@ -179,6 +185,7 @@ export async function runSuperGlue(
       max_seq_length: options.maxSeqLength,
       lora_rank: options.loraRank,
     },
+    runWatcher: boardRunWatcher,
     io,
   });
 
@@ -224,6 +231,7 @@ export async function runSuperGlue(
  * The encoder as the runner kit trains it. BAdam's partition is core's: one block per encoder layer, and
  * the task head (pooler and classifier: the parameters outside the layers and embeddings) as the last block,
  * or trained in every block with --train_last_layer. LoRA adapts query and value and trains the head too.
+ * It trains on @badam/tfjs, whose trainer backend factory is bound to the model here.
  */
 export function encoderRunnerModel(
   model: EncoderClassifier,
@@ -246,6 +254,6 @@ export function encoderRunnerModel(
         { rank: options.loraRank, alpha: options.loraRank * 2, targetModules: ['query', 'value'] },
         options.seed,
       ),
-    tfjs: { namedParameters: () => model.namedParameters, task: classificationTask(model) },
+    ...tfjsBackendModel({ namedParameters: () => model.namedParameters, task: classificationTask(model) }),
   };
 }

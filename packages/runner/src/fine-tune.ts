@@ -9,27 +9,26 @@ import {
   writeResultsJson,
 } from '@badam/callbacks';
 import {
+  baseParametersOf,
   createLrSchedule,
   type DataSource,
+  estimatePlanMemory,
+  FINE_TUNING_METHOD_SPECS,
   type MemoryEstimate,
+  type RunWatcher,
   Trainer,
   type TrainerCallback,
+  type TrainingPlan,
   type TrainResult,
   totalElements,
+  trainedElements,
 } from '@badam/core';
 import { writeFileAtomic } from '@badam/safetensors';
-import {
-  estimateRunMemory,
-  METHODS,
-  type OptimizerPlan,
-  trainedElements,
-  trainedGroups,
-} from './fine-tuning-methods.js';
-import { createTrainerBackend, type RunnerModel, runnerParameters } from './run-backend.js';
-import { flagName, type RunnerDialect, type RunOptions } from './run-options.js';
+import { planRun } from './plan-run.js';
+import type { RunnerDialect, RunOptions } from './run-options.js';
 import { checkResume, type RunSettings, runSettingsOf } from './run-settings.js';
+import type { RunnerModel } from './runner-model.js';
 import { TrainingDivergedError } from './training-diverged-error.js';
-import { watchOnBoard } from './watch-on-board.js';
 
 /** One fine-tuning run, as a runner describes it to {@link fineTune}. */
 export interface FineTuneSpec<TBatch> {
@@ -58,6 +57,11 @@ export interface FineTuneSpec<TBatch> {
    * being saved, so that `checkpoint-N/` loads as a model folder; the weights are the store's.
    */
   readonly checkpointModelFiles?: (directory: string) => Promise<void>;
+  /**
+   * The live view `--board` shows the run on (badam-board's `boardRunWatcher`, which the runner apps
+   * provide). Without one, `--board` says so and the run goes on.
+   */
+  readonly runWatcher?: RunWatcher;
   readonly io: RunIO;
 }
 
@@ -67,20 +71,30 @@ export interface FineTuneResult {
   /** Hugging Face's results (train_*, eval_*) and the run's memory: measured peak and core's estimate. */
   readonly metrics: Record<string, number | string>;
   readonly estimate: MemoryEstimate;
-  readonly plan: OptimizerPlan;
+  /** Core's plan of the run: the method's optimizer and the partition it trained. */
+  readonly plan: TrainingPlan;
 }
 
 /**
- * Trains a runner's model with the run's method on the run's backend: LoRA adapters when the method needs
- * them, the method's optimizer plan, the trainer backend, the Trainer with the standard callbacks, a
- * checkpoint store (with `--save_steps` or `--resume_from_checkpoint`) and resume; then the metrics both
- * runners report. The model stays trained in place; its files are the runner's to write.
+ * Trains a runner's model with the run's method, the same for every backend: LoRA adapters when the method
+ * needs them, core's plan of the run (flags -> plan), the trainer backend the model's backend makes of it
+ * (plan -> factory), the Trainer with the standard callbacks, a checkpoint store (with `--save_steps` or
+ * `--resume_from_checkpoint`) and resume; then the metrics both runners report, counted on the plan's
+ * partition. The model stays trained in place; its files are the runner's to write.
  */
 export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<FineTuneResult> {
   const { options, model, io, dialect } = spec;
-  const method = METHODS[options.method];
-  if (method.needsLora) model.addLora();
-  const parameters = runnerParameters(options.backend, model);
+  if (FINE_TUNING_METHOD_SPECS[options.method].needsLora) model.addLora();
+  const plan = planRun({
+    options,
+    dialect,
+    parameters: model.parameters(),
+    partition: model.partition,
+    trainExamples: spec.trainExamples,
+    defaultSwitchBlockEvery: spec.defaultSwitchBlockEvery,
+    logFn: (message, level) => (level === 'warn' ? io.warn(message) : io.log(message)),
+  });
+  const parameters = totalElements(baseParametersOf(plan));
   const g = options.gradientAccumulationSteps;
   const maxSteps =
     options.maxSteps ?? Math.max(1, Math.ceil((options.numTrainEpochs * (spec.trainData.length ?? 1)) / g));
@@ -94,23 +108,16 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
     saveSteps: options.saveSteps,
     trainBatchSize: options.batchSize,
     numTrainEpochs: options.numTrainEpochs,
-    parameters: totalElements(parameters.filter((p) => !p.name.includes('lora_'))),
-  };
-  const plan = method.plan({
-    options,
     parameters,
-    partition: model.partition,
-    trainExamples: spec.trainExamples,
-    defaultSwitchBlockEvery: spec.defaultSwitchBlockEvery,
-    logFn: (message, level) => (level === 'warn' ? io.warn(message) : io.log(message)),
-    switchFlag: flagName(dialect, 'switch_block_every'),
-  });
-  const backend = await createTrainerBackend(options.backend, plan, model, {
-    method: method.label,
-    backendLabel: spec.backendLabel,
-    blockwise: options.method === 'block',
-  });
-  if (options.board) await watchOnBoard(options.outputDir, io);
+  };
+  const backend = await model.createTrainerBackend(plan);
+  if (options.board) {
+    if (spec.runWatcher !== undefined) await spec.runWatcher.watch(options.outputDir, io);
+    else
+      io.warn(
+        `${dialect.name}: --board: this runner has no live view to show the run on; it goes on without one`,
+      );
+  }
   let train: TrainResult;
   let lastGood: string | undefined;
   try {
@@ -190,13 +197,15 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
   await writeFileAtomic(join(options.outputDir, HF_TRAINER_STATE), [
     `${JSON.stringify(huggingFaceTrainerState(train.state, trainingArguments, train.metrics), null, 2)}\n`,
   ]);
-  const groups = trainedGroups(plan, parameters);
-  const estimate = estimateRunMemory(options.method, groups, parameters, spec.activationBytes(), options);
+  const estimate = estimatePlanMemory(plan, {
+    activationBytes: spec.activationBytes(),
+    loraRank: options.loraRank,
+  });
   const metrics: Record<string, number | string> = {
     ...train.metrics,
     backend: spec.backendLabel,
-    parameters: totalElements(parameters.filter((p) => !p.name.includes('lora_'))),
-    trainable_parameters: trainedElements(groups, parameters),
+    parameters,
+    trainable_parameters: trainedElements(plan),
     peak_memory_bytes: backend.peakMemoryBytes(),
     // The allocator's peak of each kind (cuda): what BAdam's memory claim is checked against.
     ...Object.fromEntries(
@@ -213,7 +222,7 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
     estimated_activations_bytes: estimate.activations,
   };
   if (options.method === 'block') {
-    metrics.trained_parameters_per_block = Math.max(...groups.map((group) => group.length));
+    metrics.trained_parameters_per_block = Math.max(...plan.partition.groups.map((group) => group.length));
   }
   return { train, metrics, estimate, plan };
 }

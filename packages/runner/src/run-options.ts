@@ -1,7 +1,7 @@
-import type { FlagSpec, FlagValues, LrScheduleType, SwitchMode } from '@badam/core';
+import type { FineTuningMethod, FlagSpec, FlagValues, LrScheduleType, SwitchMode } from '@badam/core';
 import { parseFlagsExplicit, UsageError } from '@badam/core';
 import type { TfjsBackendChoice } from '@badam/tfjs';
-import { type FineTuningMethod, METHOD_FLAGS } from './fine-tuning-methods.js';
+import { METHOD_FLAGS } from './method-flags.js';
 import type { RunBackendName, RunFlagName } from './run-flags.js';
 
 /** The options every runner resolves from the shared flags, whatever it calls them on its command line. */
@@ -169,20 +169,18 @@ export function resolveRunOptions(
     seed: get('seed') as number,
     tfjsBackend: get('tfjs_backend') as TfjsBackendChoice,
     nativeKernels: get('native_kernels') as boolean,
-    cudaDevice: cudaDeviceOf(get('cuda_device') as string | undefined, backend, method, dialect),
+    cudaDevice: cudaDeviceOf(get('cuda_device') as string | undefined, backend, dialect),
     board: get('board') === true,
   };
 }
 
 /**
- * `--cuda_device` as a {@link CudaDeviceChoice}, and the combinations `--backend cuda` cannot run: the flag
- * without `--backend cuda`, a value that names no device, and the methods it has no kernels for (LoRA,
- * BAdam's ratio variant), refused before any work with what works instead.
+ * `--cuda_device` as a {@link CudaDeviceChoice}, refused without `--backend cuda` and when it names no device.
+ * (The methods @badam/cuda cannot train yet are its own to say: `prepareRunBackend` asks it, before any work.)
  */
 function cudaDeviceOf(
   value: string | undefined,
   backend: RunBackendName,
-  method: FineTuningMethod,
   dialect: RunnerDialect,
 ): CudaDeviceChoice {
   const flag = `--${flagName(dialect, 'cuda_device')}`;
@@ -192,11 +190,6 @@ function cudaDeviceOf(
         `${flag} ${value} chooses the device of --${flagName(dialect, 'backend')} cuda, but this run uses --${flagName(dialect, 'backend')} ${backend}: drop it or add --${flagName(dialect, 'backend')} cuda`,
       );
     return 0;
-  }
-  if (method === 'lora' || method === 'sparse') {
-    throw new UsageError(
-      `${dialect.describeMethods([method])} does not run on --${flagName(dialect, 'backend')} cuda yet (@badam/cuda has no ${method === 'lora' ? 'LoRA adapters' : 'masked sparse update in its trainer'}): use ${dialect.describeMethods(['block', 'full'])} on cuda, or --${flagName(dialect, 'backend')} tfjs for ${method}`,
-    );
   }
   if (value === undefined) return 0;
   const text = value.trim().toLowerCase();
