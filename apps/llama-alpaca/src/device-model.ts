@@ -94,8 +94,10 @@ export function deviceLlamaRunnerModel(
         '--finetuning_type lora does not run on --backend cuda yet: use block or full there, or --backend tfjs',
       );
     },
-    parameters: () => onDevice.parameters().map((p) => ({ name: p.name, shape: [...p.shape], dtype: p.dtype })),
+    parameters: () =>
+      onDevice.parameters().map((p) => ({ name: p.name, shape: [...p.shape], dtype: p.dtype })),
     // @badam/cuda is imported when used, so that a machine without its addon still trains on tfjs.
-    createTrainerBackend: async (plan) => (await import('@badam/cuda')).createCudaTrainerBackend(plan, onDevice),
+    createTrainerBackend: async (plan) =>
+      (await import('@badam/cuda')).createCudaTrainerBackend(plan, onDevice),
   };
 }

@@ -1,11 +1,6 @@
 import { join } from 'node:path';
 import { alpacaExamples, ByteTokenizer, chatTemplate, type InstructionExample } from '@badam/data';
-import {
-  BUILTIN_INITIALIZER_RANGE,
-  builtinLlamaConfig,
-  generatedInstructions,
-  TASKS,
-} from '@badam/embedded';
+import { BUILTIN_INITIALIZER_RANGE, builtinLlamaConfig, generatedInstructions, TASKS } from '@badam/embedded';
 import { type LlamaConfig, LlamaForCausalLM } from '@badam/models';
 import { prepareRunOutputDir } from '@badam/runner';
 import * as tf from '@tensorflow/tfjs-core';

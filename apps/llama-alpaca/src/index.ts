@@ -6,6 +6,17 @@
  *
  * @packageDocumentation
  */
+
+// The embedded default's model config and data are @badam/embedded's (the browser page uses them too).
+export {
+  BUILTIN_INITIALIZER_RANGE,
+  builtinLlamaConfig,
+  generatedCorpus,
+  generatedInstructions,
+  makeInstruction,
+  TASKS,
+  TINY_LLAMA_CONFIG,
+} from '@badam/embedded';
 export { CHAT_FLAGS, runChat } from './chat.js';
 export { runCommand, trainOptionsFrom } from './command.js';
 export { type ComparisonSettings, runComparison } from './compare.js';
@@ -18,16 +29,6 @@ export {
   embeddedStart,
   runEmbeddedDefault,
 } from './embedded.js';
-// The embedded default's model config and data are @badam/embedded's (the browser page uses them too).
-export {
-  BUILTIN_INITIALIZER_RANGE,
-  builtinLlamaConfig,
-  generatedCorpus,
-  generatedInstructions,
-  makeInstruction,
-  TASKS,
-  TINY_LLAMA_CONFIG,
-} from '@badam/embedded';
 export {
   DEFAULT_PRETRAIN_SETTINGS,
   EMBEDDED_PRETRAINED_DIR,
