@@ -26,5 +26,4 @@ export {
   type DeviceLlamaLoss,
   type DeviceLlamaOptions,
 } from './llama/device-llama.js';
-export { type LlamaAttentionDims, type LlamaOps, llamaOpsOf } from './llama/llama-ops.js';
 export { loadSafetensorsToDevice } from './safetensors-to-device.js';
