@@ -34,6 +34,5 @@ export {
   type DeviceLlamaLoss,
   type DeviceLlamaOptions,
 } from './llama/device-llama.js';
-export { type LlamaAttentionDims, type LlamaOps, llamaOpsOf } from './llama/llama-ops.js';
 export { type CudaDeviceChoice, cudaDeviceLabel, openDevice } from './open-device.js';
 export { loadSafetensorsToDevice } from './safetensors-to-device.js';
