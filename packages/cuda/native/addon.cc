@@ -1,5 +1,5 @@
 // Node-API entry point of @badam/cuda: contexts (a device with its caching allocator), tensors in device
-// memory, and the kernels, registered from their binding files (bind_*.cc). Every argument is checked there
+// memory, the kernels and the process groups of multi-process runs, registered from their binding files (bind_*.cc). Every argument is checked there
 // and every C++ exception becomes a JS error (napi_args.h).
 #include <node_api.h>
 
@@ -12,6 +12,7 @@ namespace badam::napi {
 void add_context_bindings(std::vector<Binding>& out);
 void add_optimizer_bindings(std::vector<Binding>& out);
 void add_llama_bindings(std::vector<Binding>& out);
+void add_collective_bindings(std::vector<Binding>& out);
 
 namespace {
 
@@ -20,6 +21,7 @@ napi_value init(napi_env env, napi_value exports) {
   add_context_bindings(bindings);
   add_optimizer_bindings(bindings);
   add_llama_bindings(bindings);
+  add_collective_bindings(bindings);
   for (const Binding& b : bindings) {
     napi_value fn;
     napi_create_function(env, b.name, NAPI_AUTO_LENGTH, b.fn, nullptr, &fn);

@@ -180,6 +180,7 @@ class CudaDevice final : public Device {
     LAUNCH_CHECK();
   }
   void synchronize() override { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  void* native_stream() override { return stream_; }
 
   void gemm(const void* a, const void* b, void* c, DType ab, DType cdt, int m, int n, int k, bool trans_a, bool trans_b,
             float alpha, float beta) override {

@@ -44,6 +44,8 @@ class Device {
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;
   virtual void fill(void* dst, DType dtype, size_t n, float value) = 0;
   virtual void synchronize() = 0;
+  /** The CUDA stream every op of the device runs on (a cudaStream_t); nullptr for a device without one. */
+  virtual void* native_stream() { return nullptr; }
 
   virtual void gemm(const void* a, const void* b, void* c, DType ab, DType cdt, int m, int n, int k, bool trans_a,
                     bool trans_b, float alpha, float beta) = 0;

@@ -3,3 +3,4 @@ export declare const hostSources: readonly string[];
 export declare const cudaHostSources: readonly string[];
 export declare const llamaKernelSources: readonly string[];
 export declare const cudaSources: readonly string[];
+export declare const glooSources: readonly string[];

@@ -11,10 +11,21 @@ export const hostSources = [
   'reference.cc',
   'llama_reference.cc',
   'cpu_device.cc',
+  'bind_collectives.cc',
+  'tcp_store.cc',
+  'process_group.cc',
+  'gloo_group.cc',
+  'nccl_loader.cc',
 ];
 
 /** C++ of the CUDA build only, compiled by g++ (cuBLAS opened at run time). */
-export const cudaHostSources = ['cublas_loader.cc'];
+export const cudaHostSources = ['cublas_loader.cc', 'nccl_group.cc'];
+
+/**
+ * libbadam_gloo.so, the one file that calls Gloo, built beside the addon where Gloo's headers and library
+ * are found; the addon opens it at run time (native/gloo_group.cc), so the addon never links Gloo.
+ */
+export const glooSources = ['collectives_gloo.cc'];
 
 /** The kernels of the Llama ops, compiled by nvcc; the emulator test runs exactly these on the CPU. */
 export const llamaKernelSources = [

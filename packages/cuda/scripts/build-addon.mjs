@@ -6,6 +6,9 @@
 // Both builds compile @badam/native's SGEMM (native/gemm.cc, read from that package, not copied) for the CPU
 // device's GEMMs, with native's own flags (-O3; its AVX-512 / AVX2 micro-kernels are chosen at run time)
 // and hidden visibility, so its symbols stay inside this addon when badam_native.node is loaded too.
+// Gloo (Debian/Ubuntu: libgloo-dev), where its headers and library are found, goes into a library of its own,
+// build/Release/libbadam_gloo.so, which the addon opens at run time: the addon links no Gloo, so it loads
+// where Gloo is absent; without Gloo, build/Release/gloo-unavailable.txt says why (BADAM_GLOO=0 skips it).
 // Without g++ nothing fails here; build/Release/unavailable.txt says why, and loading the package repeats
 // it with what to install. A CPU-only build leaves build/Release/cuda-unavailable.txt with the reason.
 import { execFileSync } from 'node:child_process';
@@ -13,7 +16,7 @@ import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:f
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cudaHostSources, cudaSources, hostSources } from './addon-sources.mjs';
+import { cudaHostSources, cudaSources, glooSources, hostSources } from './addon-sources.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const src = join(root, 'native');
@@ -34,8 +37,13 @@ mkdirSync(out, { recursive: true });
 const target = join(out, 'badam_cuda.node');
 // Linked beside the target and renamed over it, so a failed build never leaves half an addon.
 const partial = `${target}.tmp`;
-const notes = { unavailable: join(out, 'unavailable.txt'), noCuda: join(out, 'cuda-unavailable.txt') };
-for (const f of [...Object.values(notes), target]) rmSync(f, { force: true });
+const notes = {
+  unavailable: join(out, 'unavailable.txt'),
+  noCuda: join(out, 'cuda-unavailable.txt'),
+  noGloo: join(out, 'gloo-unavailable.txt'),
+};
+const glooTarget = join(out, 'libbadam_gloo.so');
+for (const f of [...Object.values(notes), target, glooTarget]) rmSync(f, { force: true });
 
 const cxx = process.env.CXX ?? 'g++';
 const nodeInclude = [
@@ -127,10 +135,59 @@ function buildCpu() {
     '-pthread',
     ...hostSources.map((f) => join(src, f)),
     sgemmObject,
+    '-ldl',
     '-o',
     partial,
   ]);
   renameSync(partial, target);
+}
+
+function findGloo() {
+  if (process.env.BADAM_GLOO === '0') return { reason: 'BADAM_GLOO=0 asked for a build without Gloo' };
+  const homes = [process.env.GLOO_HOME, '/usr', '/usr/local'].filter(Boolean);
+  for (const home of homes) {
+    if (!existsSync(join(home, 'include', 'gloo', 'allgatherv.h'))) continue;
+    const libDir = ['lib', 'lib64', `lib/${process.arch === 'x64' ? 'x86_64' : 'aarch64'}-linux-gnu`]
+      .map((d) => join(home, d))
+      .find((d) => existsSync(join(d, 'libgloo.so')));
+    if (libDir !== undefined) return { include: join(home, 'include'), libDir };
+  }
+  return {
+    reason: `Gloo's headers (gloo/allgatherv.h) and libgloo.so were not found in ${homes.join(', ')} (Debian/Ubuntu: apt-get install libgloo-dev; or set GLOO_HOME)`,
+  };
+}
+
+/** libbadam_gloo.so beside the addon, or gloo-unavailable.txt saying why not. */
+function buildGloo() {
+  const gloo = findGloo();
+  if (gloo.reason === undefined) {
+    const partialGloo = `${glooTarget}.tmp`;
+    try {
+      run(cxx, [
+        '-std=c++17',
+        '-O2',
+        '-fPIC',
+        '-shared',
+        '-pthread',
+        '-fvisibility=hidden',
+        `-I${gloo.include}`,
+        `-I${src}`,
+        ...glooSources.map((f) => join(src, f)),
+        `-L${gloo.libDir}`,
+        '-lgloo',
+        '-o',
+        partialGloo,
+      ]);
+      renameSync(partialGloo, glooTarget);
+      console.log('@badam/cuda: built build/Release/libbadam_gloo.so (multi-process training on Gloo)');
+      return;
+    } catch (error) {
+      rmSync(partialGloo, { force: true });
+      gloo.reason = `the Gloo build failed (${String(error.message).split('\n')[0]})`;
+    }
+  }
+  writeFileSync(notes.noGloo, `${gloo.reason}\n`);
+  console.log(`@badam/cuda: no Gloo: ${gloo.reason}`);
 }
 
 if (nodeInclude === undefined) {
@@ -173,4 +230,5 @@ if (nodeInclude === undefined) {
       console.warn('@badam/cuda: not built: no C++ compiler');
     }
   }
+  if (existsSync(target)) buildGloo();
 }

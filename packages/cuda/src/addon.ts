@@ -177,6 +177,36 @@ export interface CudaAddon {
   crossEntropy(logits: Handle, labels: Handle, losses: Handle, gradScale: number): void;
   argmaxRows(x: Handle, out: Handle): void;
   sum(x: Handle): number;
+  collectivesInfo(): CollectivesInfo;
+  processGroupCreate(ctx: Handle, backend: 'gloo' | 'nccl', options: NativeGroupOptions): Handle;
+  pgAllGather(group: Handle, shard: Handle, full: Handle, counts: readonly number[]): Handle;
+  pgReduceScatterAdd(group: Handle, full: Handle, accumulator: Handle, counts: readonly number[]): Handle;
+  workWait(work: Handle): void;
+  pgAllGatherHost(group: Handle, values: Float64Array): Float64Array;
+  pgBroadcastHost(group: Handle, data: Uint8Array, root: number): void;
+  pgBarrier(group: Handle): void;
+  pgMarkProgress(group: Handle, step: number): void;
+  pgDiagnose(group: Handle): string;
+  pgPeerFailure(group: Handle): string;
+  pgClose(group: Handle): void;
+}
+
+/** Which collective libraries this build can use here, and why not (see native/bind_collectives.cc). */
+export interface CollectivesInfo {
+  gloo: boolean;
+  glooUnavailableReason: string;
+  nccl: boolean;
+  ncclUnavailableReason: string;
+}
+
+/** What the addon takes to make a process group (torchrun's variables, the timeout). */
+export interface NativeGroupOptions {
+  rank: number;
+  worldSize: number;
+  masterAddr: string;
+  masterPort: number;
+  timeoutMs: number;
+  exitOnPeerFailure: boolean;
 }
 
 /** The package's folder: the nearest one above this module with a package.json (src/ in tests, dist/src/ when built). */

@@ -497,6 +497,16 @@ export class Device {
     return this.addon.memoryStats(this.ctx);
   }
 
+  /** @internal The addon's context handle (process groups are made for a device). */
+  get contextHandle(): Handle {
+    return this.ctx;
+  }
+
+  /** @internal Throws unless every tensor lives on this device. */
+  checkOwns(...tensors: DeviceTensor[]): void {
+    this.own(...tensors);
+  }
+
   /** Returns cached free blocks to the device. */
   emptyCache(): void {
     this.addon.emptyCache(this.ctx);

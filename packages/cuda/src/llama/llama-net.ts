@@ -29,8 +29,33 @@ export interface Layer {
 }
 
 /**
+ * Where a net's weights come from, by parameter name: a map of the model's tensors, or (sharded training)
+ * the layer a {@link LlamaStepHooks} gathered for the pass; undefined for a name the model does not have.
+ */
+export interface LlamaWeightSource {
+  get(name: string): DeviceTensor | undefined;
+}
+
+/** A part of the model whose weights a pass uses together: a decoder layer (its index), the embedding, the head. */
+export type LlamaPart = number | 'embed' | 'head';
+
+/**
+ * Calls around each part's use in a pass, for weights that are not always there (ZeRO-3-style sharding
+ * gathers a part just before its use and frees it after). A pass calls `begin` with every part it will use,
+ * in order, then `acquire` / `release` around each use, then `end` (also when it fails). The head ('head':
+ * final norm, lm_head, or the embedding when tied) stays acquired from the loss through the norm's backward.
+ */
+export interface LlamaStepHooks {
+  begin(order: readonly LlamaPart[]): void;
+  acquire(part: LlamaPart): void;
+  release(part: LlamaPart): void;
+  end(): void;
+}
+
+/**
  * What the forward, backward and loss functions of a DeviceLlama read: the device, the config, the weights
- * by role and the RoPE tables. Built once by the model ({@link buildLlamaNet}); the tensors are the model's.
+ * by role and the RoPE tables. Built once by the model ({@link buildLlamaNet}); the tensors are the model's,
+ * looked up at each use (through `hooks` when the weights come and go).
  */
 export interface LlamaNet {
   readonly device: Device;
@@ -47,6 +72,8 @@ export interface LlamaNet {
   /** fp32 [maxPositions, headDim / 2] RoPE tables. */
   readonly cos: DeviceTensor;
   readonly sin: DeviceTensor;
+  /** Around each part's use, when the weights are not always there. */
+  readonly hooks?: LlamaStepHooks;
 }
 
 /** Options that shape a {@link LlamaNet} (resolved from DeviceLlamaOptions). */
@@ -57,18 +84,26 @@ export interface LlamaNetOptions {
   readonly lossChunkTokens: number;
 }
 
-/** The net over `weights` (every parameter of `config` by name); allocates the RoPE tables. */
+/**
+ * The net over `weights` (every parameter of `config` by name, looked up at each use); allocates the RoPE
+ * tables.
+ */
 export function buildLlamaNet(
   device: Device,
   config: LlamaConfig,
-  weights: ReadonlyMap<string, DeviceTensor>,
+  weights: LlamaWeightSource,
   options: LlamaNetOptions,
+  hooks?: LlamaStepHooks,
 ): LlamaNet {
   const w = (name: string) => weights.get(name)!;
   const linear = (name: string): Linear => ({
     name,
-    weight: w(`${name}.weight`),
-    bias: weights.get(`${name}.bias`) ?? null,
+    get weight() {
+      return w(`${name}.weight`);
+    },
+    get bias() {
+      return weights.get(`${name}.bias`) ?? null;
+    },
   });
   const layers = Array.from({ length: config.numLayers }, (_, index): Layer => {
     const p = `model.layers.${index}`;
@@ -81,8 +116,12 @@ export function buildLlamaNet(
       gate: linear(`${p}.mlp.gate_proj`),
       up: linear(`${p}.mlp.up_proj`),
       down: linear(`${p}.mlp.down_proj`),
-      inputNorm: w(`${p}.input_layernorm.weight`),
-      postNorm: w(`${p}.post_attention_layernorm.weight`),
+      get inputNorm() {
+        return w(`${p}.input_layernorm.weight`);
+      },
+      get postNorm() {
+        return w(`${p}.post_attention_layernorm.weight`);
+      },
       inputNormName: `${p}.input_layernorm.weight`,
       postNormName: `${p}.post_attention_layernorm.weight`,
     };
@@ -105,10 +144,17 @@ export function buildLlamaNet(
     config,
     ...options,
     layers,
-    embed: w('model.embed_tokens.weight'),
-    norm: w('model.norm.weight'),
-    lmHead: config.tieWordEmbeddings ? null : w('lm_head.weight'),
+    get embed() {
+      return w('model.embed_tokens.weight');
+    },
+    get norm() {
+      return w('model.norm.weight');
+    },
+    get lmHead() {
+      return config.tieWordEmbeddings ? null : w('lm_head.weight');
+    },
     cos,
     sin,
+    ...(hooks ? { hooks } : {}),
   };
 }

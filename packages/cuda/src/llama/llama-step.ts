@@ -3,7 +3,7 @@ import { layerBackward } from './llama-backward.js';
 import type { PreparedBatch } from './llama-batch.js';
 import { layerForward, type SavedLayer } from './llama-forward.js';
 import { headChunks } from './llama-head.js';
-import type { LlamaNet } from './llama-net.js';
+import type { LlamaNet, LlamaPart, LlamaStepHooks } from './llama-net.js';
 import type { StepTensors } from './step-tensors.js';
 
 /** Forward, loss, backward; returns the loss. */
@@ -13,8 +13,6 @@ export function trainStep(
   grads: Map<string, DeviceTensor>,
   t: StepTensors,
 ): number {
-  const { n } = p;
-  const H = net.config.hiddenSize;
   const L = net.layers.length;
   const embedTrainable = grads.has('model.embed_tokens.weight');
   // The lowest layer backward must reach: 0 when the embedding trains, L when no layer does.
@@ -25,24 +23,74 @@ export function trainStep(
   }
   if (embedTrainable) lowest = 0;
   const normGrad = grads.get('model.norm.weight') ?? null;
-  const headGrad = net.lmHead
-    ? (grads.get('lm_head.weight') ?? null)
-    : (grads.get('model.embed_tokens.weight') ?? null);
   // d loss / d (final hidden state) is needed when anything at or below the final norm trains.
   const needHiddenGrad = embedTrainable || lowest < L || normGrad !== null;
   const count = p.rows.length;
-  if (count === 0) return 0; // nothing predicts a label: loss 0, no gradient (HF would give NaN)
+  const hooks = net.hooks;
+  if (hooks === undefined) {
+    if (count === 0) return 0; // nothing predicts a label: loss 0, no gradient (HF would give NaN)
+    return trainPass(net, p, grads, t, lowest, needHiddenGrad);
+  }
+  // The parts in the order the pass uses them: the layers again in backward, down to the lowest trained.
+  const backward = needHiddenGrad ? Array.from({ length: L - lowest }, (_, i) => L - 1 - i) : [];
+  const order: LlamaPart[] = ['embed', ...net.layers.map((l) => l.index), 'head', ...backward];
+  hooks.begin(order);
+  try {
+    // A pass without labels still goes through every part: the hooks' other side may wait on each one.
+    if (count === 0) return walkParts(hooks, order);
+    return trainPass(net, p, grads, t, lowest, needHiddenGrad);
+  } finally {
+    hooks.end();
+  }
+}
+
+/** Acquires and releases every part of `order` without computing; returns 0 (no labels, no loss). */
+function walkParts(hooks: LlamaStepHooks, order: readonly LlamaPart[]): number {
+  for (const part of order) {
+    hooks.acquire(part);
+    hooks.release(part);
+  }
+  return 0;
+}
+
+/** {@link trainStep}'s forward, loss and backward, `lowest` the lowest layer backward reaches. */
+function trainPass(
+  net: LlamaNet,
+  p: PreparedBatch,
+  grads: Map<string, DeviceTensor>,
+  t: StepTensors,
+  lowest: number,
+  needHiddenGrad: boolean,
+): number {
+  const { n } = p;
+  const H = net.config.hiddenSize;
+  const L = net.layers.length;
+  const embedTrainable = grads.has('model.embed_tokens.weight');
+  const count = p.rows.length;
+  const normGrad = grads.get('model.norm.weight') ?? null;
+  // The head's weight is the embedding when tied (asked of the config: the weights may not be there yet).
+  const headGrad =
+    grads.get(net.config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight') ?? null;
+  const hooks = net.hooks;
 
   // ---- forward
   // x [N, H] = embed_tokens[ids]
   let x = t.alloc([n, H], net.dtype, 'activations');
+  hooks?.acquire('embed');
   net.device.embedding(net.embed, p.ids, x);
+  hooks?.release('embed');
   // Below the lowest trainable layer: forward only, in place, nothing kept.
-  for (let l = 0; l < lowest; l++) layerForward(net, net.layers[l]!, x, p, t, 'inplace');
+  for (let l = 0; l < lowest; l++) {
+    hooks?.acquire(l);
+    layerForward(net, net.layers[l]!, x, p, t, 'inplace');
+    hooks?.release(l);
+  }
   const saved: SavedLayer[] = [];
   for (let l = lowest; l < L; l++) {
     const mode = net.gradientCheckpointing ? 'checkpoint' : 'save';
+    hooks?.acquire(l);
     const { out, acts } = layerForward(net, net.layers[l]!, x, p, t, mode);
+    hooks?.release(l);
     saved[l] = acts ? { kind: 'all', acts } : { kind: 'input', x };
     x = out;
   }
@@ -52,12 +100,16 @@ export function trainStep(
   const xL = x;
   const hf = t.alloc([n, H], net.dtype, 'activations');
   const rstdF = t.alloc([n], 'float32', 'activations');
+  hooks?.acquire('head');
   net.device.rmsNorm(xL, net.norm, hf, rstdF, net.config.rmsNormEps);
   // ---- loss (and d loss / d hf, fp32 [N, H], scattered from the labelled rows)
   const dHf = needHiddenGrad ? t.alloc([n, H], 'float32', 'workspace').fill(0) : null;
   const { lossSum } = headChunks(net, p, hf, dHf, headGrad, t, false);
   t.release(hf);
-  if (!needHiddenGrad || dHf === null) return lossSum / count;
+  if (!needHiddenGrad || dHf === null) {
+    hooks?.release('head');
+    return lossSum / count;
+  }
 
   // ---- backward
   // g [N, H]: d loss / d (residual stream), in the activation dtype, carried down layer by layer.
@@ -68,15 +120,18 @@ export function trainStep(
   }
   const g = t.alloc([n, H], net.dtype, 'workspace');
   net.device.rmsNormBackward(dHfAct, xL, net.norm, rstdF, g, normGrad, false);
+  hooks?.release('head');
   t.release(dHf, rstdF);
   if (dHfAct !== dHf) t.release(dHfAct);
   t.release(xL);
   for (let l = L - 1; l >= lowest; l--) {
     const layer = net.layers[l]!;
     const s = saved[l]!;
+    hooks?.acquire(l);
     // With gradient checkpointing the layer runs forward again here, keeping what backward needs.
     const acts = s.kind === 'all' ? s.acts : layerForward(net, layer, s.x, p, t, 'recompute').acts!;
     layerBackward(net, layer, acts, g, grads, l > lowest || embedTrainable, p, t);
+    hooks?.release(l);
     t.release(...Object.values(acts));
   }
   // d embed_tokens[ids] += g
@@ -91,13 +146,36 @@ export function evaluatePass(
   p: PreparedBatch,
   t: StepTensors,
 ): { lossSum: number; correct: number } {
+  const hooks = net.hooks;
+  if (hooks === undefined) return evaluateParts(net, p, t);
+  const order: LlamaPart[] = ['embed', ...net.layers.map((l) => l.index), 'head'];
+  hooks.begin(order);
+  try {
+    if (p.rows.length === 0) return { lossSum: walkParts(hooks, order), correct: 0 };
+    return evaluateParts(net, p, t);
+  } finally {
+    hooks.end();
+  }
+}
+
+function evaluateParts(net: LlamaNet, p: PreparedBatch, t: StepTensors): { lossSum: number; correct: number } {
   const { n } = p;
   const H = net.config.hiddenSize;
+  const hooks = net.hooks;
   // x [N, H] = embed[ids]; every layer in place; hf [N, H] = norm(x)
   const x = t.alloc([n, H], net.dtype, 'activations');
+  hooks?.acquire('embed');
   net.device.embedding(net.embed, p.ids, x);
-  for (const layer of net.layers) layerForward(net, layer, x, p, t, 'inplace');
+  hooks?.release('embed');
+  for (const layer of net.layers) {
+    hooks?.acquire(layer.index);
+    layerForward(net, layer, x, p, t, 'inplace');
+    hooks?.release(layer.index);
+  }
   const hf = t.scratchOf('h', [n, H], net.dtype);
+  hooks?.acquire('head');
   net.device.rmsNorm(x, net.norm, hf, t.scratchOf('rstd1', [n], 'float32'), net.config.rmsNormEps);
-  return headChunks(net, p, hf, null, null, t, true);
+  const result = headChunks(net, p, hf, null, null, t, true);
+  hooks?.release('head');
+  return result;
 }
