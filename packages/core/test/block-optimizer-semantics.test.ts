@@ -92,6 +92,58 @@ describe('global-norm clipping lives in the BlockOptimizer', () => {
       'clipGradNorm must be a number > 0, got 0 (leave it out to not clip)',
     );
   });
+
+  it("divides by the backend's gradientDivisor (the step's label tokens) instead of the micro-batches, and clips that", () => {
+    // A backend summing per-token gradients over 2 micro-batches of 3 and 5 label tokens: the update is sum / 8.
+    class TokenSumBackend extends ReferenceBackend {
+      gradientDivisor(): number {
+        return 8;
+      }
+    }
+    const parameters = tinyLlamaParameters();
+    const backend = new TokenSumBackend(parameters);
+    const optimizer = new BlockOptimizer(
+      {
+        baseOptimizer: { type: 'adamw', learningRate: 0.05 },
+        namedParameters: parameters,
+        clipGradNorm: 0.05,
+        gradientAccumulationSteps: 2,
+        verbose: 0,
+      },
+      backend,
+    );
+    const names = optimizer.trainableNames;
+    const before = new Map(names.map((n) => [n, backend.weight(n)]));
+    backward(optimizer, 0);
+    optimizer.step();
+    backward(optimizer, 1);
+    const outcome = optimizer.step();
+    const sums = new Map(
+      names.map((n) => {
+        const size = before.get(n)!.length;
+        const b = syntheticGradient(n, size, 1);
+        return [n, syntheticGradient(n, size, 0).map((x, i) => x + b[i]!)];
+      }),
+    );
+    const norm = Math.sqrt([...sums.values()].reduce((s, g) => s + g.reduce((t, x) => t + x * x, 0), 0)) / 8;
+    expect(norm).toBeGreaterThan(0.05); // clipping applies
+    expect(outcome.gradNorm).toBeCloseTo(norm, 6);
+    for (const name of names) {
+      const expected = Float32Array.from(before.get(name)!);
+      const zeros = () => new Float32Array(expected.length);
+      adamwUpdate(expected, sums.get(name)!, zeros(), zeros(), adamwConfigOf(), {
+        lr: 0.05,
+        step: 1,
+        gradientScale: 0.05 / (norm + 1e-6) / 8,
+        decay: false,
+      });
+      const got = backend.weight(name);
+      for (let i = 0; i < got.length; i++) expect(got[i]).toBeCloseTo(expected[i]!, 6);
+    }
+    expect(() => new GradientAccumulation({ steps: 2 }).updateScale(() => 1, 0)).toThrow(
+      'gradient divisor must be a finite number > 0, got 0',
+    );
+  });
 });
 
 describe("fixed mode runs the reference's sub-problems", () => {

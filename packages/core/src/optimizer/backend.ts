@@ -43,6 +43,14 @@ export interface BlockBackend<TBaseOptimizer = unknown> {
    * `gradientScale`), over every trainable parameter. Core asks for it when gradient clipping is on.
    */
   gradientSumOfSquares(): number;
+  /**
+   * Optional: what this update's summed gradients are divided by, in place of the number of micro-batches,
+   * for a backend that sums per-token loss gradients (e.g. the label tokens of the whole step over every
+   * process, as transformers' `num_items_in_batch`): the update then sees sum / divisor, and clipping
+   * measures that. Asked once per update, before {@link gradientSumOfSquares}; absent: the mean over
+   * micro-batches.
+   */
+  gradientDivisor?(): number;
   /** Bytes the backend holds now, by kind, as its allocator or tensor library measures them. */
   memory(): BackendMemoryReport;
 }
@@ -131,4 +139,9 @@ export interface BackendMemoryReport {
   readonly byKind?: Partial<Record<MemoryKind, number>>;
   /** Where the numbers come from, e.g. `'tf.memory()'` or `'cuda caching allocator'`. */
   readonly source: string;
+  /**
+   * In a run over several processes: every rank's bytes held now and its peak, by rank (`bytes` and the
+   * kinds above are this process's own).
+   */
+  readonly ranks?: readonly { readonly bytes: number; readonly peakBytes?: number }[];
 }

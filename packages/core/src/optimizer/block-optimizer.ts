@@ -369,8 +369,9 @@ export class BlockOptimizer<
         updatedBlock: activation.blockIndex,
       };
     }
-    const { gradientScale, gradNorm } = this.accumulation.updateScale(() =>
-      this.backend.gradientSumOfSquares(),
+    const { gradientScale, gradNorm } = this.accumulation.updateScale(
+      () => this.backend.gradientSumOfSquares(),
+      this.backend.gradientDivisor?.(),
     );
     this.backend.applyUpdate({
       blockIndex: activation.blockIndex,

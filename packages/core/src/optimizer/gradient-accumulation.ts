@@ -66,10 +66,13 @@ export class GradientAccumulation {
 
   /**
    * The scale of this update. `sumOfSquares` (the summed gradients' squared L2 norm, from the backend) is
-   * only asked for when clipping is on.
+   * only asked for when clipping is on. `divisor` replaces the number of micro-batches as what the sum is
+   * divided by (a backend's `gradientDivisor()`, e.g. the step's label tokens).
    */
-  updateScale(sumOfSquares: () => number): UpdateScale {
-    const mean = 1 / this.steps;
+  updateScale(sumOfSquares: () => number, divisor: number = this.steps): UpdateScale {
+    if (!(divisor > 0) || !Number.isFinite(divisor))
+      throw new BadamOptionError('gradient divisor', divisor, 'a finite number > 0');
+    const mean = 1 / divisor;
     if (this.maxGradNorm === undefined) return { gradientScale: mean };
     const squares = sumOfSquares();
     const gradNorm = Math.sqrt(squares) * mean;

@@ -108,7 +108,8 @@ export class ProcessGroup {
     if (!Number.isSafeInteger(port) || port < 1 || port > 65535)
       throw new BadamOptionError('MASTER_PORT', port, 'a TCP port in [1, 65535]');
     const timeoutMs = options.timeoutMs ?? 30 * 60 * 1000;
-    if (!(timeoutMs > 0)) throw new BadamOptionError('timeout', timeoutMs, 'a positive number of milliseconds');
+    if (!(timeoutMs > 0))
+      throw new BadamOptionError('timeout', timeoutMs, 'a positive number of milliseconds');
     const backend = options.backend ?? (device.description.kind === 'cuda' ? 'nccl' : 'gloo');
     const addon = loadAddon();
     let handle: Handle;
@@ -136,7 +137,9 @@ export class ProcessGroup {
    */
   allGather(shard: DeviceTensor, full: DeviceTensor, counts: readonly number[]): CollectiveWork {
     this.device.checkOwns(shard, full);
-    return this.work('all-gather', () => this.addon.pgAllGather(this.handle, shard.handle, full.handle, counts));
+    return this.work('all-gather', () =>
+      this.addon.pgAllGather(this.handle, shard.handle, full.handle, counts),
+    );
   }
 
   /**
@@ -226,7 +229,8 @@ export class ProcessGroup {
   }
 
   private call<T>(op: string, f: () => T): T {
-    if (this.closed) throw new DistributedError(`rank ${this.rank}: ${op} after the process group was closed`, this.rank);
+    if (this.closed)
+      throw new DistributedError(`rank ${this.rank}: ${op} after the process group was closed`, this.rank);
     try {
       return f();
     } catch (error) {

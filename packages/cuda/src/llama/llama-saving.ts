@@ -6,6 +6,12 @@ import type { DeviceTensor } from '../device-tensor.js';
 import type { DeviceLlamaDType } from './llama-net.js';
 
 /**
+ * What saving reads of a weight: a device tensor, or anything that reads like one (a sharded model's
+ * weight, gathered when it is read).
+ */
+export type SavedWeight = Pick<DeviceTensor, 'shape' | 'bytes' | 'readRaw'>;
+
+/**
  * Writes `weights` (in model order) in Hugging Face's format, in `dtype` (16-bit bits as they are):
  * config.json (with `torch_dtype`) and model.safetensors, or `model-0000x-of-0000y.safetensors` shards and
  * model.safetensors.index.json past `maxShardBytes` (default 5 GiB, as Hugging Face). Every file is written
@@ -15,13 +21,13 @@ export async function saveLlamaWeights(
   directory: string,
   config: LlamaConfig,
   dtype: DeviceLlamaDType,
-  weights: ReadonlyMap<string, DeviceTensor>,
+  weights: ReadonlyMap<string, SavedWeight>,
   options: { maxShardBytes?: number },
 ): Promise<void> {
   const maxShardBytes = options.maxShardBytes ?? 5 * 1024 ** 3;
   if (!(maxShardBytes > 0)) throw new BadamOptionError('maxShardBytes', maxShardBytes, 'a positive number');
   // The same packing as @badam/safetensors' writeSafetensorsModel: in model order, a new shard when full.
-  const shards: Array<Array<[string, DeviceTensor]>> = [[]];
+  const shards: Array<Array<[string, SavedWeight]>> = [[]];
   let current = 0;
   for (const entry of weights) {
     const bytes = entry[1].bytes;

@@ -158,7 +158,11 @@ export function evaluatePass(
   }
 }
 
-function evaluateParts(net: LlamaNet, p: PreparedBatch, t: StepTensors): { lossSum: number; correct: number } {
+function evaluateParts(
+  net: LlamaNet,
+  p: PreparedBatch,
+  t: StepTensors,
+): { lossSum: number; correct: number } {
   const { n } = p;
   const H = net.config.hiddenSize;
   const hooks = net.hooks;
