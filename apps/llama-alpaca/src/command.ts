@@ -1,14 +1,17 @@
 // The program loads TensorFlow.js itself: @tensorflow/tfjs registers the cpu backend and every gradient.
 import '@tensorflow/tfjs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { RunIO } from '@badam/callbacks';
-import { flagHelp, parseFlags } from '@badam/core';
+import { flagHelp, parseFlags, UsageError } from '@badam/core';
 import {
   COMPARISON_FLAGS,
   comparisonCommand,
   type FineTuningMethod,
+  launchRanks,
   parseRunnerCommand,
   type RunnerCommandSpec,
+  rankEnvironmentOf,
   runCli,
 } from '@badam/runner';
 import { CHAT_FLAGS, runChat } from './chat.js';
@@ -18,6 +21,7 @@ import { PRETRAIN_FLAGS, pretrainSettingsFrom, runPretraining } from './embedded
 import { normalizeLlamaFactoryFlags } from './llama-factory-flags.js';
 import { isRecipePath, recipeArgs } from './recipe-file.js';
 import { runTraining, writeJson } from './run-training.js';
+import { threadsPerRank } from './sharded-model.js';
 import { LLAMA_DIALECT, resolveTrainOptions, TRAIN_FLAGS, type TrainOptions } from './train-options.js';
 
 const USAGE = `Usage:
@@ -126,8 +130,32 @@ export async function runCommand(argv: readonly string[], io: RunIO): Promise<nu
       io.log(USAGE);
       return 0;
     }
-    for (const note of notes) io.warn(`${LLAMA_DIALECT.name}: ${note}`);
+    const ranks = rankEnvironmentOf();
+    const nprocPerNode = options.nprocPerNode ?? 1;
+    if (nprocPerNode > 1 && ranks === undefined) {
+      // torchrun's job: this process starts the ranks (each runs this command again) and waits for them.
+      if (embedded)
+        throw new UsageError(
+          '--nproc_per_node trains a model or dataset you name (--model_name_or_path, --dataset); the embedded default runs in one process',
+        );
+      return launchRanks({
+        name: LLAMA_DIALECT.name,
+        script: fileURLToPath(new URL('./cli.js', import.meta.url)),
+        argv,
+        nprocPerNode,
+        timeoutSeconds: options.ddpTimeout ?? 1800,
+        env: threadsPerRank(nprocPerNode),
+        io,
+      });
+    }
+    for (const note of notes)
+      if (ranks === undefined || ranks.rank === 0) io.warn(`${LLAMA_DIALECT.name}: ${note}`);
     let template = options.template ?? 'default';
+    if (embedded && ranks !== undefined && ranks.worldSize > 1) {
+      throw new UsageError(
+        'a run over several processes trains a model or dataset you name (--model_name_or_path, --dataset); the embedded default runs in one process',
+      );
+    }
     if (embedded) {
       await runEmbeddedDefault(options, io);
     } else {
@@ -141,13 +169,14 @@ export async function runCommand(argv: readonly string[], io: RunIO): Promise<nu
         )
         .map(([k, v]) => `${k} ${typeof v === 'number' ? Number(v.toPrecision(6)) : v}`)
         .join(', ');
-      io.log(`done: ${summary}\noutputs in ${run.outputDir}`);
+      if (ranks === undefined || ranks.rank === 0) io.log(`done: ${summary}\noutputs in ${run.outputDir}`);
       run.deviceModel?.dispose();
     }
-    await writeJson(join(options.outputDir, 'badam_llama.json'), {
-      template,
-      argv,
-    });
+    if (ranks === undefined || ranks.rank === 0)
+      await writeJson(join(options.outputDir, 'badam_llama.json'), {
+        template,
+        argv,
+      });
     return 0;
   });
 }

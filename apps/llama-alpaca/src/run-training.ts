@@ -1,7 +1,13 @@
 import { join } from 'node:path';
 import { boardRunWatcher } from '@badam/board';
 import { type RunIO, writeResultsJson } from '@badam/callbacks';
-import { estimateActivationBytes, type MemoryEstimate, type TrainerCallback, UsageError } from '@badam/core';
+import {
+  type DataSource,
+  estimateActivationBytes,
+  type MemoryEstimate,
+  type TrainerCallback,
+  UsageError,
+} from '@badam/core';
 import type { DeviceLlama } from '@badam/cuda';
 import {
   alpacaExamples,
@@ -31,8 +37,10 @@ import {
   fineTune,
   prepareRunBackend,
   prepareRunOutputDir,
+  type RankEnvironment,
   type RunnerModel,
   type RunSettings,
+  rankEnvironmentOf,
   writeRunResults,
 } from '@badam/runner';
 import { writeFileAtomic } from '@badam/safetensors';
@@ -41,6 +49,15 @@ import { chooseChatTemplate } from './chat-template-choice.js';
 import { type DeviceRunModel, deviceLlamaRunnerModel, loadDeviceLlama } from './device-model.js';
 import { type ModelFilesSource, writeModelFiles } from './model-files.js';
 import { type Prediction, predictExamples } from './predict.js';
+import {
+  joinShardedRun,
+  loadShardedLlama,
+  rankIO,
+  rankRows,
+  type ShardedRun,
+  type ShardedRunModel,
+  shardedLlamaRunnerModel,
+} from './sharded-model.js';
 import { LLAMA_DIALECT, type TrainOptions } from './train-options.js';
 
 /** Where messages go (the shared shape from @badam/callbacks). */
@@ -151,6 +168,8 @@ export async function runTraining(
   io: RunIO,
   inputs: RunInputs = {},
 ): Promise<TrainRunResult> {
+  const ranks = rankEnvironmentOf();
+  if (ranks !== undefined && ranks.worldSize > 1) return runShardedTraining(options, io, ranks);
   const backendLabel = await prepareBackend(options, io);
   if (!inputs.outputDirReady) await prepareRunOutputDir(options, LLAMA_DIALECT, io);
   if (options.bf16 && options.backend === 'tfjs')
@@ -168,6 +187,46 @@ export async function runTraining(
   }
 }
 
+/**
+ * {@link runTraining} as one rank of a run over several processes (torchrun's variables set): the model
+ * sharded over the ranks (ZeRO-3 style, @badam/cuda), each rank training on its rows of every global
+ * micro-batch (per-device batch x ranks); rank 0 alone prepares the output directory and writes logs,
+ * checkpoints, the model and the results. Every rank returns once all have finished.
+ */
+async function runShardedTraining(
+  options: TrainOptions,
+  io: RunIO,
+  env: RankEnvironment,
+): Promise<TrainRunResult> {
+  const rio = rankIO(io, env.rank);
+  // Each rank takes the GPU of its LOCAL_RANK (or the CPU device with --cuda_device cpu).
+  if (options.cudaDevice !== 'cpu') options.cudaDevice = env.localRank;
+  const backendLabel = await prepareBackend(options, rio);
+  const run = await joinShardedRun(options, env);
+  const { group } = run;
+  if (group.rank === 0) await prepareRunOutputDir(options, LLAMA_DIALECT, rio);
+  options.outputDir = group.broadcastJson(options.outputDir);
+  const sharded = await loadShardedLlama(options, run, (config) =>
+    checkCutoffLen(options, { maxPositions: config.maxPositionEmbeddings, config }),
+  );
+  try {
+    checkCutoffLen(options, { maxPositions: sharded.model.maxPositions, config: sharded.config });
+    const loaded: RunModel = {
+      config: sharded.config,
+      maxPositions: sharded.model.maxPositions,
+      tokenizer: sharded.tokenizer,
+      builtin: sharded.builtin,
+      runner: shardedLlamaRunnerModel(sharded.model, group, options),
+      sharded: { ...sharded, ...run },
+    };
+    const result = await trainLoaded(options, rio, {}, loaded, `${backendLabel}, ${group.worldSize} ranks`);
+    group.close();
+    return result;
+  } finally {
+    sharded.model.dispose();
+  }
+}
+
 /** {@link runTraining} once its model is there. */
 async function trainLoaded(
   options: TrainOptions,
@@ -176,6 +235,12 @@ async function trainLoaded(
   loaded: RunModel,
   backendLabel: string,
 ): Promise<TrainRunResult> {
+  const ranks = loaded.sharded?.group;
+  const leader = ranks === undefined || ranks.rank === 0;
+  const worldSize = ranks?.worldSize ?? 1;
+  /** This rank's rows of global micro-batches (every row in one process). */
+  const mine = (source: DataSource<PaddedBatch>) =>
+    ranks === undefined ? source : rankRows(source, ranks.rank, ranks.worldSize);
   const { tokenizer, config } = loaded;
   // --template by name; else the model's own chat_template (tokenizer_config.json); else alpaca.
   const template = await chooseChatTemplate(
@@ -208,16 +273,23 @@ async function trainLoaded(
     throw new UsageError('no training examples left after tokenization: check --dataset and --cutoff_len');
   const longest = Math.max(...trainSet.map((e) => e.inputIds.length));
   const padTo = longest + ((8 - (longest % 8)) % 8) <= loaded.maxPositions ? 8 : 1;
-  const trainData = batchedDataSource(trainSet, {
-    batchSize: options.batchSize,
-    padTokenId: tokenizer.padTokenId,
-    shuffleSeed: options.seed,
-    groupByLength: options.groupByLength,
-    padToMultipleOf: padTo,
-  });
+  const trainData = mine(
+    batchedDataSource(trainSet, {
+      batchSize: options.batchSize * worldSize,
+      padTokenId: tokenizer.padTokenId,
+      shuffleSeed: options.seed,
+      groupByLength: options.groupByLength,
+      padToMultipleOf: padTo,
+    }),
+  );
   const evalData =
     evalSet.length > 0
-      ? batchedDataSource(evalSet, { batchSize: options.evalBatchSize, padTokenId: tokenizer.padTokenId })
+      ? mine(
+          batchedDataSource(evalSet, {
+            batchSize: options.evalBatchSize * worldSize,
+            padTokenId: tokenizer.padTokenId,
+          }),
+        )
       : undefined;
   if (options.evalStrategy === 'epoch' && evalData !== undefined)
     options.evalSteps = Math.max(1, Math.ceil((trainData.length ?? 1) / options.gradientAccumulationSteps));
@@ -257,6 +329,7 @@ async function trainLoaded(
     callbacks: inputs.callbacks ?? [],
     runSettings: llamaRunSettings(options),
     runWatcher: boardRunWatcher,
+    ...(ranks !== undefined ? { distributed: ranks } : {}),
     checkpointModelFiles: async (directory) => {
       await writeModelFiles(directory, modelFiles, { config: true });
       // The template the run trains with, which `chat` on the checkpoint then uses (as on the output dir).
@@ -267,8 +340,12 @@ async function trainLoaded(
 
   if (!inputs.skipModelSave) {
     const dtype = options.bf16 ? 'bfloat16' : 'float32';
-    const { model, deviceModel } = loaded;
-    if (deviceModel !== undefined) {
+    const { model, deviceModel, sharded } = loaded;
+    if (sharded !== undefined) {
+      // Every rank gathers each weight in turn; rank 0 writes them, then the model's other files.
+      await sharded.model.save(options.outputDir);
+      if (leader) await writeModelFiles(options.outputDir, { ...modelFiles, dtype }, { config: true });
+    } else if (deviceModel !== undefined) {
       // In the weights' own dtype (bf16 with --bf16), Hugging Face's layout; config.json as on tfjs.
       await deviceModel.model.save(options.outputDir);
       await writeModelFiles(options.outputDir, { ...modelFiles, dtype }, { config: true });
@@ -298,7 +375,7 @@ async function trainLoaded(
       predict_samples: predictions.length,
     });
   }
-  await writeRunResults(options.outputDir, metrics);
+  if (leader) await writeRunResults(options.outputDir, metrics);
   return {
     outputDir: options.outputDir,
     metrics,
@@ -325,6 +402,8 @@ interface RunModel {
   readonly model?: LlamaForCausalLM;
   /** The model on the device (`--backend cuda`). */
   readonly deviceModel?: Pick<DeviceRunModel, 'model' | 'device'>;
+  /** The model sharded over the ranks of a run over several processes. */
+  readonly sharded?: ShardedRunModel & ShardedRun;
 }
 
 /**

@@ -29,15 +29,21 @@ const KIND_LABELS: Readonly<Record<MemoryKind, string>> = {
 /**
  * The memory the backend holds: the total, and where the backend tells them apart, its peak and the bytes by
  * kind (`w` weights, `master` fp32 masters, `grad` gradients, `adam` optimizer state, `act` activations,
- * `ws` workspace; kinds holding nothing are left out), e.g. `1.23 GB (peak 1.50 GB; w 1.00 GB, grad 50.0 MB)`.
+ * `ws` workspace; kinds holding nothing are left out), e.g. `1.23 GB (peak 1.50 GB; w 1.00 GB, grad 50.0 MB)`;
+ * over several processes every rank's bytes too (`; ranks 1.23 GB / 1.21 GB`).
  */
 export function formatMemoryReport(report: BackendMemoryReport): string {
   const kinds = Object.entries(report.byKind ?? {})
     .filter(([, bytes]) => (bytes ?? 0) > 0)
     .map(([kind, bytes]) => `${KIND_LABELS[kind as MemoryKind] ?? kind} ${formatMemory(bytes!)}`);
   const peak = report.peakBytes !== undefined ? [`peak ${formatMemory(report.peakBytes)}`] : [];
-  if (kinds.length === 0 && peak.length === 0) return formatMemory(report.bytes);
-  const details = [...peak, ...(kinds.length > 0 ? [kinds.join(', ')] : [])].join('; ');
+  // Over several processes: every rank's bytes now (this line's other numbers are this process's).
+  const ranks =
+    report.ranks !== undefined && report.ranks.length > 1
+      ? [`ranks ${report.ranks.map((r) => formatMemory(r.bytes)).join(' / ')}`]
+      : [];
+  if (kinds.length === 0 && peak.length === 0 && ranks.length === 0) return formatMemory(report.bytes);
+  const details = [...peak, ...(kinds.length > 0 ? [kinds.join(', ')] : []), ...ranks].join('; ');
   return `${formatMemory(report.bytes)} (${details})`;
 }
 

@@ -3,6 +3,8 @@ import {
   HF_TRAINER_STATE,
   type HfTrainingArguments,
   huggingFaceTrainerState,
+  InterruptCallback,
+  NonFiniteLossGuard,
   type RunIO,
   runCallbacks,
   SafetensorsCheckpointStore,
@@ -22,9 +24,11 @@ import {
   type TrainResult,
   totalElements,
   trainedElements,
+  UsageError,
 } from '@badam/core';
 import { writeFileAtomic } from '@badam/safetensors';
 import { planRun } from './plan-run.js';
+import { FollowerCheckpointStore, type RankGroup, RankInterruptCallback } from './rank-group.js';
 import type { RunnerDialect, RunOptions } from './run-options.js';
 import { checkResume, type RunSettings, runSettingsOf } from './run-settings.js';
 import type { RunnerModel } from './runner-model.js';
@@ -63,6 +67,12 @@ export interface FineTuneSpec<TBatch> {
    */
   readonly runWatcher?: RunWatcher;
   readonly io: RunIO;
+  /**
+   * The ranks of a multi-process run (`--nproc_per_node`), whose model's backend is sharded over them: every
+   * rank calls fineTune with the same flags; rank 0 alone writes logs, plots, checkpoints and
+   * trainer_state.json, and Ctrl-C stops every rank after the same step.
+   */
+  readonly distributed?: RankGroup;
 }
 
 /** What {@link fineTune} produced. */
@@ -110,8 +120,10 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
     numTrainEpochs: options.numTrainEpochs,
     parameters,
   };
+  const group = spec.distributed;
+  const leader = group === undefined || group.rank === 0;
   const backend = await model.createTrainerBackend(plan);
-  if (options.board) {
+  if (options.board && leader) {
     if (spec.runWatcher !== undefined) await spec.runWatcher.watch(options.outputDir, io);
     else
       io.warn(
@@ -121,7 +133,7 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
   let train: TrainResult;
   let lastGood: string | undefined;
   try {
-    const store =
+    const files =
       options.saveSteps !== undefined || options.resumeFromCheckpoint !== undefined
         ? new SafetensorsCheckpointStore({
             outputDir: options.outputDir,
@@ -131,7 +143,10 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
             ...(spec.checkpointModelFiles ? { writeModelFiles: spec.checkpointModelFiles } : {}),
           })
         : undefined;
-    const settings = runSettingsOf(options, dialect, maxSteps, spec.runSettings);
+    // Rank 0 writes every checkpoint; the other ranks read them and only say where rank 0 wrote.
+    const store = files && !leader ? new FollowerCheckpointStore(options.outputDir, files) : files;
+    const settings = runSettingsOf(options, dialect, maxSteps, spec.runSettings, group?.worldSize);
+    if (group !== undefined) checkSameSettings(group, settings, dialect.name);
     const trainer = new Trainer<TBatch>({
       backend: backend.trainer,
       trainData: spec.trainData,
@@ -150,15 +165,19 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
       ...(options.saveSteps !== undefined ? { saveSteps: options.saveSteps } : {}),
       ...(store ? { checkpoints: store } : {}),
       callbacks: [
-        ...runCallbacks({
-          outputDir: options.outputDir,
-          loggingSteps,
-          plotLoss: options.plotLoss,
-          blockSwitchVerbose: options.method === 'block' ? options.badamVerbose : 0,
-          log: io.log,
-          warn: io.warn,
-          ...(io.stream ? { stream: io.stream } : {}),
-        }),
+        ...rankCallbacks(
+          runCallbacks({
+            outputDir: options.outputDir,
+            loggingSteps,
+            plotLoss: options.plotLoss,
+            blockSwitchVerbose: options.method === 'block' ? options.badamVerbose : 0,
+            log: io.log,
+            warn: io.warn,
+            ...(io.stream ? { stream: io.stream } : {}),
+          }),
+          group,
+          io,
+        ),
         ...(spec.callbacks ?? []),
         { stateKey: 'run_settings', saveState: () => settings },
       ],
@@ -194,9 +213,10 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
   }
 
   // Hugging Face's trainer_state.json at the root, as the Trainer leaves it after train().
-  await writeFileAtomic(join(options.outputDir, HF_TRAINER_STATE), [
-    `${JSON.stringify(huggingFaceTrainerState(train.state, trainingArguments, train.metrics), null, 2)}\n`,
-  ]);
+  if (leader)
+    await writeFileAtomic(join(options.outputDir, HF_TRAINER_STATE), [
+      `${JSON.stringify(huggingFaceTrainerState(train.state, trainingArguments, train.metrics), null, 2)}\n`,
+    ]);
   const estimate = estimatePlanMemory(plan, {
     activationBytes: spec.activationBytes(),
     loraRank: options.loraRank,
@@ -224,7 +244,46 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
   if (options.method === 'block') {
     metrics.trained_parameters_per_block = Math.max(...plan.partition.groups.map((group) => group.length));
   }
+  if (group !== undefined) {
+    // Every rank's peak, for rank 0's results (the one-hot sum is every rank's own number).
+    const mine = new Float64Array(group.worldSize);
+    mine[group.rank] = backend.peakMemoryBytes();
+    const peaks = group.allReduceSum(mine);
+    metrics.world_size = group.worldSize;
+    peaks.forEach((bytes, rank) => {
+      metrics[`peak_memory_bytes_rank_${rank}`] = bytes;
+    });
+  }
   return { train, metrics, estimate, plan };
+}
+
+/**
+ * The standard callbacks as each rank of a multi-process run keeps them: rank 0 all of them (progress, logs,
+ * plots), the others only the NaN guard, whose decisions must be every rank's; Ctrl-C is decided together.
+ */
+function rankCallbacks(
+  standard: TrainerCallback[],
+  group: RankGroup | undefined,
+  io: RunIO,
+): TrainerCallback[] {
+  if (group === undefined) return standard;
+  const together = new RankInterruptCallback(group, io.warn);
+  if (group.rank === 0) return [...standard.filter((c) => !(c instanceof InterruptCallback)), together];
+  return [new NonFiniteLossGuard({ warn: () => {} }), together];
+}
+
+/** Refuses ranks started with other settings than rank 0's: they would not train the same run. */
+function checkSameSettings(group: RankGroup, settings: Record<string, unknown>, name: string): void {
+  const leaders = group.broadcastJson(settings);
+  const differences = [...new Set([...Object.keys(leaders), ...Object.keys(settings)])].filter(
+    (key) => JSON.stringify(leaders[key]) !== JSON.stringify(settings[key]),
+  );
+  if (differences.length > 0)
+    throw new UsageError(
+      `${name}: rank ${group.rank} was started with other settings than rank 0 (${differences
+        .map((key) => `${key}: ${JSON.stringify(settings[key])} here, ${JSON.stringify(leaders[key])} on rank 0`)
+        .join('; ')}): start every rank with the same flags`,
+    );
 }
 
 /** `optimizerState` -> `optimizer_state`, for Hugging Face-style metric names. */

@@ -17,6 +17,7 @@ export {
   resolveComparisonPlan,
 } from './comparison-flags.js';
 export { type FineTuneResult, type FineTuneSpec, fineTune, writeRunResults } from './fine-tune.js';
+export { type LaunchRanksOptions, launchRanks } from './launch-ranks.js';
 export { METHOD_FLAGS, methodAccepts } from './method-flags.js';
 export { planRun, type RunPlanInput, trainingSettingsOf } from './plan-run.js';
 export {
@@ -24,6 +25,8 @@ export {
   type PreparedModel,
   prepareRunBackend,
 } from './prepare-run-backend.js';
+export { type RankEnvironment, rankEnvironmentOf } from './rank-environment.js';
+export { FollowerCheckpointStore, type RankGroup, RankInterruptCallback } from './rank-group.js';
 export { exitCodeOf, runCli } from './run-cli.js';
 export {
   RUN_BACKENDS,

@@ -119,6 +119,19 @@ export const RUN_FLAGS = {
     default: false,
     help: 'watch the run live: serve badam-board on 127.0.0.1 beside it and print its URL',
   },
+  nproc_per_node: {
+    type: 'integer',
+    min: 1,
+    default: 1,
+    help: "--backend cuda: processes on this machine, one rank each, the model sharded ZeRO-3 style over them (torchrun's flag; RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT join several machines)",
+    aka: 'torchrun --nproc_per_node',
+  },
+  ddp_timeout: {
+    type: 'integer',
+    min: 1,
+    default: 1800,
+    help: 'seconds a rank waits for the others before the run stops with an error naming the rank that failed',
+  },
   help: { type: 'boolean', default: false, help: 'show this help' },
 } as const satisfies Readonly<Record<string, FlagSpec>>;
 

@@ -49,6 +49,10 @@ export interface RunOptions {
   cudaDevice: CudaDeviceChoice;
   /** Serve badam-board beside the run (`--board`). */
   board?: boolean;
+  /** `--nproc_per_node`: ranks this machine starts (1: one process, no sharding). */
+  nprocPerNode?: number;
+  /** `--ddp_timeout`: seconds a collective waits for the other ranks. */
+  ddpTimeout?: number;
 }
 
 /** Where `--backend cuda` runs: a GPU ordinal, or the CPU reference device. */
@@ -171,7 +175,19 @@ export function resolveRunOptions(
     nativeKernels: get('native_kernels') as boolean,
     cudaDevice: cudaDeviceOf(get('cuda_device') as string | undefined, backend, dialect),
     board: get('board') === true,
+    nprocPerNode: nprocPerNodeOf(get('nproc_per_node') as number | undefined, backend, dialect),
+    ddpTimeout: (get('ddp_timeout') as number | undefined) ?? 1800,
   };
+}
+
+/** `--nproc_per_node`, refused above 1 without `--backend cuda` (tfjs trains in one process). */
+function nprocPerNodeOf(value: number | undefined, backend: RunBackendName, dialect: RunnerDialect): number {
+  const n = value ?? 1;
+  if (n > 1 && backend !== 'cuda')
+    throw new UsageError(
+      `--${flagName(dialect, 'nproc_per_node')} ${n} shards the model over processes on --${flagName(dialect, 'backend')} cuda (--cuda_device cpu for CPU processes), but this run uses --${flagName(dialect, 'backend')} ${backend}: add --${flagName(dialect, 'backend')} cuda or drop it`,
+    );
+  return n;
 }
 
 /**

@@ -12,13 +12,15 @@ const METHOD_KEY = 'method';
 /**
  * What a checkpoint records of the run that wrote it: the method, the shared settings that change what
  * training does, the resolved number of steps (`max_steps`, from `--num_train_epochs` too), and the runner's
- * own (model, data, sequence length...).
+ * own (model, data, sequence length...). Over `worldSize` ranks the batch recorded is the global micro-batch
+ * (per-device batch x ranks), so that checkpoints resume on any number of ranks with the same global batch.
  */
 export function runSettingsOf(
   options: RunOptions,
   dialect: RunnerDialect,
   maxSteps: number,
   runner: RunSettings = {},
+  worldSize = 1,
 ): Record<string, string | number | boolean> {
   // The shared flags whose change makes a resumed run another run (logging, saving and backends may change).
   const meaningful: Partial<Record<RunFlagName, string | number | boolean | undefined>> = {
@@ -27,7 +29,8 @@ export function runSettingsOf(
     start_block: options.startBlock,
     update_ratio: options.updateRatio,
     mask_mode: options.maskMode,
-    per_device_train_batch_size: options.batchSize,
+    // The batch of one process with the same global batch: a checkpoint of N ranks resumes on any number.
+    per_device_train_batch_size: options.batchSize * worldSize,
     gradient_accumulation_steps: options.gradientAccumulationSteps,
     learning_rate: options.learningRate,
     lr_scheduler_type: options.lrSchedulerType,
