@@ -57,6 +57,7 @@ export {
   type MemoryEstimate,
   type MemoryEstimateOptions,
   seedMemoryEstimate,
+  shardShare,
   TRAINING_METHODS,
   type TrainingMethod,
 } from './memory/estimate-memory.js';

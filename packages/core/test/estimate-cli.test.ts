@@ -54,6 +54,28 @@ describe('badam-estimate', () => {
     expect(rowOf(roberta.stdout, 'BAdam (D = 24)')[2]).toBe('0.00 GB'); // fp32 weights need no masters
   });
 
+  it('--world_size 8: the bytes of one rank of a sharded run, with the gathered parts', () => {
+    const { code, stdout } = run(
+      '--config',
+      join(configDir('llama3-8b'), 'config.json'),
+      '--world_size',
+      '8',
+    );
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/Per rank of 8 \(ZeRO-3 sharded/);
+    // columns: trained, weights, masters, gradients, optimizer, training state, activations, gathered, total
+    const badam = rowOf(stdout, 'BAdam (D = 32)');
+    expect(badam.slice(0, 5)).toEqual(['218.1M', '2.01 GB', '0.11 GB', '0.98 GB', '0.22 GB']);
+    expect(badam[7]).toBe('2.10 GB');
+    expect(stdout).not.toMatch(/LoRA/);
+    const json = JSON.parse(run('--model', 'tinyllama-1.1b', '--json', '--world_size', '2').stdout);
+    expect(json.worldSize).toBe(2);
+    expect(json.estimates.lora).toBeUndefined();
+    expect(run('--model', 'tinyllama-1.1b', '--world_size', '0').stderr).toMatch(
+      /--world_size must be a positive integer/,
+    );
+  });
+
   it('--json gives the numbers for scripts', () => {
     const { stdout } = run('--model', 'tinyllama-1.1b', '--json', '--include-lm-head');
     const json = JSON.parse(stdout);

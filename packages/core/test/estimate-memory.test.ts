@@ -7,6 +7,7 @@ import {
   parametersOf,
   parseHfConfig,
   seedMemoryEstimate,
+  shardShare,
 } from '../src/index.js';
 
 const llama3 = parametersOf(parseHfConfig(BUILTIN_CONFIGS['llama3-8b'].config), 'bfloat16');
@@ -54,6 +55,30 @@ describe('estimateMemory, Llama 3-8B in bf16, against hand-computed figures', ()
     expect(
       estimateMemory({ method: 'badam', parameters: llama3, blocks, activeBlock: 0 }).trainedElements,
     ).toBe(LAYER);
+  });
+
+  it('BAdam over 8 ranks, ZeRO-3 style: 1/8 of the weights and of the block state, the whole gradient of a micro-batch, two parts gathered', () => {
+    const one = estimateMemory({ method: 'badam', parameters: llama3 });
+    const ranks = Array.from({ length: 8 }, (_, rank) =>
+      estimateMemory({ method: 'badam', parameters: llama3, worldSize: 8, rank }),
+    );
+    // Every rank's shares add up to one process's: each element is held once.
+    expect(ranks.reduce((n, e) => n + e.weights, 0)).toBe(one.weights);
+    expect(ranks.reduce((n, e) => n + e.masters, 0)).toBe(one.masters);
+    expect(ranks.reduce((n, e) => n + e.optimizerState, 0)).toBe(one.optimizerState);
+    for (const e of ranks) {
+      expect(Math.abs(e.weights - one.weights / 8)).toBeLessThan(1000);
+      expect(e.gradients).toBeCloseTo((4 * LAYER) / 8 + 4 * LAYER, -3);
+      // The two largest parts: the embedding and lm_head, 128256 x 4096 bf16 each.
+      expect(e.gathered).toBe(2 * 2 * 128256 * 4096);
+      expect(e.trainedElements).toBe(LAYER);
+    }
+    expect(one.gathered).toBe(0);
+    expect(shardShare(10, 3, 0) + shardShare(10, 3, 1) + shardShare(10, 3, 2)).toBe(10);
+    expect(shardShare(2, 3, 2)).toBe(2); // smaller than the world: whole on every rank
+    expect(() => estimateMemory({ method: 'lora', parameters: llama3, worldSize: 2 })).toThrow(
+      'worldSize must be 1 for lora (only adam and badam are sharded), got 2',
+    );
   });
 
   it('LoRA r = 8 on every linear layer: 20,971,520 fp32 adapter parameters', () => {

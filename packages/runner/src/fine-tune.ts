@@ -220,6 +220,7 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
   const estimate = estimatePlanMemory(plan, {
     activationBytes: spec.activationBytes(),
     loraRank: options.loraRank,
+    ...(group !== undefined ? { worldSize: group.worldSize } : {}),
   });
   const metrics: Record<string, number | string> = {
     ...train.metrics,

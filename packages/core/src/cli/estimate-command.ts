@@ -41,6 +41,8 @@ BlockOptimizerRatio, from a Hugging Face config.json (Llama, Mistral, Qwen2, RoB
   --no-gradient-checkpointing  activations without per-layer recomputation
   --lora-rank <r>            LoRA rank (default 8)
   --update-ratio <x>         BlockOptimizerRatio update ratio (default 0.1)
+  --world_size <n>           per rank of n processes sharding the model ZeRO-3 style
+                             (badam-llama --nproc_per_node): full Adam and BAdam only
   --json                     print the estimates as JSON
   -h, --help                 show this help`;
 
@@ -126,6 +128,7 @@ export function runEstimateCommand(argv: readonly string[], out: CommandOutput):
       throw new BadamOptionError('--update-ratio', values['update-ratio'], 'a number in (0, 1]');
     }
     const checkpointing = !values['no-gradient-checkpointing'];
+    const worldSize = positiveInt('--world_size', values.world_size ?? values['world-size'], 1);
 
     const parameters = parametersOf(architecture, dtype);
     const names = parameters.map((p) => p.name);
@@ -142,11 +145,17 @@ export function runEstimateCommand(argv: readonly string[], out: CommandOutput):
       gradientCheckpointing: checkpointing,
     });
     const common = { parameters, activationBytes };
-    const estimates = {
-      adam: estimateMemory({ method: 'adam', ...common }),
-      badam: estimateMemory({ method: 'badam', blocks, ...common }),
-      lora: estimateMemory({ method: 'lora', loraRank, ...common }),
-      ratio: estimateMemory({ method: 'ratio', updateRatio, ...common }),
+    // Over several processes only full Adam and BAdam are sharded: their bytes on one rank (rank 0).
+    const sharded = { ...common, worldSize };
+    const estimates: Partial<Record<'adam' | 'badam' | 'lora' | 'ratio', MemoryEstimate>> = {
+      adam: estimateMemory({ method: 'adam', ...sharded }),
+      badam: estimateMemory({ method: 'badam', blocks, ...sharded }),
+      ...(worldSize === 1
+        ? {
+            lora: estimateMemory({ method: 'lora', loraRank, ...common }),
+            ratio: estimateMemory({ method: 'ratio', updateRatio, ...common }),
+          }
+        : {}),
     };
     const m = totalElements(parameters);
     const d = partition.blocks.length;
@@ -162,6 +171,7 @@ export function runEstimateCommand(argv: readonly string[], out: CommandOutput):
             parameters: m,
             blocks: { preset, count: d, frozen: partition.frozenNames },
             activations: { batchSize, seqLength, gradientCheckpointing: checkpointing },
+            worldSize,
             estimates,
             seed,
           },
@@ -181,6 +191,7 @@ export function runEstimateCommand(argv: readonly string[], out: CommandOutput):
       formatGigabytes(e.optimizerState),
       formatGigabytes(e.masters + e.gradients + e.optimizerState),
       formatGigabytes(e.activations),
+      ...(worldSize > 1 ? [formatGigabytes(e.gathered)] : []),
       formatGigabytes(e.total),
     ];
     const largest = Math.max(
@@ -191,6 +202,12 @@ export function runEstimateCommand(argv: readonly string[], out: CommandOutput):
       `BAdam blocks by ${preset}: D = ${d}, largest block ${formatCount(largest)} elements` +
         (partition.frozenNames.length > 0 ? `; frozen: ${partition.frozenNames.join(', ')}` : ''),
       `Activations (estimate): batch ${batchSize} x ${seqLength} tokens, gradient checkpointing ${checkpointing ? 'on' : 'off'}`,
+      ...(worldSize > 1
+        ? [
+            `Per rank of ${worldSize} (ZeRO-3 sharded: each rank holds 1/${worldSize} of the weights and of the trained elements' masters, gradients and moments, ` +
+              "plus a micro-batch's whole gradient before it is reduce-scattered and two parts of the model gathered whole); the batch is per rank",
+          ]
+        : []),
       '',
       textTable(
         [
@@ -202,13 +219,14 @@ export function runEstimateCommand(argv: readonly string[], out: CommandOutput):
           'optimizer',
           'training state',
           'activations',
+          ...(worldSize > 1 ? ['gathered'] : []),
           'total',
         ],
         [
-          row('full Adam', estimates.adam),
-          row(`BAdam (D = ${d})`, estimates.badam),
-          row(`LoRA (r = ${loraRank})`, estimates.lora),
-          row(`BAdam ratio (${updateRatio})`, estimates.ratio),
+          row('full Adam', estimates.adam!),
+          row(`BAdam (D = ${d})`, estimates.badam!),
+          ...(estimates.lora ? [row(`LoRA (r = ${loraRank})`, estimates.lora)] : []),
+          ...(estimates.ratio ? [row(`BAdam ratio (${updateRatio})`, estimates.ratio)] : []),
         ],
       ),
       '',
@@ -247,6 +265,8 @@ function parse(argv: readonly string[]) {
       'no-gradient-checkpointing': { type: 'boolean' },
       'lora-rank': { type: 'string' },
       'update-ratio': { type: 'string' },
+      world_size: { type: 'string' },
+      'world-size': { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },

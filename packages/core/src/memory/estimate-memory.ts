@@ -38,6 +38,15 @@ export interface MemoryEstimateOptions {
   optimizerStateFloats?: number;
   /** Bytes of activations (from {@link estimateActivationBytes}); added to the total. Default 0. */
   activationBytes?: number;
+  /**
+   * adam / badam over this many processes, ZeRO-3 style (`--nproc_per_node`): the bytes of one rank, which
+   * holds its shard of every weight and of the trained elements' masters, gradients and moments, plus the
+   * whole gradient of a micro-batch before it is reduce-scattered and two parts of the model gathered whole
+   * ({@link MemoryEstimate.gathered}). Default 1 (one process).
+   */
+  worldSize?: number;
+  /** Which rank's bytes, with `worldSize` (shards differ by at most one element per tensor). Default 0. */
+  rank?: number;
 }
 
 /** Bytes per part, for one method. */
@@ -53,6 +62,11 @@ export interface MemoryEstimate {
   readonly optimizerState: number;
   /** Activations kept for backward, as given. */
   readonly activations: number;
+  /**
+   * Over several processes: the weights of the two largest parts of the model (a layer, the embedding, ...)
+   * gathered whole at once (the one computing and the next one arriving); 0 in one process.
+   */
+  readonly gathered: number;
   /** Sum of the parts. */
   readonly total: number;
   /** Elements in the model. */
@@ -86,26 +100,35 @@ export function estimateMemory(options: MemoryEstimateOptions): MemoryEstimate {
   }
   const stateFloats = requireNumber('optimizerStateFloats', options.optimizerStateFloats ?? 2, { min: 0 });
   const activations = requireNumber('activationBytes', options.activationBytes ?? 0, { min: 0 });
+  const worldSize = requireInteger('worldSize', options.worldSize ?? 1, { min: 1 });
+  const rank = requireInteger('rank', options.rank ?? 0, { min: 0, max: worldSize - 1 });
+  if (worldSize > 1 && (method === 'lora' || method === 'ratio'))
+    throw new BadamOptionError('worldSize', worldSize, `1 for ${method} (only adam and badam are sharded)`);
+  const shareOf = (n: number) => shardShare(n, worldSize, rank);
   const byName = new Map(parameters.map((p) => [p.name, p]));
   let weights = 0;
   let totalElements = 0;
   for (const p of parameters) {
     const n = numel(p.shape);
     totalElements += n;
-    weights += n * bytesPerElement(p.dtype);
+    weights += shareOf(n) * bytesPerElement(p.dtype);
   }
-  /** Masters + fp32 gradients + moments for a set of fully trained parameters. */
+  /** Masters + fp32 gradients + moments for a set of fully trained parameters (this rank's shares). */
   const fullTraining = (names: readonly string[]) => {
     let masters = 0;
     let elements = 0;
+    let shares = 0;
     for (const name of names) {
       const p = byName.get(name);
       if (p === undefined) throw new BadamOptionError('blocks', name, 'names of the given parameters');
       const n = numel(p.shape);
       elements += n;
-      if (p.dtype !== 'float32') masters += 4 * n;
+      shares += shareOf(n);
+      if (p.dtype !== 'float32') masters += 4 * shareOf(n);
     }
-    return { masters, gradients: 4 * elements, optimizerState: 4 * stateFloats * elements, elements };
+    // Sharded, the backward's whole gradient is held until it is reduce-scattered into the shard's.
+    const gradients = 4 * shares + (worldSize > 1 ? 4 * elements : 0);
+    return { masters, gradients, optimizerState: 4 * stateFloats * shares, elements };
   };
 
   let parts: { masters: number; gradients: number; optimizerState: number; elements: number };
@@ -172,7 +195,8 @@ export function estimateMemory(options: MemoryEstimateOptions): MemoryEstimate {
       break;
     }
   }
-  const total = weights + parts.masters + parts.gradients + parts.optimizerState + activations;
+  const gathered = worldSize > 1 ? gatheredBytes(parameters, worldSize) : 0;
+  const total = weights + parts.masters + parts.gradients + parts.optimizerState + activations + gathered;
   return {
     method,
     weights,
@@ -180,6 +204,7 @@ export function estimateMemory(options: MemoryEstimateOptions): MemoryEstimate {
     gradients: parts.gradients,
     optimizerState: parts.optimizerState,
     activations,
+    gathered,
     total,
     totalElements,
     trainedElements: parts.elements,
@@ -203,6 +228,28 @@ export function seedMemoryEstimate(
   const m = requireNumber('parameterCount', parameterCount, { min: 0 });
   const d = requireInteger('blocks', blocks, { min: 1 });
   return { weights: 2 * m, activeBlock: (16 * m) / d, badam: 2 * m + (16 * m) / d, adam: 18 * m };
+}
+
+/**
+ * Elements of an `n`-element tensor that `rank` holds of `worldSize`: the balanced contiguous split every
+ * sharded backend uses (`floor((r + 1) n / N) - floor(r n / N)`), or all of it when smaller than the world.
+ */
+export function shardShare(n: number, worldSize: number, rank: number): number {
+  if (worldSize === 1 || n < worldSize) return n;
+  return Math.floor(((rank + 1) * n) / worldSize) - Math.floor((rank * n) / worldSize);
+}
+
+/** Bytes of the two largest parts gathered whole at once: layers by prefix, other tensors one by one. */
+function gatheredBytes(parameters: readonly NamedParameterInfo[], worldSize: number): number {
+  const parts = new Map<string, number>();
+  for (const p of parameters) {
+    const n = numel(p.shape);
+    if (n < worldSize) continue; // not split: never gathered
+    const part = layerPrefixOf(p.name) ?? p.name;
+    parts.set(part, (parts.get(part) ?? 0) + n * bytesPerElement(p.dtype));
+  }
+  const sizes = [...parts.values()].sort((a, b) => b - a);
+  return (sizes[0] ?? 0) + (sizes[1] ?? 0);
 }
 
 function defaultBlocks(parameters: readonly NamedParameterInfo[]): string[][] {

@@ -18,7 +18,8 @@ export function baseParametersOf(plan: Pick<TrainingPlan, 'parameters'>): Traini
 /**
  * Core's memory model for a plan: the weights, and the masters, gradients and optimizer state of what the
  * plan trains (BAdam: its largest group; the ratio: its masked entries; LoRA: adapters on the weights that
- * have them; full Adam: everything), plus the activations the caller estimated.
+ * have them; full Adam: everything), plus the activations the caller estimated; with `worldSize` > 1 (a
+ * sharded run), the bytes of one rank.
  *
  * @example
  * ```ts
@@ -28,13 +29,26 @@ export function baseParametersOf(plan: Pick<TrainingPlan, 'parameters'>): Traini
  */
 export function estimatePlanMemory(
   plan: TrainingPlan,
-  options: { readonly activationBytes?: number; readonly loraRank?: number } = {},
+  options: {
+    readonly activationBytes?: number;
+    readonly loraRank?: number;
+    readonly worldSize?: number;
+  } = {},
 ): MemoryEstimate {
   const { parameters, partition } = plan;
   const activationBytes = options.activationBytes ?? 0;
+  // Over several processes (block and full only): the bytes of one rank.
+  const sharded =
+    options.worldSize !== undefined && options.worldSize > 1 ? { worldSize: options.worldSize } : {};
   switch (FINE_TUNING_METHOD_SPECS[plan.method].memoryMethod) {
     case 'badam':
-      return estimateMemory({ method: 'badam', parameters, activationBytes, blocks: partition.groups });
+      return estimateMemory({
+        method: 'badam',
+        parameters,
+        activationBytes,
+        blocks: partition.groups,
+        ...sharded,
+      });
     case 'ratio': {
       const masks = plan.optimizer.kind === 'ratio' ? plan.optimizer.masks : {};
       return estimateMemory({
@@ -64,6 +78,6 @@ export function estimatePlanMemory(
       });
     }
     case 'adam':
-      return estimateMemory({ method: 'adam', parameters, activationBytes });
+      return estimateMemory({ method: 'adam', parameters, activationBytes, ...sharded });
   }
 }
