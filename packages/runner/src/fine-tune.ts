@@ -282,7 +282,9 @@ function checkSameSettings(group: RankGroup, settings: Record<string, unknown>, 
   if (differences.length > 0)
     throw new UsageError(
       `${name}: rank ${group.rank} was started with other settings than rank 0 (${differences
-        .map((key) => `${key}: ${JSON.stringify(settings[key])} here, ${JSON.stringify(leaders[key])} on rank 0`)
+        .map(
+          (key) => `${key}: ${JSON.stringify(settings[key])} here, ${JSON.stringify(leaders[key])} on rank 0`,
+        )
         .join('; ')}): start every rank with the same flags`,
     );
 }

@@ -35,7 +35,9 @@ export async function launchRanks(options: LaunchRanksOptions): Promise<number> 
   if (!Number.isSafeInteger(nnodes) || nnodes < 1)
     throw new UsageError(`NNODES must be a whole number >= 1, got ${JSON.stringify(env.NNODES)}`);
   if (!Number.isSafeInteger(nodeRank) || nodeRank < 0 || nodeRank >= nnodes)
-    throw new UsageError(`NODE_RANK must be in [0, NNODES = ${nnodes}), got ${JSON.stringify(env.NODE_RANK)}`);
+    throw new UsageError(
+      `NODE_RANK must be in [0, NNODES = ${nnodes}), got ${JSON.stringify(env.NODE_RANK)}`,
+    );
   const worldSize = nnodes * n;
   const masterAddr = env.MASTER_ADDR || '127.0.0.1';
   const masterPort = env.MASTER_PORT || '29500';

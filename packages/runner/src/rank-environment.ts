@@ -18,7 +18,9 @@ function integer(env: NodeJS.ProcessEnv, name: string, min: number, fallback?: n
   const text = env[name];
   if (text === undefined || text === '') {
     if (fallback !== undefined) return fallback;
-    throw new UsageError(`${name} is not set: a rank of a multi-process run needs RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT, as torchrun sets them`);
+    throw new UsageError(
+      `${name} is not set: a rank of a multi-process run needs RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT, as torchrun sets them`,
+    );
   }
   const value = Number(text);
   if (!Number.isSafeInteger(value) || value < min)
@@ -44,7 +46,8 @@ export function rankEnvironmentOf(env: NodeJS.ProcessEnv = process.env): RankEnv
   if (rank >= worldSize)
     throw new UsageError(`RANK ${rank} is not below WORLD_SIZE ${worldSize}: ranks are 0 to WORLD_SIZE - 1`);
   const masterPort = integer(env, 'MASTER_PORT', 1, 29500);
-  if (masterPort > 65535) throw new UsageError(`MASTER_PORT must be a TCP port (at most 65535), got ${masterPort}`);
+  if (masterPort > 65535)
+    throw new UsageError(`MASTER_PORT must be a TCP port (at most 65535), got ${masterPort}`);
   return {
     rank,
     worldSize,
