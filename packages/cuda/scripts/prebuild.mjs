@@ -3,6 +3,7 @@
 // with no install script, no compiler and no download. Built with nvcc where the packing machine has CUDA
 // (cudart linked statically, cuBLAS opened at run time), so the one binary runs kernels on a GPU and still
 // loads, with its CPU device, on a machine without CUDA; a CPU-only build ships its reason beside it.
+// libbadam_gloo.so (multi-process training on Gloo) goes beside it when it was built.
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,6 +28,11 @@ const file = `badam_cuda.napi${process.platform === 'linux' ? '.glibc' : ''}.nod
 const copies = [[built, file]];
 const cpuOnly = join(release, 'cuda-unavailable.txt');
 if (existsSync(cpuOnly)) copies.push([cpuOnly, 'cuda-unavailable.txt']);
+// Gloo's collectives live in a library of their own beside the addon, which opens it at run time (where
+// libgloo is installed); without it, the note that says why.
+for (const name of ['libbadam_gloo.so', 'gloo-unavailable.txt']) {
+  if (existsSync(join(release, name))) copies.push([join(release, name), name]);
+}
 for (const [from, name] of copies) {
   copyFileSync(from, join(dir, `${name}.tmp`));
   renameSync(join(dir, `${name}.tmp`), join(dir, name));

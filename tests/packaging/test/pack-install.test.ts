@@ -202,7 +202,18 @@ console.log(JSON.stringify({ status: Device.cudaStatus(), read: [...t.read()] })
       ...execFileSync('readelf', ['-d', prebuild], { encoding: 'utf8' }).matchAll(/\(NEEDED\).*\[(.+)\]/g),
     ];
     expect(needed.map((m) => m[1])).toContain('libc.so.6');
-    expect(needed.map((m) => m[1]).filter((lib) => /cu(da|blas)/.test(lib!))).toEqual([]);
+    expect(needed.map((m) => m[1]).filter((lib) => /cu(da|blas)|nccl|gloo/.test(lib!))).toEqual([]);
+    // Gloo and NCCL are opened at run time: Gloo through libbadam_gloo.so packed beside the addon.
+    const collectives = JSON.parse(
+      runInProject(
+        'cuda-collectives.mjs',
+        `import { collectivesStatus } from '@badam/cuda';
+console.log(JSON.stringify(collectivesStatus()));
+`,
+      ),
+    ) as { gloo: { available: boolean; reason?: string }; nccl: { available: boolean } };
+    const glooPacked = existsSync(join(installed('@badam/cuda'), 'prebuilds', platform, 'libbadam_gloo.so'));
+    expect(collectives.gloo.available, collectives.gloo.reason).toBe(glooPacked);
   });
 
   it("the packages' command-line tools run from node_modules/.bin", () => {

@@ -1,0 +1,218 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readTrainerLog } from '@badam/callbacks';
+import { collectivesStatus } from '@badam/cuda';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generatedInstructions } from '../src/index.js';
+import { writeTinyLlamaDir } from './fixtures/tiny-llama-dir.js';
+
+// `badam-llama --nproc_per_node N` as a user runs it (the built CLI, dist/): ranks are CPU processes on
+// @badam/cuda's CPU device, the model sharded ZeRO-3 style over them, Gloo over loopback. A 2-layer Llama of
+// width 32, 20 BAdam steps of a global batch of 6 rows (one process: 6; two ranks: 3 each; three: 2 each).
+const cli = fileURLToPath(new URL('../dist/src/cli.js', import.meta.url));
+/** CI installs Gloo and sets BADAM_REQUIRE_GLOO=1: there a missing Gloo fails instead of skipping. */
+function glooAvailable(): boolean {
+  const { gloo } = collectivesStatus();
+  if (!gloo.available && process.env.BADAM_REQUIRE_GLOO === '1')
+    throw new Error(`BADAM_REQUIRE_GLOO=1 but Gloo cannot be used: ${gloo.reason}`);
+  return gloo.available;
+}
+
+let dir: string;
+let modelDir: string;
+let dataFile: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'badam-llama-ranks-'));
+  modelDir = join(dir, 'model');
+  await mkdir(modelDir);
+  await writeTinyLlamaDir(modelDir, 11);
+  dataFile = join(dir, 'tasks.json');
+  const records = generatedInstructions(48, 0, 5).train.map(({ instruction, input, output }) => ({
+    instruction,
+    input,
+    output,
+  }));
+  await writeFile(dataFile, JSON.stringify(records));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+const flags = (outputDir: string, perDevice: number, extra: string[] = []) => [
+  '--model_name_or_path',
+  modelDir,
+  '--dataset',
+  dataFile,
+  '--cutoff_len',
+  '48',
+  '--per_device_train_batch_size',
+  String(perDevice),
+  '--learning_rate',
+  '2e-3',
+  '--weight_decay',
+  '0.01',
+  '--max_steps',
+  '20',
+  '--switch_block_every',
+  '3',
+  '--switch_mode',
+  'random',
+  '--include_lm_head',
+  '--logging_steps',
+  '1',
+  '--save_steps',
+  '10',
+  '--output_dir',
+  outputDir,
+  '--backend',
+  'cuda',
+  '--cuda_device',
+  'cpu',
+  ...extra,
+];
+
+interface Finished {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+function start(args: string[], env: NodeJS.ProcessEnv = {}): { child: ChildProcess; done: Promise<Finished> } {
+  const began = Date.now();
+  const child = spawn(process.execPath, [cli, ...args], {
+    env: { ...process.env, BADAM_THREADS: '1', ...env },
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => {
+    stdout += d;
+  });
+  child.stderr!.on('data', (d) => {
+    stderr += d;
+  });
+  const done = new Promise<Finished>((resolve) =>
+    child.on('exit', (code) => resolve({ code, stdout, stderr, ms: Date.now() - began })),
+  );
+  return { child, done };
+}
+
+async function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<void> {
+  const { code, stderr } = await start(args, { MASTER_PORT: String(await freePort()), ...env }).done;
+  expect(code, stderr).toBe(0);
+}
+
+async function losses(outputDir: string): Promise<Map<number, number>> {
+  const log = await readTrainerLog(join(outputDir, 'trainer_log.jsonl'));
+  return new Map(
+    log.filter((l) => l.loss !== null).map((l) => [l.current_steps as number, l.loss as number]),
+  );
+}
+
+/** The largest relative difference of the losses of the steps after `from` that `a` logged. */
+function worstRelative(a: Map<number, number>, b: Map<number, number>, from = 0): number {
+  let worst = 0;
+  let compared = 0;
+  for (const [step, loss] of a) {
+    if (step <= from) continue;
+    const other = b.get(step);
+    expect(other, `step ${step}`).toBeDefined();
+    worst = Math.max(worst, Math.abs(loss - other!) / Math.abs(other!));
+    compared++;
+  }
+  expect(compared).toBe(20 - from);
+  return worst;
+}
+
+async function results(outputDir: string): Promise<Record<string, number | string>> {
+  return JSON.parse(await readFile(join(outputDir, 'all_results.json'), 'utf8'));
+}
+
+describe.skipIf(!glooAvailable())('badam-llama --nproc_per_node: BAdam over several processes', () => {
+  const out = (name: string) => join(dir, name);
+
+  it('2 and 3 ranks: the losses of one process on the same global batch at every step, 1/N of the weights each', async () => {
+    await run(flags(out('one'), 6));
+    await run(flags(out('two'), 3, ['--nproc_per_node', '2']));
+    await run(flags(out('three'), 2, ['--nproc_per_node', '3']));
+    const one = await losses(out('one'));
+    const single = await results(out('one'));
+    for (const [name, n] of [
+      ['two', 2],
+      ['three', 3],
+    ] as const) {
+      const worst = worstRelative(await losses(out(name)), one);
+      console.log(`${n} ranks vs one process, 20 BAdam steps: largest relative loss difference ${worst.toExponential(2)}`);
+      expect(worst).toBeLessThan(1e-5);
+      const many = await results(out(name));
+      expect(many.world_size).toBe(n);
+      const ratio = (many.peak_memory_weights_bytes as number) / (single.peak_memory_weights_bytes as number);
+      expect(Math.abs(ratio - 1 / n)).toBeLessThan(0.01);
+      // Rank 0 alone wrote the outputs: the model, trainer_state.json, a checkpoint of the whole model.
+      const state = JSON.parse(await readFile(join(out(name), 'trainer_state.json'), 'utf8'));
+      expect(state.global_step).toBe(20);
+    }
+  });
+
+  it('a checkpoint saved by 2 ranks resumes on 1 and on 3 with the losses of the uninterrupted run', async () => {
+    const uninterrupted = await losses(out('two'));
+    for (const [name, perDevice, extra] of [
+      ['resumed-on-1', 6, []],
+      ['resumed-on-3', 2, ['--nproc_per_node', '3']],
+    ] as const) {
+      await cp(join(out('two'), 'checkpoint-10'), join(out(name), 'checkpoint-10'), { recursive: true });
+      await run(
+        flags(out(name), perDevice, [
+          ...extra,
+          '--resume_from_checkpoint',
+          join(out(name), 'checkpoint-10'),
+        ]),
+      );
+      const worst = worstRelative(await losses(out(name)), uninterrupted, 10);
+      console.log(`checkpoint of 2 ranks resumed (${name}): largest relative loss difference ${worst.toExponential(2)}`);
+      expect(worst).toBeLessThan(1e-5);
+    }
+  });
+
+  it('a rank killed mid-run: the others exit non-zero within --ddp_timeout, naming it', async () => {
+    const port = String(await freePort());
+    const args = flags(out('killed'), 2, ['--max_steps', '500', '--ddp_timeout', '30']);
+    const ranks = [0, 1, 2].map((rank) =>
+      start(args, { RANK: String(rank), WORLD_SIZE: '3', MASTER_ADDR: '127.0.0.1', MASTER_PORT: port }),
+    );
+    // Rank 1 is killed once training is under way (rank 0 has printed a step).
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('training did not start within 120 s')), 120_000);
+      ranks[0]!.child.stdout!.on('data', (d: Buffer) => {
+        if (/step 2\/500/.test(String(d))) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    const killedAt = Date.now();
+    ranks[1]!.child.kill('SIGKILL');
+    for (const rank of [0, 2]) {
+      const { code, stderr } = await ranks[rank]!.done;
+      expect(code).not.toBe(0);
+      expect(stderr).toMatch(new RegExp(`error: rank ${rank}: .* failed: rank 1 exited or was killed`));
+    }
+    expect(Date.now() - killedAt).toBeLessThan(30_000);
+    await ranks[1]!.done;
+  });
+});
