@@ -40,7 +40,7 @@ export {
 } from './distributed/process-group.js';
 export { type ShardLayout, shardLayout } from './distributed/shard-layout.js';
 export { ShardedBlockBackend } from './distributed/sharded-block-backend.js';
-export { ShardedLlama } from './distributed/sharded-llama.js';
+export { ShardedLlama, type ShardedLlamaOptions } from './distributed/sharded-llama.js';
 export {
   createShardedTrainerBackend,
   type ShardedTask,

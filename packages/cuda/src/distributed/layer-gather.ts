@@ -39,11 +39,16 @@ export class LayerGather implements LlamaWeightSource, LlamaStepHooks {
   private readonly acquired = new Map<string, Gathered>();
   private readonly active = new Map<string, DeviceTensor>();
 
+  /**
+   * `prefetch` false gathers each part only when it is acquired (no overlap with the compute): what the
+   * overlap saves is measured against it (bench/sharded-ranks.ts).
+   */
   constructor(
     private readonly device: Device,
     private readonly group: ProcessGroup,
     private readonly parameters: ReadonlyMap<string, ShardedParameter>,
     private readonly namesOf: (part: LlamaPart) => readonly string[],
+    private readonly prefetchNext = true,
   ) {}
 
   /** The gathered weight `name` while its part is acquired; a parameter that is not split is always there. */
@@ -115,8 +120,9 @@ export class LayerGather implements LlamaWeightSource, LlamaStepHooks {
     if (failure !== undefined) throw failure;
   }
 
-  /** Starts the gather of the order's `i`-th part, unless there is none or it is under way. */
+  /** Starts the gather of the order's `i`-th part, unless there is none or it is under way (or not prefetching). */
   private prefetch(i: number): void {
+    if (!this.prefetchNext && i > 0) return;
     const part = this.order[i];
     if (part === undefined || this.inFlight.has(i)) return;
     this.inFlight.set(i, this.start(part));

@@ -21,6 +21,12 @@ import { LayerGather, type ShardedParameter } from './layer-gather.js';
 import type { ProcessGroup } from './process-group.js';
 import { shardLayout, shardOf } from './shard-layout.js';
 
+/** Options of a {@link ShardedLlama}: DeviceLlama's, and whether the next part's gather overlaps the compute. */
+export interface ShardedLlamaOptions extends DeviceLlamaOptions {
+  /** Gather the next part of a pass while the current one computes. Default true. */
+  prefetch?: boolean;
+}
+
 /** A stored parameter: fp32 values, or 16-bit bits with their dtype. */
 type Stored = { data: Float32Array | Uint16Array; dtype: 'float32' | 'bfloat16' | 'float16' };
 
@@ -54,12 +60,18 @@ export class ShardedLlama {
     readonly group: ProcessGroup,
     readonly config: LlamaConfig,
     params: Map<string, ShardedParameter>,
-    options: DeviceLlamaOptions & { dtype: DeviceLlamaDType },
+    options: ShardedLlamaOptions & { dtype: DeviceLlamaDType },
   ) {
     this.dtype = options.dtype;
     this.maxPositions = options.maxPositions ?? Math.min(config.maxPositionEmbeddings, 4096);
     this.params = params;
-    this.gather = new LayerGather(device, group, params, (part) => this.namesOf(part));
+    this.gather = new LayerGather(
+      device,
+      group,
+      params,
+      (part) => this.namesOf(part),
+      options.prefetch ?? true,
+    );
     this.net = buildLlamaNet(
       device,
       config,
@@ -82,7 +94,7 @@ export class ShardedLlama {
     device: Device,
     group: ProcessGroup,
     config: LlamaConfig,
-    options: DeviceLlamaOptions & { seed?: number; initializerRange?: number } = {},
+    options: ShardedLlamaOptions & { seed?: number; initializerRange?: number } = {},
   ): ShardedLlama {
     const dtype = checkLlamaOptions(config, options);
     const params = new Map<string, ShardedParameter>();
@@ -108,7 +120,7 @@ export class ShardedLlama {
     device: Device,
     group: ProcessGroup,
     directory: string,
-    options: DeviceLlamaOptions = {},
+    options: ShardedLlamaOptions = {},
   ): Promise<ShardedLlama> {
     const configPath = join(directory, 'config.json');
     let json: unknown;
