@@ -93,7 +93,10 @@ interface Finished {
   ms: number;
 }
 
-function start(args: string[], env: NodeJS.ProcessEnv = {}): { child: ChildProcess; done: Promise<Finished> } {
+function start(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): { child: ChildProcess; done: Promise<Finished> } {
   const began = Date.now();
   const child = spawn(process.execPath, [cli, ...args], {
     env: { ...process.env, BADAM_THREADS: '1', ...env },
@@ -157,7 +160,9 @@ describe.skipIf(!glooAvailable())('badam-llama --nproc_per_node: BAdam over seve
       ['three', 3],
     ] as const) {
       const worst = worstRelative(await losses(out(name)), one);
-      console.log(`${n} ranks vs one process, 20 BAdam steps: largest relative loss difference ${worst.toExponential(2)}`);
+      console.log(
+        `${n} ranks vs one process, 20 BAdam steps: largest relative loss difference ${worst.toExponential(2)}`,
+      );
       expect(worst).toBeLessThan(1e-5);
       const many = await results(out(name));
       expect(many.world_size).toBe(n);
@@ -177,14 +182,12 @@ describe.skipIf(!glooAvailable())('badam-llama --nproc_per_node: BAdam over seve
     ] as const) {
       await cp(join(out('two'), 'checkpoint-10'), join(out(name), 'checkpoint-10'), { recursive: true });
       await run(
-        flags(out(name), perDevice, [
-          ...extra,
-          '--resume_from_checkpoint',
-          join(out(name), 'checkpoint-10'),
-        ]),
+        flags(out(name), perDevice, [...extra, '--resume_from_checkpoint', join(out(name), 'checkpoint-10')]),
       );
       const worst = worstRelative(await losses(out(name)), uninterrupted, 10);
-      console.log(`checkpoint of 2 ranks resumed (${name}): largest relative loss difference ${worst.toExponential(2)}`);
+      console.log(
+        `checkpoint of 2 ranks resumed (${name}): largest relative loss difference ${worst.toExponential(2)}`,
+      );
       expect(worst).toBeLessThan(1e-5);
     }
   });
