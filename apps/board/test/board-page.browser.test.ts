@@ -244,7 +244,9 @@ describe('the board in Chromium: what a person sees', () => {
       () => JSON.parse(document.getElementById('chart-loss')!.dataset.frame!).x[1] < 30,
     );
     // The last training line, at its elapsed_time (whole seconds: 0:00:12).
-    const last = fixtureLog('block').filter((l) => typeof l.loss === 'number').at(-1)!;
+    const last = fixtureLog('block')
+      .filter((l) => typeof l.loss === 'number')
+      .at(-1)!;
     const seconds = (last.elapsed_time as string).split(':').reduce((a, b) => 60 * a + Number(b), 0);
     const { head, rows } = await hoverAt(page, 'loss', seconds);
     expect(head).toBe(`wall time 0:00:${String(seconds).padStart(2, '0')}`);

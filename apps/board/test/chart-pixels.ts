@@ -148,8 +148,9 @@ export async function resetView(page: Page): Promise<void> {
   await page.locator('#run-filter').fill('');
   await page.evaluate(() => {
     (document.getElementById('show-all') as HTMLButtonElement).click();
-    for (const item of document.querySelectorAll<HTMLElement>('.legend-item[aria-pressed="false"]'))
+    document.querySelectorAll<HTMLElement>('.legend-item[aria-pressed="false"]').forEach((item) => {
       item.click();
+    });
   });
   await page.waitForFunction(
     () =>

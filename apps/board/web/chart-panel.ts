@@ -50,6 +50,8 @@ export interface ChartSpec {
 export const MARKER_COLOR = '#7a7a7a';
 const MARKER_DASH = [4, 4];
 const HEIGHT = 220;
+/** Tick spacings of the step axis: whole steps only. */
+const STEP_INCREMENTS = Array.from({ length: 10 }, (_, e) => [1, 2, 5].map((m) => m * 10 ** e)).flat();
 
 /** Numbers as the charts print them: short, and exact enough to read a loss off. */
 export function formatValue(v: number): string {
@@ -253,10 +255,14 @@ export class ChartPanel {
             size: 36,
             ...(spec.xAxis === 'time'
               ? { values: (_u, ticks) => ticks.map((t) => (t == null ? '' : formatSeconds(t))) }
-              : {}),
+              : { incrs: STEP_INCREMENTS }),
           },
           // A log axis passes null for the ticks it leaves unlabelled.
-          { label: spec.yLabel, size: 64, values: (_u, ticks) => ticks.map((t) => (t == null ? '' : format(t))) },
+          {
+            label: spec.yLabel,
+            size: 64,
+            values: (_u, ticks) => ticks.map((t) => (t == null ? '' : format(t))),
+          },
         ],
         series: [{ label: spec.xAxis }, ...curveSeries, ...bandSeries],
         bands: bands.map((b, i) => ({
