@@ -142,12 +142,13 @@ export class RunFeed {
   }
 
   private note(message: string): void {
-    this.warn(`badam-board: ${this.run.dir}: ${message}`);
     if (this.notes.length >= MAX_NOTES) {
+      // A log of a million bad lines says so now and then, not a million times.
       this.moreNotes++;
-      if (this.moreNotes % 100 !== 1) return;
-      message = `and ${this.moreNotes} more notes like these (see the board's output)`;
+      if (this.moreNotes % 1000 !== 1) return;
+      message = `${this.moreNotes} more notes since the first ${MAX_NOTES} (lines skipped or files unread)`;
     } else this.notes.push(message);
+    this.warn(`badam-board: ${this.run.dir}: ${message}`);
     this.emit({ type: 'note', run: this.run.id, message });
   }
 
