@@ -1,8 +1,8 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CONTENT_TYPES, send, sendFile } from './board-http.js';
+import { boardRequestHandler } from './board-routes.js';
 import {
   type BoardComparison,
   type BoardRun,
@@ -12,10 +12,9 @@ import {
   discoverRuns,
 } from './board-runs.js';
 import { type ComparisonEvent, ComparisonFeed } from './comparison-feed.js';
-import { isLoopbackHost, isLoopbackHostHeader } from './loopback.js';
-import { PathRefusedError, resolveInside, safeSegments } from './path-inside.js';
+import { EventStreams, type StreamSource } from './event-streams.js';
+import { isLoopbackHost } from './loopback.js';
 import { RunFeed, type RunFeedEvent } from './run-feed.js';
-import { isServedComparisonFile, isServedRunFile, SERVED_FILES_NOTE } from './served-files.js';
 
 /** Options of {@link startBoard}. */
 export interface BoardOptions {
@@ -74,13 +73,6 @@ type BoardEvent = RunFeedEvent | ComparisonEvent | RunsEvent | ClosedEvent;
 /** The board's default port (TensorBoard's is 6006). */
 export const DEFAULT_BOARD_PORT = 6007;
 
-const PAGES: Readonly<Record<string, string>> = {
-  '/': 'board.html',
-  '/index.html': 'board.html',
-  '/finetune': 'finetune.html',
-  '/finetune/': 'finetune.html',
-};
-
 function defaultWebRoot(): string {
   // Built: dist/src/board-server.js -> dist/web. From source (tests): src/board-server.ts -> dist/web.
   const here = dirname(fileURLToPath(import.meta.url));
@@ -133,100 +125,23 @@ export async function startBoard(options: BoardOptions): Promise<Board> {
   };
   const feeds: RunFeed[] = [];
   const comparisonFeeds: ComparisonFeed[] = [];
-  const streams = new Map<
-    ServerResponse,
-    { write: (event: BoardEvent) => void; unsubscribe: Array<() => void> }
-  >();
   let closed = false;
   const runsEvent = (): RunsEvent => ({ type: 'runs', runs, comparisons });
-
-  const events = (request: IncomingMessage, response: ServerResponse) => {
-    response.writeHead(200, {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache',
-      connection: 'keep-alive',
-    });
-    if (request.method === 'HEAD') return void response.end();
-    const write = (event: BoardEvent) =>
-      response.write(`event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
-    write(runsEvent());
-    const unsubscribe = [
-      ...feeds.map((f) => f.subscribe(write)),
-      ...comparisonFeeds.map((f) => f.subscribe(write)),
-    ];
-    streams.set(response, { write, unsubscribe });
-    // A comment every 15 s keeps proxies and idle timeouts from closing a quiet stream.
-    const keepAlive = setInterval(() => response.write(': keep-alive\n\n'), 15_000);
-    request.on('close', () => {
-      clearInterval(keepAlive);
-      for (const u of streams.get(response)?.unsubscribe ?? []) u();
-      streams.delete(response);
-    });
-  };
-
-  /** A run's or a comparison's file: one name directly in its directory, on the allow-list, inside it for real. */
-  const outputFile = async (dir: string, rest: string, served: (name: string) => boolean) => {
-    const segments = safeSegments(rest);
-    if (segments.length !== 1 || !served(segments[0]!)) {
-      throw new PathRefusedError(`refused ${JSON.stringify(rest)}: ${SERVED_FILES_NOTE}`);
-    }
-    return resolveInside(dir, segments[0]!);
-  };
-
-  const route = async (request: IncomingMessage, response: ServerResponse, path: string) => {
-    const page = PAGES[path];
-    if (page !== undefined) return sendFile(request, response, join(webRoot, page));
-    if (path === '/api/events') return events(request, response);
-    if (path === '/favicon.ico') return send(response, 204, '');
-    if (path === '/api/runs') return send(response, 200, JSON.stringify(runsEvent()), CONTENT_TYPES['.json']);
-    if (path.startsWith('/assets/'))
-      return sendFile(request, response, await resolveInside(webRoot, path.slice('/assets/'.length)));
-    const file = /^\/(runs|comparisons)\/(\d+)\/(.*)$/.exec(path);
-    if (file) {
-      const isRun = file[1] === 'runs';
-      const owner = (isRun ? runs : comparisons)[Number(file[2])];
-      if (owner === undefined) return send(response, 404, `no ${file[1]}/${file[2]} on this board`);
-      const served = isRun ? isServedRunFile : isServedComparisonFile;
-      return sendFile(request, response, await outputFile(owner.dir, file[3]!, served));
-    }
-    send(response, 404, `${path} is not a page of the board: open / or /finetune`);
-  };
-
-  const handle = async (request: IncomingMessage, response: ServerResponse) => {
-    response.setHeader('cross-origin-opener-policy', 'same-origin');
-    response.setHeader('cross-origin-embedder-policy', 'require-corp');
-    response.setHeader('x-content-type-options', 'nosniff');
-    if (loopback && !isLoopbackHostHeader(request.headers.host ?? '')) {
-      // DNS rebinding: a web page elsewhere that points its own name at 127.0.0.1 would reach the board
-      // with that name in Host. A board on loopback answers only to loopback names.
-      return send(
-        response,
-        403,
-        `refused Host ${JSON.stringify(request.headers.host ?? '')}: this board answers to loopback names (127.0.0.1, localhost, [::1])`,
-      );
-    }
-    if (request.method !== 'GET' && request.method !== 'HEAD') {
-      return send(response, 405, `${request.method} is not served: the board only reads`);
-    }
-    // The raw path, not a URL parser's normalised one: `..` must be seen to be refused.
-    const path = (request.url ?? '/').split(/[?#]/)[0]!;
-    try {
-      await route(request, response, path);
-    } catch (error) {
-      if (response.headersSent) return void response.destroy();
-      if (error instanceof PathRefusedError) return send(response, 403, error.message);
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'EISDIR' || code === 'ENOTDIR')
-        return send(response, 404, `${path}: no such file`);
-      if (code === 'ENOTREG') return send(response, 403, `refused ${path}: not a regular file`);
-      if (code === 'EACCES' || code === 'EPERM') return send(response, 403, `${path}: permission denied`);
-      warn(`badam-board: ${path}: ${(error as Error).message}`);
-      send(response, 500, (error as Error).message);
-    }
-  };
+  const streams = new EventStreams<BoardEvent>(runsEvent, () => [
+    ...(feeds as Array<StreamSource<BoardEvent>>),
+    ...(comparisonFeeds as Array<StreamSource<BoardEvent>>),
+  ]);
 
   const host = options.host ?? '127.0.0.1';
-  const loopback = isLoopbackHost(host);
+  const handle = boardRequestHandler({
+    webRoot,
+    runs,
+    comparisons,
+    loopback: isLoopbackHost(host),
+    openEvents: (request, response) => streams.open(request, response),
+    runsJson: () => JSON.stringify(runs),
+    warn,
+  });
   const server: Server = createServer((request, response) => void handle(request, response));
   // Listen first: a busy port fails before any watcher starts, so the process can exit at once.
   await listen(server, options.port ?? DEFAULT_BOARD_PORT, host);
@@ -240,7 +155,7 @@ export async function startBoard(options: BoardOptions): Promise<Board> {
     await feed.start();
     // Streams opened from here on subscribe themselves; those open now are subscribed here.
     comparisonFeeds.push(feed);
-    for (const stream of streams.values()) stream.unsubscribe.push(feed.subscribe(stream.write));
+    streams.follow(feed as StreamSource<BoardEvent>);
     return comparison;
   };
   for (const dir of comparisonDirs) await addComparison(dir);
@@ -268,10 +183,8 @@ export async function startBoard(options: BoardOptions): Promise<Board> {
       if (cell !== undefined) await addComparison(cell.comparisonDir);
       await feed.start();
       feeds.push(feed);
-      for (const stream of streams.values()) {
-        stream.write(runsEvent());
-        stream.unsubscribe.push(feed.subscribe(stream.write));
-      }
+      streams.broadcast(runsEvent());
+      streams.follow(feed as StreamSource<BoardEvent>);
       return run;
     },
     async close(reason?: string) {
@@ -279,10 +192,7 @@ export async function startBoard(options: BoardOptions): Promise<Board> {
       closed = true;
       const message = reason ?? 'badam-board was stopped: the charts keep what they show';
       for (const feed of [...feeds, ...comparisonFeeds]) feed.close();
-      for (const [response, stream] of streams) {
-        stream.write({ type: 'closed', message });
-        response.end();
-      }
+      streams.end({ type: 'closed', message });
       const closing = new Promise<void>((done) => server.close(() => done()));
       server.closeIdleConnections();
       // The streams just ended: give their last event a moment to leave, then drop what is left.

@@ -25,7 +25,7 @@ describe('badam-board server', () => {
   it('binds to loopback and finds the runs one level below a directory without a log', async () => {
     expect(board.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
     const response = await fetch(`${board.url}api/runs`);
-    expect(((await response.json()) as { runs: Array<{ name: string }> }).runs.map((r) => r.name)).toEqual([
+    expect(((await response.json()) as Array<{ name: string }>).map((r) => r.name)).toEqual([
       'block',
       'full',
     ]);

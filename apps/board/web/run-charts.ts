@@ -280,6 +280,13 @@ export class RunCharts {
     panel('loss').update(lossSpec(view, runs, groups));
     const timelineRuns = [...runs, ...groups.flatMap((g) => g.members)];
     panel('timeline').update(timelineSpec(view, timelineRuns));
+    // The stretches as text ("block:first-last" each), beside the drawing, for pages that read them.
+    for (const { run, s } of timelineRuns) {
+      panel('timeline').element.dataset[`run${run.id}`] = s
+        .timeline()
+        .map((g) => `${g.block}:${g.first}-${g.last}`)
+        .join(' ');
+    }
     panel('timeline').setVisible(timelineRuns.some(({ s }) => s.firstBlock !== undefined));
     const scores = evalSpec(view, runs, groups);
     panel('eval').setVisible(scores.series.length > 0);
