@@ -70,6 +70,8 @@ export class RunCharts {
     logLoss: HTMLInputElement;
   };
   private smoothing: number | undefined;
+  /** What the image sections were last built from. */
+  private readonly drawnKeys = { comparisons: '', images: '' };
   private stopped: string | undefined;
   private scheduled = false;
 
@@ -298,7 +300,13 @@ export class RunCharts {
     this.renderTable(all, colorOf);
     this.renderNotes();
     this.renderSwitches(all);
-    this.comparisonsView.replaceChildren(...comparisonSections([...this.comparisons.values()]));
+    // Images are rebuilt only when they change: a new <img> is a new download.
+    const comparisons = [...this.comparisons.values()];
+    const comparisonsKey = JSON.stringify(comparisons);
+    if (comparisonsKey !== this.drawnKeys.comparisons) {
+      this.drawnKeys.comparisons = comparisonsKey;
+      this.comparisonsView.replaceChildren(...comparisonSections(comparisons));
+    }
     this.renderImages(all);
   }
 
@@ -371,27 +379,27 @@ export class RunCharts {
   }
 
   private renderImages(all: readonly ShownRun[]): void {
-    const sections = all
-      .filter(({ run }) => (this.images.get(run.id)?.length ?? 0) > 0 && !this.hiddenRuns.has(run.id))
-      .map(({ run }) => {
-        const details = element('details', { open: true, className: 'run-images' });
-        details.id = `images-${run.id}`;
-        details.append(element('summary', { textContent: `${run.name}: images` }));
-        const figures = element('div', { className: 'figures' });
-        figures.append(
-          ...this.images
-            .get(run.id)!
-            .map((i) =>
-              imageFigure(
-                `/runs/${run.id}/${encodeURIComponent(i.name)}`,
-                `${run.name}: ${i.name}`,
-                i.mtimeMs,
-              ),
-            ),
-        );
-        details.append(figures);
-        return details;
-      });
+    const withImages = all.filter(
+      ({ run }) => (this.images.get(run.id)?.length ?? 0) > 0 && !this.hiddenRuns.has(run.id),
+    );
+    const key = JSON.stringify(withImages.map(({ run }) => [run.id, run.name, this.images.get(run.id)]));
+    if (key === this.drawnKeys.images) return;
+    this.drawnKeys.images = key;
+    const sections = withImages.map(({ run }) => {
+      const details = element('details', { open: true, className: 'run-images' });
+      details.id = `images-${run.id}`;
+      details.append(element('summary', { textContent: `${run.name}: images` }));
+      const figures = element('div', { className: 'figures' });
+      figures.append(
+        ...this.images
+          .get(run.id)!
+          .map((i) =>
+            imageFigure(`/runs/${run.id}/${encodeURIComponent(i.name)}`, `${run.name}: ${i.name}`, i.mtimeMs),
+          ),
+      );
+      details.append(figures);
+      return details;
+    });
     this.imagesView.replaceChildren(...sections);
   }
 }
