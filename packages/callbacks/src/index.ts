@@ -6,7 +6,7 @@
  * @packageDocumentation
  */
 
-/** LLaMA-Factory's loss smoothing and the log line format live in core (the board's page uses them too). */
+/** The loss smoothing (LLaMA-Factory's weight, debiased as TensorBoard's) and the log line format live in core (the board's page uses them too). */
 export { type BlockSwitchRecord, smoothSeries } from '@badam/core';
 export {
   type BandPlotOptions,

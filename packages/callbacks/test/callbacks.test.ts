@@ -254,6 +254,17 @@ describe('LossPlotCallback', () => {
     const s = smoothSeries(Array.from({ length: 100 }, (_, i) => (i % 2 === 0 ? 0 : 2)));
     expect(Math.abs(s[99]! - 1)).toBeLessThan(0.2);
   });
+
+  it("training_loss.png's smoothed curve starts at the first loss and does not drag it along", () => {
+    // The embedded default's shape: 40 points, the loss falling from 6.5 to 0.85 by the fifth.
+    const values = [6.5, 3, 1.5, 1, 0.85, ...Array.from({ length: 35 }, () => 0.8)];
+    const [, smoothed] = lossPlotDatasets([
+      { label: 'train loss', points: values.map((value, i) => ({ step: 20 * (i + 1), value })) },
+    ]);
+    expect(smoothed!.data[0]!.y).toBe(6.5);
+    // Started from the first value (LLaMA-Factory's start), it read 2.44 here.
+    expect(smoothed!.data[4]!.y).toBeLessThan(1.8);
+  });
 });
 
 describe('band plot', () => {
