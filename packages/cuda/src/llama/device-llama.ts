@@ -2,6 +2,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   BadamOptionError,
+  isFiniteArray,
   type LlamaConfig,
   llamaConfigFromHf,
   llamaConfigToHf,
@@ -11,6 +12,7 @@ import {
 } from '@badam/core';
 import {
   INDEX_FILE,
+  regularFileProblem,
   SafetensorsModel,
   SINGLE_FILE,
   writeFileAtomic,
@@ -357,7 +359,9 @@ export class DeviceLlama {
     const configPath = join(directory, 'config.json');
     let json: unknown;
     try {
-      json = JSON.parse(await readFile(configPath, 'utf8'));
+      const problem = await regularFileProblem(configPath);
+      if (problem !== undefined) throw new Error(problem);
+      json = JSON.parse((await readFile(configPath, 'utf8')).replace(/^\uFEFF/, ''));
     } catch (error) {
       throw new BadamOptionError(
         'model directory',
@@ -382,6 +386,14 @@ export class DeviceLlama {
         const stored = await file.read(spec.name);
         if (stored.dtype !== 'float32' && stored.dtype !== 'bfloat16' && stored.dtype !== 'float16')
           throw new BadamOptionError(`${directory} ${spec.name} dtype`, stored.dtype, 'F32, BF16 or F16');
+        // One NaN trained on makes every checkpoint of the run unsavable: refuse it here, by name.
+        if (!isFiniteArray(stored))
+          throw new BadamOptionError(
+            `${directory} ${spec.name}`,
+            'NaN or infinity',
+            'finite weights',
+            'the weights are damaged or were saved from a diverged run; use a good copy of the model',
+          );
         weights.set(
           spec.name,
           uploadAs(device, stored.data as Float32Array | Uint16Array, spec.shape, stored.dtype, dtype),
