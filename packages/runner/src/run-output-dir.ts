@@ -1,6 +1,7 @@
 import { realpath, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import {
+  checkOutputDirFree,
   holdsEarlierWork,
   type OutputDirLock,
   prepareOutputDir,
@@ -33,6 +34,8 @@ export async function prepareRunOutputDir(
   io: { log(message: string): void },
 ): Promise<string> {
   const resuming = options.resumeFromCheckpoint !== undefined;
+  // A directory another run holds is refused first: what it holds now is that run's business.
+  if (!options.outputDirIsDefault) await checkOutputDirFree(options.outputDir);
   await checkResumePoint(options, dialect);
   let directory = options.outputDir;
   if (options.outputDirIsDefault && !options.overwriteOutputDir && !resuming) {

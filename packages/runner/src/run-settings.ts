@@ -72,15 +72,27 @@ export function checkResume(
   }
   const saved = checkpoint.trainerState.callbacks?.run_settings as RunSettings | undefined;
   if (saved === undefined || typeof saved !== 'object') return;
+  // `<flag>_sha256`: the contents of what a flag names (the dataset), not a flag of its own.
+  const content = (key: string) => /^(.+)_sha256$/.exec(key)?.[1];
   const describe = (flag: string, v: unknown) =>
     flag === METHOD_KEY
       ? dialect.describeMethods([v as never])
-      : `--${flag} ${v === undefined ? '(unset)' : String(v)}`;
+      : content(flag) !== undefined
+        ? `SHA-256 ${v === undefined ? '(unset)' : String(v).slice(0, 12)}...`
+        : `--${flag} ${v === undefined ? '(unset)' : String(v)}`;
+  const name = (flag: string) =>
+    flag === METHOD_KEY
+      ? 'the method'
+      : content(flag) !== undefined
+        ? `the contents of --${content(flag)}`
+        : `--${flag}`;
   const differences = [...new Set([...Object.keys(saved), ...Object.keys(settings)])]
+    // A content hash a checkpoint does not have (written before hashes were kept) cannot differ.
+    .filter((flag) => !(content(flag) !== undefined && saved[flag] === undefined))
     .filter((flag) => JSON.stringify(saved[flag]) !== JSON.stringify(settings[flag]))
     .map(
       (flag) =>
-        `${flag === METHOD_KEY ? 'the method' : `--${flag}`}: ${describe(flag, saved[flag])} in the checkpoint, ${describe(flag, settings[flag])} now`,
+        `${name(flag)}: ${describe(flag, saved[flag])} in the checkpoint, ${describe(flag, settings[flag])} now`,
     );
   if (differences.length === 0) {
     if (maxSteps === step)

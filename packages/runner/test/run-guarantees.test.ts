@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { parseFlags } from '@badam/core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
+  checkResume,
   exitCodeOf,
   type FineTuningMethod,
   fineTune,
@@ -328,5 +329,23 @@ describe('the trained model is never lost to a failed write', () => {
       ),
     );
     await rm(join(setup.dir, 'rescue-3'), { recursive: true, force: true });
+  });
+});
+
+describe('content hashes in run settings', () => {
+  const checkpoint = (settings: Record<string, string | number>) =>
+    ({
+      path: 'out/checkpoint-2',
+      snapshot: { weights: [], optimizer: { state: {}, tensors: [] } },
+      trainerState: { globalStep: 2, callbacks: { run_settings: settings } },
+    }) as unknown as Parameters<typeof checkResume>[0];
+  const check = (saved: Record<string, string | number>, now: Record<string, string | number>) =>
+    checkResume(checkpoint(saved), now, 4, options([]), DIALECT, { warn: () => {} });
+
+  it("another dataset's contents is refused as 'the contents of --dataset'; a checkpoint from before hashes resumes", () => {
+    expect(() => check({ dataset_sha256: 'a'.repeat(64) }, { dataset_sha256: 'b'.repeat(64) })).toThrow(
+      'the contents of --dataset: SHA-256 aaaaaaaaaaaa... in the checkpoint, SHA-256 bbbbbbbbbbbb... now',
+    );
+    expect(() => check({}, { dataset_sha256: 'b'.repeat(64) })).not.toThrow();
   });
 });
