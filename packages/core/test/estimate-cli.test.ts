@@ -114,7 +114,7 @@ describe('badam-estimate on a hostile config.json', () => {
       );
       const began = performance.now();
       const { code, stderr } = run('--config', path);
-      expect(performance.now() - began).toBeLessThan(1000);
+      expect(performance.now() - began).toBeLessThan(15_000); // 1e6 layers hung, 1e9 aborted
       expect(code).toBe(2);
       expect(stderr).toContain(
         `num_hidden_layers must be at most 1,024, got ${layers} (far beyond any published model`,

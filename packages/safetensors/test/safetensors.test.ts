@@ -274,12 +274,11 @@ describe('files that are not files, and writes that fail', () => {
     const cases: Array<[string, RegExp]> = [
       ['/dev/zero', /\/dev\/zero: is a device, not a regular file: only files are read/],
       [loop, /loop.safetensors: is a symbolic link that loops \(ELOOP\): point it at a file/],
-      ...(hasFifo ? ([[fifo, /pipe.safetensors: is a named pipe, not a regular file/]] as const) : []),
     ];
+    if (hasFifo) cases.push([fifo, /pipe.safetensors: is a named pipe, not a regular file/]);
+    // Opened, a pipe would block (and the test time out) until a writer came.
     for (const [path, message] of cases) {
-      const began = performance.now();
       const error = await SafetensorsFile.open(path).catch((e: unknown) => e);
-      expect(performance.now() - began).toBeLessThan(2000);
       expect(error).toBeInstanceOf(SafetensorsError);
       expect((error as Error).message).toMatch(message);
     }
