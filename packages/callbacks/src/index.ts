@@ -55,11 +55,20 @@ export {
 export { NonFiniteLossGuard } from './non-finite-loss-guard.js';
 export {
   holdsEarlierWork,
+  type PreparedOutputDir,
   type PrepareOutputDirOptions,
   prepareOutputDir,
+  RUN_OUTPUTS,
   UNFINISHED_SAVE,
   writeResultsJson,
 } from './output-dir.js';
+export {
+  checkOutputDirFree,
+  isOutputDirLocked,
+  LOCK_FILE,
+  type LockHolder,
+  OutputDirLock,
+} from './output-dir-lock.js';
 export { formatMemoryReport, ProgressCallback, type ProgressCallbackOptions } from './progress-callback.js';
 export { type RunCallbacksOptions, type RunIO, runCallbacks } from './run-callbacks.js';
 export {

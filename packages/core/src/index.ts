@@ -28,6 +28,7 @@ export type {
 } from './architectures/model-architecture.js';
 export { parametersOf } from './architectures/parameters-of.js';
 export {
+  HF_CONFIG_LIMITS,
   type ParseHfConfigOptions,
   parseHfConfig,
   SUPPORTED_MODEL_TYPES,
