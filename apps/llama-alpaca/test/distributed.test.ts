@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readTrainerLog } from '@badam/callbacks';
 import { collectivesStatus } from '@badam/cuda';
+import { SafetensorsFile } from '@badam/safetensors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generatedInstructions } from '../src/index.js';
 import { writeTinyLlamaDir } from './fixtures/tiny-llama-dir.js';
@@ -168,9 +169,24 @@ describe.skipIf(!glooAvailable())('badam-llama --nproc_per_node: BAdam over seve
       expect(many.world_size).toBe(n);
       const ratio = (many.peak_memory_weights_bytes as number) / (single.peak_memory_weights_bytes as number);
       expect(Math.abs(ratio - 1 / n)).toBeLessThan(0.01);
-      // Rank 0 alone wrote the outputs: the model, trainer_state.json, a checkpoint of the whole model.
+      // Rank 0 alone wrote the outputs: trainer_state.json, and the whole model, gathered from the shards.
       const state = JSON.parse(await readFile(join(out(name), 'trainer_state.json'), 'utf8'));
       expect(state.global_step).toBe(20);
+      const saved = await SafetensorsFile.open(join(out(name), 'model.safetensors'));
+      const reference = await SafetensorsFile.open(join(out('one'), 'model.safetensors'));
+      try {
+        expect(saved.names().sort()).toEqual(reference.names().sort());
+        for (const tensor of reference.names()) {
+          const a = await saved.readFloat32(tensor);
+          const b = await reference.readFloat32(tensor);
+          let worstWeight = 0;
+          for (let i = 0; i < a.length; i++) worstWeight = Math.max(worstWeight, Math.abs(a[i]! - b[i]!));
+          expect(worstWeight, tensor).toBeLessThan(1e-5);
+        }
+      } finally {
+        await saved.close();
+        await reference.close();
+      }
     }
   });
 

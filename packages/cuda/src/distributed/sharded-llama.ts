@@ -14,7 +14,7 @@ import { prepareBatch } from '../llama/llama-batch.js';
 import { checkLlamaOptions } from '../llama/llama-loading.js';
 import { buildLlamaNet, type DeviceLlamaDType, type LlamaNet, type LlamaPart } from '../llama/llama-net.js';
 import { forEachInitialLlamaParameter, llamaParameterSpecs } from '../llama/llama-parameters.js';
-import { saveLlamaWeights } from '../llama/llama-saving.js';
+import { type SavedWeight, saveLlamaWeights } from '../llama/llama-saving.js';
 import { evaluatePass, trainStep } from '../llama/llama-step.js';
 import { StepTensors } from '../llama/step-tensors.js';
 import { LayerGather, type ShardedParameter } from './layer-gather.js';
@@ -243,34 +243,44 @@ export class ShardedLlama {
   }
 
   /**
-   * Saves in Hugging Face's format as DeviceLlama.save does: every rank gathers each weight in turn (the
-   * device holds one whole weight at a time) and rank 0 writes the files; the others return once rank 0
-   * has. Collective.
+   * Every weight whole, in the model's dtype, in rank 0's memory (gathered one at a time: the device holds
+   * one whole weight at a time); the other ranks get an empty map. Collective. What {@link writeGathered}
+   * writes: saving from memory can be retried (a full disk) without the other ranks.
    */
-  async save(directory: string, options: { maxShardBytes?: number } = {}): Promise<void> {
+  gatherWeights(): Map<string, SavedWeight> {
     this.live();
-    // Each weight is gathered when saveLlamaWeights reads it, in model order; the other ranks gather the
-    // same weights in the same order without writing.
-    const lazy = new Map<
-      string,
-      { shape: readonly number[]; bytes: number; readRaw(): Float32Array | Uint16Array }
-    >();
+    const out = new Map<string, SavedWeight>();
     for (const p of this.params.values()) {
-      lazy.set(p.name, {
-        shape: p.shape,
-        bytes: p.layout.numel * (p.dtype === 'float32' ? 4 : 2),
-        readRaw: () => {
-          const full = this.gatherWeight(p.name);
-          try {
-            return full.readRaw() as Float32Array | Uint16Array;
-          } finally {
-            full.free();
-          }
-        },
-      });
+      const full = this.gatherWeight(p.name);
+      try {
+        if (this.group.rank === 0) {
+          const bits = full.readRaw() as Float32Array | Uint16Array;
+          out.set(p.name, { shape: [...p.shape], bytes: bits.byteLength, readRaw: () => bits });
+        }
+      } finally {
+        full.free();
+      }
     }
-    if (this.group.rank === 0) await saveLlamaWeights(directory, this.config, this.dtype, lazy, options);
-    else for (const w of lazy.values()) w.readRaw();
+    return out;
+  }
+
+  /**
+   * Writes {@link gatherWeights}' result in Hugging Face's format as DeviceLlama.save does (config.json with
+   * `torch_dtype`, model.safetensors or shards with their index, each file atomically). Rank 0 only; no
+   * collective.
+   */
+  async writeGathered(
+    directory: string,
+    weights: ReadonlyMap<string, SavedWeight>,
+    options: { maxShardBytes?: number } = {},
+  ): Promise<void> {
+    await saveLlamaWeights(directory, this.config, this.dtype, weights, options);
+  }
+
+  /** {@link gatherWeights} then, on rank 0, {@link writeGathered}; every rank returns once rank 0 has. Collective. */
+  async save(directory: string, options: { maxShardBytes?: number } = {}): Promise<void> {
+    const weights = this.gatherWeights();
+    if (this.group.rank === 0) await this.writeGathered(directory, weights, options);
     this.group.barrier();
   }
 
