@@ -46,6 +46,62 @@ async function train(
   return { run, weights, named };
 }
 
+describe('fineTune as one rank of several', () => {
+  /** A rank of a run of two whose collectives answer as rank 0 would: rank 0's settings are `leader`. */
+  const rankOne = (leader: (mine: Record<string, unknown>) => Record<string, unknown> = (m) => m) => ({
+    rank: 1,
+    worldSize: 2,
+    allReduceSum: (values: Float64Array) => values,
+    broadcastJson: <T>(value: T) => leader(value as Record<string, unknown>) as T,
+    barrier: () => {},
+  });
+
+  it("refuses a rank started with other settings than rank 0's, naming each", async () => {
+    const outputDir = join(setup.dir, 'rank-settings');
+    const options = resolveRunOptions(
+      parseFlags(['--learning_rate', '0.05', '--max_steps', '2', '--output_dir', outputDir], FLAGS),
+      'block',
+      DIALECT,
+      { outputDir },
+    );
+    const { model } = tinyMlp(1);
+    const run = fineTune({
+      ...tinyMlpSpec(model, setup.label, quiet),
+      options,
+      distributed: rankOne((mine) => ({ ...mine, learning_rate: 0.1 })),
+    });
+    await expect(run).rejects.toThrow(UsageError);
+    await expect(run).rejects.toThrow(
+      'test-runner: rank 1 was started with other settings than rank 0 (learning_rate: 0.05 here, 0.1 on rank 0): start every rank with the same flags',
+    );
+  });
+
+  it('a rank other than 0 trains and writes nothing: no log, no checkpoint, no trainer state', async () => {
+    const outputDir = join(setup.dir, 'rank-one');
+    const flags = [
+      '--learning_rate',
+      '0.05',
+      '--max_steps',
+      '4',
+      '--save_steps',
+      '2',
+      '--output_dir',
+      outputDir,
+    ];
+    const options = resolveRunOptions(parseFlags(flags, FLAGS), 'block', DIALECT, { outputDir });
+    const { model } = tinyMlp(1);
+    const { train, metrics } = await fineTune({
+      ...tinyMlpSpec(model, setup.label, quiet),
+      options,
+      distributed: rankOne(),
+    });
+    expect(train.state.globalStep).toBe(4);
+    expect(train.lastCheckpoint).toBe(join(outputDir, 'checkpoint-4'));
+    expect(metrics.world_size).toBe(2);
+    expect(await readdir(outputDir).catch(() => [])).toEqual([]);
+  });
+});
+
 describe('fineTune: every method through one kit', () => {
   for (const method of FINE_TUNING_METHODS) {
     it(`${method}: resuming from step 5 of 10 in fresh variables ends on the same weights, bit for bit`, async () => {
