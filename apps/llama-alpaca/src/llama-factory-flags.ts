@@ -23,9 +23,14 @@ const IGNORED_FLAGS: Readonly<Record<string, { type: 'boolean' | 'string'; why: 
   preprocessing_num_workers: { type: 'string', why: 'tokenization runs in this process' },
   dataloader_num_workers: { type: 'string', why: 'batches are built in this process' },
   report_to: { type: 'string', why: 'logs go to trainer_log.jsonl and the console' },
-  ddp_timeout: { type: 'string', why: 'training runs in one process, without torch.distributed' },
-  ddp_find_unused_parameters: { type: 'boolean', why: 'training runs in one process' },
-  deepspeed: { type: 'string', why: 'training runs in one process; BAdam needs no ZeRO sharding' },
+  ddp_find_unused_parameters: {
+    type: 'boolean',
+    why: "the ranks reduce-scatter every trained parameter's gradient; there is no DDP module to search",
+  },
+  deepspeed: {
+    type: 'string',
+    why: '--nproc_per_node with --backend cuda shards the model ZeRO-3 style without a DeepSpeed config',
+  },
   flash_attn: { type: 'string', why: "attention runs on the backend's own kernels" },
   trust_remote_code: { type: 'boolean', why: "only badam-llama's own Llama code runs" },
   cache_dir: { type: 'string', why: 'models load from local folders only' },

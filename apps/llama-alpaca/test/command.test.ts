@@ -94,7 +94,7 @@ describe("LLaMA-Factory's flags", () => {
     expect(epoch.options.evalStrategy).toBe('epoch');
   });
 
-  it('flags with no meaning here are accepted with one line each saying so; --max_samples is kept', () => {
+  it('flags with no meaning here are accepted with one line each saying so; --max_samples and --ddp_timeout are kept', () => {
     const { options, notes } = trainOptionsFrom([
       ...['--model_name_or_path', './m', '--overwrite_cache', '--preprocessing_num_workers', '16'],
       ...[
@@ -109,7 +109,10 @@ describe("LLaMA-Factory's flags", () => {
       ],
     ]);
     expect(options.maxSamples).toBe(100);
-    expect(notes).toHaveLength(5);
+    // LLaMA-Factory's recipes set --ddp_timeout: it bounds every collective of a run over several processes.
+    expect(options.ddpTimeout).toBe(180000000);
+    expect(notes).toHaveLength(4);
+    expect(notes.join('\n')).not.toContain('--ddp_timeout');
     expect(notes[0]).toMatch(/^--overwrite_cache is ignored: /);
     expect(notes.join('\n')).toContain('--flash_attn is ignored');
   });
@@ -139,6 +142,7 @@ describe("LLaMA-Factory's flags", () => {
     ],
     [['--eval_strategy', 'steps'], '--eval_strategy steps needs a validation set'],
     [['--bf16=yes'], '--bf16 must be true or false'],
+    [['--ddp_timeout', '0'], '--ddp_timeout must be an integer >= 1, got "0"'],
   ])('%j is refused naming both sides', async (argv, message) => {
     const { io, err } = capture();
     expect(
