@@ -234,4 +234,38 @@ describe.skipIf(!glooAvailable())('badam-llama --nproc_per_node: BAdam over seve
     expect(Date.now() - killedAt).toBeLessThan(30_000);
     await ranks[1]!.done;
   });
+
+  it('a rank that stops answering: the others stop after --ddp_timeout, naming it', async () => {
+    const port = String(await freePort());
+    // 10 s: short for the test, long enough for ranks that start seconds apart on a busy machine.
+    const args = flags(out('stalled'), 3, ['--max_steps', '500', '--ddp_timeout', '10']);
+    const ranks = [0, 1].map((rank) =>
+      start(args, { RANK: String(rank), WORLD_SIZE: '2', MASTER_ADDR: '127.0.0.1', MASTER_PORT: port }),
+    );
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('training did not start within 120 s')), 120_000);
+      ranks[0]!.child.stdout!.on('data', (d: Buffer) => {
+        if (/step 2\/500/.test(String(d))) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    // Rank 1 stays alive, its connections open, and never reaches the next collective.
+    const stoppedAt = Date.now();
+    ranks[1]!.child.kill('SIGSTOP');
+    try {
+      const { code, stderr } = await ranks[0]!.done;
+      expect(code).not.toBe(0);
+      expect(stderr).toMatch(
+        /error: rank 0: .* failed: rank\(s\) 1 did not reach the collective the others waited 10 s for/,
+      );
+      const waited = Date.now() - stoppedAt;
+      expect(waited).toBeGreaterThanOrEqual(10_000);
+      expect(waited).toBeLessThan(40_000);
+    } finally {
+      ranks[1]!.child.kill('SIGKILL');
+      await ranks[1]!.done;
+    }
+  });
 });
