@@ -116,9 +116,11 @@ function start(
   return { child, done };
 }
 
-async function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<void> {
-  const { code, stderr } = await start(args, { MASTER_PORT: String(await freePort()), ...env }).done;
+/** Runs badam-llama to the end and gives what it printed (rank 0's progress, the launcher's lines). */
+async function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> {
+  const { code, stdout, stderr } = await start(args, { MASTER_PORT: String(await freePort()), ...env }).done;
   expect(code, stderr).toBe(0);
+  return stdout;
 }
 
 async function losses(outputDir: string): Promise<Map<number, number>> {
@@ -152,8 +154,10 @@ describe.skipIf(!glooAvailable())('badam-llama --nproc_per_node: BAdam over seve
 
   it('2 and 3 ranks: the losses of one process on the same global batch at every step, 1/N of the weights each', async () => {
     await run(flags(out('one'), 6));
-    await run(flags(out('two'), 3, ['--nproc_per_node', '2']));
-    await run(flags(out('three'), 2, ['--nproc_per_node', '3']));
+    const printed = {
+      two: await run(flags(out('two'), 3, ['--nproc_per_node', '2'])),
+      three: await run(flags(out('three'), 2, ['--nproc_per_node', '3'])),
+    };
     const one = await losses(out('one'));
     const single = await results(out('one'));
     for (const [name, n] of [
@@ -167,6 +171,13 @@ describe.skipIf(!glooAvailable())('badam-llama --nproc_per_node: BAdam over seve
       expect(worst).toBeLessThan(1e-5);
       const many = await results(out(name));
       expect(many.world_size).toBe(n);
+      // Every rank's peak in the results, and every rank's memory on rank 0's progress line, once a step.
+      for (let rank = 0; rank < n; rank++) expect(many[`peak_memory_bytes_rank_${rank}`]).toBeGreaterThan(0);
+      const rankMemory = new RegExp(
+        `^step \\d+/20 .*; ranks ${Array(n).fill('[\\d.]+ [kMG]?B').join(' / ')}\\)`,
+        'gm',
+      );
+      expect(printed[name].match(rankMemory)).toHaveLength(20);
       const ratio = (many.peak_memory_weights_bytes as number) / (single.peak_memory_weights_bytes as number);
       expect(Math.abs(ratio - 1 / n)).toBeLessThan(0.01);
       // Rank 0 alone wrote the outputs: trainer_state.json, and the whole model, gathered from the shards.
