@@ -219,17 +219,20 @@ describe.skipIf(!glooAvailable())('badam-llama --nproc_per_node: BAdam over seve
     }
   });
 
-  it('a rank killed mid-run: the others exit non-zero within --ddp_timeout, naming it', async () => {
+  it('a rank killed mid-run: the others exit non-zero within --ddp_timeout, naming it; the checkpoint saved before stays whole', async () => {
     const port = String(await freePort());
     const args = flags(out('killed'), 2, ['--max_steps', '500', '--ddp_timeout', '30']);
     const ranks = [0, 1, 2].map((rank) =>
       start(args, { RANK: String(rank), WORLD_SIZE: '3', MASTER_ADDR: '127.0.0.1', MASTER_PORT: port }),
     );
-    // Rank 1 is killed once training is under way (rank 0 has printed a step).
+    // Rank 1 is killed once training is under way, after checkpoint-10 (rank 0 has printed step 12).
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('training did not start within 120 s')), 120_000);
+      const timer = setTimeout(
+        () => reject(new Error('training did not reach step 12 within 120 s')),
+        120_000,
+      );
       ranks[0]!.child.stdout!.on('data', (d: Buffer) => {
-        if (/step 2\/500/.test(String(d))) {
+        if (/step 12\/500/.test(String(d))) {
           clearTimeout(timer);
           resolve();
         }
@@ -244,6 +247,19 @@ describe.skipIf(!glooAvailable())('badam-llama --nproc_per_node: BAdam over seve
     }
     expect(Date.now() - killedAt).toBeLessThan(30_000);
     await ranks[1]!.done;
+    // Nothing already saved is lost: checkpoint-10 is whole (its state, and every tensor of the model).
+    const checkpoint = join(out('killed'), 'checkpoint-10');
+    expect(JSON.parse(await readFile(join(checkpoint, 'trainer_state.json'), 'utf8')).global_step).toBe(10);
+    const saved = await SafetensorsFile.open(join(checkpoint, 'model.safetensors'));
+    const reference = await SafetensorsFile.open(join(out('one'), 'model.safetensors'));
+    try {
+      expect(saved.names().sort()).toEqual(reference.names().sort());
+      for (const tensor of saved.names())
+        expect((await saved.readFloat32(tensor)).every(Number.isFinite)).toBe(true);
+    } finally {
+      await saved.close();
+      await reference.close();
+    }
   });
 
   it('a rank that stops answering: the others stop after --ddp_timeout, naming it', async () => {
