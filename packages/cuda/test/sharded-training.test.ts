@@ -12,7 +12,13 @@ const script = fileURLToPath(new URL('./fixtures/sharded-run.mjs', import.meta.u
 interface RunOutput {
   losses: number[];
   weights: number[];
-  atEnd: Array<{ weights: number; masters: number; gradients: number; optimizerState: number }>;
+  atEnd: Array<{
+    weights: number;
+    masters: number;
+    gradients: number;
+    optimizerState: number;
+    workspace: number;
+  }>;
   activeBlock: number;
   blocks: string[][];
   parameters: Array<{ name: string; shape: number[]; dtype: 'float32' | 'bfloat16' }>;
@@ -90,6 +96,8 @@ describe.skipIf(!glooAvailable())(
         // Between steps the micro-batch's whole gradient has been reduce-scattered and freed.
         expect(held.gradients).toBe(estimate.gradients - 4 * estimate.trainedElements);
         expect(estimate.masters).toBeGreaterThan(0);
+        // Every part gathered whole for a use has been freed after it.
+        expect(held.workspace).toBe(0);
       });
     });
   },
