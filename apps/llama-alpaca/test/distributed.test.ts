@@ -262,6 +262,36 @@ describe.skipIf(!glooAvailable())('badam-llama --nproc_per_node: BAdam over seve
     }
   });
 
+  it('Ctrl-C on one rank stops every rank after the same step, rank 0 saving a checkpoint; all exit 130', async () => {
+    const port = String(await freePort());
+    const args = flags(out('interrupted'), 3, ['--max_steps', '500', '--save_steps', '100']);
+    const ranks = [0, 1].map((rank) =>
+      start(args, { RANK: String(rank), WORLD_SIZE: '2', MASTER_ADDR: '127.0.0.1', MASTER_PORT: port }),
+    );
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('training did not start within 120 s')), 120_000);
+      ranks[0]!.child.stdout!.on('data', (d: Buffer) => {
+        if (/step 2\/500/.test(String(d))) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    // Only rank 1 sees the signal (as when one terminal's Ctrl-C reaches one process).
+    ranks[1]!.child.kill('SIGINT');
+    const [zero, one] = await Promise.all(ranks.map((r) => r.done));
+    expect(zero!.code, zero!.stderr).toBe(130);
+    expect(one!.code, one!.stderr).toBe(130);
+    const stopped = /training stopped \(interrupted\) at step (\d+)/.exec(zero!.stdout);
+    expect(stopped, zero!.stdout).not.toBeNull();
+    const step = Number(stopped![1]);
+    expect(step).toBeLessThan(500);
+    const state = JSON.parse(
+      await readFile(join(out('interrupted'), `checkpoint-${step}`, 'trainer_state.json'), 'utf8'),
+    );
+    expect(state.global_step).toBe(step);
+  });
+
   it('a rank that stops answering: the others stop after --ddp_timeout, naming it', async () => {
     const port = String(await freePort());
     // 10 s: short for the test, long enough for ranks that start seconds apart on a busy machine.
