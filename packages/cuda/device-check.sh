@@ -9,7 +9,8 @@
 #
 # It unpacks node to /tmp, links the workspace packages the check imports, runs every kernel on the GPU
 # against its CPU reference, the backend against the CPU device, and the timings, and writes
-# $OUT/device-check.json. Nothing is built on the device.
+# $OUT/device-check.json; then world size 1 through NCCL against one process on the same steps
+# ($OUT/nccl-world-size-1.json). Nothing is built on the device.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -47,4 +48,11 @@ if ! ldconfig -p 2> /dev/null | grep -q 'libcublas\.so\.13'; then
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 OUT_FILE="${OUT:-/tmp}/device-check.json"
-node packages/cuda/dist/src/cli/device-check.js --out "$OUT_FILE" "$@"
+status=0
+node packages/cuda/dist/src/cli/device-check.js --out "$OUT_FILE" "$@" || status=$?
+# The NCCL path's first check: world size 1 through NCCL against the non-distributed path on the same BAdam
+# steps (its losses and the collective libraries' status in nccl-world-size-1.json). NCCL is found as the
+# addon finds it (the loader's path, NCCL_HOME, CUDA, a PyTorch wheel's nvidia/nccl/lib).
+node packages/cuda/test/fixtures/world-size-1-check.mjs > "${OUT:-/tmp}/nccl-world-size-1.json" || status=$?
+cat "${OUT:-/tmp}/nccl-world-size-1.json"
+exit "$status"

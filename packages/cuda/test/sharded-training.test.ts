@@ -70,6 +70,20 @@ describe.skipIf(!glooAvailable())(
       }
     });
 
+    it('world size 1 through the process group takes the steps of the non-distributed path (the GPU check, on Gloo here)', () => {
+      // device-check.sh runs this script on a GPU, where the group is NCCL; DEVICE=cpu keeps it working here.
+      const check = fileURLToPath(new URL('./fixtures/world-size-1-check.mjs', import.meta.url));
+      const r = spawnSync(process.execPath, [check], {
+        env: { ...process.env, DEVICE: 'cpu', BADAM_THREADS: '1' },
+        encoding: 'utf8',
+      });
+      expect(r.status, r.stdout + r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+      expect(out.ok).toBe(true);
+      expect(out.plain.losses).toHaveLength(6);
+      expect(out.worstRelative).toBeLessThan(1e-5);
+    });
+
     it('with accumulation, a tied head, an empty rank: the loss is normalised by the label tokens of every rank and micro-batch', async () => {
       // 2 rows over 3 ranks: one rank has none and still takes part in every gather.
       const run = { steps: 6, rows: 2, accumulation: 2, tied: true, switchMode: 'descending' };
