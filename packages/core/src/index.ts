@@ -59,6 +59,12 @@ export {
   type TrainingMethod,
 } from './memory/estimate-memory.js';
 export {
+  type LlamaStepDType,
+  type LlamaStepMemory,
+  type LlamaStepWorkload,
+  llamaStepMemory,
+} from './memory/llama-step-memory.js';
+export {
   ARRAY_DTYPE_BYTES,
   type ArrayDataFor,
   type ArrayDType,

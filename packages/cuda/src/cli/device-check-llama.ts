@@ -314,33 +314,46 @@ function elementwiseChecks(ctx: LlamaCheckContext, compare: Compare, shapes: Lla
   const { tiny } = ctx;
   const inter = tiny ? 688 : 14336;
   const n = tokens * inter;
-  const [gate, up, dMlp] = [ctx.random(n, 4), ctx.random(n, 2), ctx.random(n)];
+  const [gateUp, dMlp] = [ctx.random(2 * n, 4), ctx.random(n)];
   compare(
     'swiglu',
-    `bf16 [${tokens}, ${inter}]`,
+    `bf16 [${tokens}, 2 x ${inter}] -> [${tokens}, ${inter}]`,
     (d) => {
-      const out = poisoned(d, n, 'bfloat16');
-      d.swiglu(input(d, gate, 'bfloat16'), input(d, up, 'bfloat16'), out);
+      const out = d.empty([tokens, inter], 'bfloat16').fill(Number.NaN);
+      d.swiglu(input(d, gateUp, 'bfloat16'), out);
       return { out };
     },
     { out: BF16 },
   );
   compare(
     'swigluBackward',
-    `bf16 [${tokens}, ${inter}]`,
+    `bf16 [${tokens}, 2 x ${inter}], in place over gate | up`,
     (d) => {
-      const dGate = poisoned(d, n, 'bfloat16');
-      const dUp = poisoned(d, n, 'bfloat16');
-      d.swigluBackward(
-        input(d, gate, 'bfloat16'),
-        input(d, up, 'bfloat16'),
-        input(d, dMlp, 'bfloat16'),
-        dGate,
-        dUp,
-      );
-      return { dGate, dUp };
+      const gu = input(d, gateUp, 'bfloat16');
+      d.swigluBackward(gu, d.tensor(dMlp, [tokens, inter], 'bfloat16'), gu);
+      return { dGateUp: gu };
     },
-    { dGate: BF16, dUp: BF16 },
+    { dGateUp: BF16 },
+  );
+  compare(
+    'addRmsNorm',
+    `bf16 [${tokens}, ${hidden}]`,
+    (d) => {
+      const sum = poisoned(d, tokens * hidden, 'bfloat16');
+      const out = poisoned(d, tokens * hidden, 'bfloat16');
+      const rstd = poisoned(d, tokens, 'float32');
+      d.addRmsNorm(
+        input(d, x, 'bfloat16'),
+        input(d, dOut, 'bfloat16'),
+        sum,
+        input(d, w, 'bfloat16'),
+        out,
+        rstd,
+        1e-5,
+      );
+      return { sum, out, rstd };
+    },
+    { sum: 0, out: 2 * BF16, rstd: 1e-5 },
   );
   compare(
     'add',
