@@ -50,6 +50,7 @@ export {
   learningRateAt,
 } from './lr-schedule.js';
 export { type ActivationWorkload, estimateActivationBytes } from './memory/activation-memory.js';
+export { type DeviceFit, type DeviceFitOptions, largestMicroBatches } from './memory/device-fit.js';
 export {
   estimateMemory,
   type MemoryEstimate,

@@ -1,6 +1,6 @@
 import { roundToBfloat16 } from '@badam/core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type AttentionDims, Device, type DeviceTensor } from '../src/index.js';
+import { type AttentionDims, Device } from '../src/index.js';
 import { maxRelativeError, randomArray } from './helpers.js';
 
 // The Llama ops on the CPU device (the C++ references) against straightforward JavaScript

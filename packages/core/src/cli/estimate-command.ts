@@ -17,6 +17,7 @@ import { estimateMemory, type MemoryEstimate, seedMemoryEstimate } from '../memo
 import { totalElements } from '../parameters.js';
 import { BlockPartition } from '../partition/block-partition.js';
 import { BLOCK_PARTITION_PRESETS, type BlockPartitionPreset } from '../partition/presets.js';
+import { answerDeviceMemory } from './device-memory-report.js';
 import { textTable } from './text-table.js';
 
 /** Where the command writes. */
@@ -41,6 +42,10 @@ BlockOptimizerRatio, from a Hugging Face config.json (Llama, Mistral, Qwen2, RoB
   --no-gradient-checkpointing  activations without per-layer recomputation
   --lora-rank <r>            LoRA rank (default 8)
   --update-ratio <x>         BlockOptimizerRatio update ratio (default 0.1)
+  --device-memory <GiB>      instead: the largest batch per sequence length (or at --seq-length) whose
+                             step on @badam/cuda fits in this much device memory (Llama-family models)
+  --method <badam|adam>      with --device-memory: BAdam over the blocks (default) or full Adam
+  --reserve <GiB>            with --device-memory: kept for the CUDA context and allocator (default 1)
   --json                     print the estimates as JSON
   -h, --help                 show this help`;
 
@@ -85,6 +90,13 @@ function loadModel(config: string | undefined, model: string | undefined): Loade
     throw new Error(`${path} is not valid JSON: ${(error as Error).message}`);
   }
   return { label: path, architecture: parseHfConfig(json, { source: path }) };
+}
+
+function positiveNumber(flag: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!(Number.isFinite(value) && value >= 0)) throw new BadamOptionError(flag, text, 'a number of GiB >= 0');
+  return value;
 }
 
 function positiveInt(flag: string, text: string | undefined, fallback: number): number {
@@ -135,6 +147,28 @@ export function runEstimateCommand(argv: readonly string[], out: CommandOutput):
       includeLmHead: values['include-lm-head'] ?? false,
     });
     const blocks = partition.blocks.map((b) => b.trainableNames);
+    if (values['device-memory'] !== undefined) {
+      const method = values.method ?? 'badam';
+      if (method !== 'badam' && method !== 'adam')
+        throw new BadamOptionError('--method', method, 'badam or adam (the methods @badam/cuda runs)');
+      const answer = answerDeviceMemory({
+        architecture,
+        label,
+        dtype,
+        deviceGib: positiveNumber('--device-memory', values['device-memory'], 0),
+        reserveGib: positiveNumber('--reserve', values.reserve, 1),
+        method,
+        gradientCheckpointing: checkpointing,
+        blocks: method === 'adam' ? [names] : blocks,
+        seqLength: values['seq-length'] === undefined ? undefined : seqLength,
+      });
+      out.log(
+        values.json
+          ? JSON.stringify({ model: label, dtype, deviceMemory: answer.json }, null, 2)
+          : answer.text,
+      );
+      return 0;
+    }
     const activationBytes = estimateActivationBytes(architecture, {
       batchSize,
       seqLength,
@@ -247,6 +281,9 @@ function parse(argv: readonly string[]) {
       'no-gradient-checkpointing': { type: 'boolean' },
       'lora-rank': { type: 'string' },
       'update-ratio': { type: 'string' },
+      'device-memory': { type: 'string' },
+      method: { type: 'string' },
+      reserve: { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },

@@ -56,7 +56,7 @@ export function layerForward(
   return t.scope(() => {
     const { n } = p;
     const z = layerSizes(net.config);
-    const { H, Q, KV, W3, I } = z;
+    const { H, Q, W3, I } = z;
     const eps = net.config.rmsNormEps;
     const keep = mode === 'save' || mode === 'recompute';
     const dt = net.dtype;

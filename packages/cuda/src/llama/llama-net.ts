@@ -34,7 +34,7 @@ export interface Layer {
  *
  * The weights of q, k and v are consecutive views of one allocation ([Q + 2 KV, H]), as are those of gate
  * and up ([2 I, H]) and their biases: the model's loader stores them so (llama-loading.ts), and the step
- * multiplies by each group with one GEMM through a view over the group ({@link fusedSpan}).
+ * multiplies by each group with one GEMM through a view over the group (the step's views, freed with it).
  */
 export interface LlamaNet {
   readonly device: Device;
@@ -67,12 +67,6 @@ export function layerSizes(config: LlamaConfig): LayerSizes {
   const Q = config.numHeads * config.headDim;
   const KV = config.numKeyValueHeads * config.headDim;
   return { H: config.hiddenSize, Q, KV, W3: Q + 2 * KV, I: config.intermediateSize };
-}
-
-/** A view of `rows` rows (of `first`'s row length) starting at `first`: q + k + v, or gate + up, as one tensor. */
-export function fusedSpan(first: DeviceTensor, rows: number): DeviceTensor {
-  const width = first.shape.length === 2 ? first.shape[1]! : 1;
-  return first.view(0, first.shape.length === 2 ? [rows, width] : [rows]);
 }
 
 /** Options that shape a {@link LlamaNet} (resolved from DeviceLlamaOptions). */
