@@ -19,6 +19,7 @@
  * without gradients), and backward is the rest of forward + backward. With gradient checkpointing,
  * backward includes the recomputed forward of each layer, as on PyTorch.
  */
+import { realpathSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -29,6 +30,7 @@ import {
   type NamedArray,
   SeededRandom,
 } from '@badam/core';
+import { describeMismatches, llamaSelfCheck, type SelfCheckResult } from '../src/cli/llama-self-check.js';
 import {
   CudaBlockBackend,
   type CudaParameter,
@@ -201,6 +203,8 @@ interface TimedRun {
   forwardBackward: number;
   optimizer: number;
   forward: number;
+  /** The first and the last step's loss. */
+  firstLoss: number;
   loss: number;
   /** The allocator's peak over the run, and the peak of each kind (activations: a pass's peak less what is held). */
   peak: number;
@@ -238,6 +242,7 @@ function timedSteps(
   let fbSeconds = 0;
   let optimizerSeconds = 0;
   let loss = Number.NaN;
+  let firstLoss = Number.NaN;
   let t0 = 0;
   for (let s = 0; s < o.steps; s++) {
     if (s === o.warm) {
@@ -250,6 +255,7 @@ function timedSteps(
     const a = performance.now();
     sample(false);
     loss = model.lossAndGradients(batch, optimizer.trainableNames, (name) => backend.gradientOf(name)).loss;
+    if (s === 0) firstLoss = loss;
     device.synchronize();
     sample(true);
     const b = performance.now();
@@ -277,6 +283,7 @@ function timedSteps(
     forwardBackward: fbSeconds / timed,
     optimizer: optimizerSeconds / timed,
     forward,
+    firstLoss,
     loss,
     peak,
     peaks,
@@ -303,6 +310,7 @@ function benchRecord(
     step_s: round(step, 4),
     tok_s: round((o.batch * o.seq) / step, 1),
     last_loss: round(loss, 4),
+    first_loss: round(run.firstLoss, 4),
     peak_gib_by_kind: {
       weights: gib(peaks.weights ?? 0),
       masters: gib(peaks.masters ?? 0),
@@ -335,7 +343,35 @@ function benchRecord(
   };
 }
 
-/** The command line: runs each config and writes one JSON line per run with `write`. */
+/**
+ * The loss a randomly initialised model starts near: ln(vocab), plus half the variance of its logits
+ * (unit-RMS hidden states times N(0, 0.02^2) head weights: 0.0004 * hidden), 12.6 for Llama 3-8B.
+ */
+export function expectedFirstLoss(config: Record<string, unknown>): number {
+  return Math.log(config.vocab_size as number) + 0.0002 * (config.hidden_size as number);
+}
+
+/** How far the first loss may be from {@link expectedFirstLoss} before the run stops as wrong. */
+export const FIRST_LOSS_TOLERANCE = 1;
+
+/** The self-check's summary for the JSON line: pass, tolerance, and the worst gradients of each case. */
+function selfCheckSummary(result: SelfCheckResult): Record<string, unknown> {
+  return {
+    passed: result.passed,
+    device: result.device,
+    tolerance: result.tolerance,
+    cases: result.cases.map((c) => ({
+      name: c.name,
+      passed: c.passed,
+      loss_rel_error: Number(c.loss.relError.toExponential(2)),
+      worst: c.gradients
+        .slice(0, 3)
+        .map((g) => ({ name: g.name, rel_error: Number(g.relError.toExponential(2)) })),
+    })),
+  };
+}
+
+/** The command line: the self-check, then each config; one JSON line per run with `write`. */
 export function main(argv: readonly string[], write: (line: string) => void = console.log): number {
   // `pnpm bench -- --dry-run` passes the `--` on.
   const args = argv.filter((a) => a !== '--');
@@ -350,6 +386,7 @@ export function main(argv: readonly string[], write: (line: string) => void = co
       seq: { type: 'string' },
       'cuda-device': { type: 'string', default: '0' },
       'dry-run': { type: 'boolean', default: false },
+      'self-check-only': { type: 'boolean', default: false },
     },
   });
   const dry = values['dry-run'] === true;
@@ -370,6 +407,24 @@ export function main(argv: readonly string[], write: (line: string) => void = co
     console.error(`llama-train: ${(error as Error).message} (--dry-run runs it on the CPU device)`);
     return 2;
   }
+  // Before anything is timed: one BAdam step of small Llamas here and on the CPU device must agree.
+  // BADAM_SELF_CHECK_PLANT (a parameter name) plants a wrong gradient, to show that this stops the run.
+  const check = llamaSelfCheck(device, Device.cpu(), {
+    plant: process.env.BADAM_SELF_CHECK_PLANT || undefined,
+  });
+  const selfCheck = selfCheckSummary(check);
+  if (!check.passed) {
+    console.error(
+      `llama-train: self-check failed on ${check.device}: a BAdam step differs from the CPU device's; nothing is timed`,
+    );
+    for (const line of describeMismatches(check)) console.error(`llama-train:   ${line}`);
+    write(JSON.stringify({ selfCheck }));
+    return 1;
+  }
+  if (values['self-check-only']) {
+    write(JSON.stringify({ selfCheck }));
+    return 0;
+  }
   for (const config of configs) {
     const record = runLlamaBench({
       config,
@@ -381,11 +436,28 @@ export function main(argv: readonly string[], write: (line: string) => void = co
       device,
       forwardPasses: dry ? 1 : 3,
     });
-    write(JSON.stringify(dry ? { ...record, dry_run: true } : record));
+    const expected = expectedFirstLoss(BENCH_CONFIGS[config]!);
+    const first = record.first_loss as number | undefined;
+    const firstLossOk = first === undefined || Math.abs(first - expected) <= FIRST_LOSS_TOLERANCE;
+    write(
+      JSON.stringify({
+        ...record,
+        expected_first_loss: round(expected, 4),
+        selfCheck,
+        ...(dry ? { dry_run: true } : {}),
+      }),
+    );
+    if (!firstLossOk) {
+      console.error(
+        `llama-train: ${config}: the first loss ${first} is not near ${expected.toFixed(2)} (ln(vocab) + 0.0002 hidden, within ${FIRST_LOSS_TOLERANCE}); the step is wrong: stopping`,
+      );
+      return 1;
+    }
   }
   return 0;
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+// Run as a program (node resolves a symlinked script to its real path in import.meta.url, not in argv).
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
   process.exitCode = main(process.argv.slice(2));
 }
