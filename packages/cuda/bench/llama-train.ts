@@ -38,40 +38,11 @@ import {
   DeviceLlama,
   type DeviceLlamaBatch,
 } from '../src/index.js';
+import { BENCH_LLAMA_CONFIGS } from '../src/llama/bench-configs.js';
 import { llamaParameterSpecs } from '../src/llama/llama-parameters.js';
 
-/** The peer's configs (torch_badam.py CONFIGS), as Hugging Face config.json fields. */
-export const BENCH_CONFIGS: Readonly<Record<string, Record<string, unknown>>> = {
-  'tinyllama-1.1b': {
-    hidden_size: 2048,
-    intermediate_size: 5632,
-    num_hidden_layers: 22,
-    num_attention_heads: 32,
-    num_key_value_heads: 4,
-    vocab_size: 32000,
-    max_position_embeddings: 2048,
-  },
-  'llama3-8b': {
-    hidden_size: 4096,
-    intermediate_size: 14336,
-    num_hidden_layers: 32,
-    num_attention_heads: 32,
-    num_key_value_heads: 8,
-    vocab_size: 128256,
-    max_position_embeddings: 8192,
-    rope_theta: 500000.0,
-  },
-  // The dry run's size: the same code in seconds on the CPU device.
-  tiny: {
-    hidden_size: 64,
-    intermediate_size: 128,
-    num_hidden_layers: 3,
-    num_attention_heads: 4,
-    num_key_value_heads: 2,
-    vocab_size: 256,
-    max_position_embeddings: 64,
-  },
-};
+/** The peer's configs (torch_badam.py CONFIGS) and the dry run's, as Hugging Face config.json fields. */
+export const BENCH_CONFIGS = BENCH_LLAMA_CONFIGS;
 
 /** The peer's batch per config (torch_badam.py's docstring commands). */
 const BATCH: Readonly<Record<string, number>> = { 'llama3-8b': 2, 'tinyllama-1.1b': 4, tiny: 2 };
