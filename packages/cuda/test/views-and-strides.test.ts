@@ -50,7 +50,7 @@ describe('tensor views', () => {
   });
 });
 
-describe('strided operands', () => {
+describe('strided GEMM operands', () => {
   it('gemm reads and writes column blocks through leading dimensions, every transpose', () => {
     const [m, n, k, stride] = [5, 3, 4, 9];
     const wide = randomArray(12 * stride, 1);
@@ -99,7 +99,9 @@ describe('strided operands', () => {
       }),
     ).toThrow('gemm: the leading dimension of A (1) is shorter than its rows (2)');
   });
+});
 
+describe('strided rows', () => {
   it('attention over q / k / v column blocks of one fused buffer equals attention over packed copies', () => {
     const [batch, seqLen, heads, kvHeads, headDim] = [2, 7, 4, 2, 8];
     const [Q, KV] = [heads * headDim, kvHeads * headDim];

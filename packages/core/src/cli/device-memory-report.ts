@@ -4,6 +4,57 @@ import { BadamOptionError } from '../errors.js';
 import { type DeviceFit, largestMicroBatches } from '../memory/device-fit.js';
 import { textTable } from './text-table.js';
 
+/** A number of GiB >= 0 from a flag, or `fallback` when it is absent. */
+function gibOf(flag: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!(Number.isFinite(value) && value >= 0)) throw new BadamOptionError(flag, text, 'a number of GiB >= 0');
+  return value;
+}
+
+/** What the command had parsed when --device-memory was given. */
+export interface DeviceMemoryContext {
+  architecture: ModelArchitecture;
+  label: string;
+  dtype: DType;
+  checkpointing: boolean;
+  /** Every parameter name (full Adam's one block). */
+  names: readonly string[];
+  /** BAdam's blocks. */
+  blocks: readonly (readonly string[])[];
+  seqLength: number;
+}
+
+/** The --device-memory answer for the command's flags: the text, or with --json the JSON. */
+export function deviceMemoryOutput(
+  values: {
+    'device-memory'?: string;
+    method?: string;
+    reserve?: string;
+    'seq-length'?: string;
+    json?: boolean;
+  },
+  c: DeviceMemoryContext,
+): string {
+  const method = values.method ?? 'badam';
+  if (method !== 'badam' && method !== 'adam')
+    throw new BadamOptionError('--method', method, 'badam or adam (the methods @badam/cuda runs)');
+  const answer = answerDeviceMemory({
+    architecture: c.architecture,
+    label: c.label,
+    dtype: c.dtype,
+    deviceGib: gibOf('--device-memory', values['device-memory'], 0),
+    reserveGib: gibOf('--reserve', values.reserve, 1),
+    method,
+    gradientCheckpointing: c.checkpointing,
+    blocks: method === 'adam' ? [c.names] : c.blocks,
+    seqLength: values['seq-length'] === undefined ? undefined : c.seqLength,
+  });
+  return values.json
+    ? JSON.stringify({ model: c.label, dtype: c.dtype, deviceMemory: answer.json }, null, 2)
+    : answer.text;
+}
+
 /** cuBLAS's workspace on Hopper (NVIDIA's guidance; other cards take 4 MiB): the larger, to be safe. */
 const GEMM_WORKSPACE = 32 * 2 ** 20;
 const GIB = 2 ** 30;

@@ -17,7 +17,7 @@ import { estimateMemory, type MemoryEstimate, seedMemoryEstimate } from '../memo
 import { totalElements } from '../parameters.js';
 import { BlockPartition } from '../partition/block-partition.js';
 import { BLOCK_PARTITION_PRESETS, type BlockPartitionPreset } from '../partition/presets.js';
-import { answerDeviceMemory } from './device-memory-report.js';
+import { deviceMemoryOutput } from './device-memory-report.js';
 import { textTable } from './text-table.js';
 
 /** Where the command writes. */
@@ -92,13 +92,6 @@ function loadModel(config: string | undefined, model: string | undefined): Loade
   return { label: path, architecture: parseHfConfig(json, { source: path }) };
 }
 
-function positiveNumber(flag: string, text: string | undefined, fallback: number): number {
-  if (text === undefined) return fallback;
-  const value = Number(text);
-  if (!(Number.isFinite(value) && value >= 0)) throw new BadamOptionError(flag, text, 'a number of GiB >= 0');
-  return value;
-}
-
 function positiveInt(flag: string, text: string | undefined, fallback: number): number {
   if (text === undefined) return fallback;
   const value = Number(text);
@@ -148,24 +141,8 @@ export function runEstimateCommand(argv: readonly string[], out: CommandOutput):
     });
     const blocks = partition.blocks.map((b) => b.trainableNames);
     if (values['device-memory'] !== undefined) {
-      const method = values.method ?? 'badam';
-      if (method !== 'badam' && method !== 'adam')
-        throw new BadamOptionError('--method', method, 'badam or adam (the methods @badam/cuda runs)');
-      const answer = answerDeviceMemory({
-        architecture,
-        label,
-        dtype,
-        deviceGib: positiveNumber('--device-memory', values['device-memory'], 0),
-        reserveGib: positiveNumber('--reserve', values.reserve, 1),
-        method,
-        gradientCheckpointing: checkpointing,
-        blocks: method === 'adam' ? [names] : blocks,
-        seqLength: values['seq-length'] === undefined ? undefined : seqLength,
-      });
       out.log(
-        values.json
-          ? JSON.stringify({ model: label, dtype, deviceMemory: answer.json }, null, 2)
-          : answer.text,
+        deviceMemoryOutput(values, { architecture, label, dtype, checkpointing, names, blocks, seqLength }),
       );
       return 0;
     }

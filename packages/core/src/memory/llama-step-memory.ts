@@ -138,168 +138,19 @@ export function llamaStepMemory(
   architecture: DecoderArchitecture,
   workload: LlamaStepWorkload,
 ): LlamaStepMemory {
-  const a = architecture;
-  const b = requireInteger('batchSize', workload.batchSize, { min: 1 });
-  const s = requireInteger('seqLength', workload.seqLength, { min: 1 });
-  const dtype = workload.dtype;
-  const e = bytesPerElement(dtype);
-  const n = b * s;
-  const { hiddenSize: H, intermediateSize: I, vocabSize: V, numLayers: L } = a;
-  const Q = a.numHeads * a.headDim;
-  const KV = a.numKeyValueHeads * a.headDim;
-  const W3 = Q + 2 * KV;
-  const parameters = parametersOf({ ...a, kind: 'decoder' }, dtype);
-  const byName = new Map(parameters.map((p) => [p.name, p]));
-  const trainable = new Set(workload.trainable);
-  for (const name of trainable) {
-    if (!byName.has(name))
-      throw new BadamOptionError('trainable', name, 'a parameter name of the architecture');
-  }
-  /** A parameter's gradient buffer: the weight dtype for weight matrices (not the embedding), else fp32. */
-  const gradientBytes = (name: string) => {
-    const p = byName.get(name)!;
-    const matrix = p.shape.length === 2 && !name.startsWith('model.embed_tokens.');
-    return numel(p.shape) * (matrix ? e : 4);
-  };
-  const weights = parameters.reduce((sum, p) => sum + numel(p.shape) * e, 0);
-  let masters = 0;
-  let optimizerState = 0;
-  let gradients = 0;
-  for (const name of trainable) {
-    const count = numel(byName.get(name)!.shape);
-    if (dtype !== 'float32') masters += 4 * count;
-    optimizerState += 8 * count;
-    gradients += gradientBytes(name);
-  }
-  const positions = workload.maxPositions ?? Math.min(a.maxPositionEmbeddings, 4096);
-  const ropeTables = 2 * 4 * positions * (a.headDim / 2);
-  const t = new Tally();
-  t.alloc(weights + masters + optimizerState + ropeTables + (workload.gemmWorkspaceBytes ?? 0));
-  let gradientsLeft = new Set(trainable);
-  if (workload.gradientsHeld === true) {
-    t.alloc(gradients);
-    gradientsLeft = new Set();
-  }
-  /** Allocates the gradient buffers of the names `select` picks that have none yet (the backend's first request). */
-  const fetch = (select: (name: string) => boolean) => {
-    for (const name of [...gradientsLeft]) {
-      if (!select(name)) continue;
-      t.alloc(gradientBytes(name));
-      gradientsLeft.delete(name);
-    }
-  };
-  const has = (name: string) => trainable.has(name);
-  const phases = { forward: 0, loss: 0, backward: 0, update: 0 };
-  const phase = (name: keyof typeof phases, run: () => void) => {
-    const before = t.peak;
-    t.peak = t.inUse;
-    run();
-    phases[name] = t.peak;
-    t.peak = Math.max(before, t.peak);
-  };
-
-  const count = workload.labelledRows ?? b * (s - 1);
-  const chunkRows = workload.lossChunkTokens ?? Math.max(64, Math.floor(2 ** 26 / V));
-  const embedTrains = has('model.embed_tokens.weight');
-  let lowest = L;
-  for (const name of trainable) lowest = Math.min(lowest, layerOf(name) ?? L);
-  if (embedTrains) lowest = 0;
-  const headName = a.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
-  const needHiddenGrad = embedTrains || lowest < L || has('model.norm.weight');
-  const lse = 4 * b * a.numHeads * s;
-  const checkpoint = workload.gradientCheckpointing;
-
-  // prepareBatch: the ids, and the lengths when some row is padded.
-  t.alloc(4 * n + (workload.paddedRows === true ? 4 * b : 0));
-  if (count > 0) {
-    /** One layerForward; returns the bytes it keeps ('save': activations and output; else the output). */
-    const layerForward = (mode: 'inplace' | 'save' | 'checkpoint' | 'recompute'): number => {
-      const keep = mode === 'save' || mode === 'recompute';
-      const keptBytes: number[] = [];
-      const scratch: number[] = [];
-      const take = (bytes: number, kept: boolean) => (kept ? keptBytes : scratch).push(t.alloc(bytes));
-      take(e * n * H, false); // h
-      take(4 * n, keep); // rstd1
-      take(e * n * W3, keep); // qkv
-      take(e * n * Q, keep); // attn
-      take(lse, keep); // lse
-      take(e * n * H, false); // ao
-      if (mode !== 'inplace') take(e * n * H, keep); // x1
-      take(4 * n, keep); // rstd2
-      take(e * n * 2 * I, keep); // gate_up
-      if (mode !== 'recompute') {
-        take(e * n * I, false); // act
-        if (mode !== 'inplace') take(e * n * H, true); // out
-      }
-      t.free(...scratch);
-      return keptBytes.reduce((x, y) => x + y, 0);
-    };
-    const layerActs = 4 * n + e * n * W3 + e * n * Q + lse + e * n * H + 4 * n + e * n * 2 * I;
-
-    let xL = 0;
-    phase('forward', () => {
-      t.alloc(e * n * H); // x = embed_tokens[ids]
-      for (let l = 0; l < lowest; l++) layerForward('inplace');
-      for (let l = lowest; l < L; l++) layerForward(checkpoint ? 'checkpoint' : 'save');
-      // x (layer `lowest`'s input) is kept as the first saved input; the last layer's output is xL.
-      xL = e * n * H;
-    });
-
-    let dHf = 0;
-    let rstdF = 0;
-    phase('loss', () => {
-      const hf = t.alloc(e * n * H);
-      rstdF = t.alloc(4 * n);
-      fetch((name) => name === headName);
-      const headTrains = has(headName);
-      dHf = needHiddenGrad ? t.alloc(4 * n * H) : 0;
-      const gradScale = dHf > 0 || headTrains;
-      for (let start = 0; start < count; start += chunkRows) {
-        const c = Math.min(chunkRows, count - start);
-        const chunk = [
-          t.alloc(4 * c),
-          t.alloc(4 * c),
-          t.alloc(e * c * H),
-          t.alloc(e * c * V),
-          t.alloc(4 * c),
-        ];
-        if (gradScale && dHf > 0) chunk.push(t.alloc(4 * c * H)); // dHc
-        t.free(...chunk);
-      }
-      t.free(hf);
-    });
-
-    if (dHf > 0) {
-      phase('backward', () => {
-        const dHfAct = dtype !== 'float32' ? t.alloc(e * n * H) : 0;
-        t.alloc(e * n * H); // g
-        fetch((name) => name === 'model.norm.weight');
-        if (has('model.norm.weight')) t.transient(columnSumBytes(n, H));
-        t.free(dHf, rstdF, dHfAct, xL);
-        for (let l = L - 1; l >= lowest; l--) {
-          const needInputGrad = l > lowest || embedTrains;
-          const prefix = `model.layers.${l}.`;
-          fetch((name) => name.startsWith(prefix));
-          const acts = checkpoint ? layerForward('recompute') : layerActs;
-          layerBackward(t, { a, n, b, s, e, H, Q, KV, W3, I, dtype }, prefix, has, needInputGrad);
-          t.free(acts, e * n * H); // the activations and the layer's input
-        }
-        fetch((name) => name === 'model.embed_tokens.weight');
-      });
-    }
-  }
-  // The update: a parameter no gradient reached gets a zero buffer for its AdamW step, one at a time.
-  phase('update', () => {
-    for (const name of gradientsLeft) t.transient(gradientBytes(name));
-  });
+  const step = new StepSimulation(architecture, workload);
+  step.run();
   return {
-    peak: t.peak,
-    held: { weights, masters, optimizerState, ropeTables },
-    gradients,
-    phases,
+    peak: step.tally.peak,
+    held: step.held,
+    gradients: step.gradients,
+    phases: step.phases,
   };
 }
 
+type LayerMode = 'inplace' | 'save' | 'checkpoint' | 'recompute';
+
+/** The sizes of a step: tokens n (batch b x seq s), bytes per activation e, the layer's widths. */
 interface LayerShapes {
   a: DecoderArchitecture;
   n: number;
@@ -312,6 +163,208 @@ interface LayerShapes {
   W3: number;
   I: number;
   dtype: LlamaStepDType;
+}
+
+/**
+ * The step's allocations replayed on a {@link Tally}, phase by phase, in the order @badam/cuda's
+ * llama-step.ts, llama-forward.ts, llama-head.ts and llama-backward.ts make them.
+ */
+class StepSimulation {
+  readonly tally = new Tally();
+  readonly held: LlamaStepMemory['held'];
+  readonly gradients: number;
+  readonly phases = { forward: 0, loss: 0, backward: 0, update: 0 };
+  private readonly z: LayerShapes;
+  private readonly trainable: ReadonlySet<string>;
+  private readonly gradientBytes: (name: string) => number;
+  private readonly gradientsLeft: Set<string>;
+  private readonly lowest: number;
+  private readonly embedTrains: boolean;
+
+  constructor(
+    private readonly a: DecoderArchitecture,
+    private readonly w: LlamaStepWorkload,
+  ) {
+    const b = requireInteger('batchSize', w.batchSize, { min: 1 });
+    const s = requireInteger('seqLength', w.seqLength, { min: 1 });
+    const e = bytesPerElement(w.dtype);
+    const Q = a.numHeads * a.headDim;
+    const KV = a.numKeyValueHeads * a.headDim;
+    this.z = {
+      a,
+      n: b * s,
+      b,
+      s,
+      e,
+      H: a.hiddenSize,
+      Q,
+      KV,
+      W3: Q + 2 * KV,
+      I: a.intermediateSize,
+      dtype: w.dtype,
+    };
+    const parameters = parametersOf({ ...a, kind: 'decoder' }, w.dtype);
+    const byName = new Map(parameters.map((p) => [p.name, p]));
+    this.trainable = new Set(w.trainable);
+    for (const name of this.trainable) {
+      if (!byName.has(name))
+        throw new BadamOptionError('trainable', name, 'a parameter name of the architecture');
+    }
+    // A parameter's gradient buffer: the weight dtype for weight matrices (not the embedding), else fp32.
+    this.gradientBytes = (name) => {
+      const p = byName.get(name)!;
+      const matrix = p.shape.length === 2 && !name.startsWith('model.embed_tokens.');
+      return numel(p.shape) * (matrix ? e : 4);
+    };
+    let masters = 0;
+    let optimizerState = 0;
+    let gradients = 0;
+    for (const name of this.trainable) {
+      const count = numel(byName.get(name)!.shape);
+      if (w.dtype !== 'float32') masters += 4 * count;
+      optimizerState += 8 * count;
+      gradients += this.gradientBytes(name);
+    }
+    const positions = w.maxPositions ?? Math.min(a.maxPositionEmbeddings, 4096);
+    this.held = {
+      weights: parameters.reduce((sum, p) => sum + numel(p.shape) * e, 0),
+      masters,
+      optimizerState,
+      ropeTables: 2 * 4 * positions * (a.headDim / 2),
+    };
+    this.gradients = gradients;
+    this.gradientsLeft = new Set(w.gradientsHeld === true ? [] : this.trainable);
+    this.embedTrains = this.trainable.has('model.embed_tokens.weight');
+    let lowest = a.numLayers;
+    for (const name of this.trainable) lowest = Math.min(lowest, layerOf(name) ?? a.numLayers);
+    this.lowest = this.embedTrains ? 0 : lowest;
+  }
+
+  run(): void {
+    const { held, tally: t, z, w } = this;
+    t.alloc(
+      held.weights + held.masters + held.optimizerState + held.ropeTables + (w.gemmWorkspaceBytes ?? 0),
+    );
+    if (w.gradientsHeld === true) t.alloc(this.gradients);
+    t.alloc(4 * z.n + (w.paddedRows === true ? 4 * z.b : 0)); // the batch's ids (and lengths)
+    const count = w.labelledRows ?? z.b * (z.s - 1);
+    if (count > 0) {
+      this.phase('forward', () => this.forward());
+      const loss = this.phase('loss', () => this.loss(count));
+      if (loss.dHf > 0) this.phase('backward', () => this.backward(loss));
+    }
+    // The update: a parameter no gradient reached gets a zero buffer for its AdamW step, one at a time.
+    this.phase('update', () => {
+      for (const name of this.gradientsLeft) t.transient(this.gradientBytes(name));
+    });
+  }
+
+  /** Runs a phase, recording its own peak in `phases`. */
+  private phase<T>(name: keyof StepSimulation['phases'], run: () => T): T {
+    const t = this.tally;
+    const before = t.peak;
+    t.peak = t.inUse;
+    const result = run();
+    this.phases[name] = t.peak;
+    t.peak = Math.max(before, t.peak);
+    return result;
+  }
+
+  /** Allocates the gradient buffers of the names `select` picks that have none yet (the backend's first request). */
+  private fetch(select: (name: string) => boolean): void {
+    for (const name of [...this.gradientsLeft]) {
+      if (!select(name)) continue;
+      this.tally.alloc(this.gradientBytes(name));
+      this.gradientsLeft.delete(name);
+    }
+  }
+
+  /** The embedding's output, then each layer: in place below the lowest trainable one, kept from it up. */
+  private forward(): void {
+    const { z } = this;
+    this.tally.alloc(z.e * z.n * z.H); // x = embed_tokens[ids]: layer `lowest`'s input when it is reached
+    for (let l = 0; l < this.lowest; l++) this.layerForward('inplace');
+    for (let l = this.lowest; l < this.a.numLayers; l++)
+      this.layerForward(this.w.gradientCheckpointing ? 'checkpoint' : 'save');
+  }
+
+  /** One layerForward; returns the bytes it keeps (the activations, and the output). */
+  private layerForward(mode: LayerMode): number {
+    const { tally: t } = this;
+    const { n, e, H, W3, Q, I } = this.z;
+    const keep = mode === 'save' || mode === 'recompute';
+    const kept: number[] = [];
+    const scratch: number[] = [];
+    const take = (bytes: number, keepIt: boolean) => (keepIt ? kept : scratch).push(t.alloc(bytes));
+    take(e * n * H, false); // h
+    take(4 * n, keep); // rstd1
+    take(e * n * W3, keep); // qkv
+    take(e * n * Q, keep); // attn
+    take(this.lseBytes(), keep); // lse
+    take(e * n * H, false); // ao
+    if (mode !== 'inplace') take(e * n * H, keep); // x1
+    take(4 * n, keep); // rstd2
+    take(e * n * 2 * I, keep); // gate_up
+    if (mode !== 'recompute') {
+      take(e * n * I, false); // act
+      if (mode !== 'inplace') take(e * n * H, true); // out
+    }
+    t.free(...scratch);
+    return kept.reduce((x, y) => x + y, 0);
+  }
+
+  private lseBytes(): number {
+    return 4 * this.z.b * this.a.numHeads * this.z.s;
+  }
+
+  /** The final norm, the head's gradient, d loss / d hf and the loss chunks; returns what backward frees. */
+  private loss(count: number): { dHf: number; rstdF: number } {
+    const { tally: t, a } = this;
+    const { n, e, H } = this.z;
+    const headName = a.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
+    const needHiddenGrad =
+      this.embedTrains || this.lowest < a.numLayers || this.trainable.has('model.norm.weight');
+    const hf = t.alloc(e * n * H);
+    const rstdF = t.alloc(4 * n);
+    this.fetch((name) => name === headName);
+    const dHf = needHiddenGrad ? t.alloc(4 * n * H) : 0;
+    const chunkRows = this.w.lossChunkTokens ?? Math.max(64, Math.floor(2 ** 26 / a.vocabSize));
+    for (let start = 0; start < count; start += chunkRows) {
+      const c = Math.min(chunkRows, count - start);
+      const chunk = [
+        t.alloc(4 * c),
+        t.alloc(4 * c),
+        t.alloc(e * c * H),
+        t.alloc(e * c * a.vocabSize),
+        t.alloc(4 * c),
+      ];
+      if (dHf > 0) chunk.push(t.alloc(4 * c * H)); // dHc
+      t.free(...chunk);
+    }
+    t.free(hf);
+    return { dHf, rstdF };
+  }
+
+  /** The final norm's backward into g, then each trainable layer from the top; the embedding's gradient. */
+  private backward({ dHf, rstdF }: { dHf: number; rstdF: number }): void {
+    const { tally: t, a, z } = this;
+    const { n, e, H } = z;
+    const dHfAct = this.w.dtype !== 'float32' ? t.alloc(e * n * H) : 0;
+    t.alloc(e * n * H); // g
+    this.fetch((name) => name === 'model.norm.weight');
+    if (this.trainable.has('model.norm.weight')) t.transient(columnSumBytes(n, H));
+    t.free(dHf, rstdF, dHfAct, e * n * H); // and x_L, the last layer's output
+    const layerActs =
+      4 * n + e * n * z.W3 + e * n * z.Q + this.lseBytes() + e * n * H + 4 * n + e * n * 2 * z.I;
+    for (let l = a.numLayers - 1; l >= this.lowest; l--) {
+      const prefix = `model.layers.${l}.`;
+      this.fetch((name) => name.startsWith(prefix));
+      const acts = this.w.gradientCheckpointing ? this.layerForward('recompute') : layerActs;
+      layerBackward(t, z, prefix, (name) => this.trainable.has(name), l > this.lowest || this.embedTrains);
+      t.free(acts, e * n * H); // the activations and the layer's input
+    }
+    this.fetch((name) => name === 'model.embed_tokens.weight');
+  }
 }
 
 /** One layerBackward's allocations (@badam/cuda's llama-backward.ts, in its order). */
