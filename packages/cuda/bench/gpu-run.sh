@@ -79,9 +79,9 @@ RUNS=("tinyllama-1.1b 4 512" "llama3-8b 2 512")
 for run in "${RUNS[@]}"; do
   set -- $run
   if [ "$DRY" = 1 ]; then
-    timeout "$(slot 200)" node packages/cuda/dist/bench/llama-train.js --dry-run >> "$OUT/ours.jsonl"
+    timeout "$(slot 200)" node packages/cuda/dist/bench/llama-train.js --dry-run --self-check-done >> "$OUT/ours.jsonl"
   else
-    timeout "$(slot 200)" node packages/cuda/dist/bench/llama-train.js --config "$1" --batch "$2" --seq "$3" >> "$OUT/ours.jsonl"
+    timeout "$(slot 200)" node packages/cuda/dist/bench/llama-train.js --self-check-done --config "$1" --batch "$2" --seq "$3" >> "$OUT/ours.jsonl"
   fi
   OURS=$?
   echo "gpu-run: ours $1 exit $OURS"

@@ -358,6 +358,8 @@ export function main(argv: readonly string[], write: (line: string) => void = co
       'cuda-device': { type: 'string', default: '0' },
       'dry-run': { type: 'boolean', default: false },
       'self-check-only': { type: 'boolean', default: false },
+      // gpu-run.sh runs the check first, alone, and stops when it fails: it passes this to the runs after.
+      'self-check-done': { type: 'boolean', default: false },
     },
   });
   const dry = values['dry-run'] === true;
@@ -368,8 +370,6 @@ export function main(argv: readonly string[], write: (line: string) => void = co
       return 2;
     }
   }
-  const int = (v: string | undefined, fallback: number) =>
-    v === undefined ? fallback : Number.parseInt(v, 10);
   const choice = dry ? 'cpu' : values['cuda-device'];
   let device: Device;
   try {
@@ -396,6 +396,20 @@ export function main(argv: readonly string[], write: (line: string) => void = co
     write(JSON.stringify({ selfCheck }));
     return 0;
   }
+  return runConfigs(configs, values, device, dry, selfCheck, write);
+}
+
+/** Each config's benchmark, one JSON line each; stops (exit code 1) at a first loss far from ln(vocab). */
+function runConfigs(
+  configs: readonly string[],
+  values: Record<string, string | boolean | undefined>,
+  device: Device,
+  dry: boolean,
+  selfCheck: Record<string, unknown>,
+  write: (line: string) => void,
+): number {
+  const int = (v: string | boolean | undefined, fallback: number) =>
+    typeof v === 'string' ? Number.parseInt(v, 10) : fallback;
   for (const config of configs) {
     const record = runLlamaBench({
       config,

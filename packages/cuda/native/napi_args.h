@@ -24,9 +24,10 @@ struct Context {
   std::unique_ptr<Device> device;
   std::unique_ptr<CachingAllocator> allocator;
   void* gemm_workspace = nullptr;
+  // The last tensor is gone: the workspace goes back to the pool (the allocator frees it next, before the
+  // device and its GEMM handle, which runs nothing more).
   ~Context() {
     if (gemm_workspace != nullptr) {
-      device->set_gemm_workspace(nullptr, 0);
       try { allocator->release(gemm_workspace); } catch (...) {}
     }
   }

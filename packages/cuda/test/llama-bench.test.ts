@@ -124,7 +124,7 @@ describe('GPU run script', () => {
       rmSync(out, { recursive: true, force: true });
       rmSync(tree, { recursive: true, force: true });
     }
-  });
+  }, 240_000); // every part runs, in spawned processes: minutes on a loaded 2-core machine
 
   it('stops at the self-check when a kernel result is wrong: nothing timed, the worst mismatches printed', () => {
     const out = mkdtempSync(join(tmpdir(), 'badam-gpu-run-'));
@@ -145,5 +145,5 @@ describe('GPU run script', () => {
     } finally {
       rmSync(out, { recursive: true, force: true });
     }
-  });
+  }, 240_000);
 });
