@@ -7,9 +7,9 @@ import {
   ByteTokenizer,
   batchedDataSource,
   type ChatTemplate,
+  chatTemplateJinja,
   encodePretraining,
   encodeSupervised,
-  HfTokenizer,
   type InstructionExample,
   loadInstructionDataset,
   type PaddedBatch,
@@ -17,7 +17,7 @@ import {
   type TokenizedExample,
   type Tokenizer,
 } from '@badam/data';
-import { type LlamaConfig, LlamaForCausalLM, loadLlama, saveLlama, saveLoraAdapter } from '@badam/models';
+import { type LlamaConfig, LlamaForCausalLM, saveLlama, saveLoraAdapter } from '@badam/models';
 import {
   fineTune,
   prepareRunBackend,
@@ -26,18 +26,20 @@ import {
   type RunSettings,
   writeRunResults,
 } from '@badam/runner';
-import { writeFileAtomic } from '@badam/safetensors';
+import { loadLlamaWithAdapters, modelFolders } from './adapters.js';
 import { chooseChatTemplate } from './chat-template-choice.js';
 import {
   BUILTIN_INITIALIZER_RANGE,
   builtinLlamaConfig,
   type DeviceRunModel,
+  deviceDtype,
   deviceLlamaRunnerModel,
   loadDeviceLlama,
 } from './device-model.js';
 import { generatedInstructions } from './embedded-data.js';
+import { evaluateOnly } from './evaluate-only.js';
 import { type ModelFilesSource, writeModelFiles } from './model-files.js';
-import { type Prediction, predictExamples } from './predict.js';
+import { type Prediction, writePredictions } from './predict.js';
 import { LLAMA_DIALECT, type TrainOptions } from './train-options.js';
 import { causalLmTask } from './training-task.js';
 
@@ -57,7 +59,8 @@ export interface TrainRunResult {
   readonly template: ChatTemplate;
   readonly validation: readonly InstructionExample[];
   readonly predictions: Prediction[] | undefined;
-  readonly estimate: MemoryEstimate;
+  /** Core's memory estimate of the training (undefined with `--do_train false`). */
+  readonly estimate: MemoryEstimate | undefined;
   readonly stopReason: string | undefined;
 }
 
@@ -91,25 +94,38 @@ export async function prepareBackend(options: TrainOptions, io: RunIO): Promise<
   return label;
 }
 
-/** Loads (or builds) the model and tokenizer named by the options. */
+/**
+ * Loads (or builds) the model and tokenizer named by the options: `--model_name_or_path` (a model folder, or
+ * a LoRA adapter folder on its base) and `--adapter_name_or_path`'s adapters, merged, except the last with
+ * `--finetuning_type lora`, which trains on. `tokenizerDir` is where the tokenizer (and the model's own chat
+ * template) comes from.
+ */
 export async function loadModelAndTokenizer(
   options: TrainOptions,
   io: Pick<RunIO, 'warn'> = console,
-): Promise<{ model: LlamaForCausalLM; tokenizer: Tokenizer; builtin: boolean }> {
+): Promise<{ model: LlamaForCausalLM; tokenizer: Tokenizer; builtin: boolean; tokenizerDir?: string }> {
   if (options.modelNameOrPath === undefined) {
+    if (options.adapters.length > 0)
+      throw new UsageError(
+        '--adapter_name_or_path needs the base model it was trained on: add --model_name_or_path',
+      );
     const model = new LlamaForCausalLM(builtinLlamaConfig(), {
       seed: options.seed,
       initializerRange: BUILTIN_INITIALIZER_RANGE,
     });
     return { model, tokenizer: new ByteTokenizer(), builtin: true };
   }
-  const { model, unusedTensors } = await loadLlama(options.modelNameOrPath);
-  if (unusedTensors.length > 0) {
+  const folders = await modelFolders(options.modelNameOrPath, options.adapters);
+  const { model, tokenizer } = await loadLlamaWithAdapters(
+    folders,
+    { keepLast: options.method === 'lora' },
+    io.warn,
+  );
+  if (folders.adapters.length > 0)
     io.warn(
-      `badam-llama: ${unusedTensors.length} tensor(s) of the checkpoint are not used: ${unusedTensors.slice(0, 3).join(', ')}...`,
+      `badam-llama: LoRA adapter(s) ${folders.adapters.join(', ')} on ${folders.base}: ${options.method === 'lora' ? 'the last trains on, the others are merged' : 'merged into the model'}`,
     );
-  }
-  return { model, tokenizer: await HfTokenizer.fromDirectory(options.modelNameOrPath), builtin: false };
+  return { model, tokenizer, builtin: false, tokenizerDir: folders.tokenizerDir };
 }
 
 /** The Llama as the runner kit trains it: BAdam's partition choices, its LoRA adapters, the tfjs model. */
@@ -117,7 +133,9 @@ export function llamaRunnerModel(model: LlamaForCausalLM, options: TrainOptions)
   return {
     kind: 'Llama',
     partition: { includeEmbedding: options.includeEmbedding, includeLmHead: options.includeLmHead },
-    addLora: () =>
+    // An adapter loaded to train on (--adapter_name_or_path) is the run's LoRA; otherwise new adapters.
+    addLora: () => {
+      if (model.lora !== undefined) return;
       model.addLora(
         {
           rank: options.loraRank,
@@ -126,7 +144,8 @@ export function llamaRunnerModel(model: LlamaForCausalLM, options: TrainOptions)
           targetModules: options.loraTarget,
         },
         options.seed,
-      ),
+      );
+    },
     tfjs: { namedParameters: () => model.namedParameters, task: causalLmTask(model) },
   };
 }
@@ -151,12 +170,69 @@ export async function runTraining(
 
   const loaded = await loadRunModel(options, io, inputs);
   try {
+    if (!options.doTrain)
+      return await evaluateOnly(options, io, loaded, await runTemplate(options, inputs, loaded, io));
     return await trainLoaded(options, io, inputs, loaded, backendLabel);
   } catch (error) {
     // A device model this run loaded is freed when the run fails (the caller gets it only on success).
     if (inputs.deviceModel === undefined) loaded.deviceModel?.model.dispose();
     throw error;
   }
+}
+
+/** The run's chat template: `--template` by name; else the model's own chat_template; else alpaca. */
+async function runTemplate(
+  options: TrainOptions,
+  inputs: RunInputs,
+  loaded: Pick<RunModel, 'builtin' | 'tokenizerDir'>,
+  io: RunIO,
+): Promise<ChatTemplate> {
+  return chooseChatTemplate(
+    options.template ?? inputs.template,
+    loaded.builtin ? undefined : (loaded.tokenizerDir ?? options.modelNameOrPath),
+    loaded.builtin ? 'default' : 'alpaca',
+    (message) => io.warn(`badam-llama: ${message}`),
+  );
+}
+
+/**
+ * The run's examples: training ones (`--dataset`, or generated instructions), and validation ones (a set
+ * given in code, `--eval_dataset`, or `--val_size` split off the training ones).
+ */
+export async function loadRunExamples(
+  options: TrainOptions,
+  inputs: Pick<RunInputs, 'examples' | 'validation'> = {},
+): Promise<{ train: InstructionExample[]; validation: InstructionExample[] }> {
+  const load = (dataset: string) =>
+    loadInstructionDataset(dataset, options.datasetDir, { maxSamples: options.maxSamples });
+  const examples =
+    inputs.examples ??
+    (options.dataset !== undefined
+      ? await load(options.dataset)
+      : options.doTrain
+        ? alpacaExamples(generatedInstructions(800, 0, options.seed).train)
+        : []);
+  if (inputs.validation !== undefined) return { train: [...examples], validation: [...inputs.validation] };
+  if (options.evalDataset !== undefined)
+    return { train: [...examples], validation: await load(options.evalDataset) };
+  return splitValidation(examples, options.valSize, options.seed);
+}
+
+/** Examples tokenized for the run's stage (sft: prompt masked; pt: raw text), saying how many were dropped. */
+function encodeExamples(
+  items: readonly InstructionExample[],
+  options: TrainOptions,
+  tokenizer: Tokenizer,
+  template: ChatTemplate,
+  io: RunIO,
+): TokenizedExample[] {
+  if (options.stage === 'pt') return encodePretraining(items, tokenizer, template, options.cutoffLen);
+  const { examples: encoded, dropped } = encodeSupervised(items, tokenizer, template, {
+    cutoffLen: options.cutoffLen,
+  });
+  if (dropped > 0)
+    io.warn(`badam-llama: ${dropped} example(s) had no response token within cutoff_len and were dropped`);
+  return encoded;
 }
 
 /** {@link runTraining} once its model is there. */
@@ -168,31 +244,10 @@ async function trainLoaded(
   backendLabel: string,
 ): Promise<TrainRunResult> {
   const { tokenizer, config } = loaded;
-  // --template by name; else the model's own chat_template (tokenizer_config.json); else alpaca.
-  const template = await chooseChatTemplate(
-    options.template ?? inputs.template,
-    loaded.builtin ? undefined : options.modelNameOrPath,
-    loaded.builtin ? 'default' : 'alpaca',
-  );
-
-  const examples =
-    inputs.examples ??
-    (options.dataset !== undefined
-      ? await loadInstructionDataset(options.dataset, options.datasetDir, { maxSamples: options.maxSamples })
-      : alpacaExamples(generatedInstructions(800, 0, options.seed).train));
-  const { train: trainRaw, validation } =
-    inputs.validation !== undefined
-      ? { train: [...examples], validation: [...inputs.validation] }
-      : splitValidation(examples, options.valSize, options.seed);
-  const encode = (items: readonly InstructionExample[]): TokenizedExample[] => {
-    if (options.stage === 'pt') return encodePretraining(items, tokenizer, template, options.cutoffLen);
-    const { examples: encoded, dropped } = encodeSupervised(items, tokenizer, template, {
-      cutoffLen: options.cutoffLen,
-    });
-    if (dropped > 0)
-      io.warn(`badam-llama: ${dropped} example(s) had no response token within cutoff_len and were dropped`);
-    return encoded;
-  };
+  const template = await runTemplate(options, inputs, loaded, io);
+  const { train: trainRaw, validation } = await loadRunExamples(options, inputs);
+  const encode = (items: readonly InstructionExample[]) =>
+    encodeExamples(items, options, tokenizer, template, io);
   const trainSet = encode(trainRaw);
   const evalSet = validation.length > 0 ? encode(validation) : [];
   if (trainSet.length === 0)
@@ -202,7 +257,7 @@ async function trainLoaded(
   const trainData = batchedDataSource(trainSet, {
     batchSize: options.batchSize,
     padTokenId: tokenizer.padTokenId,
-    shuffleSeed: options.seed,
+    shuffleSeed: options.dataSeed,
     groupByLength: options.groupByLength,
     padToMultipleOf: padTo,
   });
@@ -216,12 +271,16 @@ async function trainLoaded(
     `badam-llama: ${trainSet.length} training and ${evalSet.length} validation examples (${options.stage}, template ${template.name}, cutoff ${options.cutoffLen})`,
   );
 
-  // Checkpoints hold fp32 weights; the folder's files make each one loadable as a model (chat, training).
+  // Checkpoints hold the weights as the backend does (cuda: bf16 / fp16 with --bf16 / --fp16; tfjs: fp32,
+  // which exact resume needs); the folder's files make each one loadable as a model (chat, training), with
+  // the run's chat template in tokenizer_config.json.
+  const checkpointDtype = options.backend === 'cuda' ? deviceDtype(options) : 'float32';
   const modelFiles: ModelFilesSource = {
     config,
     tokenizer,
-    sourceDir: options.modelNameOrPath,
-    dtype: 'float32',
+    sourceDir: loaded.tokenizerDir ?? options.modelNameOrPath,
+    dtype: checkpointDtype,
+    chatTemplate: chatTemplateJinja(template),
   };
   const run = await fineTune<PaddedBatch>({
     dialect: LLAMA_DIALECT,
@@ -239,7 +298,7 @@ async function trainLoaded(
           batchSize: options.batchSize,
           seqLength: longest + ((padTo - (longest % padTo)) % padTo),
           // tfjs computes in fp32 with a [t, t] score matrix; the device in the weights' dtype, flash style.
-          dtype: options.backend === 'cuda' && options.bf16 ? 'bfloat16' : 'float32',
+          dtype: options.backend === 'cuda' && checkpointDtype !== 'float32' ? checkpointDtype : 'float32',
           gradientCheckpointing: options.gradientCheckpointing,
           attention: options.backend === 'cuda' ? 'flash' : 'eager',
         },
@@ -247,8 +306,12 @@ async function trainLoaded(
     backendLabel,
     callbacks: inputs.callbacks ?? [],
     runSettings: llamaRunSettings(options),
+    checkpointWeightsDtype: checkpointDtype,
     checkpointModelFiles: async (directory) => {
       await writeModelFiles(directory, modelFiles, { config: true });
+      // A LoRA run's checkpoint is an adapter folder too (chat loads the base from it, then the adapters).
+      if (options.method === 'lora' && loaded.model !== undefined)
+        await saveLoraAdapter(loaded.model, directory, baseModelName(options));
       // The template the run trains with, which `chat` on the checkpoint then uses (as on the output dir).
       await writeJson(join(directory, 'badam_llama.json'), { template: template.name });
     },
@@ -256,15 +319,14 @@ async function trainLoaded(
   });
 
   if (!inputs.skipModelSave) {
-    const dtype = options.bf16 ? 'bfloat16' : 'float32';
     const { model, deviceModel } = loaded;
     if (deviceModel !== undefined) {
-      // In the weights' own dtype (bf16 with --bf16), Hugging Face's layout; config.json as on tfjs.
+      // In the weights' own dtype (bf16 / fp16 with --bf16 / --fp16), Hugging Face's layout; config.json as on tfjs.
       await deviceModel.model.save(options.outputDir);
-      await writeModelFiles(options.outputDir, { ...modelFiles, dtype }, { config: true });
+      await writeModelFiles(options.outputDir, modelFiles, { config: true });
     } else {
-      if (options.method === 'lora')
-        await saveLoraAdapter(model!, options.outputDir, options.modelNameOrPath ?? 'built-in tiny Llama');
+      const dtype = options.bf16 ? 'bfloat16' : 'float32';
+      if (options.method === 'lora') await saveLoraAdapter(model!, options.outputDir, baseModelName(options));
       else await saveLlama(model!, options.outputDir, { dtype });
       await writeModelFiles(options.outputDir, { ...modelFiles, dtype });
     }
@@ -272,21 +334,9 @@ async function trainLoaded(
   let predictions: Prediction[] | undefined;
   const metrics: Record<string, number | string> = { ...run.metrics, finetuning_type: options.method };
   if (options.doPredict && validation.length > 0 && loaded.model !== undefined) {
-    const predicted = predictExamples(loaded.model, tokenizer, template, validation, {
-      maxNewTokens: options.maxNewTokens,
-      temperature: options.temperature,
-      topP: options.topP,
-      seed: options.seed,
-    });
+    const predicted = await writePredictions(loaded.model, tokenizer, template, validation, options);
     predictions = predicted.predictions;
     metrics.predict_exact_match = predicted.exactMatch;
-    await writeFileAtomic(join(options.outputDir, 'generated_predictions.jsonl'), [
-      predictions.map((p) => `${JSON.stringify(p)}\n`).join(''),
-    ]);
-    await writeJson(join(options.outputDir, 'predict_results.json'), {
-      predict_exact_match: predicted.exactMatch,
-      predict_samples: predictions.length,
-    });
   }
   await writeRunResults(options.outputDir, metrics);
   return {
@@ -303,13 +353,20 @@ async function trainLoaded(
   };
 }
 
+/** The base model a LoRA adapter names in adapter_config.json: the folder it was loaded from. */
+function baseModelName(options: TrainOptions): string {
+  return options.modelNameOrPath ?? 'built-in tiny Llama';
+}
+
 /** The run's model on its backend, and what the run needs of it whichever backend that is. */
-interface RunModel {
+export interface RunModel {
   readonly config: LlamaConfig;
   /** Longest sequence the model takes (tfjs caps its position table at 4096). */
   readonly maxPositions: number;
   readonly tokenizer: Tokenizer;
   readonly builtin: boolean;
+  /** Where the tokenizer (and the model's own chat template) was read from. */
+  readonly tokenizerDir?: string | undefined;
   readonly runner: RunnerModel<PaddedBatch>;
   /** The tfjs model (`--backend tfjs`). */
   readonly model?: LlamaForCausalLM;
@@ -353,6 +410,7 @@ async function loadRunModel(options: TrainOptions, io: RunIO, inputs: RunInputs)
     maxPositions: model.maxPositions,
     tokenizer: loaded.tokenizer,
     builtin: loaded.builtin,
+    tokenizerDir: 'tokenizerDir' in loaded ? loaded.tokenizerDir : undefined,
     runner: llamaRunnerModel(model, options),
     model,
   };

@@ -36,6 +36,13 @@ export {
   saveLoraAdapter,
 } from './hf/llama-checkpoint.js';
 export {
+  ADAPTER_CONFIG,
+  ADAPTER_WEIGHTS,
+  type LoraAdapterConfig,
+  loadLoraAdapter,
+  readLoraAdapterConfig,
+} from './hf/lora-checkpoint.js';
+export {
   type CausalLmBatch,
   LLAMA_LORA_TARGETS,
   LlamaForCausalLM,

@@ -43,6 +43,8 @@ export type OptimizerPlan =
       /** The masks, and the optimizer's learning rate and messages. */
       readonly options: UpdateMaskOptions & {
         readonly learningRate: number;
+        readonly betas: readonly [number, number];
+        readonly epsilon: number;
         readonly verbose: 0 | 1;
         readonly logFn: LogFn;
       };
@@ -98,7 +100,13 @@ export function methodAccepts(
 }
 
 function adamw(options: RunOptions): OptimizerDescription {
-  return { type: 'adamw', learningRate: options.learningRate, weightDecay: options.weightDecay };
+  return {
+    type: 'adamw',
+    learningRate: options.learningRate,
+    weightDecay: options.weightDecay,
+    betas: options.adamBetas,
+    epsilon: options.adamEpsilon,
+  };
 }
 
 function common(options: RunOptions, logFn: LogFn) {
@@ -197,6 +205,8 @@ export const METHODS: Readonly<Record<FineTuningMethod, MethodSpec>> = {
           maskMode: options.maskMode,
           switchBlockEvery: options.switchBlockEvery ?? 100,
           learningRate: options.learningRate,
+          betas: options.adamBetas,
+          epsilon: options.adamEpsilon,
           seed: options.seed,
           includeEmbedding: partition.includeEmbedding ?? false,
           includeLmHead: partition.includeLmHead ?? false,
@@ -217,7 +227,14 @@ export const METHODS: Readonly<Record<FineTuningMethod, MethodSpec>> = {
 export function trainedGroups(plan: OptimizerPlan, parameters: readonly NamedParameterInfo[]): string[][] {
   const names = parameters.map((p) => p.name);
   if (plan.kind === 'ratio') {
-    const { learningRate: _lr, verbose: _verbose, logFn: _log, ...maskOptions } = plan.options;
+    const {
+      learningRate: _lr,
+      betas: _b,
+      epsilon: _e,
+      verbose: _verbose,
+      logFn: _log,
+      ...maskOptions
+    } = plan.options;
     return [new UpdateMaskSchedule(parameters, maskOptions).parameters.map((p) => p.name)];
   }
   const o = plan.options;
