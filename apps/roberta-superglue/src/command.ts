@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 // The program loads TensorFlow.js itself: @tensorflow/tfjs registers the cpu backend and every gradient.
 import '@tensorflow/tfjs';
 import { join } from 'node:path';
@@ -74,6 +75,11 @@ export function robertaOptionsFrom(
 
 /** Runs `badam-roberta` with `argv`; resolves to the exit code. */
 export async function runRobertaCommand(argv: readonly string[], io: RunIO): Promise<number> {
+  if (argv.includes('--version') || argv.includes('-V')) {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+    io.log(`badam-roberta ${(pkg as { version: string }).version}`);
+    return 0;
+  }
   return runCli(ROBERTA_DIALECT.name, io, async () => {
     if (argv[0] === 'compare') {
       const { options, help } = parseRunnerCommand(argv.slice(1), COMPARE_COMMAND);

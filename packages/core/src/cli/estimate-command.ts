@@ -42,6 +42,7 @@ BlockOptimizerRatio, from a Hugging Face config.json (Llama, Mistral, Qwen2, RoB
   --lora-rank <r>            LoRA rank (default 8)
   --update-ratio <x>         BlockOptimizerRatio update ratio (default 0.1)
   --json                     print the estimates as JSON
+  -V, --version              print the version
   -h, --help                 show this help`;
 
 class UsageError extends Error {}
@@ -109,6 +110,13 @@ export function runEstimateCommand(argv: readonly string[], out: CommandOutput):
     const { values } = parsed;
     if (values.help) {
       out.log(USAGE);
+      return 0;
+    }
+    if (values.version) {
+      const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+        version: string;
+      };
+      out.log(`badam-estimate ${pkg.version}`);
       return 0;
     }
     const { label, architecture } = loadModel(values.config, values.model);
@@ -249,6 +257,7 @@ function parse(argv: readonly string[]) {
       'update-ratio': { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean', short: 'V' },
     },
   });
 }
