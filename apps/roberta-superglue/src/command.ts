@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
 // The program loads TensorFlow.js itself: @tensorflow/tfjs registers the cpu backend and every gradient.
 import '@tensorflow/tfjs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RunIO } from '@badam/callbacks';
 import { flagHelp } from '@badam/core';
