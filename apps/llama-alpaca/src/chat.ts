@@ -77,7 +77,10 @@ export async function runChat(
   const folders = await modelFolders(dir, adapters);
   const { model, tokenizer } = await loadLlamaWithAdapters(folders, { keepLast: false }, io.warn);
   const template = await chooseChatTemplate(
-    (values.template as string | undefined) ?? (await recordedTemplate(dir)),
+    // The template the adapter's run (else the model's) was trained with, as the run recorded it.
+    (values.template as string | undefined) ??
+      (adapters.length > 0 ? await recordedTemplate(adapters.at(-1)!) : undefined) ??
+      (await recordedTemplate(dir)),
     folders.tokenizerDir,
     'alpaca',
     (message) => io.warn(`badam-llama: ${message}`),
