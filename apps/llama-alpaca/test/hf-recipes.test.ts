@@ -306,6 +306,59 @@ describe("Hugging Face Trainer's saving arguments", () => {
     expect(a.text).toContain('20 training and 4 validation examples');
   });
 
+  it('--report_to tensorboard writes an event file in --logging_dir (default <output_dir>/runs/<date>_<host>) with the training and eval scalars', async () => {
+    const out = join(dir, 'tensorboard');
+    const run = capture();
+    const argv = [
+      ...base(),
+      '--max_samples',
+      '12',
+      '--val_size',
+      '4',
+      '--max_steps',
+      '2',
+      '--eval_steps',
+      '1',
+    ];
+    expect(
+      await runCommand(
+        [...argv, '--logging_steps', '1', '--report_to', 'tensorboard', '--output_dir', out],
+        run.io,
+      ),
+      run.err.join('\n'),
+    ).toBe(0);
+    const [runDir] = await readdir(join(out, 'runs'));
+    expect(runDir).toMatch(/^[A-Z][a-z]{2}\d{2}_\d{2}-\d{2}-\d{2}_/);
+    const [events] = await readdir(join(out, 'runs', runDir!));
+    const bytes = await readFile(join(out, 'runs', runDir!, events!), 'latin1');
+    for (const tag of [
+      'train/loss',
+      'train/learning_rate',
+      'train/grad_norm',
+      'train/tokens_per_second',
+      'train/memory_bytes',
+      'train/active_block',
+      'eval/loss',
+    ])
+      expect(bytes).toContain(tag);
+    expect(run.out.join('\n')).toContain('TensorBoard event files in');
+    const other = capture();
+    const logDir = join(dir, 'tb-logs');
+    const more = [
+      '--report_to',
+      'tensorboard,wandb',
+      '--logging_dir',
+      logDir,
+      '--output_dir',
+      join(dir, 'tb2'),
+    ];
+    expect(await runCommand([...argv, ...more], other.io)).toBe(0);
+    expect((await readdir(logDir))[0]).toMatch(/^events\.out\.tfevents\./);
+    expect(other.err.join('\n')).toContain(
+      '--report_to wandb is ignored: only tensorboard is an integration here',
+    );
+  });
+
   it('--fp16 on tfjs says it is ignored and why', () => {
     const { notes, options } = trainOptionsFrom([...base(), '--fp16']);
     expect(options.fp16).toBe(true);
