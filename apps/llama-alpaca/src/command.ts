@@ -1,6 +1,5 @@
 // The program loads TensorFlow.js itself: @tensorflow/tfjs registers the cpu backend and every gradient.
 import '@tensorflow/tfjs';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RunIO } from '@badam/callbacks';
 import { flagHelp, parseFlags } from '@badam/core';
@@ -8,6 +7,7 @@ import {
   COMPARISON_FLAGS,
   comparisonCommand,
   type FineTuningMethod,
+  packageVersion,
   parseRunnerCommand,
   type RunnerCommandSpec,
   runCli,
@@ -76,14 +76,6 @@ export function trainOptionsFrom(argv: readonly string[]): {
   return parseRunnerCommand(argv, LLAMA_COMMAND);
 }
 
-/** badam-llama's version (its package.json's). */
-export function llamaVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-    version: string;
-  };
-  return pkg.version;
-}
-
 const SUBCOMMANDS = ['train', 'compare', 'chat', 'pretrain', 'export'] as const;
 
 /** Runs `badam-llama` with `argv`; resolves to the exit code. */
@@ -96,7 +88,7 @@ export async function runCommand(
   const sub = SUBCOMMANDS.find((name) => name === first);
   const given = sub === undefined ? argv : rest;
   if (given.includes('--version') || given.includes('-V')) {
-    io.log(`badam-llama ${llamaVersion()}`);
+    io.log(`badam-llama ${packageVersion(import.meta.url)}`);
     return 0;
   }
   return runCli(LLAMA_DIALECT.name, io, async () => {

@@ -1,12 +1,12 @@
 // The program loads TensorFlow.js itself: @tensorflow/tfjs registers the cpu backend and every gradient.
 import '@tensorflow/tfjs';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RunIO } from '@badam/callbacks';
 import { flagHelp } from '@badam/core';
 import {
   COMPARISON_FLAGS,
   comparisonCommand,
+  packageVersion,
   parseRunnerCommand,
   type RunnerCommandSpec,
   runCli,
@@ -76,8 +76,7 @@ export function robertaOptionsFrom(
 /** Runs `badam-roberta` with `argv`; resolves to the exit code. */
 export async function runRobertaCommand(argv: readonly string[], io: RunIO): Promise<number> {
   if (argv.includes('--version') || argv.includes('-V')) {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
-    io.log(`badam-roberta ${(pkg as { version: string }).version}`);
+    io.log(`badam-roberta ${packageVersion(import.meta.url)}`);
     return 0;
   }
   return runCli(ROBERTA_DIALECT.name, io, async () => {

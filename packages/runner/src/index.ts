@@ -29,6 +29,7 @@ export {
   trainedGroups,
 } from './fine-tuning-methods.js';
 export { evaluateHeldOut, type HeldOutEvaluation } from './held-out-evaluation.js';
+export { packageVersion } from './package-version.js';
 export {
   createTrainerBackend,
   cudaDeviceLabel,
