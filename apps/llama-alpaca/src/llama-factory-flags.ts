@@ -192,11 +192,13 @@ export function normalizeLlamaFactoryFlags(values: FlagValues, explicit: Set<str
     );
   }
   // Hugging Face's do_train is off unless given; badam-llama trains by default, except where the command line
-  // asks for evaluation or prediction and gives no training data (LLaMA-Factory's predict recipes).
+  // asks a model of its own for evaluation or prediction and gives no training data (LLaMA-Factory's predict
+  // recipes). The embedded default always trains.
   if (values.do_train === undefined)
     values.do_train = !(
       (values.do_eval === true || values.do_predict === true) &&
-      values.dataset === undefined
+      values.dataset === undefined &&
+      values.model_name_or_path !== undefined
     );
   if (values.do_train === false && values.do_eval !== true && values.do_predict !== true) {
     throw new UsageError(

@@ -17,7 +17,13 @@ import {
   type TokenizedExample,
   type Tokenizer,
 } from '@badam/data';
-import { type LlamaConfig, LlamaForCausalLM, saveLlama, saveLoraAdapter } from '@badam/models';
+import {
+  type LlamaConfig,
+  LlamaForCausalLM,
+  readLoraAdapterConfig,
+  saveLlama,
+  saveLoraAdapter,
+} from '@badam/models';
 import {
   fineTune,
   prepareRunBackend,
@@ -381,6 +387,14 @@ export interface RunModel {
 async function loadRunModel(options: TrainOptions, io: RunIO, inputs: RunInputs): Promise<RunModel> {
   if (options.backend === 'cuda') {
     const given = inputs.deviceModel !== undefined && inputs.tokenizer !== undefined;
+    if (
+      !given &&
+      options.modelNameOrPath !== undefined &&
+      (await readLoraAdapterConfig(options.modelNameOrPath))
+    )
+      throw new UsageError(
+        `${options.modelNameOrPath} is a LoRA adapter folder, which --backend cuda does not load: merge it into its base first (badam-llama export), then train the merged folder`,
+      );
     const device = given
       ? { ...inputs.deviceModel!, tokenizer: inputs.tokenizer!, builtin: false }
       : await loadDeviceLlama(options, io, (config) =>

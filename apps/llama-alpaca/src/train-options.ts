@@ -188,6 +188,10 @@ export function resolveTrainOptions(v: FlagValues): TrainOptions {
     throw new UsageError(
       '--eval_dataset without --dataset gives nothing to train on: add --dataset, or --do_train false with --do_eval / --do_predict',
     );
+  if (!doTrain && v.model_name_or_path === undefined)
+    throw new UsageError(
+      '--do_train false evaluates or predicts with a model: give --model_name_or_path (a model folder, a checkpoint, or a LoRA adapter folder)',
+    );
   if (!doTrain && !hasValidation)
     throw new UsageError(
       `--do_train false with ${v.do_predict === true ? '--do_predict' : '--do_eval'} needs examples: give --eval_dataset, or --dataset with --val_size`,
@@ -210,6 +214,10 @@ export function resolveTrainOptions(v: FlagValues): TrainOptions {
       '--do_predict generates answers for the validation set: set --val_size (e.g. 0.1) or --eval_dataset',
     );
   }
+  if (v.adapter_name_or_path !== undefined && shared.backend === 'cuda')
+    throw new UsageError(
+      '--adapter_name_or_path loads LoRA adapters on TensorFlow.js only: merge them first (badam-llama export), then train the merged folder with --backend cuda',
+    );
   if (!doTrain && shared.backend === 'cuda')
     throw new UsageError(
       '--do_train false evaluates and predicts with TensorFlow.js: drop --backend cuda for it (the model is read in fp32 on the host)',

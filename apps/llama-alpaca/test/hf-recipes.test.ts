@@ -359,6 +359,16 @@ describe("Hugging Face Trainer's saving arguments", () => {
     );
   });
 
+  it('trains unless evaluation or prediction alone is asked of a model: the embedded default always trains', () => {
+    expect(trainOptionsFrom(['--do_predict', '--val_size', '0.1']).options.doTrain).toBe(true);
+    expect(trainOptionsFrom([...base(), '--do_predict', '--val_size', '0.1']).options.doTrain).toBe(true);
+    const predict = trainOptionsFrom([...base().slice(0, 2), '--do_predict', '--eval_dataset', 'tasks']);
+    expect(predict.options.doTrain).toBe(false);
+    expect(() => trainOptionsFrom(['--do_train', 'false', '--do_eval', '--val_size', '0.1'])).toThrow(
+      '--do_train false evaluates or predicts with a model: give --model_name_or_path',
+    );
+  });
+
   it('--fp16 on tfjs says it is ignored and why', () => {
     const { notes, options } = trainOptionsFrom([...base(), '--fp16']);
     expect(options.fp16).toBe(true);
