@@ -171,7 +171,7 @@ export async function runTraining(
   if (!inputs.outputDirReady) await prepareRunOutputDir(options, LLAMA_DIALECT, io);
   if (options.bf16 && options.backend === 'tfjs')
     io.warn(
-      'badam-llama: --bf16 on tfjs: training stays fp32 (tfjs has no bf16); the saved model is written in bf16',
+      'badam-llama: --bf16 on tfjs: training stays fp32 (tfjs has no bf16), and so do checkpoints (an exact resume needs the fp32 weights); the saved model is written in bf16',
     );
 
   const loaded = await loadRunModel(options, io, inputs);
@@ -263,7 +263,7 @@ async function trainLoaded(
   const trainData = batchedDataSource(trainSet, {
     batchSize: options.batchSize,
     padTokenId: tokenizer.padTokenId,
-    shuffleSeed: options.dataSeed,
+    shuffleSeed: options.dataSeed ?? options.seed,
     groupByLength: options.groupByLength,
     padToMultipleOf: padTo,
   });

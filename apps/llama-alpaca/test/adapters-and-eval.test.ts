@@ -132,7 +132,7 @@ beforeAll(async () => {
   ];
   const code = await runCommand(argv, run.io);
   if (code !== 0) throw new Error(run.err.join('\n'));
-});
+}, 300_000);
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });

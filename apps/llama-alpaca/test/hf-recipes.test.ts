@@ -131,7 +131,7 @@ beforeAll(async () => {
       tasks: { file_name: 'tasks.json' },
     }),
   );
-});
+}, 120_000);
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
@@ -259,6 +259,7 @@ describe("Hugging Face Trainer's saving arguments", () => {
     expect(options.adamBetas).toEqual([0.8, 0.95]);
     expect(options.adamEpsilon).toBe(1e-6);
     expect(options.dataSeed).toBe(7);
+    expect(trainOptionsFrom(base()).options.dataSeed).toBeUndefined();
     expect(options.seed).toBe(42);
     expect(notes.join('\n')).toContain('--optim is ignored: the base optimizer is always AdamW');
     expect(notes.join('\n')).toContain('--predict_with_generate is ignored');

@@ -45,8 +45,8 @@ export interface RunOptions {
   saveOnlyModel: boolean;
   /** `--load_best_model_at_end`: the metric compared, and whether larger is better. */
   bestModel: { readonly metric: string; readonly greaterIsBetter: boolean } | undefined;
-  /** Seed of the training data order (`--data_seed`, default `seed`). */
-  dataSeed: number;
+  /** Seed of the training data order (`--data_seed`); undefined: `seed` (whatever the run sets it to). */
+  dataSeed: number | undefined;
   /** Integrations metrics go to besides trainer_log.jsonl (`--report_to`): only `tensorboard` is one here. */
   reportTo: readonly string[];
   /** Where TensorBoard's event files go (`--logging_dir`); undefined: `<outputDir>/runs/<date>_<host>`. */
@@ -193,7 +193,7 @@ export function resolveRunOptions(
     saveTotalLimit: get('save_total_limit') as number | undefined,
     saveOnlyModel: get('save_only_model') === true,
     bestModel: bestModelOf(values, dialect, saveStrategy),
-    dataSeed: (get('data_seed') as number | undefined) ?? (get('seed') as number),
+    dataSeed: get('data_seed') as number | undefined,
     reportTo: reportToOf(get('report_to') as string | undefined),
     loggingDir: get('logging_dir') as string | undefined,
     outputDir: (get('output_dir') as string | undefined) ?? defaults.outputDir,

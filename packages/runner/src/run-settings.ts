@@ -40,7 +40,7 @@ export function runSettingsOf(
     adam_beta1: options.adamBetas[0] !== 0.9 ? options.adamBetas[0] : undefined,
     adam_beta2: options.adamBetas[1] !== 0.999 ? options.adamBetas[1] : undefined,
     adam_epsilon: options.adamEpsilon !== 1e-8 ? options.adamEpsilon : undefined,
-    data_seed: options.dataSeed !== options.seed ? options.dataSeed : undefined,
+    data_seed: options.dataSeed,
   };
   const out: Record<string, string | number | boolean> = {
     [METHOD_KEY]: options.method,
