@@ -213,7 +213,7 @@ describe("Hugging Face Trainer's saving arguments", () => {
     expect(await runCommand(argv, run.io), run.err.join('\n')).toBe(0);
     const state = await readJson(join(out, 'trainer_state.json'));
     const evals = (state.log_history as Array<Record<string, number>>).filter(
-      (e) => e.eval_accuracy !== undefined && e.step % 2 === 0,
+      (e) => e.eval_accuracy !== undefined && e.step! % 2 === 0,
     );
     const best = evals.reduce((a, b) => (b.eval_accuracy! > a.eval_accuracy! ? b : a));
     expect(state.best_metric).toBe(best.eval_accuracy);
