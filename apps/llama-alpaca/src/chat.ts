@@ -68,6 +68,9 @@ export async function runChat(
   if (dir === undefined)
     throw new UsageError('chat needs --model_name_or_path (a model directory, e.g. the output_dir of a run)');
   refuseHubId(dir, 'model_name_or_path');
+  for (const flag of ['infer_backend', 'trust_remote_code'])
+    if (values[flag] !== undefined)
+      io.warn(`badam-llama: --${flag} is ignored: ${(CHAT_FLAGS[flag]!.help).slice(9)}`);
   await useTfjsBackend(values.tfjs_backend as 'auto');
   await useNativeMatMul().catch(() => undefined); // faster generation when the native kernels are built
   const adapters = ((values.adapter_name_or_path as string | undefined) ?? '')

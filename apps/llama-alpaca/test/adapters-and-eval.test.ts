@@ -176,6 +176,23 @@ describe('LoRA adapters', () => {
       fromFolder,
     );
     expect(await ask(['--model_name_or_path', join(loraOut, 'checkpoint-2')])).toEqual(fromFolder);
+    // LLaMA-Factory's examples/inference/*_lora_sft.yaml, key for key.
+    const recipe = join(dir, 'inference.yaml');
+    await writeFile(
+      recipe,
+      [
+        `model_name_or_path: ${modelDir}`,
+        `adapter_name_or_path: ${loraOut}`,
+        'template: default',
+        'infer_backend: huggingface  # choices: [huggingface, vllm, sglang, ktransformers]',
+        'trust_remote_code: true',
+      ].join('\n'),
+    );
+    const chat = capture();
+    const query = ['--query', 'Say hi', '--max_new_tokens', '6'];
+    expect(await runCommand(['chat', recipe, ...query], chat.io), chat.err.join('\n')).toBe(0);
+    expect(chat.out).toEqual(fromFolder);
+    expect(chat.err.join('\n')).toContain('--infer_backend is ignored: ');
   });
 
   it("export merges the adapter into the base: a plain Hugging Face folder, sharded, whose logits are the adapted model's", async () => {
