@@ -4,6 +4,7 @@ import type { InstructionExample } from '@badam/data';
 import { type ChatTemplate, encodeGenerationPrompt, type Tokenizer, templateStopIds } from '@badam/data';
 import { generate, type LlamaForCausalLM } from '@badam/models';
 import { writeFileAtomic } from '@badam/safetensors';
+import { predictionScores } from './prediction-scores.js';
 import type { TrainOptions } from './train-options.js';
 
 /** One generated answer beside its reference, as LLaMA-Factory's generated_predictions.jsonl. */
@@ -62,7 +63,8 @@ export function predictExamples(
 /**
  * Generates answers for `examples` (with the run's generation settings) and writes them as LLaMA-Factory
  * does: `generated_predictions.jsonl` (prompt, predict, label per line) and `predict_results.json`
- * (predict_exact_match, predict_runtime, predict_samples, predict_samples_per_second) in the output directory.
+ * (predict_bleu-4, predict_rouge-1 / -2 / -l as `predictionScores` computes them, predict_exact_match,
+ * predict_runtime, predict_samples, predict_samples_per_second) in the output directory.
  */
 export async function writePredictions(
   model: LlamaForCausalLM,
@@ -82,7 +84,9 @@ export async function writePredictions(
   await writeFileAtomic(join(options.outputDir, 'generated_predictions.jsonl'), [
     predicted.predictions.map((p) => `${JSON.stringify(p)}\n`).join(''),
   ]);
+  const scores = predictionScores(predicted.predictions);
   await writeResultsJson(join(options.outputDir, 'predict_results.json'), {
+    ...Object.fromEntries(Object.entries(scores).map(([name, value]) => [`predict_${name}`, value])),
     predict_exact_match: predicted.exactMatch,
     predict_runtime: seconds,
     predict_samples: predicted.predictions.length,

@@ -317,7 +317,11 @@ describe('evaluation and prediction without training', () => {
     for (const line of lines)
       expect(Object.keys(JSON.parse(line)).sort()).toEqual(['label', 'predict', 'prompt']);
     expect(Object.keys(await readJson(join(out, 'predict_results.json'))).sort()).toEqual([
+      'predict_bleu-4',
       'predict_exact_match',
+      'predict_rouge-1',
+      'predict_rouge-2',
+      'predict_rouge-l',
       'predict_runtime',
       'predict_samples',
       'predict_samples_per_second',
