@@ -125,27 +125,7 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
   let train: TrainResult;
   let lastGood: string | undefined;
   try {
-    const store =
-      saveSteps !== undefined || options.resumeFromCheckpoint !== undefined
-        ? new SafetensorsCheckpointStore({
-            outputDir: options.outputDir,
-            keepLast: options.saveTotalLimit ?? Number.POSITIVE_INFINITY,
-            log: (message) => io.warn(`${dialect.name}: ${message}`),
-            trainingArguments,
-            modelOnly: options.saveOnlyModel,
-            ...(spec.checkpointWeightsDtype ? { weightsDtype: spec.checkpointWeightsDtype } : {}),
-            ...(spec.checkpointModelFiles ? { writeModelFiles: spec.checkpointModelFiles } : {}),
-          })
-        : undefined;
-    const best =
-      options.bestModel !== undefined
-        ? new BestModelCallback({
-            outputDir: options.outputDir,
-            ...options.bestModel,
-            onBest: (dir) => store?.protect(dir),
-          })
-        : undefined;
-    if (best !== undefined) checkBestModelCadence(options, saveSteps, dialect, spec.evalData !== undefined);
+    const { store, best } = checkpointing(spec, saveSteps, trainingArguments);
     const settings = runSettingsOf(options, dialect, maxSteps, spec.runSettings);
     const trainer = new Trainer<TBatch>({
       backend: backend.trainer,
@@ -244,6 +224,38 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
     metrics.trained_parameters_per_block = Math.max(...groups.map((group) => group.length));
   }
   return { train, metrics, estimate, plan };
+}
+
+/**
+ * The run's checkpoint store (with `--save_steps` / `--save_strategy epoch`, or to resume from) as the
+ * Trainer arguments configure it, and `--load_best_model_at_end`'s tracker of the best one.
+ */
+function checkpointing<TBatch>(
+  spec: FineTuneSpec<TBatch>,
+  saveSteps: number | undefined,
+  trainingArguments: HfTrainingArguments,
+): { store: SafetensorsCheckpointStore | undefined; best: BestModelCallback | undefined } {
+  const { options, io, dialect } = spec;
+  const store =
+    saveSteps !== undefined || options.resumeFromCheckpoint !== undefined
+      ? new SafetensorsCheckpointStore({
+          outputDir: options.outputDir,
+          keepLast: options.saveTotalLimit ?? Number.POSITIVE_INFINITY,
+          log: (message) => io.warn(`${dialect.name}: ${message}`),
+          trainingArguments,
+          modelOnly: options.saveOnlyModel,
+          ...(spec.checkpointWeightsDtype ? { weightsDtype: spec.checkpointWeightsDtype } : {}),
+          ...(spec.checkpointModelFiles ? { writeModelFiles: spec.checkpointModelFiles } : {}),
+        })
+      : undefined;
+  if (options.bestModel === undefined) return { store, best: undefined };
+  checkBestModelCadence(options, saveSteps, dialect, spec.evalData !== undefined);
+  const best = new BestModelCallback({
+    outputDir: options.outputDir,
+    ...options.bestModel,
+    onBest: (dir) => store?.protect(dir),
+  });
+  return { store, best };
 }
 
 /**
