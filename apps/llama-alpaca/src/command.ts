@@ -34,7 +34,7 @@ const USAGE = `Usage:
                                   merge LoRA adapters into the base: a plain Hugging Face model folder
   badam-llama --version           the version
   badam-llama pretrain [flags]    pretrain the built-in tiny Llama on generated text (the shipped start:
-                                  --output_dir apps/llama-alpaca/assets/embedded-pretrained)
+                                  --output_dir packages/embedded/assets/embedded-pretrained)
 
 Training flags (LLaMA-Factory's names; "as" gives where a name comes from, or its name elsewhere):
 ${flagHelp(TRAIN_FLAGS)}

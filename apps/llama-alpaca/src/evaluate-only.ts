@@ -2,11 +2,11 @@ import { join } from 'node:path';
 import { type RunIO, writeResultsJson } from '@badam/callbacks';
 import { UsageError } from '@badam/core';
 import { batchedDataSource, type ChatTemplate, encodeSupervised } from '@badam/data';
+import { causalLmTask } from '@badam/models';
 import { type Prediction, writePredictions } from './predict.js';
 import type { RunModel, TrainRunResult } from './run-training.js';
 import { loadRunExamples } from './run-training.js';
 import type { TrainOptions } from './train-options.js';
-import { causalLmTask } from './training-task.js';
 
 /**
  * `--do_train false`: the model as it is (a model folder, a checkpoint, or a base with its adapters merged),
@@ -35,6 +35,7 @@ export async function evaluateOnly(
   if (options.doEval) {
     const { examples, dropped } = encodeSupervised(validation, tokenizer, template, {
       cutoffLen: options.cutoffLen,
+      vocabSize: loaded.config.vocabSize,
     });
     if (dropped > 0)
       io.warn(`badam-llama: ${dropped} example(s) had no response token within cutoff_len and were dropped`);

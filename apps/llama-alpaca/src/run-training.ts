@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
+import { boardRunWatcher } from '@badam/board';
 import { type RunIO, writeResultsJson } from '@badam/callbacks';
 import { estimateActivationBytes, type MemoryEstimate, type TrainerCallback, UsageError } from '@badam/core';
 import type { DeviceLlama } from '@badam/cuda';
@@ -17,7 +19,9 @@ import {
   type TokenizedExample,
   type Tokenizer,
 } from '@badam/data';
+import { BUILTIN_INITIALIZER_RANGE, builtinLlamaConfig, generatedInstructions } from '@badam/embedded';
 import {
+  causalLmTask,
   type LlamaConfig,
   LlamaForCausalLM,
   readLoraAdapterConfig,
@@ -30,24 +34,17 @@ import {
   prepareRunOutputDir,
   type RunnerModel,
   type RunSettings,
+  saveTrainedModel,
   writeRunResults,
 } from '@badam/runner';
+import { tfjsBackendModel } from '@badam/tfjs';
 import { loadLlamaWithAdapters, modelFolders } from './adapters.js';
 import { chooseChatTemplate } from './chat-template-choice.js';
-import {
-  BUILTIN_INITIALIZER_RANGE,
-  builtinLlamaConfig,
-  type DeviceRunModel,
-  deviceDtype,
-  deviceLlamaRunnerModel,
-  loadDeviceLlama,
-} from './device-model.js';
-import { generatedInstructions } from './embedded-data.js';
+import { type DeviceRunModel, deviceDtype, deviceLlamaRunnerModel, loadDeviceLlama } from './device-model.js';
 import { evaluateOnly } from './evaluate-only.js';
 import { type ModelFilesSource, writeModelFiles } from './model-files.js';
 import { type Prediction, writePredictions } from './predict.js';
 import { LLAMA_DIALECT, type TrainOptions } from './train-options.js';
-import { causalLmTask } from './training-task.js';
 
 /** Where messages go (the shared shape from @badam/callbacks). */
 export type { RunIO };
@@ -93,8 +90,12 @@ export interface RunInputs {
  * multiply) before any work is done. Returns a label such as `tfjs wasm + native avx512 x2`.
  */
 export async function prepareBackend(options: TrainOptions, io: RunIO): Promise<string> {
-  const label = await prepareRunBackend(options.backend, options, { kind: 'Llama', cuda: true }, (m) =>
-    io.warn(`badam-llama: ${m}`),
+  const label = await prepareRunBackend(
+    options.backend,
+    options,
+    { kind: 'Llama', cuda: true },
+    (m) => io.warn(`badam-llama: ${m}`),
+    LLAMA_DIALECT,
   );
   io.log(`badam-llama: backend ${label}`);
   return label;
@@ -134,7 +135,10 @@ export async function loadModelAndTokenizer(
   return { model, tokenizer, builtin: false, tokenizerDir: folders.tokenizerDir };
 }
 
-/** The Llama as the runner kit trains it: BAdam's partition choices, its LoRA adapters, the tfjs model. */
+/**
+ * The Llama as the runner kit trains it: BAdam's partition choices, its LoRA adapters, and @badam/tfjs's
+ * trainer backend factory bound to the model (its variables and the causal-LM task).
+ */
 export function llamaRunnerModel(model: LlamaForCausalLM, options: TrainOptions): RunnerModel<PaddedBatch> {
   return {
     kind: 'Llama',
@@ -152,7 +156,7 @@ export function llamaRunnerModel(model: LlamaForCausalLM, options: TrainOptions)
         options.seed,
       );
     },
-    tfjs: { namedParameters: () => model.namedParameters, task: causalLmTask(model) },
+    ...tfjsBackendModel({ namedParameters: () => model.namedParameters, task: causalLmTask(model) }),
   };
 }
 
@@ -208,7 +212,7 @@ async function runTemplate(
 export async function loadRunExamples(
   options: TrainOptions,
   inputs: Pick<RunInputs, 'examples' | 'validation'> = {},
-): Promise<{ train: InstructionExample[]; validation: InstructionExample[] }> {
+): Promise<RunExamples> {
   const load = (dataset: string) =>
     loadInstructionDataset(dataset, options.datasetDir, { maxSamples: options.maxSamples });
   const examples =
@@ -218,23 +222,40 @@ export async function loadRunExamples(
       : options.doTrain
         ? alpacaExamples(generatedInstructions(800, 0, options.seed).train)
         : []);
-  if (inputs.validation !== undefined) return { train: [...examples], validation: [...inputs.validation] };
-  if (options.evalDataset !== undefined)
-    return { train: [...examples], validation: await load(options.evalDataset) };
-  return splitValidation(examples, options.valSize, options.seed);
+  if (inputs.validation !== undefined)
+    return { train: [...examples], validation: [...inputs.validation], sha256: contentHash([examples]) };
+  if (options.evalDataset !== undefined) {
+    const validation = await load(options.evalDataset);
+    return { train: [...examples], validation, sha256: contentHash([examples, validation]) };
+  }
+  return { ...splitValidation(examples, options.valSize, options.seed), sha256: contentHash([examples]) };
 }
 
-/** Examples tokenized for the run's stage (sft: prompt masked; pt: raw text), saying how many were dropped. */
+/** A run's examples, and the SHA-256 of the data they came from (see {@link contentHash}). */
+export interface RunExamples {
+  readonly train: InstructionExample[];
+  readonly validation: InstructionExample[];
+  /** The loaded examples' SHA-256 (with `--eval_dataset`'s after them), which a resume compares. */
+  readonly sha256: string;
+}
+
+/**
+ * Examples tokenized for the run's stage (sft: prompt masked; pt: raw text), saying how many were dropped.
+ * Token ids the model has no embedding for (`vocabSize`) are found here, naming the example, not mid-run.
+ */
 function encodeExamples(
   items: readonly InstructionExample[],
   options: TrainOptions,
   tokenizer: Tokenizer,
   template: ChatTemplate,
+  vocabSize: number,
   io: RunIO,
 ): TokenizedExample[] {
-  if (options.stage === 'pt') return encodePretraining(items, tokenizer, template, options.cutoffLen);
+  if (options.stage === 'pt')
+    return encodePretraining(items, tokenizer, template, options.cutoffLen, vocabSize);
   const { examples: encoded, dropped } = encodeSupervised(items, tokenizer, template, {
     cutoffLen: options.cutoffLen,
+    vocabSize,
   });
   if (dropped > 0)
     io.warn(`badam-llama: ${dropped} example(s) had no response token within cutoff_len and were dropped`);
@@ -251,14 +272,15 @@ async function trainLoaded(
 ): Promise<TrainRunResult> {
   const { tokenizer, config } = loaded;
   const template = await runTemplate(options, inputs, loaded, io);
-  const { train: trainRaw, validation } = await loadRunExamples(options, inputs);
+  const { train: trainRaw, validation, sha256 } = await loadRunExamples(options, inputs);
   const encode = (items: readonly InstructionExample[]) =>
-    encodeExamples(items, options, tokenizer, template, io);
+    encodeExamples(items, options, tokenizer, template, config.vocabSize, io);
   const trainSet = encode(trainRaw);
   const evalSet = validation.length > 0 ? encode(validation) : [];
   if (trainSet.length === 0)
     throw new UsageError('no training examples left after tokenization: check --dataset and --cutoff_len');
-  const longest = Math.max(...trainSet.map((e) => e.inputIds.length));
+  // A loop, not Math.max(...): a spread of 100k+ lengths overflows the call stack.
+  const longest = trainSet.reduce((m, e) => Math.max(m, e.inputIds.length), 0);
   const padTo = longest + ((8 - (longest % 8)) % 8) <= loaded.maxPositions ? 8 : 1;
   const trainData = batchedDataSource(trainSet, {
     batchSize: options.batchSize,
@@ -301,7 +323,8 @@ async function trainLoaded(
       estimateActivationBytes(
         { kind: 'decoder', ...config },
         {
-          batchSize: options.batchSize,
+          // What runs: a batch never holds more than the examples there are.
+          batchSize: Math.min(options.batchSize, trainSet.length),
           seqLength: longest + ((padTo - (longest % padTo)) % padTo),
           // tfjs computes in fp32 with a [t, t] score matrix; the device in the weights' dtype, flash style.
           dtype: options.backend === 'cuda' && checkpointDtype !== 'float32' ? checkpointDtype : 'float32',
@@ -311,7 +334,8 @@ async function trainLoaded(
       ),
     backendLabel,
     callbacks: inputs.callbacks ?? [],
-    runSettings: llamaRunSettings(options),
+    runSettings: { ...llamaRunSettings(options), dataset_sha256: sha256 },
+    runWatcher: boardRunWatcher,
     checkpointWeightsDtype: checkpointDtype,
     checkpointModelFiles: async (directory) => {
       await writeModelFiles(directory, modelFiles, { config: true });
@@ -326,16 +350,25 @@ async function trainLoaded(
 
   if (!inputs.skipModelSave) {
     const { model, deviceModel } = loaded;
-    if (deviceModel !== undefined) {
-      // In the weights' own dtype (bf16 / fp16 with --bf16 / --fp16), Hugging Face's layout; config.json as on tfjs.
-      await deviceModel.model.save(options.outputDir);
-      await writeModelFiles(options.outputDir, modelFiles, { config: true });
-    } else {
-      const dtype = options.bf16 ? 'bfloat16' : 'float32';
-      if (options.method === 'lora') await saveLoraAdapter(model!, options.outputDir, baseModelName(options));
-      else await saveLlama(model!, options.outputDir, { dtype });
-      await writeModelFiles(options.outputDir, { ...modelFiles, dtype });
-    }
+    // A full disk here would lose the trained weights: saveTrainedModel keeps them (a rescue directory, retries).
+    await saveTrainedModel({
+      outputDir: options.outputDir,
+      dialect: LLAMA_DIALECT,
+      io,
+      lastCheckpoint: run.train.lastCheckpoint,
+      write: async (directory) => {
+        if (deviceModel !== undefined) {
+          // In the weights' own dtype (bf16 / fp16 with --bf16 / --fp16), Hugging Face's layout; config.json as on tfjs.
+          await deviceModel.model.save(directory);
+          await writeModelFiles(directory, modelFiles, { config: true });
+        } else {
+          const dtype = options.bf16 ? 'bfloat16' : 'float32';
+          if (options.method === 'lora') await saveLoraAdapter(model!, directory, baseModelName(options));
+          else await saveLlama(model!, directory, { dtype });
+          await writeModelFiles(directory, { ...modelFiles, dtype });
+        }
+      },
+    });
   }
   let predictions: Prediction[] | undefined;
   const metrics: Record<string, number | string> = { ...run.metrics, finetuning_type: options.method };
@@ -468,6 +501,17 @@ function llamaRunSettings(options: TrainOptions): RunSettings {
       : {}),
     val_size: options.valSize,
   };
+}
+
+/**
+ * SHA-256 of the examples a run loads (training, and validation given apart): a resume compares it, so that
+ * a dataset whose contents changed at the same path is not trained on as if it were the checkpoint's.
+ */
+function contentHash(sets: readonly (readonly InstructionExample[])[]): string {
+  const hash = createHash('sha256');
+  for (const examples of sets)
+    for (const example of examples) hash.update(JSON.stringify(example)).update('\n');
+  return hash.digest('hex');
 }
 
 /** JSON as Hugging Face writes its results. */

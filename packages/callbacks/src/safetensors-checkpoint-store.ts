@@ -11,6 +11,7 @@ import {
 } from '@badam/core';
 import {
   bfloat16ToFloat32,
+  FileWriteError,
   float16ToFloat32,
   float32ToBfloat16,
   float32ToFloat16,
@@ -137,11 +138,17 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
   }
 
   async save(step: number, snapshot: TrainingSnapshot, trainerState: TrainerState): Promise<string> {
-    await mkdir(this.outputDir, { recursive: true });
     const id = randomBytes(8).toString('hex');
     const final = join(this.outputDir, `checkpoint-${step}`);
+    // Errors name the checkpoint being saved, not its temporary directory.
+    const failed = (error: unknown) =>
+      error instanceof FileWriteError || typeof (error as NodeJS.ErrnoException)?.code !== 'string'
+        ? error
+        : new FileWriteError(final, (error as NodeJS.ErrnoException).code, error);
     const temp = join(this.outputDir, `.checkpoint-${step}.${randomBytes(4).toString('hex')}.tmp`);
-    await mkdir(temp, { recursive: true });
+    await mkdir(temp, { recursive: true }).catch((error: unknown) => {
+      throw failed(error);
+    });
     try {
       await writeSafetensors(
         join(temp, CHECKPOINT_FILES.weights),
@@ -191,7 +198,7 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
       if (replacing) await rm(old, { recursive: true, force: true });
     } catch (error) {
       await rm(temp, { recursive: true, force: true });
-      throw error;
+      throw failed(error);
     }
     this.head = id;
     await this.prune();
@@ -227,8 +234,10 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
    */
   async load(path?: string): Promise<Checkpoint> {
     if (path !== undefined) {
-      const info = await stat(path).catch(() => undefined);
-      if (info === undefined)
+      const info = await stat(path).catch((error: NodeJS.ErrnoException) => error.code ?? 'ENOENT');
+      if (info === 'ELOOP')
+        throw new CheckpointError(`${path} is a symbolic link that loops (ELOOP): point it at a checkpoint`);
+      if (typeof info === 'string')
         throw new CheckpointError(
           `${path} does not exist: give a checkpoint-<step> directory of an earlier run, or true for the newest in the output directory`,
         );
@@ -240,8 +249,19 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
     }
     const listed = (await this.listed()).sort((a, b) => b.savedAt - a.savedAt || b.step - a.step);
     const unreadable = (await this.list()).filter((dir) => !listed.some((l) => l.dir === dir));
+    // A checkpoint whose checkpoint.json is missing or truncated has no time to be ordered by: it is
+    // skipped (it cannot verify), and named, whichever checkpoint is taken.
     const skipped: string[] = [];
-    for (const candidate of [...listed.map((l) => l.dir), ...unreadable]) {
+    for (const dir of unreadable) {
+      try {
+        await this.verifiedLoad(dir);
+        listed.push({ dir, step: -1, id: basename(dir), parent: null, savedAt: -1 });
+      } catch (error) {
+        if (!(error instanceof CheckpointError)) throw error;
+        skipped.push(error.message);
+      }
+    }
+    for (const candidate of listed.map((l) => l.dir)) {
       try {
         const checkpoint = await this.verifiedLoad(candidate);
         for (const message of skipped) this.logFn(`skipped a corrupt checkpoint: ${message}`);
@@ -269,6 +289,7 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
         `${file(CHECKPOINT_FILES.manifest)}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing: the checkpoint is incomplete' : `unreadable (${(error as Error).message})`}`,
       );
     }
+    checkManifestCoversFiles(manifest, await readdir(dir), file(CHECKPOINT_FILES.manifest));
     for (const [name, expected] of Object.entries(manifest.files ?? {})) {
       let actual: { bytes: number; sha256: string };
       try {
@@ -410,6 +431,50 @@ function widened(weight: NamedArray): NamedArray {
     dtype: 'float32',
     data: weight.dtype === 'bfloat16' ? bfloat16ToFloat32(bits) : float16ToFloat32(bits),
   };
+}
+
+/**
+ * The files a checkpoint cannot be resumed without (the trainer's state: either of its names); a
+ * model-only checkpoint (`--save_only_model`) has no optimizer files to need.
+ */
+const NEEDED_FILES = [
+  CHECKPOINT_FILES.weights,
+  CHECKPOINT_FILES.optimizerTensors,
+  CHECKPOINT_FILES.optimizerState,
+] as const;
+const MODEL_ONLY_FILES = [CHECKPOINT_FILES.weights] as const;
+
+/**
+ * Every file the checkpoint needs is in its manifest, and every file in its directory too: a manifest
+ * edited to drop a file would otherwise hide that file's corruption, since only listed files are hashed.
+ */
+function checkManifestCoversFiles(
+  manifest: Manifest,
+  present: readonly string[],
+  manifestPath: string,
+): void {
+  const listed = manifest.files ?? {};
+  const needed: string[] = [
+    ...(manifest.modelOnly === true ? MODEL_ONLY_FILES : NEEDED_FILES),
+    listed[LEGACY_TRAINER_STATE] !== undefined && listed[CHECKPOINT_FILES.trainerState] === undefined
+      ? LEGACY_TRAINER_STATE
+      : CHECKPOINT_FILES.trainerState,
+  ];
+  const unlisted = [
+    ...needed.filter((name) => listed[name] === undefined),
+    ...present.filter(
+      (name) =>
+        name !== CHECKPOINT_FILES.manifest &&
+        !name.startsWith('.') &&
+        listed[name] === undefined &&
+        !needed.includes(name),
+    ),
+  ];
+  if (unlisted.length > 0) {
+    throw new CheckpointError(
+      `${manifestPath}: does not list ${unlisted.join(', ')}, so ${unlisted.length === 1 ? 'that file' : 'those files'} cannot be checked: the manifest was edited or the checkpoint is incomplete; resume from another checkpoint`,
+    );
+  }
 }
 
 async function readAll(path: string): Promise<NamedArray[]> {

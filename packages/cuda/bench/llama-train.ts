@@ -29,7 +29,13 @@ import {
   type NamedArray,
   SeededRandom,
 } from '@badam/core';
-import { CudaBlockBackend, Device, DeviceLlama, type DeviceLlamaBatch } from '../src/index.js';
+import {
+  CudaBlockBackend,
+  type CudaParameter,
+  Device,
+  DeviceLlama,
+  type DeviceLlamaBatch,
+} from '../src/index.js';
 import { llamaParameterSpecs } from '../src/llama/llama-parameters.js';
 
 /** The peer's configs (torch_badam.py CONFIGS), as Hugging Face config.json fields. */
@@ -175,101 +181,8 @@ export function runLlamaBench(o: LlamaBenchOptions): Record<string, unknown> {
     for (let i = 0; i < tokens.length; i++) tokens[i] = Math.floor(rng.nextFloat() * config.vocabSize);
     const batch: DeviceLlamaBatch = { batchSize: o.batch, seqLen: o.seq, inputIds: tokens, labels: tokens };
 
-    const peaks: Record<string, number> = {};
-    let peak = 0;
-    const sample = (afterPass: boolean) => {
-      const stats = device.memory();
-      peak = Math.max(peak, stats.peakInUse);
-      let held = 0;
-      for (const kind of HELD) {
-        held += stats.byKind[kind];
-        peaks[kind] = Math.max(peaks[kind] ?? 0, stats.byKind[kind]);
-      }
-      if (afterPass) peaks.activations = Math.max(peaks.activations ?? 0, stats.peakInUse - held);
-      device.resetPeaks();
-    };
-
-    let fbSeconds = 0;
-    let optimizerSeconds = 0;
-    let loss = Number.NaN;
-    let t0 = 0;
-    for (let s = 0; s < o.steps; s++) {
-      if (s === o.warm) {
-        device.synchronize();
-        t0 = performance.now();
-        fbSeconds = 0;
-        optimizerSeconds = 0;
-      }
-      device.synchronize();
-      const a = performance.now();
-      sample(false);
-      loss = model.lossAndGradients(batch, optimizer.trainableNames, (name) => backend.gradientOf(name)).loss;
-      device.synchronize();
-      sample(true);
-      const b = performance.now();
-      optimizer.step();
-      device.synchronize();
-      const c = performance.now();
-      fbSeconds += (b - a) / 1000;
-      optimizerSeconds += (c - b) / 1000;
-    }
-    device.synchronize();
-    const timed = o.steps - o.warm;
-    const elapsed = (performance.now() - t0) / 1000;
-    sample(false);
-
-    const passes = o.forwardPasses ?? 3;
-    device.synchronize();
-    const f0 = performance.now();
-    for (let i = 0; i < passes; i++) model.evaluate(batch);
-    device.synchronize();
-    const forward = (performance.now() - f0) / 1000 / passes;
-
-    const step = elapsed / timed;
-    const fb = fbSeconds / timed;
-    const opt = optimizerSeconds / timed;
-    const backward = Math.max(0, fb - forward);
-    const d = device.description;
-    return {
-      peer: 'badam-ts',
-      config: o.config,
-      mode: 'badam',
-      batch: o.batch,
-      seq: o.seq,
-      peak_gib: gib(peak),
-      step_s: round(step, 4),
-      tok_s: round((o.batch * o.seq) / step, 1),
-      last_loss: round(loss, 4),
-      peak_gib_by_kind: {
-        weights: gib(peaks.weights ?? 0),
-        masters: gib(peaks.masters ?? 0),
-        gradients: gib(peaks.gradients ?? 0),
-        optimizer_state: gib(peaks.optimizerState ?? 0),
-        activations: gib(peaks.activations ?? 0),
-      },
-      peak_bytes: peak,
-      peak_bytes_by_kind: {
-        weights: peaks.weights ?? 0,
-        masters: peaks.masters ?? 0,
-        gradients: peaks.gradients ?? 0,
-        optimizer_state: peaks.optimizerState ?? 0,
-        activations: peaks.activations ?? 0,
-      },
-      phase_s: { forward: round(forward, 4), backward: round(backward, 4), optimizer: round(opt, 4) },
-      phase_share: {
-        forward: round(forward / step, 3),
-        backward: round(backward / step, 3),
-        optimizer: round(opt / step, 3),
-      },
-      dtype: 'bfloat16',
-      gradient_checkpointing: true,
-      switch_every: o.switchEvery,
-      steps: o.steps,
-      warm: o.warm,
-      init_s: round(initSeconds, 2),
-      parameters: parameters.reduce((n, p) => n + p.shape.reduce((x, y) => x * y, 1), 0),
-      device: d.kind === 'cpu' ? 'cpu reference' : `${d.name} (${d.gemmLibrary})`,
-    };
+    const run = { ...timedSteps(o, model, backend, optimizer, batch), initSeconds };
+    return benchRecord(o, run, parameters);
   } catch (error) {
     const message = (error as Error).message;
     if (!/out of memory/i.test(message)) throw error;
@@ -279,6 +192,147 @@ export function runLlamaBench(o: LlamaBenchOptions): Record<string, unknown> {
     model?.dispose();
     device.emptyCache();
   }
+}
+
+/** What the timed steps measured. */
+interface TimedRun {
+  /** Seconds per timed step, and per step in forward + backward and in the optimizer; forward alone. */
+  step: number;
+  forwardBackward: number;
+  optimizer: number;
+  forward: number;
+  loss: number;
+  /** The allocator's peak over the run, and the peak of each kind (activations: a pass's peak less what is held). */
+  peak: number;
+  peaks: Record<string, number>;
+  initSeconds: number;
+}
+
+/**
+ * `o.steps` BAdam steps (the first `o.warm` untimed), each split into forward + backward and the optimizer by
+ * synchronisations, sampling the allocator around each pass; then `forwardPasses` evaluation passes for the
+ * forward alone.
+ */
+function timedSteps(
+  o: LlamaBenchOptions,
+  model: DeviceLlama,
+  backend: CudaBlockBackend,
+  optimizer: BlockOptimizer,
+  batch: DeviceLlamaBatch,
+): Omit<TimedRun, 'initSeconds'> {
+  const { device } = o;
+  const peaks: Record<string, number> = {};
+  let peak = 0;
+  const sample = (afterPass: boolean) => {
+    const stats = device.memory();
+    peak = Math.max(peak, stats.peakInUse);
+    let held = 0;
+    for (const kind of HELD) {
+      held += stats.byKind[kind];
+      peaks[kind] = Math.max(peaks[kind] ?? 0, stats.byKind[kind]);
+    }
+    if (afterPass) peaks.activations = Math.max(peaks.activations ?? 0, stats.peakInUse - held);
+    device.resetPeaks();
+  };
+
+  let fbSeconds = 0;
+  let optimizerSeconds = 0;
+  let loss = Number.NaN;
+  let t0 = 0;
+  for (let s = 0; s < o.steps; s++) {
+    if (s === o.warm) {
+      device.synchronize();
+      t0 = performance.now();
+      fbSeconds = 0;
+      optimizerSeconds = 0;
+    }
+    device.synchronize();
+    const a = performance.now();
+    sample(false);
+    loss = model.lossAndGradients(batch, optimizer.trainableNames, (name) => backend.gradientOf(name)).loss;
+    device.synchronize();
+    sample(true);
+    const b = performance.now();
+    optimizer.step();
+    device.synchronize();
+    const c = performance.now();
+    fbSeconds += (b - a) / 1000;
+    optimizerSeconds += (c - b) / 1000;
+  }
+  device.synchronize();
+  const timed = o.steps - o.warm;
+  const elapsed = (performance.now() - t0) / 1000;
+  sample(false);
+
+  const passes = o.forwardPasses ?? 3;
+  device.synchronize();
+  const f0 = performance.now();
+  for (let i = 0; i < passes; i++) model.evaluate(batch);
+  device.synchronize();
+  const forward = (performance.now() - f0) / 1000 / passes;
+
+  const step = elapsed / timed;
+  return {
+    step,
+    forwardBackward: fbSeconds / timed,
+    optimizer: optimizerSeconds / timed,
+    forward,
+    loss,
+    peak,
+    peaks,
+  };
+}
+
+/** The JSON record of a run: the peer's fields (tok_s, peak_gib, step_s, last_loss) and ours beside them. */
+function benchRecord(
+  o: LlamaBenchOptions,
+  run: TimedRun,
+  parameters: readonly CudaParameter[],
+): Record<string, unknown> {
+  const { step, forward, peaks, peak, loss } = run;
+  const opt = run.optimizer;
+  const backward = Math.max(0, run.forwardBackward - forward);
+  const d = o.device.description;
+  return {
+    peer: 'badam-ts',
+    config: o.config,
+    mode: 'badam',
+    batch: o.batch,
+    seq: o.seq,
+    peak_gib: gib(peak),
+    step_s: round(step, 4),
+    tok_s: round((o.batch * o.seq) / step, 1),
+    last_loss: round(loss, 4),
+    peak_gib_by_kind: {
+      weights: gib(peaks.weights ?? 0),
+      masters: gib(peaks.masters ?? 0),
+      gradients: gib(peaks.gradients ?? 0),
+      optimizer_state: gib(peaks.optimizerState ?? 0),
+      activations: gib(peaks.activations ?? 0),
+    },
+    peak_bytes: peak,
+    peak_bytes_by_kind: {
+      weights: peaks.weights ?? 0,
+      masters: peaks.masters ?? 0,
+      gradients: peaks.gradients ?? 0,
+      optimizer_state: peaks.optimizerState ?? 0,
+      activations: peaks.activations ?? 0,
+    },
+    phase_s: { forward: round(forward, 4), backward: round(backward, 4), optimizer: round(opt, 4) },
+    phase_share: {
+      forward: round(forward / step, 3),
+      backward: round(backward / step, 3),
+      optimizer: round(opt / step, 3),
+    },
+    dtype: 'bfloat16',
+    gradient_checkpointing: true,
+    switch_every: o.switchEvery,
+    steps: o.steps,
+    warm: o.warm,
+    init_s: round(run.initSeconds, 2),
+    parameters: parameters.reduce((n, p) => n + p.shape.reduce((x, y) => x * y, 1), 0),
+    device: d.kind === 'cpu' ? 'cpu reference' : `${d.name} (${d.gemmLibrary})`,
+  };
 }
 
 /** The command line: runs each config and writes one JSON line per run with `write`. */

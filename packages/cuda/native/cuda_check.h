@@ -1,4 +1,4 @@
-// The one macro every CUDA runtime call goes through (cuda_device.cu, llama_kernels.cu): a failure throws
+// The one macro every CUDA runtime call goes through (cuda_device.cu and the kernel files): a failure throws
 // with the call, the error's name and where it happened; kernel launches are checked with LAUNCH_CHECK.
 #pragma once
 

@@ -12,7 +12,9 @@
 #include "cublas_loader.h"
 #include "cuda_check.h"
 #include "device.h"
+#include "element_access.h"
 #include "llama_kernels.h"
+#include "optimizer_math.h"
 
 namespace badam {
 namespace {
@@ -24,44 +26,19 @@ int blocks_for(size_t n) {
   return static_cast<int>(b < 65535 * 8 ? (b == 0 ? 1 : b) : 65535 * 8);
 }
 
-__device__ __forceinline__ float load(const void* p, int dtype, size_t i) {
-  switch (dtype) {
-    case 1: return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-    case 2: return __half2float(static_cast<const __half*>(p)[i]);
-    case 3: return static_cast<float>(static_cast<const int*>(p)[i]);
-    default: return static_cast<const float*>(p)[i];
-  }
-}
-
-__device__ __forceinline__ void store(void* p, int dtype, size_t i, float x) {
-  switch (dtype) {
-    case 1: static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(x); break;
-    case 2: static_cast<__half*>(p)[i] = __float2half_rn(x); break;
-    case 3: static_cast<int*>(p)[i] = static_cast<int>(x); break;
-    default: static_cast<float*>(p)[i] = x;
-  }
-}
-
 __global__ void fill_kernel(void* dst, int dtype, size_t n, float value) {
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) store(dst, dtype, i, value);
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) store_f32(dst, dtype, i, value);
 }
 
-// Fused AdamW: one read of master, m, v, grad; one write of master, m, v and the rounded weight.
+// Fused AdamW: one read of master, m, v, grad; one write of master, m, v and the rounded weight. The
+// element's math is optim::adamw_element, the reference's own.
 template <int WDT, int GDT>
 __global__ void adamw_kernel(float* __restrict__ master, void* __restrict__ weight, const void* __restrict__ grad,
-                             float* __restrict__ m, float* __restrict__ v, size_t n, float beta1, float beta2, float eps,
-                             float grad_scale, float decay, float step_size, float bc2_sqrt, bool has_master) {
-  float* p = has_master ? master : static_cast<float*>(weight);
+                             float* __restrict__ m, float* __restrict__ v, size_t n, optim::AdamWStep step) {
+  float* p = master != nullptr ? master : static_cast<float*>(weight);
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-    const float g = load(grad, GDT, i) * grad_scale;
-    const float mi = beta1 * m[i] + (1.0f - beta1) * g;
-    const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    const float denom = sqrtf(vi) / bc2_sqrt + eps;
-    const float next = p[i] * decay - step_size * mi / denom;
-    p[i] = next;
-    if (has_master) store(weight, WDT, i, next);
+    const float next = optim::adamw_element(step, load_f32(grad, GDT, i), p[i], m[i], v[i]);
+    if (master != nullptr) store_f32(weight, WDT, i, next);
   }
 }
 
@@ -72,7 +49,7 @@ __global__ void sum_squares_partial(const void* x, int dtype, size_t n, double* 
   __shared__ double shared[kThreads];
   double s = 0.0;
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-    const double v = load(x, dtype, i);
+    const double v = load_f32(x, dtype, i);
     s += v * v;
   }
   shared[threadIdx.x] = s;
@@ -98,41 +75,33 @@ __global__ void sum_partials(const double* partials, int count, double* out) {
 }
 
 __global__ void scale_kernel(void* x, int dtype, size_t n, float factor) {
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) store(x, dtype, i, load(x, dtype, i) * factor);
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) store_f32(x, dtype, i, load_f32(x, dtype, i) * factor);
 }
 
 __global__ void accumulate_kernel(float* dst, const void* src, int dtype, size_t n, float factor) {
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) dst[i] += load(src, dtype, i) * factor;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) dst[i] += load_f32(src, dtype, i) * factor;
 }
 
 __global__ void cast_kernel(const void* src, int sdt, void* dst, int ddt, size_t n) {
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) store(dst, ddt, i, load(src, sdt, i));
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) store_f32(dst, ddt, i, load_f32(src, sdt, i));
 }
 
 __global__ void sparse_adam_kernel(float* param, void* weight, int wdt, const void* grad, int gdt, const int* indices,
                                    float* m, float* v, size_t k, float beta1, float beta2, float eps, float step_size) {
   for (size_t j = blockIdx.x * (size_t)blockDim.x + threadIdx.x; j < k; j += (size_t)gridDim.x * blockDim.x) {
     const size_t i = static_cast<size_t>(indices[j]);
-    const float g = load(grad, gdt, i);
-    const float mj = beta1 * m[j] + (1.0f - beta1) * g;
-    const float vj = beta2 * v[j] + (1.0f - beta2) * g * g;
-    m[j] = mj;
-    v[j] = vj;
-    const float next = param[i] - step_size * mj / (sqrtf(vj) + eps);
-    param[i] = next;
-    if (weight != nullptr) store(weight, wdt, i, next);
+    const float next = optim::sparse_adam_element(beta1, beta2, eps, step_size, load_f32(grad, gdt, i), param[i], m[j], v[j]);
+    if (weight != nullptr) store_f32(weight, wdt, i, next);
   }
 }
 
 template <int W>
 void launch_adamw_w(float* master, void* weight, const void* grad, DType gdt, float* m, float* v, size_t n,
-                    const ref::AdamWArgs& a, const ref::AdamWScalars& s, cudaStream_t stream) {
+                    const optim::AdamWStep& step, cudaStream_t stream) {
   if (gdt == DType::BF16) {
-    adamw_kernel<W, 1><<<blocks_for(n), kThreads, 0, stream>>>(master, weight, grad, m, v, n, a.beta1, a.beta2, a.eps,
-                                                              a.grad_scale, s.decay, s.step_size, s.bc2_sqrt, master != nullptr);
+    adamw_kernel<W, 1><<<blocks_for(n), kThreads, 0, stream>>>(master, weight, grad, m, v, n, step);
   } else {
-    adamw_kernel<W, 0><<<blocks_for(n), kThreads, 0, stream>>>(master, weight, grad, m, v, n, a.beta1, a.beta2, a.eps,
-                                                              a.grad_scale, s.decay, s.step_size, s.bc2_sqrt, master != nullptr);
+    adamw_kernel<W, 0><<<blocks_for(n), kThreads, 0, stream>>>(master, weight, grad, m, v, n, step);
   }
 }
 
@@ -225,11 +194,11 @@ class CudaDevice final : public Device {
 
   void adamw(float* master, void* weight, DType wdt, const void* grad, DType gdt, float* m, float* v, size_t n,
              const ref::AdamWArgs& args) override {
-    const ref::AdamWScalars s = ref::adamw_scalars(args);
+    const optim::AdamWStep step = ref::adamw_step(args);
     switch (wdt) {
-      case DType::BF16: launch_adamw_w<1>(master, weight, grad, gdt, m, v, n, args, s, stream_); break;
-      case DType::F16: launch_adamw_w<2>(master, weight, grad, gdt, m, v, n, args, s, stream_); break;
-      default: launch_adamw_w<0>(master, weight, grad, gdt, m, v, n, args, s, stream_); break;
+      case DType::BF16: launch_adamw_w<1>(master, weight, grad, gdt, m, v, n, step, stream_); break;
+      case DType::F16: launch_adamw_w<2>(master, weight, grad, gdt, m, v, n, step, stream_); break;
+      default: launch_adamw_w<0>(master, weight, grad, gdt, m, v, n, step, stream_); break;
     }
     LAUNCH_CHECK();
   }
@@ -269,7 +238,7 @@ class CudaDevice final : public Device {
     LAUNCH_CHECK();
   }
 
-  // The Llama ops (issue 12): kernels in llama_kernels.cu, references in llama_reference.cc.
+  // The Llama ops: kernels in the *_kernels.cu and attention*.cu files, references in llama_reference.cc.
   void embedding(const void* table, DType table_dtype, const int32_t* ids, void* out, DType out_dtype, size_t n,
                  size_t vocab, size_t hidden) override {
     cuda_llama::embedding(table, table_dtype, ids, out, out_dtype, n, vocab, hidden, stream_);

@@ -56,7 +56,7 @@ class Device {
   virtual void sparse_adam(float* param, void* weight, DType weight_dtype, const void* grad, DType grad_dtype,
                            const int32_t* indices, float* m, float* v, size_t k, const ref::SparseAdamArgs& args) = 0;
 
-  // The Llama ops (issue 12); shapes and semantics in llama_reference.h. Device pointers throughout.
+  // The Llama ops; shapes and semantics in llama_reference.h. Device pointers throughout.
   virtual void embedding(const void* table, DType table_dtype, const int32_t* ids, void* out, DType out_dtype, size_t n,
                          size_t vocab, size_t hidden) = 0;
   virtual void embedding_backward(const void* d_out, DType d_out_dtype, const int32_t* ids, float* d_table, size_t n,

@@ -1,4 +1,4 @@
-// Launchers of the Llama kernels on a CUDA stream (llama_kernels.cu), one per Device method, with the
+// Launchers of the Llama kernels on a CUDA stream (the *_kernels.cu and attention*.cu files), one per Device method, with the
 // CPU reference's arguments (llama_reference.h) plus the stream. Included by nvcc-compiled files only.
 #pragma once
 

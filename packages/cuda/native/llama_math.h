@@ -1,63 +1,17 @@
 // Per-element math of the Llama kernels, shared by the CPU reference (llama_reference.cc, g++) and the CUDA
-// kernels (llama_kernels.cu, nvcc): every formula is written once here, so the GPU's only untested code is
-// its launch and indexing. Compute is always fp32; activations are loaded from and stored to their dtype
-// (float32, bfloat16 or float16) through load_f32 / store_f32, which round to nearest even on both sides.
+// kernels (the *_kernels.cu and attention_*.cu files, nvcc): every formula is written once here, so the
+// GPU's only untested code is its launch and indexing. Compute is always fp32; activations are loaded from
+// and stored to their dtype (float32, bfloat16 or float16) through element_access.h's load_f32 / store_f32,
+// which round to nearest even on both sides.
 #pragma once
 
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 
-#include "dtype.h"
-
-#ifdef __CUDACC__
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#define BADAM_HD __host__ __device__
-#else
-#define BADAM_HD
-#endif
+#include "element_access.h"  // load_f32, store_f32, round_to_dtype and BADAM_HD
 
 namespace badam::llama {
-
-// --- loads and stores (dtype is badam::DType as an int, so kernels can take it as a plain argument) -------
-
-/** Element `i` of a float buffer of dtype `dtype` (0 float32, 1 bfloat16, 2 float16), as fp32. */
-BADAM_HD inline float load_f32(const void* p, int dtype, size_t i) {
-#ifdef __CUDA_ARCH__
-  switch (dtype) {
-    case 1: return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-    case 2: return __half2float(static_cast<const __half*>(p)[i]);
-    default: return static_cast<const float*>(p)[i];
-  }
-#else
-  return load_as_f32(p, static_cast<DType>(dtype), i);
-#endif
-}
-
-/** Stores fp32 `x` as element `i` of a float buffer of dtype `dtype`, rounding to nearest even. */
-BADAM_HD inline void store_f32(void* p, int dtype, size_t i, float x) {
-#ifdef __CUDA_ARCH__
-  switch (dtype) {
-    case 1: static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(x); break;
-    case 2: static_cast<__half*>(p)[i] = __float2half_rn(x); break;
-    default: static_cast<float*>(p)[i] = x;
-  }
-#else
-  store_from_f32(p, static_cast<DType>(dtype), i, x);
-#endif
-}
-
-/** fp32 `x` rounded to what dtype `dtype` holds, returned as fp32 (HF's `.to(input_dtype)`). */
-BADAM_HD inline float round_to_dtype(int dtype, float x) {
-#ifdef __CUDA_ARCH__
-  if (dtype == 1) return __bfloat162float(__float2bfloat16_rn(x));
-  if (dtype == 2) return __half2float(__float2half_rn(x));
-  return x;
-#else
-  return round_to(static_cast<DType>(dtype), x);
-#endif
-}
 
 // --- RMSNorm (HF LlamaRMSNorm) ---------------------------------------------------------------------------
 

@@ -8,9 +8,6 @@
 
 namespace badam::ref {
 
-using llama::load_f32;
-using llama::store_f32;
-
 namespace {
 int dt(DType t) { return static_cast<int>(t); }
 }  // namespace

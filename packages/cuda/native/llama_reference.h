@@ -1,4 +1,4 @@
-// CPU references of the Llama kernels (issue 12): plain loops over host memory, always compiled, run by
+// CPU references of the Llama kernels: plain loops over host memory, always compiled, run by
 // the CPU device. The per-element formulas come from llama_math.h, shared with the CUDA kernels; the
 // attention reference is the obvious one (explicit scores of one query row, then a softmax), not the GPU's
 // flash-style tiling, so the CUDA kernel is checked against something that does not share its structure.

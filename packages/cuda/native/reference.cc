@@ -23,10 +23,14 @@ void gemm(const void* a, const void* b, void* c, DType ab, DType cdt, int m, int
   }
 }
 
-AdamWScalars adamw_scalars(const AdamWArgs& args) {
-  return AdamWScalars{1.0f - args.lr * args.weight_decay,
-                      args.lr / (1.0f - std::pow(args.beta1, static_cast<float>(args.step))),
-                      std::sqrt(1.0f - std::pow(args.beta2, static_cast<float>(args.step)))};
+optim::AdamWStep adamw_step(const AdamWArgs& args) {
+  return optim::AdamWStep{args.beta1,
+                          args.beta2,
+                          args.eps,
+                          args.grad_scale,
+                          1.0f - args.lr * args.weight_decay,
+                          args.lr / (1.0f - std::pow(args.beta1, static_cast<float>(args.step))),
+                          std::sqrt(1.0f - std::pow(args.beta2, static_cast<float>(args.step)))};
 }
 
 float sparse_adam_step_size(const SparseAdamArgs& args) {
@@ -36,18 +40,10 @@ float sparse_adam_step_size(const SparseAdamArgs& args) {
 
 void adamw(float* master, void* weight, DType weight_dtype, const void* grad, DType grad_dtype, float* m, float* v,
            size_t n, const AdamWArgs& args) {
-  const AdamWScalars s = adamw_scalars(args);
-  const float decay = s.decay, step_size = s.step_size, bc2_sqrt = s.bc2_sqrt;
+  const optim::AdamWStep step = adamw_step(args);
   float* p = master != nullptr ? master : static_cast<float*>(weight);
   for (size_t i = 0; i < n; i++) {
-    const float g = load_as_f32(grad, grad_dtype, i) * args.grad_scale;
-    const float mi = args.beta1 * m[i] + (1.0f - args.beta1) * g;
-    const float vi = args.beta2 * v[i] + (1.0f - args.beta2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    const float denom = std::sqrt(vi) / bc2_sqrt + args.eps;
-    const float next = p[i] * decay - step_size * mi / denom;
-    p[i] = next;
+    const float next = optim::adamw_element(step, load_as_f32(grad, grad_dtype, i), p[i], m[i], v[i]);
     if (master != nullptr) store_from_f32(weight, weight_dtype, i, next);
   }
 }
@@ -78,11 +74,9 @@ void sparse_adam(float* param, void* weight, DType weight_dtype, const void* gra
   const float step_size = sparse_adam_step_size(args);
   for (size_t j = 0; j < k; j++) {
     const size_t i = static_cast<size_t>(indices[j]);
-    const float g = load_as_f32(grad, grad_dtype, i);
-    m[j] = args.beta1 * m[j] + (1.0f - args.beta1) * g;
-    v[j] = args.beta2 * v[j] + (1.0f - args.beta2) * g * g;
-    param[i] -= step_size * m[j] / (std::sqrt(v[j]) + args.eps);
-    if (weight != nullptr) store_from_f32(weight, weight_dtype, i, param[i]);
+    const float next = optim::sparse_adam_element(args.beta1, args.beta2, args.eps, step_size,
+                                                  load_as_f32(grad, grad_dtype, i), param[i], m[j], v[j]);
+    if (weight != nullptr) store_from_f32(weight, weight_dtype, i, next);
   }
 }
 

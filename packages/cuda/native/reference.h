@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "dtype.h"
+#include "optimizer_math.h"
 
 namespace badam::ref {
 
@@ -17,13 +18,7 @@ struct AdamWArgs {
 };
 
 /** The per-step scalars of AdamW, computed once on the host in fp32 (shared by the reference and the GPU). */
-struct AdamWScalars {
-  float decay;       // 1 - lr * weight_decay
-  float step_size;   // lr / (1 - beta1^t)
-  float bc2_sqrt;    // sqrt(1 - beta2^t)
-};
-
-AdamWScalars adamw_scalars(const AdamWArgs& args);
+optim::AdamWStep adamw_step(const AdamWArgs& args);
 
 /** Scalars of the masked sparse-Adam update of BlockOptimizerRatio (no weight decay). */
 struct SparseAdamArgs {
@@ -58,14 +53,14 @@ void accumulate(float* dst, const void* src, DType src_dtype, size_t n, float fa
 /** Converts n elements from one dtype to another (round to nearest even). */
 void cast(const void* src, DType src_dtype, void* dst, DType dst_dtype, size_t n);
 
+/** Step size of the sparse update: lr * sqrt(1 - b2^t) / (1 - b1^t), in fp32 on the host. */
+float sparse_adam_step_size(const SparseAdamArgs& args);
+
 /**
  * The masked Adam update: for the k entries `indices` of `param` (fp32 master), compact moments m[k] and
  * v[k]; step size lr * sqrt(1 - b2^t) / (1 - b1^t). When `weight` is given it receives the rounded new
  * values at the same indices.
  */
-/** Step size of the sparse update: lr * sqrt(1 - b2^t) / (1 - b1^t), in fp32 on the host. */
-float sparse_adam_step_size(const SparseAdamArgs& args);
-
 void sparse_adam(float* param, void* weight, DType weight_dtype, const void* grad, DType grad_dtype,
                  const int32_t* indices, float* m, float* v, size_t k, const SparseAdamArgs& args);
 

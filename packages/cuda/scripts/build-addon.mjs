@@ -13,6 +13,7 @@ import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:f
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cudaHostSources, cudaSources, hostSources } from './addon-sources.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const src = join(root, 'native');
@@ -53,12 +54,9 @@ const common = [
   `-I${nodeInclude}`,
   `-I${nativeSrc}`,
 ];
-const hostSources = ['addon.cc', 'allocator.cc', 'reference.cc', 'llama_reference.cc', 'cpu_device.cc'];
 // @badam/native's SGEMM, as packages/native/scripts/build-addon.mjs compiles it.
 const sgemmSource = join(nativeSrc, 'gemm.cc');
 const sgemmFlags = ['-std=c++17', '-O3', '-fPIC', '-pthread', '-fvisibility=hidden'];
-// The CUDA device and its kernels: compiled by nvcc only.
-const cudaSources = ['cuda_device.cu', 'llama_kernels.cu'];
 
 function findCuda() {
   if (process.env.BADAM_CUDA === '0') return { reason: 'BADAM_CUDA=0 asked for a CPU-only build' };
@@ -80,7 +78,7 @@ function findCuda() {
 
 function buildCuda({ home, nvcc }) {
   const objects = [];
-  for (const file of [...hostSources, 'cublas_loader.cc']) {
+  for (const file of [...hostSources, ...cudaHostSources]) {
     const o = join(obj, `${file}.o`);
     run(cxx, [...common, '-DBADAM_WITH_CUDA', `-I${join(home, 'include')}`, '-c', join(src, file), '-o', o]);
     objects.push(o);

@@ -73,7 +73,7 @@ export interface DeviceDescription {
   gemmLibrary: string;
 }
 
-/** The addon's raw functions (see native/addon.cc). */
+/** The addon's raw functions (see native/bind_*.cc). */
 export interface CudaAddon {
   createContext(kind: 'cuda' | 'cpu', ordinal: number): Handle;
   contextInfo(ctx: Handle): DeviceDescription;

@@ -267,7 +267,7 @@ export class Device {
     );
   }
 
-  // --- Llama ops (issue 12). Activations ("act") are float32, bfloat16 or float16; compute is fp32. ---
+  // --- Llama ops. Activations ("act") are float32, bfloat16 or float16; compute is fp32. ---
 
   /**
    * Embedding lookup: `out[n] = table[ids[n]]` for table [V, H] (any float dtype), ids int32 [N], out [N, H]

@@ -1,12 +1,13 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { llamaKernelSources } from '../scripts/addon-sources.mjs';
 
 // The CUDA Llama kernels cannot run here (no GPU), but their launches, tiling, shared memory, warp shuffles
-// and block reductions can: test/emulation/cuda_runtime.h runs native/llama_kernels.cu on fibers, and
+// and block reductions can: test/emulation/cuda_runtime.h runs the kernel files (scripts/addon-sources.mjs) on fibers, and
 // llama_kernels_check.cc compares every kernel with the CPU reference on shapes with partial tiles, odd head
 // dims, GQA groups, padding and an empty row; the tensor-core attention (WMMA, emulated by mma.h with a
 // whole tile in every thread) runs at head dims 64 and 128 beside the SIMT one. What stays untested is CUDA
@@ -34,12 +35,21 @@ describe.skipIf(!hasCompiler)(
   'the CUDA Llama kernels, emulated on the CPU, against the CPU references',
   () => {
     it('every kernel matches its reference', () => {
-      const { code, launches } = emulatable(readFileSync(join(native, 'llama_kernels.cu'), 'utf8'));
+      // The kernel files and the private headers they include (.cuh), rewritten into `dir`, which comes
+      // before native/ on the include path.
+      const headers = readdirSync(native).filter((f) => f.endsWith('.cuh'));
+      let launches = 0;
+      const sources: string[] = [];
+      for (const file of [...llamaKernelSources, ...headers]) {
+        const rewritten = emulatable(readFileSync(join(native, file), 'utf8'));
+        expect(rewritten.code).not.toContain('<<<');
+        expect(rewritten.code).not.toContain('extern __shared__');
+        launches += rewritten.launches;
+        const target = join(dir, file.endsWith('.cu') ? `${file}.cc` : file);
+        writeFileSync(target, rewritten.code);
+        if (file.endsWith('.cu')) sources.push(target);
+      }
       expect(launches).toBeGreaterThanOrEqual(15);
-      expect(code).not.toContain('<<<');
-      expect(code).not.toContain('extern __shared__');
-      const source = join(dir, 'llama_kernels_emulated.cc');
-      writeFileSync(source, code);
       const binary = join(dir, 'check');
       const build = spawnSync(
         process.env.CXX ?? 'g++',
@@ -49,8 +59,9 @@ describe.skipIf(!hasCompiler)(
           '-Wno-unknown-pragmas',
           '-fno-strict-aliasing', // shared memory is one float buffer that 16-bit tiles are cast over, as in CUDA
           `-I${emulation}`, // its cuda_runtime.h before any real one
+          `-I${dir}`, // the rewritten headers before native/'s
           `-I${native}`,
-          source,
+          ...sources,
           join(emulation, 'llama_kernels_check.cc'),
           join(native, 'llama_reference.cc'),
           '-o',

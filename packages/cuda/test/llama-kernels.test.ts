@@ -3,7 +3,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { type AttentionDims, Device, type DeviceTensor } from '../src/index.js';
 import { maxRelativeError, randomArray } from './helpers.js';
 
-// The Llama ops of issue 12 on the CPU device (the C++ references) against straightforward JavaScript
+// The Llama ops on the CPU device (the C++ references) against straightforward JavaScript
 // written here from the formulas, in float64: full score matrices, explicit Jacobians, finite differences.
 const device = Device.cpu();
 afterAll(() => device.emptyCache());

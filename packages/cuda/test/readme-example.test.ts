@@ -34,7 +34,7 @@ describe('device check script', () => {
     expect(result.stdout).toMatch(/(\d+)\/\1 checks passed/);
     expect(result.stdout).toContain('fused AdamW');
     expect(result.stdout).toContain('bf16 GEMM');
-    // The Llama kernels of issue 12: each checked against the CPU device, attention and cross-entropy timed.
+    // The Llama kernels: each checked against the CPU device, attention and cross-entropy timed.
     for (const kernel of ['attentionBackward', 'crossEntropy', 'rmsNormBackward', 'rope', 'swigluBackward'])
       expect(result.stdout).toMatch(new RegExp(`^ok +${kernel} `, 'm'));
     expect(result.stdout).toContain('what: attention forward');

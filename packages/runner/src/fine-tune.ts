@@ -12,29 +12,28 @@ import {
   writeResultsJson,
 } from '@badam/callbacks';
 import {
+  baseParametersOf,
   createLrSchedule,
   type DataSource,
+  estimatePlanMemory,
+  FINE_TUNING_METHOD_SPECS,
   type MemoryEstimate,
+  type RunWatcher,
   Trainer,
   type TrainerBackend,
   type TrainerCallback,
+  type TrainingPlan,
   type TrainResult,
   totalElements,
+  trainedElements,
   UsageError,
 } from '@badam/core';
 import { writeFileAtomic } from '@badam/safetensors';
-import {
-  estimateRunMemory,
-  METHODS,
-  type OptimizerPlan,
-  trainedElements,
-  trainedGroups,
-} from './fine-tuning-methods.js';
-import { createTrainerBackend, type RunnerModel, runnerParameters } from './run-backend.js';
+import { planRun } from './plan-run.js';
 import { flagName, type RunnerDialect, type RunOptions } from './run-options.js';
 import { checkResume, type RunSettings, runSettingsOf } from './run-settings.js';
+import type { RunnerModel } from './runner-model.js';
 import { TrainingDivergedError } from './training-diverged-error.js';
-import { watchOnBoard } from './watch-on-board.js';
 
 /** One fine-tuning run, as a runner describes it to {@link fineTune}. */
 export interface FineTuneSpec<TBatch> {
@@ -68,6 +67,11 @@ export interface FineTuneSpec<TBatch> {
    * `--fp16`): checkpoints keep them so, exactly. Default fp32.
    */
   readonly checkpointWeightsDtype?: 'float32' | 'bfloat16' | 'float16';
+  /**
+   * The live view `--board` shows the run on (badam-board's `boardRunWatcher`, which the runner apps
+   * provide). Without one, `--board` says so and the run goes on.
+   */
+  readonly runWatcher?: RunWatcher;
   readonly io: RunIO;
 }
 
@@ -77,23 +81,40 @@ export interface FineTuneResult {
   /** Hugging Face's results (train_*, eval_*) and the run's memory: measured peak and core's estimate. */
   readonly metrics: Record<string, number | string>;
   readonly estimate: MemoryEstimate;
-  readonly plan: OptimizerPlan;
+  /** Core's plan of the run: the method's optimizer and the partition it trained. */
+  readonly plan: TrainingPlan;
 }
 
 /**
- * Trains a runner's model with the run's method on the run's backend: LoRA adapters when the method needs
- * them, the method's optimizer plan, the trainer backend, the Trainer with the standard callbacks, a
- * checkpoint store (with `--save_steps` or `--resume_from_checkpoint`) and resume; then the metrics both
- * runners report. The model stays trained in place; its files are the runner's to write.
+ * Trains a runner's model with the run's method, the same for every backend: LoRA adapters when the method
+ * needs them, core's plan of the run (flags -> plan), the trainer backend the model's backend makes of it
+ * (plan -> factory), the Trainer with the standard callbacks, a checkpoint store (with `--save_steps` or
+ * `--resume_from_checkpoint`) and resume; then the metrics both runners report, counted on the plan's
+ * partition. The model stays trained in place; its files are the runner's to write.
  */
 export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<FineTuneResult> {
   const { options, model, io, dialect } = spec;
-  const method = METHODS[options.method];
-  if (method.needsLora) model.addLora();
-  const parameters = runnerParameters(options.backend, model);
+  if (FINE_TUNING_METHOD_SPECS[options.method].needsLora) model.addLora();
+  const plan = planRun({
+    options,
+    dialect,
+    parameters: model.parameters(),
+    partition: model.partition,
+    trainExamples: spec.trainExamples,
+    defaultSwitchBlockEvery: spec.defaultSwitchBlockEvery,
+    logFn: (message, level) => (level === 'warn' ? io.warn(message) : io.log(message)),
+  });
+  const parameters = totalElements(baseParametersOf(plan));
   const g = options.gradientAccumulationSteps;
   const maxSteps =
     options.maxSteps ?? Math.max(1, Math.ceil((options.numTrainEpochs * (spec.trainData.length ?? 1)) / g));
+  const batches = spec.trainData.length;
+  if (batches !== undefined && g > batches) {
+    const flag = flagName(dialect, 'gradient_accumulation_steps');
+    io.warn(
+      `${dialect.name}: --${flag} ${g} is more than the ${batches} batch(es) of an epoch: each optimizer step reads the data ${(g / batches).toFixed(1)} times over, so ${maxSteps} step(s) take ${Math.ceil((maxSteps * g) / batches)} epochs; lower --${flag} to at most ${batches} (or the batch size) for at least one step per epoch`,
+    );
+  }
   // Unset, the interval shrinks on a short run so that the loss curve has about 50 points (10 at most).
   const loggingSteps = options.loggingStepsIsDefault
     ? Math.min(options.loggingSteps, Math.max(1, Math.ceil(maxSteps / 50)))
@@ -105,23 +126,16 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
     saveSteps,
     trainBatchSize: options.batchSize,
     numTrainEpochs: options.numTrainEpochs,
-    parameters: totalElements(parameters.filter((p) => !p.name.includes('lora_'))),
-  };
-  const plan = method.plan({
-    options,
     parameters,
-    partition: model.partition,
-    trainExamples: spec.trainExamples,
-    defaultSwitchBlockEvery: spec.defaultSwitchBlockEvery,
-    logFn: (message, level) => (level === 'warn' ? io.warn(message) : io.log(message)),
-    switchFlag: flagName(dialect, 'switch_block_every'),
-  });
-  const backend = await createTrainerBackend(options.backend, plan, model, {
-    method: method.label,
-    backendLabel: spec.backendLabel,
-    blockwise: options.method === 'block',
-  });
-  if (options.board) await watchOnBoard(options.outputDir, io);
+  };
+  const backend = await model.createTrainerBackend(plan);
+  if (options.board) {
+    if (spec.runWatcher !== undefined) await spec.runWatcher.watch(options.outputDir, io);
+    else
+      io.warn(
+        `${dialect.name}: --board: this runner has no live view to show the run on; it goes on without one`,
+      );
+  }
   let train: TrainResult;
   let lastGood: string | undefined;
   try {
@@ -198,13 +212,15 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
   await writeFileAtomic(join(options.outputDir, HF_TRAINER_STATE), [
     `${JSON.stringify(huggingFaceTrainerState(train.state, trainingArguments, train.metrics), null, 2)}\n`,
   ]);
-  const groups = trainedGroups(plan, parameters);
-  const estimate = estimateRunMemory(options.method, groups, parameters, spec.activationBytes(), options);
+  const estimate = estimatePlanMemory(plan, {
+    activationBytes: spec.activationBytes(),
+    loraRank: options.loraRank,
+  });
   const metrics: Record<string, number | string> = {
     ...train.metrics,
     backend: spec.backendLabel,
-    parameters: totalElements(parameters.filter((p) => !p.name.includes('lora_'))),
-    trainable_parameters: trainedElements(groups, parameters),
+    parameters,
+    trainable_parameters: trainedElements(plan),
     peak_memory_bytes: backend.peakMemoryBytes(),
     // The allocator's peak of each kind (cuda): what BAdam's memory claim is checked against.
     ...Object.fromEntries(
@@ -221,7 +237,7 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
     estimated_activations_bytes: estimate.activations,
   };
   if (options.method === 'block') {
-    metrics.trained_parameters_per_block = Math.max(...groups.map((group) => group.length));
+    metrics.trained_parameters_per_block = Math.max(...plan.partition.groups.map((group) => group.length));
   }
   return { train, metrics, estimate, plan };
 }

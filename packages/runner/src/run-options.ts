@@ -1,7 +1,8 @@
-import type { FlagSpec, FlagValues, LrScheduleType, SwitchMode } from '@badam/core';
+import { dirname, resolve } from 'node:path';
+import type { FineTuningMethod, FlagSpec, FlagValues, LrScheduleType, SwitchMode } from '@badam/core';
 import { parseFlagsExplicit, UsageError } from '@badam/core';
 import type { TfjsBackendChoice } from '@badam/tfjs';
-import { type FineTuningMethod, METHOD_FLAGS } from './fine-tuning-methods.js';
+import { METHOD_FLAGS } from './method-flags.js';
 import type { RunBackendName, RunFlagName } from './run-flags.js';
 
 /** The options every runner resolves from the shared flags, whatever it calls them on its command line. */
@@ -148,7 +149,19 @@ export function resolveRunOptions(
   const updateRatio = (get('update_ratio') as number | undefined) ?? 0.1;
   if (!(updateRatio > 0 && updateRatio <= 1))
     throw new UsageError(`--${flagName(dialect, 'update_ratio')} must be in (0, 1], got ${updateRatio}`);
-  if (get('resume_from_checkpoint') !== undefined && get('overwrite_output_dir') === true) {
+  const outputDirFlag = get('output_dir') as string | undefined;
+  if (outputDirFlag !== undefined && outputDirFlag.trim() === '')
+    throw new UsageError(
+      `--${flagName(dialect, 'output_dir')} is empty (an unset shell variable?): it would mean the current directory; name the directory to write to`,
+    );
+  const outputDir = outputDirFlag ?? defaults.outputDir;
+  const resumeFromCheckpoint = resumePoint(get('resume_from_checkpoint') as string | undefined);
+  // Resuming in place needs the directory as it is; a checkpoint of another directory may replace this one's.
+  if (
+    resumeFromCheckpoint !== undefined &&
+    get('overwrite_output_dir') === true &&
+    (resumeFromCheckpoint === 'true' || resolve(dirname(resumeFromCheckpoint)) === resolve(outputDir))
+  ) {
     throw new UsageError(
       `--${flagName(dialect, 'resume_from_checkpoint')} and --${flagName(dialect, 'overwrite_output_dir')} contradict each other: resuming needs the output directory as it is`,
     );
@@ -196,16 +209,16 @@ export function resolveRunOptions(
     dataSeed: get('data_seed') as number | undefined,
     reportTo: reportToOf(get('report_to') as string | undefined),
     loggingDir: get('logging_dir') as string | undefined,
-    outputDir: (get('output_dir') as string | undefined) ?? defaults.outputDir,
+    outputDir,
     outputDirIsDefault: get('output_dir') === undefined,
     overwriteOutputDir: get('overwrite_output_dir') as boolean,
-    resumeFromCheckpoint: get('resume_from_checkpoint') as string | undefined,
+    resumeFromCheckpoint,
     forceResume: (get('force_resume') as boolean | undefined) ?? false,
     plotLoss: get('plot_loss') as boolean,
     seed: get('seed') as number,
     tfjsBackend: get('tfjs_backend') as TfjsBackendChoice,
     nativeKernels: get('native_kernels') as boolean,
-    cudaDevice: cudaDeviceOf(get('cuda_device') as string | undefined, backend, method, dialect),
+    cudaDevice: cudaDeviceOf(get('cuda_device') as string | undefined, backend, dialect),
     board: get('board') === true,
   };
 }
@@ -247,14 +260,22 @@ function reportToOf(value: string | undefined): string[] {
 }
 
 /**
- * `--cuda_device` as a {@link CudaDeviceChoice}, and the combinations `--backend cuda` cannot run: the flag
- * without `--backend cuda`, a value that names no device, and the methods it has no kernels for (LoRA,
- * BAdam's ratio variant), refused before any work with what works instead.
+ * `--resume_from_checkpoint` as Hugging Face's Trainer and LLaMA-Factory's YAML take it: `true` (any case)
+ * for the newest checkpoint, `false` (any case) or nothing for none, else a path.
+ */
+function resumePoint(value: string | undefined): string | undefined {
+  const word = value?.trim().toLowerCase();
+  if (word === undefined || word === 'false') return undefined;
+  return word === 'true' ? 'true' : value;
+}
+
+/**
+ * `--cuda_device` as a {@link CudaDeviceChoice}, refused without `--backend cuda` and when it names no device.
+ * (The methods @badam/cuda cannot train yet are its own to say: `prepareRunBackend` asks it, before any work.)
  */
 function cudaDeviceOf(
   value: string | undefined,
   backend: RunBackendName,
-  method: FineTuningMethod,
   dialect: RunnerDialect,
 ): CudaDeviceChoice {
   const flag = `--${flagName(dialect, 'cuda_device')}`;
@@ -264,11 +285,6 @@ function cudaDeviceOf(
         `${flag} ${value} chooses the device of --${flagName(dialect, 'backend')} cuda, but this run uses --${flagName(dialect, 'backend')} ${backend}: drop it or add --${flagName(dialect, 'backend')} cuda`,
       );
     return 0;
-  }
-  if (method === 'lora' || method === 'sparse') {
-    throw new UsageError(
-      `${dialect.describeMethods([method])} does not run on --${flagName(dialect, 'backend')} cuda yet (@badam/cuda has no ${method === 'lora' ? 'LoRA adapters' : 'masked sparse update in its trainer'}): use ${dialect.describeMethods(['block', 'full'])} on cuda, or --${flagName(dialect, 'backend')} tfjs for ${method}`,
-    );
   }
   if (value === undefined) return 0;
   const text = value.trim().toLowerCase();

@@ -1,5 +1,5 @@
 /**
- * The Llama kernels of issue 12 in badam-cuda-check: each op on the GPU against the CPU device (the C++
+ * The Llama kernels in badam-cuda-check: each op on the GPU against the CPU device (the C++
  * references) on the same random inputs, outputs poisoned with NaN first; then timings at Llama 3-8B sizes
  * (attention: batch 2, seq 512, 32 heads, 8 kv heads, head dim 128, bf16; cross-entropy over 128256 logits).
  * Attention in bf16 at head dim 64 or 128 is checked and timed twice: on the tensor-core kernels the CUDA
@@ -175,19 +175,54 @@ function attentionCheck(ctx: LlamaCheckContext, c: AttentionCase, path: Attentio
   );
 }
 
-/** Every new kernel, GPU against CPU, on the same inputs. */
+/** A comparison of one kernel's outputs on the GPU and the CPU device. */
+type Compare = (
+  kernel: string,
+  name: string,
+  run: (d: Device) => Record<string, DeviceTensor>,
+  thresholds: Record<string, number>,
+  floors?: Record<string, number>,
+) => void;
+
+/** The shapes the Llama checks run at: small in the dry run, Llama 3-8B's widths otherwise. */
+interface LlamaCheckShapes {
+  tokens: number;
+  hidden: number;
+  vocab: number;
+  /** [tokens, hidden] inputs shared by several checks. */
+  x: Float32Array;
+  w: Float32Array;
+  dOut: Float32Array;
+}
+
+/** Every Llama kernel, GPU against CPU, on the same inputs. */
 export function llamaChecks(ctx: LlamaCheckContext): void {
   const { gpu, cpu, tiny, quick } = ctx;
-  const compare = (
-    kernel: string,
-    name: string,
-    run: (d: Device) => Record<string, DeviceTensor>,
-    thresholds: Record<string, number>,
-    floors?: Record<string, number>,
-  ) => ctx.compare(gpu, cpu, kernel, name, run, thresholds, floors);
+  const compare: Compare = (kernel, name, run, thresholds, floors) =>
+    ctx.compare(gpu, cpu, kernel, name, run, thresholds, floors);
   const [tokens, hidden, vocab] = tiny ? [24, 256, 1000] : quick ? [128, 4096, 32000] : [512, 4096, 32000];
+  const shapes: LlamaCheckShapes = {
+    tokens,
+    hidden,
+    vocab,
+    x: ctx.random(tokens * hidden, 3),
+    w: ctx.random(hidden, 1),
+    dOut: ctx.random(tokens * hidden),
+  };
+  embeddingChecks(ctx, compare, shapes);
+  normChecks(compare, shapes);
+  ropeChecks(ctx, compare);
+  elementwiseChecks(ctx, compare, shapes);
+  lossChecks(ctx, compare);
+  for (const c of attentionCases(tiny))
+    for (const path of attentionPaths(c.dtype, c.dims.headDim)) attentionCheck(ctx, c, path);
+  gpu.emptyCache();
+  cpu.emptyCache();
+}
 
-  // Embedding: a bf16 table into bf16 activations; its backward adds repeated ids into fp32 (atomics on the GPU).
+/** Embedding: a bf16 table into bf16 activations; its backward adds repeated ids into fp32 (atomics on the GPU). */
+function embeddingChecks(ctx: LlamaCheckContext, compare: Compare, shapes: LlamaCheckShapes): void {
+  const { tokens, hidden, vocab, dOut } = shapes;
   const ids = Int32Array.from({ length: tokens }, (_, i) => (i * 7919) % 97);
   const table = ctx.random(vocab * hidden);
   compare(
@@ -200,7 +235,6 @@ export function llamaChecks(ctx: LlamaCheckContext): void {
     },
     { out: 0 },
   );
-  const dOut = ctx.random(tokens * hidden);
   compare(
     'embeddingBackward',
     'bf16 dOut, repeated ids, fp32 +=',
@@ -211,10 +245,11 @@ export function llamaChecks(ctx: LlamaCheckContext): void {
     },
     { dTable: 1e-5 },
   );
+}
 
-  // RMSNorm and its backward, fp32 and bf16.
-  const x = ctx.random(tokens * hidden, 3);
-  const w = ctx.random(hidden, 1);
+/** RMSNorm and its backward, fp32 and bf16. */
+function normChecks(compare: Compare, shapes: LlamaCheckShapes): void {
+  const { tokens, hidden, x, w, dOut } = shapes;
   for (const dtype of ['float32', 'bfloat16'] as const) {
     compare(
       'rmsNorm',
@@ -243,8 +278,11 @@ export function llamaChecks(ctx: LlamaCheckContext): void {
       { dx: 1e-2, dWeight: 1e-2 },
     );
   }
+}
 
-  // Rope with a table of 4096 positions, forward and inverse.
+/** Rope with a table of 4096 positions, forward and inverse. */
+function ropeChecks(ctx: LlamaCheckContext, compare: Compare): void {
+  const { tiny } = ctx;
   const [seqLen, heads, headDim] = [tiny ? 24 : 128, 8, 128];
   const maxPos = 4096;
   const cos = new Float32Array(maxPos * (headDim / 2));
@@ -268,8 +306,12 @@ export function llamaChecks(ctx: LlamaCheckContext): void {
       { x: BF16 },
     );
   }
+}
 
-  // SwiGLU, residual add, biases.
+/** SwiGLU, the residual add, biases. */
+function elementwiseChecks(ctx: LlamaCheckContext, compare: Compare, shapes: LlamaCheckShapes): void {
+  const { tokens, hidden, x, w, dOut } = shapes;
+  const { tiny } = ctx;
   const inter = tiny ? 688 : 14336;
   const n = tokens * inter;
   const [gate, up, dMlp] = [ctx.random(n, 4), ctx.random(n, 2), ctx.random(n)];
@@ -323,8 +365,11 @@ export function llamaChecks(ctx: LlamaCheckContext): void {
     { x: 0, dBias: 1e-4 },
     { dBias: 1e-2 },
   );
+}
 
-  // Cross-entropy over Llama 3's vocabulary, with ignored rows, loss only and with the gradient in place.
+/** Cross-entropy over Llama 3's vocabulary, with ignored rows, loss only and with the gradient in place. */
+function lossChecks(ctx: LlamaCheckContext, compare: Compare): void {
+  const { gpu, cpu, tiny, quick } = ctx;
   const [rows, V] = [tiny ? 4 : quick ? 64 : 256, 128256];
   const logits = ctx.random(rows * V, 8);
   const labels = Int32Array.from({ length: rows }, (_, r) => (r % 5 === 1 ? -100 : (r * 104729) % V));
@@ -371,11 +416,6 @@ export function llamaChecks(ctx: LlamaCheckContext): void {
     threshold: 1e-10,
     ok: sumError <= 1e-10,
   });
-
-  for (const c of attentionCases(tiny))
-    for (const path of attentionPaths(c.dtype, c.dims.headDim)) attentionCheck(ctx, c, path);
-  gpu.emptyCache();
-  cpu.emptyCache();
 }
 
 /** Timings of the kernels that matter at Llama 3-8B sizes. */

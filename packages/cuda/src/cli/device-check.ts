@@ -4,7 +4,7 @@
  * data (outputs poisoned with NaN before each run, relative-error thresholds per dtype), drives
  * CudaBlockBackend against the CPU device through a BAdam schedule, and times fused AdamW and GEMM against
  * the ceilings it measures (device-to-device copy bandwidth; cuBLAS bf16 GEMM at a large square shape). The
- * Llama kernels of issue 12 (attention, RMSNorm, rope, SwiGLU, embeddings, cross-entropy, ...) are checked and
+ * Llama kernels (attention, RMSNorm, rope, SwiGLU, embeddings, cross-entropy, ...) are checked and
  * timed by device-check-llama.ts, including a Llama 3-8B-sized attention and a 128256-token vocabulary.
  * Prints a report and, with --out FILE, writes it as JSON. Exit code 1 when a check fails.
  *
@@ -157,9 +157,18 @@ const input = (d: Device, values: Float32Array, dtype: TensorDType) =>
   d.tensor(values, [values.length], dtype);
 const poisoned = (d: Device, n: number, dtype: TensorDType) => d.empty([n], dtype).fill(Number.NaN);
 
+/** Every optimizer kernel of the device, GPU against CPU on the same inputs. */
 function kernelChecks(gpu: Device, cpu: Device, quick: boolean): void {
   const n = quick ? 100_003 : 3_000_017;
-  // Casts between every pair of float dtypes.
+  castChecks(gpu, cpu, n);
+  adamwChecks(gpu, cpu, n);
+  reductionChecks(gpu, cpu, n);
+  sparseAdamCheck(gpu, cpu, n);
+  gemmChecks(gpu, cpu, quick);
+}
+
+/** Casts between every pair of float dtypes. */
+function castChecks(gpu: Device, cpu: Device, n: number): void {
   const x = random(n, 100);
   for (const from of ['float32', 'bfloat16', 'float16'] as const) {
     for (const to of ['float32', 'bfloat16', 'float16'] as const) {
@@ -177,7 +186,10 @@ function kernelChecks(gpu: Device, cpu: Device, quick: boolean): void {
       ); // casts are exact: the same rounding on both sides
     }
   }
-  // Fused AdamW, every weight dtype with fp32 and bf16 gradients, several steps.
+}
+
+/** Fused AdamW, every weight dtype with fp32 and bf16 gradients, several steps. */
+function adamwChecks(gpu: Device, cpu: Device, n: number): void {
   for (const weightDtype of ['bfloat16', 'float16', 'float32'] as const) {
     for (const gradDtype of ['float32', 'bfloat16'] as const) {
       const w0 = random(n, 0.5);
@@ -211,7 +223,10 @@ function kernelChecks(gpu: Device, cpu: Device, quick: boolean): void {
       );
     }
   }
-  // Gradient norm (sum of squares), scale, accumulate.
+}
+
+/** Gradient norm (sum of squares), scale, accumulate. */
+function reductionChecks(gpu: Device, cpu: Device, n: number): void {
   for (const dtype of ['float32', 'bfloat16'] as const) {
     const a = random(n, 3);
     const b = random(1234, 3);
@@ -251,7 +266,10 @@ function kernelChecks(gpu: Device, cpu: Device, quick: boolean): void {
       { out: 1e-6 },
     );
   }
-  // Masked sparse Adam, with and without the rounded bf16 weight.
+}
+
+/** Masked sparse Adam, with and without the rounded bf16 weight. */
+function sparseAdamCheck(gpu: Device, cpu: Device, n: number): void {
   const k = Math.floor(n / 10);
   const indices = Int32Array.from({ length: k }, (_, j) => (j * 7919) % n);
   const p0 = random(n, 0.5);
@@ -281,7 +299,10 @@ function kernelChecks(gpu: Device, cpu: Device, quick: boolean): void {
     },
     { param: 1e-5, weight: THRESHOLD.bfloat16, m: 1e-5, v: 1e-5 },
   );
-  // GEMM: bf16 / fp16 / fp32 operands, every transpose, fp32 and 16-bit C.
+}
+
+/** GEMM: bf16 / fp16 / fp32 operands, every transpose, fp32 and 16-bit C. */
+function gemmChecks(gpu: Device, cpu: Device, quick: boolean): void {
   const [m, nn, kk] = quick ? [64, 96, 80] : [192, 320, 256];
   for (const dtype of ['bfloat16', 'float16', 'float32'] as const) {
     const a = random(m * kk);

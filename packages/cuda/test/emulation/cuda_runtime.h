@@ -1,17 +1,25 @@
-// A CUDA emulator just big enough to run native/llama_kernels.cu on a CPU, so CI tests the kernels' indexing,
-// tiling, reductions and launches, not only the shared math. It stands in for <cuda_runtime.h> (this folder
-// comes first on the include path); test/cuda-emulation.test.ts rewrites the two spellings C++ cannot parse
-// (`kernel<<<grid, block, shared, stream>>>(args)` and `extern __shared__`) and compiles the file with g++.
+// A CUDA emulator just big enough to run the CUDA kernels of the Llama ops (native/*.cu but cuda_device.cu) on a
+// CPU, so CI tests the kernels' indexing, tiling, reductions and launches, not only the shared math. It stands
+// in for <cuda_runtime.h> (this folder comes first on the include path); test/cuda-emulation.test.ts rewrites
+// the two spellings C++ cannot parse (`kernel<<<grid, block, shared, stream>>>(args)` and `extern __shared__`)
+// and compiles the files with g++.
 //
-// Model: the blocks of a launch run one after another; the threads of a block are fibers (ucontext) on one OS
-// thread, switched only at __syncthreads and warp shuffles, which are barriers — as on a GPU, code between two
-// of them may interleave arbitrarily; here each thread runs to its next barrier, in a shuffled order. `__shared__` variables are statics
-// (one block at a time owns them) and dynamic shared memory is one buffer, filled with NaN before each block
-// so a read of something never written shows. Only what llama_kernels.cu uses is here; the WMMA API of its
+// Model: the blocks of a launch run one after another; the threads of a block are fibers on one OS thread,
+// switched only at __syncthreads, __syncwarp and warp shuffles, which are barriers. As on a GPU, code between
+// two barriers may interleave arbitrarily; here each thread runs to its next barrier, the threads that can run
+// taken in a fresh pseudo-random order every round (seeded: runs repeat), so code that leans on an order a GPU
+// does not promise, such as a missing __syncthreads, shows as wrong results. A thread waiting at a barrier is
+// not resumed until the barrier releases it, and a block whose threads all wait at barriers that cannot
+// release (a __syncthreads some threads skip) is reported instead of hanging. `__shared__` variables are
+// statics (one block at a time owns them) and dynamic shared memory is one buffer, filled with NaN before
+// each block so a read of something never written shows. The device's opt-in shared memory limit per block
+// is set by the caller (emu::set_shared_memory_optin: 99 KiB for sm_86 / sm_89 cards, 227 KiB for sm_90);
+// a launch past a kernel's limit fails as on a GPU. Only what the kernels use is here; the WMMA API of the
 // tensor-core attention is in mma.h beside this file.
+//
+// Fibers switch with a few instructions on x86-64 (callee-saved registers and the stack pointer; no signal
+// mask system call as swapcontext makes), with ucontext elsewhere.
 #pragma once
-
-#include <ucontext.h>
 
 #include <algorithm>
 #include <cmath>
@@ -22,8 +30,13 @@
 #include <limits>
 #include <map>
 #include <stdexcept>
+#include <string>
 #include <tuple>
 #include <vector>
+
+#if !defined(__x86_64__)
+#include <ucontext.h>
+#endif
 
 #define __global__
 #define __device__
@@ -45,9 +58,48 @@ struct dim3 {
 
 using cudaError_t = int;
 constexpr cudaError_t cudaSuccess = 0;
+constexpr cudaError_t cudaErrorInvalidValue = 1;
+constexpr cudaError_t cudaErrorLaunchFailure = 719;
 using cudaStream_t = void*;
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize };
+enum cudaDeviceAttr { cudaDevAttrMaxSharedMemoryPerBlockOptin = 97, cudaDevAttrMultiProcessorCount = 16 };
 enum cudaMemcpyKind { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice };
+
+#if defined(__x86_64__)
+// emu_switch_stack(&from_sp, to_sp): saves the callee-saved registers, the SSE and x87 control words and the
+// stack pointer of the running fiber in *from_sp, and resumes the one whose stack pointer is to_sp.
+extern "C" void emu_switch_stack(void** from_sp, void* to_sp);
+// Every file that includes this header emits it, in a COMDAT group the linker keeps once.
+asm(R"(
+.section .text.emu_switch_stack,"axG",@progbits,emu_switch_stack,comdat
+.weak emu_switch_stack
+.type emu_switch_stack, @function
+emu_switch_stack:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+.size emu_switch_stack, .-emu_switch_stack
+.text
+)");
+#endif
 
 namespace emu {
 
@@ -56,27 +108,39 @@ constexpr size_t kDefaultSharedLimit = 48 * 1024;
 
 struct Barrier {
   int arrived = 0;
-  unsigned generation = 0;
+  int first = 0, count = 0;  // the threads that wait at it: [first, first + count)
 };
 
 struct Fiber {
+#if defined(__x86_64__)
+  void* sp = nullptr;
+#else
   ucontext_t context;
+#endif
   dim3 idx;
   int linear = 0;
   bool done = false;
+  const Barrier* waiting = nullptr;  // the barrier this thread waits at, or null when it can run
+  unsigned shuffles = 0;             // warp shuffles so far: their parity picks the slot buffer
 };
 
 struct State {
   std::vector<Fiber> fibers;
   std::vector<char> stacks;
+#if defined(__x86_64__)
+  void* scheduler_sp = nullptr;
+#else
   ucontext_t scheduler;
+#endif
   int current = -1;
   dim3 block_idx, block_dim, grid_dim;
   Barrier block_barrier;
   std::vector<Barrier> warp_barriers;
-  std::vector<uint64_t> warp_slots;  // 32 per warp
+  std::vector<uint64_t> warp_slots[2];  // 32 per warp, two buffers used in turn (see shuffle)
   std::vector<float> dynamic_shared;
   std::map<const void*, size_t> shared_limits;  // cudaFuncSetAttribute's MaxDynamicSharedMemorySize per kernel
+  size_t shared_optin = 227 * 1024;             // the device's opt-in limit per block
+  int multiprocessors = 132;
   cudaError_t last_error = cudaSuccess;
   void (*body)(void*) = nullptr;
   void* body_arg = nullptr;
@@ -88,28 +152,47 @@ inline State& state() {
   return s;
 }
 
+/** The emulated device's opt-in shared memory per block (cudaDevAttrMaxSharedMemoryPerBlockOptin). */
+inline void set_shared_memory_optin(size_t bytes) {
+  state().shared_optin = bytes;
+  state().shared_limits.clear();
+}
+
 inline Fiber& current_thread() { return state().fibers[state().current]; }
 
+/** Back to the scheduler; returns when the scheduler resumes this thread. */
 inline void yield() {
   State& s = state();
+#if defined(__x86_64__)
+  emu_switch_stack(&s.fibers[s.current].sp, s.scheduler_sp);
+#else
   swapcontext(&s.fibers[s.current].context, &s.scheduler);
+#endif
 }
 
+/** Waits until `expected` threads have arrived; the last one releases the others. */
 inline void barrier_wait(Barrier& b, int expected) {
-  const unsigned generation = b.generation;
+  State& s = state();
   if (++b.arrived == expected) {
     b.arrived = 0;
-    b.generation++;
+    for (int t = b.first; t < b.first + b.count; t++) {
+      if (s.fibers[t].waiting == &b) s.fibers[t].waiting = nullptr;
+    }
     return;
   }
-  while (b.generation == generation) yield();
+  s.fibers[s.current].waiting = &b;
+  yield();
 }
 
-inline void fiber_entry() {
+inline void fiber_main() {
   State& s = state();
   s.body(s.body_arg);
   s.fibers[s.current].done = true;
-  // returning switches to uc_link, the scheduler
+#if defined(__x86_64__)
+  void* unused = nullptr;
+  emu_switch_stack(&unused, s.scheduler_sp);  // never resumed
+#endif
+  // ucontext: returning switches to uc_link, the scheduler
 }
 
 inline uint32_t next_random(State& s) {
@@ -119,55 +202,91 @@ inline uint32_t next_random(State& s) {
   return s.random;
 }
 
+inline void start_fiber(State& s, Fiber& f, int t) {
+  char* stack = s.stacks.data() + static_cast<size_t>(t) * kStack;
+#if defined(__x86_64__)
+  // A frame as emu_switch_stack leaves it: control words, six registers, then fiber_main as the return
+  // address, placed so that fiber_main starts with the stack alignment of a called function.
+  auto* top = reinterpret_cast<uint64_t*>(reinterpret_cast<uintptr_t>(stack + kStack) & ~uintptr_t{15});
+  uint64_t* sp = top - 9;  // 8 words popped, so fiber_main starts at rsp = top - 1: 8 mod 16, as after a call
+  uint32_t control[2];
+  asm volatile("stmxcsr %0" : "=m"(control[0]));
+  asm volatile("fnstcw %0" : "=m"(control[1]));
+  std::memcpy(sp, control, 8);
+  for (int r = 1; r <= 6; r++) sp[r] = 0;
+  sp[7] = reinterpret_cast<uint64_t>(&fiber_main);
+  f.sp = sp;
+#else
+  getcontext(&f.context);
+  f.context.uc_stack.ss_sp = stack;
+  f.context.uc_stack.ss_size = kStack;
+  f.context.uc_link = &s.scheduler;
+  makecontext(&f.context, fiber_main, 0);
+#endif
+}
+
 /** Runs one block: every thread a fiber, in rounds until all are done. */
 inline void run_block(int threads) {
   State& s = state();
   if (threads % 32 != 0) throw std::runtime_error("emulator: blockDim must be a multiple of 32");
   s.fibers.assign(threads, Fiber{});
   if (s.stacks.size() < static_cast<size_t>(threads) * kStack) s.stacks.resize(static_cast<size_t>(threads) * kStack);
-  s.block_barrier = Barrier{};
+  s.block_barrier = Barrier{0, 0, threads};
   s.warp_barriers.assign(threads / 32, Barrier{});
-  s.warp_slots.assign(threads, 0);
+  for (int w = 0; w < threads / 32; w++) s.warp_barriers[w] = Barrier{0, 32 * w, 32};
+  s.warp_slots[0].assign(threads, 0);
+  s.warp_slots[1].assign(threads, 0);
   for (int t = 0; t < threads; t++) {
     Fiber& f = s.fibers[t];
     f.linear = t;
     f.idx = dim3(t % s.block_dim.x, (t / s.block_dim.x) % s.block_dim.y, t / (s.block_dim.x * s.block_dim.y));
-    getcontext(&f.context);
-    f.context.uc_stack.ss_sp = s.stacks.data() + static_cast<size_t>(t) * kStack;
-    f.context.uc_stack.ss_size = kStack;
-    f.context.uc_link = &s.scheduler;
-    makecontext(&f.context, fiber_entry, 0);
+    start_fiber(s, f, t);
   }
-  // Each round runs the live threads in a fresh pseudo-random order (seeded: runs repeat), so code that
-  // leans on an order a GPU does not promise, such as a missing __syncthreads, shows as wrong results.
-  std::vector<int> order(threads);
-  for (int t = 0; t < threads; t++) order[t] = t;
-  for (int remaining = threads; remaining > 0;) {
-    remaining = 0;
-    for (int t = threads - 1; t > 0; t--) std::swap(order[t], order[next_random(s) % (t + 1)]);
+  std::vector<int> order;
+  order.reserve(threads);
+  for (int live = threads; live > 0;) {
+    order.clear();
+    for (int t = 0; t < threads; t++) {
+      if (!s.fibers[t].done && s.fibers[t].waiting == nullptr) order.push_back(t);
+    }
+    if (order.empty()) {
+      throw std::runtime_error("emulator: every live thread of block (" + std::to_string(s.block_idx.x) + ", " +
+                               std::to_string(s.block_idx.y) + ", " + std::to_string(s.block_idx.z) +
+                               ") waits at a barrier that cannot release: a __syncthreads or warp operation is not reached by every thread");
+    }
+    for (size_t i = order.size() - 1; i > 0; i--) std::swap(order[i], order[next_random(s) % (i + 1)]);
     for (int t : order) {
-      if (s.fibers[t].done) continue;
       s.current = t;
+#if defined(__x86_64__)
+      emu_switch_stack(&s.scheduler_sp, s.fibers[t].sp);
+#else
       swapcontext(&s.scheduler, &s.fibers[t].context);
-      if (!s.fibers[t].done) remaining++;
+#endif
+      if (s.fibers[t].done) live--;
     }
   }
   s.current = -1;
 }
 
+/**
+ * The value `v` of lane `src_lane` of the warp. One barrier per shuffle: each lane writes its value into the
+ * buffer of this shuffle's parity and reads the source's after the barrier; the next shuffle uses the other
+ * buffer, and the one after it can only overwrite this buffer once every lane has passed the next barrier,
+ * hence finished reading here.
+ */
 template <typename T>
 T shuffle(T v, int src_lane) {
   static_assert(sizeof(T) <= sizeof(uint64_t), "shuffle of a scalar");
   State& s = state();
-  const int t = current_thread().linear, warp = t / 32;
-  std::memcpy(&s.warp_slots[t], &v, sizeof(T));
+  Fiber& self = current_thread();
+  const int t = self.linear, warp = t / 32;
+  std::vector<uint64_t>& slots = s.warp_slots[self.shuffles++ & 1];
+  std::memcpy(&slots[t], &v, sizeof(T));
   barrier_wait(s.warp_barriers[warp], 32);
   T out;
-  std::memcpy(&out, &s.warp_slots[warp * 32 + (src_lane & 31)], sizeof(T));
-  barrier_wait(s.warp_barriers[warp], 32);
+  std::memcpy(&out, &slots[warp * 32 + (src_lane & 31)], sizeof(T));
   return out;
 }
-
 /** `kernel<<<grid, block, shared, stream>>>(args...)` is rewritten as `emu::launcher(kernel, grid, block, shared, stream)(args...)`. */
 template <typename... P>
 struct Launch {
@@ -183,7 +302,7 @@ struct Launch {
     // As CUDA: an empty grid or block is cudaErrorInvalidConfiguration, as is a grid's y or z past 65535.
     const bool empty = grid.x == 0 || grid.y == 0 || grid.z == 0 || block.x * block.y * block.z == 0;
     if (empty || shared_bytes > limit || block.x * block.y * block.z > 1024 || grid.y > 65535 || grid.z > 65535) {
-      s.last_error = 1;  // what CUDA reports as a launch failure
+      s.last_error = cudaErrorInvalidValue;  // as CUDA reports a launch it cannot configure
       return;
     }
     struct Bound {
@@ -257,8 +376,12 @@ inline float __int_as_float(int i) {
 using std::max;
 using std::min;
 
-inline const char* cudaGetErrorName(cudaError_t) { return "cudaErrorLaunchFailure (emulated)"; }
-inline const char* cudaGetErrorString(cudaError_t) { return "emulated launch failure"; }
+inline const char* cudaGetErrorName(cudaError_t e) {
+  return e == cudaErrorInvalidValue ? "cudaErrorInvalidValue (emulated)" : "cudaErrorLaunchFailure (emulated)";
+}
+inline const char* cudaGetErrorString(cudaError_t e) {
+  return e == cudaErrorInvalidValue ? "invalid argument (emulated)" : "emulated launch failure";
+}
 inline cudaError_t cudaGetLastError() {
   const cudaError_t e = emu::state().last_error;
   emu::state().last_error = cudaSuccess;
@@ -266,10 +389,20 @@ inline cudaError_t cudaGetLastError() {
 }
 template <typename T>
 cudaError_t cudaFuncSetAttribute(T* kernel, cudaFuncAttribute, int bytes) {
-  // The A100's opt-in limit per block (the H100's is 227 KiB): what must fit on both.
-  if (bytes > 163 * 1024) return 1;
+  if (bytes < 0 || static_cast<size_t>(bytes) > emu::state().shared_optin) return cudaErrorInvalidValue;
   emu::state().shared_limits[reinterpret_cast<const void*>(kernel)] = static_cast<size_t>(bytes);
   return cudaSuccess;
+}
+inline cudaError_t cudaGetDevice(int* device) {
+  *device = 0;
+  return cudaSuccess;
+}
+inline cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int) {
+  switch (attr) {
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = static_cast<int>(emu::state().shared_optin); return cudaSuccess;
+    case cudaDevAttrMultiProcessorCount: *value = emu::state().multiprocessors; return cudaSuccess;
+  }
+  return cudaErrorInvalidValue;
 }
 inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind, cudaStream_t) {
   std::memcpy(dst, src, bytes);

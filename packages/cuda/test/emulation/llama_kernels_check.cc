@@ -1,4 +1,4 @@
-// The CUDA Llama kernels (llama_kernels.cu, run by the emulator in cuda_runtime.h) against the CPU references
+// The CUDA Llama kernels (native/*_kernels.cu and attention*.cu, run by the emulator in cuda_runtime.h) against the CPU references
 // (llama_reference.cc) on the same random inputs, outputs poisoned with NaN first: the shapes are chosen to
 // hit partial tiles, head dims that are not multiples of 32, GQA groups, padding and an empty row. Prints a
 // line per output and exits 1 when one is off. Built and run by test/cuda-emulation.test.ts.

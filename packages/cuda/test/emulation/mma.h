@@ -1,5 +1,5 @@
 // The emulator's <mma.h>: the WMMA API (nvcuda::wmma) for 16x16x16 tiles of bf16 / fp16 with fp32
-// accumulators, enough to run the tensor-core attention of native/llama_kernels.cu on fibers.
+// accumulators, enough to run the tensor-core attention (native/attention_tc.cu) on fibers.
 //
 // Model: every thread's fragment holds the WHOLE 16x16 tile (num_elements = 256; on a GPU a lane holds 8 of
 // them in a layout the API does not name), so load / mma / fill act on the thread's full copy, and an

@@ -1,0 +1,212 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  BadamOptionError,
+  isFiniteArray,
+  type LlamaConfig,
+  llamaConfigFromHf,
+  type NamedArray,
+} from '@badam/core';
+import { regularFileProblem, SafetensorsModel } from '@badam/safetensors';
+import type { Device } from '../device.js';
+import type { DeviceTensor } from '../device-tensor.js';
+import type { DeviceLlamaDType } from './llama-net.js';
+import {
+  forEachInitialLlamaParameter,
+  type LlamaParameterSpec,
+  llamaParameterSpecs,
+} from './llama-parameters.js';
+
+/** What the loaders check of a DeviceLlama's options (the rest is checked where it is used). */
+export interface LlamaLoadOptions {
+  dtype?: DeviceLlamaDType;
+  maxPositions?: number;
+  lossChunkTokens?: number;
+}
+
+/** A stored parameter: fp32 values, or 16-bit bits with their dtype. */
+type StoredValues = { data: Float32Array | Uint16Array; dtype: 'float32' | 'bfloat16' | 'float16' };
+
+/**
+ * The model's weight tensors, filled parameter by parameter in model order; {@link abort} frees what was
+ * made when a loader fails half way.
+ */
+class WeightUpload {
+  readonly weights = new Map<string, DeviceTensor>();
+
+  constructor(
+    private readonly device: Device,
+    private readonly dtype: DeviceLlamaDType,
+  ) {}
+
+  put(spec: LlamaParameterSpec, stored: StoredValues): void {
+    this.weights.set(spec.name, uploadAs(this.device, stored.data, spec.shape, stored.dtype, this.dtype));
+  }
+
+  abort(): void {
+    for (const t of this.weights.values()) t.free();
+    this.weights.clear();
+  }
+}
+
+/** Checks what the config and options must satisfy; returns the dtype. */
+export function checkLlamaOptions(config: LlamaConfig, options: LlamaLoadOptions): DeviceLlamaDType {
+  const dtype = options.dtype ?? 'bfloat16';
+  if (dtype !== 'bfloat16' && dtype !== 'float16' && dtype !== 'float32')
+    throw new BadamOptionError('dtype', dtype, "'bfloat16', 'float16' or 'float32'");
+  if (config.headDim % 2 !== 0)
+    throw new BadamOptionError('config headDim', config.headDim, 'an even number (RoPE rotates pairs)');
+  if (config.numHeads % config.numKeyValueHeads !== 0)
+    throw new BadamOptionError(
+      'config num_key_value_heads',
+      config.numKeyValueHeads,
+      `a divisor of num_attention_heads (${config.numHeads})`,
+    );
+  const { maxPositions, lossChunkTokens } = options;
+  if (maxPositions !== undefined && (!Number.isSafeInteger(maxPositions) || maxPositions < 1))
+    throw new BadamOptionError('maxPositions', maxPositions, 'an integer >= 1');
+  if (lossChunkTokens !== undefined && (!Number.isSafeInteger(lossChunkTokens) || lossChunkTokens < 1))
+    throw new BadamOptionError('lossChunkTokens', lossChunkTokens, 'an integer >= 1');
+  return dtype;
+}
+
+/** @badam/models' random initialisation of `config`, rounded to `dtype`; one parameter on the host at a time. */
+export function initialLlamaWeights(
+  device: Device,
+  config: LlamaConfig,
+  dtype: DeviceLlamaDType,
+  options: { seed?: number; initializerRange?: number },
+): Map<string, DeviceTensor> {
+  const upload = new WeightUpload(device, dtype);
+  try {
+    forEachInitialLlamaParameter(config, options, (spec, values) =>
+      upload.put(spec, { data: values, dtype: 'float32' }),
+    );
+    return upload.weights;
+  } catch (error) {
+    upload.abort();
+    throw error;
+  }
+}
+
+/** Every parameter of `config` from `arrays` (extra names ignored), converted to `dtype` on the device. */
+export function llamaWeightsFromArrays(
+  device: Device,
+  config: LlamaConfig,
+  dtype: DeviceLlamaDType,
+  arrays: readonly NamedArray[],
+): Map<string, DeviceTensor> {
+  const byName = new Map(arrays.map((a) => [a.name, a]));
+  const upload = new WeightUpload(device, dtype);
+  try {
+    for (const spec of llamaParameterSpecs(config)) {
+      const array = byName.get(spec.name);
+      if (array === undefined)
+        throw new BadamOptionError(
+          'arrays',
+          `no ${JSON.stringify(spec.name)}`,
+          `every parameter of the config (missing ${spec.name} [${spec.shape.join(', ')}])`,
+        );
+      checkShape(spec.name, array.shape, spec.shape, 'arrays');
+      if (array.dtype !== 'float32' && array.dtype !== 'bfloat16' && array.dtype !== 'float16')
+        throw new BadamOptionError(`arrays ${spec.name} dtype`, array.dtype, 'float32, bfloat16 or float16');
+      upload.put(spec, { data: array.data as Float32Array | Uint16Array, dtype: array.dtype });
+    }
+    return upload.weights;
+  } catch (error) {
+    upload.abort();
+    throw error;
+  }
+}
+
+/**
+ * The config and weights of a local Hugging Face directory (config.json, single or sharded safetensors),
+ * each tensor's stored bytes sent to the device as they are and cast there when the stored dtype differs.
+ */
+export async function llamaWeightsFromDirectory(
+  device: Device,
+  directory: string,
+  options: LlamaLoadOptions,
+): Promise<{ config: LlamaConfig; dtype: DeviceLlamaDType; weights: Map<string, DeviceTensor> }> {
+  const configPath = join(directory, 'config.json');
+  let json: unknown;
+  try {
+    const problem = await regularFileProblem(configPath);
+    if (problem !== undefined) throw new Error(problem);
+    json = JSON.parse((await readFile(configPath, 'utf8')).replace(/^\uFEFF/, ''));
+  } catch (error) {
+    throw new BadamOptionError(
+      'model directory',
+      directory,
+      'a Hugging Face model folder with a readable config.json',
+      `${configPath}: ${(error as Error).message}`,
+    );
+  }
+  const config = llamaConfigFromHf(json, configPath);
+  const dtype = checkLlamaOptions(config, options);
+  const file = await SafetensorsModel.open(directory);
+  const upload = new WeightUpload(device, dtype);
+  try {
+    for (const spec of llamaParameterSpecs(config)) {
+      if (!file.has(spec.name))
+        throw new BadamOptionError(
+          `${directory} weights`,
+          `no tensor ${JSON.stringify(spec.name)}`,
+          `every tensor config.json's architecture needs (${spec.name} [${spec.shape.join(', ')}])`,
+        );
+      checkShape(spec.name, file.shapeOf(spec.name), spec.shape, directory);
+      const stored = await file.read(spec.name);
+      if (stored.dtype !== 'float32' && stored.dtype !== 'bfloat16' && stored.dtype !== 'float16')
+        throw new BadamOptionError(`${directory} ${spec.name} dtype`, stored.dtype, 'F32, BF16 or F16');
+      // One NaN trained on makes every checkpoint of the run unsavable: refuse it here, by name.
+      if (!isFiniteArray(stored))
+        throw new BadamOptionError(
+          `${directory} ${spec.name}`,
+          'NaN or infinity',
+          'finite weights',
+          'the weights are damaged or were saved from a diverged run; use a good copy of the model',
+        );
+      upload.put(spec, { data: stored.data as Float32Array | Uint16Array, dtype: stored.dtype });
+    }
+    return { config, dtype, weights: upload.weights };
+  } catch (error) {
+    upload.abort();
+    throw error;
+  } finally {
+    await file.close();
+  }
+}
+
+function checkShape(
+  name: string,
+  actual: readonly number[],
+  expected: readonly number[],
+  where: string,
+): void {
+  if (actual.join() !== expected.join())
+    throw new BadamOptionError(
+      `${where} ${name} shape`,
+      `[${actual.join(', ')}]`,
+      `[${expected.join(', ')}] (what config.json's architecture implies)`,
+    );
+}
+
+/**
+ * A weight tensor of `dtype` from stored values: the bits as they are when the stored dtype is `dtype`,
+ * fp32 rounded on write, other 16-bit types uploaded as they are and cast on the device.
+ */
+function uploadAs(
+  device: Device,
+  data: Float32Array | Uint16Array,
+  shape: readonly number[],
+  stored: 'float32' | 'bfloat16' | 'float16',
+  dtype: DeviceLlamaDType,
+): DeviceTensor {
+  if (stored === dtype || stored === 'float32') return device.tensor(data, shape, dtype, 'weights');
+  const staged = device.tensor(data, shape, stored, 'workspace');
+  try {
+    return device.castTo(staged, dtype, 'weights');
+  } finally {
+    staged.free();
+  }
+}
