@@ -220,7 +220,7 @@ export async function loadInstructionDataset(
       throw new BadamOptionError(
         `${infoPath} ${name}`,
         entry,
-        'an object with file_name (and formatting, columns, tags)',
+        'an object with file_name (and formatting, columns)',
       );
     if (entry.formatting !== undefined && entry.formatting !== 'alpaca' && entry.formatting !== 'sharegpt') {
       throw new BadamOptionError(
