@@ -1,4 +1,4 @@
-import { createLrSchedule, Trainer, type TrainerCallback } from '@badam/core';
+import { createLrSchedule, planTraining, Trainer, type TrainerCallback } from '@badam/core';
 import {
   alpacaExamples,
   ByteTokenizer,
@@ -9,12 +9,11 @@ import {
   type PaddedBatch,
   templateStopIds,
 } from '@badam/data';
-import { generate, LlamaForCausalLM, llamaConfigFromHf } from '@badam/models';
-import { BlockOptimizer, TfjsTrainerBackend } from '@badam/tfjs';
-// The embedded default of badam-llama, from its source: the same tiny Llama, generated instructions and
-// causal-LM task, so the page fine-tunes exactly what `pnpm start` does.
-import { generatedInstructions, TINY_LLAMA_CONFIG } from '../../llama-alpaca/src/embedded-data.js';
-import { causalLmTask } from '../../llama-alpaca/src/training-task.js';
+// The embedded default of badam-llama: the same tiny Llama, generated instructions and causal-LM task, so
+// the page fine-tunes exactly what `pnpm start` does, planned by core and assembled by @badam/tfjs as a run is.
+import { BUILTIN_INITIALIZER_RANGE, builtinLlamaConfig, generatedInstructions } from '@badam/embedded';
+import { causalLmTask, generate, LlamaForCausalLM } from '@badam/models';
+import { tfjsBackendModel } from '@badam/tfjs';
 
 /** The in-page run's settings (the page's URL parameters override them). */
 export interface BrowserFineTuneSettings {
@@ -49,8 +48,8 @@ const CUTOFF = 64;
 
 /**
  * The embedded default's tiny Llama and generated instruction data, built in the browser, and BAdam
- * fine-tuning it through @badam/core's Trainer and @badam/tfjs's BlockOptimizer on whatever tfjs backend
- * is active. Nothing leaves the page.
+ * fine-tuning it as every run is: @badam/core's plan, @badam/tfjs's trainer backend factory and core's
+ * Trainer, on whatever tfjs backend is active. Nothing leaves the page.
  */
 export class BrowserFineTune {
   readonly model: LlamaForCausalLM;
@@ -60,9 +59,9 @@ export class BrowserFineTune {
   private readonly evalSet;
 
   constructor(readonly settings: BrowserFineTuneSettings) {
-    this.model = new LlamaForCausalLM(llamaConfigFromHf(TINY_LLAMA_CONFIG, 'built-in tiny Llama'), {
+    this.model = new LlamaForCausalLM(builtinLlamaConfig(), {
       seed: settings.seed,
-      initializerRange: 0.05,
+      initializerRange: BUILTIN_INITIALIZER_RANGE,
     });
     const data = generatedInstructions(settings.trainExamples, settings.evalExamples, settings.seed);
     const encode = (records: typeof data.train) =>
@@ -110,18 +109,26 @@ export class BrowserFineTune {
   /** Fine-tunes with BAdam (one layer per block, ascending, AdamW, cosine schedule) for the set steps. */
   async train(callbacks: readonly TrainerCallback[]): Promise<void> {
     const s = this.settings;
-    const optimizer = new BlockOptimizer({
-      namedParameters: this.model.namedParameters,
-      baseOptimizer: { type: 'adamw', learningRate: s.learningRate, weightDecay: 0 },
-      switchBlockEvery: s.switchBlockEvery,
-      switchMode: 'ascending',
-      clipGradNorm: 1,
-      seed: s.seed,
-      verbose: 0,
+    const model = tfjsBackendModel<PaddedBatch>({
+      namedParameters: () => this.model.namedParameters,
+      task: causalLmTask(this.model),
     });
+    const plan = planTraining({
+      settings: {
+        method: 'block',
+        learningRate: s.learningRate,
+        switchBlockEvery: s.switchBlockEvery,
+        switchMode: 'ascending',
+        clipGradNorm: 1,
+        seed: s.seed,
+        verbose: 0,
+      },
+      parameters: model.parameters(),
+    });
+    const backend = await model.createTrainerBackend(plan);
     try {
       const trainer = new Trainer<PaddedBatch>({
-        backend: new TfjsTrainerBackend({ task: causalLmTask(this.model), optimizer }),
+        backend: backend.trainer,
         trainData: batchedDataSource(this.trainSet, {
           batchSize: s.batchSize,
           padTokenId: this.tokenizer.padTokenId,
@@ -142,7 +149,7 @@ export class BrowserFineTune {
       });
       await trainer.train();
     } finally {
-      optimizer.dispose();
+      backend.dispose();
     }
   }
 }

@@ -46,7 +46,7 @@ async function worker(
     '@badam/tfjs'
   );
   const { LlamaForCausalLM, llamaConfigFromHf } = await import('@badam/models');
-  const { SeededRandom } = await import('@badam/core');
+  const { isLoraParameter, SeededRandom } = await import('@badam/core');
   await useTfjsBackend('wasm');
   if (backend === 'wasm-native') await useNativeMatMul();
   const config = llamaConfigFromHf({
@@ -82,7 +82,7 @@ async function worker(
   } else {
     if (mode === 'lora') {
       model.addLora({ rank: 8, alpha: 8, dropout: 0, targetModules: 'all' }, 0);
-      for (const [name, v] of model.namedParameters) v.trainable = name.includes('lora_');
+      for (const [name, v] of model.namedParameters) v.trainable = isLoraParameter(name);
     }
     const trainable = model.namedParameters.filter(([, v]) => v.trainable).map(([, v]) => v);
     const optimizer = new AdamW({ learningRate: 1e-4, weightDecay: 0 });

@@ -8,21 +8,20 @@ import {
   encodeSupervised,
   type InstructionExample,
 } from '@badam/data';
-import { LlamaForCausalLM, llamaConfigFromHf, llamaWeights } from '@badam/models';
+import { generatedInstructions, TINY_LLAMA_CONFIG } from '@badam/embedded';
+import { causalLmTask, LlamaForCausalLM, llamaConfigFromHf, llamaWeights } from '@badam/models';
 import {
   type ComparisonPlan,
   type ComparisonReport,
   comparisonRunOptions,
-  evaluateHeldOut,
   runSeedComparison,
 } from '@badam/runner';
+import { evaluateHeldOut } from '@badam/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { type EmbeddedSettings, embeddedStart } from './embedded.js';
-import { generatedInstructions, TINY_LLAMA_CONFIG } from './embedded-data.js';
 import { predictExamples } from './predict.js';
 import { prepareBackend, type RunIO, runTraining } from './run-training.js';
 import { LLAMA_DIALECT, type TrainOptions } from './train-options.js';
-import { causalLmTask } from './training-task.js';
 
 /** Sizes of a comparison: the embedded default's, and the validation split's (only used to choose a rate). */
 export interface ComparisonSettings extends EmbeddedSettings {

@@ -1,20 +1,12 @@
 import type { RunIO } from '@badam/callbacks';
 import { UsageError } from '@badam/core';
-import type { Device, DeviceLlama, DeviceTensor } from '@badam/cuda';
+import type { CudaTrainingModel, Device, DeviceLlama, DeviceTensor } from '@badam/cuda';
 import { ByteTokenizer, HfTokenizer, type PaddedBatch, type Tokenizer } from '@badam/data';
-import { type LlamaConfig, llamaConfigFromHf, readLlamaConfig } from '@badam/models';
-import { type RunnerModel, runDevice } from '@badam/runner';
+import { BUILTIN_INITIALIZER_RANGE, builtinLlamaConfig } from '@badam/embedded';
+import { type LlamaConfig, readLlamaConfig } from '@badam/models';
+import type { RunnerModel } from '@badam/runner';
 import { deviceCausalLmTask } from './device-training-task.js';
-import { TINY_LLAMA_CONFIG } from './embedded-data.js';
 import type { TrainOptions } from './train-options.js';
-
-/** The built-in tiny Llama's config (the same on both backends). */
-export function builtinLlamaConfig(): LlamaConfig {
-  return llamaConfigFromHf(TINY_LLAMA_CONFIG, 'built-in tiny Llama');
-}
-
-/** The built-in tiny Llama's initialisation: with the same seed, both backends start from the same weights. */
-export const BUILTIN_INITIALIZER_RANGE = 0.05;
 
 /** A Llama on @badam/cuda's device, with what the run needs beside it. */
 export interface DeviceRunModel {
@@ -25,9 +17,14 @@ export interface DeviceRunModel {
   readonly builtin: boolean;
 }
 
-/** The weights' dtype on the device: bf16 with `--bf16` (LLaMA-Factory's flag), else fp32 (tfjs's numbers). */
-export function deviceDtype(options: Pick<TrainOptions, 'bf16'>): 'bfloat16' | 'float32' {
-  return options.bf16 ? 'bfloat16' : 'float32';
+/**
+ * The weights' dtype on the device: bf16 with `--bf16`, fp16 with `--fp16` (LLaMA-Factory's flags), else
+ * fp32 (tfjs's numbers).
+ */
+export function deviceDtype(
+  options: Pick<TrainOptions, 'bf16'> & { readonly fp16?: boolean },
+): 'bfloat16' | 'float16' | 'float32' {
+  return options.bf16 ? 'bfloat16' : options.fp16 ? 'float16' : 'float32';
 }
 
 /**
@@ -43,8 +40,8 @@ export async function loadDeviceLlama(
   beforeWeights: (config: LlamaConfig) => void = () => {},
   builtinStart?: { readonly directory: string },
 ): Promise<DeviceRunModel> {
-  const device = await runDevice(options.cudaDevice);
-  const { DeviceLlama } = await import('@badam/cuda');
+  const { DeviceLlama, openDevice } = await import('@badam/cuda');
+  const device = openDevice(options.cudaDevice);
   // RoPE tables as long as the longest batch can be: --cutoff_len (checked first) rounded up to the padding.
   const modelOptions = (config: LlamaConfig) => ({
     dtype: deviceDtype(options),
@@ -75,12 +72,25 @@ export async function loadDeviceLlama(
   return { model, device, config, tokenizer, builtin: false };
 }
 
-/** The device Llama as the runner kit trains it: BAdam's partition choices and the causal-LM task. */
+/**
+ * The device Llama as the runner kit trains it: BAdam's partition choices, and @badam/cuda's trainer backend
+ * factory bound to the model (its device tensors and the causal-LM task).
+ */
 export function deviceLlamaRunnerModel(
   loaded: Pick<DeviceRunModel, 'model' | 'device'>,
   options: TrainOptions,
 ): RunnerModel<PaddedBatch> {
   const { model, device } = loaded;
+  const onDevice: CudaTrainingModel<PaddedBatch> = {
+    device,
+    parameters: () =>
+      model.parameters().map((p) => {
+        if (p.values instanceof Float32Array)
+          throw new Error(`DeviceLlama.parameters(): ${p.name} is not on the device`);
+        return { ...p, values: p.values as DeviceTensor };
+      }),
+    task: (gradientOf) => deviceCausalLmTask(model, gradientOf),
+  };
   return {
     kind: 'Llama',
     partition: { includeEmbedding: options.includeEmbedding, includeLmHead: options.includeLmHead },
@@ -89,15 +99,10 @@ export function deviceLlamaRunnerModel(
         '--finetuning_type lora does not run on --backend cuda yet: use block or full there, or --backend tfjs',
       );
     },
-    cuda: {
-      device,
-      parameters: () =>
-        model.parameters().map((p) => {
-          if (p.values instanceof Float32Array)
-            throw new Error(`DeviceLlama.parameters(): ${p.name} is not on the device`);
-          return { ...p, values: p.values as DeviceTensor };
-        }),
-      task: (gradientOf) => deviceCausalLmTask(model, gradientOf),
-    },
+    parameters: () =>
+      onDevice.parameters().map((p) => ({ name: p.name, shape: [...p.shape], dtype: p.dtype })),
+    // @badam/cuda is imported when used, so that a machine without its addon still trains on tfjs.
+    createTrainerBackend: async (plan) =>
+      (await import('@badam/cuda')).createCudaTrainerBackend(plan, onDevice),
   };
 }

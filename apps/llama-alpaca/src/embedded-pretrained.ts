@@ -1,28 +1,25 @@
 import { readFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { type FlagSpec, type FlagValues, type TrainerCallback, UsageError } from '@badam/core';
 import { ByteTokenizer, type InstructionExample } from '@badam/data';
-import { LlamaForCausalLM, llamaConfigFromHf, loadLlama, saveLlama } from '@badam/models';
+import {
+  BUILTIN_INITIALIZER_RANGE,
+  builtinLlamaConfig,
+  embeddedPretrainedDir,
+  generatedCorpus,
+} from '@badam/embedded';
+import { LlamaForCausalLM, loadLlama, saveLlama } from '@badam/models';
 import { writeFileAtomic } from '@badam/safetensors';
 import type { DeviceRunModel } from './device-model.js';
-import { generatedCorpus, TINY_LLAMA_CONFIG } from './embedded-data.js';
 import { prepareBackend, type RunIO, runTraining } from './run-training.js';
 import type { TrainOptions } from './train-options.js';
 
 /**
- * The pretrained start that ships with the app: the built-in tiny Llama after {@link PRETRAINED_STEPS} steps
- * of `badam-llama pretrain` (config.json, model.safetensors, pretraining.json). The embedded default and
- * `compare` fine-tune from it.
+ * The pretrained start the embedded default and `compare` fine-tune from: the built-in tiny Llama after
+ * {@link PRETRAINED_STEPS} steps of `badam-llama pretrain` (config.json, model.safetensors,
+ * pretraining.json), shipped in @badam/embedded's `assets/embedded-pretrained`.
  */
-export const EMBEDDED_PRETRAINED_DIR = join(packageDir(), 'assets', 'embedded-pretrained');
-
-/** The package's folder, from this module's: `dist/src/` when built, `src/` when run from source (tests). */
-function packageDir(): string {
-  const moduleDir = dirname(fileURLToPath(import.meta.url));
-  const above = dirname(moduleDir);
-  return basename(above) === 'dist' ? dirname(above) : above;
-}
+export const EMBEDDED_PRETRAINED_DIR = embeddedPretrainedDir();
 
 /**
  * Steps of the shipped pretraining, chosen by watching a longer run (`--snapshot_every 100`): the end of the
@@ -118,7 +115,7 @@ export const PRETRAIN_FLAGS: Readonly<Record<string, FlagSpec>> = {
   output_dir: {
     type: 'string',
     default: join('output', 'embedded-pretrained'),
-    help: 'where config.json, model.safetensors and pretraining.json go (the shipped start: apps/llama-alpaca/assets/embedded-pretrained)',
+    help: 'where config.json, model.safetensors and pretraining.json go (the shipped start: packages/embedded/assets/embedded-pretrained)',
   },
   log_dir: {
     type: 'string',
@@ -208,7 +205,7 @@ export function lossPer100Steps(
  * `badam-llama pretrain`: the built-in tiny Llama (seeded initialisation) pretrained with full AdamW on
  * generated text, written as a Hugging Face folder (`config.json`, `model.safetensors`) with
  * `pretraining.json` (settings, loss per 100 steps, final loss). The same settings give the same bytes.
- * With the defaults it makes the start that ships in `assets/embedded-pretrained`.
+ * With the defaults it makes the start that ships in @badam/embedded's `assets/embedded-pretrained`.
  */
 export async function runPretraining(
   options: TrainOptions,
@@ -219,9 +216,9 @@ export async function runPretraining(
 ): Promise<PretrainingRecord> {
   await prepareBackend(options, io);
   const tokenizer = new ByteTokenizer();
-  const model = new LlamaForCausalLM(llamaConfigFromHf(TINY_LLAMA_CONFIG, 'built-in tiny Llama'), {
+  const model = new LlamaForCausalLM(builtinLlamaConfig(), {
     seed: settings.seed,
-    initializerRange: 0.05,
+    initializerRange: BUILTIN_INITIALIZER_RANGE,
   });
   try {
     io.log(

@@ -1,15 +1,10 @@
 import { join } from 'node:path';
 import { alpacaExamples, ByteTokenizer, chatTemplate, type InstructionExample } from '@badam/data';
+import { BUILTIN_INITIALIZER_RANGE, builtinLlamaConfig, generatedInstructions, TASKS } from '@badam/embedded';
 import { type LlamaConfig, LlamaForCausalLM } from '@badam/models';
 import { prepareRunOutputDir } from '@badam/runner';
 import * as tf from '@tensorflow/tfjs-core';
-import {
-  BUILTIN_INITIALIZER_RANGE,
-  builtinLlamaConfig,
-  type DeviceRunModel,
-  loadDeviceLlama,
-} from './device-model.js';
-import { generatedInstructions, TASKS } from './embedded-data.js';
+import { type DeviceRunModel, loadDeviceLlama } from './device-model.js';
 import {
   EMBEDDED_PRETRAINED_DIR,
   loadEmbeddedPretrained,
@@ -40,7 +35,7 @@ export const EMBEDDED_DEFAULTS: Readonly<Record<string, string | number | boolea
 /** Sizes of the embedded default; tests shrink them. */
 export interface EmbeddedSettings {
   /**
-   * Undefined (the default): start from the shipped pretrained model (`assets/embedded-pretrained`, made by `badam-llama pretrain`).
+   * Undefined (the default): start from the shipped pretrained model (@badam/embedded's `assets/embedded-pretrained`, made by `badam-llama pretrain`).
    * A number: pretrain the built-in tiny Llama from its seeded initialisation for that many full-AdamW
    * steps on 2,000 generated lines first, as the embedded default did before the start shipped.
    */
@@ -196,7 +191,7 @@ function accuracyByTask(
 
 /**
  * The project's main job: the built-in tiny Llama (byte tokenizer), pretrained on generated text (the shipped
- * start in `assets/embedded-pretrained`), is instruction-tuned with the chosen finetuning type (BAdam by default) on generated
+ * start in @badam/embedded's `assets/embedded-pretrained`), is instruction-tuned with the chosen finetuning type (BAdam by default) on generated
  * instructions — copy, reverse, sort, add — and its exact-match accuracy on held-out instructions is
  * reported before and after. Runs on the CPU (wasm backend) in a few minutes. With `--backend cuda` the model
  * trains on the device (the CPU reference device with `--cuda_device cpu`), and a tfjs copy of its

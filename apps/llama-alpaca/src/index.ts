@@ -6,17 +6,21 @@
  *
  * @packageDocumentation
  */
-export { CHAT_FLAGS, runChat } from './chat.js';
-export { runCommand, trainOptionsFrom } from './command.js';
-export { type ComparisonSettings, runComparison } from './compare.js';
+
+// The embedded default's model config and data are @badam/embedded's (the browser page uses them too).
 export {
   BUILTIN_INITIALIZER_RANGE,
   builtinLlamaConfig,
-  type DeviceRunModel,
-  deviceDtype,
-  deviceLlamaRunnerModel,
-  loadDeviceLlama,
-} from './device-model.js';
+  generatedCorpus,
+  generatedInstructions,
+  makeInstruction,
+  TASKS,
+  TINY_LLAMA_CONFIG,
+} from '@badam/embedded';
+export { CHAT_FLAGS, runChat } from './chat.js';
+export { runCommand, trainOptionsFrom } from './command.js';
+export { type ComparisonSettings, runComparison } from './compare.js';
+export { type DeviceRunModel, deviceDtype, deviceLlamaRunnerModel, loadDeviceLlama } from './device-model.js';
 export { deviceBatch, deviceCausalLmTask } from './device-training-task.js';
 export {
   EMBEDDED_DEFAULTS,
@@ -25,13 +29,6 @@ export {
   embeddedStart,
   runEmbeddedDefault,
 } from './embedded.js';
-export {
-  generatedCorpus,
-  generatedInstructions,
-  makeInstruction,
-  TASKS,
-  TINY_LLAMA_CONFIG,
-} from './embedded-data.js';
 export {
   DEFAULT_PRETRAIN_SETTINGS,
   EMBEDDED_PRETRAINED_DIR,

@@ -10,7 +10,7 @@ import {
   ReferenceBackend,
   type TrainingSnapshot,
 } from '@badam/core';
-import { METHODS } from '@badam/runner';
+import { planRun } from '@badam/runner';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generatedInstructions, runCommand, trainOptionsFrom } from '../src/index.js';
 import { writeTinyLlamaDir } from './fixtures/tiny-llama-dir.js';
@@ -103,18 +103,21 @@ describe('one checkpoint format: tfjs <-> the reference backend', () => {
       dtype: 'float32' as const,
       values: w.data as Float32Array,
     }));
-    const plan = METHODS.block.plan({
+    const plan = planRun({
       options,
+      dialect: {},
       parameters,
       partition: {},
       trainExamples: 0,
       defaultSwitchBlockEvery: 'suggest',
       logFn: () => {},
-      switchFlag: 'switch_block_every',
     });
-    if (plan.kind !== 'block') throw new Error('BAdam plans a BlockOptimizer');
+    if (plan.optimizer.kind !== 'block') throw new Error('BAdam plans a BlockOptimizer');
     const reference = new BlockTrainer<never, OptimizerDescription, ArrayLike<number>>(
-      new BlockOptimizer({ ...plan.options, namedParameters: parameters }, new ReferenceBackend(parameters)),
+      new BlockOptimizer(
+        { ...plan.optimizer.options, namedParameters: parameters },
+        new ReferenceBackend(parameters),
+      ),
       {
         lossAndGradients: () => {
           throw new Error('the reference backend has no Llama: this test moves state, not gradients');

@@ -2,8 +2,7 @@ import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readTrainerLog } from '@badam/callbacks';
-import { Device } from '@badam/cuda';
-import { runDevice } from '@badam/runner';
+import { Device, openDevice } from '@badam/cuda';
 import { SafetensorsFile } from '@badam/safetensors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generatedInstructions, runCommand, runEmbeddedDefault, trainOptionsFrom } from '../src/index.js';
@@ -171,7 +170,7 @@ describe('--backend cuda on the CPU device', () => {
     const config = JSON.parse(await readFile(join(out, 'config.json'), 'utf8'));
     expect(config.torch_dtype).toBe('bfloat16');
     // Every run freed its model: nothing is left on the process's CPU device.
-    expect((await runDevice('cpu')).memory().inUse).toBe(0);
+    expect(openDevice('cpu').memory().inUse).toBe(0);
   });
 });
 
@@ -246,7 +245,7 @@ describe('the embedded default on --backend cuda', () => {
     expect(relative).toBeLessThan(1e-3);
     expect(onCuda.metrics.eval_accuracy).toBe(onTfjs.metrics.eval_accuracy);
     expect(onCuda.after).toEqual(onTfjs.after);
-    expect((await runDevice('cpu')).memory().inUse).toBe(0);
+    expect(openDevice('cpu').memory().inUse).toBe(0);
   });
 
   it('starts from the shipped pretrained weights on the device as on tfjs', async () => {
@@ -274,7 +273,7 @@ describe('the embedded default on --backend cuda', () => {
       (onCuda.metrics.eval_loss as number) / (onTfjs.metrics.eval_loss as number) - 1,
     );
     expect(relative).toBeLessThan(1e-3);
-    expect((await runDevice('cpu')).memory().inUse).toBe(0);
+    expect(openDevice('cpu').memory().inUse).toBe(0);
   });
 });
 

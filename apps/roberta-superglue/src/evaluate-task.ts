@@ -11,7 +11,7 @@ import {
   type Tokenizer,
 } from '@badam/data';
 import type { EncoderClassifier } from '@badam/models';
-import { evaluateHeldOut } from '@badam/runner';
+import { evaluateHeldOut } from '@badam/tfjs';
 import {
   batchLogits,
   classificationTask,

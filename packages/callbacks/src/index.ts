@@ -1,12 +1,13 @@
 /**
  * @badam/callbacks — hooks for `@badam/core`'s Trainer: a progress bar (plain lines off a terminal),
  * `trainer_log.jsonl`, `training_loss.png`, safetensors checkpoints with exact resume, early stopping, the
- * NaN/Inf loss guard, Ctrl-C handling, BAdam's block-switch log, and an adapter for `tf.LayersModel.fit`.
+ * NaN/Inf loss guard, Ctrl-C handling, BAdam's block-switch log, the best checkpoint
+ * (`load_best_model_at_end`), TensorBoard event files, and an adapter for `tf.LayersModel.fit`.
  *
  * @packageDocumentation
  */
 
-/** LLaMA-Factory's loss smoothing and the log line format live in core (the board's page uses them too). */
+/** The loss smoothing (LLaMA-Factory's weight, debiased as TensorBoard's) and the log line format live in core (the board's page uses them too). */
 export { type BlockSwitchRecord, smoothSeries } from '@badam/core';
 export {
   type BandPlotOptions,
@@ -16,6 +17,12 @@ export {
   renderBandPlot,
   writeBandPlot,
 } from './band-plot.js';
+export {
+  BEST_MODEL_STATE_KEY,
+  BestModelCallback,
+  type BestModelCallbackOptions,
+  type BestModelState,
+} from './best-model-callback.js';
 export { BlockSwitchLogCallback } from './block-switch-log-callback.js';
 export { EarlyStoppingCallback, type EarlyStoppingOptions } from './early-stopping-callback.js';
 export {
@@ -55,11 +62,20 @@ export {
 export { NonFiniteLossGuard } from './non-finite-loss-guard.js';
 export {
   holdsEarlierWork,
+  type PreparedOutputDir,
   type PrepareOutputDirOptions,
   prepareOutputDir,
+  RUN_OUTPUTS,
   UNFINISHED_SAVE,
   writeResultsJson,
 } from './output-dir.js';
+export {
+  checkOutputDirFree,
+  isOutputDirLocked,
+  LOCK_FILE,
+  type LockHolder,
+  OutputDirLock,
+} from './output-dir-lock.js';
 export { formatMemoryReport, ProgressCallback, type ProgressCallbackOptions } from './progress-callback.js';
 export { type RunCallbacksOptions, type RunIO, runCallbacks } from './run-callbacks.js';
 export {
@@ -68,3 +84,17 @@ export {
   type CheckpointStoreOptions,
   SafetensorsCheckpointStore,
 } from './safetensors-checkpoint-store.js';
+export {
+  defaultLoggingDir,
+  TensorBoardCallback,
+  type TensorBoardCallbackOptions,
+  tensorBoardScalars,
+} from './tensorboard-callback.js';
+export {
+  crc32c,
+  fileVersionEvent,
+  maskedCrc32c,
+  scalarsEvent,
+  TensorBoardEventFile,
+  tfRecord,
+} from './tensorboard-event-file.js';

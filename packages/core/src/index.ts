@@ -1,7 +1,9 @@
 /**
  * @badam/core — BAdam's framework-agnostic core: block partitions, switch schedules, the BlockOptimizer
- * engine and its backend contract, learning-rate schedules and the memory model. It imports no tensor
- * library; backends such as `@badam/tfjs` and `@badam/cuda` implement {@link BlockBackend}.
+ * engine and its backend contract, the plan of a run (`planTraining`: method, optimizer, partition) and the
+ * factory contract every backend package implements (`TrainerBackendFactory`), learning-rate schedules and
+ * the memory model. It imports no tensor library; backends such as `@badam/tfjs` and `@badam/cuda`
+ * implement {@link BlockBackend} and export a `TrainerBackendFactory`.
  *
  * @packageDocumentation
  */
@@ -26,6 +28,7 @@ export type {
 } from './architectures/model-architecture.js';
 export { parametersOf } from './architectures/parameters-of.js';
 export {
+  HF_CONFIG_LIMITS,
   type ParseHfConfigOptions,
   parseHfConfig,
   SUPPORTED_MODEL_TYPES,
@@ -115,6 +118,11 @@ export {
   tensorsByName,
 } from './optimizer/optimizer-tensors.js';
 export {
+  MASK_MODES,
+  type MaskMode,
+  type UpdateMaskOptions,
+} from './optimizer/update-mask-options.js';
+export {
   type NamedParameterInfo,
   numel,
   parameterBytes,
@@ -128,6 +136,7 @@ export {
   isLoraParameter,
   isNoDecayParameter,
   layerPrefixOf,
+  loraAdaptedModuleOf,
   owningModuleOf,
 } from './partition/parameter-roles.js';
 export {
@@ -135,6 +144,28 @@ export {
   type BlockPartitionPreset,
   blockPrefixesForPreset,
 } from './partition/presets.js';
+export { isTrainedByRatio } from './partition/ratio-trained.js';
+export {
+  FINE_TUNING_METHOD_SPECS,
+  FINE_TUNING_METHODS,
+  type FineTuningMethod,
+  type FineTuningMethodSpec,
+} from './plan/fine-tuning-methods.js';
+export { baseParametersOf, estimatePlanMemory, trainedElements } from './plan/plan-memory.js';
+export {
+  checkPlannedParameters,
+  planTraining,
+  type TrainingPlanInput,
+  type TrainingSettings,
+} from './plan/plan-training.js';
+export type {
+  BlockOptimizerPlan,
+  ModelPartition,
+  PlannedBlockOptimizerOptions,
+  PlannedPartition,
+  RatioOptimizerPlan,
+  TrainingPlan,
+} from './plan/training-plan.js';
 export { SeededRandom, type SeededRandomState } from './random.js';
 export { ReferenceBackend, type ReferenceParameter } from './reference/reference-backend.js';
 export { type ReferenceModel, ReferenceTrainerBackend } from './reference/reference-trainer-backend.js';
@@ -151,6 +182,8 @@ export { type SwitchBlockEverySuggestionInput, suggestSwitchBlockEvery } from '.
 export { BlockTrainer, type BlockTrainerOptions, type BlockTrainerTask } from './trainer/block-trainer.js';
 export type { Checkpoint, CheckpointStore } from './trainer/checkpoint-store.js';
 export { arrayDataSource, type DataSource } from './trainer/data-source.js';
+export type { RunWatcher } from './trainer/run-watcher.js';
+export { smoothingWeight, smoothSeries } from './trainer/smooth-series.js';
 export { Trainer, type TrainerOptions, type TrainResult } from './trainer/trainer.js';
 export type {
   EvaluationResult,
@@ -160,6 +193,11 @@ export type {
   TrainingSnapshot,
 } from './trainer/trainer-backend.js';
 export type {
+  BackendModel,
+  PlannedTrainerBackend,
+  TrainerBackendFactory,
+} from './trainer/trainer-backend-factory.js';
+export type {
   LogEntry,
   LossVerdict,
   TrainerCallback,
@@ -167,11 +205,6 @@ export type {
   TrainerControl,
   TrainerProgress,
 } from './trainer/trainer-callback.js';
-export {
-  type BlockSwitchRecord,
-  smoothSeries,
-  type TrainerLogLine,
-  trainerLogLine,
-} from './trainer/trainer-log-line.js';
+export { type BlockSwitchRecord, type TrainerLogLine, trainerLogLine } from './trainer/trainer-log-line.js';
 export { isTrainerState, type TrainerState } from './trainer/trainer-state.js';
 export { optionWithDeprecatedName, requireInteger, requireNumber } from './validation.js';

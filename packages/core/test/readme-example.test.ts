@@ -26,4 +26,18 @@ describe('README', () => {
     expect(blocks[0]).toBe(blocks[1]);
     expect(blocks[2]).toBe(blocks[3]);
   });
+
+  it('planning a run: the example prints the suggested K and the partition the plan produces', () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    const example = /## Planning a run\n\n```js\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(example).toBeDefined();
+    const result = spawnSync(process.execPath, ['--input-type=module', '-e', example!], {
+      cwd: fileURLToPath(new URL('..', import.meta.url)),
+      encoding: 'utf8',
+    });
+    expect(result.status, result.stderr).toBe(0);
+    // The comments in the example are what it prints, line by line.
+    const comments = [...example!.matchAll(/^\/\/ (.+)$/gm)].map((m) => m[1]);
+    expect(result.stdout.trim().split('\n')).toEqual(comments);
+  });
 });

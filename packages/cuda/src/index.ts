@@ -2,7 +2,8 @@
  * @badam/cuda — BAdam on NVIDIA GPUs: a Node-API addon with a caching device allocator that accounts memory
  * by kind, bf16 / fp16 / fp32 device tensors, BAdam's kernels (cuBLAS GEMM with fp32 accumulation, fused
  * AdamW writing the rounded weight, gradient norm, casts, masked sparse Adam) each with a C++ CPU
- * reference, and core's `BlockBackend` on top. Without CUDA the same code runs on the CPU device.
+ * reference, core's `BlockBackend` on top, and the backend's factory (`createCudaTrainerBackend`: a run's
+ * plan from core in, a trainer backend out). Without CUDA the same code runs on the CPU device.
  *
  * @packageDocumentation
  */
@@ -16,7 +17,14 @@ export {
   type TensorDType,
 } from './addon.js';
 export { CudaBlockBackend, type CudaBlockBackendOptions, type CudaParameter } from './cuda-block-backend.js';
+export {
+  type CudaTrainingModel,
+  createCudaTrainerBackend,
+  cudaBackendModel,
+  cudaMissingFor,
+} from './cuda-trainer-backend.js';
 export { type AttentionDims, type CudaStatus, Device, type GemmShape } from './device.js';
+export { DevicePeakTracker } from './device-peak-tracker.js';
 export { DeviceTensor } from './device-tensor.js';
 export {
   DeviceLlama,
@@ -26,4 +34,5 @@ export {
   type DeviceLlamaLoss,
   type DeviceLlamaOptions,
 } from './llama/device-llama.js';
+export { type CudaDeviceChoice, cudaDeviceLabel, openDevice } from './open-device.js';
 export { loadSafetensorsToDevice } from './safetensors-to-device.js';

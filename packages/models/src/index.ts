@@ -2,7 +2,7 @@
  * @badam/models — models for BAdam on TensorFlow.js with Hugging Face parameter names: Llama-family causal
  * LMs (Llama 2/3, Mistral, Qwen2, TinyLlama) with RoPE, grouped-query attention, SwiGLU, LoRA and gradient
  * checkpointing; BERT-style encoders (RoBERTa, BERT) with classification and multiple-choice heads; Hugging
- * Face checkpoints in and out; text generation.
+ * Face checkpoints in and out; text generation; and the causal-LM training task @badam/tfjs's trainer takes.
  *
  * @packageDocumentation
  */
@@ -35,6 +35,14 @@ export {
   saveLlama,
   saveLoraAdapter,
 } from './hf/llama-checkpoint.js';
+export {
+  ADAPTER_CONFIG,
+  ADAPTER_WEIGHTS,
+  type LoraAdapterConfig,
+  loadLoraAdapter,
+  readLoraAdapterConfig,
+} from './hf/lora-checkpoint.js';
+export { causalLmTask, type PaddedTokenBatch } from './llama/causal-lm-task.js';
 export {
   type CausalLmBatch,
   LLAMA_LORA_TARGETS,

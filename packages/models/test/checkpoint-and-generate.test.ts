@@ -10,6 +10,8 @@ import {
   llamaConfigFromHf,
   llamaWeights,
   loadLlama,
+  loadLoraAdapter,
+  readLoraAdapterConfig,
   saveLlama,
   saveLoraAdapter,
 } from '../src/index.js';
@@ -101,6 +103,26 @@ describe('Hugging Face checkpoints', () => {
     );
   });
 
+  it('a NaN or an infinity in the weights is refused at load, naming the tensor; a BOM in config.json is read', async () => {
+    const model = new LlamaForCausalLM(llamaConfigFromHf(HF_CONFIG));
+    const weights = llamaWeights(model);
+    const dir = join(root, 'nan');
+    // An unused embedding row's NaN trained a whole run, which then could save nothing.
+    const embedding = weights.find((w) => w.name === 'model.embed_tokens.weight')!;
+    (embedding.data as Float32Array)[39 * 16 + 3] = Number.NaN;
+    await writeSafetensorsModel(dir, weights);
+    writeFileSync(join(dir, 'config.json'), `\uFEFF${JSON.stringify(HF_CONFIG)}`);
+    await expect(loadLlama(dir)).rejects.toThrow(
+      `${dir}: tensor model.embed_tokens.weight holds NaN (element 627 of 640): the weights are damaged or were saved from a diverged run; use a good copy of the model`,
+    );
+    (embedding.data as Float32Array)[39 * 16 + 3] = 0;
+    (weights.find((w) => w.name === 'lm_head.weight')!.data as Float32Array)[0] = -Infinity;
+    await writeSafetensorsModel(dir, weights);
+    await expect(loadLlama(dir)).rejects.toThrow(
+      /tensor lm_head.weight holds -Infinity \(element 0 of 640\)/,
+    );
+  });
+
   it('saves LoRA adapters as peft does', async () => {
     const model = new LlamaForCausalLM(llamaConfigFromHf(HF_CONFIG));
     model.addLora({ rank: 4, alpha: 8, dropout: 0.05, targetModules: ['q_proj', 'v_proj'] });
@@ -119,6 +141,36 @@ describe('Hugging Face checkpoints', () => {
       lora_dropout: 0.05,
       target_modules: ['q_proj', 'v_proj'],
     });
+  });
+
+  it('loads a saved LoRA adapter onto a fresh base: the same adapted outputs, merged or not', async () => {
+    const trained = new LlamaForCausalLM(llamaConfigFromHf(HF_CONFIG), { seed: 3 });
+    trained.addLora({ rank: 2, alpha: 4, targetModules: ['q_proj', 'down_proj'] }, 5);
+    // B starts at zero; give the adapters values so that they change the outputs.
+    for (const [name, variable] of trained.namedParameters)
+      if (name.includes('lora_B')) variable.assign(tf.randomNormal(variable.shape, 0, 0.5, 'float32', 9));
+    const dir = join(root, 'adapter-roundtrip');
+    await saveLoraAdapter(trained, dir, 'tiny-llama');
+    const ids = tf.tensor2d([[1, 5, 9, 3]], undefined, 'int32');
+    const want = Array.from(trained.forward(ids).dataSync());
+    const fresh = new LlamaForCausalLM(llamaConfigFromHf(HF_CONFIG), { seed: 3 });
+    const plain = Array.from(fresh.forward(ids).dataSync());
+    const config = await loadLoraAdapter(fresh, dir);
+    expect(config).toMatchObject({ rank: 2, alpha: 4, baseModel: 'tiny-llama' });
+    expect(fresh.lora?.targetModules).toEqual(['q_proj', 'down_proj']);
+    const got = Array.from(fresh.forward(ids).dataSync());
+    got.forEach((x, i) => expect(x).toBeCloseTo(want[i]!, 5));
+    expect(got.some((x, i) => Math.abs(x - plain[i]!) > 1e-3)).toBe(true);
+    fresh.mergeLora();
+    Array.from(fresh.forward(ids).dataSync()).forEach((x, i) => expect(x).toBeCloseTo(want[i]!, 4));
+    // On a model of another shape it names the tensor; a folder without an adapter says so.
+    const other = new LlamaForCausalLM(
+      llamaConfigFromHf({ ...HF_CONFIG, hidden_size: HF_CONFIG.hidden_size * 2 }),
+    );
+    await expect(loadLoraAdapter(other, dir)).rejects.toThrow(/lora_A\.weight must be \[2, /);
+    await expect(loadLoraAdapter(other, root)).rejects.toThrow(/adapter_config\.json/);
+    expect(await readLoraAdapterConfig(root)).toBeUndefined();
+    for (const m of [trained, fresh, other]) m.dispose();
   });
 });
 

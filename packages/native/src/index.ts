@@ -9,7 +9,6 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BadamOptionError } from '@badam/core';
 
 interface Addon {
   gemm(
@@ -107,10 +106,28 @@ export interface GemmShape {
   strideB?: number;
 }
 
+/**
+ * A GEMM argument out of range. The message names the argument, what is allowed and the value, as
+ * @badam/core's option errors do; the package carries its own class rather than depend on core for one.
+ */
+export class NativeOptionError extends Error {
+  override readonly name = 'NativeOptionError';
+
+  constructor(
+    readonly option: string,
+    readonly value: unknown,
+    readonly expected: string,
+  ) {
+    super(
+      `${option} must be ${expected}, got ${typeof value === 'string' ? JSON.stringify(value) : String(value)}`,
+    );
+  }
+}
+
 function check(shape: GemmShape) {
   const { m, n, k, batch = 1 } = shape;
   for (const [name, v] of Object.entries({ m, n, k, batch })) {
-    if (!Number.isSafeInteger(v) || v < 0) throw new BadamOptionError(name, v, 'a non-negative integer');
+    if (!Number.isSafeInteger(v) || v < 0) throw new NativeOptionError(name, v, 'a non-negative integer');
   }
   return { m, n, k, batch, strideA: shape.strideA ?? m * k, strideB: shape.strideB ?? k * n };
 }
@@ -170,7 +187,7 @@ export function gemmKernel(): string {
 /** Threads used for large products; pass a number to change it (default: all hardware threads, or BADAM_THREADS). */
 export function gemmThreads(threads?: number): number {
   if (threads !== undefined && (!Number.isSafeInteger(threads) || threads < 1)) {
-    throw new BadamOptionError('threads', threads, 'an integer >= 1');
+    throw new NativeOptionError('threads', threads, 'an integer >= 1');
   }
   return threads === undefined ? addon().threads() : addon().threads(threads);
 }

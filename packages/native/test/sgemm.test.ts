@@ -3,7 +3,14 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { gemmKernel, gemmThreads, nativeAvailable, sgemm, sgemmReference } from '../src/index.js';
+import {
+  gemmKernel,
+  gemmThreads,
+  NativeOptionError,
+  nativeAvailable,
+  sgemm,
+  sgemmReference,
+} from '../src/index.js';
 
 function random(n: number, seed: number): Float32Array {
   let s = seed >>> 0 || 1;
@@ -94,7 +101,8 @@ describe('native sgemm', () => {
     ).toThrow(/a must be a Float32Array/);
     expect(() =>
       sgemm(new Float32Array(4), new Float32Array(4), new Float32Array(4), { m: -1, n: 2, k: 2 }),
-    ).toThrow(/m must be a non-negative integer/);
+    ).toThrow(/m must be a non-negative integer, got -1/);
+    expect(() => gemmThreads(0)).toThrow(NativeOptionError);
   });
 });
 

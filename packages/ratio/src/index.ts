@@ -5,12 +5,13 @@
  *
  * @packageDocumentation
  */
+
+// The options of the masks are core's (a run's plan carries them); re-exported where the masks are made.
+export type { MaskMode, UpdateMaskOptions } from '@badam/core';
 export { KeyedPermutation } from './keyed-permutation.js';
 export { type SparseAdamConfig, sparseAdamUpdate } from './sparse-adam.js';
 export {
   type MaskedParameter,
-  type MaskMode,
-  type UpdateMaskOptions,
   UpdateMaskSchedule,
   type UpdateMaskState,
 } from './update-mask-schedule.js';

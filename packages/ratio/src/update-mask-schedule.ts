@@ -1,41 +1,16 @@
 import {
   BadamOptionError,
   BadamStateError,
-  embeddingPrefixOf,
+  isTrainedByRatio,
+  type MaskMode,
   type NamedParameterInfo,
   numel,
   optionWithDeprecatedName,
+  type UpdateMaskOptions,
   validateNamedParameters,
   validateSwitchBlockEvery,
 } from '@badam/core';
 import { KeyedPermutation } from './keyed-permutation.js';
-
-/** How a parameter's update window is laid over its flat entries. */
-export type MaskMode = 'adjacent' | 'scatter';
-
-/** Options of {@link UpdateMaskSchedule}, named as the PyTorch reference's `BlockOptimizerRatio` arguments in camelCase. */
-export interface UpdateMaskOptions {
-  /** Fraction of each parameter's entries updated at every step, in (0, 1]. Default 0.1. */
-  updateRatio?: number;
-  /** Steps between window moves; the Adam state resets with every move. Default 100. */
-  switchBlockEvery?: number;
-  /** @deprecated The old name of `switchBlockEvery` (BlockOptimizer's name for the same cadence). */
-  switchEvery?: number;
-  /** `adjacent`: a flat window `[offset, offset + k)` wrapping around; `scatter`: the same window over a seeded permutation. Default `adjacent`. */
-  maskMode?: MaskMode;
-  /** Parameters with fewer entries are updated whole. Default 100. */
-  preserveThreshold?: number;
-  /** Per-prefix ratios overriding `updateRatio`: the first prefix contained in a parameter's name wins. */
-  paramUpdateRatios?: Readonly<Record<string, number>>;
-  /** Keep each window's index list for its `switchBlockEvery` steps (memory for time) instead of rebuilding it every step. Default true. */
-  keepMask?: boolean;
-  /** Train the embedding (frozen otherwise). Default false. */
-  includeEmbedding?: boolean;
-  /** Train parameters named `lm_head` (frozen otherwise). Default false. */
-  includeLmHead?: boolean;
-  /** Seed of the `scatter` permutations (each parameter's is derived from it and its name). Default 42. */
-  seed?: number;
-}
 
 /** A trainable parameter and its mask geometry. */
 export interface MaskedParameter {
@@ -164,15 +139,11 @@ export class UpdateMaskSchedule {
         );
       }
     }
-    const includeEmbedding = options.includeEmbedding ?? false;
-    const includeLmHead = options.includeLmHead ?? false;
 
     const trained: MaskedParameter[] = [];
     const frozen: string[] = [];
     for (const p of parameters) {
-      const isEmbedding = embeddingPrefixOf(p.name) !== undefined;
-      const isLmHead = p.name.includes('lm_head');
-      if ((isEmbedding && !includeEmbedding) || (isLmHead && !includeLmHead)) {
+      if (!isTrainedByRatio(p.name, options)) {
         frozen.push(p.name);
         continue;
       }

@@ -1,4 +1,4 @@
-import type { NamedParameterInfo } from '@badam/core';
+import { type NamedParameterInfo, planTraining } from '@badam/core';
 import { describe, expect, it } from 'vitest';
 import { KeyedPermutation, sparseAdamUpdate, UpdateMaskSchedule } from '../src/index.js';
 
@@ -64,6 +64,21 @@ describe('UpdateMaskSchedule, adjacent', () => {
     const all = new UpdateMaskSchedule(MODEL, { includeEmbedding: true, includeLmHead: true });
     expect(all.frozenNames).toEqual([]);
     expect(all.maskedElements()).toBe(25 + 12 + 8 + 20 + 8 + 25);
+  });
+
+  it("trains exactly what core's plan says the ratio trains", () => {
+    for (const partition of [{}, { includeEmbedding: true }, { includeLmHead: true }]) {
+      const plan = planTraining({
+        settings: { method: 'sparse', learningRate: 1e-3 },
+        parameters: MODEL,
+        partition,
+        logFn: () => {},
+      });
+      if (plan.optimizer.kind !== 'ratio') throw new Error('the ratio plans its masks');
+      const schedule = new UpdateMaskSchedule(MODEL, plan.optimizer.masks);
+      expect(schedule.parameters.map((p) => p.name)).toEqual(plan.partition.groups[0]);
+      expect(schedule.frozenNames).toEqual(plan.partition.frozenNames);
+    }
   });
 
   it('paramUpdateRatios override by name prefix', () => {

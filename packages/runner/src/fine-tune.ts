@@ -1,35 +1,39 @@
 import { join } from 'node:path';
 import {
+  BestModelCallback,
+  defaultLoggingDir,
   HF_TRAINER_STATE,
   type HfTrainingArguments,
   huggingFaceTrainerState,
   type RunIO,
   runCallbacks,
   SafetensorsCheckpointStore,
+  TensorBoardCallback,
   writeResultsJson,
 } from '@badam/callbacks';
 import {
+  baseParametersOf,
   createLrSchedule,
   type DataSource,
+  estimatePlanMemory,
+  FINE_TUNING_METHOD_SPECS,
   type MemoryEstimate,
+  type RunWatcher,
   Trainer,
+  type TrainerBackend,
   type TrainerCallback,
+  type TrainingPlan,
   type TrainResult,
   totalElements,
+  trainedElements,
+  UsageError,
 } from '@badam/core';
 import { writeFileAtomic } from '@badam/safetensors';
-import {
-  estimateRunMemory,
-  METHODS,
-  type OptimizerPlan,
-  trainedElements,
-  trainedGroups,
-} from './fine-tuning-methods.js';
-import { createTrainerBackend, type RunnerModel, runnerParameters } from './run-backend.js';
+import { planRun } from './plan-run.js';
 import { flagName, type RunnerDialect, type RunOptions } from './run-options.js';
 import { checkResume, type RunSettings, runSettingsOf } from './run-settings.js';
+import type { RunnerModel } from './runner-model.js';
 import { TrainingDivergedError } from './training-diverged-error.js';
-import { watchOnBoard } from './watch-on-board.js';
 
 /** One fine-tuning run, as a runner describes it to {@link fineTune}. */
 export interface FineTuneSpec<TBatch> {
@@ -58,6 +62,16 @@ export interface FineTuneSpec<TBatch> {
    * being saved, so that `checkpoint-N/` loads as a model folder; the weights are the store's.
    */
   readonly checkpointModelFiles?: (directory: string) => Promise<void>;
+  /**
+   * The dtype the model's weights are stored in on the backend (bf16 or fp16 on cuda with `--bf16` /
+   * `--fp16`): checkpoints keep them so, exactly. Default fp32.
+   */
+  readonly checkpointWeightsDtype?: 'float32' | 'bfloat16' | 'float16';
+  /**
+   * The live view `--board` shows the run on (badam-board's `boardRunWatcher`, which the runner apps
+   * provide). Without one, `--board` says so and the run goes on.
+   */
+  readonly runWatcher?: RunWatcher;
   readonly io: RunIO;
 }
 
@@ -67,63 +81,65 @@ export interface FineTuneResult {
   /** Hugging Face's results (train_*, eval_*) and the run's memory: measured peak and core's estimate. */
   readonly metrics: Record<string, number | string>;
   readonly estimate: MemoryEstimate;
-  readonly plan: OptimizerPlan;
+  /** Core's plan of the run: the method's optimizer and the partition it trained. */
+  readonly plan: TrainingPlan;
 }
 
 /**
- * Trains a runner's model with the run's method on the run's backend: LoRA adapters when the method needs
- * them, the method's optimizer plan, the trainer backend, the Trainer with the standard callbacks, a
- * checkpoint store (with `--save_steps` or `--resume_from_checkpoint`) and resume; then the metrics both
- * runners report. The model stays trained in place; its files are the runner's to write.
+ * Trains a runner's model with the run's method, the same for every backend: LoRA adapters when the method
+ * needs them, core's plan of the run (flags -> plan), the trainer backend the model's backend makes of it
+ * (plan -> factory), the Trainer with the standard callbacks, a checkpoint store (with `--save_steps` or
+ * `--resume_from_checkpoint`) and resume; then the metrics both runners report, counted on the plan's
+ * partition. The model stays trained in place; its files are the runner's to write.
  */
 export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<FineTuneResult> {
   const { options, model, io, dialect } = spec;
-  const method = METHODS[options.method];
-  if (method.needsLora) model.addLora();
-  const parameters = runnerParameters(options.backend, model);
-  const g = options.gradientAccumulationSteps;
-  const maxSteps =
-    options.maxSteps ?? Math.max(1, Math.ceil((options.numTrainEpochs * (spec.trainData.length ?? 1)) / g));
-  // Unset, the interval shrinks on a short run so that the loss curve has about 50 points (10 at most).
-  const loggingSteps = options.loggingStepsIsDefault
-    ? Math.min(options.loggingSteps, Math.max(1, Math.ceil(maxSteps / 50)))
-    : options.loggingSteps;
-  const trainingArguments: HfTrainingArguments = {
-    loggingSteps,
-    evalSteps: options.evalSteps,
-    saveSteps: options.saveSteps,
-    trainBatchSize: options.batchSize,
-    numTrainEpochs: options.numTrainEpochs,
-    parameters: totalElements(parameters.filter((p) => !p.name.includes('lora_'))),
-  };
-  const plan = method.plan({
+  if (FINE_TUNING_METHOD_SPECS[options.method].needsLora) model.addLora();
+  const plan = planRun({
     options,
-    parameters,
+    dialect,
+    parameters: model.parameters(),
     partition: model.partition,
     trainExamples: spec.trainExamples,
     defaultSwitchBlockEvery: spec.defaultSwitchBlockEvery,
     logFn: (message, level) => (level === 'warn' ? io.warn(message) : io.log(message)),
-    switchFlag: flagName(dialect, 'switch_block_every'),
   });
-  const backend = await createTrainerBackend(options.backend, plan, model, {
-    method: method.label,
-    backendLabel: spec.backendLabel,
-    blockwise: options.method === 'block',
-  });
-  if (options.board) await watchOnBoard(options.outputDir, io);
+  const parameters = totalElements(baseParametersOf(plan));
+  const g = options.gradientAccumulationSteps;
+  const maxSteps =
+    options.maxSteps ?? Math.max(1, Math.ceil((options.numTrainEpochs * (spec.trainData.length ?? 1)) / g));
+  const batches = spec.trainData.length;
+  if (batches !== undefined && g > batches) {
+    const flag = flagName(dialect, 'gradient_accumulation_steps');
+    io.warn(
+      `${dialect.name}: --${flag} ${g} is more than the ${batches} batch(es) of an epoch: each optimizer step reads the data ${(g / batches).toFixed(1)} times over, so ${maxSteps} step(s) take ${Math.ceil((maxSteps * g) / batches)} epochs; lower --${flag} to at most ${batches} (or the batch size) for at least one step per epoch`,
+    );
+  }
+  // Unset, the interval shrinks on a short run so that the loss curve has about 50 points (10 at most).
+  const loggingSteps = options.loggingStepsIsDefault
+    ? Math.min(options.loggingSteps, Math.max(1, Math.ceil(maxSteps / 50)))
+    : options.loggingSteps;
+  const saveSteps = checkpointInterval(options, spec.trainData.length, dialect);
+  const trainingArguments: HfTrainingArguments = {
+    loggingSteps,
+    evalSteps: options.evalSteps,
+    saveSteps,
+    trainBatchSize: options.batchSize,
+    numTrainEpochs: options.numTrainEpochs,
+    parameters,
+  };
+  const backend = await model.createTrainerBackend(plan);
+  if (options.board) {
+    if (spec.runWatcher !== undefined) await spec.runWatcher.watch(options.outputDir, io);
+    else
+      io.warn(
+        `${dialect.name}: --board: this runner has no live view to show the run on; it goes on without one`,
+      );
+  }
   let train: TrainResult;
   let lastGood: string | undefined;
   try {
-    const store =
-      options.saveSteps !== undefined || options.resumeFromCheckpoint !== undefined
-        ? new SafetensorsCheckpointStore({
-            outputDir: options.outputDir,
-            keepLast: options.saveTotalLimit,
-            log: (message) => io.warn(`${dialect.name}: ${message}`),
-            trainingArguments,
-            ...(spec.checkpointModelFiles ? { writeModelFiles: spec.checkpointModelFiles } : {}),
-          })
-        : undefined;
+    const { store, best } = checkpointing(spec, saveSteps, trainingArguments);
     const settings = runSettingsOf(options, dialect, maxSteps, spec.runSettings);
     const trainer = new Trainer<TBatch>({
       backend: backend.trainer,
@@ -140,8 +156,10 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
       }),
       loggingSteps,
       ...(options.evalSteps !== undefined ? { evalSteps: options.evalSteps } : {}),
-      ...(options.saveSteps !== undefined ? { saveSteps: options.saveSteps } : {}),
+      ...(saveSteps !== undefined ? { saveSteps } : {}),
       ...(store ? { checkpoints: store } : {}),
+      // Hugging Face saves at the last step too, unless --save_strategy no.
+      saveAtEnd: options.saveStrategy !== 'no',
       callbacks: [
         ...runCallbacks({
           outputDir: options.outputDir,
@@ -153,6 +171,8 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
           ...(io.stream ? { stream: io.stream } : {}),
         }),
         ...(spec.callbacks ?? []),
+        ...(best ? [best] : []),
+        ...reportCallbacks(options, io, dialect),
         { stateKey: 'run_settings', saveState: () => settings },
       ],
     });
@@ -170,6 +190,8 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
     }
     train = await trainer.train(resumeFrom ? { resumeFrom } : {});
     lastGood = train.lastCheckpoint ?? resumeFrom?.path;
+    if (best !== undefined && !train.diverged)
+      await loadBestModel(best, store!, backend.trainer, io, dialect);
   } finally {
     backend.dispose(); // frees the optimizer's state and fixes the measured peak
   }
@@ -190,13 +212,15 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
   await writeFileAtomic(join(options.outputDir, HF_TRAINER_STATE), [
     `${JSON.stringify(huggingFaceTrainerState(train.state, trainingArguments, train.metrics), null, 2)}\n`,
   ]);
-  const groups = trainedGroups(plan, parameters);
-  const estimate = estimateRunMemory(options.method, groups, parameters, spec.activationBytes(), options);
+  const estimate = estimatePlanMemory(plan, {
+    activationBytes: spec.activationBytes(),
+    loraRank: options.loraRank,
+  });
   const metrics: Record<string, number | string> = {
     ...train.metrics,
     backend: spec.backendLabel,
-    parameters: totalElements(parameters.filter((p) => !p.name.includes('lora_'))),
-    trainable_parameters: trainedElements(groups, parameters),
+    parameters,
+    trainable_parameters: trainedElements(plan),
     peak_memory_bytes: backend.peakMemoryBytes(),
     // The allocator's peak of each kind (cuda): what BAdam's memory claim is checked against.
     ...Object.fromEntries(
@@ -213,9 +237,125 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
     estimated_activations_bytes: estimate.activations,
   };
   if (options.method === 'block') {
-    metrics.trained_parameters_per_block = Math.max(...groups.map((group) => group.length));
+    metrics.trained_parameters_per_block = Math.max(...plan.partition.groups.map((group) => group.length));
   }
   return { train, metrics, estimate, plan };
+}
+
+/**
+ * The run's checkpoint store (with `--save_steps` / `--save_strategy epoch`, or to resume from) as the
+ * Trainer arguments configure it, and `--load_best_model_at_end`'s tracker of the best one.
+ */
+function checkpointing<TBatch>(
+  spec: FineTuneSpec<TBatch>,
+  saveSteps: number | undefined,
+  trainingArguments: HfTrainingArguments,
+): { store: SafetensorsCheckpointStore | undefined; best: BestModelCallback | undefined } {
+  const { options, io, dialect } = spec;
+  const store =
+    saveSteps !== undefined || options.resumeFromCheckpoint !== undefined
+      ? new SafetensorsCheckpointStore({
+          outputDir: options.outputDir,
+          keepLast: options.saveTotalLimit ?? Number.POSITIVE_INFINITY,
+          log: (message) => io.warn(`${dialect.name}: ${message}`),
+          trainingArguments,
+          modelOnly: options.saveOnlyModel,
+          ...(spec.checkpointWeightsDtype ? { weightsDtype: spec.checkpointWeightsDtype } : {}),
+          ...(spec.checkpointModelFiles ? { writeModelFiles: spec.checkpointModelFiles } : {}),
+        })
+      : undefined;
+  if (options.bestModel === undefined) return { store, best: undefined };
+  checkBestModelCadence(options, saveSteps, dialect, spec.evalData !== undefined);
+  const best = new BestModelCallback({
+    outputDir: options.outputDir,
+    ...options.bestModel,
+    onBest: (dir) => store?.protect(dir),
+  });
+  return { store, best };
+}
+
+/**
+ * Optimizer steps between checkpoints: `--save_steps` (`--save_strategy steps`), one epoch's steps
+ * (`epoch`), or none (`no`, or steps without `--save_steps`).
+ */
+function checkpointInterval(
+  options: RunOptions,
+  epochLength: number | undefined,
+  dialect: RunnerDialect,
+): number | undefined {
+  if (options.saveStrategy === 'no') return undefined;
+  if (options.saveStrategy === 'epoch') {
+    if (epochLength === undefined)
+      throw new UsageError(
+        `--${flagName(dialect, 'save_strategy')} epoch needs training data of known length: use --${flagName(dialect, 'save_steps')}`,
+      );
+    return Math.max(1, Math.ceil(epochLength / options.gradientAccumulationSteps));
+  }
+  return options.saveSteps;
+}
+
+/**
+ * Refuses `--load_best_model_at_end` where checkpoints do not fall on evaluations (Hugging Face refuses the
+ * same): each checkpoint's step must have an evaluation to compare.
+ */
+function checkBestModelCadence(
+  options: RunOptions,
+  saveSteps: number | undefined,
+  dialect: RunnerDialect,
+  evaluates: boolean,
+): void {
+  const flag = `--${flagName(dialect, 'load_best_model_at_end')}`;
+  if (!evaluates || options.evalSteps === undefined)
+    throw new UsageError(
+      `${flag} compares evaluations, but this run evaluates ${evaluates ? 'only at the end' : 'never'}: give it a validation set and an evaluation interval (--${flagName(dialect, 'eval_steps')})`,
+    );
+  if (saveSteps === undefined || saveSteps % options.evalSteps !== 0)
+    throw new UsageError(
+      `${flag} needs each checkpoint on an evaluation step: checkpoints every ${saveSteps} steps, evaluations every ${options.evalSteps}; make --${flagName(dialect, 'save_steps')} a multiple of --${flagName(dialect, 'eval_steps')}`,
+    );
+}
+
+/** Loads the best checkpoint's weights into the model (its optimizer state is not needed any more). */
+async function loadBestModel<TBatch>(
+  best: BestModelCallback,
+  store: SafetensorsCheckpointStore,
+  trainer: TrainerBackend<TBatch>,
+  io: RunIO,
+  dialect: RunnerDialect,
+): Promise<void> {
+  const found = best.best;
+  if (found?.best_model_checkpoint == null) {
+    io.warn(
+      `${dialect.name}: --load_best_model_at_end: ${best.metricMissing ? 'the evaluation has no such metric' : 'no checkpoint was saved at an evaluation'}; keeping the last model`,
+    );
+    return;
+  }
+  const weights = await store.loadWeights(found.best_model_checkpoint);
+  const now = await trainer.snapshot();
+  await trainer.restore({ weights, optimizer: now.optimizer });
+  io.log(
+    `${dialect.name}: loaded the best model, ${found.best_model_checkpoint} (step ${found.best_global_step}, ${Number(found.best_metric.toPrecision(6))})`,
+  );
+}
+
+/**
+ * The callbacks of `--report_to`: TensorBoard's event files (in `--logging_dir`); an integration that is
+ * not here is named once, with where its numbers are instead.
+ */
+function reportCallbacks(options: RunOptions, io: RunIO, dialect: RunnerDialect): TrainerCallback[] {
+  const out: TrainerCallback[] = [];
+  for (const name of options.reportTo) {
+    if (name === 'tensorboard') {
+      const logDir = options.loggingDir ?? defaultLoggingDir(options.outputDir);
+      io.log(`${dialect.name}: TensorBoard event files in ${logDir} (tensorboard --logdir ${logDir})`);
+      out.push(new TensorBoardCallback({ logDir }));
+    } else {
+      io.warn(
+        `${dialect.name}: --report_to ${name} is ignored: only tensorboard is an integration here; every number is in trainer_log.jsonl (and badam-board shows it live)`,
+      );
+    }
+  }
+  return out;
 }
 
 /** `optimizerState` -> `optimizer_state`, for Hugging Face-style metric names. */

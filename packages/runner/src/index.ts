@@ -1,12 +1,15 @@
 /**
  * @badam/runner — the kit BAdam's experiment runners (`badam-llama`, `badam-roberta`) are built on: the
- * shared flags with one validation, embedded defaults, the fine-tuning methods as one table (block, full,
- * LoRA, sparse: optimizer plan, trained parameters, memory estimate), the trainer backend for
- * `--backend tfjs|cuda`, trainer + callbacks + checkpoints + resume + results in one call, and errors as
- * exit codes. A new runner writes its model, data and outputs; the training loop is this kit's.
+ * shared flags with one validation, embedded defaults, flags -> core's plan -> the model's backend factory
+ * -> core's Trainer (the same for `--backend tfjs|cuda`), callbacks + checkpoints + resume + results in one
+ * call, and errors as exit codes. A new runner writes its model (bound to its backend), data and outputs;
+ * the training loop is this kit's.
  *
  * @packageDocumentation
  */
+
+// The methods are core's (its plan decides what each trains); the runners' flags pick them.
+export { FINE_TUNING_METHODS, type FineTuningMethod } from '@badam/core';
 export {
   COMPARISON_FLAGS,
   type ComparisonPlan,
@@ -14,31 +17,14 @@ export {
   resolveComparisonPlan,
 } from './comparison-flags.js';
 export { type FineTuneResult, type FineTuneSpec, fineTune, writeRunResults } from './fine-tune.js';
+export { METHOD_FLAGS, methodAccepts } from './method-flags.js';
+export { packageVersion } from './package-version.js';
+export { planRun, type RunPlanInput, trainingSettingsOf } from './plan-run.js';
 export {
-  estimateRunMemory,
-  FINE_TUNING_METHODS,
-  type FineTuningMethod,
-  METHOD_FLAGS,
-  METHODS,
-  type MethodSpec,
-  type ModelPartition,
-  methodAccepts,
-  type OptimizerPlan,
-  type PlanInput,
-  trainedElements,
-  trainedGroups,
-} from './fine-tuning-methods.js';
-export { evaluateHeldOut, type HeldOutEvaluation } from './held-out-evaluation.js';
-export {
-  createTrainerBackend,
-  cudaDeviceLabel,
+  type PrepareBackendOptions,
+  type PreparedModel,
   prepareRunBackend,
-  type RunBackend,
-  type RunnerCudaModel,
-  type RunnerModel,
-  runDevice,
-  runnerParameters,
-} from './run-backend.js';
+} from './prepare-run-backend.js';
 export { exitCodeOf, runCli } from './run-cli.js';
 export {
   RUN_BACKENDS,
@@ -60,8 +46,9 @@ export {
   type RunOptions,
   resolveRunOptions,
 } from './run-options.js';
-export { prepareRunOutputDir } from './run-output-dir.js';
+export { prepareRunOutputDir, releaseRunOutputDirs } from './run-output-dir.js';
 export { checkResume, type RunSettings, runSettingsOf } from './run-settings.js';
+export type { RunnerModel } from './runner-model.js';
 export {
   COMPARISON_BAND,
   type ComparisonCell,
@@ -78,4 +65,9 @@ export {
   type TrainedCell,
 } from './seed-comparison.js';
 export { formatMeanSd, type SeedSummary, summarizeSeeds } from './seed-statistics.js';
+export {
+  ModelNotSavedError,
+  type SaveTrainedModelOptions,
+  saveTrainedModel,
+} from './trained-model-save.js';
 export { TrainingDivergedError } from './training-diverged-error.js';

@@ -1,7 +1,8 @@
-import type { FlagSpec, FlagValues, LrScheduleType, SwitchMode } from '@badam/core';
+import { dirname, resolve } from 'node:path';
+import type { FineTuningMethod, FlagSpec, FlagValues, LrScheduleType, SwitchMode } from '@badam/core';
 import { parseFlagsExplicit, UsageError } from '@badam/core';
 import type { TfjsBackendChoice } from '@badam/tfjs';
-import { type FineTuningMethod, METHOD_FLAGS } from './fine-tuning-methods.js';
+import { METHOD_FLAGS } from './method-flags.js';
 import type { RunBackendName, RunFlagName } from './run-flags.js';
 
 /** The options every runner resolves from the shared flags, whatever it calls them on its command line. */
@@ -25,6 +26,10 @@ export interface RunOptions {
   warmupRatio: number;
   warmupSteps: number | undefined;
   weightDecay: number;
+  /** Adam's beta1 and beta2 (`--adam_beta1`, `--adam_beta2`). */
+  adamBetas: readonly [number, number];
+  /** Adam's epsilon (`--adam_epsilon`). */
+  adamEpsilon: number;
   maxGradNorm: number;
   numTrainEpochs: number;
   maxSteps: number | undefined;
@@ -33,7 +38,20 @@ export interface RunOptions {
   /** The command line gave no `--logging_steps`: a short run logs more often than every 10 steps. */
   loggingStepsIsDefault: boolean;
   saveSteps: number | undefined;
-  saveTotalLimit: number;
+  /** `--save_strategy`: every `saveSteps` (and the last step), each epoch, or never. */
+  saveStrategy: SaveStrategy;
+  /** Checkpoints kept; undefined keeps all (Hugging Face's default). */
+  saveTotalLimit: number | undefined;
+  /** Checkpoints hold the model only, nothing to resume from (`--save_only_model`). */
+  saveOnlyModel: boolean;
+  /** `--load_best_model_at_end`: the metric compared, and whether larger is better. */
+  bestModel: { readonly metric: string; readonly greaterIsBetter: boolean } | undefined;
+  /** Seed of the training data order (`--data_seed`); undefined: `seed` (whatever the run sets it to). */
+  dataSeed: number | undefined;
+  /** Integrations metrics go to besides trainer_log.jsonl (`--report_to`): only `tensorboard` is one here. */
+  reportTo: readonly string[];
+  /** Where TensorBoard's event files go (`--logging_dir`); undefined: `<outputDir>/runs/<date>_<host>`. */
+  loggingDir: string | undefined;
   outputDir: string;
   /** True when the command line named no output directory (the runner's default is used). */
   outputDirIsDefault: boolean;
@@ -50,6 +68,9 @@ export interface RunOptions {
   /** Serve badam-board beside the run (`--board`). */
   board?: boolean;
 }
+
+/** When checkpoints are saved (Hugging Face's `save_strategy`). */
+export type SaveStrategy = 'no' | 'steps' | 'epoch';
 
 /** Where `--backend cuda` runs: a GPU ordinal, or the CPU reference device. */
 export type CudaDeviceChoice = number | 'cpu';
@@ -128,12 +149,32 @@ export function resolveRunOptions(
   const updateRatio = (get('update_ratio') as number | undefined) ?? 0.1;
   if (!(updateRatio > 0 && updateRatio <= 1))
     throw new UsageError(`--${flagName(dialect, 'update_ratio')} must be in (0, 1], got ${updateRatio}`);
-  if (get('resume_from_checkpoint') !== undefined && get('overwrite_output_dir') === true) {
+  const outputDirFlag = get('output_dir') as string | undefined;
+  if (outputDirFlag !== undefined && outputDirFlag.trim() === '')
+    throw new UsageError(
+      `--${flagName(dialect, 'output_dir')} is empty (an unset shell variable?): it would mean the current directory; name the directory to write to`,
+    );
+  const outputDir = outputDirFlag ?? defaults.outputDir;
+  const resumeFromCheckpoint = resumePoint(get('resume_from_checkpoint') as string | undefined);
+  // Resuming in place needs the directory as it is; a checkpoint of another directory may replace this one's.
+  if (
+    resumeFromCheckpoint !== undefined &&
+    get('overwrite_output_dir') === true &&
+    (resumeFromCheckpoint === 'true' || resolve(dirname(resumeFromCheckpoint)) === resolve(outputDir))
+  ) {
     throw new UsageError(
       `--${flagName(dialect, 'resume_from_checkpoint')} and --${flagName(dialect, 'overwrite_output_dir')} contradict each other: resuming needs the output directory as it is`,
     );
   }
   const backend = get('backend') as RunBackendName;
+  const betas = [get('adam_beta1') as number, get('adam_beta2') as number] as const;
+  betas.forEach((beta, i) => {
+    if (!(beta >= 0 && beta < 1))
+      throw new UsageError(
+        `--${flagName(dialect, i === 0 ? 'adam_beta1' : 'adam_beta2')} must be in [0, 1), got ${beta}`,
+      );
+  });
+  const saveStrategy = ((get('save_strategy') as string | undefined) ?? 'steps') as SaveStrategy;
   return {
     method,
     backend,
@@ -152,6 +193,8 @@ export function resolveRunOptions(
     warmupRatio: get('warmup_ratio') as number,
     warmupSteps: get('warmup_steps') as number | undefined,
     weightDecay: get('weight_decay') as number,
+    adamBetas: betas,
+    adamEpsilon: (get('adam_epsilon') as number | undefined) ?? 1e-8,
     maxGradNorm: get('max_grad_norm') as number,
     numTrainEpochs: get('num_train_epochs') as number,
     maxSteps: get('max_steps') as number | undefined,
@@ -159,30 +202,80 @@ export function resolveRunOptions(
     loggingSteps: (get('logging_steps') as number | undefined) ?? DEFAULT_LOGGING_STEPS,
     loggingStepsIsDefault: get('logging_steps') === undefined,
     saveSteps: get('save_steps') as number | undefined,
-    saveTotalLimit: get('save_total_limit') as number,
-    outputDir: (get('output_dir') as string | undefined) ?? defaults.outputDir,
+    saveStrategy,
+    saveTotalLimit: get('save_total_limit') as number | undefined,
+    saveOnlyModel: get('save_only_model') === true,
+    bestModel: bestModelOf(values, dialect, saveStrategy),
+    dataSeed: get('data_seed') as number | undefined,
+    reportTo: reportToOf(get('report_to') as string | undefined),
+    loggingDir: get('logging_dir') as string | undefined,
+    outputDir,
     outputDirIsDefault: get('output_dir') === undefined,
     overwriteOutputDir: get('overwrite_output_dir') as boolean,
-    resumeFromCheckpoint: get('resume_from_checkpoint') as string | undefined,
+    resumeFromCheckpoint,
     forceResume: (get('force_resume') as boolean | undefined) ?? false,
     plotLoss: get('plot_loss') as boolean,
     seed: get('seed') as number,
     tfjsBackend: get('tfjs_backend') as TfjsBackendChoice,
     nativeKernels: get('native_kernels') as boolean,
-    cudaDevice: cudaDeviceOf(get('cuda_device') as string | undefined, backend, method, dialect),
+    cudaDevice: cudaDeviceOf(get('cuda_device') as string | undefined, backend, dialect),
     board: get('board') === true,
   };
 }
 
 /**
- * `--cuda_device` as a {@link CudaDeviceChoice}, and the combinations `--backend cuda` cannot run: the flag
- * without `--backend cuda`, a value that names no device, and the methods it has no kernels for (LoRA,
- * BAdam's ratio variant), refused before any work with what works instead.
+ * `--load_best_model_at_end`'s metric as the evaluation logs it (`eval_loss` for `loss`) and its direction,
+ * as Hugging Face resolves them; refused where no checkpoint would be saved to load it from.
+ */
+function bestModelOf(
+  values: FlagValues,
+  dialect: RunnerDialect,
+  saveStrategy: SaveStrategy,
+): RunOptions['bestModel'] {
+  const get = (flag: RunFlagName) => values[flagName(dialect, flag)];
+  const metricFlag = `--${flagName(dialect, 'metric_for_best_model')}`;
+  if (get('load_best_model_at_end') !== true) return undefined;
+  if (saveStrategy === 'no' || (saveStrategy === 'steps' && get('save_steps') === undefined))
+    throw new UsageError(
+      `--${flagName(dialect, 'load_best_model_at_end')} loads the best checkpoint, but this run saves none: add --${flagName(dialect, 'save_steps')} N (a multiple of the evaluation interval) or --${flagName(dialect, 'save_strategy')} epoch`,
+    );
+  const given = (get('metric_for_best_model') as string | undefined) ?? 'loss';
+  if (!/^[A-Za-z0-9_-]+$/.test(given))
+    throw new UsageError(
+      `${metricFlag} must be a metric name such as loss or accuracy, got ${JSON.stringify(given)}`,
+    );
+  const metric = given.startsWith('eval_') ? given : `eval_${given}`;
+  const greater = get('greater_is_better') as boolean | undefined;
+  return { metric, greaterIsBetter: greater ?? !/loss$/.test(metric) };
+}
+
+/** `--report_to`'s comma-separated list; `none` (alone) is the empty list, `all` is every integration here. */
+function reportToOf(value: string | undefined): string[] {
+  const names = (value ?? 'none')
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean);
+  if (names.includes('none')) return [];
+  return [...new Set(names.map((n) => (n === 'all' ? 'tensorboard' : n)))];
+}
+
+/**
+ * `--resume_from_checkpoint` as Hugging Face's Trainer and LLaMA-Factory's YAML take it: `true` (any case)
+ * for the newest checkpoint, `false` (any case) or nothing for none, else a path.
+ */
+function resumePoint(value: string | undefined): string | undefined {
+  const word = value?.trim().toLowerCase();
+  if (word === undefined || word === 'false') return undefined;
+  return word === 'true' ? 'true' : value;
+}
+
+/**
+ * `--cuda_device` as a {@link CudaDeviceChoice}, refused without `--backend cuda` and when it names no device.
+ * (The methods @badam/cuda cannot train yet are its own to say: `prepareRunBackend` asks it, before any work.)
  */
 function cudaDeviceOf(
   value: string | undefined,
   backend: RunBackendName,
-  method: FineTuningMethod,
   dialect: RunnerDialect,
 ): CudaDeviceChoice {
   const flag = `--${flagName(dialect, 'cuda_device')}`;
@@ -192,11 +285,6 @@ function cudaDeviceOf(
         `${flag} ${value} chooses the device of --${flagName(dialect, 'backend')} cuda, but this run uses --${flagName(dialect, 'backend')} ${backend}: drop it or add --${flagName(dialect, 'backend')} cuda`,
       );
     return 0;
-  }
-  if (method === 'lora' || method === 'sparse') {
-    throw new UsageError(
-      `${dialect.describeMethods([method])} does not run on --${flagName(dialect, 'backend')} cuda yet (@badam/cuda has no ${method === 'lora' ? 'LoRA adapters' : 'masked sparse update in its trainer'}): use ${dialect.describeMethods(['block', 'full'])} on cuda, or --${flagName(dialect, 'backend')} tfjs for ${method}`,
-    );
   }
   if (value === undefined) return 0;
   const text = value.trim().toLowerCase();

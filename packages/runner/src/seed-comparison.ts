@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import { bandOf, type RunIO, readTrainerLog, writeBandPlot, writeResultsJson } from '@badam/callbacks';
+import { FINE_TUNING_METHODS, type FineTuningMethod } from '@badam/core';
 import { writeFileAtomic } from '@badam/safetensors';
 import type { ComparisonPlan } from './comparison-flags.js';
-import { FINE_TUNING_METHODS, type FineTuningMethod } from './fine-tuning-methods.js';
 import type { RunnerDialect, RunOptions } from './run-options.js';
 import { prepareRunOutputDir } from './run-output-dir.js';
 import { formatMeanSd, type SeedSummary, summarizeSeeds } from './seed-statistics.js';

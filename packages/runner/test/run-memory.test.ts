@@ -32,13 +32,13 @@ describe('fineTune leaves no tensor behind', () => {
           loraRank: 2,
         });
         // The model (adapters included) is the caller's: made before, it stays after; the run holds nothing more.
-        const { model } = tinyMlp(1);
+        const { model, variables } = tinyMlp(1);
         if (method === 'lora') model.addLora();
         const before = memory();
         const spec = tinyMlpSpec(model, setup.label, quiet);
         await fineTune({ ...spec, model: { ...model, addLora: () => {} }, options });
         expect(memory(), resume ? 'resumed run' : 'first run').toEqual(before);
-        for (const [, v] of model.tfjs!.namedParameters()) v.dispose();
+        for (const [, v] of variables()) v.dispose();
       }
     });
   }

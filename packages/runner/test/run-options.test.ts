@@ -10,13 +10,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   applyEmbeddedDefaults,
   exitCodeOf,
-  METHODS,
   parseRunnerCommand,
+  planRun,
   type RunnerDialect,
   resolveRunOptions,
   runCli,
   runnerFlags,
-  trainedGroups,
+  trainingSettingsOf,
 } from '../src/index.js';
 
 // Two dialects, as the two runners speak: LLaMA-Factory's flags, and the RoBERTa scripts' spelling.
@@ -180,52 +180,69 @@ describe('embedded defaults', () => {
   });
 });
 
-describe('the method table', () => {
+describe('flags -> plan', () => {
   const parameters = [
     'model.embed_tokens.weight',
     'model.layers.0.w',
     'model.layers.1.w',
     'lm_head.weight',
   ].map((name) => ({ name, shape: [4, 4], dtype: 'float32' as const }));
-  const input = (method: 'block' | 'full' | 'lora' | 'sparse') => ({
-    options: resolveRunOptions(parseFlags(['--max_grad_norm', '0.5'], llamaFlags), method, LLAMA, {
-      outputDir: 'o',
-    }),
-    parameters,
-    partition: { includeLmHead: true },
-    trainExamples: 1000,
-    defaultSwitchBlockEvery: 'suggest' as const,
-    logFn: () => {},
-    switchFlag: 'switch_block_every',
-  });
 
-  it("BAdam: layer blocks (and the head with includeLmHead), core's suggested K, clipping and AdamW", () => {
-    const plan = METHODS.block.plan(input('block'));
-    expect(plan.kind === 'block' && plan.options).toMatchObject({
-      switchBlockEvery: 83, // min(max(round(1000 / (4 * 3)), 50), 100)
-      clipGradNorm: 0.5,
-      baseOptimizer: { type: 'adamw', learningRate: 1e-5, weightDecay: 0 },
+  it("the shared flags become core's settings: clipping off at --max_grad_norm 0, K's message in the runner's words", () => {
+    const lines: string[] = [];
+    const plan = planRun({
+      options: resolveRunOptions(
+        parseFlags(['--max_grad_norm', '0', '--weight_decay', '0.01', '--seed', '7'], robertaFlags),
+        'block',
+        ROBERTA,
+        { outputDir: 'o' },
+      ),
+      dialect: ROBERTA,
+      parameters,
+      partition: { includeLmHead: true },
+      trainExamples: 1000,
+      defaultSwitchBlockEvery: 'suggest',
+      logFn: (m) => lines.push(m),
     });
-    expect(trainedGroups(plan, parameters)).toEqual([
-      ['model.layers.0.w'],
-      ['model.layers.1.w'],
-      ['lm_head.weight'],
-    ]);
+    expect(plan).toMatchObject({
+      method: 'block',
+      clipGradNorm: undefined,
+      seed: 7,
+      baseOptimizer: { type: 'adamw', learningRate: 1e-5, weightDecay: 0.01 },
+      optimizer: { kind: 'block', options: { switchMode: 'random', switchBlockEvery: 50 } },
+    });
+    // round(1000 / (16 * 3)) = 21, raised to the floor of 50 (D: two layers and the head).
+    expect(lines[0]).toMatch(
+      /^BAdam: --switch_every not set: using 50 = min\(max\(round\(n \/ \(B \* D\)\), 50\), 100\) for n = 1000, B = 16, D = 3$/,
+    );
   });
 
-  it('full Adam and LoRA are one block that never switches; the ratio trains all but embedding and lm_head', () => {
-    const full = METHODS.full.plan(input('full'));
-    expect(full.kind === 'block' && full.options).toMatchObject({ partition: 'model', switchBlockEvery: -1 });
-    expect(trainedGroups(full, parameters)).toEqual([parameters.map((p) => p.name)]);
-    const sparse = METHODS.sparse.plan(input('sparse'));
-    expect(sparse).toMatchObject({
+  it("--max_grad_norm clips, --update_ratio and --mask_mode reach the ratio's masks", () => {
+    const options = resolveRunOptions(
+      parseFlags(['--max_grad_norm', '0.5', '--update_ratio', '0.25', '--mask_mode', 'scatter'], llamaFlags),
+      'sparse',
+      LLAMA,
+      { outputDir: 'o' },
+    );
+    expect(trainingSettingsOf(options)).toMatchObject({
+      method: 'sparse',
+      clipGradNorm: 0.5,
+      updateRatio: 0.25,
+    });
+    const plan = planRun({
+      options,
+      dialect: LLAMA,
+      parameters,
+      partition: {},
+      trainExamples: 1000,
+      defaultSwitchBlockEvery: 'suggest',
+      logFn: () => {},
+    });
+    expect(plan.clipGradNorm).toBe(0.5);
+    expect(plan.optimizer).toMatchObject({
       kind: 'ratio',
-      clipGradNorm: 0.5,
-      options: { switchBlockEvery: 100, includeLmHead: true },
+      masks: { updateRatio: 0.25, maskMode: 'scatter', switchBlockEvery: 100 },
     });
-    expect(trainedGroups(sparse, parameters)).toEqual([
-      ['model.layers.0.w', 'model.layers.1.w', 'lm_head.weight'],
-    ]);
   });
 });
 

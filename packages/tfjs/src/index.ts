@@ -1,7 +1,8 @@
 /**
  * @badam/tfjs — BAdam on TensorFlow.js: `BlockOptimizer` (a tf.Optimizer that trains one block at a
  * time with fresh state per block), `BlockOptimizerRatio` (masked sparse Adam), `AdamW` with decoupled
- * weight decay, and run-time backend selection (cpu, wasm, tfjs-node, tfjs-node-gpu).
+ * weight decay, run-time backend selection (cpu, wasm, tfjs-node, tfjs-node-gpu), and the backend's factory
+ * (`createTfjsTrainerBackend`: a run's plan from core in, a trainer backend out).
  *
  * tfjs has no 16-bit float dtype, so weights are fp32 and BAdam's saving on tfjs comes from gradients and
  * optimizer state: about 4M + 12M/D bytes against Adam's 16M.
@@ -47,4 +48,10 @@ export {
   type TfjsTrainerBackendOptions,
   type TfjsTrainingTask,
 } from './tfjs-trainer-backend.js';
+export {
+  createTfjsTrainerBackend,
+  type TfjsTrainingModel,
+  tfjsBackendModel,
+} from './tfjs-trainer-backend-factory.js';
+export { evaluateHeldOut, type HeldOutEvaluation } from './trainer/evaluate-held-out.js';
 export { evaluateTask } from './trainer/tfjs-training-task.js';

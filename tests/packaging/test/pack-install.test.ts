@@ -218,8 +218,8 @@ console.log(JSON.stringify({ status: Device.cudaStatus(), read: [...t.read()] })
     }
   });
 
-  it("badam-llama's pretrained start ships in the package and loads from node_modules", () => {
-    const start = join(installed('@badam/llama-alpaca'), 'assets', 'embedded-pretrained');
+  it("badam-llama's pretrained start ships in @badam/embedded and loads from node_modules", () => {
+    const start = join(installed('@badam/embedded'), 'assets', 'embedded-pretrained');
     expect(readdirSync(start).sort()).toEqual(['config.json', 'model.safetensors', 'pretraining.json']);
     const loaded = JSON.parse(
       runInProject(

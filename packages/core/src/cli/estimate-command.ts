@@ -47,6 +47,7 @@ BlockOptimizerRatio, from a Hugging Face config.json (Llama, Mistral, Qwen2, RoB
   --method <badam|adam>      with --device-memory: BAdam over the blocks (default) or full Adam
   --reserve <GiB>            with --device-memory: kept for the CUDA context and allocator (default 1)
   --json                     print the estimates as JSON
+  -V, --version              print the version
   -h, --help                 show this help`;
 
 class UsageError extends Error {}
@@ -77,7 +78,10 @@ function loadModel(config: string | undefined, model: string | undefined): Loade
   let text: string;
   try {
     if (statSync(path).isDirectory()) path = join(path, 'config.json');
-    text = readFileSync(path, 'utf8');
+    // A named pipe or a device would be read forever: only a regular file is opened.
+    if (!statSync(path).isFile())
+      throw new Error('not a regular file (a named pipe or a device is never read)');
+    text = readFileSync(path, 'utf8').replace(/^\uFEFF/, '');
   } catch (error) {
     throw new Error(
       `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
@@ -114,6 +118,13 @@ export function runEstimateCommand(argv: readonly string[], out: CommandOutput):
     const { values } = parsed;
     if (values.help) {
       out.log(USAGE);
+      return 0;
+    }
+    if (values.version) {
+      const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+        version: string;
+      };
+      out.log(`badam-estimate ${pkg.version}`);
       return 0;
     }
     const { label, architecture } = loadModel(values.config, values.model);
@@ -263,6 +274,7 @@ function parse(argv: readonly string[]) {
       reserve: { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean', short: 'V' },
     },
   });
 }

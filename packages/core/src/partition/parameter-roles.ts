@@ -69,9 +69,21 @@ export function isNoDecayParameter(name: string): boolean {
   return owner !== undefined && isNormSegment(owner);
 }
 
-/** True in LoRA mode's sense: the name contains `lora` (peft's `lora_A`, `lora_B`, ...). */
+/**
+ * True for a LoRA adapter parameter, in LoRA mode's sense: the name contains `lora` (peft's `lora_A`,
+ * `lora_B`, ...). The one test of "is this an adapter" every package uses.
+ */
 export function isLoraParameter(name: string): boolean {
   return name.includes('lora');
+}
+
+/**
+ * The module a LoRA adapter parameter adapts, with a trailing dot (`...q_proj.lora_A.default.weight` gives
+ * `...q_proj.`), or `undefined` for a parameter that is not an adapter. The adapted weight is the module's
+ * `weight` (or peft's `base_layer.weight`): {@link owningModuleOf} of either gives the same module.
+ */
+export function loraAdaptedModuleOf(name: string): string | undefined {
+  return isLoraParameter(name) ? owningModuleOf(name) : undefined;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { BadamOptionError, type EncoderHead, type NamedArray } from '@badam/core';
+import { BadamOptionError, type EncoderHead, isLoraParameter, type NamedArray } from '@badam/core';
 import {
   float32ToBfloat16,
   SafetensorsError,
@@ -11,6 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { type EncoderConfig, encoderConfigFromHf, encoderConfigToHf } from '../encoder/encoder-config.js';
 import { EncoderClassifier, type EncoderModelOptions } from '../encoder/encoder-model.js';
 import { readConfigJson } from './config-json.js';
+import { checkFiniteWeight } from './finite-weights.js';
 
 /** What {@link loadEncoder} returns. */
 export interface LoadedEncoder {
@@ -82,6 +83,7 @@ export async function loadEncoder(
         );
       }
       const values = await weights.readFloat32(stored);
+      checkFiniteWeight(directory, stored, values);
       tf.tidy(() => variable.assign(tf.tensor(values, variable.shape, 'float32')));
       used.add(stored);
     }
@@ -107,7 +109,7 @@ export function encoderWeights(
   dtype: 'float32' | 'bfloat16' = 'float32',
 ): NamedArray[] {
   return model.namedParameters
-    .filter(([name]) => !name.includes('lora_'))
+    .filter(([name]) => !isLoraParameter(name))
     .map(([name, variable]) => {
       const values = variable.dataSync() as Float32Array;
       return {

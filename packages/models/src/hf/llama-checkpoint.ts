@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import {
   BadamOptionError,
+  isLoraParameter,
   type LlamaConfig,
   llamaConfigFromHf,
   llamaConfigToHf,
@@ -18,6 +19,7 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 import { LlamaForCausalLM, type LlamaModelOptions } from '../llama/llama-model.js';
 import { readConfigJson } from './config-json.js';
+import { checkFiniteWeight } from './finite-weights.js';
 
 /** What {@link loadLlama} returns. */
 export interface LoadedLlama {
@@ -66,6 +68,7 @@ export async function loadLlama(directory: string, options: LlamaModelOptions = 
         );
       }
       const values = await weights.readFloat32(name);
+      checkFiniteWeight(directory, name, values);
       tf.tidy(() => variable.assign(tf.tensor(values, variable.shape, 'float32')));
     }
     const unusedTensors = weights
@@ -94,7 +97,7 @@ export function llamaWeights(
   dtype: SaveLlamaOptions['dtype'] = 'float32',
 ): NamedArray[] {
   return model.namedParameters
-    .filter(([name]) => !name.includes('lora_'))
+    .filter(([name]) => !isLoraParameter(name))
     .map(([name, variable]) => {
       const values = variable.dataSync() as Float32Array;
       const data =
@@ -139,7 +142,7 @@ export async function saveLoraAdapter(
   if (lora === undefined)
     throw new BadamOptionError('model', 'no adapters', 'a model with LoRA adapters (addLora)');
   const tensors: NamedArray[] = model.namedParameters
-    .filter(([name]) => name.includes('lora_'))
+    .filter(([name]) => isLoraParameter(name))
     .map(([name, variable]) => ({
       name: `base_model.model.${name.replace('.default.weight', '.weight')}`,
       dtype: 'float32',

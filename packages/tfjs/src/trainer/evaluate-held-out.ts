@@ -1,5 +1,5 @@
 import type { DataSource } from '@badam/core';
-import { evaluateTask, type TfjsTrainingTask } from '@badam/tfjs';
+import { evaluateTask, type TfjsTrainingTask } from './tfjs-training-task.js';
 
 /** Loss and metrics of a model on a held-out set, weighted as the Trainer's evaluation weights them. */
 export interface HeldOutEvaluation {
