@@ -93,7 +93,7 @@ describe('the Llama step memory model at the benchmark sizes', () => {
     const arch = architecture('llama3-8b');
     const names = parametersOf(arch, 'bfloat16').map((p) => p.name);
     const blocks = [names.filter((n) => n.startsWith('model.layers.0.'))];
-    const fit = (gib: number, seqLengths: number[]) =>
+    const fitting = (gib: number, seqLengths: number[]) =>
       largestMicroBatches(arch, {
         deviceMemory: gib * GIB,
         reserve: GIB,
@@ -103,12 +103,12 @@ describe('the Llama step memory model at the benchmark sizes', () => {
         seqLengths,
         gemmWorkspaceBytes: HOPPER_CUBLAS_WORKSPACE,
       });
-    const [at512, at2048] = fit(24, [512, 2048]);
+    const [at512, at2048] = fitting(24, [512, 2048]);
     expect(at512!.batchSize).toBeGreaterThanOrEqual(2);
     expect(at512!.batchSize * 512).toBeGreaterThanOrEqual(at2048!.batchSize * 2048);
     expect(at512!.peak).toBeLessThanOrEqual(23 * GIB);
     const oneMore = worstLayerPeak(arch, at512!.batchSize + 1, 512);
     expect(oneMore).toBeGreaterThan(23 * GIB); // the answer is the largest
-    expect(fit(16, [512])[0]!.batchSize).toBe(0); // the weights alone do not fit
+    expect(fitting(16, [512])[0]!.batchSize).toBe(0); // the weights alone do not fit
   });
 });

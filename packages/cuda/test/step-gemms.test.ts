@@ -72,7 +72,7 @@ describe("llamaStepGemms lists a step's GEMMs exactly", () => {
           expect(listed).toEqual(recorded);
           for (const t of buffers.values()) t.free();
         } finally {
-          // biome-ignore lint/performance/noDelete: restores the prototype's gemm
+          // Restores the prototype's gemm.
           delete (device as { gemm?: unknown }).gemm;
           model.dispose();
         }
