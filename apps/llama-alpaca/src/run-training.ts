@@ -15,9 +15,9 @@ import {
   ByteTokenizer,
   batchedDataSource,
   type ChatTemplate,
+  chatTemplateJinja,
   encodePretraining,
   encodeSupervised,
-  HfTokenizer,
   type InstructionExample,
   loadInstructionDataset,
   type PaddedBatch,
@@ -30,7 +30,7 @@ import {
   causalLmTask,
   type LlamaConfig,
   LlamaForCausalLM,
-  loadLlama,
+  readLoraAdapterConfig,
   saveLlama,
   saveLoraAdapter,
 } from '@badam/models';
@@ -45,12 +45,13 @@ import {
   saveTrainedModel,
   writeRunResults,
 } from '@badam/runner';
-import { writeFileAtomic } from '@badam/safetensors';
 import { tfjsBackendModel } from '@badam/tfjs';
+import { loadLlamaWithAdapters, modelFolders } from './adapters.js';
 import { chooseChatTemplate } from './chat-template-choice.js';
-import { type DeviceRunModel, deviceLlamaRunnerModel, loadDeviceLlama } from './device-model.js';
+import { type DeviceRunModel, deviceDtype, deviceLlamaRunnerModel, loadDeviceLlama } from './device-model.js';
+import { evaluateOnly } from './evaluate-only.js';
 import { type ModelFilesSource, writeModelFiles } from './model-files.js';
-import { type Prediction, predictExamples } from './predict.js';
+import { type Prediction, writePredictions } from './predict.js';
 import {
   joinShardedRun,
   loadShardedLlama,
@@ -78,7 +79,8 @@ export interface TrainRunResult {
   readonly template: ChatTemplate;
   readonly validation: readonly InstructionExample[];
   readonly predictions: Prediction[] | undefined;
-  readonly estimate: MemoryEstimate;
+  /** Core's memory estimate of the training (undefined with `--do_train false`). */
+  readonly estimate: MemoryEstimate | undefined;
   readonly stopReason: string | undefined;
 }
 
@@ -116,25 +118,38 @@ export async function prepareBackend(options: TrainOptions, io: RunIO): Promise<
   return label;
 }
 
-/** Loads (or builds) the model and tokenizer named by the options. */
+/**
+ * Loads (or builds) the model and tokenizer named by the options: `--model_name_or_path` (a model folder, or
+ * a LoRA adapter folder on its base) and `--adapter_name_or_path`'s adapters, merged, except the last with
+ * `--finetuning_type lora`, which trains on. `tokenizerDir` is where the tokenizer (and the model's own chat
+ * template) comes from.
+ */
 export async function loadModelAndTokenizer(
   options: TrainOptions,
   io: Pick<RunIO, 'warn'> = console,
-): Promise<{ model: LlamaForCausalLM; tokenizer: Tokenizer; builtin: boolean }> {
+): Promise<{ model: LlamaForCausalLM; tokenizer: Tokenizer; builtin: boolean; tokenizerDir?: string }> {
   if (options.modelNameOrPath === undefined) {
+    if (options.adapters.length > 0)
+      throw new UsageError(
+        '--adapter_name_or_path needs the base model it was trained on: add --model_name_or_path',
+      );
     const model = new LlamaForCausalLM(builtinLlamaConfig(), {
       seed: options.seed,
       initializerRange: BUILTIN_INITIALIZER_RANGE,
     });
     return { model, tokenizer: new ByteTokenizer(), builtin: true };
   }
-  const { model, unusedTensors } = await loadLlama(options.modelNameOrPath);
-  if (unusedTensors.length > 0) {
+  const folders = await modelFolders(options.modelNameOrPath, options.adapters);
+  const { model, tokenizer } = await loadLlamaWithAdapters(
+    folders,
+    { keepLast: options.method === 'lora' },
+    io.warn,
+  );
+  if (folders.adapters.length > 0)
     io.warn(
-      `badam-llama: ${unusedTensors.length} tensor(s) of the checkpoint are not used: ${unusedTensors.slice(0, 3).join(', ')}...`,
+      `badam-llama: LoRA adapter(s) ${folders.adapters.join(', ')} on ${folders.base}: ${options.method === 'lora' ? 'the last trains on, the others are merged' : 'merged into the model'}`,
     );
-  }
-  return { model, tokenizer: await HfTokenizer.fromDirectory(options.modelNameOrPath), builtin: false };
+  return { model, tokenizer, builtin: false, tokenizerDir: folders.tokenizerDir };
 }
 
 /**
@@ -145,7 +160,9 @@ export function llamaRunnerModel(model: LlamaForCausalLM, options: TrainOptions)
   return {
     kind: 'Llama',
     partition: { includeEmbedding: options.includeEmbedding, includeLmHead: options.includeLmHead },
-    addLora: () =>
+    // An adapter loaded to train on (--adapter_name_or_path) is the run's LoRA; otherwise new adapters.
+    addLora: () => {
+      if (model.lora !== undefined) return;
       model.addLora(
         {
           rank: options.loraRank,
@@ -154,7 +171,8 @@ export function llamaRunnerModel(model: LlamaForCausalLM, options: TrainOptions)
           targetModules: options.loraTarget,
         },
         options.seed,
-      ),
+      );
+    },
     ...tfjsBackendModel({ namedParameters: () => model.namedParameters, task: causalLmTask(model) }),
   };
 }
@@ -176,11 +194,13 @@ export async function runTraining(
   if (!inputs.outputDirReady) await prepareRunOutputDir(options, LLAMA_DIALECT, io);
   if (options.bf16 && options.backend === 'tfjs')
     io.warn(
-      'badam-llama: --bf16 on tfjs: training stays fp32 (tfjs has no bf16); the saved model is written in bf16',
+      'badam-llama: --bf16 on tfjs: training stays fp32 (tfjs has no bf16), and so do checkpoints (an exact resume needs the fp32 weights); the saved model is written in bf16',
     );
 
   const loaded = await loadRunModel(options, io, inputs);
   try {
+    if (!options.doTrain)
+      return await evaluateOnly(options, io, loaded, await runTemplate(options, inputs, loaded, io));
     return await trainLoaded(options, io, inputs, loaded, backendLabel);
   } catch (error) {
     // A device model this run loaded is freed when the run fails (the caller gets it only on success).
@@ -229,6 +249,78 @@ async function runShardedTraining(
   }
 }
 
+/** The run's chat template: `--template` by name; else the model's own chat_template; else alpaca. */
+async function runTemplate(
+  options: TrainOptions,
+  inputs: RunInputs,
+  loaded: Pick<RunModel, 'builtin' | 'tokenizerDir'>,
+  io: RunIO,
+): Promise<ChatTemplate> {
+  return chooseChatTemplate(
+    options.template ?? inputs.template,
+    loaded.builtin ? undefined : (loaded.tokenizerDir ?? options.modelNameOrPath),
+    loaded.builtin ? 'default' : 'alpaca',
+    (message) => io.warn(`badam-llama: ${message}`),
+  );
+}
+
+/**
+ * The run's examples: training ones (`--dataset`, or generated instructions), and validation ones (a set
+ * given in code, `--eval_dataset`, or `--val_size` split off the training ones).
+ */
+export async function loadRunExamples(
+  options: TrainOptions,
+  inputs: Pick<RunInputs, 'examples' | 'validation'> = {},
+): Promise<RunExamples> {
+  const load = (dataset: string) =>
+    loadInstructionDataset(dataset, options.datasetDir, { maxSamples: options.maxSamples });
+  const examples =
+    inputs.examples ??
+    (options.dataset !== undefined
+      ? await load(options.dataset)
+      : options.doTrain
+        ? alpacaExamples(generatedInstructions(800, 0, options.seed).train)
+        : []);
+  if (inputs.validation !== undefined)
+    return { train: [...examples], validation: [...inputs.validation], sha256: contentHash([examples]) };
+  if (options.evalDataset !== undefined) {
+    const validation = await load(options.evalDataset);
+    return { train: [...examples], validation, sha256: contentHash([examples, validation]) };
+  }
+  return { ...splitValidation(examples, options.valSize, options.seed), sha256: contentHash([examples]) };
+}
+
+/** A run's examples, and the SHA-256 of the data they came from (see {@link contentHash}). */
+export interface RunExamples {
+  readonly train: InstructionExample[];
+  readonly validation: InstructionExample[];
+  /** The loaded examples' SHA-256 (with `--eval_dataset`'s after them), which a resume compares. */
+  readonly sha256: string;
+}
+
+/**
+ * Examples tokenized for the run's stage (sft: prompt masked; pt: raw text), saying how many were dropped.
+ * Token ids the model has no embedding for (`vocabSize`) are found here, naming the example, not mid-run.
+ */
+function encodeExamples(
+  items: readonly InstructionExample[],
+  options: TrainOptions,
+  tokenizer: Tokenizer,
+  template: ChatTemplate,
+  vocabSize: number,
+  io: RunIO,
+): TokenizedExample[] {
+  if (options.stage === 'pt')
+    return encodePretraining(items, tokenizer, template, options.cutoffLen, vocabSize);
+  const { examples: encoded, dropped } = encodeSupervised(items, tokenizer, template, {
+    cutoffLen: options.cutoffLen,
+    vocabSize,
+  });
+  if (dropped > 0)
+    io.warn(`badam-llama: ${dropped} example(s) had no response token within cutoff_len and were dropped`);
+  return encoded;
+}
+
 /** {@link runTraining} once its model is there. */
 async function trainLoaded(
   options: TrainOptions,
@@ -244,35 +336,10 @@ async function trainLoaded(
   const mine = (source: DataSource<PaddedBatch>) =>
     ranks === undefined ? source : rankRows(source, ranks.rank, ranks.worldSize);
   const { tokenizer, config } = loaded;
-  // --template by name; else the model's own chat_template (tokenizer_config.json); else alpaca.
-  const template = await chooseChatTemplate(
-    options.template ?? inputs.template,
-    loaded.builtin ? undefined : options.modelNameOrPath,
-    loaded.builtin ? 'default' : 'alpaca',
-  );
-
-  const examples =
-    inputs.examples ??
-    (options.dataset !== undefined
-      ? await loadInstructionDataset(options.dataset, options.datasetDir, { maxSamples: options.maxSamples })
-      : alpacaExamples(generatedInstructions(800, 0, options.seed).train));
-  const { train: trainRaw, validation } =
-    inputs.validation !== undefined
-      ? { train: [...examples], validation: [...inputs.validation] }
-      : splitValidation(examples, options.valSize, options.seed);
-  // Token ids the model has no embedding for are found here, naming the example, not mid-run.
-  const vocabSize = config.vocabSize;
-  const encode = (items: readonly InstructionExample[]): TokenizedExample[] => {
-    if (options.stage === 'pt')
-      return encodePretraining(items, tokenizer, template, options.cutoffLen, vocabSize);
-    const { examples: encoded, dropped } = encodeSupervised(items, tokenizer, template, {
-      cutoffLen: options.cutoffLen,
-      vocabSize,
-    });
-    if (dropped > 0)
-      io.warn(`badam-llama: ${dropped} example(s) had no response token within cutoff_len and were dropped`);
-    return encoded;
-  };
+  const template = await runTemplate(options, inputs, loaded, io);
+  const { train: trainRaw, validation, sha256 } = await loadRunExamples(options, inputs);
+  const encode = (items: readonly InstructionExample[]) =>
+    encodeExamples(items, options, tokenizer, template, config.vocabSize, io);
   const trainSet = encode(trainRaw);
   const evalSet = validation.length > 0 ? encode(validation) : [];
   if (trainSet.length === 0)
@@ -284,7 +351,7 @@ async function trainLoaded(
     batchedDataSource(trainSet, {
       batchSize: options.batchSize * worldSize,
       padTokenId: tokenizer.padTokenId,
-      shuffleSeed: options.seed,
+      shuffleSeed: options.dataSeed ?? options.seed,
       groupByLength: options.groupByLength,
       padToMultipleOf: padTo,
     }),
@@ -304,12 +371,16 @@ async function trainLoaded(
     `badam-llama: ${trainSet.length} training and ${evalSet.length} validation examples (${options.stage}, template ${template.name}, cutoff ${options.cutoffLen})`,
   );
 
-  // Checkpoints hold fp32 weights; the folder's files make each one loadable as a model (chat, training).
+  // Checkpoints hold the weights as the backend does (cuda: bf16 / fp16 with --bf16 / --fp16; tfjs: fp32,
+  // which exact resume needs); the folder's files make each one loadable as a model (chat, training), with
+  // the run's chat template in tokenizer_config.json.
+  const checkpointDtype = options.backend === 'cuda' ? deviceDtype(options) : 'float32';
   const modelFiles: ModelFilesSource = {
     config,
     tokenizer,
-    sourceDir: options.modelNameOrPath,
-    dtype: 'float32',
+    sourceDir: loaded.tokenizerDir ?? options.modelNameOrPath,
+    dtype: checkpointDtype,
+    chatTemplate: chatTemplateJinja(template),
   };
   const run = await fineTune<PaddedBatch>({
     dialect: LLAMA_DIALECT,
@@ -328,18 +399,22 @@ async function trainLoaded(
           batchSize: Math.min(options.batchSize, trainSet.length),
           seqLength: longest + ((padTo - (longest % padTo)) % padTo),
           // tfjs computes in fp32 with a [t, t] score matrix; the device in the weights' dtype, flash style.
-          dtype: options.backend === 'cuda' && options.bf16 ? 'bfloat16' : 'float32',
+          dtype: options.backend === 'cuda' && checkpointDtype !== 'float32' ? checkpointDtype : 'float32',
           gradientCheckpointing: options.gradientCheckpointing,
           attention: options.backend === 'cuda' ? 'flash' : 'eager',
         },
       ),
     backendLabel,
     callbacks: inputs.callbacks ?? [],
-    runSettings: { ...llamaRunSettings(options), dataset_sha256: contentHash(examples) },
+    runSettings: { ...llamaRunSettings(options), dataset_sha256: sha256 },
     runWatcher: boardRunWatcher,
     ...(ranks !== undefined ? { distributed: ranks } : {}),
+    checkpointWeightsDtype: checkpointDtype,
     checkpointModelFiles: async (directory) => {
       await writeModelFiles(directory, modelFiles, { config: true });
+      // A LoRA run's checkpoint is an adapter folder too (chat loads the base from it, then the adapters).
+      if (options.method === 'lora' && loaded.model !== undefined)
+        await saveLoraAdapter(loaded.model, directory, baseModelName(options));
       // The template the run trains with, which `chat` on the checkpoint then uses (as on the output dir).
       await writeJson(join(directory, 'badam_llama.json'), { template: template.name });
     },
@@ -347,7 +422,6 @@ async function trainLoaded(
   });
 
   if (!inputs.skipModelSave) {
-    const dtype = options.bf16 ? 'bfloat16' : 'float32';
     const { model, deviceModel, sharded } = loaded;
     // Sharded, every rank gathers each weight once; rank 0 then writes them from its memory.
     const gathered = sharded?.model.gatherWeights();
@@ -361,14 +435,14 @@ async function trainLoaded(
         write: async (directory) => {
           if (sharded !== undefined && gathered !== undefined) {
             await sharded.model.writeGathered(directory, gathered);
-            await writeModelFiles(directory, { ...modelFiles, dtype }, { config: true });
+            await writeModelFiles(directory, modelFiles, { config: true });
           } else if (deviceModel !== undefined) {
-            // In the weights' own dtype (bf16 with --bf16), Hugging Face's layout; config.json as on tfjs.
+            // In the weights' own dtype (bf16 / fp16 with --bf16 / --fp16), Hugging Face's layout; config.json as on tfjs.
             await deviceModel.model.save(directory);
-            await writeModelFiles(directory, { ...modelFiles, dtype }, { config: true });
+            await writeModelFiles(directory, modelFiles, { config: true });
           } else {
-            if (options.method === 'lora')
-              await saveLoraAdapter(model!, directory, options.modelNameOrPath ?? 'built-in tiny Llama');
+            const dtype = options.bf16 ? 'bfloat16' : 'float32';
+            if (options.method === 'lora') await saveLoraAdapter(model!, directory, baseModelName(options));
             else await saveLlama(model!, directory, { dtype });
             await writeModelFiles(directory, { ...modelFiles, dtype });
           }
@@ -378,21 +452,9 @@ async function trainLoaded(
   let predictions: Prediction[] | undefined;
   const metrics: Record<string, number | string> = { ...run.metrics, finetuning_type: options.method };
   if (options.doPredict && validation.length > 0 && loaded.model !== undefined) {
-    const predicted = predictExamples(loaded.model, tokenizer, template, validation, {
-      maxNewTokens: options.maxNewTokens,
-      temperature: options.temperature,
-      topP: options.topP,
-      seed: options.seed,
-    });
+    const predicted = await writePredictions(loaded.model, tokenizer, template, validation, options);
     predictions = predicted.predictions;
     metrics.predict_exact_match = predicted.exactMatch;
-    await writeFileAtomic(join(options.outputDir, 'generated_predictions.jsonl'), [
-      predictions.map((p) => `${JSON.stringify(p)}\n`).join(''),
-    ]);
-    await writeJson(join(options.outputDir, 'predict_results.json'), {
-      predict_exact_match: predicted.exactMatch,
-      predict_samples: predictions.length,
-    });
   }
   if (leader) await writeRunResults(options.outputDir, metrics);
   return {
@@ -409,13 +471,20 @@ async function trainLoaded(
   };
 }
 
+/** The base model a LoRA adapter names in adapter_config.json: the folder it was loaded from. */
+function baseModelName(options: TrainOptions): string {
+  return options.modelNameOrPath ?? 'built-in tiny Llama';
+}
+
 /** The run's model on its backend, and what the run needs of it whichever backend that is. */
-interface RunModel {
+export interface RunModel {
   readonly config: LlamaConfig;
   /** Longest sequence the model takes (tfjs caps its position table at 4096). */
   readonly maxPositions: number;
   readonly tokenizer: Tokenizer;
   readonly builtin: boolean;
+  /** Where the tokenizer (and the model's own chat template) was read from. */
+  readonly tokenizerDir?: string | undefined;
   readonly runner: RunnerModel<PaddedBatch>;
   /** The tfjs model (`--backend tfjs`). */
   readonly model?: LlamaForCausalLM;
@@ -432,6 +501,14 @@ interface RunModel {
 async function loadRunModel(options: TrainOptions, io: RunIO, inputs: RunInputs): Promise<RunModel> {
   if (options.backend === 'cuda') {
     const given = inputs.deviceModel !== undefined && inputs.tokenizer !== undefined;
+    if (
+      !given &&
+      options.modelNameOrPath !== undefined &&
+      (await readLoraAdapterConfig(options.modelNameOrPath))
+    )
+      throw new UsageError(
+        `${options.modelNameOrPath} is a LoRA adapter folder, which --backend cuda does not load: merge it into its base first (badam-llama export), then train the merged folder`,
+      );
     const device = given
       ? { ...inputs.deviceModel!, tokenizer: inputs.tokenizer!, builtin: false }
       : await loadDeviceLlama(options, io, (config) =>
@@ -461,6 +538,7 @@ async function loadRunModel(options: TrainOptions, io: RunIO, inputs: RunInputs)
     maxPositions: model.maxPositions,
     tokenizer: loaded.tokenizer,
     builtin: loaded.builtin,
+    tokenizerDir: 'tokenizerDir' in loaded ? loaded.tokenizerDir : undefined,
     runner: llamaRunnerModel(model, options),
     model,
   };
@@ -507,12 +585,13 @@ function llamaRunSettings(options: TrainOptions): RunSettings {
 }
 
 /**
- * SHA-256 of the examples a run trains and evaluates on: a resume compares it, so that a dataset whose
- * contents changed at the same path is not trained on as if it were the checkpoint's.
+ * SHA-256 of the examples a run loads (training, and validation given apart): a resume compares it, so that
+ * a dataset whose contents changed at the same path is not trained on as if it were the checkpoint's.
  */
-function contentHash(examples: readonly InstructionExample[]): string {
+function contentHash(sets: readonly (readonly InstructionExample[])[]): string {
   const hash = createHash('sha256');
-  for (const example of examples) hash.update(JSON.stringify(example)).update('\n');
+  for (const examples of sets)
+    for (const example of examples) hash.update(JSON.stringify(example)).update('\n');
   return hash.digest('hex');
 }
 

@@ -111,7 +111,9 @@ describe("LLaMA-Factory's flags", () => {
     expect(options.maxSamples).toBe(100);
     // LLaMA-Factory's recipes set --ddp_timeout: it bounds every collective of a run over several processes.
     expect(options.ddpTimeout).toBe(180000000);
-    expect(notes).toHaveLength(4);
+    // --report_to none is Hugging Face's own "no integration": nothing to ignore.
+    expect(options.reportTo).toEqual([]);
+    expect(notes).toHaveLength(3);
     expect(notes.join('\n')).not.toContain('--ddp_timeout');
     expect(notes[0]).toMatch(/^--overwrite_cache is ignored: /);
     expect(notes.join('\n')).toContain('--flash_attn is ignored');

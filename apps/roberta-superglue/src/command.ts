@@ -6,6 +6,7 @@ import { flagHelp } from '@badam/core';
 import {
   COMPARISON_FLAGS,
   comparisonCommand,
+  packageVersion,
   parseRunnerCommand,
   type RunnerCommandSpec,
   runCli,
@@ -74,6 +75,10 @@ export function robertaOptionsFrom(
 
 /** Runs `badam-roberta` with `argv`; resolves to the exit code. */
 export async function runRobertaCommand(argv: readonly string[], io: RunIO): Promise<number> {
+  if (argv.includes('--version') || argv.includes('-V')) {
+    io.log(`badam-roberta ${packageVersion(import.meta.url)}`);
+    return 0;
+  }
   return runCli(ROBERTA_DIALECT.name, io, async () => {
     if (argv[0] === 'compare') {
       const { options, help } = parseRunnerCommand(argv.slice(1), COMPARE_COMMAND);

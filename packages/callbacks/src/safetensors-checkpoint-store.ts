@@ -10,7 +10,11 @@ import {
   type TrainingSnapshot,
 } from '@badam/core';
 import {
+  bfloat16ToFloat32,
   FileWriteError,
+  float16ToFloat32,
+  float32ToBfloat16,
+  float32ToFloat16,
   SafetensorsError,
   SafetensorsFile,
   writeFileAtomic,
@@ -46,6 +50,8 @@ interface Manifest {
   parent?: string | null;
   /** When it was saved (ms since the epoch): "newest" means the last saved, not the highest step. */
   savedAt?: number;
+  /** Saved with the model only (`--save_only_model`): nothing to resume from. */
+  modelOnly?: boolean;
   files: Record<string, { bytes: number; sha256: string }>;
 }
 
@@ -61,8 +67,19 @@ interface Listed {
 /** Options of a {@link SafetensorsCheckpointStore}. */
 export interface CheckpointStoreOptions {
   readonly outputDir: string;
-  /** Checkpoints of the current timeline to keep. Default 2. */
+  /** Checkpoints of the current timeline to keep (`Infinity`: all). Default 2. */
   readonly keepLast?: number;
+  /**
+   * Storage dtype of `model.safetensors`' weights. Default: as the snapshot holds them (fp32). A backend
+   * whose weights are bf16 (or fp16) saves them in that dtype, exactly and at half the size; loading widens
+   * them to fp32 again.
+   */
+  readonly weightsDtype?: 'float32' | 'bfloat16' | 'float16';
+  /**
+   * Save the model only, as Hugging Face's `save_only_model`: no optimizer tensors or state, so a checkpoint
+   * is smaller but cannot be resumed from (loading it says so); it still loads as a model folder.
+   */
+  readonly modelOnly?: boolean;
   /** Where the store says what it skipped or removed (a corrupt checkpoint, an abandoned timeline). */
   readonly log?: (message: string) => void;
   /** The training arguments Hugging Face's trainer_state.json repeats (absent: nulls and zeros). */
@@ -106,13 +123,16 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
   private readonly options: CheckpointStoreOptions;
   /** The checkpoint the next save follows on its timeline: the last saved or loaded. */
   private head: string | null = null;
+  /** A checkpoint rotation keeps whatever `keepLast` says (the best one, as Hugging Face keeps it). */
+  private protectedDir: string | undefined;
 
   constructor(options: CheckpointStoreOptions) {
     this.outputDir = options.outputDir;
     this.keepLast = options.keepLast ?? 2;
     this.logFn = options.log ?? (() => {});
     this.options = options;
-    if (!Number.isSafeInteger(this.keepLast) || this.keepLast < 1) {
+    const all = this.keepLast === Number.POSITIVE_INFINITY;
+    if (!all && (!Number.isSafeInteger(this.keepLast) || this.keepLast < 1)) {
       throw new RangeError(`keepLast must be an integer >= 1, got ${options.keepLast}`);
     }
   }
@@ -130,11 +150,17 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
       throw failed(error);
     });
     try {
-      await writeSafetensors(join(temp, CHECKPOINT_FILES.weights), snapshot.weights, { format: 'pt' });
-      await writeSafetensors(join(temp, CHECKPOINT_FILES.optimizerTensors), snapshot.optimizer.tensors);
-      await writeFileAtomic(join(temp, CHECKPOINT_FILES.optimizerState), [
-        `${JSON.stringify(snapshot.optimizer.state, null, 2)}\n`,
-      ]);
+      await writeSafetensors(
+        join(temp, CHECKPOINT_FILES.weights),
+        snapshot.weights.map((w) => storedAs(w, this.options.weightsDtype)),
+        { format: 'pt' },
+      );
+      if (!this.options.modelOnly) {
+        await writeSafetensors(join(temp, CHECKPOINT_FILES.optimizerTensors), snapshot.optimizer.tensors);
+        await writeFileAtomic(join(temp, CHECKPOINT_FILES.optimizerState), [
+          `${JSON.stringify(snapshot.optimizer.state, null, 2)}\n`,
+        ]);
+      }
       await writeFileAtomic(join(temp, CHECKPOINT_FILES.trainerState), [
         `${JSON.stringify(trainerState, null, 2)}\n`,
       ]);
@@ -155,6 +181,7 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
         id,
         parent: this.head,
         savedAt: Date.now(),
+        ...(this.options.modelOnly ? { modelOnly: true } : {}),
         files: {},
       };
       for (const file of (await readdir(temp)).sort()) {
@@ -176,6 +203,14 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
     this.head = id;
     await this.prune();
     return final;
+  }
+
+  /**
+   * Keeps checkpoint `dir` through rotation beyond `keepLast` (Hugging Face keeps the best checkpoint of
+   * `load_best_model_at_end` so); undefined protects none again.
+   */
+  protect(dir: string | undefined): void {
+    this.protectedDir = dir;
   }
 
   /** Checkpoint directories in the output directory, by step, lowest first. */
@@ -273,7 +308,12 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
         );
       }
     }
-    const weights = await readAll(file(CHECKPOINT_FILES.weights));
+    if (manifest.modelOnly === true) {
+      throw new CheckpointError(
+        `${dir} was saved with --save_only_model: it holds the model but no optimizer state, so a run cannot resume from it; start a new run from it with --model_name_or_path ${dir}`,
+      );
+    }
+    const weights = (await readAll(file(CHECKPOINT_FILES.weights))).map(widened);
     const tensors = await readAll(file(CHECKPOINT_FILES.optimizerTensors));
     const optimizerState = await readJson(file(CHECKPOINT_FILES.optimizerState));
     // Checkpoints saved before trainer_state.json took Hugging Face's schema kept the trainer's state there.
@@ -294,6 +334,25 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
       );
     }
     return { path: dir, snapshot: { weights, optimizer: { state: optimizerState, tensors } }, trainerState };
+  }
+
+  /**
+   * The weights of checkpoint `dir` (verified against its manifest), as fp32, whether or not it can be
+   * resumed from: what loading the best checkpoint at the end of a run needs.
+   */
+  async loadWeights(dir: string): Promise<NamedArray[]> {
+    let manifest: Manifest;
+    try {
+      manifest = JSON.parse(await readFile(join(dir, CHECKPOINT_FILES.manifest), 'utf8')) as Manifest;
+    } catch (error) {
+      throw new CheckpointError(`${join(dir, CHECKPOINT_FILES.manifest)}: ${(error as Error).message}`);
+    }
+    const expected = manifest.files?.[CHECKPOINT_FILES.weights];
+    const path = join(dir, CHECKPOINT_FILES.weights);
+    const actual = await sha256(path).catch(() => undefined);
+    if (expected === undefined || actual === undefined || actual.sha256 !== expected.sha256)
+      throw new CheckpointError(`${path}: missing, or its contents do not match the manifest`);
+    return (await readAll(path)).map(widened);
   }
 
   /** A checkpoint directory's identity from its manifest; undefined when the manifest cannot be read. */
@@ -337,6 +396,8 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
       at = entry.parent;
     }
     const keep = new Set(timeline.slice(0, this.keepLast).map((l) => l.dir));
+    const kept = timeline.find((l) => l.dir === this.protectedDir);
+    if (kept !== undefined) keep.add(kept.dir);
     const current = new Set(timeline.map((l) => l.dir));
     for (const dir of await this.list()) {
       if (keep.has(dir)) continue;
@@ -349,12 +410,39 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
   }
 }
 
-/** The files a checkpoint cannot be resumed without (the trainer's state: either of its names). */
+/** A snapshot weight in the store's dtype (fp32 values rounded to bf16 / fp16, as the backend holds them). */
+function storedAs(weight: NamedArray, dtype: CheckpointStoreOptions['weightsDtype']): NamedArray {
+  if (dtype === undefined || dtype === weight.dtype || weight.dtype !== 'float32') return weight;
+  if (dtype === 'float32') return weight;
+  const values = weight.data as Float32Array;
+  return {
+    ...weight,
+    dtype,
+    data: dtype === 'bfloat16' ? float32ToBfloat16(values) : float32ToFloat16(values),
+  };
+}
+
+/** A stored weight as fp32 (bf16 and fp16 widen exactly), what every backend restores from. */
+function widened(weight: NamedArray): NamedArray {
+  if (weight.dtype !== 'bfloat16' && weight.dtype !== 'float16') return weight;
+  const bits = weight.data as Uint16Array;
+  return {
+    ...weight,
+    dtype: 'float32',
+    data: weight.dtype === 'bfloat16' ? bfloat16ToFloat32(bits) : float16ToFloat32(bits),
+  };
+}
+
+/**
+ * The files a checkpoint cannot be resumed without (the trainer's state: either of its names); a
+ * model-only checkpoint (`--save_only_model`) has no optimizer files to need.
+ */
 const NEEDED_FILES = [
   CHECKPOINT_FILES.weights,
   CHECKPOINT_FILES.optimizerTensors,
   CHECKPOINT_FILES.optimizerState,
 ] as const;
+const MODEL_ONLY_FILES = [CHECKPOINT_FILES.weights] as const;
 
 /**
  * Every file the checkpoint needs is in its manifest, and every file in its directory too: a manifest
@@ -366,8 +454,8 @@ function checkManifestCoversFiles(
   manifestPath: string,
 ): void {
   const listed = manifest.files ?? {};
-  const needed = [
-    ...NEEDED_FILES,
+  const needed: string[] = [
+    ...(manifest.modelOnly === true ? MODEL_ONLY_FILES : NEEDED_FILES),
     listed[LEGACY_TRAINER_STATE] !== undefined && listed[CHECKPOINT_FILES.trainerState] === undefined
       ? LEGACY_TRAINER_STATE
       : CHECKPOINT_FILES.trainerState,
@@ -379,7 +467,7 @@ function checkManifestCoversFiles(
         name !== CHECKPOINT_FILES.manifest &&
         !name.startsWith('.') &&
         listed[name] === undefined &&
-        !needed.includes(name as (typeof needed)[number]),
+        !needed.includes(name),
     ),
   ];
   if (unlisted.length > 0) {

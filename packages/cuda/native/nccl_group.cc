@@ -101,7 +101,7 @@ class NcclGroup final : public ProcessGroup {
     // acc += reduced, on the compute stream once the reduce is done (the next op's begin() orders the
     // scratch buffer's reuse after this add).
     work->wait();
-    device_.accumulate(acc, reduced, DType::F32, mine, 1.0f);
+    device_.accumulate(acc, DType::F32, reduced, DType::F32, mine, 1.0f);
     return work;
   }
 

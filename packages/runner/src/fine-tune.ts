@@ -1,5 +1,7 @@
 import { join } from 'node:path';
 import {
+  BestModelCallback,
+  defaultLoggingDir,
   HF_TRAINER_STATE,
   type HfTrainingArguments,
   huggingFaceTrainerState,
@@ -8,6 +10,7 @@ import {
   type RunIO,
   runCallbacks,
   SafetensorsCheckpointStore,
+  TensorBoardCallback,
   writeResultsJson,
 } from '@badam/callbacks';
 import {
@@ -19,6 +22,7 @@ import {
   type MemoryEstimate,
   type RunWatcher,
   Trainer,
+  type TrainerBackend,
   type TrainerCallback,
   type TrainingPlan,
   type TrainResult,
@@ -61,6 +65,11 @@ export interface FineTuneSpec<TBatch> {
    * being saved, so that `checkpoint-N/` loads as a model folder; the weights are the store's.
    */
   readonly checkpointModelFiles?: (directory: string) => Promise<void>;
+  /**
+   * The dtype the model's weights are stored in on the backend (bf16 or fp16 on cuda with `--bf16` /
+   * `--fp16`): checkpoints keep them so, exactly. Default fp32.
+   */
+  readonly checkpointWeightsDtype?: 'float32' | 'bfloat16' | 'float16';
   /**
    * The live view `--board` shows the run on (badam-board's `boardRunWatcher`, which the runner apps
    * provide). Without one, `--board` says so and the run goes on.
@@ -119,10 +128,11 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
   const loggingSteps = options.loggingStepsIsDefault
     ? Math.min(options.loggingSteps, Math.max(1, Math.ceil(maxSteps / 50)))
     : options.loggingSteps;
+  const saveSteps = checkpointInterval(options, spec.trainData.length, dialect);
   const trainingArguments: HfTrainingArguments = {
     loggingSteps,
     evalSteps: options.evalSteps,
-    saveSteps: options.saveSteps,
+    saveSteps,
     trainBatchSize: options.batchSize,
     numTrainEpochs: options.numTrainEpochs,
     parameters,
@@ -140,16 +150,7 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
   let train: TrainResult;
   let lastGood: string | undefined;
   try {
-    const files =
-      options.saveSteps !== undefined || options.resumeFromCheckpoint !== undefined
-        ? new SafetensorsCheckpointStore({
-            outputDir: options.outputDir,
-            keepLast: options.saveTotalLimit,
-            log: (message) => io.warn(`${dialect.name}: ${message}`),
-            trainingArguments,
-            ...(spec.checkpointModelFiles ? { writeModelFiles: spec.checkpointModelFiles } : {}),
-          })
-        : undefined;
+    const { store: files, best } = checkpointing(spec, saveSteps, trainingArguments);
     // Rank 0 writes every checkpoint; the other ranks read them and only say where rank 0 wrote.
     const store = files && !leader ? new FollowerCheckpointStore(options.outputDir, files) : files;
     const settings = runSettingsOf(options, dialect, maxSteps, spec.runSettings, group?.worldSize);
@@ -169,8 +170,10 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
       }),
       loggingSteps,
       ...(options.evalSteps !== undefined ? { evalSteps: options.evalSteps } : {}),
-      ...(options.saveSteps !== undefined ? { saveSteps: options.saveSteps } : {}),
+      ...(saveSteps !== undefined ? { saveSteps } : {}),
       ...(store ? { checkpoints: store } : {}),
+      // Hugging Face saves at the last step too, unless --save_strategy no.
+      saveAtEnd: options.saveStrategy !== 'no',
       callbacks: [
         ...rankCallbacks(
           runCallbacks({
@@ -186,6 +189,9 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
           io,
         ),
         ...(spec.callbacks ?? []),
+        ...(best ? [best] : []),
+        // TensorBoard's event files are rank 0's to write, as every other file of the run.
+        ...(leader ? reportCallbacks(options, io, dialect) : []),
         { stateKey: 'run_settings', saveState: () => settings },
       ],
     });
@@ -203,6 +209,8 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
     }
     train = await trainer.train(resumeFrom ? { resumeFrom } : {});
     lastGood = train.lastCheckpoint ?? resumeFrom?.path;
+    if (best !== undefined && !train.diverged)
+      await loadBestModel(best, files!, backend.trainer, io, dialect);
   } finally {
     backend.dispose(); // frees the optimizer's state and fixes the measured peak
   }
@@ -294,6 +302,127 @@ function checkSameSettings(group: RankGroup, settings: Record<string, unknown>, 
         )
         .join('; ')}): start every rank with the same flags`,
     );
+}
+
+/**
+ * The run's checkpoint store (with `--save_steps` / `--save_strategy epoch`, or to resume from) as the
+ * Trainer arguments configure it, and `--load_best_model_at_end`'s tracker of the best one.
+ */
+function checkpointing<TBatch>(
+  spec: FineTuneSpec<TBatch>,
+  saveSteps: number | undefined,
+  trainingArguments: HfTrainingArguments,
+): { store: SafetensorsCheckpointStore | undefined; best: BestModelCallback | undefined } {
+  const { options, io, dialect } = spec;
+  const store =
+    saveSteps !== undefined || options.resumeFromCheckpoint !== undefined
+      ? new SafetensorsCheckpointStore({
+          outputDir: options.outputDir,
+          keepLast: options.saveTotalLimit ?? Number.POSITIVE_INFINITY,
+          log: (message) => io.warn(`${dialect.name}: ${message}`),
+          trainingArguments,
+          modelOnly: options.saveOnlyModel,
+          ...(spec.checkpointWeightsDtype ? { weightsDtype: spec.checkpointWeightsDtype } : {}),
+          ...(spec.checkpointModelFiles ? { writeModelFiles: spec.checkpointModelFiles } : {}),
+        })
+      : undefined;
+  if (options.bestModel === undefined) return { store, best: undefined };
+  // Each rank would restore the best weights from rank 0's files with an optimizer state it does not hold.
+  if (spec.distributed !== undefined)
+    throw new UsageError(
+      `--${flagName(dialect, 'load_best_model_at_end')} does not run over several processes yet: drop it (every checkpoint's eval metrics are in trainer_state.json), or train in one process`,
+    );
+  checkBestModelCadence(options, saveSteps, dialect, spec.evalData !== undefined);
+  const best = new BestModelCallback({
+    outputDir: options.outputDir,
+    ...options.bestModel,
+    onBest: (dir) => store?.protect(dir),
+  });
+  return { store, best };
+}
+
+/**
+ * Optimizer steps between checkpoints: `--save_steps` (`--save_strategy steps`), one epoch's steps
+ * (`epoch`), or none (`no`, or steps without `--save_steps`).
+ */
+function checkpointInterval(
+  options: RunOptions,
+  epochLength: number | undefined,
+  dialect: RunnerDialect,
+): number | undefined {
+  if (options.saveStrategy === 'no') return undefined;
+  if (options.saveStrategy === 'epoch') {
+    if (epochLength === undefined)
+      throw new UsageError(
+        `--${flagName(dialect, 'save_strategy')} epoch needs training data of known length: use --${flagName(dialect, 'save_steps')}`,
+      );
+    return Math.max(1, Math.ceil(epochLength / options.gradientAccumulationSteps));
+  }
+  return options.saveSteps;
+}
+
+/**
+ * Refuses `--load_best_model_at_end` where checkpoints do not fall on evaluations (Hugging Face refuses the
+ * same): each checkpoint's step must have an evaluation to compare.
+ */
+function checkBestModelCadence(
+  options: RunOptions,
+  saveSteps: number | undefined,
+  dialect: RunnerDialect,
+  evaluates: boolean,
+): void {
+  const flag = `--${flagName(dialect, 'load_best_model_at_end')}`;
+  if (!evaluates || options.evalSteps === undefined)
+    throw new UsageError(
+      `${flag} compares evaluations, but this run evaluates ${evaluates ? 'only at the end' : 'never'}: give it a validation set and an evaluation interval (--${flagName(dialect, 'eval_steps')})`,
+    );
+  if (saveSteps === undefined || saveSteps % options.evalSteps !== 0)
+    throw new UsageError(
+      `${flag} needs each checkpoint on an evaluation step: checkpoints every ${saveSteps} steps, evaluations every ${options.evalSteps}; make --${flagName(dialect, 'save_steps')} a multiple of --${flagName(dialect, 'eval_steps')}`,
+    );
+}
+
+/** Loads the best checkpoint's weights into the model (its optimizer state is not needed any more). */
+async function loadBestModel<TBatch>(
+  best: BestModelCallback,
+  store: SafetensorsCheckpointStore,
+  trainer: TrainerBackend<TBatch>,
+  io: RunIO,
+  dialect: RunnerDialect,
+): Promise<void> {
+  const found = best.best;
+  if (found?.best_model_checkpoint == null) {
+    io.warn(
+      `${dialect.name}: --load_best_model_at_end: ${best.metricMissing ? 'the evaluation has no such metric' : 'no checkpoint was saved at an evaluation'}; keeping the last model`,
+    );
+    return;
+  }
+  const weights = await store.loadWeights(found.best_model_checkpoint);
+  const now = await trainer.snapshot();
+  await trainer.restore({ weights, optimizer: now.optimizer });
+  io.log(
+    `${dialect.name}: loaded the best model, ${found.best_model_checkpoint} (step ${found.best_global_step}, ${Number(found.best_metric.toPrecision(6))})`,
+  );
+}
+
+/**
+ * The callbacks of `--report_to`: TensorBoard's event files (in `--logging_dir`); an integration that is
+ * not here is named once, with where its numbers are instead.
+ */
+function reportCallbacks(options: RunOptions, io: RunIO, dialect: RunnerDialect): TrainerCallback[] {
+  const out: TrainerCallback[] = [];
+  for (const name of options.reportTo) {
+    if (name === 'tensorboard') {
+      const logDir = options.loggingDir ?? defaultLoggingDir(options.outputDir);
+      io.log(`${dialect.name}: TensorBoard event files in ${logDir} (tensorboard --logdir ${logDir})`);
+      out.push(new TensorBoardCallback({ logDir }));
+    } else {
+      io.warn(
+        `${dialect.name}: --report_to ${name} is ignored: only tensorboard is an integration here; every number is in trainer_log.jsonl (and badam-board shows it live)`,
+      );
+    }
+  }
+  return out;
 }
 
 /** `optimizerState` -> `optimizer_state`, for Hugging Face-style metric names. */

@@ -19,6 +19,7 @@ export {
 export { type FineTuneResult, type FineTuneSpec, fineTune, writeRunResults } from './fine-tune.js';
 export { type LaunchRanksOptions, launchRanks } from './launch-ranks.js';
 export { METHOD_FLAGS, methodAccepts } from './method-flags.js';
+export { packageVersion } from './package-version.js';
 export { planRun, type RunPlanInput, trainingSettingsOf } from './plan-run.js';
 export {
   type PrepareBackendOptions,

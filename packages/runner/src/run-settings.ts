@@ -39,6 +39,11 @@ export function runSettingsOf(
     weight_decay: options.weightDecay,
     max_grad_norm: options.maxGradNorm,
     seed: options.seed,
+    // Recorded where they differ from their defaults, so that checkpoints written before they were flags resume.
+    adam_beta1: options.adamBetas[0] !== 0.9 ? options.adamBetas[0] : undefined,
+    adam_beta2: options.adamBetas[1] !== 0.999 ? options.adamBetas[1] : undefined,
+    adam_epsilon: options.adamEpsilon !== 1e-8 ? options.adamEpsilon : undefined,
+    data_seed: options.dataSeed,
   };
   const out: Record<string, string | number | boolean> = {
     [METHOD_KEY]: options.method,

@@ -14,7 +14,7 @@ import {
   writeRunResults,
 } from '../src/index.js';
 import { DIALECT, FLAGS, runnerTestSetup, tinyMlpSpec } from './fixtures/test-runner.js';
-import { tinyMlp } from './fixtures/tiny-mlp.js';
+import { regressionData, tinyMlp } from './fixtures/tiny-mlp.js';
 
 const setup = runnerTestSetup('badam-runner-');
 
@@ -76,7 +76,7 @@ describe('fineTune as one rank of several', () => {
     );
   });
 
-  it('a rank other than 0 trains and writes nothing: no log, no checkpoint, no trainer state', async () => {
+  it('a rank other than 0 trains and writes nothing: no log, no checkpoint, no trainer state, no event file', async () => {
     const outputDir = join(setup.dir, 'rank-one');
     const flags = [
       '--learning_rate',
@@ -85,6 +85,8 @@ describe('fineTune as one rank of several', () => {
       '4',
       '--save_steps',
       '2',
+      '--report_to',
+      'tensorboard',
       '--output_dir',
       outputDir,
     ];
@@ -99,6 +101,26 @@ describe('fineTune as one rank of several', () => {
     expect(train.lastCheckpoint).toBe(join(outputDir, 'checkpoint-4'));
     expect(metrics.world_size).toBe(2);
     expect(await readdir(outputDir).catch(() => [])).toEqual([]);
+  });
+
+  it('refuses --load_best_model_at_end over several processes, saying what to do instead', async () => {
+    const outputDir = join(setup.dir, 'rank-best');
+    const flags = ['--max_steps', '4', '--save_steps', '2', '--eval_steps', '2', '--output_dir', outputDir];
+    const options = resolveRunOptions(
+      parseFlags([...flags, '--load_best_model_at_end', '--metric_for_best_model', 'loss'], FLAGS),
+      'block',
+      DIALECT,
+      { outputDir },
+    );
+    const { model } = tinyMlp(1);
+    const run = fineTune({
+      ...tinyMlpSpec(model, setup.label, quiet),
+      evalData: regressionData(),
+      options,
+      distributed: rankOne(),
+    });
+    await expect(run).rejects.toThrow(UsageError);
+    await expect(run).rejects.toThrow('--load_best_model_at_end does not run over several processes yet');
   });
 });
 
@@ -249,4 +271,23 @@ describe('--backend cuda', () => {
     );
     expect(tf.getBackend()).toBe('cpu'); // nothing was switched
   });
+});
+
+describe("fineTune: Adam's betas and epsilon reach the optimizer of every method", () => {
+  for (const method of FINE_TUNING_METHODS) {
+    it(`${method}: --adam_beta1 changes the run from its second update on, --adam_epsilon too`, async () => {
+      const losses = async (name: string, extra: string[]) => {
+        const out = join(setup.dir, `betas-${method}-${name}`);
+        await train(method, out, ['--max_steps', '4', ...extra]);
+        return (await readTrainerLog(join(out, 'trainer_log.jsonl'))).map((l) => l.loss as number);
+      };
+      const plain = await losses('default', []);
+      const beta = await losses('beta1', ['--adam_beta1', '0.5']);
+      const epsilon = await losses('epsilon', ['--adam_epsilon', '0.5']);
+      // Adam's first update does not depend on beta1 (bias correction): the losses part from step 3.
+      expect(beta.slice(0, 2)).toEqual(plain.slice(0, 2));
+      expect(beta.slice(2)).not.toEqual(plain.slice(2));
+      expect(epsilon.slice(1)).not.toEqual(plain.slice(1));
+    });
+  }
 });

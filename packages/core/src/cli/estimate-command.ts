@@ -17,6 +17,7 @@ import { estimateMemory, type MemoryEstimate, seedMemoryEstimate } from '../memo
 import { totalElements } from '../parameters.js';
 import { BlockPartition } from '../partition/block-partition.js';
 import { BLOCK_PARTITION_PRESETS, type BlockPartitionPreset } from '../partition/presets.js';
+import { deviceMemoryOutput } from './device-memory-report.js';
 import { textTable } from './text-table.js';
 
 /** Where the command writes. */
@@ -43,7 +44,12 @@ BlockOptimizerRatio, from a Hugging Face config.json (Llama, Mistral, Qwen2, RoB
   --update-ratio <x>         BlockOptimizerRatio update ratio (default 0.1)
   --world_size <n>           per rank of n processes sharding the model ZeRO-3 style
                              (badam-llama --nproc_per_node): full Adam and BAdam only
+  --device-memory <GiB>      instead: the largest batch per sequence length (or at --seq-length) whose
+                             step on @badam/cuda fits in this much device memory (Llama-family models)
+  --method <badam|adam>      with --device-memory: BAdam over the blocks (default) or full Adam
+  --reserve <GiB>            with --device-memory: kept for the CUDA context and allocator (default 1)
   --json                     print the estimates as JSON
+  -V, --version              print the version
   -h, --help                 show this help`;
 
 class UsageError extends Error {}
@@ -116,6 +122,13 @@ export function runEstimateCommand(argv: readonly string[], out: CommandOutput):
       out.log(USAGE);
       return 0;
     }
+    if (values.version) {
+      const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+        version: string;
+      };
+      out.log(`badam-estimate ${pkg.version}`);
+      return 0;
+    }
     const { label, architecture } = loadModel(values.config, values.model);
     const preset = (values.blocks ?? 'layer') as BlockPartitionPreset;
     if (!BLOCK_PARTITION_PRESETS.includes(preset)) {
@@ -141,6 +154,20 @@ export function runEstimateCommand(argv: readonly string[], out: CommandOutput):
       includeLmHead: values['include-lm-head'] ?? false,
     });
     const blocks = partition.blocks.map((b) => b.trainableNames);
+    if (values['device-memory'] !== undefined) {
+      // The step memory model is one process's; a rank of a sharded run holds shards and gathered parts.
+      if (worldSize > 1)
+        throw new BadamOptionError(
+          '--world_size',
+          worldSize,
+          "1 with --device-memory (its step memory model is one process's)",
+          'drop --device-memory for the bytes of one rank of a sharded run',
+        );
+      out.log(
+        deviceMemoryOutput(values, { architecture, label, dtype, checkpointing, names, blocks, seqLength }),
+      );
+      return 0;
+    }
     const activationBytes = estimateActivationBytes(architecture, {
       batchSize,
       seqLength,
@@ -270,8 +297,12 @@ function parse(argv: readonly string[]) {
       'update-ratio': { type: 'string' },
       world_size: { type: 'string' },
       'world-size': { type: 'string' },
+      'device-memory': { type: 'string' },
+      method: { type: 'string' },
+      reserve: { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean', short: 'V' },
     },
   });
 }

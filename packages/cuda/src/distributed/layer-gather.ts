@@ -1,6 +1,7 @@
 import { BadamStateError } from '@badam/core';
 import type { Device } from '../device.js';
 import type { DeviceTensor } from '../device-tensor.js';
+import { fusedGroupOpenedBy } from '../llama/llama-loading.js';
 import type { DeviceLlamaDType, LlamaPart, LlamaStepHooks, LlamaWeightSource } from '../llama/llama-net.js';
 import type { CollectiveWork, ProcessGroup } from './process-group.js';
 import type { ShardLayout } from './shard-layout.js';
@@ -55,13 +56,12 @@ export class LayerGather implements LlamaWeightSource, LlamaStepHooks {
   get(name: string): DeviceTensor | undefined {
     const p = this.parameters.get(name);
     if (p === undefined) return undefined;
-    if (!p.layout.sharded) return p.shard;
     const t = this.active.get(name);
-    if (t === undefined)
-      throw new BadamStateError(
-        `${name} is used outside its part of the pass: a sharded weight is whole only between acquire and release of its part`,
-      );
-    return t;
+    if (t !== undefined) return t;
+    if (!p.layout.sharded) return p.shard;
+    throw new BadamStateError(
+      `${name} is used outside its part of the pass: a sharded weight is whole only between acquire and release of its part`,
+    );
   }
 
   begin(order: readonly LlamaPart[]): void {
@@ -128,16 +128,35 @@ export class LayerGather implements LlamaWeightSource, LlamaStepHooks {
     this.inFlight.set(i, this.start(part));
   }
 
+  /**
+   * Starts gathering a part's split weights. A fused group (a layer's q / k / v, gate / up, weights or
+   * biases) with any member split is gathered into one allocation, its members consecutive as the step
+   * reads them, a member that is not split copied in beside the others; a group none of whose members is
+   * split is used as it is (the model packs it so at load).
+   */
   private start(part: LlamaPart): Gathered {
     const tensors = new Map<string, DeviceTensor>();
     const works: CollectiveWork[] = [];
     try {
       for (const name of this.namesOf(part)) {
         const p = this.parameters.get(name);
-        if (p === undefined || !p.layout.sharded) continue;
-        const full = this.device.empty(p.shape, p.dtype, 'workspace');
-        tensors.set(name, full);
-        works.push(this.group.allGather(p.shard, full, p.layout.counts));
+        if (p === undefined || tensors.has(name)) continue;
+        const members = (fusedGroupOpenedBy(name) ?? [name]).map((n) => this.parameters.get(n)!);
+        if (!members.some((m) => m.layout.sharded)) continue;
+        const total = members.reduce((sum, m) => sum + m.layout.numel, 0);
+        const whole = this.device.empty([total], p.dtype, 'workspace');
+        try {
+          let offset = 0;
+          for (const m of members) {
+            const full = whole.view(offset, m.shape);
+            tensors.set(m.name, full);
+            offset += m.layout.numel;
+            if (m.layout.sharded) works.push(this.group.allGather(m.shard, full, m.layout.counts));
+            else this.device.copy(full, m.shard);
+          }
+        } finally {
+          whole.free(); // the members' views hold the memory now
+        }
       }
     } catch (error) {
       for (const w of works) w.wait();

@@ -11,7 +11,8 @@ import type {
   DeviceLlamaOptions,
 } from '../llama/device-llama.js';
 import { prepareBatch } from '../llama/llama-batch.js';
-import { checkLlamaOptions } from '../llama/llama-loading.js';
+import { GradientBuffers, type ParameterSize } from '../llama/llama-gradients.js';
+import { checkLlamaOptions, fusedGroupOpenedBy } from '../llama/llama-loading.js';
 import { buildLlamaNet, type DeviceLlamaDType, type LlamaNet, type LlamaPart } from '../llama/llama-net.js';
 import { forEachInitialLlamaParameter, llamaParameterSpecs } from '../llama/llama-parameters.js';
 import { type SavedWeight, saveLlamaWeights } from '../llama/llama-saving.js';
@@ -51,6 +52,8 @@ export class ShardedLlama {
   readonly dtype: DeviceLlamaDType;
   readonly maxPositions: number;
   private readonly params: Map<string, ShardedParameter>;
+  /** Every parameter's full shape and size, what a gradient buffer is checked against. */
+  private readonly sizes: Map<string, ParameterSize>;
   private readonly gather: LayerGather;
   private readonly net: LlamaNet;
   private disposed = false;
@@ -65,6 +68,9 @@ export class ShardedLlama {
     this.dtype = options.dtype;
     this.maxPositions = options.maxPositions ?? Math.min(config.maxPositionEmbeddings, 4096);
     this.params = params;
+    this.sizes = new Map(
+      [...params.values()].map((p) => [p.name, { shape: p.shape, numel: p.layout.numel }]),
+    );
     this.gather = new LayerGather(
       device,
       group,
@@ -105,6 +111,7 @@ export class ShardedLlama {
           uploadShard(device, group, spec.name, spec.shape, { data: values, dtype: 'float32' }, dtype),
         );
       });
+      packFusedGroups(device, params);
       return new ShardedLlama(device, group, config, params, { ...options, dtype });
     } catch (error) {
       for (const p of params.values()) p.shard.free();
@@ -151,6 +158,7 @@ export class ShardedLlama {
           throw new BadamOptionError(`${directory} ${spec.name} dtype`, stored.dtype, 'F32, BF16 or F16');
         params.set(spec.name, uploadShard(device, group, spec.name, spec.shape, stored as Stored, dtype));
       }
+      packFusedGroups(device, params);
       return new ShardedLlama(device, group, config, params, { ...options, dtype });
     } catch (error) {
       for (const p of params.values()) p.shard.free();
@@ -169,7 +177,8 @@ export class ShardedLlama {
   /**
    * Forward and backward of this rank's rows of the micro-batch (none: `batch` null): returns their loss
    * (mean over this rank's labelled positions) and ADDS d loss / d p into `gradientOf(p)` (a full-size fp32
-   * buffer) for every p in `trainable`. Collective: every rank calls it for the same micro-batch.
+   * buffer, asked for when p's gradient is first written: a layer's as its backward starts) for every p in
+   * `trainable`. Collective: every rank calls it for the same micro-batch.
    */
   lossAndGradients(
     batch: DeviceLlamaBatch | null,
@@ -177,24 +186,14 @@ export class ShardedLlama {
     gradientOf: (name: string) => DeviceTensor,
   ): DeviceLlamaLoss {
     this.live();
-    const grads = new Map<string, DeviceTensor>();
-    for (const name of trainable) {
-      const p = this.params.get(name);
-      if (p === undefined)
-        throw new BadamOptionError(
-          'trainable parameter',
-          name,
-          'a parameter name of this model (see parameters())',
-        );
-      const grad = gradientOf(name);
-      if (grad.dtype !== 'float32' || grad.numel !== p.layout.numel)
-        throw new BadamOptionError(
-          `gradientOf(${JSON.stringify(name)})`,
-          `a ${grad.dtype} tensor of ${grad.numel} values`,
-          `an fp32 tensor of ${p.layout.numel} values`,
-        );
-      grads.set(name, grad);
-    }
+    // fp32 buffers only (they are reduce-scattered in fp32), fetched as each part's backward starts.
+    const grads = new GradientBuffers(
+      this.sizes,
+      trainable,
+      gradientOf,
+      'float32',
+      this.config.tieWordEmbeddings,
+    );
     const t = new StepTensors(this.device);
     try {
       const prepared = prepareBatch(this.net, batch ?? emptyBatch(), t);
@@ -316,6 +315,40 @@ export class ShardedLlama {
 /** One row of one token and no label: a rank without rows still walks the pass's gathers. */
 function emptyBatch(): DeviceLlamaBatch {
   return { batchSize: 1, seqLen: 1, inputIds: Int32Array.of(0), labels: Int32Array.of(-100) };
+}
+
+/**
+ * Puts the members of each fused group that no rank splits (every group in a world of one; biases smaller
+ * than the world) into one allocation, consecutive as the step reads them (see fusedGroupOpenedBy); a group
+ * with a split member is gathered into one allocation for each pass instead (LayerGather).
+ */
+function packFusedGroups(device: Device, params: Map<string, ShardedParameter>): void {
+  for (const name of [...params.keys()]) {
+    const members = fusedGroupOpenedBy(name)?.map((n) => params.get(n)!);
+    if (members === undefined || members.some((m) => m.layout.sharded)) continue;
+    const whole = device.empty(
+      [members.reduce((sum, m) => sum + m.layout.numel, 0)],
+      members[0]!.dtype,
+      'weights',
+    );
+    try {
+      let offset = 0;
+      for (const m of members) {
+        const packed = whole.view(offset, m.shape);
+        try {
+          device.copy(packed, m.shard);
+        } catch (error) {
+          packed.free();
+          throw error;
+        }
+        m.shard.free();
+        params.set(m.name, { ...m, shard: packed });
+        offset += m.layout.numel;
+      }
+    } finally {
+      whole.free(); // the members' views hold the memory now
+    }
+  }
 }
 
 /** This rank's shard of a stored parameter, in `dtype` on the device. */

@@ -1,30 +1,39 @@
-import type { DeviceTensor } from '../device-tensor.js';
 import { layerBackward } from './llama-backward.js';
 import type { PreparedBatch } from './llama-batch.js';
 import { layerForward, type SavedLayer } from './llama-forward.js';
+import type { GradientBuffers } from './llama-gradients.js';
 import { headChunks } from './llama-head.js';
 import type { LlamaNet, LlamaPart, LlamaStepHooks } from './llama-net.js';
 import type { StepTensors } from './step-tensors.js';
 
-/** Forward, loss, backward; returns the loss. */
-export function trainStep(
-  net: LlamaNet,
-  p: PreparedBatch,
-  grads: Map<string, DeviceTensor>,
-  t: StepTensors,
-): number {
+/** The index of the layer a parameter name belongs to, or undefined. */
+export function layerOf(name: string): number | undefined {
+  const m = /^model\.layers\.(\d+)\./.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * Forward, loss and backward of one micro-batch; returns the loss and adds the gradients of `grads`' names.
+ * With `net.hooks` (weights that come and go: a sharded model), every part of the pass is announced first
+ * and acquired around each use, and a pass without labels still walks every part.
+ *
+ * Memory, in the order packages/core's Llama step memory model follows: the batch's ids (and lengths); the
+ * embedding's output; each layer's forward (layerForward) keeping, from the lowest trainable layer up, its
+ * input (checkpointing) or its activations, and its output; the final norm's output and rstd; the head's
+ * gradient buffer, fetched here (a backend allocates it on this first request); d loss / d hf (fp32); the
+ * loss chunks (headChunks); then the final norm's backward (its gradient fetched first) into g, and each
+ * trainable layer's backward from the top, its gradients fetched as it starts, its input and activations
+ * freed as it ends; the embedding's gradient last.
+ */
+export function trainStep(net: LlamaNet, p: PreparedBatch, grads: GradientBuffers, t: StepTensors): number {
   const L = net.layers.length;
   const embedTrainable = grads.has('model.embed_tokens.weight');
   // The lowest layer backward must reach: 0 when the embedding trains, L when no layer does.
   let lowest = L;
-  for (const name of grads.keys()) {
-    const m = /^model\.layers\.(\d+)\./.exec(name);
-    if (m) lowest = Math.min(lowest, Number(m[1]));
-  }
+  for (const name of grads.trainable) lowest = Math.min(lowest, layerOf(name) ?? L);
   if (embedTrainable) lowest = 0;
-  const normGrad = grads.get('model.norm.weight') ?? null;
   // d loss / d (final hidden state) is needed when anything at or below the final norm trains.
-  const needHiddenGrad = embedTrainable || lowest < L || normGrad !== null;
+  const needHiddenGrad = embedTrainable || lowest < L || grads.has('model.norm.weight');
   const count = p.rows.length;
   const hooks = net.hooks;
   if (hooks === undefined) {
@@ -57,7 +66,7 @@ function walkParts(hooks: LlamaStepHooks, order: readonly LlamaPart[]): number {
 function trainPass(
   net: LlamaNet,
   p: PreparedBatch,
-  grads: Map<string, DeviceTensor>,
+  grads: GradientBuffers,
   t: StepTensors,
   lowest: number,
   needHiddenGrad: boolean,
@@ -65,13 +74,10 @@ function trainPass(
   const { n } = p;
   const H = net.config.hiddenSize;
   const L = net.layers.length;
-  const embedTrainable = grads.has('model.embed_tokens.weight');
   const count = p.rows.length;
-  const normGrad = grads.get('model.norm.weight') ?? null;
-  // The head's weight is the embedding when tied (asked of the config: the weights may not be there yet).
-  const headGrad =
-    grads.get(net.config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight') ?? null;
   const hooks = net.hooks;
+  // The head's weight is the embedding when tied (asked of the config: the weights may not be there yet).
+  const headName = net.config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
 
   // ---- forward
   // x [N, H] = embed_tokens[ids]
@@ -94,8 +100,6 @@ function trainPass(
     saved[l] = acts ? { kind: 'all', acts } : { kind: 'input', x };
     x = out;
   }
-  // The forward's scratch (q, k, v, ... of the layers run in place or checkpointed) is not needed again.
-  t.releaseScratch();
   // hf [N, H] = norm(x), rstdF [N]
   const xL = x;
   const hf = t.alloc([n, H], net.dtype, 'activations');
@@ -103,10 +107,11 @@ function trainPass(
   hooks?.acquire('head');
   net.device.rmsNorm(xL, net.norm, hf, rstdF, net.config.rmsNormEps);
   // ---- loss (and d loss / d hf, fp32 [N, H], scattered from the labelled rows)
+  const headGrad = grads.get(headName);
   const dHf = needHiddenGrad ? t.alloc([n, H], 'float32', 'workspace').fill(0) : null;
   const { lossSum } = headChunks(net, p, hf, dHf, headGrad, t, false);
   t.release(hf);
-  if (!needHiddenGrad || dHf === null) {
+  if (dHf === null) {
     hooks?.release('head');
     return lossSum / count;
   }
@@ -119,14 +124,15 @@ function trainPass(
     net.device.cast(dHf, dHfAct);
   }
   const g = t.alloc([n, H], net.dtype, 'workspace');
+  const normGrad = grads.get('model.norm.weight');
   net.device.rmsNormBackward(dHfAct, xL, net.norm, rstdF, g, normGrad, false);
   hooks?.release('head');
-  t.release(dHf, rstdF);
-  if (dHfAct !== dHf) t.release(dHfAct);
-  t.release(xL);
+  t.release(dHf, rstdF, dHfAct, xL);
+  const embedTrainable = grads.has('model.embed_tokens.weight');
   for (let l = L - 1; l >= lowest; l--) {
     const layer = net.layers[l]!;
     const s = saved[l]!;
+    grads.fetch((name) => layerOf(name) === l);
     hooks?.acquire(l);
     // With gradient checkpointing the layer runs forward again here, keeping what backward needs.
     const acts = s.kind === 'all' ? s.acts : layerForward(net, layer, s.x, p, t, 'recompute').acts!;
@@ -136,7 +142,7 @@ function trainPass(
   }
   // d embed_tokens[ids] += g
   const dEmbed = grads.get('model.embed_tokens.weight');
-  if (dEmbed !== undefined) net.device.embeddingBackward(g, p.ids, dEmbed);
+  if (dEmbed !== null) net.device.embeddingBackward(g, p.ids, dEmbed);
   return lossSum / count;
 }
 
@@ -158,6 +164,7 @@ export function evaluatePass(
   }
 }
 
+/** {@link evaluatePass}'s forward and loss, each part acquired around its use when the net has hooks. */
 function evaluateParts(
   net: LlamaNet,
   p: PreparedBatch,
@@ -176,9 +183,9 @@ function evaluateParts(
     layerForward(net, layer, x, p, t, 'inplace');
     hooks?.release(layer.index);
   }
-  const hf = t.scratchOf('h', [n, H], net.dtype);
+  const hf = t.alloc([n, H], net.dtype, 'activations');
   hooks?.acquire('head');
-  net.device.rmsNorm(x, net.norm, hf, t.scratchOf('rstd1', [n], 'float32'), net.config.rmsNormEps);
+  net.device.rmsNorm(x, net.norm, hf, t.alloc([n], 'float32', 'workspace'), net.config.rmsNormEps);
   const result = headChunks(net, p, hf, null, null, t, true);
   hooks?.release('head');
   return result;
