@@ -85,7 +85,7 @@ export type {
   CheckpointableBlockBackend,
   MemoryKind,
   TrainableParameter,
-} from './optimizer/backend.js';
+} from './optimizer/block-backend.js';
 export {
   BlockOptimizer,
   type BlockOptimizerOptions,
@@ -171,7 +171,10 @@ export {
   type SwitchMode,
   validateSwitchBlockEvery,
 } from './schedule/block-schedule.js';
-export { type SwitchBlockEverySuggestionInput, suggestSwitchBlockEvery } from './switch-block-every.js';
+export {
+  type SwitchBlockEverySuggestionInput,
+  suggestSwitchBlockEvery,
+} from './schedule/suggest-switch-block-every.js';
 export { BlockTrainer, type BlockTrainerOptions, type BlockTrainerTask } from './trainer/block-trainer.js';
 export type { Checkpoint, CheckpointStore } from './trainer/checkpoint-store.js';
 export { arrayDataSource, type DataSource } from './trainer/data-source.js';

@@ -17,7 +17,7 @@ import {
   requireNumber,
   requireOneOf,
 } from '../validation.js';
-import type { BlockActivation, BlockBackend, TrainableParameter } from './backend.js';
+import type { BlockActivation, BlockBackend, TrainableParameter } from './block-backend.js';
 import { GradientAccumulation } from './gradient-accumulation.js';
 import { consoleLog, type LogFn } from './log.js';
 import { isOptimizerDescription, resolveOptimizerDescription } from './optimizer-description.js';

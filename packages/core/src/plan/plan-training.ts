@@ -6,7 +6,7 @@ import { type NamedParameterInfo, validateNamedParameters } from '../parameters.
 import { BlockPartition } from '../partition/block-partition.js';
 import { isTrainedByRatio } from '../partition/ratio-trained.js';
 import type { SwitchMode } from '../schedule/block-schedule.js';
-import { suggestSwitchBlockEvery } from '../switch-block-every.js';
+import { suggestSwitchBlockEvery } from '../schedule/suggest-switch-block-every.js';
 import { requireOneOf } from '../validation.js';
 import {
   FINE_TUNING_METHOD_SPECS,

@@ -9,7 +9,7 @@ import type {
   BlockUpdate,
   CheckpointableBlockBackend,
   MemoryKind,
-} from '../optimizer/backend.js';
+} from '../optimizer/block-backend.js';
 import { adamwConfigOf, type OptimizerDescription } from '../optimizer/optimizer-description.js';
 import { adamStateTensors, readAdamState, tensorsByName } from '../optimizer/optimizer-tensors.js';
 import { type NamedParameterInfo, numel, validateNamedParameters } from '../parameters.js';

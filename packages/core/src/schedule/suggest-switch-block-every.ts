@@ -1,4 +1,4 @@
-import { requireInteger } from './validation.js';
+import { requireInteger } from '../validation.js';
 
 /** Inputs of {@link suggestSwitchBlockEvery}. */
 export interface SwitchBlockEverySuggestionInput {
