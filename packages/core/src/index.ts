@@ -109,7 +109,7 @@ export {
   optimizerTensorName,
   readAdamState,
   tensorsByName,
-} from './optimizer/optimizer-tensors.js';
+} from './checkpoint/optimizer-tensors.js';
 export {
   MASK_MODES,
   type MaskMode,
@@ -176,7 +176,7 @@ export {
   suggestSwitchBlockEvery,
 } from './schedule/suggest-switch-block-every.js';
 export { BlockTrainer, type BlockTrainerOptions, type BlockTrainerTask } from './trainer/block-trainer.js';
-export type { Checkpoint, CheckpointStore } from './trainer/checkpoint-store.js';
+export type { Checkpoint, CheckpointStore } from './checkpoint/checkpoint-store.js';
 export { arrayDataSource, type DataSource } from './trainer/data-source.js';
 export type { RunWatcher } from './trainer/run-watcher.js';
 export { smoothingWeight, smoothSeries } from './trainer/smooth-series.js';

@@ -11,7 +11,7 @@ import type {
   MemoryKind,
 } from '../optimizer/block-backend.js';
 import { adamwConfigOf, type OptimizerDescription } from '../optimizer/optimizer-description.js';
-import { adamStateTensors, readAdamState, tensorsByName } from '../optimizer/optimizer-tensors.js';
+import { adamStateTensors, readAdamState, tensorsByName } from '../checkpoint/optimizer-tensors.js';
 import { type NamedParameterInfo, numel, validateNamedParameters } from '../parameters.js';
 
 /** A parameter with its values, as {@link ReferenceBackend} stores it. */
