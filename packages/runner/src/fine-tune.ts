@@ -25,7 +25,7 @@ import {
 } from '@badam/core';
 import { writeFileAtomic } from '@badam/safetensors';
 import { planRun } from './plan-run.js';
-import type { RunnerDialect, RunOptions } from './run-options.js';
+import { flagName, type RunnerDialect, type RunOptions } from './run-options.js';
 import { checkResume, type RunSettings, runSettingsOf } from './run-settings.js';
 import type { RunnerModel } from './runner-model.js';
 import { TrainingDivergedError } from './training-diverged-error.js';
