@@ -1,7 +1,7 @@
-import type { LogEntry, TrainerState } from '@badam/core';
+import { CHECKPOINT_FILES, type LogEntry, type TrainerState } from '@badam/core';
 
 /** The name Hugging Face's Trainer gives its state file, at the output directory's root and in checkpoints. */
-export const HF_TRAINER_STATE = 'trainer_state.json';
+export const HF_TRAINER_STATE = CHECKPOINT_FILES.hfTrainerState;
 
 /** The training arguments Hugging Face's `trainer_state.json` repeats. */
 export interface HfTrainingArguments {

@@ -35,6 +35,36 @@ export {
 } from './architectures/parse-hf-config.js';
 export { ropeInverseFrequencies, ropeTables } from './architectures/rope.js';
 export {
+  CHECKPOINT_DIR,
+  CHECKPOINT_FILES,
+  type CheckpointFileDigest,
+  type CheckpointManifest,
+  checkpointDirName,
+  checkpointJson,
+  checkpointManifest,
+  checkpointStepOf,
+  checkpointTempDirName,
+  checkpointTimeline,
+  LEGACY_TRAINER_STATE_FILE,
+  type ListedCheckpoint,
+  listedCheckpoint,
+  newestFirst,
+  replacedCheckpointDirName,
+  requiredCheckpointFiles,
+  trainerStateFileOf,
+  UNFINISHED_CHECKPOINT,
+  unlistedCheckpointFiles,
+} from './checkpoint/checkpoint-format.js';
+export type { Checkpoint, CheckpointStore } from './checkpoint/checkpoint-store.js';
+export {
+  type AdamParameterState,
+  adamStateTensors,
+  OPTIMIZER_STATE_KEYS,
+  optimizerTensorName,
+  readAdamState,
+  tensorsByName,
+} from './checkpoint/optimizer-tensors.js';
+export {
   type FlagSpec,
   type FlagValues,
   flagHelp,
@@ -103,14 +133,6 @@ export {
   resolveOptimizerDescription,
 } from './optimizer/optimizer-description.js';
 export {
-  type AdamParameterState,
-  adamStateTensors,
-  OPTIMIZER_STATE_KEYS,
-  optimizerTensorName,
-  readAdamState,
-  tensorsByName,
-} from './checkpoint/optimizer-tensors.js';
-export {
   MASK_MODES,
   type MaskMode,
   type UpdateMaskOptions,
@@ -176,7 +198,6 @@ export {
   suggestSwitchBlockEvery,
 } from './schedule/suggest-switch-block-every.js';
 export { BlockTrainer, type BlockTrainerOptions, type BlockTrainerTask } from './trainer/block-trainer.js';
-export type { Checkpoint, CheckpointStore } from './checkpoint/checkpoint-store.js';
 export { arrayDataSource, type DataSource } from './trainer/data-source.js';
 export type { RunWatcher } from './trainer/run-watcher.js';
 export { smoothingWeight, smoothSeries } from './trainer/smooth-series.js';

@@ -5,6 +5,8 @@ import {
   consoleLog,
   type LogFn,
   type NamedArray,
+  OPTIMIZER_STATE_KEYS,
+  optimizerTensorName,
   optionWithDeprecatedName,
   requireNumber,
 } from '@badam/core';
@@ -249,18 +251,21 @@ export class BlockOptimizerRatio extends tf.Optimizer {
     this.resetState();
   }
 
-  /** The Adam state of the current windows as named arrays (`<name>.exp_avg`, `<name>.exp_avg_sq`), for checkpoints. */
+  /**
+   * The Adam state of the current windows as named arrays under the checkpoint names (`<name>.exp_avg`,
+   * `<name>.exp_avg_sq`: core's `OPTIMIZER_STATE_KEYS`), each of its masked entries only.
+   */
   stateTensors(): NamedArray[] {
     const out: NamedArray[] = [];
     for (const [name, s] of this.states) {
       out.push({
-        name: `${name}.exp_avg`,
+        name: optimizerTensorName(name, OPTIMIZER_STATE_KEYS.expAvg),
         dtype: 'float32',
         shape: [s.m.size],
         data: Float32Array.from(s.m.dataSync()),
       });
       out.push({
-        name: `${name}.exp_avg_sq`,
+        name: optimizerTensorName(name, OPTIMIZER_STATE_KEYS.expAvgSq),
         dtype: 'float32',
         shape: [s.v.size],
         data: Float32Array.from(s.v.dataSync()),
@@ -274,8 +279,8 @@ export class BlockOptimizerRatio extends tf.Optimizer {
     this.resetState();
     const byName = new Map(arrays.map((a) => [a.name, a]));
     for (const p of this.masks.parameters) {
-      const m = byName.get(`${p.name}.exp_avg`);
-      const v = byName.get(`${p.name}.exp_avg_sq`);
+      const m = byName.get(optimizerTensorName(p.name, OPTIMIZER_STATE_KEYS.expAvg));
+      const v = byName.get(optimizerTensorName(p.name, OPTIMIZER_STATE_KEYS.expAvgSq));
       if (m === undefined || v === undefined) continue;
       if (m.data.length !== p.maskSize || v.data.length !== p.maskSize) {
         throw new BadamOptionError(

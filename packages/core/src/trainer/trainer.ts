@@ -1,7 +1,7 @@
+import type { Checkpoint, CheckpointStore } from '../checkpoint/checkpoint-store.js';
 import { BadamOptionError, BadamStateError } from '../errors.js';
 import { nonFiniteArrays } from '../named-array.js';
 import { requireInteger, requireNumber } from '../validation.js';
-import type { Checkpoint, CheckpointStore } from '../checkpoint/checkpoint-store.js';
 import type { DataSource } from './data-source.js';
 import type { TrainerBackend } from './trainer-backend.js';
 import type {
