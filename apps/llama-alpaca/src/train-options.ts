@@ -144,12 +144,12 @@ export function resolveTrainOptions(v: FlagValues): TrainOptions {
   const method = v.finetuning_type as FineTuningMethod;
   const verbose = v.badam_verbose as number;
   if (verbose > 2) throw new UsageError(`--badam_verbose must be 0, 1 or 2, got ${verbose}`);
-  const loraRank = (v.lora_rank as number | undefined) ?? 8;
   const shared = resolveRunOptions(v, method, LLAMA_DIALECT, {
     outputDir: `output/${method}`,
-    loraRank,
+    ...(v.lora_rank !== undefined ? { loraRank: v.lora_rank as number } : {}),
     badamVerbose: verbose as 0 | 1 | 2,
   });
+  const { loraRank } = shared;
   const evalStrategy = v.eval_strategy as TrainOptions['evalStrategy'];
   if (evalStrategy === 'no' && v.eval_steps !== undefined) {
     throw new UsageError(

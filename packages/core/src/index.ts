@@ -72,6 +72,7 @@ export {
   parseFlagsExplicit,
   UsageError,
 } from './cli/flags.js';
+export { TRAINING_DEFAULTS } from './defaults.js';
 export { bytesPerElement, DTYPES, type DType, isDType, parseDType } from './dtype.js';
 export { BadamOptionError, BadamPartitionError, BadamStateError, describeValue } from './errors.js';
 export { formatBytes, formatCount, formatDuration } from './format.js';
@@ -122,7 +123,11 @@ export {
   type BlockOptimizerState,
   type StepOutcome,
 } from './optimizer/block-optimizer.js';
-export { GradientAccumulation, type UpdateScale } from './optimizer/gradient-accumulation.js';
+export {
+  clipGradNormOf,
+  GradientAccumulation,
+  type UpdateScale,
+} from './optimizer/gradient-accumulation.js';
 export { consoleLog, type LogFn, type LogLevel } from './optimizer/log.js';
 export {
   adamwConfigOf,

@@ -9,6 +9,7 @@ import {
   optimizerTensorName,
   optionWithDeprecatedName,
   requireNumber,
+  TRAINING_DEFAULTS,
 } from '@badam/core';
 import { type UpdateMaskOptions, UpdateMaskSchedule, type UpdateMaskState } from '@badam/ratio';
 import * as tf from '@tensorflow/tfjs-core';
@@ -32,7 +33,7 @@ import {
 export interface BlockOptimizerRatioOptions extends UpdateMaskOptions {
   /** The model's parameters as `[name, tf.Variable]` pairs, in model order. */
   namedParameters: readonly NamedVariable[];
-  /** Learning rate. Default 1e-5 (the reference's). */
+  /** Learning rate. Default 1e-5 (the reference's; core's `TRAINING_DEFAULTS.ratio`). */
   learningRate?: number;
   /** @deprecated The old name of `learningRate` (BlockOptimizer's name). */
   lr?: number;
@@ -117,17 +118,20 @@ export class BlockOptimizerRatio extends tf.Optimizer {
     const {
       learningRate,
       lr,
-      betas = [0.9, 0.999],
+      betas = TRAINING_DEFAULTS.adamw.betas,
       epsilon,
       eps: oldEps,
       verbose = 1,
       ...maskOptions
     } = serializable;
     const warn = (message: string) => logFn(`BAdam warning: ${message}`, 'warn');
-    const rate = optionWithDeprecatedName({ learningRate, lr }, 'learningRate', 'lr', warn) ?? 1e-5;
+    const rate =
+      optionWithDeprecatedName({ learningRate, lr }, 'learningRate', 'lr', warn) ??
+      TRAINING_DEFAULTS.ratio.learningRate;
     const eps = requireNumber(
       oldEps !== undefined ? 'eps' : 'epsilon',
-      optionWithDeprecatedName({ epsilon, eps: oldEps }, 'epsilon', 'eps', warn) ?? 1e-8,
+      optionWithDeprecatedName({ epsilon, eps: oldEps }, 'epsilon', 'eps', warn) ??
+        TRAINING_DEFAULTS.adamw.epsilon,
       { min: 0, exclusiveMin: true },
     );
     assertGradientsRegistered();

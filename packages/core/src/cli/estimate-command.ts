@@ -9,6 +9,7 @@ import {
 import type { ModelArchitecture } from '../architectures/model-architecture.js';
 import { parametersOf } from '../architectures/parameters-of.js';
 import { parseHfConfig } from '../architectures/parse-hf-config.js';
+import { TRAINING_DEFAULTS } from '../defaults.js';
 import { type DType, parseDType } from '../dtype.js';
 import { BadamOptionError } from '../errors.js';
 import { formatBytes, formatCount, formatGigabytes } from '../format.js';
@@ -115,7 +116,7 @@ export function runEstimateCommand(argv: readonly string[], out: CommandOutput):
       return 0;
     }
     const { label, architecture } = loadModel(values.config, values.model);
-    const preset = (values.blocks ?? 'layer') as BlockPartitionPreset;
+    const preset = (values.blocks ?? TRAINING_DEFAULTS.partition) as BlockPartitionPreset;
     if (!BLOCK_PARTITION_PRESETS.includes(preset)) {
       throw new BadamOptionError('--blocks', values.blocks, `one of ${BLOCK_PARTITION_PRESETS.join(', ')}`);
     }

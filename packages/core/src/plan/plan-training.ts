@@ -1,4 +1,6 @@
+import { TRAINING_DEFAULTS } from '../defaults.js';
 import { BadamOptionError } from '../errors.js';
+import { clipGradNormOf } from '../optimizer/gradient-accumulation.js';
 import { consoleLog, type LogFn } from '../optimizer/log.js';
 import { resolveOptimizerDescription } from '../optimizer/optimizer-description.js';
 import type { MaskMode, UpdateMaskOptions } from '../optimizer/update-mask-options.js';
@@ -25,13 +27,13 @@ export interface TrainingSettings {
   readonly method: FineTuningMethod;
   /** Learning rate of the first step (schedules change it later). */
   readonly learningRate: number;
-  /** AdamW's decoupled weight decay (skipped for biases and norms; the ratio has none). Default 0. */
+  /** AdamW's decoupled weight decay (skipped for biases and norms; the ratio has none). Default 0: none. */
   readonly weightDecay?: number;
   /** Seed of the block order and the scatter permutations. Default 42. */
   readonly seed?: number;
   /** Micro-batches per optimizer step. Default 1. */
   readonly gradientAccumulationSteps?: number;
-  /** Clip each update's mean gradient to this global L2 norm. Default: no clipping. */
+  /** Clip each update's mean gradient to this global L2 norm. Absent or 0: no clipping. */
   readonly clipGradNorm?: number;
   /**
    * K: BAdam's optimizer steps per block, the ratio's steps per window. Unset: BAdam takes
@@ -102,23 +104,24 @@ export function planTraining(input: TrainingPlanInput): TrainingPlan {
   const baseOptimizer = resolveOptimizerDescription({
     type: 'adamw',
     learningRate: settings.learningRate,
-    weightDecay: settings.weightDecay ?? 0,
+    ...(settings.weightDecay !== undefined ? { weightDecay: settings.weightDecay } : {}),
   }) as TrainingPlan['baseOptimizer'];
   const common = {
     method,
     label: spec.label,
     parameters,
     baseOptimizer,
-    gradientAccumulationSteps: settings.gradientAccumulationSteps ?? 1,
-    clipGradNorm: settings.clipGradNorm,
-    seed: settings.seed ?? 42,
+    gradientAccumulationSteps:
+      settings.gradientAccumulationSteps ?? TRAINING_DEFAULTS.gradientAccumulationSteps,
+    clipGradNorm: clipGradNormOf(settings.clipGradNorm),
+    seed: settings.seed ?? TRAINING_DEFAULTS.seed,
     logFn,
   };
   const partition = input.partition ?? {};
   const names = parameters.map((p) => p.name);
   if (spec.optimizer === 'ratio') {
     const masks: UpdateMaskOptions = {
-      switchBlockEvery: settings.switchBlockEvery ?? 100,
+      switchBlockEvery: settings.switchBlockEvery ?? TRAINING_DEFAULTS.ratio.switchBlockEvery,
       seed: common.seed,
       includeEmbedding: partition.includeEmbedding ?? false,
       includeLmHead: partition.includeLmHead ?? false,
@@ -128,7 +131,11 @@ export function planTraining(input: TrainingPlanInput): TrainingPlan {
     const trained = names.filter((name) => isTrainedByRatio(name, masks));
     return {
       ...common,
-      optimizer: { kind: 'ratio', masks, verbose: (settings.verbose ?? 1) >= 1 ? 1 : 0 },
+      optimizer: {
+        kind: 'ratio',
+        masks,
+        verbose: (settings.verbose ?? TRAINING_DEFAULTS.verbose) >= 1 ? 1 : 0,
+      },
       partition: { groups: [trained], frozenNames: names.filter((name) => !trained.includes(name)) },
     };
   }
@@ -136,7 +143,7 @@ export function planTraining(input: TrainingPlanInput): TrainingPlan {
     baseOptimizer,
     seed: common.seed,
     gradientAccumulationSteps: common.gradientAccumulationSteps,
-    ...(settings.clipGradNorm !== undefined ? { clipGradNorm: settings.clipGradNorm } : {}),
+    ...(common.clipGradNorm !== undefined ? { clipGradNorm: common.clipGradNorm } : {}),
     logFn,
   };
   let options: PlannedBlockOptimizerOptions;
@@ -152,9 +159,9 @@ export function planTraining(input: TrainingPlanInput): TrainingPlan {
       ...shared,
       ...layout,
       switchBlockEvery: settings.switchBlockEvery ?? defaultK(input, blocks.blocks.length, logFn),
-      switchMode: settings.switchMode ?? 'ascending',
+      switchMode: settings.switchMode ?? TRAINING_DEFAULTS.switchMode,
       ...(settings.startBlock !== undefined ? { startBlock: settings.startBlock } : {}),
-      verbose: settings.verbose ?? 1,
+      verbose: settings.verbose ?? TRAINING_DEFAULTS.verbose,
     };
   } else {
     // Full Adam and LoRA: one block of every parameter, never switching. In LoRA mode only the adapters
@@ -181,7 +188,7 @@ export function planTraining(input: TrainingPlanInput): TrainingPlan {
 
 /** BAdam's K when the settings give none: the caller's number, or core's suggestion with a line saying why. */
 function defaultK(input: TrainingPlanInput, blockCount: number, logFn: LogFn): number {
-  const fallback = input.defaultSwitchBlockEvery ?? 50;
+  const fallback = input.defaultSwitchBlockEvery ?? TRAINING_DEFAULTS.switchBlockEvery;
   if (fallback !== 'suggest') return fallback;
   const { settings } = input;
   if (input.trainExamples === undefined) {
@@ -192,7 +199,9 @@ function defaultK(input: TrainingPlanInput, blockCount: number, logFn: LogFn): n
       'give trainExamples, or a number as defaultSwitchBlockEvery or settings.switchBlockEvery',
     );
   }
-  const effectiveBatchSize = (settings.batchSize ?? 1) * (settings.gradientAccumulationSteps ?? 1);
+  const effectiveBatchSize =
+    (settings.batchSize ?? 1) *
+    (settings.gradientAccumulationSteps ?? TRAINING_DEFAULTS.gradientAccumulationSteps);
   const k = suggestSwitchBlockEvery({
     examples: input.trainExamples,
     effectiveBatchSize,

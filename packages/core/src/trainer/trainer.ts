@@ -1,4 +1,5 @@
 import type { Checkpoint, CheckpointStore } from '../checkpoint/checkpoint-store.js';
+import { TRAINING_DEFAULTS } from '../defaults.js';
 import { BadamOptionError, BadamStateError } from '../errors.js';
 import { nonFiniteArrays } from '../named-array.js';
 import { requireInteger, requireNumber } from '../validation.js';
@@ -130,7 +131,11 @@ export class Trainer<TBatch> {
     this.backend = backend;
     this.options = options;
     this.callbacks = options.callbacks ?? [];
-    this.loggingSteps = requireInteger('loggingSteps', options.loggingSteps ?? 10, { min: 1 });
+    this.loggingSteps = requireInteger(
+      'loggingSteps',
+      options.loggingSteps ?? TRAINING_DEFAULTS.trainer.loggingSteps,
+      { min: 1 },
+    );
     this.evalSteps =
       options.evalSteps === undefined
         ? undefined
@@ -153,7 +158,10 @@ export class Trainer<TBatch> {
     if (options.maxSteps !== undefined) {
       maxSteps = requireInteger('maxSteps', options.maxSteps, { min: 1 });
     } else {
-      const epochs = requireNumber('numEpochs', options.numEpochs ?? 1, { min: 0, exclusiveMin: true });
+      const epochs = requireNumber('numEpochs', options.numEpochs ?? TRAINING_DEFAULTS.trainer.numEpochs, {
+        min: 0,
+        exclusiveMin: true,
+      });
       if (epochLength === undefined) {
         throw new BadamOptionError('maxSteps', undefined, 'set when the training data has no known length');
       }
