@@ -2,7 +2,13 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { boardRunWatcher } from '@badam/board';
 import { type RunIO, writeResultsJson } from '@badam/callbacks';
-import { estimateActivationBytes, type MemoryEstimate, type TrainerCallback, UsageError } from '@badam/core';
+import {
+  type DataSource,
+  estimateActivationBytes,
+  type MemoryEstimate,
+  type TrainerCallback,
+  UsageError,
+} from '@badam/core';
 import type { DeviceLlama } from '@badam/cuda';
 import {
   alpacaExamples,
@@ -185,7 +191,92 @@ async function trainLoaded(
     loaded.builtin ? undefined : options.modelNameOrPath,
     loaded.builtin ? 'default' : 'alpaca',
   );
+  const data = await runData(options, io, inputs, loaded, template);
 
+  // Checkpoints hold fp32 weights; the folder's files make each one loadable as a model (chat, training).
+  const modelFiles: ModelFilesSource = {
+    config,
+    tokenizer,
+    sourceDir: options.modelNameOrPath,
+    dtype: 'float32',
+  };
+  const run = await fineTune<PaddedBatch>({
+    dialect: LLAMA_DIALECT,
+    options,
+    model: loaded.runner,
+    trainData: data.trainData,
+    evalData: data.evalData,
+    trainExamples: data.trainSet.length,
+    defaultSwitchBlockEvery: 'suggest',
+    // Activations of the longest padded batch (core's closed form; tfjs keeps more on its tape: docs/memory.md).
+    activationBytes: () =>
+      estimateActivationBytes(
+        { kind: 'decoder', ...config },
+        {
+          // What runs: a batch never holds more than the examples there are.
+          batchSize: Math.min(options.batchSize, data.trainSet.length),
+          seqLength: data.longestPadded,
+          // tfjs computes in fp32 with a [t, t] score matrix; the device in the weights' dtype, flash style.
+          dtype: options.backend === 'cuda' && options.bf16 ? 'bfloat16' : 'float32',
+          gradientCheckpointing: options.gradientCheckpointing,
+          attention: options.backend === 'cuda' ? 'flash' : 'eager',
+        },
+      ),
+    backendLabel,
+    callbacks: inputs.callbacks ?? [],
+    runSettings: { ...llamaRunSettings(options), dataset_sha256: contentHash(data.examples) },
+    runWatcher: boardRunWatcher,
+    checkpointModelFiles: async (directory) => {
+      await writeModelFiles(directory, modelFiles, { config: true });
+      // The template the run trains with, which `chat` on the checkpoint then uses (as on the output dir).
+      await writeJson(join(directory, 'badam_llama.json'), { template: template.name });
+    },
+    io,
+  });
+
+  if (!inputs.skipModelSave) await saveRunModel(options, io, loaded, modelFiles, run.train.lastCheckpoint);
+  const metrics: Record<string, number | string> = { ...run.metrics, finetuning_type: options.method };
+  const predictions = await predictValidation(options, loaded, template, data.validation, metrics);
+  await writeRunResults(options.outputDir, metrics);
+  return {
+    outputDir: options.outputDir,
+    metrics,
+    model: loaded.model,
+    deviceModel: loaded.deviceModel?.model,
+    tokenizer,
+    template,
+    validation: data.validation,
+    predictions,
+    estimate: run.estimate,
+    stopReason: run.train.stopReason,
+  };
+}
+
+/** A run's data: the examples it trains and evaluates on, tokenized and batched. */
+interface RunData {
+  /** Every example loaded (the dataset's contents, which a resume compares). */
+  readonly examples: readonly InstructionExample[];
+  readonly validation: readonly InstructionExample[];
+  readonly trainSet: readonly TokenizedExample[];
+  readonly trainData: DataSource<PaddedBatch>;
+  readonly evalData: DataSource<PaddedBatch> | undefined;
+  /** The longest training example's length after padding, for the activation estimate. */
+  readonly longestPadded: number;
+}
+
+/**
+ * The run's examples (given, `--dataset`, or generated instructions), split into training and validation
+ * (`--val_size`, or the given validation set), tokenized with the template (token ids the model has no
+ * embedding for are found here, naming the example, not mid-run) and batched.
+ */
+async function runData(
+  options: TrainOptions,
+  io: RunIO,
+  inputs: RunInputs,
+  loaded: RunModel,
+  template: ChatTemplate,
+): Promise<RunData> {
+  const { tokenizer } = loaded;
   const examples =
     inputs.examples ??
     (options.dataset !== undefined
@@ -195,8 +286,7 @@ async function trainLoaded(
     inputs.validation !== undefined
       ? { train: [...examples], validation: [...inputs.validation] }
       : splitValidation(examples, options.valSize, options.seed);
-  // Token ids the model has no embedding for are found here, naming the example, not mid-run.
-  const vocabSize = config.vocabSize;
+  const vocabSize = loaded.config.vocabSize;
   const encode = (items: readonly InstructionExample[]): TokenizedExample[] => {
     if (options.stage === 'pt')
       return encodePretraining(items, tokenizer, template, options.cutoffLen, vocabSize);
@@ -231,103 +321,78 @@ async function trainLoaded(
   io.log(
     `badam-llama: ${trainSet.length} training and ${evalSet.length} validation examples (${options.stage}, template ${template.name}, cutoff ${options.cutoffLen})`,
   );
-
-  // Checkpoints hold fp32 weights; the folder's files make each one loadable as a model (chat, training).
-  const modelFiles: ModelFilesSource = {
-    config,
-    tokenizer,
-    sourceDir: options.modelNameOrPath,
-    dtype: 'float32',
-  };
-  const run = await fineTune<PaddedBatch>({
-    dialect: LLAMA_DIALECT,
-    options,
-    model: loaded.runner,
+  return {
+    examples,
+    validation,
+    trainSet,
     trainData,
     evalData,
-    trainExamples: trainSet.length,
-    defaultSwitchBlockEvery: 'suggest',
-    // Activations of the longest padded batch (core's closed form; tfjs keeps more on its tape: docs/memory.md).
-    activationBytes: () =>
-      estimateActivationBytes(
-        { kind: 'decoder', ...config },
-        {
-          // What runs: a batch never holds more than the examples there are.
-          batchSize: Math.min(options.batchSize, trainSet.length),
-          seqLength: longest + ((padTo - (longest % padTo)) % padTo),
-          // tfjs computes in fp32 with a [t, t] score matrix; the device in the weights' dtype, flash style.
-          dtype: options.backend === 'cuda' && options.bf16 ? 'bfloat16' : 'float32',
-          gradientCheckpointing: options.gradientCheckpointing,
-          attention: options.backend === 'cuda' ? 'flash' : 'eager',
-        },
-      ),
-    backendLabel,
-    callbacks: inputs.callbacks ?? [],
-    runSettings: { ...llamaRunSettings(options), dataset_sha256: contentHash(examples) },
-    runWatcher: boardRunWatcher,
-    checkpointModelFiles: async (directory) => {
-      await writeModelFiles(directory, modelFiles, { config: true });
-      // The template the run trains with, which `chat` on the checkpoint then uses (as on the output dir).
-      await writeJson(join(directory, 'badam_llama.json'), { template: template.name });
-    },
-    io,
-  });
-
-  if (!inputs.skipModelSave) {
-    const dtype = options.bf16 ? 'bfloat16' : 'float32';
-    const { model, deviceModel } = loaded;
-    // A full disk here would lose the trained weights: saveTrainedModel keeps them (a rescue directory, retries).
-    await saveTrainedModel({
-      outputDir: options.outputDir,
-      dialect: LLAMA_DIALECT,
-      io,
-      lastCheckpoint: run.train.lastCheckpoint,
-      write: async (directory) => {
-        if (deviceModel !== undefined) {
-          // In the weights' own dtype (bf16 with --bf16), Hugging Face's layout; config.json as on tfjs.
-          await deviceModel.model.save(directory);
-          await writeModelFiles(directory, { ...modelFiles, dtype }, { config: true });
-        } else {
-          if (options.method === 'lora')
-            await saveLoraAdapter(model!, directory, options.modelNameOrPath ?? 'built-in tiny Llama');
-          else await saveLlama(model!, directory, { dtype });
-          await writeModelFiles(directory, { ...modelFiles, dtype });
-        }
-      },
-    });
-  }
-  let predictions: Prediction[] | undefined;
-  const metrics: Record<string, number | string> = { ...run.metrics, finetuning_type: options.method };
-  if (options.doPredict && validation.length > 0 && loaded.model !== undefined) {
-    const predicted = predictExamples(loaded.model, tokenizer, template, validation, {
-      maxNewTokens: options.maxNewTokens,
-      temperature: options.temperature,
-      topP: options.topP,
-      seed: options.seed,
-    });
-    predictions = predicted.predictions;
-    metrics.predict_exact_match = predicted.exactMatch;
-    await writeFileAtomic(join(options.outputDir, 'generated_predictions.jsonl'), [
-      predictions.map((p) => `${JSON.stringify(p)}\n`).join(''),
-    ]);
-    await writeJson(join(options.outputDir, 'predict_results.json'), {
-      predict_exact_match: predicted.exactMatch,
-      predict_samples: predictions.length,
-    });
-  }
-  await writeRunResults(options.outputDir, metrics);
-  return {
-    outputDir: options.outputDir,
-    metrics,
-    model: loaded.model,
-    deviceModel: loaded.deviceModel?.model,
-    tokenizer,
-    template,
-    validation,
-    predictions,
-    estimate: run.estimate,
-    stopReason: run.train.stopReason,
+    longestPadded: longest + ((padTo - (longest % padTo)) % padTo),
   };
+}
+
+/**
+ * Saves the trained model in the output directory: on the device in the weights' own dtype (bf16 with
+ * --bf16), on tfjs the LoRA adapter or the whole model; config and tokenizer files beside it. A full disk
+ * here would lose the trained weights: saveTrainedModel keeps them (a rescue directory, retries).
+ */
+async function saveRunModel(
+  options: TrainOptions,
+  io: RunIO,
+  loaded: RunModel,
+  modelFiles: ModelFilesSource,
+  lastCheckpoint: string | undefined,
+): Promise<void> {
+  const dtype = options.bf16 ? 'bfloat16' : 'float32';
+  const { model, deviceModel } = loaded;
+  await saveTrainedModel({
+    outputDir: options.outputDir,
+    dialect: LLAMA_DIALECT,
+    io,
+    lastCheckpoint,
+    write: async (directory) => {
+      if (deviceModel !== undefined) {
+        // Hugging Face's layout; config.json as on tfjs.
+        await deviceModel.model.save(directory);
+        await writeModelFiles(directory, { ...modelFiles, dtype }, { config: true });
+      } else {
+        if (options.method === 'lora')
+          await saveLoraAdapter(model!, directory, options.modelNameOrPath ?? 'built-in tiny Llama');
+        else await saveLlama(model!, directory, { dtype });
+        await writeModelFiles(directory, { ...modelFiles, dtype });
+      }
+    },
+  });
+}
+
+/**
+ * With --do_predict: greedy (or sampled) answers to the validation instructions on tfjs, written to
+ * generated_predictions.jsonl and predict_results.json; their exact match goes into `metrics`.
+ */
+async function predictValidation(
+  options: TrainOptions,
+  loaded: RunModel,
+  template: ChatTemplate,
+  validation: readonly InstructionExample[],
+  metrics: Record<string, number | string>,
+): Promise<Prediction[] | undefined> {
+  if (!options.doPredict || validation.length === 0 || loaded.model === undefined) return undefined;
+  const predicted = predictExamples(loaded.model, loaded.tokenizer, template, validation, {
+    maxNewTokens: options.maxNewTokens,
+    temperature: options.temperature,
+    topP: options.topP,
+    seed: options.seed,
+  });
+  const { predictions } = predicted;
+  metrics.predict_exact_match = predicted.exactMatch;
+  await writeFileAtomic(join(options.outputDir, 'generated_predictions.jsonl'), [
+    predictions.map((p) => `${JSON.stringify(p)}\n`).join(''),
+  ]);
+  await writeJson(join(options.outputDir, 'predict_results.json'), {
+    predict_exact_match: predicted.exactMatch,
+    predict_samples: predictions.length,
+  });
+  return predictions;
 }
 
 /** The run's model on its backend, and what the run needs of it whichever backend that is. */
