@@ -40,7 +40,6 @@ import {
   prepareRunOutputDir,
   type RunnerModel,
   type RunSettings,
-  saveTrainedModel,
   writeRunResults,
 } from '@badam/runner';
 import { writeFileAtomic } from '@badam/safetensors';
@@ -234,7 +233,8 @@ async function trainLoaded(
     io,
   });
 
-  if (!inputs.skipModelSave) await saveRunModel(options, io, loaded, modelFiles, run.train.lastCheckpoint);
+  if (!inputs.skipModelSave)
+    await run.saveModel((directory) => writeRunModel(directory, options, loaded, modelFiles));
   const metrics: Record<string, number | string> = { ...run.metrics, finetuning_type: options.method };
   const predictions = await predictValidation(options, loaded, template, data.validation, metrics);
   await writeRunResults(options.outputDir, metrics);
@@ -332,37 +332,27 @@ async function runData(
 }
 
 /**
- * Saves the trained model in the output directory: on the device in the weights' own dtype (bf16 with
- * --bf16), on tfjs the LoRA adapter or the whole model; config and tokenizer files beside it. A full disk
- * here would lose the trained weights: saveTrainedModel keeps them (a rescue directory, retries).
+ * The trained model's files: on the device in the weights' own dtype (bf16 with --bf16), on tfjs the LoRA
+ * adapter or the whole model; config and tokenizer files beside it.
  */
-async function saveRunModel(
+async function writeRunModel(
+  directory: string,
   options: TrainOptions,
-  io: RunIO,
   loaded: RunModel,
   modelFiles: ModelFilesSource,
-  lastCheckpoint: string | undefined,
 ): Promise<void> {
   const dtype = options.bf16 ? 'bfloat16' : 'float32';
   const { model, deviceModel } = loaded;
-  await saveTrainedModel({
-    outputDir: options.outputDir,
-    dialect: LLAMA_DIALECT,
-    io,
-    lastCheckpoint,
-    write: async (directory) => {
-      if (deviceModel !== undefined) {
-        // Hugging Face's layout; config.json as on tfjs.
-        await deviceModel.model.save(directory);
-        await writeModelFiles(directory, { ...modelFiles, dtype }, { config: true });
-      } else {
-        if (options.method === 'lora')
-          await saveLoraAdapter(model!, directory, options.modelNameOrPath ?? 'built-in tiny Llama');
-        else await saveLlama(model!, directory, { dtype });
-        await writeModelFiles(directory, { ...modelFiles, dtype });
-      }
-    },
-  });
+  if (deviceModel !== undefined) {
+    // Hugging Face's layout; config.json as on tfjs.
+    await deviceModel.model.save(directory);
+    await writeModelFiles(directory, { ...modelFiles, dtype }, { config: true });
+    return;
+  }
+  if (options.method === 'lora')
+    await saveLoraAdapter(model!, directory, options.modelNameOrPath ?? 'built-in tiny Llama');
+  else await saveLlama(model!, directory, { dtype });
+  await writeModelFiles(directory, { ...modelFiles, dtype });
 }
 
 /**

@@ -20,7 +20,6 @@ import {
   prepareRunBackend,
   prepareRunOutputDir,
   type RunnerModel,
-  saveTrainedModel,
   writeRunResults,
 } from '@badam/runner';
 import { writeFileAtomic } from '@badam/safetensors';
@@ -210,7 +209,8 @@ export async function runSuperGlue(
     records.map((r) => `${JSON.stringify(r)}\n`).join(''),
   ]);
   await writeRunResults(options.outputDir, metrics);
-  if (options.method !== 'lora') await saveRunModel(options, io, model, tokenizer, run.train.lastCheckpoint);
+  if (options.method !== 'lora')
+    await run.saveModel((directory) => writeRunModel(directory, model, tokenizer));
   const summary = Object.entries(scores)
     .map(([k, v]) => `${k} ${(100 * v).toFixed(1)}%`)
     .join(', ');
@@ -239,32 +239,18 @@ async function taskExamples(
   return { train, validation };
 }
 
-/**
- * Saves the fine-tuned encoder (and the byte tokenizer's files, so the folder loads as a model) in the
- * output directory. A full disk here would lose the trained weights: saveTrainedModel keeps them (a rescue
- * directory, retries).
- */
-async function saveRunModel(
-  options: RobertaOptions,
-  io: RunIO,
+/** The fine-tuned encoder's files, and the byte tokenizer's so that the folder loads as a model. */
+async function writeRunModel(
+  directory: string,
   model: EncoderClassifier,
   tokenizer: Tokenizer,
-  lastCheckpoint: string | undefined,
 ): Promise<void> {
-  await saveTrainedModel({
-    outputDir: options.outputDir,
-    dialect: ROBERTA_DIALECT,
-    io,
-    lastCheckpoint,
-    write: async (directory) => {
-      await saveEncoder(model, directory);
-      if (tokenizer instanceof ByteTokenizer) {
-        const { tokenizer: json, config } = tokenizer.toHuggingFace();
-        await writeResultsJson(join(directory, 'tokenizer.json'), json);
-        await writeResultsJson(join(directory, 'tokenizer_config.json'), config);
-      }
-    },
-  });
+  await saveEncoder(model, directory);
+  if (tokenizer instanceof ByteTokenizer) {
+    const { tokenizer: json, config } = tokenizer.toHuggingFace();
+    await writeResultsJson(join(directory, 'tokenizer.json'), json);
+    await writeResultsJson(join(directory, 'tokenizer_config.json'), config);
+  }
 }
 
 /**

@@ -29,6 +29,7 @@ import { planRun } from './plan-run.js';
 import { flagName, type RunnerDialect, type RunOptions } from './run-options.js';
 import { checkResume, type RunSettings, runSettingsOf } from './run-settings.js';
 import type { RunnerModel } from './runner-model.js';
+import { saveTrainedModel } from './trained-model-save.js';
 import { TrainingDivergedError } from './training-diverged-error.js';
 
 /** One fine-tuning run, as a runner describes it to {@link fineTune}. */
@@ -74,6 +75,12 @@ export interface FineTuneResult {
   readonly estimate: MemoryEstimate;
   /** Core's plan of the run: the method's optimizer and the partition it trained. */
   readonly plan: TrainingPlan;
+  /**
+   * Writes the trained model into the output directory with `write` (the runner's files: weights, config,
+   * tokenizer), through {@link saveTrainedModel}: a full disk does not lose it (a rescue directory,
+   * retries), and the message names the run's last checkpoint when all fails.
+   */
+  saveModel(write: (directory: string) => Promise<void>): Promise<void>;
 }
 
 /**
@@ -142,7 +149,15 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
     loraRank: options.loraRank,
   });
   const metrics = runMetrics(spec, plan, backend, train, estimate);
-  return { train, metrics, estimate, plan };
+  const saveModel = (write: (directory: string) => Promise<void>) =>
+    saveTrainedModel({
+      outputDir: options.outputDir,
+      dialect,
+      io,
+      lastCheckpoint: train.lastCheckpoint,
+      write,
+    });
+  return { train, metrics, estimate, plan, saveModel };
 }
 
 /**
