@@ -17,9 +17,14 @@ export interface DeviceRunModel {
   readonly builtin: boolean;
 }
 
-/** The weights' dtype on the device: bf16 with `--bf16` (LLaMA-Factory's flag), else fp32 (tfjs's numbers). */
-export function deviceDtype(options: Pick<TrainOptions, 'bf16'>): 'bfloat16' | 'float32' {
-  return options.bf16 ? 'bfloat16' : 'float32';
+/**
+ * The weights' dtype on the device: bf16 with `--bf16`, fp16 with `--fp16` (LLaMA-Factory's flags), else
+ * fp32 (tfjs's numbers).
+ */
+export function deviceDtype(
+  options: Pick<TrainOptions, 'bf16'> & { readonly fp16?: boolean },
+): 'bfloat16' | 'float16' | 'float32' {
+  return options.bf16 ? 'bfloat16' : options.fp16 ? 'float16' : 'float32';
 }
 
 /**

@@ -15,9 +15,9 @@ import {
   ByteTokenizer,
   batchedDataSource,
   type ChatTemplate,
+  chatTemplateJinja,
   encodePretraining,
   encodeSupervised,
-  HfTokenizer,
   type InstructionExample,
   loadInstructionDataset,
   type PaddedBatch,
@@ -30,7 +30,7 @@ import {
   causalLmTask,
   type LlamaConfig,
   LlamaForCausalLM,
-  loadLlama,
+  readLoraAdapterConfig,
   saveLlama,
   saveLoraAdapter,
 } from '@badam/models';
@@ -42,12 +42,13 @@ import {
   type RunSettings,
   writeRunResults,
 } from '@badam/runner';
-import { writeFileAtomic } from '@badam/safetensors';
 import { tfjsBackendModel } from '@badam/tfjs';
+import { loadLlamaWithAdapters, modelFolders } from './adapters.js';
 import { chooseChatTemplate } from './chat-template-choice.js';
-import { type DeviceRunModel, deviceLlamaRunnerModel, loadDeviceLlama } from './device-model.js';
+import { type DeviceRunModel, deviceDtype, deviceLlamaRunnerModel, loadDeviceLlama } from './device-model.js';
+import { evaluateOnly } from './evaluate-only.js';
 import { type ModelFilesSource, writeModelFiles } from './model-files.js';
-import { type Prediction, predictExamples } from './predict.js';
+import { type Prediction, writePredictions } from './predict.js';
 import { LLAMA_DIALECT, type TrainOptions } from './train-options.js';
 
 /** Where messages go (the shared shape from @badam/callbacks). */
@@ -66,7 +67,8 @@ export interface TrainRunResult {
   readonly template: ChatTemplate;
   readonly validation: readonly InstructionExample[];
   readonly predictions: Prediction[] | undefined;
-  readonly estimate: MemoryEstimate;
+  /** Core's memory estimate of the training (undefined with `--do_train false`). */
+  readonly estimate: MemoryEstimate | undefined;
   readonly stopReason: string | undefined;
 }
 
@@ -104,25 +106,38 @@ export async function prepareBackend(options: TrainOptions, io: RunIO): Promise<
   return label;
 }
 
-/** Loads (or builds) the model and tokenizer named by the options. */
+/**
+ * Loads (or builds) the model and tokenizer named by the options: `--model_name_or_path` (a model folder, or
+ * a LoRA adapter folder on its base) and `--adapter_name_or_path`'s adapters, merged, except the last with
+ * `--finetuning_type lora`, which trains on. `tokenizerDir` is where the tokenizer (and the model's own chat
+ * template) comes from.
+ */
 export async function loadModelAndTokenizer(
   options: TrainOptions,
   io: Pick<RunIO, 'warn'> = console,
-): Promise<{ model: LlamaForCausalLM; tokenizer: Tokenizer; builtin: boolean }> {
+): Promise<{ model: LlamaForCausalLM; tokenizer: Tokenizer; builtin: boolean; tokenizerDir?: string }> {
   if (options.modelNameOrPath === undefined) {
+    if (options.adapters.length > 0)
+      throw new UsageError(
+        '--adapter_name_or_path needs the base model it was trained on: add --model_name_or_path',
+      );
     const model = new LlamaForCausalLM(builtinLlamaConfig(), {
       seed: options.seed,
       initializerRange: BUILTIN_INITIALIZER_RANGE,
     });
     return { model, tokenizer: new ByteTokenizer(), builtin: true };
   }
-  const { model, unusedTensors } = await loadLlama(options.modelNameOrPath);
-  if (unusedTensors.length > 0) {
+  const folders = await modelFolders(options.modelNameOrPath, options.adapters);
+  const { model, tokenizer } = await loadLlamaWithAdapters(
+    folders,
+    { keepLast: options.method === 'lora' },
+    io.warn,
+  );
+  if (folders.adapters.length > 0)
     io.warn(
-      `badam-llama: ${unusedTensors.length} tensor(s) of the checkpoint are not used: ${unusedTensors.slice(0, 3).join(', ')}...`,
+      `badam-llama: LoRA adapter(s) ${folders.adapters.join(', ')} on ${folders.base}: ${options.method === 'lora' ? 'the last trains on, the others are merged' : 'merged into the model'}`,
     );
-  }
-  return { model, tokenizer: await HfTokenizer.fromDirectory(options.modelNameOrPath), builtin: false };
+  return { model, tokenizer, builtin: false, tokenizerDir: folders.tokenizerDir };
 }
 
 /**
@@ -133,7 +148,9 @@ export function llamaRunnerModel(model: LlamaForCausalLM, options: TrainOptions)
   return {
     kind: 'Llama',
     partition: { includeEmbedding: options.includeEmbedding, includeLmHead: options.includeLmHead },
-    addLora: () =>
+    // An adapter loaded to train on (--adapter_name_or_path) is the run's LoRA; otherwise new adapters.
+    addLora: () => {
+      if (model.lora !== undefined) return;
       model.addLora(
         {
           rank: options.loraRank,
@@ -142,7 +159,8 @@ export function llamaRunnerModel(model: LlamaForCausalLM, options: TrainOptions)
           targetModules: options.loraTarget,
         },
         options.seed,
-      ),
+      );
+    },
     ...tfjsBackendModel({ namedParameters: () => model.namedParameters, task: causalLmTask(model) }),
   };
 }
@@ -162,17 +180,91 @@ export async function runTraining(
   if (!inputs.outputDirReady) await prepareRunOutputDir(options, LLAMA_DIALECT, io);
   if (options.bf16 && options.backend === 'tfjs')
     io.warn(
-      'badam-llama: --bf16 on tfjs: training stays fp32 (tfjs has no bf16); the saved model is written in bf16',
+      'badam-llama: --bf16 on tfjs: training stays fp32 (tfjs has no bf16), and so do checkpoints (an exact resume needs the fp32 weights); the saved model is written in bf16',
     );
 
   const loaded = await loadRunModel(options, io, inputs);
   try {
+    if (!options.doTrain)
+      return await evaluateOnly(options, io, loaded, await runTemplate(options, inputs, loaded, io));
     return await trainLoaded(options, io, inputs, loaded, backendLabel);
   } catch (error) {
     // A device model this run loaded is freed when the run fails (the caller gets it only on success).
     if (inputs.deviceModel === undefined) loaded.deviceModel?.model.dispose();
     throw error;
   }
+}
+
+/** The run's chat template: `--template` by name; else the model's own chat_template; else alpaca. */
+async function runTemplate(
+  options: TrainOptions,
+  inputs: RunInputs,
+  loaded: Pick<RunModel, 'builtin' | 'tokenizerDir'>,
+  io: RunIO,
+): Promise<ChatTemplate> {
+  return chooseChatTemplate(
+    options.template ?? inputs.template,
+    loaded.builtin ? undefined : (loaded.tokenizerDir ?? options.modelNameOrPath),
+    loaded.builtin ? 'default' : 'alpaca',
+    (message) => io.warn(`badam-llama: ${message}`),
+  );
+}
+
+/**
+ * The run's examples: training ones (`--dataset`, or generated instructions), and validation ones (a set
+ * given in code, `--eval_dataset`, or `--val_size` split off the training ones).
+ */
+export async function loadRunExamples(
+  options: TrainOptions,
+  inputs: Pick<RunInputs, 'examples' | 'validation'> = {},
+): Promise<RunExamples> {
+  const load = (dataset: string) =>
+    loadInstructionDataset(dataset, options.datasetDir, { maxSamples: options.maxSamples });
+  const examples =
+    inputs.examples ??
+    (options.dataset !== undefined
+      ? await load(options.dataset)
+      : options.doTrain
+        ? alpacaExamples(generatedInstructions(800, 0, options.seed).train)
+        : []);
+  if (inputs.validation !== undefined)
+    return { train: [...examples], validation: [...inputs.validation], sha256: contentHash([examples]) };
+  if (options.evalDataset !== undefined) {
+    const validation = await load(options.evalDataset);
+    return { train: [...examples], validation, sha256: contentHash([examples, validation]) };
+  }
+  return { ...splitValidation(examples, options.valSize, options.seed), sha256: contentHash([examples]) };
+}
+
+/** A run's examples, and the SHA-256 of the data they came from (see {@link contentHash}). */
+export interface RunExamples {
+  readonly train: InstructionExample[];
+  readonly validation: InstructionExample[];
+  /** The loaded examples' SHA-256 (with `--eval_dataset`'s after them), which a resume compares. */
+  readonly sha256: string;
+}
+
+/**
+ * Examples tokenized for the run's stage (sft: prompt masked; pt: raw text), saying how many were dropped.
+ * Token ids the model has no embedding for (`vocabSize`) are found here, naming the example, not mid-run.
+ */
+function encodeExamples(
+  items: readonly InstructionExample[],
+  options: TrainOptions,
+  tokenizer: Tokenizer,
+  template: ChatTemplate,
+  vocabSize: number,
+  io: RunIO,
+): TokenizedExample[] {
+  if (options.stage === 'pt')
+    return encodePretraining(items, tokenizer, template, options.cutoffLen, vocabSize);
+  const { examples: encoded, dropped } = encodeSupervised(items, tokenizer, template, {
+    cutoffLen: options.cutoffLen,
+    vocabSize,
+  });
+  if (dropped > 0)
+    io.warn(`badam-llama: ${dropped} example(s) had no response token within cutoff_len and were dropped`);
+  return encoded;
 }
 
 /** {@link runTraining} once its model is there. */
@@ -184,20 +276,19 @@ async function trainLoaded(
   backendLabel: string,
 ): Promise<TrainRunResult> {
   const { tokenizer, config } = loaded;
-  // --template by name; else the model's own chat_template (tokenizer_config.json); else alpaca.
-  const template = await chooseChatTemplate(
-    options.template ?? inputs.template,
-    loaded.builtin ? undefined : options.modelNameOrPath,
-    loaded.builtin ? 'default' : 'alpaca',
-  );
+  const template = await runTemplate(options, inputs, loaded, io);
   const data = await runData(options, io, inputs, loaded, template);
 
-  // Checkpoints hold fp32 weights; the folder's files make each one loadable as a model (chat, training).
+  // Checkpoints hold the weights as the backend does (cuda: bf16 / fp16 with --bf16 / --fp16; tfjs: fp32,
+  // which exact resume needs); the folder's files make each one loadable as a model (chat, training), with
+  // the run's chat template in tokenizer_config.json.
+  const checkpointDtype = options.backend === 'cuda' ? deviceDtype(options) : 'float32';
   const modelFiles: ModelFilesSource = {
     config,
     tokenizer,
-    sourceDir: options.modelNameOrPath,
-    dtype: 'float32',
+    sourceDir: loaded.tokenizerDir ?? options.modelNameOrPath,
+    dtype: checkpointDtype,
+    chatTemplate: chatTemplateJinja(template),
   };
   const run = await fineTune<PaddedBatch>({
     dialect: LLAMA_DIALECT,
@@ -216,17 +307,21 @@ async function trainLoaded(
           batchSize: Math.min(options.batchSize, data.trainSet.length),
           seqLength: data.longestPadded,
           // tfjs computes in fp32 with a [t, t] score matrix; the device in the weights' dtype, flash style.
-          dtype: options.backend === 'cuda' && options.bf16 ? 'bfloat16' : 'float32',
+          dtype: options.backend === 'cuda' && checkpointDtype !== 'float32' ? checkpointDtype : 'float32',
           gradientCheckpointing: options.gradientCheckpointing,
           attention: options.backend === 'cuda' ? 'flash' : 'eager',
         },
       ),
     backendLabel,
     callbacks: inputs.callbacks ?? [],
-    runSettings: { ...llamaRunSettings(options), dataset_sha256: contentHash(data.examples) },
+    runSettings: { ...llamaRunSettings(options), dataset_sha256: data.sha256 },
     runWatcher: boardRunWatcher,
+    checkpointWeightsDtype: checkpointDtype,
     checkpointModelFiles: async (directory) => {
       await writeModelFiles(directory, modelFiles, { config: true });
+      // A LoRA run's checkpoint is an adapter folder too (chat loads the base from it, then the adapters).
+      if (options.method === 'lora' && loaded.model !== undefined)
+        await saveLoraAdapter(loaded.model, directory, baseModelName(options));
       // The template the run trains with, which `chat` on the checkpoint then uses (as on the output dir).
       await writeJson(join(directory, 'badam_llama.json'), { template: template.name });
     },
@@ -236,7 +331,12 @@ async function trainLoaded(
   if (!inputs.skipModelSave)
     await run.saveModel((directory) => writeRunModel(directory, options, loaded, modelFiles));
   const metrics: Record<string, number | string> = { ...run.metrics, finetuning_type: options.method };
-  const predictions = await predictValidation(options, loaded, template, data.validation, metrics);
+  let predictions: Prediction[] | undefined;
+  if (options.doPredict && data.validation.length > 0 && loaded.model !== undefined) {
+    const predicted = await writePredictions(loaded.model, tokenizer, template, data.validation, options);
+    predictions = predicted.predictions;
+    metrics.predict_exact_match = predicted.exactMatch;
+  }
   await writeRunResults(options.outputDir, metrics);
   return {
     outputDir: options.outputDir,
@@ -254,9 +354,9 @@ async function trainLoaded(
 
 /** A run's data: the examples it trains and evaluates on, tokenized and batched. */
 interface RunData {
-  /** Every example loaded (the dataset's contents, which a resume compares). */
-  readonly examples: readonly InstructionExample[];
   readonly validation: readonly InstructionExample[];
+  /** The loaded examples' SHA-256, which a resume compares. */
+  readonly sha256: string;
   readonly trainSet: readonly TokenizedExample[];
   readonly trainData: DataSource<PaddedBatch>;
   readonly evalData: DataSource<PaddedBatch> | undefined;
@@ -265,9 +365,9 @@ interface RunData {
 }
 
 /**
- * The run's examples (given, `--dataset`, or generated instructions), split into training and validation
- * (`--val_size`, or the given validation set), tokenized with the template (token ids the model has no
- * embedding for are found here, naming the example, not mid-run) and batched.
+ * The run's examples ({@link loadRunExamples}) tokenized with the template ({@link encodeExamples}) and
+ * batched: the training order by `--data_seed` (else `--seed`); with `--eval_strategy epoch`, an evaluation
+ * interval of one epoch.
  */
 async function runData(
   options: TrainOptions,
@@ -276,28 +376,10 @@ async function runData(
   loaded: RunModel,
   template: ChatTemplate,
 ): Promise<RunData> {
-  const { tokenizer } = loaded;
-  const examples =
-    inputs.examples ??
-    (options.dataset !== undefined
-      ? await loadInstructionDataset(options.dataset, options.datasetDir, { maxSamples: options.maxSamples })
-      : alpacaExamples(generatedInstructions(800, 0, options.seed).train));
-  const { train: trainRaw, validation } =
-    inputs.validation !== undefined
-      ? { train: [...examples], validation: [...inputs.validation] }
-      : splitValidation(examples, options.valSize, options.seed);
-  const vocabSize = loaded.config.vocabSize;
-  const encode = (items: readonly InstructionExample[]): TokenizedExample[] => {
-    if (options.stage === 'pt')
-      return encodePretraining(items, tokenizer, template, options.cutoffLen, vocabSize);
-    const { examples: encoded, dropped } = encodeSupervised(items, tokenizer, template, {
-      cutoffLen: options.cutoffLen,
-      vocabSize,
-    });
-    if (dropped > 0)
-      io.warn(`badam-llama: ${dropped} example(s) had no response token within cutoff_len and were dropped`);
-    return encoded;
-  };
+  const { tokenizer, config } = loaded;
+  const { train: trainRaw, validation, sha256 } = await loadRunExamples(options, inputs);
+  const encode = (items: readonly InstructionExample[]) =>
+    encodeExamples(items, options, tokenizer, template, config.vocabSize, io);
   const trainSet = encode(trainRaw);
   const evalSet = validation.length > 0 ? encode(validation) : [];
   if (trainSet.length === 0)
@@ -308,7 +390,7 @@ async function runData(
   const trainData = batchedDataSource(trainSet, {
     batchSize: options.batchSize,
     padTokenId: tokenizer.padTokenId,
-    shuffleSeed: options.seed,
+    shuffleSeed: options.dataSeed ?? options.seed,
     groupByLength: options.groupByLength,
     padToMultipleOf: padTo,
   });
@@ -322,8 +404,8 @@ async function runData(
     `badam-llama: ${trainSet.length} training and ${evalSet.length} validation examples (${options.stage}, template ${template.name}, cutoff ${options.cutoffLen})`,
   );
   return {
-    examples,
     validation,
+    sha256,
     trainSet,
     trainData,
     evalData,
@@ -332,8 +414,8 @@ async function runData(
 }
 
 /**
- * The trained model's files: on the device in the weights' own dtype (bf16 with --bf16), on tfjs the LoRA
- * adapter or the whole model; config and tokenizer files beside it.
+ * The trained model's files: on the device in the weights' own dtype (bf16 / fp16 with --bf16 / --fp16),
+ * Hugging Face's layout; on tfjs the LoRA adapter or the whole model; config and tokenizer files beside it.
  */
 async function writeRunModel(
   directory: string,
@@ -341,57 +423,33 @@ async function writeRunModel(
   loaded: RunModel,
   modelFiles: ModelFilesSource,
 ): Promise<void> {
-  const dtype = options.bf16 ? 'bfloat16' : 'float32';
   const { model, deviceModel } = loaded;
   if (deviceModel !== undefined) {
-    // Hugging Face's layout; config.json as on tfjs.
+    // config.json as on tfjs; modelFiles' dtype is already the device's.
     await deviceModel.model.save(directory);
-    await writeModelFiles(directory, { ...modelFiles, dtype }, { config: true });
+    await writeModelFiles(directory, modelFiles, { config: true });
     return;
   }
-  if (options.method === 'lora')
-    await saveLoraAdapter(model!, directory, options.modelNameOrPath ?? 'built-in tiny Llama');
+  const dtype = options.bf16 ? 'bfloat16' : 'float32';
+  if (options.method === 'lora') await saveLoraAdapter(model!, directory, baseModelName(options));
   else await saveLlama(model!, directory, { dtype });
   await writeModelFiles(directory, { ...modelFiles, dtype });
 }
 
-/**
- * With --do_predict: greedy (or sampled) answers to the validation instructions on tfjs, written to
- * generated_predictions.jsonl and predict_results.json; their exact match goes into `metrics`.
- */
-async function predictValidation(
-  options: TrainOptions,
-  loaded: RunModel,
-  template: ChatTemplate,
-  validation: readonly InstructionExample[],
-  metrics: Record<string, number | string>,
-): Promise<Prediction[] | undefined> {
-  if (!options.doPredict || validation.length === 0 || loaded.model === undefined) return undefined;
-  const predicted = predictExamples(loaded.model, loaded.tokenizer, template, validation, {
-    maxNewTokens: options.maxNewTokens,
-    temperature: options.temperature,
-    topP: options.topP,
-    seed: options.seed,
-  });
-  const { predictions } = predicted;
-  metrics.predict_exact_match = predicted.exactMatch;
-  await writeFileAtomic(join(options.outputDir, 'generated_predictions.jsonl'), [
-    predictions.map((p) => `${JSON.stringify(p)}\n`).join(''),
-  ]);
-  await writeJson(join(options.outputDir, 'predict_results.json'), {
-    predict_exact_match: predicted.exactMatch,
-    predict_samples: predictions.length,
-  });
-  return predictions;
+/** The base model a LoRA adapter names in adapter_config.json: the folder it was loaded from. */
+function baseModelName(options: TrainOptions): string {
+  return options.modelNameOrPath ?? 'built-in tiny Llama';
 }
 
 /** The run's model on its backend, and what the run needs of it whichever backend that is. */
-interface RunModel {
+export interface RunModel {
   readonly config: LlamaConfig;
   /** Longest sequence the model takes (tfjs caps its position table at 4096). */
   readonly maxPositions: number;
   readonly tokenizer: Tokenizer;
   readonly builtin: boolean;
+  /** Where the tokenizer (and the model's own chat template) was read from. */
+  readonly tokenizerDir?: string | undefined;
   readonly runner: RunnerModel<PaddedBatch>;
   /** The tfjs model (`--backend tfjs`). */
   readonly model?: LlamaForCausalLM;
@@ -406,6 +464,14 @@ interface RunModel {
 async function loadRunModel(options: TrainOptions, io: RunIO, inputs: RunInputs): Promise<RunModel> {
   if (options.backend === 'cuda') {
     const given = inputs.deviceModel !== undefined && inputs.tokenizer !== undefined;
+    if (
+      !given &&
+      options.modelNameOrPath !== undefined &&
+      (await readLoraAdapterConfig(options.modelNameOrPath))
+    )
+      throw new UsageError(
+        `${options.modelNameOrPath} is a LoRA adapter folder, which --backend cuda does not load: merge it into its base first (badam-llama export), then train the merged folder`,
+      );
     const device = given
       ? { ...inputs.deviceModel!, tokenizer: inputs.tokenizer!, builtin: false }
       : await loadDeviceLlama(options, io, (config) =>
@@ -435,6 +501,7 @@ async function loadRunModel(options: TrainOptions, io: RunIO, inputs: RunInputs)
     maxPositions: model.maxPositions,
     tokenizer: loaded.tokenizer,
     builtin: loaded.builtin,
+    tokenizerDir: 'tokenizerDir' in loaded ? loaded.tokenizerDir : undefined,
     runner: llamaRunnerModel(model, options),
     model,
   };
@@ -481,12 +548,13 @@ function llamaRunSettings(options: TrainOptions): RunSettings {
 }
 
 /**
- * SHA-256 of the examples a run trains and evaluates on: a resume compares it, so that a dataset whose
- * contents changed at the same path is not trained on as if it were the checkpoint's.
+ * SHA-256 of the examples a run loads (training, and validation given apart): a resume compares it, so that
+ * a dataset whose contents changed at the same path is not trained on as if it were the checkpoint's.
  */
-function contentHash(examples: readonly InstructionExample[]): string {
+function contentHash(sets: readonly (readonly InstructionExample[])[]): string {
   const hash = createHash('sha256');
-  for (const example of examples) hash.update(JSON.stringify(example)).update('\n');
+  for (const examples of sets)
+    for (const example of examples) hash.update(JSON.stringify(example)).update('\n');
   return hash.digest('hex');
 }
 

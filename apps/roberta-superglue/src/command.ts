@@ -7,6 +7,7 @@ import {
   COMPARISON_FLAGS,
   type ComparisonCommandRun,
   comparisonCommand,
+  packageVersion,
   parseRunnerCommand,
   type RunnerCommandSpec,
   runCli,
@@ -81,6 +82,10 @@ export function robertaOptionsFrom(
 
 /** Runs `badam-roberta` with `argv`; resolves to the exit code. */
 export async function runRobertaCommand(argv: readonly string[], io: RunIO): Promise<number> {
+  if (argv.includes('--version') || argv.includes('-V')) {
+    io.log(`badam-roberta ${packageVersion(import.meta.url)}`);
+    return 0;
+  }
   return runCli(ROBERTA_DIALECT.name, io, async () => {
     if (argv[0] === 'compare') return runComparisonCommand(argv.slice(1), COMPARE_RUN, io);
     const { options, help } = robertaOptionsFrom(argv);

@@ -1,7 +1,8 @@
 /**
  * @badam/callbacks — hooks for `@badam/core`'s Trainer: a progress bar (plain lines off a terminal),
  * `trainer_log.jsonl`, `training_loss.png`, safetensors checkpoints with exact resume, early stopping, the
- * NaN/Inf loss guard, Ctrl-C handling, BAdam's block-switch log, and an adapter for `tf.LayersModel.fit`.
+ * NaN/Inf loss guard, Ctrl-C handling, BAdam's block-switch log, the best checkpoint
+ * (`load_best_model_at_end`), TensorBoard event files, and an adapter for `tf.LayersModel.fit`.
  *
  * @packageDocumentation
  */
@@ -17,11 +18,18 @@ export {
   renderBandPlot,
   writeBandPlot,
 } from './band-plot.js';
+export {
+  BEST_MODEL_STATE_KEY,
+  BestModelCallback,
+  type BestModelCallbackOptions,
+  type BestModelState,
+} from './best-model-callback.js';
 export { BlockSwitchLogCallback } from './block-switch-log-callback.js';
 export {
   CheckpointError,
   type CheckpointWriteOptions,
   readCheckpointDirectory,
+  readCheckpointWeights,
   writeCheckpointDirectory,
 } from './checkpoint-directory.js';
 export { EarlyStoppingCallback, type EarlyStoppingOptions } from './early-stopping-callback.js';
@@ -79,3 +87,17 @@ export {
 export { formatMemoryReport, ProgressCallback, type ProgressCallbackOptions } from './progress-callback.js';
 export { type RunCallbacksOptions, type RunIO, runCallbacks } from './run-callbacks.js';
 export { type CheckpointStoreOptions, SafetensorsCheckpointStore } from './safetensors-checkpoint-store.js';
+export {
+  defaultLoggingDir,
+  TensorBoardCallback,
+  type TensorBoardCallbackOptions,
+  tensorBoardScalars,
+} from './tensorboard-callback.js';
+export {
+  crc32c,
+  fileVersionEvent,
+  maskedCrc32c,
+  scalarsEvent,
+  TensorBoardEventFile,
+  tfRecord,
+} from './tensorboard-event-file.js';

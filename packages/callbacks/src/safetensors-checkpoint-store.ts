@@ -10,6 +10,7 @@ import {
   checkpointTimeline,
   type ListedCheckpoint,
   listedCheckpoint,
+  type NamedArray,
   newestFirst,
   replacedCheckpointDirName,
   type TrainerState,
@@ -20,6 +21,7 @@ import {
   CheckpointError,
   readCheckpointDirectory,
   readCheckpointManifest,
+  readCheckpointWeights,
   writeCheckpointDirectory,
 } from './checkpoint-directory.js';
 import type { HfTrainingArguments } from './hf-trainer-state.js';
@@ -36,8 +38,19 @@ const NO_TRAINING_ARGUMENTS: HfTrainingArguments = {
 /** Options of a {@link SafetensorsCheckpointStore}. */
 export interface CheckpointStoreOptions {
   readonly outputDir: string;
-  /** Checkpoints of the current timeline to keep. Default 2. */
+  /** Checkpoints of the current timeline to keep (`Infinity`: all). Default 2. */
   readonly keepLast?: number;
+  /**
+   * Storage dtype of `model.safetensors`' weights. Default: as the snapshot holds them (fp32). A backend
+   * whose weights are bf16 (or fp16) saves them in that dtype, exactly and at half the size; loading widens
+   * them to fp32 again.
+   */
+  readonly weightsDtype?: 'float32' | 'bfloat16' | 'float16';
+  /**
+   * Save the model only, as Hugging Face's `save_only_model`: no optimizer tensors or state, so a checkpoint
+   * is smaller but cannot be resumed from (loading it says so); it still loads as a model folder.
+   */
+  readonly modelOnly?: boolean;
   /** Where the store says what it skipped or removed (a corrupt checkpoint, an abandoned timeline). */
   readonly log?: (message: string) => void;
   /** The training arguments Hugging Face's trainer_state.json repeats (absent: nulls and zeros). */
@@ -64,8 +77,10 @@ export interface CheckpointStoreOptions {
  * Checkpoints form timelines: each manifest names the checkpoint saved before it (or the one the run resumed
  * from). Rotation keeps the newest `keepLast` checkpoints of the current timeline and removes the rest,
  * including those of a timeline abandoned by resuming from an earlier checkpoint (a later step is not a newer
- * checkpoint). `load()` without a path takes the newest saved checkpoint that verifies, skipping (and saying
- * so) corrupt ones.
+ * checkpoint); `protect()` keeps one more (the best). `load()` without a path takes the newest saved
+ * checkpoint that verifies, skipping (and saying so) corrupt ones. `modelOnly` checkpoints hold no optimizer
+ * state (they cannot be resumed from; `loadWeights()` reads them), and `weightsDtype` stores the weights as
+ * bf16 / fp16.
  */
 export class SafetensorsCheckpointStore implements CheckpointStore {
   readonly outputDir: string;
@@ -74,13 +89,16 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
   private readonly options: CheckpointStoreOptions;
   /** The checkpoint the next save follows on its timeline: the last saved or loaded. */
   private head: string | null = null;
+  /** A checkpoint rotation keeps whatever `keepLast` says (the best one, as Hugging Face keeps it). */
+  private protectedDir: string | undefined;
 
   constructor(options: CheckpointStoreOptions) {
     this.outputDir = options.outputDir;
     this.keepLast = options.keepLast ?? 2;
     this.logFn = options.log ?? (() => {});
     this.options = options;
-    if (!Number.isSafeInteger(this.keepLast) || this.keepLast < 1) {
+    const all = this.keepLast === Number.POSITIVE_INFINITY;
+    if (!all && (!Number.isSafeInteger(this.keepLast) || this.keepLast < 1)) {
       throw new RangeError(`keepLast must be an integer >= 1, got ${options.keepLast}`);
     }
   }
@@ -104,6 +122,8 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
         parent: this.head,
         trainingArguments: this.options.trainingArguments ?? NO_TRAINING_ARGUMENTS,
         writeModelFiles: this.options.writeModelFiles,
+        weightsDtype: this.options.weightsDtype,
+        modelOnly: this.options.modelOnly,
       });
       // Replace an existing checkpoint of the same step (a re-run) only once the new one is complete.
       const old = join(this.outputDir, replacedCheckpointDirName(step, randomBytes(4).toString('hex')));
@@ -118,6 +138,14 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
     this.head = id;
     await this.prune();
     return final;
+  }
+
+  /**
+   * Keeps checkpoint `dir` through rotation beyond `keepLast` (Hugging Face keeps the best checkpoint of
+   * `load_best_model_at_end` so); undefined protects none again.
+   */
+  protect(dir: string | undefined): void {
+    this.protectedDir = dir;
   }
 
   /** Checkpoint directories in the output directory, by step, lowest first. */
@@ -186,6 +214,14 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
     throw new CheckpointError(`${this.outputDir}: no checkpoint-<step> directory to resume from`);
   }
 
+  /**
+   * The weights of checkpoint `dir` (verified against its manifest), as fp32, whether or not it can be
+   * resumed from: what loading the best checkpoint at the end of a run needs.
+   */
+  async loadWeights(dir: string): Promise<NamedArray[]> {
+    return readCheckpointWeights(dir);
+  }
+
   /** A checkpoint directory's place on its timeline; undefined when its manifest cannot be read. */
   private async describe(dir: string): Promise<ListedCheckpoint | undefined> {
     return listedCheckpoint(dir, basename(dir), await readCheckpointManifest(dir));
@@ -208,6 +244,8 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
   private async prune(): Promise<void> {
     const timeline = checkpointTimeline(await this.listed(), this.head);
     const keep = new Set(timeline.slice(0, this.keepLast).map((l) => l.dir));
+    const kept = timeline.find((l) => l.dir === this.protectedDir);
+    if (kept !== undefined) keep.add(kept.dir);
     const current = new Set(timeline.map((l) => l.dir));
     for (const dir of await this.list()) {
       if (keep.has(dir)) continue;

@@ -14,6 +14,7 @@ import {
   OPTIMIZER_STATE_KEYS,
   optimizerTensorName,
   replacedCheckpointDirName,
+  requiredCheckpointFiles,
   trainerStateFileOf,
   UNFINISHED_CHECKPOINT,
   unlistedCheckpointFiles,
@@ -75,6 +76,24 @@ describe('the checkpoint format', () => {
     expect(unlistedCheckpointFiles({ files: rest }, ['optimizer.safetensors', 'notes.txt'])).toEqual([
       'optimizer.safetensors',
       'notes.txt',
+    ]);
+  });
+
+  it('marks a model-only checkpoint in its manifest, which then needs the weights and trainer state only', () => {
+    const fields = { step: 4, id: 'aa', parent: null, savedAt: 5, files: {} };
+    expect(checkpointManifest({ ...fields, modelOnly: true }).modelOnly).toBe(true);
+    // A full checkpoint's manifest has no modelOnly key (earlier manifests are unchanged).
+    expect('modelOnly' in checkpointManifest({ ...fields, modelOnly: false })).toBe(false);
+    const modelOnly = {
+      modelOnly: true,
+      files: { 'model.safetensors': digest, 'badam_trainer_state.json': digest },
+    };
+    expect(requiredCheckpointFiles(modelOnly)).toEqual(['model.safetensors', 'badam_trainer_state.json']);
+    expect(unlistedCheckpointFiles(modelOnly, ['model.safetensors', 'badam_trainer_state.json'])).toEqual([]);
+    // Without the mark, the same manifest lacks the optimizer's files.
+    expect(unlistedCheckpointFiles({ files: modelOnly.files }, [])).toEqual([
+      'optimizer.safetensors',
+      'optimizer_state.json',
     ]);
   });
 

@@ -27,6 +27,17 @@ function rowOf(stdout: string, method: string): string[] {
 }
 
 describe('badam-estimate', () => {
+  it('--version (and -V) prints the package version and exits 0', () => {
+    const { version } = JSON.parse(
+      readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8'),
+    ) as { version: string };
+    for (const flag of ['--version', '-V']) {
+      const { code, stdout } = run(flag);
+      expect(code).toBe(0);
+      expect(stdout).toBe(`badam-estimate ${version}`);
+    }
+  });
+
   it('Llama 3-8B, D = 32: ~16 GB bf16 weights plus ~3.5-4 GB for the active block, against 128 GB+ for full Adam', () => {
     const { code, stdout } = run('--config', join(configDir('llama3-8b'), 'config.json'));
     expect(code).toBe(0);

@@ -35,6 +35,13 @@ export {
   saveLlama,
   saveLoraAdapter,
 } from './hf/llama-checkpoint.js';
+export {
+  ADAPTER_CONFIG,
+  ADAPTER_WEIGHTS,
+  type LoraAdapterConfig,
+  loadLoraAdapter,
+  readLoraAdapterConfig,
+} from './hf/lora-checkpoint.js';
 export { causalLmTask, type PaddedTokenBatch } from './llama/causal-lm-task.js';
 export {
   type CausalLmBatch,

@@ -1,11 +1,14 @@
 import { join } from 'node:path';
 import {
+  BestModelCallback,
+  defaultLoggingDir,
   HF_TRAINER_STATE,
   type HfTrainingArguments,
   huggingFaceTrainerState,
   type RunIO,
   runCallbacks,
   SafetensorsCheckpointStore,
+  TensorBoardCallback,
   writeResultsJson,
 } from '@badam/callbacks';
 import {
@@ -18,11 +21,13 @@ import {
   type PlannedTrainerBackend,
   type RunWatcher,
   Trainer,
+  type TrainerBackend,
   type TrainerCallback,
   type TrainingPlan,
   type TrainResult,
   totalElements,
   trainedElements,
+  UsageError,
 } from '@badam/core';
 import { writeFileAtomic } from '@badam/safetensors';
 import { planRun } from './plan-run.js';
@@ -59,6 +64,11 @@ export interface FineTuneSpec<TBatch> {
    * being saved, so that `checkpoint-N/` loads as a model folder; the weights are the store's.
    */
   readonly checkpointModelFiles?: (directory: string) => Promise<void>;
+  /**
+   * The dtype the model's weights are stored in on the backend (bf16 or fp16 on cuda with `--bf16` /
+   * `--fp16`): checkpoints keep them so, exactly. Default fp32.
+   */
+  readonly checkpointWeightsDtype?: 'float32' | 'bfloat16' | 'float16';
   /**
    * The live view `--board` shows the run on (badam-board's `boardRunWatcher`, which the runner apps
    * provide). Without one, `--board` says so and the run goes on.
@@ -104,10 +114,11 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
   });
   const parameters = totalElements(baseParametersOf(plan));
   const { maxSteps, loggingSteps } = runLength(spec);
+  const saveSteps = checkpointInterval(options, spec.trainData.length, dialect);
   const trainingArguments: HfTrainingArguments = {
     loggingSteps,
     evalSteps: options.evalSteps,
-    saveSteps: options.saveSteps,
+    saveSteps,
     trainBatchSize: options.batchSize,
     numTrainEpochs: options.numTrainEpochs,
     parameters,
@@ -122,7 +133,7 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
   }
   let run: { train: TrainResult; lastGood: string | undefined };
   try {
-    run = await trainAndCheckpoint(spec, backend, { maxSteps, loggingSteps, trainingArguments });
+    run = await trainAndCheckpoint(spec, backend, { maxSteps, loggingSteps, saveSteps, trainingArguments });
   } finally {
     backend.dispose(); // frees the optimizer's state and fixes the measured peak
   }
@@ -184,27 +195,24 @@ function runLength<TBatch>(spec: FineTuneSpec<TBatch>): { maxSteps: number; logg
 }
 
 /**
- * The Trainer over the run's backend with the standard callbacks, a checkpoint store (with `--save_steps`
- * or `--resume_from_checkpoint`) and the resume, checked against the checkpoint's settings. Returns the
- * Trainer's result and the last checkpoint that holds good weights.
+ * The Trainer over the run's backend with the standard callbacks, `--report_to`'s, a checkpoint store (with
+ * `--save_steps`, `--save_strategy epoch` or `--resume_from_checkpoint`) and the resume, checked against the
+ * checkpoint's settings; with `--load_best_model_at_end`, the best checkpoint's weights loaded at the end.
+ * Returns the Trainer's result and the last checkpoint that holds good weights.
  */
 async function trainAndCheckpoint<TBatch>(
   spec: FineTuneSpec<TBatch>,
   backend: PlannedTrainerBackend<TBatch>,
-  run: { maxSteps: number; loggingSteps: number; trainingArguments: HfTrainingArguments },
+  run: {
+    maxSteps: number;
+    loggingSteps: number;
+    saveSteps: number | undefined;
+    trainingArguments: HfTrainingArguments;
+  },
 ): Promise<{ train: TrainResult; lastGood: string | undefined }> {
   const { options, io, dialect } = spec;
-  const { maxSteps, loggingSteps } = run;
-  const store =
-    options.saveSteps !== undefined || options.resumeFromCheckpoint !== undefined
-      ? new SafetensorsCheckpointStore({
-          outputDir: options.outputDir,
-          keepLast: options.saveTotalLimit,
-          log: (message) => io.warn(`${dialect.name}: ${message}`),
-          trainingArguments: run.trainingArguments,
-          ...(spec.checkpointModelFiles ? { writeModelFiles: spec.checkpointModelFiles } : {}),
-        })
-      : undefined;
+  const { maxSteps, loggingSteps, saveSteps } = run;
+  const { store, best } = checkpointing(spec, saveSteps, run.trainingArguments);
   const settings = runSettingsOf(options, dialect, maxSteps, spec.runSettings);
   const trainer = new Trainer<TBatch>({
     backend: backend.trainer,
@@ -221,8 +229,10 @@ async function trainAndCheckpoint<TBatch>(
     }),
     loggingSteps,
     ...(options.evalSteps !== undefined ? { evalSteps: options.evalSteps } : {}),
-    ...(options.saveSteps !== undefined ? { saveSteps: options.saveSteps } : {}),
+    ...(saveSteps !== undefined ? { saveSteps } : {}),
     ...(store ? { checkpoints: store } : {}),
+    // Hugging Face saves at the last step too, unless --save_strategy no.
+    saveAtEnd: options.saveStrategy !== 'no',
     callbacks: [
       ...runCallbacks({
         outputDir: options.outputDir,
@@ -234,6 +244,8 @@ async function trainAndCheckpoint<TBatch>(
         ...(io.stream ? { stream: io.stream } : {}),
       }),
       ...(spec.callbacks ?? []),
+      ...(best ? [best] : []),
+      ...reportCallbacks(options, io, dialect),
       { stateKey: 'run_settings', saveState: () => settings },
     ],
   });
@@ -246,6 +258,7 @@ async function trainAndCheckpoint<TBatch>(
     io.log(`${dialect.name}: resuming from ${resumeFrom.path} (step ${resumeFrom.trainerState.globalStep})`);
   }
   const train = await trainer.train(resumeFrom ? { resumeFrom } : {});
+  if (best !== undefined && !train.diverged) await loadBestModel(best, store!, backend.trainer, io, dialect);
   return { train, lastGood: train.lastCheckpoint ?? resumeFrom?.path };
 }
 
@@ -281,6 +294,122 @@ function runMetrics<TBatch>(
     metrics.trained_parameters_per_block = Math.max(...plan.partition.groups.map((group) => group.length));
   }
   return metrics;
+}
+
+/**
+ * The run's checkpoint store (with `--save_steps` / `--save_strategy epoch`, or to resume from) as the
+ * Trainer arguments configure it, and `--load_best_model_at_end`'s tracker of the best one.
+ */
+function checkpointing<TBatch>(
+  spec: FineTuneSpec<TBatch>,
+  saveSteps: number | undefined,
+  trainingArguments: HfTrainingArguments,
+): { store: SafetensorsCheckpointStore | undefined; best: BestModelCallback | undefined } {
+  const { options, io, dialect } = spec;
+  const store =
+    saveSteps !== undefined || options.resumeFromCheckpoint !== undefined
+      ? new SafetensorsCheckpointStore({
+          outputDir: options.outputDir,
+          keepLast: options.saveTotalLimit ?? Number.POSITIVE_INFINITY,
+          log: (message) => io.warn(`${dialect.name}: ${message}`),
+          trainingArguments,
+          modelOnly: options.saveOnlyModel,
+          ...(spec.checkpointWeightsDtype ? { weightsDtype: spec.checkpointWeightsDtype } : {}),
+          ...(spec.checkpointModelFiles ? { writeModelFiles: spec.checkpointModelFiles } : {}),
+        })
+      : undefined;
+  if (options.bestModel === undefined) return { store, best: undefined };
+  checkBestModelCadence(options, saveSteps, dialect, spec.evalData !== undefined);
+  const best = new BestModelCallback({
+    outputDir: options.outputDir,
+    ...options.bestModel,
+    onBest: (dir) => store?.protect(dir),
+  });
+  return { store, best };
+}
+
+/**
+ * Optimizer steps between checkpoints: `--save_steps` (`--save_strategy steps`), one epoch's steps
+ * (`epoch`), or none (`no`, or steps without `--save_steps`).
+ */
+function checkpointInterval(
+  options: RunOptions,
+  epochLength: number | undefined,
+  dialect: RunnerDialect,
+): number | undefined {
+  if (options.saveStrategy === 'no') return undefined;
+  if (options.saveStrategy === 'epoch') {
+    if (epochLength === undefined)
+      throw new UsageError(
+        `--${flagName(dialect, 'save_strategy')} epoch needs training data of known length: use --${flagName(dialect, 'save_steps')}`,
+      );
+    return Math.max(1, Math.ceil(epochLength / options.gradientAccumulationSteps));
+  }
+  return options.saveSteps;
+}
+
+/**
+ * Refuses `--load_best_model_at_end` where checkpoints do not fall on evaluations (Hugging Face refuses the
+ * same): each checkpoint's step must have an evaluation to compare.
+ */
+function checkBestModelCadence(
+  options: RunOptions,
+  saveSteps: number | undefined,
+  dialect: RunnerDialect,
+  evaluates: boolean,
+): void {
+  const flag = `--${flagName(dialect, 'load_best_model_at_end')}`;
+  if (!evaluates || options.evalSteps === undefined)
+    throw new UsageError(
+      `${flag} compares evaluations, but this run evaluates ${evaluates ? 'only at the end' : 'never'}: give it a validation set and an evaluation interval (--${flagName(dialect, 'eval_steps')})`,
+    );
+  if (saveSteps === undefined || saveSteps % options.evalSteps !== 0)
+    throw new UsageError(
+      `${flag} needs each checkpoint on an evaluation step: checkpoints every ${saveSteps} steps, evaluations every ${options.evalSteps}; make --${flagName(dialect, 'save_steps')} a multiple of --${flagName(dialect, 'eval_steps')}`,
+    );
+}
+
+/** Loads the best checkpoint's weights into the model (its optimizer state is not needed any more). */
+async function loadBestModel<TBatch>(
+  best: BestModelCallback,
+  store: SafetensorsCheckpointStore,
+  trainer: TrainerBackend<TBatch>,
+  io: RunIO,
+  dialect: RunnerDialect,
+): Promise<void> {
+  const found = best.best;
+  if (found?.best_model_checkpoint == null) {
+    io.warn(
+      `${dialect.name}: --load_best_model_at_end: ${best.metricMissing ? 'the evaluation has no such metric' : 'no checkpoint was saved at an evaluation'}; keeping the last model`,
+    );
+    return;
+  }
+  const weights = await store.loadWeights(found.best_model_checkpoint);
+  const now = await trainer.snapshot();
+  await trainer.restore({ weights, optimizer: now.optimizer });
+  io.log(
+    `${dialect.name}: loaded the best model, ${found.best_model_checkpoint} (step ${found.best_global_step}, ${Number(found.best_metric.toPrecision(6))})`,
+  );
+}
+
+/**
+ * The callbacks of `--report_to`: TensorBoard's event files (in `--logging_dir`); an integration that is
+ * not here is named once, with where its numbers are instead.
+ */
+function reportCallbacks(options: RunOptions, io: RunIO, dialect: RunnerDialect): TrainerCallback[] {
+  const out: TrainerCallback[] = [];
+  for (const name of options.reportTo) {
+    if (name === 'tensorboard') {
+      const logDir = options.loggingDir ?? defaultLoggingDir(options.outputDir);
+      io.log(`${dialect.name}: TensorBoard event files in ${logDir} (tensorboard --logdir ${logDir})`);
+      out.push(new TensorBoardCallback({ logDir }));
+    } else {
+      io.warn(
+        `${dialect.name}: --report_to ${name} is ignored: only tensorboard is an integration here; every number is in trainer_log.jsonl (and badam-board shows it live)`,
+      );
+    }
+  }
+  return out;
 }
 
 /** `optimizerState` -> `optimizer_state`, for Hugging Face-style metric names. */

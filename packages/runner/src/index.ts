@@ -20,6 +20,7 @@ export {
 } from './comparison-command.js';
 export { type FineTuneResult, type FineTuneSpec, fineTune, writeRunResults } from './fine-tune.js';
 export { METHOD_FLAGS, methodAccepts } from './method-flags.js';
+export { packageVersion } from './package-version.js';
 export { planRun, type RunPlanInput, trainingSettingsOf } from './plan-run.js';
 export {
   type PrepareBackendOptions,

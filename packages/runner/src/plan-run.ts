@@ -14,6 +14,8 @@ export function trainingSettingsOf(options: RunOptions): TrainingSettings {
     method: options.method,
     learningRate: options.learningRate,
     weightDecay: options.weightDecay,
+    betas: options.adamBetas,
+    epsilon: options.adamEpsilon,
     seed: options.seed,
     gradientAccumulationSteps: options.gradientAccumulationSteps,
     clipGradNorm: options.maxGradNorm,

@@ -80,6 +80,11 @@ export interface CheckpointManifest {
   readonly parent?: string | null;
   /** When it was saved (ms since the epoch): "newest" means the last saved, not the highest step. */
   readonly savedAt?: number;
+  /**
+   * Saved with the model only (Hugging Face's `save_only_model`): weights and trainer state, no optimizer
+   * files, so a run cannot resume from it. Absent on a full checkpoint.
+   */
+  readonly modelOnly?: boolean;
   /** Every file of the directory but the manifest itself. */
   readonly files: Readonly<Record<string, CheckpointFileDigest>>;
 }
@@ -90,10 +95,11 @@ export function checkpointManifest(fields: {
   id: string;
   parent: string | null;
   savedAt: number;
+  modelOnly?: boolean;
   files: Readonly<Record<string, CheckpointFileDigest>>;
 }): CheckpointManifest {
-  const { step, id, parent, savedAt, files } = fields;
-  return { version: 1, step, id, parent, savedAt, files };
+  const { step, id, parent, savedAt, modelOnly, files } = fields;
+  return { version: 1, step, id, parent, savedAt, ...(modelOnly === true ? { modelOnly } : {}), files };
 }
 
 /** How every JSON file of a checkpoint is written: two-space indent and a final newline. */
@@ -110,14 +116,19 @@ export function trainerStateFileOf(manifest: Pick<CheckpointManifest, 'files'>):
     : CHECKPOINT_FILES.trainerState;
 }
 
-/** The files a checkpoint cannot be resumed without: weights, optimizer tensors and state, trainer state. */
-export function requiredCheckpointFiles(manifest: Pick<CheckpointManifest, 'files'>): string[] {
-  return [
-    CHECKPOINT_FILES.weights,
-    CHECKPOINT_FILES.optimizerTensors,
-    CHECKPOINT_FILES.optimizerState,
-    trainerStateFileOf(manifest),
-  ];
+/**
+ * The files a checkpoint must hold: weights, optimizer tensors and state, trainer state; a model-only
+ * checkpoint ({@link CheckpointManifest.modelOnly}) has no optimizer files to need.
+ */
+export function requiredCheckpointFiles(manifest: Pick<CheckpointManifest, 'files' | 'modelOnly'>): string[] {
+  return manifest.modelOnly === true
+    ? [CHECKPOINT_FILES.weights, trainerStateFileOf(manifest)]
+    : [
+        CHECKPOINT_FILES.weights,
+        CHECKPOINT_FILES.optimizerTensors,
+        CHECKPOINT_FILES.optimizerState,
+        trainerStateFileOf(manifest),
+      ];
 }
 
 /**
@@ -126,7 +137,7 @@ export function requiredCheckpointFiles(manifest: Pick<CheckpointManifest, 'file
  * since only listed files are hashed. Empty when the manifest covers the checkpoint.
  */
 export function unlistedCheckpointFiles(
-  manifest: Pick<CheckpointManifest, 'files'>,
+  manifest: Pick<CheckpointManifest, 'files' | 'modelOnly'>,
   present: readonly string[],
 ): string[] {
   const listed = manifest.files ?? {};

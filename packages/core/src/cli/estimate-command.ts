@@ -43,6 +43,7 @@ BlockOptimizerRatio, from a Hugging Face config.json (Llama, Mistral, Qwen2, RoB
   --lora-rank <r>            LoRA rank (default ${TRAINING_DEFAULTS.lora.rank})
   --update-ratio <x>         BlockOptimizerRatio update ratio (default ${TRAINING_DEFAULTS.ratio.updateRatio})
   --json                     print the estimates as JSON
+  -V, --version              print the version
   -h, --help                 show this help`;
 
 class UsageError extends Error {}
@@ -134,6 +135,13 @@ export function runEstimateCommand(argv: readonly string[], out: CommandOutput):
     const { values } = parsed;
     if (values.help) {
       out.log(USAGE);
+      return 0;
+    }
+    if (values.version) {
+      const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+        version: string;
+      };
+      out.log(`badam-estimate ${pkg.version}`);
       return 0;
     }
     const settings = estimateSettings(values);
@@ -312,6 +320,7 @@ function parse(argv: readonly string[]) {
       'update-ratio': { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean', short: 'V' },
     },
   });
 }

@@ -29,6 +29,10 @@ export interface TrainingSettings {
   readonly learningRate: number;
   /** AdamW's decoupled weight decay (skipped for biases and norms; the ratio has none). Default 0: none. */
   readonly weightDecay?: number;
+  /** Adam's beta1 and beta2, for AdamW and the ratio's sparse Adam alike. Default `[0.9, 0.999]`. */
+  readonly betas?: readonly [number, number];
+  /** Adam's epsilon, added to the denominator, for AdamW and the ratio's sparse Adam alike. Default 1e-8. */
+  readonly epsilon?: number;
   /** Seed of the block order and the scatter permutations. Default 42. */
   readonly seed?: number;
   /** Micro-batches per optimizer step. Default 1. */
@@ -76,7 +80,8 @@ export interface TrainingPlanInput {
 
 /**
  * Plans a run: the method's optimizer with its options (BAdam's block schedule, full Adam and LoRA as one
- * block that never switches, or the ratio's masks), the base optimizer (AdamW), accumulation, clipping and
+ * block that never switches, or the ratio's masks), the base optimizer (AdamW with the settings' betas and
+ * epsilon, which the ratio's sparse Adam takes too), accumulation, clipping and
  * seed, and the partition the plan produces. Backend-neutral: a backend's factory builds the plan's
  * optimizer on its tensors. When BAdam's K is suggested, a line says which K and why.
  *
@@ -105,6 +110,8 @@ export function planTraining(input: TrainingPlanInput): TrainingPlan {
     type: 'adamw',
     learningRate: settings.learningRate,
     ...(settings.weightDecay !== undefined ? { weightDecay: settings.weightDecay } : {}),
+    ...(settings.betas !== undefined ? { betas: settings.betas } : {}),
+    ...(settings.epsilon !== undefined ? { epsilon: settings.epsilon } : {}),
   }) as TrainingPlan['baseOptimizer'];
   const common = {
     method,

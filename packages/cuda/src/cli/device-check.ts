@@ -10,7 +10,7 @@
  *
  *   node packages/cuda/dist/src/cli/device-check.js [--out device-check.json] [--quick] [--dry-run]
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { BlockOptimizer, type NamedParameterInfo } from '@badam/core';
 import type { TensorDType } from '../addon.js';
@@ -19,14 +19,49 @@ import { Device } from '../device.js';
 import type { DeviceTensor } from '../device-tensor.js';
 import { llamaChecks, llamaTimings } from './device-check-llama.js';
 
-const { values: flags } = parseArgs({
-  options: {
-    out: { type: 'string' },
-    quick: { type: 'boolean', default: false },
-    // Runs the whole script with the CPU device in the GPU's place: a self-test of the script for CI.
-    'dry-run': { type: 'boolean', default: false },
-  },
-});
+const USAGE = `Usage: badam-cuda-check [--out device-check.json] [--quick] [--dry-run]
+
+Runs every @badam/cuda kernel on the GPU against its C++ CPU reference, drives CudaBlockBackend through a
+BAdam schedule, and times fused AdamW and GEMM against the GPU's measured ceilings. Exit code 1 when a check
+fails.
+
+  --out <file>   also write the report as JSON
+  --quick        fewer and smaller cases
+  --dry-run      the CPU device stands in for the GPU (a self-test of this script, no GPU needed)
+  -V, --version  print the version
+  -h, --help     show this help`;
+
+/** The command line, or the usage error that ends the script with exit code 2 (no stack trace). */
+function parseCommandLine() {
+  try {
+    return parseArgs({
+      options: {
+        out: { type: 'string' },
+        quick: { type: 'boolean', default: false },
+        // Runs the whole script with the CPU device in the GPU's place: a self-test of the script for CI.
+        'dry-run': { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+        version: { type: 'boolean', short: 'V', default: false },
+      },
+    }).values;
+  } catch (error) {
+    console.error(
+      `badam-cuda-check: error: ${(error as Error).message}\nRun badam-cuda-check --help for the flags.`,
+    );
+    process.exit(2);
+  }
+}
+
+const flags = parseCommandLine();
+if (flags.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+if (flags.version) {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'));
+  console.log(`badam-cuda-check ${(pkg as { version: string }).version}`);
+  process.exit(0);
+}
 
 export interface Check {
   kernel: string;
