@@ -84,6 +84,7 @@ export {
   learningRateAt,
 } from './lr-schedule.js';
 export { type ActivationWorkload, estimateActivationBytes } from './memory/activation-memory.js';
+export { type DeviceFit, type DeviceFitOptions, largestMicroBatches } from './memory/device-fit.js';
 export {
   estimateMemory,
   type MemoryEstimate,
@@ -92,6 +93,12 @@ export {
   TRAINING_METHODS,
   type TrainingMethod,
 } from './memory/estimate-memory.js';
+export {
+  type LlamaStepDType,
+  type LlamaStepMemory,
+  type LlamaStepWorkload,
+  llamaStepMemory,
+} from './memory/llama-step-memory.js';
 export {
   ARRAY_DTYPE_BYTES,
   type ArrayDataFor,

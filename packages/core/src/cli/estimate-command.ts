@@ -18,6 +18,7 @@ import { estimateMemory, type MemoryEstimate, seedMemoryEstimate } from '../memo
 import { totalElements } from '../parameters.js';
 import { BlockPartition } from '../partition/block-partition.js';
 import { BLOCK_PARTITION_PRESETS, type BlockPartitionPreset } from '../partition/presets.js';
+import { deviceMemoryOutput } from './device-memory-report.js';
 import { textTable } from './text-table.js';
 
 /** Where the command writes. */
@@ -42,6 +43,10 @@ BlockOptimizerRatio, from a Hugging Face config.json (Llama, Mistral, Qwen2, RoB
   --no-gradient-checkpointing  activations without per-layer recomputation
   --lora-rank <r>            LoRA rank (default ${TRAINING_DEFAULTS.lora.rank})
   --update-ratio <x>         BlockOptimizerRatio update ratio (default ${TRAINING_DEFAULTS.ratio.updateRatio})
+  --device-memory <GiB>      instead: the largest batch per sequence length (or at --seq-length) whose
+                             step on @badam/cuda fits in this much device memory (Llama-family models)
+  --method <badam|adam>      with --device-memory: BAdam over the blocks (default) or full Adam
+  --reserve <GiB>            with --device-memory: kept for the CUDA context and allocator (default 1)
   --json                     print the estimates as JSON
   -V, --version              print the version
   -h, --help                 show this help`;
@@ -145,6 +150,10 @@ export function runEstimateCommand(argv: readonly string[], out: CommandOutput):
       return 0;
     }
     const settings = estimateSettings(values);
+    if (values['device-memory'] !== undefined) {
+      out.log(deviceMemoryOutput(values, deviceMemoryModel(settings)));
+      return 0;
+    }
     const estimates = estimateEveryMethod(settings);
     out.log(values.json ? estimatesJson(settings, estimates) : estimatesText(settings, estimates));
     return 0;
@@ -187,6 +196,19 @@ function estimateSettings(values: ReturnType<typeof parse>['values']): EstimateS
     loraRank: positiveInt('--lora-rank', values['lora-rank'], TRAINING_DEFAULTS.lora.rank),
     updateRatio,
   };
+}
+
+/** What `--device-memory` sizes: the settings' model, its parameter names and its blocks. */
+function deviceMemoryModel(settings: EstimateSettings): Parameters<typeof deviceMemoryOutput>[1] {
+  const { architecture, label, dtype, checkpointing, seqLength } = settings;
+  const names = parametersOf(architecture, dtype).map((p) => p.name);
+  const partition = BlockPartition.create(names, {
+    preset: settings.preset,
+    includeEmbedding: settings.includeEmbedding,
+    includeLmHead: settings.includeLmHead,
+  });
+  const blocks = partition.blocks.map((b) => b.trainableNames);
+  return { architecture, label, dtype, checkpointing, names, blocks, seqLength };
 }
 
 /** Full Adam, BAdam, LoRA and the ratio on the settings' model, and the paper's closed form. */
@@ -318,6 +340,9 @@ function parse(argv: readonly string[]) {
       'no-gradient-checkpointing': { type: 'boolean' },
       'lora-rank': { type: 'string' },
       'update-ratio': { type: 'string' },
+      'device-memory': { type: 'string' },
+      method: { type: 'string' },
+      reserve: { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'V' },
