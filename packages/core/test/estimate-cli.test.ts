@@ -65,6 +65,42 @@ describe('badam-estimate', () => {
     expect(rowOf(roberta.stdout, 'BAdam (D = 24)')[2]).toBe('0.00 GB'); // fp32 weights need no masters
   });
 
+  it('--device-memory 24: the largest batch per sequence length on a 24 GiB card, from the step memory model', () => {
+    const { code, stdout } = run('--model', 'llama3-8b', '--device-memory', '24');
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/BAdam \(D = 32\), weights and activations bfloat16, gradient checkpointing on/);
+    expect(stdout).toMatch(/within 23\.00 GiB/);
+    const at512 = stdout
+      .split('\n')
+      .find((l) => l.startsWith('512 '))!
+      .trim()
+      .split(/\s+/);
+    expect(Number(at512[1])).toBeGreaterThanOrEqual(2); // the benchmark's 2 x 512 fits
+    expect(Number(at512[3])).toBeLessThanOrEqual(23);
+    const json = JSON.parse(
+      run('--model', 'llama3-8b', '--device-memory', '24', '--seq-length', '512', '--json').stdout,
+    );
+    expect(json.deviceMemory.fits).toHaveLength(1);
+    expect(json.deviceMemory.fits[0]).toMatchObject({ seqLength: 512, batchSize: Number(at512[1]) });
+    const adam = run(
+      '--model',
+      'llama3-8b',
+      '--device-memory',
+      '24',
+      '--method',
+      'adam',
+      '--seq-length',
+      '512',
+    );
+    expect(adam.stdout).toMatch(/^512 +none/m);
+    expect(run('--model', 'llama3-8b', '--device-memory', '24', '--method', 'lora').stderr).toMatch(
+      /--method.*badam or adam/,
+    );
+    expect(run('--config', configDir('roberta-large'), '--device-memory', '24').stderr).toMatch(
+      /Llama-family decoder/,
+    );
+  });
+
   it('--json gives the numbers for scripts', () => {
     const { stdout } = run('--model', 'tinyllama-1.1b', '--json', '--include-lm-head');
     const json = JSON.parse(stdout);

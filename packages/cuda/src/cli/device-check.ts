@@ -3,7 +3,8 @@
  * badam-cuda-check: runs every kernel of @badam/cuda on the GPU against its C++ CPU reference on fresh random
  * data (outputs poisoned with NaN before each run, relative-error thresholds per dtype), drives
  * CudaBlockBackend against the CPU device through a BAdam schedule, and times fused AdamW and GEMM against
- * the ceilings it measures (device-to-device copy bandwidth; cuBLAS bf16 GEMM at a large square shape). The
+ * the ceilings it measures (device-to-device copy bandwidth; cuBLAS bf16 GEMM at a large square shape), and
+ * every GEMM of one Llama 3-8B and one TinyLlama step at its exact shape (device-check-gemms.ts). The
  * Llama kernels (attention, RMSNorm, rope, SwiGLU, embeddings, cross-entropy, ...) are checked and
  * timed by device-check-llama.ts, including a Llama 3-8B-sized attention and a 128256-token vocabulary.
  * Prints a report and, with --out FILE, writes it as JSON. Exit code 1 when a check fails.
@@ -17,6 +18,7 @@ import type { TensorDType } from '../addon.js';
 import { CudaBlockBackend } from '../cuda-block-backend.js';
 import { Device } from '../device.js';
 import type { DeviceTensor } from '../device-tensor.js';
+import { stepGemmTimings } from './device-check-gemms.js';
 import { llamaChecks, llamaTimings } from './device-check-llama.js';
 
 const USAGE = `Usage: badam-cuda-check [--out device-check.json] [--quick] [--dry-run]
@@ -473,17 +475,12 @@ function timingChecks(gpu: Device, quick: boolean, tiny: boolean): void {
     for (const t of [weight, master, grad, m, v]) t.free();
   }
   gpu.emptyCache();
-  // Ceiling 2: cuBLAS bf16 GEMM at a large square shape; then Llama-8B layer shapes at 4096 tokens.
+  // Ceiling 2: cuBLAS bf16 GEMM at a large square shape (the steps' own GEMMs: device-check-gemms.ts).
   const gemmShapes: Array<[string, number, number, number]> = tiny
     ? [['square 128', 128, 128, 128]]
     : quick
       ? [['square 4096', 4096, 4096, 4096]]
-      : [
-          ['square 8192 (ceiling)', 8192, 8192, 8192],
-          ['q_proj 4096 x 4096 x 4096', 4096, 4096, 4096],
-          ['gate_proj 4096 x 14336 x 4096', 4096, 14336, 4096],
-          ['down_proj 4096 x 4096 x 14336', 4096, 4096, 14336],
-        ];
+      : [['square 8192 (ceiling)', 8192, 8192, 8192]];
   let ceiling = 0;
   for (const [label, m, n, k] of gemmShapes) {
     const a = gpu.empty([m * k], 'bfloat16', 'activations').fill(0.01);
@@ -531,6 +528,7 @@ function main(): number {
   llamaChecks(llama);
   backendCheck(gpu, cpu);
   timingChecks(gpu, flags.quick, flags['dry-run']);
+  stepGemmTimings({ gpu, tiny: flags['dry-run'], timings, time });
   llamaTimings(llama);
   const failed = checks.filter((c) => !c.ok);
   for (const c of checks)
