@@ -69,7 +69,11 @@ if (engines.length !== 1) {
 
 for (const page of ['board.html', 'finetune.html']) await copyFile(join(root, 'web', page), join(out, page));
 // The in-page fine-tune starts where `pnpm start` does: from @badam/embedded's shipped pretrained tiny Llama.
-const pretrained = join(dirname(require.resolve('@badam/embedded/package.json')), 'assets', 'embedded-pretrained');
+const pretrained = join(
+  dirname(require.resolve('@badam/embedded/package.json')),
+  'assets',
+  'embedded-pretrained',
+);
 await mkdir(join(out, 'embedded-pretrained'), { recursive: true });
 for (const file of ['model.safetensors', 'pretraining.json']) {
   await copyFile(join(pretrained, file), join(out, 'embedded-pretrained', file));
