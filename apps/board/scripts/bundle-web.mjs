@@ -1,6 +1,7 @@
 // Bundles the board's two pages for the browser with esbuild: web/board-page.ts and web/finetune-page.ts
 // (with uPlot, and for the fine-tune page @badam/core, @badam/tfjs, @badam/models, @badam/data and
-// TensorFlow.js's WebGPU, WebGL and wasm backends) into dist/web, beside the HTML and tfjs's wasm binaries.
+// TensorFlow.js's WebGPU, WebGL and wasm backends) into dist/web, beside the HTML, tfjs's wasm binaries and
+// the shipped pretrained start the fine-tune page loads.
 //
 // The workspace packages are written for Node as well: a few modules import node:fs and friends (loading and
 // saving checkpoints, tokenizer files, datasets), and @badam/tfjs detects optional Node-only backends
@@ -67,6 +68,16 @@ if (engines.length !== 1) {
 }
 
 for (const page of ['board.html', 'finetune.html']) await copyFile(join(root, 'web', page), join(out, page));
+// The in-page fine-tune starts where `pnpm start` does: from @badam/embedded's shipped pretrained tiny Llama.
+const pretrained = join(
+  dirname(require.resolve('@badam/embedded/package.json')),
+  'assets',
+  'embedded-pretrained',
+);
+await mkdir(join(out, 'embedded-pretrained'), { recursive: true });
+for (const file of ['model.safetensors', 'pretraining.json']) {
+  await copyFile(join(pretrained, file), join(out, 'embedded-pretrained', file));
+}
 const wasmDir = dirname(require.resolve('@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm.wasm'));
 for (const file of (await readdir(wasmDir)).filter((f) => f.endsWith('.wasm'))) {
   await copyFile(join(wasmDir, file), join(out, 'wasm', file));

@@ -11,8 +11,9 @@ import {
 } from '@badam/data';
 // The embedded default of badam-llama: the same tiny Llama, generated instructions and causal-LM task, so
 // the page fine-tunes exactly what `pnpm start` does, planned by core and assembled by @badam/tfjs as a run is.
-import { BUILTIN_INITIALIZER_RANGE, builtinLlamaConfig, generatedInstructions } from '@badam/embedded';
-import { causalLmTask, generate, LlamaForCausalLM } from '@badam/models';
+import { builtinLlamaConfig, generatedInstructions } from '@badam/embedded';
+import { assignLlamaWeights, causalLmTask, generate, LlamaForCausalLM } from '@badam/models';
+import { SafetensorsBytes } from '@badam/safetensors';
 import { tfjsBackendModel } from '@badam/tfjs';
 
 /** The in-page run's settings (the page's URL parameters override them). */
@@ -31,18 +32,30 @@ export interface BrowserFineTuneSettings {
   readonly seed: number;
 }
 
-/** The page's defaults: a few minutes on a laptop's browser; tests shorten them through the URL. */
+/**
+ * The page's defaults: the main job's (`pnpm start`: 800 steps of 16, K = 50, AdamW 2e-3 cosine with 5 %
+ * warmup, 800 generated instructions, 80 held out); tests shorten them through the URL.
+ */
 export const DEFAULT_BROWSER_SETTINGS: BrowserFineTuneSettings = {
-  steps: 200,
-  switchBlockEvery: 25,
-  evalSteps: 25,
-  loggingSteps: 2,
-  learningRate: 3e-3,
+  steps: 800,
+  switchBlockEvery: 50,
+  evalSteps: 200,
+  loggingSteps: 20,
+  learningRate: 2e-3,
   batchSize: 16,
   trainExamples: 800,
-  evalExamples: 48,
+  evalExamples: 80,
   seed: 42,
 };
+
+/** What `badam-llama pretrain` recorded for the shipped start (its pretraining.json, in part). */
+export interface PretrainedStartRecord {
+  readonly settings: { readonly steps: number };
+  readonly final_loss: number;
+}
+
+/** Where the board serves the shipped pretrained start (copied from @badam/embedded when the page is bundled). */
+export const PRETRAINED_START_URL = '/assets/embedded-pretrained/';
 
 const CUTOFF = 64;
 
@@ -52,17 +65,50 @@ const CUTOFF = 64;
  * Trainer, on whatever tfjs backend is active. Nothing leaves the page.
  */
 export class BrowserFineTune {
-  readonly model: LlamaForCausalLM;
   readonly tokenizer = new ByteTokenizer();
   readonly template = chatTemplate('default');
   private readonly trainSet;
   private readonly evalSet;
 
-  constructor(readonly settings: BrowserFineTuneSettings) {
-    this.model = new LlamaForCausalLM(builtinLlamaConfig(), {
-      seed: settings.seed,
-      initializerRange: BUILTIN_INITIALIZER_RANGE,
-    });
+  /**
+   * The run, starting from the shipped pretrained tiny Llama fetched from `baseUrl` (its
+   * model.safetensors and pretraining.json), as the main job does. A relative `baseUrl` is the board
+   * serving the page; an absolute one works outside a page too.
+   */
+  static async fromPretrained(
+    settings: BrowserFineTuneSettings,
+    baseUrl = PRETRAINED_START_URL,
+  ): Promise<BrowserFineTune> {
+    const fetchOk = async (file: string) => {
+      // A relative base resolves against the page; an absolute one (a test in Node) stands alone.
+      const page = typeof location === 'undefined' ? undefined : location.href;
+      const response = await fetch(new URL(file, new URL(baseUrl, page)));
+      if (!response.ok)
+        throw new Error(`${response.url}: HTTP ${response.status}; the page needs the shipped start`);
+      return response;
+    };
+    const weightsResponse = await fetchOk('model.safetensors');
+    const weights = SafetensorsBytes.parse(
+      new Uint8Array(await weightsResponse.arrayBuffer()),
+      weightsResponse.url,
+    );
+    const record = (await (await fetchOk('pretraining.json')).json()) as PretrainedStartRecord;
+    const model = new LlamaForCausalLM(builtinLlamaConfig(), { skipInitialization: true });
+    try {
+      await assignLlamaWeights(model, weights, weightsResponse.url);
+    } catch (error) {
+      model.dispose();
+      throw error;
+    }
+    return new BrowserFineTune(settings, model, record);
+  }
+
+  private constructor(
+    readonly settings: BrowserFineTuneSettings,
+    readonly model: LlamaForCausalLM,
+    /** What the shipped start's pretraining recorded. */
+    readonly pretrained: PretrainedStartRecord,
+  ) {
     const data = generatedInstructions(settings.trainExamples, settings.evalExamples, settings.seed);
     const encode = (records: typeof data.train) =>
       encodeSupervised(alpacaExamples(records), this.tokenizer, this.template, { cutoffLen: CUTOFF })

@@ -29,6 +29,7 @@ function settingsFromUrl(): BrowserFineTuneSettings {
     steps: number('steps', d.steps),
     switchBlockEvery: number('k', d.switchBlockEvery),
     evalSteps: number('eval', d.evalSteps),
+    loggingSteps: number('log', d.loggingSteps),
     learningRate: number('lr', d.learningRate, false),
     trainExamples: number('train', d.trainExamples),
     evalExamples: number('heldout', d.evalExamples),
@@ -55,10 +56,11 @@ async function main(): Promise<void> {
   setText('backend-note', tried.length > 0 ? `(passed over: ${tried.join('; ')})` : '');
   $('backend').dataset.backend = backend;
 
-  const run = new BrowserFineTune(settings);
+  setText('state', 'loading the shipped pretrained tiny Llama...');
+  const run = await BrowserFineTune.fromPretrained(settings);
   setText(
     'model',
-    `tiny Llama, ${run.parameterCount.toLocaleString('en')} parameters, byte tokenizer; ${settings.trainExamples} generated instructions, ${settings.evalExamples} held out`,
+    `tiny Llama, ${run.parameterCount.toLocaleString('en')} parameters, pretrained as the main job's start (${run.pretrained.settings.steps} steps of full AdamW on generated text, loss ${run.pretrained.final_loss.toFixed(4)}), byte tokenizer; ${settings.trainExamples} generated instructions, ${settings.evalExamples} held out`,
   );
   setText(
     'plan',
@@ -87,10 +89,14 @@ async function main(): Promise<void> {
   const start = async () => {
     $<HTMLButtonElement>('start').disabled = true;
     setText('state', 'fine-tuning with BAdam...');
+    setText('state', `fine-tuning with BAdam: timing the first ${settings.loggingSteps} steps...`);
     const started = performance.now();
     const log = new PageLogCallback((line) => {
       charts.addLines(0, [line]);
-      setText('state', `fine-tuning with BAdam: step ${line.current_steps} / ${settings.steps}`);
+      const done = line.current_steps as number;
+      const left = timeLeft(performance.now() - started, done, settings.steps);
+      $('state').dataset.secondsLeft = left.seconds.toFixed(0);
+      setText('state', `fine-tuning with BAdam: step ${done} / ${settings.steps}, ${left.text}`);
     });
     await run.train([log]);
     const after =
@@ -113,6 +119,20 @@ async function main(): Promise<void> {
   $<HTMLButtonElement>('start').disabled = false;
   setText('state', 'ready: press start');
   if (params.get('autostart') === '1') await start();
+}
+
+/** The time the remaining steps will take at the rate so far (evaluations included), as a person reads it. */
+function timeLeft(
+  elapsedMs: number,
+  stepsDone: number,
+  totalSteps: number,
+): { seconds: number; text: string } {
+  const seconds = stepsDone > 0 ? ((elapsedMs / 1000) * (totalSteps - stepsDone)) / stepsDone : Number.NaN;
+  if (!Number.isFinite(seconds)) return { seconds: Number.NaN, text: 'timing...' };
+  const whole = Math.round(seconds);
+  const text =
+    whole >= 60 ? `about ${Math.floor(whole / 60)} min ${whole % 60} s left` : `about ${whole} s left`;
+  return { seconds, text };
 }
 
 function fail(error: unknown): void {

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { UsageError } from '@badam/core';
+import { isLoraParameter, UsageError } from '@badam/core';
 import { HfTokenizer, type Tokenizer } from '@badam/data';
 import { type LlamaForCausalLM, loadLlama, loadLoraAdapter, readLoraAdapterConfig } from '@badam/models';
 import { refuseHubId } from './model-path.js';
@@ -57,7 +57,7 @@ export async function loadLlamaWithAdapters(
 ): Promise<{ model: LlamaForCausalLM; tokenizer: Tokenizer }> {
   const { model, unusedTensors } = await loadLlama(folders.base);
   try {
-    const unused = unusedTensors.filter((name) => !(folders.adapters.length > 0 && name.includes('lora_')));
+    const unused = unusedTensors.filter((name) => !(folders.adapters.length > 0 && isLoraParameter(name)));
     if (unused.length > 0)
       warn(
         `badam-llama: ${unused.length} tensor(s) of the checkpoint are not used: ${unused.slice(0, 3).join(', ')}...`,

@@ -6,6 +6,7 @@ import type { RunIO } from '@badam/callbacks';
 import { flagHelp, parseFlags, UsageError } from '@badam/core';
 import {
   COMPARISON_FLAGS,
+  type ComparisonCommandRun,
   comparisonCommand,
   type FineTuningMethod,
   launchRanks,
@@ -14,6 +15,7 @@ import {
   type RunnerCommandSpec,
   rankEnvironmentOf,
   runCli,
+  runComparisonCommand,
 } from '@badam/runner';
 import { CHAT_FLAGS, recordedTemplate, runChat } from './chat.js';
 import { runComparison } from './compare.js';
@@ -65,7 +67,12 @@ const LLAMA_COMMAND: RunnerCommandSpec<TrainOptions> = {
 };
 
 /** `badam-llama compare`: the training flags, plus the seeds and the learning rates to choose from. */
-const COMPARE_COMMAND = comparisonCommand(LLAMA_COMMAND);
+const COMPARE_RUN: ComparisonCommandRun<TrainOptions> = {
+  command: comparisonCommand(LLAMA_COMMAND),
+  usage: USAGE,
+  defaultOutputDir: join('output', 'compare'),
+  compare: (options, plan, io) => runComparison(options, plan, io),
+};
 
 /**
  * Parses training flags (LLaMA-Factory's spellings included); for the embedded default, flags the command
@@ -144,17 +151,7 @@ export async function runCommand(
       );
       return 0;
     }
-    if (sub === 'compare') {
-      const { options, help, notes } = parseRunnerCommand(args, COMPARE_COMMAND);
-      if (help) {
-        io.log(USAGE);
-        return 0;
-      }
-      for (const note of notes) io.warn(`${LLAMA_DIALECT.name}: ${note}`);
-      if (options.outputDirIsDefault) options.outputDir = join('output', 'compare');
-      await runComparison(options, options.comparison, io);
-      return 0;
-    }
+    if (sub === 'compare') return runComparisonCommand(args, COMPARE_RUN, io);
     const { options, embedded, help, notes } = trainOptionsFrom(args);
     if (help) {
       io.log(USAGE);

@@ -9,7 +9,7 @@ import {
   type TrainerCallback,
   UsageError,
 } from '@badam/core';
-import type { DeviceLlama } from '@badam/cuda';
+import type { DeviceLlama, ShardedLlama } from '@badam/cuda';
 import {
   alpacaExamples,
   ByteTokenizer,
@@ -42,7 +42,6 @@ import {
   type RunnerModel,
   type RunSettings,
   rankEnvironmentOf,
-  saveTrainedModel,
   writeRunResults,
 } from '@badam/runner';
 import { tfjsBackendModel } from '@badam/tfjs';
@@ -331,12 +330,118 @@ async function trainLoaded(
 ): Promise<TrainRunResult> {
   const ranks = loaded.sharded?.group;
   const leader = ranks === undefined || ranks.rank === 0;
+  const { tokenizer, config } = loaded;
+  const template = await runTemplate(options, inputs, loaded, io);
+  const data = await runData(options, io, inputs, loaded, template);
+
+  // Checkpoints hold the weights as the backend does (cuda: bf16 / fp16 with --bf16 / --fp16; tfjs: fp32,
+  // which exact resume needs); the folder's files make each one loadable as a model (chat, training), with
+  // the run's chat template in tokenizer_config.json.
+  const checkpointDtype = options.backend === 'cuda' ? deviceDtype(options) : 'float32';
+  const modelFiles: ModelFilesSource = {
+    config,
+    tokenizer,
+    sourceDir: loaded.tokenizerDir ?? options.modelNameOrPath,
+    dtype: checkpointDtype,
+    chatTemplate: chatTemplateJinja(template),
+  };
+  const run = await fineTune<PaddedBatch>({
+    dialect: LLAMA_DIALECT,
+    options,
+    model: loaded.runner,
+    trainData: data.trainData,
+    evalData: data.evalData,
+    trainExamples: data.trainSet.length,
+    defaultSwitchBlockEvery: 'suggest',
+    // Activations of the longest padded batch (core's closed form; tfjs keeps more on its tape: docs/memory.md).
+    activationBytes: () =>
+      estimateActivationBytes(
+        { kind: 'decoder', ...config },
+        {
+          // What runs: a batch never holds more than the examples there are.
+          batchSize: Math.min(options.batchSize, data.trainSet.length),
+          seqLength: data.longestPadded,
+          // tfjs computes in fp32 with a [t, t] score matrix; the device in the weights' dtype, flash style.
+          dtype: options.backend === 'cuda' && checkpointDtype !== 'float32' ? checkpointDtype : 'float32',
+          gradientCheckpointing: options.gradientCheckpointing,
+          attention: options.backend === 'cuda' ? 'flash' : 'eager',
+        },
+      ),
+    backendLabel,
+    callbacks: inputs.callbacks ?? [],
+    runSettings: { ...llamaRunSettings(options), dataset_sha256: data.sha256 },
+    runWatcher: boardRunWatcher,
+    ...(ranks !== undefined ? { distributed: ranks } : {}),
+    checkpointWeightsDtype: checkpointDtype,
+    checkpointModelFiles: async (directory) => {
+      await writeModelFiles(directory, modelFiles, { config: true });
+      // A LoRA run's checkpoint is an adapter folder too (chat loads the base from it, then the adapters).
+      if (options.method === 'lora' && loaded.model !== undefined)
+        await saveLoraAdapter(loaded.model, directory, baseModelName(options));
+      // The template the run trains with, which `chat` on the checkpoint then uses (as on the output dir).
+      await writeJson(join(directory, 'badam_llama.json'), { template: template.name });
+    },
+    io,
+  });
+
+  if (!inputs.skipModelSave) {
+    // Sharded, every rank gathers each weight once; rank 0 then writes them from its memory.
+    const gathered = loaded.sharded?.model.gatherWeights();
+    if (leader)
+      await run.saveModel((directory) => writeRunModel(directory, options, loaded, modelFiles, gathered));
+  }
+  const metrics: Record<string, number | string> = { ...run.metrics, finetuning_type: options.method };
+  let predictions: Prediction[] | undefined;
+  if (options.doPredict && data.validation.length > 0 && loaded.model !== undefined) {
+    const predicted = await writePredictions(loaded.model, tokenizer, template, data.validation, options);
+    predictions = predicted.predictions;
+    metrics.predict_exact_match = predicted.exactMatch;
+  }
+  if (leader) await writeRunResults(options.outputDir, metrics);
+  return {
+    outputDir: options.outputDir,
+    metrics,
+    model: loaded.model,
+    deviceModel: loaded.deviceModel?.model,
+    tokenizer,
+    template,
+    validation: data.validation,
+    predictions,
+    estimate: run.estimate,
+    stopReason: run.train.stopReason,
+  };
+}
+
+/** A run's data: the examples it trains and evaluates on, tokenized and batched. */
+interface RunData {
+  readonly validation: readonly InstructionExample[];
+  /** The loaded examples' SHA-256, which a resume compares. */
+  readonly sha256: string;
+  readonly trainSet: readonly TokenizedExample[];
+  readonly trainData: DataSource<PaddedBatch>;
+  readonly evalData: DataSource<PaddedBatch> | undefined;
+  /** The longest training example's length after padding, for the activation estimate. */
+  readonly longestPadded: number;
+}
+
+/**
+ * The run's examples ({@link loadRunExamples}) tokenized with the template ({@link encodeExamples}) and
+ * batched: the training order by `--data_seed` (else `--seed`); with `--eval_strategy epoch`, an evaluation
+ * interval of one epoch.
+ */
+async function runData(
+  options: TrainOptions,
+  io: RunIO,
+  inputs: RunInputs,
+  loaded: RunModel,
+  template: ChatTemplate,
+): Promise<RunData> {
+  const { tokenizer, config } = loaded;
+  const ranks = loaded.sharded?.group;
   const worldSize = ranks?.worldSize ?? 1;
   /** This rank's rows of global micro-batches (every row in one process). */
   const mine = (source: DataSource<PaddedBatch>) =>
     ranks === undefined ? source : rankRows(source, ranks.rank, ranks.worldSize);
-  const { tokenizer, config } = loaded;
-  const template = await runTemplate(options, inputs, loaded, io);
   const { train: trainRaw, validation, sha256 } = await loadRunExamples(options, inputs);
   const encode = (items: readonly InstructionExample[]) =>
     encodeExamples(items, options, tokenizer, template, config.vocabSize, io);
@@ -370,105 +475,44 @@ async function trainLoaded(
   io.log(
     `badam-llama: ${trainSet.length} training and ${evalSet.length} validation examples (${options.stage}, template ${template.name}, cutoff ${options.cutoffLen})`,
   );
-
-  // Checkpoints hold the weights as the backend does (cuda: bf16 / fp16 with --bf16 / --fp16; tfjs: fp32,
-  // which exact resume needs); the folder's files make each one loadable as a model (chat, training), with
-  // the run's chat template in tokenizer_config.json.
-  const checkpointDtype = options.backend === 'cuda' ? deviceDtype(options) : 'float32';
-  const modelFiles: ModelFilesSource = {
-    config,
-    tokenizer,
-    sourceDir: loaded.tokenizerDir ?? options.modelNameOrPath,
-    dtype: checkpointDtype,
-    chatTemplate: chatTemplateJinja(template),
-  };
-  const run = await fineTune<PaddedBatch>({
-    dialect: LLAMA_DIALECT,
-    options,
-    model: loaded.runner,
+  return {
+    validation,
+    sha256,
+    trainSet,
     trainData,
     evalData,
-    trainExamples: trainSet.length,
-    defaultSwitchBlockEvery: 'suggest',
-    // Activations of the longest padded batch (core's closed form; tfjs keeps more on its tape: docs/memory.md).
-    activationBytes: () =>
-      estimateActivationBytes(
-        { kind: 'decoder', ...config },
-        {
-          // What runs: a batch never holds more than the examples there are.
-          batchSize: Math.min(options.batchSize, trainSet.length),
-          seqLength: longest + ((padTo - (longest % padTo)) % padTo),
-          // tfjs computes in fp32 with a [t, t] score matrix; the device in the weights' dtype, flash style.
-          dtype: options.backend === 'cuda' && checkpointDtype !== 'float32' ? checkpointDtype : 'float32',
-          gradientCheckpointing: options.gradientCheckpointing,
-          attention: options.backend === 'cuda' ? 'flash' : 'eager',
-        },
-      ),
-    backendLabel,
-    callbacks: inputs.callbacks ?? [],
-    runSettings: { ...llamaRunSettings(options), dataset_sha256: sha256 },
-    runWatcher: boardRunWatcher,
-    ...(ranks !== undefined ? { distributed: ranks } : {}),
-    checkpointWeightsDtype: checkpointDtype,
-    checkpointModelFiles: async (directory) => {
-      await writeModelFiles(directory, modelFiles, { config: true });
-      // A LoRA run's checkpoint is an adapter folder too (chat loads the base from it, then the adapters).
-      if (options.method === 'lora' && loaded.model !== undefined)
-        await saveLoraAdapter(loaded.model, directory, baseModelName(options));
-      // The template the run trains with, which `chat` on the checkpoint then uses (as on the output dir).
-      await writeJson(join(directory, 'badam_llama.json'), { template: template.name });
-    },
-    io,
-  });
-
-  if (!inputs.skipModelSave) {
-    const { model, deviceModel, sharded } = loaded;
-    // Sharded, every rank gathers each weight once; rank 0 then writes them from its memory.
-    const gathered = sharded?.model.gatherWeights();
-    // A full disk here would lose the trained weights: saveTrainedModel keeps them (a rescue directory, retries).
-    if (leader)
-      await saveTrainedModel({
-        outputDir: options.outputDir,
-        dialect: LLAMA_DIALECT,
-        io,
-        lastCheckpoint: run.train.lastCheckpoint,
-        write: async (directory) => {
-          if (sharded !== undefined && gathered !== undefined) {
-            await sharded.model.writeGathered(directory, gathered);
-            await writeModelFiles(directory, modelFiles, { config: true });
-          } else if (deviceModel !== undefined) {
-            // In the weights' own dtype (bf16 / fp16 with --bf16 / --fp16), Hugging Face's layout; config.json as on tfjs.
-            await deviceModel.model.save(directory);
-            await writeModelFiles(directory, modelFiles, { config: true });
-          } else {
-            const dtype = options.bf16 ? 'bfloat16' : 'float32';
-            if (options.method === 'lora') await saveLoraAdapter(model!, directory, baseModelName(options));
-            else await saveLlama(model!, directory, { dtype });
-            await writeModelFiles(directory, { ...modelFiles, dtype });
-          }
-        },
-      });
-  }
-  let predictions: Prediction[] | undefined;
-  const metrics: Record<string, number | string> = { ...run.metrics, finetuning_type: options.method };
-  if (options.doPredict && validation.length > 0 && loaded.model !== undefined) {
-    const predicted = await writePredictions(loaded.model, tokenizer, template, validation, options);
-    predictions = predicted.predictions;
-    metrics.predict_exact_match = predicted.exactMatch;
-  }
-  if (leader) await writeRunResults(options.outputDir, metrics);
-  return {
-    outputDir: options.outputDir,
-    metrics,
-    model: loaded.model,
-    deviceModel: loaded.deviceModel?.model,
-    tokenizer,
-    template,
-    validation,
-    predictions,
-    estimate: run.estimate,
-    stopReason: run.train.stopReason,
+    longestPadded: longest + ((padTo - (longest % padTo)) % padTo),
   };
+}
+
+/**
+ * The trained model's files: on the device in the weights' own dtype (bf16 / fp16 with --bf16 / --fp16),
+ * Hugging Face's layout (sharded, the weights every rank `gathered` into rank 0's memory); on tfjs the LoRA
+ * adapter or the whole model; config and tokenizer files beside it.
+ */
+async function writeRunModel(
+  directory: string,
+  options: TrainOptions,
+  loaded: RunModel,
+  modelFiles: ModelFilesSource,
+  gathered: ReturnType<ShardedLlama['gatherWeights']> | undefined,
+): Promise<void> {
+  const { model, deviceModel, sharded } = loaded;
+  if (sharded !== undefined && gathered !== undefined) {
+    await sharded.model.writeGathered(directory, gathered);
+    await writeModelFiles(directory, modelFiles, { config: true });
+    return;
+  }
+  if (deviceModel !== undefined) {
+    // config.json as on tfjs; modelFiles' dtype is already the device's.
+    await deviceModel.model.save(directory);
+    await writeModelFiles(directory, modelFiles, { config: true });
+    return;
+  }
+  const dtype = options.bf16 ? 'bfloat16' : 'float32';
+  if (options.method === 'lora') await saveLoraAdapter(model!, directory, baseModelName(options));
+  else await saveLlama(model!, directory, { dtype });
+  await writeModelFiles(directory, { ...modelFiles, dtype });
 }
 
 /** The base model a LoRA adapter names in adapter_config.json: the folder it was loaded from. */

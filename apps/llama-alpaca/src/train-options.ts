@@ -163,90 +163,25 @@ export function resolveTrainOptions(v: FlagValues): TrainOptions {
   const method = v.finetuning_type as FineTuningMethod;
   const verbose = v.badam_verbose as number;
   if (verbose > 2) throw new UsageError(`--badam_verbose must be 0, 1 or 2, got ${verbose}`);
-  const loraRank = (v.lora_rank as number | undefined) ?? 8;
   const shared = resolveRunOptions(v, method, LLAMA_DIALECT, {
     outputDir: `output/${method}`,
-    loraRank,
+    ...(v.lora_rank !== undefined ? { loraRank: v.lora_rank as number } : {}),
     badamVerbose: verbose as 0 | 1 | 2,
   });
+  const { loraRank } = shared;
   const evalStrategy = v.eval_strategy as TrainOptions['evalStrategy'];
-  // Evaluation data: a --val_size split, or --eval_dataset.
-  const hasValidation = v.val_size !== 0 || v.eval_dataset !== undefined;
-  if (v.eval_dataset !== undefined && v.val_size !== 0)
-    throw new UsageError(
-      `--eval_dataset ${v.eval_dataset} and --val_size ${v.val_size} both give evaluation data: drop one (LLaMA-Factory refuses both too)`,
-    );
   if (v.bf16 === true && v.fp16 === true)
     throw new UsageError('--bf16 and --fp16 both choose the weights dtype: give one');
+  checkDataAndEvaluation(v, evalStrategy);
+  checkBackendTakes(v, shared.backend);
   const doTrain = v.do_train !== false;
-  if (
-    doTrain &&
-    v.dataset === undefined &&
-    v.eval_dataset !== undefined &&
-    v.model_name_or_path !== undefined
-  )
-    throw new UsageError(
-      '--eval_dataset without --dataset gives nothing to train on: add --dataset, or --do_train false with --do_eval / --do_predict',
-    );
-  if (!doTrain && v.model_name_or_path === undefined)
-    throw new UsageError(
-      '--do_train false evaluates or predicts with a model: give --model_name_or_path (a model folder, a checkpoint, or a LoRA adapter folder)',
-    );
-  if (!doTrain && !hasValidation)
-    throw new UsageError(
-      `--do_train false with ${v.do_predict === true ? '--do_predict' : '--do_eval'} needs examples: give --eval_dataset, or --dataset with --val_size`,
-    );
-  if (evalStrategy === 'no' && v.eval_steps !== undefined) {
-    throw new UsageError(
-      `--eval_strategy no turns evaluation off, but --eval_steps ${v.eval_steps} asks for it: drop one`,
-    );
-  }
-  if (evalStrategy !== undefined && evalStrategy !== 'no' && !hasValidation) {
-    throw new UsageError(
-      `--eval_strategy ${evalStrategy} needs a validation set: set --val_size (e.g. 0.1) or --eval_dataset`,
-    );
-  }
-  if (v.eval_steps !== undefined && !hasValidation) {
-    throw new UsageError('--eval_steps needs a validation set: set --val_size (e.g. 0.1) or --eval_dataset');
-  }
-  if (v.do_predict === true && !hasValidation) {
-    throw new UsageError(
-      '--do_predict generates answers for the validation set: set --val_size (e.g. 0.1) or --eval_dataset',
-    );
-  }
-  if (v.adapter_name_or_path !== undefined && shared.backend === 'cuda')
-    throw new UsageError(
-      '--adapter_name_or_path loads LoRA adapters on TensorFlow.js only: merge them first (badam-llama export), then train the merged folder with --backend cuda',
-    );
-  if (!doTrain && shared.backend === 'cuda')
-    throw new UsageError(
-      '--do_train false evaluates and predicts with TensorFlow.js: drop --backend cuda for it (the model is read in fp32 on the host)',
-    );
-  if (v.do_predict === true && shared.backend === 'cuda') {
-    throw new UsageError(
-      '--do_predict generates with TensorFlow.js, and --backend cuda keeps the model on the device only (an 8B model does not fit in host fp32): train without --do_predict, then run badam-llama chat on the saved model (or train with --backend tfjs)',
-    );
-  }
   if (v.stage === 'pt' && v.template !== undefined) {
     throw new UsageError('--template applies to --stage sft; pretraining uses raw text');
   }
   const loraDropout = (v.lora_dropout as number | undefined) ?? 0;
   if (!(loraDropout >= 0 && loraDropout < 1))
     throw new UsageError(`--lora_dropout must be in [0, 1), got ${loraDropout}`);
-  const target = (v.lora_target as string | undefined) ?? 'all';
-  const targets =
-    target === 'all'
-      ? ('all' as const)
-      : target
-          .split(',')
-          .map((s) => s.trim())
-          .filter(Boolean);
-  for (const module of targets === 'all' ? [] : targets) {
-    if (!(LLAMA_LORA_TARGETS as readonly string[]).includes(module))
-      throw new UsageError(
-        `--lora_target ${module} is not a Llama linear layer: use all, or some of ${LLAMA_LORA_TARGETS.join(', ')}`,
-      );
-  }
+  const targets = loraTargetsOf(v);
   const valSize = v.val_size as number;
   if (valSize >= 1 && !Number.isSafeInteger(valSize))
     throw new UsageError(
@@ -293,4 +228,90 @@ export function resolveTrainOptions(v: FlagValues): TrainOptions {
     temperature: v.temperature as number,
     topP: v.top_p as number,
   };
+}
+
+/**
+ * Refuses evaluation and data flags that cannot mean anything together (no validation set to evaluate on,
+ * nothing to train on, two sources of evaluation data), saying what to change.
+ */
+function checkDataAndEvaluation(v: FlagValues, evalStrategy: TrainOptions['evalStrategy']): void {
+  // Evaluation data: a --val_size split, or --eval_dataset.
+  const hasValidation = v.val_size !== 0 || v.eval_dataset !== undefined;
+  if (v.eval_dataset !== undefined && v.val_size !== 0)
+    throw new UsageError(
+      `--eval_dataset ${v.eval_dataset} and --val_size ${v.val_size} both give evaluation data: drop one (LLaMA-Factory refuses both too)`,
+    );
+  const doTrain = v.do_train !== false;
+  if (
+    doTrain &&
+    v.dataset === undefined &&
+    v.eval_dataset !== undefined &&
+    v.model_name_or_path !== undefined
+  )
+    throw new UsageError(
+      '--eval_dataset without --dataset gives nothing to train on: add --dataset, or --do_train false with --do_eval / --do_predict',
+    );
+  if (!doTrain && v.model_name_or_path === undefined)
+    throw new UsageError(
+      '--do_train false evaluates or predicts with a model: give --model_name_or_path (a model folder, a checkpoint, or a LoRA adapter folder)',
+    );
+  if (!doTrain && !hasValidation)
+    throw new UsageError(
+      `--do_train false with ${v.do_predict === true ? '--do_predict' : '--do_eval'} needs examples: give --eval_dataset, or --dataset with --val_size`,
+    );
+  if (evalStrategy === 'no' && v.eval_steps !== undefined) {
+    throw new UsageError(
+      `--eval_strategy no turns evaluation off, but --eval_steps ${v.eval_steps} asks for it: drop one`,
+    );
+  }
+  if (evalStrategy !== undefined && evalStrategy !== 'no' && !hasValidation) {
+    throw new UsageError(
+      `--eval_strategy ${evalStrategy} needs a validation set: set --val_size (e.g. 0.1) or --eval_dataset`,
+    );
+  }
+  if (v.eval_steps !== undefined && !hasValidation) {
+    throw new UsageError('--eval_steps needs a validation set: set --val_size (e.g. 0.1) or --eval_dataset');
+  }
+  if (v.do_predict === true && !hasValidation) {
+    throw new UsageError(
+      '--do_predict generates answers for the validation set: set --val_size (e.g. 0.1) or --eval_dataset',
+    );
+  }
+}
+
+/** Refuses what `--backend cuda` does not do (adapters, evaluation-only runs, prediction), saying what does. */
+function checkBackendTakes(v: FlagValues, backend: TrainOptions['backend']): void {
+  const doTrain = v.do_train !== false;
+  if (v.adapter_name_or_path !== undefined && backend === 'cuda')
+    throw new UsageError(
+      '--adapter_name_or_path loads LoRA adapters on TensorFlow.js only: merge them first (badam-llama export), then train the merged folder with --backend cuda',
+    );
+  if (!doTrain && backend === 'cuda')
+    throw new UsageError(
+      '--do_train false evaluates and predicts with TensorFlow.js: drop --backend cuda for it (the model is read in fp32 on the host)',
+    );
+  if (v.do_predict === true && backend === 'cuda') {
+    throw new UsageError(
+      '--do_predict generates with TensorFlow.js, and --backend cuda keeps the model on the device only (an 8B model does not fit in host fp32): train without --do_predict, then run badam-llama chat on the saved model (or train with --backend tfjs)',
+    );
+  }
+}
+
+/** `--lora_target`: `all`, or Llama linear layers by name (comma-separated), each checked. */
+function loraTargetsOf(v: FlagValues): TrainOptions['loraTarget'] {
+  const target = (v.lora_target as string | undefined) ?? 'all';
+  const targets =
+    target === 'all'
+      ? ('all' as const)
+      : target
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
+  for (const module of targets === 'all' ? [] : targets) {
+    if (!(LLAMA_LORA_TARGETS as readonly string[]).includes(module))
+      throw new UsageError(
+        `--lora_target ${module} is not a Llama linear layer: use all, or some of ${LLAMA_LORA_TARGETS.join(', ')}`,
+      );
+  }
+  return targets;
 }

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { TrainerCallback, TrainerContext } from '@badam/core';
+import { checkpointDirName, type TrainerCallback, type TrainerContext } from '@badam/core';
 
 /** The best evaluation so far, as Hugging Face's trainer_state.json records it. */
 export interface BestModelState {
@@ -109,6 +109,6 @@ export class BestModelCallback implements TrainerCallback {
 
   /** The checkpoint directory a step's save will have, to compare with. */
   checkpointOf(step: number): string {
-    return join(this.options.outputDir, `checkpoint-${step}`);
+    return join(this.options.outputDir, checkpointDirName(step));
   }
 }

@@ -1,7 +1,8 @@
-import type { LogEntry, TrainerState } from '@badam/core';
+import { CHECKPOINT_FILES, type LogEntry, type TrainerState } from '@badam/core';
+import { BEST_MODEL_STATE_KEY, type BestModelState } from './best-model-callback.js';
 
 /** The name Hugging Face's Trainer gives its state file, at the output directory's root and in checkpoints. */
-export const HF_TRAINER_STATE = 'trainer_state.json';
+export const HF_TRAINER_STATE = CHECKPOINT_FILES.hfTrainerState;
 
 /** The training arguments Hugging Face's `trainer_state.json` repeats. */
 export interface HfTrainingArguments {
@@ -118,9 +119,7 @@ export function huggingFaceTrainerState(
     log.push({ epoch, step: state.globalStep, total_flos: totalFlos, ...Object.fromEntries(numbers) });
   }
   // The best checkpoint, when the run tracks one (BestModelCallback's state, under its key).
-  const best = state.callbacks?.best_model as
-    | { best_metric?: number; best_global_step?: number; best_model_checkpoint?: string | null }
-    | undefined;
+  const best = state.callbacks?.[BEST_MODEL_STATE_KEY] as Partial<BestModelState> | undefined;
   return {
     best_global_step: best?.best_global_step ?? null,
     best_metric: best?.best_metric ?? null,

@@ -8,7 +8,8 @@
  */
 
 /** The loss smoothing (LLaMA-Factory's weight, debiased as TensorBoard's) and the log line format live in core (the board's page uses them too). */
-export { type BlockSwitchRecord, smoothSeries } from '@badam/core';
+/** The checkpoint format's file names are core's (`checkpoint-format.ts`); re-exported where they were. */
+export { type BlockSwitchRecord, CHECKPOINT_FILES, smoothSeries } from '@badam/core';
 export {
   type BandPlotOptions,
   type BandPoint,
@@ -24,6 +25,13 @@ export {
   type BestModelState,
 } from './best-model-callback.js';
 export { BlockSwitchLogCallback } from './block-switch-log-callback.js';
+export {
+  CheckpointError,
+  type CheckpointWriteOptions,
+  readCheckpointDirectory,
+  readCheckpointWeights,
+  writeCheckpointDirectory,
+} from './checkpoint-directory.js';
 export { EarlyStoppingCallback, type EarlyStoppingOptions } from './early-stopping-callback.js';
 export {
   type FitCallbackHooks,
@@ -78,12 +86,7 @@ export {
 } from './output-dir-lock.js';
 export { formatMemoryReport, ProgressCallback, type ProgressCallbackOptions } from './progress-callback.js';
 export { type RunCallbacksOptions, type RunIO, runCallbacks } from './run-callbacks.js';
-export {
-  CHECKPOINT_FILES,
-  CheckpointError,
-  type CheckpointStoreOptions,
-  SafetensorsCheckpointStore,
-} from './safetensors-checkpoint-store.js';
+export { type CheckpointStoreOptions, SafetensorsCheckpointStore } from './safetensors-checkpoint-store.js';
 export {
   defaultLoggingDir,
   TensorBoardCallback,

@@ -27,6 +27,8 @@ export {
   saveEncoder,
 } from './hf/encoder-checkpoint.js';
 export {
+  assignLlamaWeights,
+  type LlamaWeightSource,
   type LoadedLlama,
   llamaWeights,
   loadLlama,

@@ -20,6 +20,7 @@ import {
   estimatePlanMemory,
   FINE_TUNING_METHOD_SPECS,
   type MemoryEstimate,
+  type PlannedTrainerBackend,
   type RunWatcher,
   Trainer,
   type TrainerBackend,
@@ -36,6 +37,7 @@ import { FollowerCheckpointStore, type RankGroup, RankInterruptCallback } from '
 import { flagName, type RunnerDialect, type RunOptions } from './run-options.js';
 import { checkResume, type RunSettings, runSettingsOf } from './run-settings.js';
 import type { RunnerModel } from './runner-model.js';
+import { saveTrainedModel } from './trained-model-save.js';
 import { TrainingDivergedError } from './training-diverged-error.js';
 
 /** One fine-tuning run, as a runner describes it to {@link fineTune}. */
@@ -92,6 +94,12 @@ export interface FineTuneResult {
   readonly estimate: MemoryEstimate;
   /** Core's plan of the run: the method's optimizer and the partition it trained. */
   readonly plan: TrainingPlan;
+  /**
+   * Writes the trained model into the output directory with `write` (the runner's files: weights, config,
+   * tokenizer), through {@link saveTrainedModel}: a full disk does not lose it (a rescue directory,
+   * retries), and the message names the run's last checkpoint when all fails.
+   */
+  saveModel(write: (directory: string) => Promise<void>): Promise<void>;
 }
 
 /**
@@ -114,20 +122,7 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
     logFn: (message, level) => (level === 'warn' ? io.warn(message) : io.log(message)),
   });
   const parameters = totalElements(baseParametersOf(plan));
-  const g = options.gradientAccumulationSteps;
-  const maxSteps =
-    options.maxSteps ?? Math.max(1, Math.ceil((options.numTrainEpochs * (spec.trainData.length ?? 1)) / g));
-  const batches = spec.trainData.length;
-  if (batches !== undefined && g > batches) {
-    const flag = flagName(dialect, 'gradient_accumulation_steps');
-    io.warn(
-      `${dialect.name}: --${flag} ${g} is more than the ${batches} batch(es) of an epoch: each optimizer step reads the data ${(g / batches).toFixed(1)} times over, so ${maxSteps} step(s) take ${Math.ceil((maxSteps * g) / batches)} epochs; lower --${flag} to at most ${batches} (or the batch size) for at least one step per epoch`,
-    );
-  }
-  // Unset, the interval shrinks on a short run so that the loss curve has about 50 points (10 at most).
-  const loggingSteps = options.loggingStepsIsDefault
-    ? Math.min(options.loggingSteps, Math.max(1, Math.ceil(maxSteps / 50)))
-    : options.loggingSteps;
+  const { maxSteps, loggingSteps } = runLength(spec);
   const saveSteps = checkpointInterval(options, spec.trainData.length, dialect);
   const trainingArguments: HfTrainingArguments = {
     loggingSteps,
@@ -147,73 +142,13 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
         `${dialect.name}: --board: this runner has no live view to show the run on; it goes on without one`,
       );
   }
-  let train: TrainResult;
-  let lastGood: string | undefined;
+  let run: { train: TrainResult; lastGood: string | undefined };
   try {
-    const { store: files, best } = checkpointing(spec, saveSteps, trainingArguments);
-    // Rank 0 writes every checkpoint; the other ranks read them and only say where rank 0 wrote.
-    const store = files && !leader ? new FollowerCheckpointStore(options.outputDir, files) : files;
-    const settings = runSettingsOf(options, dialect, maxSteps, spec.runSettings, group?.worldSize);
-    if (group !== undefined) checkSameSettings(group, settings, dialect.name);
-    const trainer = new Trainer<TBatch>({
-      backend: backend.trainer,
-      trainData: spec.trainData,
-      ...(spec.evalData ? { evalData: spec.evalData } : {}),
-      maxSteps,
-      lrSchedule: createLrSchedule({
-        type: options.lrSchedulerType,
-        learningRate: options.learningRate,
-        totalSteps: maxSteps,
-        ...(options.warmupSteps !== undefined
-          ? { warmupSteps: options.warmupSteps }
-          : { warmupRatio: options.warmupRatio }),
-      }),
-      loggingSteps,
-      ...(options.evalSteps !== undefined ? { evalSteps: options.evalSteps } : {}),
-      ...(saveSteps !== undefined ? { saveSteps } : {}),
-      ...(store ? { checkpoints: store } : {}),
-      // Hugging Face saves at the last step too, unless --save_strategy no.
-      saveAtEnd: options.saveStrategy !== 'no',
-      callbacks: [
-        ...rankCallbacks(
-          runCallbacks({
-            outputDir: options.outputDir,
-            loggingSteps,
-            plotLoss: options.plotLoss,
-            blockSwitchVerbose: options.method === 'block' ? options.badamVerbose : 0,
-            log: io.log,
-            warn: io.warn,
-            ...(io.stream ? { stream: io.stream } : {}),
-          }),
-          group,
-          io,
-        ),
-        ...(spec.callbacks ?? []),
-        ...(best ? [best] : []),
-        // TensorBoard's event files are rank 0's to write, as every other file of the run.
-        ...(leader ? reportCallbacks(options, io, dialect) : []),
-        { stateKey: 'run_settings', saveState: () => settings },
-      ],
-    });
-    const resumeFrom =
-      options.resumeFromCheckpoint === undefined
-        ? undefined
-        : await store!.load(
-            options.resumeFromCheckpoint === 'true' ? undefined : options.resumeFromCheckpoint,
-          );
-    if (resumeFrom) {
-      checkResume(resumeFrom, settings, maxSteps, options, dialect, io);
-      io.log(
-        `${dialect.name}: resuming from ${resumeFrom.path} (step ${resumeFrom.trainerState.globalStep})`,
-      );
-    }
-    train = await trainer.train(resumeFrom ? { resumeFrom } : {});
-    lastGood = train.lastCheckpoint ?? resumeFrom?.path;
-    if (best !== undefined && !train.diverged)
-      await loadBestModel(best, files!, backend.trainer, io, dialect);
+    run = await trainAndCheckpoint(spec, backend, { maxSteps, loggingSteps, saveSteps, trainingArguments });
   } finally {
     backend.dispose(); // frees the optimizer's state and fixes the measured peak
   }
+  const { train } = run;
   // Never hand diverged weights to the runner to save: it would replace a good model with them.
   const broken = train.diverged ? [] : backend.nonFiniteWeights();
   if (train.diverged || broken.length > 0) {
@@ -222,7 +157,7 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
       reason:
         train.stopReason ??
         `${broken.length} weight tensor(s) hold NaN or infinity (${broken.slice(0, 3).join(', ')})`,
-      lastGoodCheckpoint: lastGood,
+      lastGoodCheckpoint: run.lastGood,
       dialect,
     });
   }
@@ -237,10 +172,131 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
     loraRank: options.loraRank,
     ...(group !== undefined ? { worldSize: group.worldSize } : {}),
   });
+  const metrics = runMetrics(spec, plan, backend, train, estimate);
+  const saveModel = (write: (directory: string) => Promise<void>) =>
+    saveTrainedModel({
+      outputDir: options.outputDir,
+      dialect,
+      io,
+      lastCheckpoint: train.lastCheckpoint,
+      write,
+    });
+  return { train, metrics, estimate, plan, saveModel };
+}
+
+/**
+ * The run's optimizer steps (`--max_steps`, else the epochs' worth) and logging interval (unset, it shrinks
+ * on a short run so that the loss curve has about 50 points, 10 at most); says when accumulation reads an
+ * epoch more than once per step.
+ */
+function runLength<TBatch>(spec: FineTuneSpec<TBatch>): { maxSteps: number; loggingSteps: number } {
+  const { options, dialect, io } = spec;
+  const g = options.gradientAccumulationSteps;
+  const maxSteps =
+    options.maxSteps ?? Math.max(1, Math.ceil((options.numTrainEpochs * (spec.trainData.length ?? 1)) / g));
+  const batches = spec.trainData.length;
+  if (batches !== undefined && g > batches) {
+    const flag = flagName(dialect, 'gradient_accumulation_steps');
+    io.warn(
+      `${dialect.name}: --${flag} ${g} is more than the ${batches} batch(es) of an epoch: each optimizer step reads the data ${(g / batches).toFixed(1)} times over, so ${maxSteps} step(s) take ${Math.ceil((maxSteps * g) / batches)} epochs; lower --${flag} to at most ${batches} (or the batch size) for at least one step per epoch`,
+    );
+  }
+  const loggingSteps = options.loggingStepsIsDefault
+    ? Math.min(options.loggingSteps, Math.max(1, Math.ceil(maxSteps / 50)))
+    : options.loggingSteps;
+  return { maxSteps, loggingSteps };
+}
+
+/**
+ * The Trainer over the run's backend with the standard callbacks, `--report_to`'s, a checkpoint store (with
+ * `--save_steps`, `--save_strategy epoch` or `--resume_from_checkpoint`) and the resume, checked against the
+ * checkpoint's settings; with `--load_best_model_at_end`, the best checkpoint's weights loaded at the end.
+ * Returns the Trainer's result and the last checkpoint that holds good weights.
+ */
+async function trainAndCheckpoint<TBatch>(
+  spec: FineTuneSpec<TBatch>,
+  backend: PlannedTrainerBackend<TBatch>,
+  run: {
+    maxSteps: number;
+    loggingSteps: number;
+    saveSteps: number | undefined;
+    trainingArguments: HfTrainingArguments;
+  },
+): Promise<{ train: TrainResult; lastGood: string | undefined }> {
+  const { options, io, dialect } = spec;
+  const { maxSteps, loggingSteps, saveSteps } = run;
+  const group = spec.distributed;
+  const leader = group === undefined || group.rank === 0;
+  const { store: files, best } = checkpointing(spec, saveSteps, run.trainingArguments);
+  // Rank 0 writes every checkpoint; the other ranks read them and only say where rank 0 wrote.
+  const store = files && !leader ? new FollowerCheckpointStore(options.outputDir, files) : files;
+  const settings = runSettingsOf(options, dialect, maxSteps, spec.runSettings, group?.worldSize);
+  if (group !== undefined) checkSameSettings(group, settings, dialect.name);
+  const trainer = new Trainer<TBatch>({
+    backend: backend.trainer,
+    trainData: spec.trainData,
+    ...(spec.evalData ? { evalData: spec.evalData } : {}),
+    maxSteps,
+    lrSchedule: createLrSchedule({
+      type: options.lrSchedulerType,
+      learningRate: options.learningRate,
+      totalSteps: maxSteps,
+      ...(options.warmupSteps !== undefined
+        ? { warmupSteps: options.warmupSteps }
+        : { warmupRatio: options.warmupRatio }),
+    }),
+    loggingSteps,
+    ...(options.evalSteps !== undefined ? { evalSteps: options.evalSteps } : {}),
+    ...(saveSteps !== undefined ? { saveSteps } : {}),
+    ...(store ? { checkpoints: store } : {}),
+    // Hugging Face saves at the last step too, unless --save_strategy no.
+    saveAtEnd: options.saveStrategy !== 'no',
+    callbacks: [
+      ...rankCallbacks(
+        runCallbacks({
+          outputDir: options.outputDir,
+          loggingSteps,
+          plotLoss: options.plotLoss,
+          blockSwitchVerbose: options.method === 'block' ? options.badamVerbose : 0,
+          log: io.log,
+          warn: io.warn,
+          ...(io.stream ? { stream: io.stream } : {}),
+        }),
+        group,
+        io,
+      ),
+      ...(spec.callbacks ?? []),
+      ...(best ? [best] : []),
+      // TensorBoard's event files are rank 0's to write, as every other file of the run.
+      ...(leader ? reportCallbacks(options, io, dialect) : []),
+      { stateKey: 'run_settings', saveState: () => settings },
+    ],
+  });
+  const resumeFrom =
+    options.resumeFromCheckpoint === undefined
+      ? undefined
+      : await store!.load(options.resumeFromCheckpoint === 'true' ? undefined : options.resumeFromCheckpoint);
+  if (resumeFrom) {
+    checkResume(resumeFrom, settings, maxSteps, options, dialect, io);
+    io.log(`${dialect.name}: resuming from ${resumeFrom.path} (step ${resumeFrom.trainerState.globalStep})`);
+  }
+  const train = await trainer.train(resumeFrom ? { resumeFrom } : {});
+  if (best !== undefined && !train.diverged) await loadBestModel(best, files!, backend.trainer, io, dialect);
+  return { train, lastGood: train.lastCheckpoint ?? resumeFrom?.path };
+}
+
+/** The metrics both runners report: the Trainer's, the backend, parameters, measured peaks and core's estimate. */
+function runMetrics<TBatch>(
+  spec: FineTuneSpec<TBatch>,
+  plan: TrainingPlan,
+  backend: PlannedTrainerBackend<TBatch>,
+  train: TrainResult,
+  estimate: MemoryEstimate,
+): Record<string, number | string> {
   const metrics: Record<string, number | string> = {
     ...train.metrics,
     backend: spec.backendLabel,
-    parameters,
+    parameters: totalElements(baseParametersOf(plan)),
     trainable_parameters: trainedElements(plan),
     peak_memory_bytes: backend.peakMemoryBytes(),
     // The allocator's peak of each kind (cuda): what BAdam's memory claim is checked against.
@@ -257,9 +313,10 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
     estimated_optimizer_bytes: estimate.optimizerState,
     estimated_activations_bytes: estimate.activations,
   };
-  if (options.method === 'block') {
+  if (spec.options.method === 'block') {
     metrics.trained_parameters_per_block = Math.max(...plan.partition.groups.map((group) => group.length));
   }
+  const group = spec.distributed;
   if (group !== undefined) {
     // Every rank's peak, for rank 0's results (the one-hot sum is every rank's own number).
     const mine = new Float64Array(group.worldSize);
@@ -270,7 +327,7 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
       metrics[`peak_memory_bytes_rank_${rank}`] = bytes;
     });
   }
-  return { train, metrics, estimate, plan };
+  return metrics;
 }
 
 /**

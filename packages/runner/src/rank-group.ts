@@ -1,5 +1,11 @@
 import { join } from 'node:path';
-import type { Checkpoint, CheckpointStore, TrainerCallback, TrainerContext } from '@badam/core';
+import {
+  type Checkpoint,
+  type CheckpointStore,
+  checkpointDirName,
+  type TrainerCallback,
+  type TrainerContext,
+} from '@badam/core';
 
 /**
  * The ranks of a multi-process run as the runner kit needs them: who this process is, and the few host
@@ -63,7 +69,7 @@ export class RankInterruptCallback implements TrainerCallback {
 
 /**
  * The checkpoint store of a rank other than 0: rank 0 writes every checkpoint (its snapshot holds the whole
- * model), this one only says where (`checkpoint-<step>` of the same output directory); checkpoints are read
+ * model), this one only says where (the same output directory's directory core's checkpoint format names); checkpoints are read
  * from the files, by every rank.
  */
 export class FollowerCheckpointStore implements CheckpointStore {
@@ -73,7 +79,7 @@ export class FollowerCheckpointStore implements CheckpointStore {
   ) {}
 
   async save(step: number): Promise<string> {
-    return join(this.outputDir, `checkpoint-${step}`);
+    return join(this.outputDir, checkpointDirName(step));
   }
 
   load(path?: string): Promise<Checkpoint> {

@@ -1,4 +1,4 @@
-import { type FlagSpec, LR_SCHEDULE_TYPES, SWITCH_MODES } from '@badam/core';
+import { type FlagSpec, LR_SCHEDULE_TYPES, SWITCH_MODES, TRAINING_DEFAULTS } from '@badam/core';
 import { TFJS_BACKEND_FLAGS } from '@badam/tfjs';
 
 /** The tensor backends a runner can train on. */
@@ -21,7 +21,7 @@ export const RUN_FLAGS = {
   switch_mode: {
     type: 'string',
     choices: [...SWITCH_MODES],
-    default: 'ascending',
+    default: TRAINING_DEFAULTS.switchMode,
     help: 'BAdam: block order',
     aka: 'LLaMA-Factory --badam_switch_mode',
   },
@@ -36,13 +36,13 @@ export const RUN_FLAGS = {
     min: 0,
     exclusiveMin: true,
     max: 1,
-    help: 'sparse: fraction of each parameter updated (default 0.1)',
+    help: `sparse: fraction of each parameter updated (default ${TRAINING_DEFAULTS.ratio.updateRatio})`,
     aka: 'LLaMA-Factory --badam_update_ratio',
   },
   mask_mode: {
     type: 'string',
     choices: ['adjacent', 'scatter'],
-    help: 'sparse: mask layout (default adjacent)',
+    help: `sparse: mask layout (default ${TRAINING_DEFAULTS.ratio.maskMode})`,
     aka: 'LLaMA-Factory --badam_mask_mode',
   },
   per_device_train_batch_size: { type: 'integer', min: 1, default: 4, help: 'micro-batch size' },
@@ -50,7 +50,7 @@ export const RUN_FLAGS = {
   gradient_accumulation_steps: {
     type: 'integer',
     min: 1,
-    default: 1,
+    default: TRAINING_DEFAULTS.gradientAccumulationSteps,
     help: 'micro-batches per optimizer step',
   },
   learning_rate: { type: 'number', min: 0, default: 1e-5, help: 'peak learning rate' },
@@ -65,18 +65,31 @@ export const RUN_FLAGS = {
   weight_decay: {
     type: 'number',
     min: 0,
-    default: 0,
+    default: TRAINING_DEFAULTS.adamw.weightDecay,
     help: 'AdamW decoupled weight decay (not on biases and norms)',
   },
-  adam_beta1: { type: 'number', min: 0, max: 1, default: 0.9, help: "Adam's beta1 (< 1)" },
-  adam_beta2: { type: 'number', min: 0, max: 1, default: 0.999, help: "Adam's beta2 (< 1)" },
+  adam_beta1: {
+    type: 'number',
+    min: 0,
+    max: 1,
+    default: TRAINING_DEFAULTS.adamw.betas[0],
+    help: "Adam's beta1 (< 1)",
+  },
+  adam_beta2: {
+    type: 'number',
+    min: 0,
+    max: 1,
+    default: TRAINING_DEFAULTS.adamw.betas[1],
+    help: "Adam's beta2 (< 1)",
+  },
   adam_epsilon: {
     type: 'number',
     min: 0,
     exclusiveMin: true,
-    default: 1e-8,
+    default: TRAINING_DEFAULTS.adamw.epsilon,
     help: "Adam's epsilon, added to the denominator",
   },
+  // Hugging Face's default, not core's (no clipping): the runners follow LLaMA-Factory's scripts.
   max_grad_norm: { type: 'number', min: 0, default: 1, help: 'global-norm clipping, 0 disables' },
   num_train_epochs: {
     type: 'number',
@@ -159,7 +172,7 @@ export const RUN_FLAGS = {
   seed: {
     type: 'integer',
     min: 0,
-    default: 42,
+    default: TRAINING_DEFAULTS.seed,
     help: "seed of data order, initialisation and BAdam's random order",
   },
   backend: {

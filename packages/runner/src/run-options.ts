@@ -1,6 +1,6 @@
 import { dirname, resolve } from 'node:path';
 import type { FineTuningMethod, FlagSpec, FlagValues, LrScheduleType, SwitchMode } from '@badam/core';
-import { parseFlagsExplicit, UsageError } from '@badam/core';
+import { parseFlagsExplicit, TRAINING_DEFAULTS, UsageError } from '@badam/core';
 import type { TfjsBackendChoice } from '@badam/tfjs';
 import { METHOD_FLAGS } from './method-flags.js';
 import type { RunBackendName, RunFlagName } from './run-flags.js';
@@ -150,9 +150,6 @@ export function resolveRunOptions(
   const k = get('switch_block_every') as number | undefined;
   if (k !== undefined && k !== -1 && k < 1)
     throw new UsageError(`--${flagName(dialect, 'switch_block_every')} must be >= 1 or -1, got ${k}`);
-  const updateRatio = (get('update_ratio') as number | undefined) ?? 0.1;
-  if (!(updateRatio > 0 && updateRatio <= 1))
-    throw new UsageError(`--${flagName(dialect, 'update_ratio')} must be in (0, 1], got ${updateRatio}`);
   const outputDirFlag = get('output_dir') as string | undefined;
   if (outputDirFlag !== undefined && outputDirFlag.trim() === '')
     throw new UsageError(
@@ -185,10 +182,12 @@ export function resolveRunOptions(
     switchBlockEvery: k,
     switchMode: get('switch_mode') as SwitchMode,
     startBlock: get('start_block') as number | undefined,
-    badamVerbose: defaults.badamVerbose ?? 1,
-    updateRatio,
-    maskMode: ((get('mask_mode') as string | undefined) ?? 'adjacent') as RunOptions['maskMode'],
-    loraRank: defaults.loraRank ?? 8,
+    badamVerbose: defaults.badamVerbose ?? TRAINING_DEFAULTS.verbose,
+    // The flags' own checks (parseFlags) ran; unset, the ratio takes core's defaults.
+    updateRatio: (get('update_ratio') as number | undefined) ?? TRAINING_DEFAULTS.ratio.updateRatio,
+    maskMode: ((get('mask_mode') as string | undefined) ??
+      TRAINING_DEFAULTS.ratio.maskMode) as RunOptions['maskMode'],
+    loraRank: defaults.loraRank ?? TRAINING_DEFAULTS.lora.rank,
     batchSize: get('per_device_train_batch_size') as number,
     evalBatchSize: get('per_device_eval_batch_size') as number,
     gradientAccumulationSteps: get('gradient_accumulation_steps') as number,
@@ -198,7 +197,7 @@ export function resolveRunOptions(
     warmupSteps: get('warmup_steps') as number | undefined,
     weightDecay: get('weight_decay') as number,
     adamBetas: betas,
-    adamEpsilon: (get('adam_epsilon') as number | undefined) ?? 1e-8,
+    adamEpsilon: (get('adam_epsilon') as number | undefined) ?? TRAINING_DEFAULTS.adamw.epsilon,
     maxGradNorm: get('max_grad_norm') as number,
     numTrainEpochs: get('num_train_epochs') as number,
     maxSteps: get('max_steps') as number | undefined,

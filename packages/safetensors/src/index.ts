@@ -18,7 +18,9 @@ export {
   TO_SAFETENSORS,
 } from './dtypes.js';
 export { regularFileProblem } from './regular-file.js';
+export { SafetensorsBytes } from './safetensors-bytes.js';
 export { SafetensorsError } from './safetensors-error.js';
-export { MAX_HEADER_BYTES, type SafetensorsEntry, SafetensorsFile } from './safetensors-file.js';
+export { SafetensorsFile } from './safetensors-file.js';
+export { MAX_HEADER_BYTES, type SafetensorsEntry } from './safetensors-header.js';
 export { INDEX_FILE, SafetensorsModel, SINGLE_FILE, writeSafetensorsModel } from './sharded.js';
 export { safetensorsHeader, writeSafetensors } from './write-safetensors.js';

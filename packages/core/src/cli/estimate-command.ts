@@ -9,6 +9,7 @@ import {
 import type { ModelArchitecture } from '../architectures/model-architecture.js';
 import { parametersOf } from '../architectures/parameters-of.js';
 import { parseHfConfig } from '../architectures/parse-hf-config.js';
+import { TRAINING_DEFAULTS } from '../defaults.js';
 import { type DType, parseDType } from '../dtype.js';
 import { BadamOptionError } from '../errors.js';
 import { formatBytes, formatCount, formatGigabytes } from '../format.js';
@@ -40,8 +41,8 @@ BlockOptimizerRatio, from a Hugging Face config.json (Llama, Mistral, Qwen2, RoB
   --batch-size <n>           activations: sequences per micro-batch (default 1)
   --seq-length <n>           activations: tokens per sequence (default 512)
   --no-gradient-checkpointing  activations without per-layer recomputation
-  --lora-rank <r>            LoRA rank (default 8)
-  --update-ratio <x>         BlockOptimizerRatio update ratio (default 0.1)
+  --lora-rank <r>            LoRA rank (default ${TRAINING_DEFAULTS.lora.rank})
+  --update-ratio <x>         BlockOptimizerRatio update ratio (default ${TRAINING_DEFAULTS.ratio.updateRatio})
   --world_size <n>           per rank of n processes sharding the model ZeRO-3 style
                              (badam-llama --nproc_per_node): full Adam and BAdam only
   --device-memory <GiB>      instead: the largest batch per sequence length (or at --seq-length) whose
@@ -105,6 +106,31 @@ function positiveInt(flag: string, text: string | undefined, fallback: number): 
   return value;
 }
 
+/** What the command line asks for. */
+interface EstimateSettings extends Loaded {
+  readonly preset: BlockPartitionPreset;
+  readonly dtype: DType;
+  readonly includeEmbedding: boolean;
+  readonly includeLmHead: boolean;
+  readonly batchSize: number;
+  readonly seqLength: number;
+  readonly checkpointing: boolean;
+  readonly loraRank: number;
+  readonly updateRatio: number;
+  /** Processes the model is sharded over (ZeRO-3 style); the estimates are one rank's. */
+  readonly worldSize: number;
+}
+
+/** The estimates of every method for the settings. */
+interface Estimates {
+  readonly parameters: ReturnType<typeof parametersOf>;
+  readonly partition: BlockPartition;
+  /** Over several processes only full Adam and BAdam are sharded: LoRA and the ratio are left out. */
+  readonly byMethod: Readonly<Record<'adam' | 'badam', MemoryEstimate>> &
+    Partial<Readonly<Record<'lora' | 'ratio', MemoryEstimate>>>;
+  readonly seed: ReturnType<typeof seedMemoryEstimate>;
+}
+
 /**
  * Runs `badam-estimate` with `argv` (without the node and script paths), writing to `out`.
  * @returns the process exit code: 0 on success, 2 for a usage error, 1 for anything else.
@@ -129,143 +155,21 @@ export function runEstimateCommand(argv: readonly string[], out: CommandOutput):
       out.log(`badam-estimate ${pkg.version}`);
       return 0;
     }
-    const { label, architecture } = loadModel(values.config, values.model);
-    const preset = (values.blocks ?? 'layer') as BlockPartitionPreset;
-    if (!BLOCK_PARTITION_PRESETS.includes(preset)) {
-      throw new BadamOptionError('--blocks', values.blocks, `one of ${BLOCK_PARTITION_PRESETS.join(', ')}`);
-    }
-    const dtype: DType =
-      values.dtype !== undefined ? parseDType(values.dtype, '--dtype') : (architecture.dtype ?? 'bfloat16');
-    const batchSize = positiveInt('--batch-size', values['batch-size'], 1);
-    const seqLength = positiveInt('--seq-length', values['seq-length'], 512);
-    const loraRank = positiveInt('--lora-rank', values['lora-rank'], 8);
-    const updateRatio = values['update-ratio'] === undefined ? 0.1 : Number(values['update-ratio']);
-    if (!(updateRatio > 0 && updateRatio <= 1)) {
-      throw new BadamOptionError('--update-ratio', values['update-ratio'], 'a number in (0, 1]');
-    }
-    const checkpointing = !values['no-gradient-checkpointing'];
-    const worldSize = positiveInt('--world_size', values.world_size ?? values['world-size'], 1);
-
-    const parameters = parametersOf(architecture, dtype);
-    const names = parameters.map((p) => p.name);
-    const partition = BlockPartition.create(names, {
-      preset,
-      includeEmbedding: values['include-embedding'] ?? false,
-      includeLmHead: values['include-lm-head'] ?? false,
-    });
-    const blocks = partition.blocks.map((b) => b.trainableNames);
+    const settings = estimateSettings(values);
     if (values['device-memory'] !== undefined) {
       // The step memory model is one process's; a rank of a sharded run holds shards and gathered parts.
-      if (worldSize > 1)
+      if (settings.worldSize > 1)
         throw new BadamOptionError(
           '--world_size',
-          worldSize,
+          settings.worldSize,
           "1 with --device-memory (its step memory model is one process's)",
           'drop --device-memory for the bytes of one rank of a sharded run',
         );
-      out.log(
-        deviceMemoryOutput(values, { architecture, label, dtype, checkpointing, names, blocks, seqLength }),
-      );
+      out.log(deviceMemoryOutput(values, deviceMemoryModel(settings)));
       return 0;
     }
-    const activationBytes = estimateActivationBytes(architecture, {
-      batchSize,
-      seqLength,
-      dtype,
-      gradientCheckpointing: checkpointing,
-    });
-    const common = { parameters, activationBytes };
-    // Over several processes only full Adam and BAdam are sharded: their bytes on one rank (rank 0).
-    const sharded = { ...common, worldSize };
-    const estimates: Partial<Record<'adam' | 'badam' | 'lora' | 'ratio', MemoryEstimate>> = {
-      adam: estimateMemory({ method: 'adam', ...sharded }),
-      badam: estimateMemory({ method: 'badam', blocks, ...sharded }),
-      ...(worldSize === 1
-        ? {
-            lora: estimateMemory({ method: 'lora', loraRank, ...common }),
-            ratio: estimateMemory({ method: 'ratio', updateRatio, ...common }),
-          }
-        : {}),
-    };
-    const m = totalElements(parameters);
-    const d = partition.blocks.length;
-    const seed = seedMemoryEstimate(m, d);
-
-    if (values.json) {
-      out.log(
-        JSON.stringify(
-          {
-            model: label,
-            architecture,
-            dtype,
-            parameters: m,
-            blocks: { preset, count: d, frozen: partition.frozenNames },
-            activations: { batchSize, seqLength, gradientCheckpointing: checkpointing },
-            worldSize,
-            estimates,
-            seed,
-          },
-          null,
-          2,
-        ),
-      );
-      return 0;
-    }
-
-    const row = (name: string, e: MemoryEstimate) => [
-      name,
-      formatCount(e.trainedElements),
-      formatGigabytes(e.weights),
-      formatGigabytes(e.masters),
-      formatGigabytes(e.gradients),
-      formatGigabytes(e.optimizerState),
-      formatGigabytes(e.masters + e.gradients + e.optimizerState),
-      formatGigabytes(e.activations),
-      ...(worldSize > 1 ? [formatGigabytes(e.gathered)] : []),
-      formatGigabytes(e.total),
-    ];
-    const largest = Math.max(
-      ...blocks.map((names) => totalElements(parameters.filter((p) => names.includes(p.name)))),
-    );
-    const lines = [
-      `${label}: ${architecture.family}, ${formatCount(m)} parameters, ${architecture.numLayers} layers, weights ${dtype}`,
-      `BAdam blocks by ${preset}: D = ${d}, largest block ${formatCount(largest)} elements` +
-        (partition.frozenNames.length > 0 ? `; frozen: ${partition.frozenNames.join(', ')}` : ''),
-      `Activations (estimate): batch ${batchSize} x ${seqLength} tokens, gradient checkpointing ${checkpointing ? 'on' : 'off'}`,
-      ...(worldSize > 1
-        ? [
-            `Per rank of ${worldSize} (ZeRO-3 sharded: each rank holds 1/${worldSize} of the weights and of the trained elements' masters, gradients and moments, ` +
-              "plus a micro-batch's whole gradient before it is reduce-scattered and two parts of the model gathered whole); the batch is per rank",
-          ]
-        : []),
-      '',
-      textTable(
-        [
-          'method',
-          'trained',
-          'weights',
-          'masters',
-          'gradients',
-          'optimizer',
-          'training state',
-          'activations',
-          ...(worldSize > 1 ? ['gathered'] : []),
-          'total',
-        ],
-        [
-          row('full Adam', estimates.adam!),
-          row(`BAdam (D = ${d})`, estimates.badam!),
-          ...(estimates.lora ? [row(`LoRA (r = ${loraRank})`, estimates.lora)] : []),
-          ...(estimates.ratio ? [row(`BAdam ratio (${updateRatio})`, estimates.ratio)] : []),
-        ],
-      ),
-      '',
-      `Seed estimate (BAdam paper, 16-bit weights, no activations): BAdam 2M + 16M/D = ${formatBytes(seed.weights)} + ` +
-        `${formatBytes(seed.activeBlock)} = ${formatBytes(seed.badam)}; full Adam 18M = ${formatBytes(seed.adam)}`,
-      'training state = masters + gradients + optimizer (for BAdam: the active block only). GB = 10^9 bytes.',
-      'Estimates for planning; backends report what they really hold.',
-    ];
-    out.log(lines.join('\n'));
+    const estimates = estimateEveryMethod(settings);
+    out.log(values.json ? estimatesJson(settings, estimates) : estimatesText(settings, estimates));
     return 0;
   } catch (error) {
     const message = (error as Error).message;
@@ -276,6 +180,177 @@ export function runEstimateCommand(argv: readonly string[], out: CommandOutput):
     }
     return error instanceof BadamOptionError ? 2 : 1;
   }
+}
+
+/** The command line's values checked, with core's defaults where it gives none. */
+function estimateSettings(values: ReturnType<typeof parse>['values']): EstimateSettings {
+  const { label, architecture } = loadModel(values.config, values.model);
+  const preset = (values.blocks ?? TRAINING_DEFAULTS.partition) as BlockPartitionPreset;
+  if (!BLOCK_PARTITION_PRESETS.includes(preset)) {
+    throw new BadamOptionError('--blocks', values.blocks, `one of ${BLOCK_PARTITION_PRESETS.join(', ')}`);
+  }
+  const updateRatio =
+    values['update-ratio'] === undefined
+      ? TRAINING_DEFAULTS.ratio.updateRatio
+      : Number(values['update-ratio']);
+  if (!(updateRatio > 0 && updateRatio <= 1)) {
+    throw new BadamOptionError('--update-ratio', values['update-ratio'], 'a number in (0, 1]');
+  }
+  return {
+    label,
+    architecture,
+    preset,
+    dtype:
+      values.dtype !== undefined ? parseDType(values.dtype, '--dtype') : (architecture.dtype ?? 'bfloat16'),
+    includeEmbedding: values['include-embedding'] ?? false,
+    includeLmHead: values['include-lm-head'] ?? false,
+    batchSize: positiveInt('--batch-size', values['batch-size'], 1),
+    seqLength: positiveInt('--seq-length', values['seq-length'], 512),
+    checkpointing: !values['no-gradient-checkpointing'],
+    loraRank: positiveInt('--lora-rank', values['lora-rank'], TRAINING_DEFAULTS.lora.rank),
+    updateRatio,
+    worldSize: positiveInt('--world_size', values.world_size ?? values['world-size'], 1),
+  };
+}
+
+/** What `--device-memory` sizes: the settings' model, its parameter names and its blocks. */
+function deviceMemoryModel(settings: EstimateSettings): Parameters<typeof deviceMemoryOutput>[1] {
+  const { architecture, label, dtype, checkpointing, seqLength } = settings;
+  const names = parametersOf(architecture, dtype).map((p) => p.name);
+  const partition = BlockPartition.create(names, {
+    preset: settings.preset,
+    includeEmbedding: settings.includeEmbedding,
+    includeLmHead: settings.includeLmHead,
+  });
+  const blocks = partition.blocks.map((b) => b.trainableNames);
+  return { architecture, label, dtype, checkpointing, names, blocks, seqLength };
+}
+
+/** Full Adam, BAdam, LoRA and the ratio on the settings' model, and the paper's closed form. */
+function estimateEveryMethod(settings: EstimateSettings): Estimates {
+  const { architecture, dtype } = settings;
+  const parameters = parametersOf(architecture, dtype);
+  const partition = BlockPartition.create(
+    parameters.map((p) => p.name),
+    {
+      preset: settings.preset,
+      includeEmbedding: settings.includeEmbedding,
+      includeLmHead: settings.includeLmHead,
+    },
+  );
+  const activationBytes = estimateActivationBytes(architecture, {
+    batchSize: settings.batchSize,
+    seqLength: settings.seqLength,
+    dtype,
+    gradientCheckpointing: settings.checkpointing,
+  });
+  const common = { parameters, activationBytes };
+  const blocks = partition.blocks.map((b) => b.trainableNames);
+  // Over several processes only full Adam and BAdam are sharded: their bytes on one rank (rank 0).
+  const sharded = { ...common, worldSize: settings.worldSize };
+  return {
+    parameters,
+    partition,
+    byMethod: {
+      adam: estimateMemory({ method: 'adam', ...sharded }),
+      badam: estimateMemory({ method: 'badam', blocks, ...sharded }),
+      ...(settings.worldSize === 1
+        ? {
+            lora: estimateMemory({ method: 'lora', loraRank: settings.loraRank, ...common }),
+            ratio: estimateMemory({ method: 'ratio', updateRatio: settings.updateRatio, ...common }),
+          }
+        : {}),
+    },
+    seed: seedMemoryEstimate(totalElements(parameters), partition.blocks.length),
+  };
+}
+
+/** `--json`: the settings and the estimates. */
+function estimatesJson(settings: EstimateSettings, estimates: Estimates): string {
+  const { partition } = estimates;
+  return JSON.stringify(
+    {
+      model: settings.label,
+      architecture: settings.architecture,
+      dtype: settings.dtype,
+      parameters: totalElements(estimates.parameters),
+      blocks: { preset: settings.preset, count: partition.blocks.length, frozen: partition.frozenNames },
+      activations: {
+        batchSize: settings.batchSize,
+        seqLength: settings.seqLength,
+        gradientCheckpointing: settings.checkpointing,
+      },
+      worldSize: settings.worldSize,
+      estimates: estimates.byMethod,
+      seed: estimates.seed,
+    },
+    null,
+    2,
+  );
+}
+
+/** The estimates as a table with the model, the partition and the paper's closed form. */
+function estimatesText(settings: EstimateSettings, estimates: Estimates): string {
+  const { label, architecture, dtype, preset, loraRank, updateRatio, worldSize } = settings;
+  const { parameters, partition, byMethod, seed } = estimates;
+  const m = totalElements(parameters);
+  const d = partition.blocks.length;
+  const row = (name: string, e: MemoryEstimate) => [
+    name,
+    formatCount(e.trainedElements),
+    formatGigabytes(e.weights),
+    formatGigabytes(e.masters),
+    formatGigabytes(e.gradients),
+    formatGigabytes(e.optimizerState),
+    formatGigabytes(e.masters + e.gradients + e.optimizerState),
+    formatGigabytes(e.activations),
+    ...(worldSize > 1 ? [formatGigabytes(e.gathered)] : []),
+    formatGigabytes(e.total),
+  ];
+  const largest = Math.max(
+    ...partition.blocks.map((b) =>
+      totalElements(parameters.filter((p) => b.trainableNames.includes(p.name))),
+    ),
+  );
+  const lines = [
+    `${label}: ${architecture.family}, ${formatCount(m)} parameters, ${architecture.numLayers} layers, weights ${dtype}`,
+    `BAdam blocks by ${preset}: D = ${d}, largest block ${formatCount(largest)} elements` +
+      (partition.frozenNames.length > 0 ? `; frozen: ${partition.frozenNames.join(', ')}` : ''),
+    `Activations (estimate): batch ${settings.batchSize} x ${settings.seqLength} tokens, gradient checkpointing ${settings.checkpointing ? 'on' : 'off'}`,
+    ...(worldSize > 1
+      ? [
+          `Per rank of ${worldSize} (ZeRO-3 sharded: each rank holds 1/${worldSize} of the weights and of the trained elements' masters, gradients and moments, ` +
+            "plus a micro-batch's whole gradient before it is reduce-scattered and two parts of the model gathered whole); the batch is per rank",
+        ]
+      : []),
+    '',
+    textTable(
+      [
+        'method',
+        'trained',
+        'weights',
+        'masters',
+        'gradients',
+        'optimizer',
+        'training state',
+        'activations',
+        ...(worldSize > 1 ? ['gathered'] : []),
+        'total',
+      ],
+      [
+        row('full Adam', byMethod.adam),
+        row(`BAdam (D = ${d})`, byMethod.badam),
+        ...(byMethod.lora ? [row(`LoRA (r = ${loraRank})`, byMethod.lora)] : []),
+        ...(byMethod.ratio ? [row(`BAdam ratio (${updateRatio})`, byMethod.ratio)] : []),
+      ],
+    ),
+    '',
+    `Seed estimate (BAdam paper, 16-bit weights, no activations): BAdam 2M + 16M/D = ${formatBytes(seed.weights)} + ` +
+      `${formatBytes(seed.activeBlock)} = ${formatBytes(seed.badam)}; full Adam 18M = ${formatBytes(seed.adam)}`,
+    'training state = masters + gradients + optimizer (for BAdam: the active block only). GB = 10^9 bytes.',
+    'Estimates for planning; backends report what they really hold.',
+  ];
+  return lines.join('\n');
 }
 
 function parse(argv: readonly string[]) {

@@ -1,4 +1,6 @@
+import { TRAINING_DEFAULTS } from '../defaults.js';
 import { BadamOptionError } from '../errors.js';
+import { clipGradNormOf } from '../optimizer/gradient-accumulation.js';
 import { consoleLog, type LogFn } from '../optimizer/log.js';
 import { resolveOptimizerDescription } from '../optimizer/optimizer-description.js';
 import type { MaskMode, UpdateMaskOptions } from '../optimizer/update-mask-options.js';
@@ -6,7 +8,7 @@ import { type NamedParameterInfo, validateNamedParameters } from '../parameters.
 import { BlockPartition } from '../partition/block-partition.js';
 import { isTrainedByRatio } from '../partition/ratio-trained.js';
 import type { SwitchMode } from '../schedule/block-schedule.js';
-import { suggestSwitchBlockEvery } from '../switch-block-every.js';
+import { suggestSwitchBlockEvery } from '../schedule/suggest-switch-block-every.js';
 import { requireOneOf } from '../validation.js';
 import {
   FINE_TUNING_METHOD_SPECS,
@@ -25,7 +27,7 @@ export interface TrainingSettings {
   readonly method: FineTuningMethod;
   /** Learning rate of the first step (schedules change it later). */
   readonly learningRate: number;
-  /** AdamW's decoupled weight decay (skipped for biases and norms; the ratio has none). Default 0. */
+  /** AdamW's decoupled weight decay (skipped for biases and norms; the ratio has none). Default 0: none. */
   readonly weightDecay?: number;
   /** Adam's beta1 and beta2, for AdamW and the ratio's sparse Adam alike. Default `[0.9, 0.999]`. */
   readonly betas?: readonly [number, number];
@@ -35,7 +37,7 @@ export interface TrainingSettings {
   readonly seed?: number;
   /** Micro-batches per optimizer step. Default 1. */
   readonly gradientAccumulationSteps?: number;
-  /** Clip each update's mean gradient to this global L2 norm. Default: no clipping. */
+  /** Clip each update's mean gradient to this global L2 norm. Absent or 0: no clipping. */
   readonly clipGradNorm?: number;
   /**
    * K: BAdam's optimizer steps per block, the ratio's steps per window. Unset: BAdam takes
@@ -107,7 +109,7 @@ export function planTraining(input: TrainingPlanInput): TrainingPlan {
   const baseOptimizer = resolveOptimizerDescription({
     type: 'adamw',
     learningRate: settings.learningRate,
-    weightDecay: settings.weightDecay ?? 0,
+    ...(settings.weightDecay !== undefined ? { weightDecay: settings.weightDecay } : {}),
     ...(settings.betas !== undefined ? { betas: settings.betas } : {}),
     ...(settings.epsilon !== undefined ? { epsilon: settings.epsilon } : {}),
   }) as TrainingPlan['baseOptimizer'];
@@ -116,16 +118,17 @@ export function planTraining(input: TrainingPlanInput): TrainingPlan {
     label: spec.label,
     parameters,
     baseOptimizer,
-    gradientAccumulationSteps: settings.gradientAccumulationSteps ?? 1,
-    clipGradNorm: settings.clipGradNorm,
-    seed: settings.seed ?? 42,
+    gradientAccumulationSteps:
+      settings.gradientAccumulationSteps ?? TRAINING_DEFAULTS.gradientAccumulationSteps,
+    clipGradNorm: clipGradNormOf(settings.clipGradNorm),
+    seed: settings.seed ?? TRAINING_DEFAULTS.seed,
     logFn,
   };
   const partition = input.partition ?? {};
   const names = parameters.map((p) => p.name);
   if (spec.optimizer === 'ratio') {
     const masks: UpdateMaskOptions = {
-      switchBlockEvery: settings.switchBlockEvery ?? 100,
+      switchBlockEvery: settings.switchBlockEvery ?? TRAINING_DEFAULTS.ratio.switchBlockEvery,
       seed: common.seed,
       includeEmbedding: partition.includeEmbedding ?? false,
       includeLmHead: partition.includeLmHead ?? false,
@@ -135,7 +138,11 @@ export function planTraining(input: TrainingPlanInput): TrainingPlan {
     const trained = names.filter((name) => isTrainedByRatio(name, masks));
     return {
       ...common,
-      optimizer: { kind: 'ratio', masks, verbose: (settings.verbose ?? 1) >= 1 ? 1 : 0 },
+      optimizer: {
+        kind: 'ratio',
+        masks,
+        verbose: (settings.verbose ?? TRAINING_DEFAULTS.verbose) >= 1 ? 1 : 0,
+      },
       partition: { groups: [trained], frozenNames: names.filter((name) => !trained.includes(name)) },
     };
   }
@@ -143,7 +150,7 @@ export function planTraining(input: TrainingPlanInput): TrainingPlan {
     baseOptimizer,
     seed: common.seed,
     gradientAccumulationSteps: common.gradientAccumulationSteps,
-    ...(settings.clipGradNorm !== undefined ? { clipGradNorm: settings.clipGradNorm } : {}),
+    ...(common.clipGradNorm !== undefined ? { clipGradNorm: common.clipGradNorm } : {}),
     logFn,
   };
   let options: PlannedBlockOptimizerOptions;
@@ -159,9 +166,9 @@ export function planTraining(input: TrainingPlanInput): TrainingPlan {
       ...shared,
       ...layout,
       switchBlockEvery: settings.switchBlockEvery ?? defaultK(input, blocks.blocks.length, logFn),
-      switchMode: settings.switchMode ?? 'ascending',
+      switchMode: settings.switchMode ?? TRAINING_DEFAULTS.switchMode,
       ...(settings.startBlock !== undefined ? { startBlock: settings.startBlock } : {}),
-      verbose: settings.verbose ?? 1,
+      verbose: settings.verbose ?? TRAINING_DEFAULTS.verbose,
     };
   } else {
     // Full Adam and LoRA: one block of every parameter, never switching. In LoRA mode only the adapters
@@ -188,7 +195,7 @@ export function planTraining(input: TrainingPlanInput): TrainingPlan {
 
 /** BAdam's K when the settings give none: the caller's number, or core's suggestion with a line saying why. */
 function defaultK(input: TrainingPlanInput, blockCount: number, logFn: LogFn): number {
-  const fallback = input.defaultSwitchBlockEvery ?? 50;
+  const fallback = input.defaultSwitchBlockEvery ?? TRAINING_DEFAULTS.switchBlockEvery;
   if (fallback !== 'suggest') return fallback;
   const { settings } = input;
   if (input.trainExamples === undefined) {
@@ -199,7 +206,9 @@ function defaultK(input: TrainingPlanInput, blockCount: number, logFn: LogFn): n
       'give trainExamples, or a number as defaultSwitchBlockEvery or settings.switchBlockEvery',
     );
   }
-  const effectiveBatchSize = (settings.batchSize ?? 1) * (settings.gradientAccumulationSteps ?? 1);
+  const effectiveBatchSize =
+    (settings.batchSize ?? 1) *
+    (settings.gradientAccumulationSteps ?? TRAINING_DEFAULTS.gradientAccumulationSteps);
   const k = suggestSwitchBlockEvery({
     examples: input.trainExamples,
     effectiveBatchSize,

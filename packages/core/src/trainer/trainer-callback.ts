@@ -1,4 +1,4 @@
-import type { BackendMemoryReport } from '../optimizer/backend.js';
+import type { BackendMemoryReport } from '../optimizer/block-backend.js';
 import type { TrainerState } from './trainer-state.js';
 
 /** Where the run stands, handed to every callback. */

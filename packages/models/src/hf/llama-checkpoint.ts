@@ -51,29 +51,7 @@ export async function loadLlama(directory: string, options: LlamaModelOptions = 
   const weights = await SafetensorsModel.open(directory);
   const model = new LlamaForCausalLM(config, { ...options, skipInitialization: true });
   try {
-    const wanted = new Set<string>();
-    for (const [name, variable] of model.namedParameters) {
-      wanted.add(name);
-      if (!weights.has(name)) {
-        throw new SafetensorsError(
-          directory,
-          `missing tensor ${JSON.stringify(name)}, which config.json's architecture needs`,
-        );
-      }
-      const shape = weights.shapeOf(name);
-      if (shape.join(',') !== variable.shape.join(',')) {
-        throw new SafetensorsError(
-          directory,
-          `tensor ${name} has shape [${shape.join(', ')}], config.json implies [${variable.shape.join(', ')}]`,
-        );
-      }
-      const values = await weights.readFloat32(name);
-      checkFiniteWeight(directory, name, values);
-      tf.tidy(() => variable.assign(tf.tensor(values, variable.shape, 'float32')));
-    }
-    const unusedTensors = weights
-      .names()
-      .filter((n) => !wanted.has(n) && !(config.tieWordEmbeddings && n === 'lm_head.weight'));
+    const { unusedTensors } = await assignLlamaWeights(model, weights, directory);
     return { model, config, unusedTensors };
   } catch (error) {
     model.dispose();
@@ -81,6 +59,56 @@ export async function loadLlama(directory: string, options: LlamaModelOptions = 
   } finally {
     await weights.close();
   }
+}
+
+/** Named tensors to load a model from: a safetensors model on disk, or a file's bytes in memory. */
+export interface LlamaWeightSource {
+  has(name: string): boolean;
+  shapeOf(name: string): readonly number[];
+  readFloat32(name: string): Promise<Float32Array>;
+  names(): string[];
+}
+
+/**
+ * Sets every parameter of `model` from `weights` (fp32, whatever the stored dtype), checking that each is
+ * present, has the model's shape and is finite; `label` (a directory or a URL) names the source in errors.
+ * Returns the tensors the model has no parameter for. Runs in a browser as well: pair it with
+ * `SafetensorsBytes` from @badam/safetensors for a fetched file.
+ *
+ * @example
+ * ```ts
+ * const model = new LlamaForCausalLM(config, { skipInitialization: true });
+ * await assignLlamaWeights(model, SafetensorsBytes.parse(bytes, url), url);
+ * ```
+ */
+export async function assignLlamaWeights(
+  model: LlamaForCausalLM,
+  weights: LlamaWeightSource,
+  label: string,
+): Promise<{ unusedTensors: string[] }> {
+  const wanted = new Set<string>();
+  for (const [name, variable] of model.namedParameters) {
+    wanted.add(name);
+    if (!weights.has(name)) {
+      throw new SafetensorsError(
+        label,
+        `missing tensor ${JSON.stringify(name)}, which config.json's architecture needs`,
+      );
+    }
+    const shape = weights.shapeOf(name);
+    if (shape.join(',') !== variable.shape.join(',')) {
+      throw new SafetensorsError(
+        label,
+        `tensor ${name} has shape [${shape.join(', ')}], config.json implies [${variable.shape.join(', ')}]`,
+      );
+    }
+    const values = await weights.readFloat32(name);
+    checkFiniteWeight(label, name, values);
+    tf.tidy(() => variable.assign(tf.tensor(values, variable.shape, 'float32')));
+  }
+  const tied = model.config.tieWordEmbeddings;
+  const unusedTensors = weights.names().filter((n) => !wanted.has(n) && !(tied && n === 'lm_head.weight'));
+  return { unusedTensors };
 }
 
 /** Options of {@link saveLlama}. */

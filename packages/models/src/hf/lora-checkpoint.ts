@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BadamOptionError } from '@badam/core';
+import { BadamOptionError, isLoraParameter } from '@badam/core';
 import { SafetensorsError, SafetensorsFile } from '@badam/safetensors';
 import * as tf from '@tensorflow/tfjs-core';
 import { LLAMA_LORA_TARGETS, type LlamaForCausalLM } from '../llama/llama-model.js';
@@ -134,7 +134,7 @@ export async function loadLoraAdapter(
     });
     const wanted = new Set<string>();
     for (const [name, variable] of model.namedParameters) {
-      if (!name.includes('lora_')) continue;
+      if (!isLoraParameter(name)) continue;
       const stored = peftName(name);
       wanted.add(stored);
       if (!names.includes(stored))
