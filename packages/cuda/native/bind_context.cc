@@ -7,13 +7,15 @@ namespace {
 // --- contexts -------------------------------------------------------------------------------------------
 
 napi_value create_context(napi_env env, napi_callback_info info) {
-  auto argv = args_of(env, info, 2);
+  auto argv = args_of(env, info, 3);
   const std::string kind = string(env, argv[0], "device kind");
   const int ordinal = static_cast<int>(count(env, argv[1], "device ordinal"));
+  const std::string instruction_set = string(env, argv[2], "instruction set");
   auto ctx = std::make_shared<Context>();
   if (kind == "cuda") ctx->device = make_cuda_device(ordinal);
   else if (kind == "cpu") ctx->device = make_cpu_device();
-  else throw JsError("device kind must be cuda or cpu, got " + kind);
+  else if (kind == "cpu-engine") ctx->device = make_cpu_engine_device(instruction_set);
+  else throw JsError("device kind must be cuda, cpu or cpu-engine, got " + kind);
   Device* device = ctx->device.get();
   ctx->allocator = std::make_unique<CachingAllocator>([device](size_t n) { return device->raw_alloc(n); },
                                                       [device](void* p) { device->raw_free(p); });

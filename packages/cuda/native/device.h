@@ -1,7 +1,7 @@
-// A device runs BAdam's kernels on memory it owns. Two implementations share this interface: the CUDA
-// device (cuda_device.cu, compiled only when nvcc is found) and the CPU device, which runs the reference
-// kernels on host memory — the oracle in CI, and a working backend on any machine — with GEMMs by
-// @badam/native's SGEMM (BADAM_CPU_GEMM=reference: the reference loop).
+// A device runs BAdam's kernels on memory it owns. Three implementations share this interface: the CUDA
+// device (cuda_device.cu, compiled only when nvcc is found); the CPU device, which runs the reference
+// kernels on host memory — the oracle in CI — with GEMMs by @badam/native's SGEMM (BADAM_CPU_GEMM=reference:
+// the reference loop); and the CPU engine (cpu_engine/), the fast CPU implementation checked against it.
 #pragma once
 
 #include <cstddef>
@@ -90,6 +90,13 @@ class Device {
 
 /** The CPU device: host memory and the reference kernels. */
 std::unique_ptr<Device> make_cpu_device();
+
+/**
+ * The CPU engine (cpu_engine/): host memory, tiled multithreaded kernels on one thread pool, AVX-512 and
+ * AVX512_BF16 GEMMs where the CPU has them. `instruction_set` is "auto" (the best this CPU runs) or a lower
+ * level ("generic", "avx2", "avx512", "avx512-bf16"); throws std::invalid_argument for a level the CPU lacks.
+ */
+std::unique_ptr<Device> make_cpu_engine_device(const std::string& instruction_set);
 
 /** Whether this build has the CUDA device compiled in. */
 bool cuda_compiled();

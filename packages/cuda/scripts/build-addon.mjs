@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:f
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cudaHostSources, cudaSources, hostSources } from './addon-sources.mjs';
+import { cudaHostSources, cudaSources, engineSources, hostSources } from './addon-sources.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const src = join(root, 'native');
@@ -57,6 +57,20 @@ const common = [
 // @badam/native's SGEMM, as packages/native/scripts/build-addon.mjs compiles it.
 const sgemmSource = join(nativeSrc, 'gemm.cc');
 const sgemmFlags = ['-std=c++17', '-O3', '-fPIC', '-pthread', '-fvisibility=hidden'];
+// The CPU engine: -O3 (its portable kernels rely on the compiler's vectoriser), no -march (AVX-512 code is in
+// functions and files that say so, run only on CPUs that have it), and no multiply-add contracted where the
+// source has a multiply and an add (g++ contracts by default where FMA exists: the AVX-512 AdamW would then
+// round differently from its reference, which it matches bit for bit).
+const engineFlags = [...common.map((f) => (f === '-O2' ? '-O3' : f)), '-pthread', '-ffp-contract=off'];
+
+/** The CPU engine's objects, one per source (build/obj/cpu_engine_*.o). */
+function buildEngine() {
+  return engineSources.map((file) => {
+    const o = join(obj, `${file.replace('/', '_')}.o`);
+    run(cxx, [...engineFlags, '-c', join(src, file), '-o', o]);
+    return o;
+  });
+}
 
 function findCuda() {
   if (process.env.BADAM_CUDA === '0') return { reason: 'BADAM_CUDA=0 asked for a CPU-only build' };
@@ -85,7 +99,7 @@ function buildCuda({ home, nvcc }) {
   }
   const sgemmObject = join(obj, 'native_gemm.cc.o');
   run(cxx, [...sgemmFlags, '-c', sgemmSource, '-o', sgemmObject]);
-  objects.push(sgemmObject);
+  objects.push(sgemmObject, ...buildEngine());
   const gencode = ['80', '90'].flatMap((sm) => ['-gencode', `arch=compute_${sm},code=sm_${sm}`]);
   for (const file of cudaSources) {
     const cuObject = join(obj, file.replace(/\.cu$/, '.o'));
@@ -127,6 +141,7 @@ function buildCpu() {
     '-pthread',
     ...hostSources.map((f) => join(src, f)),
     sgemmObject,
+    ...buildEngine(),
     '-o',
     partial,
   ]);
