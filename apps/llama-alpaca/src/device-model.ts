@@ -23,7 +23,7 @@ export function deviceDtype(options: Pick<TrainOptions, 'bf16'>): 'bfloat16' | '
 }
 
 /**
- * Builds the run's Llama on the device of `--cuda_device`, never as a tfjs model (an 8B model does not fit in
+ * Builds the run's Llama on its device (`--backend cpu`: the CPU engine; `--backend cuda`: `--cuda_device`), never as a tfjs model (an 8B model does not fit in
  * host fp32): from `--model_name_or_path` (Hugging Face folder, single or sharded safetensors), or the
  * built-in tiny Llama initialised as on tfjs from `--seed` (or, with `builtinStart`, its weights from that folder,
  * e.g. the shipped pretrained start). `beforeWeights` runs once the config is known
@@ -91,7 +91,7 @@ export function deviceLlamaRunnerModel(
     partition: { includeEmbedding: options.includeEmbedding, includeLmHead: options.includeLmHead },
     addLora: () => {
       throw new UsageError(
-        '--finetuning_type lora does not run on --backend cuda yet: use block or full there, or --backend tfjs',
+        `--finetuning_type lora does not run on --backend ${options.backend} yet: use block or full there, or --backend tfjs`,
       );
     },
     parameters: () =>

@@ -29,10 +29,12 @@ import {
 } from '@badam/models';
 import {
   fineTune,
+  isDeviceBackend,
   prepareRunBackend,
   prepareRunOutputDir,
   type RunnerModel,
   type RunSettings,
+  resolveAutoBackend,
   writeRunResults,
 } from '@badam/runner';
 import { writeFileAtomic } from '@badam/safetensors';
@@ -53,7 +55,7 @@ export interface TrainRunResult {
   readonly metrics: Record<string, number | string>;
   /** The trained model on tfjs (`--backend tfjs`). */
   readonly model: LlamaForCausalLM | undefined;
-  /** The trained model on @badam/cuda's device (`--backend cuda`); the caller disposes it. */
+  /** The trained model on @badam/cuda's device (`--backend cuda|cpu`); the caller disposes it. */
   readonly deviceModel: DeviceLlama | undefined;
   readonly tokenizer: Tokenizer;
   readonly template: ChatTemplate;
@@ -66,7 +68,7 @@ export interface TrainRunResult {
 /** Inputs given in code instead of files (the embedded default, tests). */
 export interface RunInputs {
   model?: LlamaForCausalLM;
-  /** The model on the device, for `--backend cuda` (with `tokenizer`); stays the caller's. */
+  /** The model on the device, for `--backend cuda|cpu` (with `tokenizer`); stays the caller's. */
   deviceModel?: Pick<DeviceRunModel, 'model' | 'device' | 'config'>;
   tokenizer?: Tokenizer;
   template?: string;
@@ -83,9 +85,17 @@ export interface RunInputs {
 
 /**
  * Gets the run's tensor backend ready (`--backend`; on tfjs `--tfjs_backend` and @badam/native's matrix
- * multiply) before any work is done. Returns a label such as `tfjs wasm + native avx512 x2`.
+ * multiply) before any work is done. `--backend auto` (the default) is settled first and the choice said:
+ * a GPU, else the CPU engine, else (for methods only tfjs trains, or `tfjsOnly`: why this run needs tfjs)
+ * tfjs. Returns a label such as `tfjs wasm + native avx512 x2` or `cpu engine avx512-bf16 x2`.
  */
-export async function prepareBackend(options: TrainOptions, io: RunIO): Promise<string> {
+export async function prepareBackend(options: TrainOptions, io: RunIO, tfjsOnly?: string): Promise<string> {
+  const picked = await resolveAutoBackend(
+    options,
+    { kind: 'Llama', cuda: true },
+    tfjsOnly ?? (options.doPredict ? '--do_predict generates with TensorFlow.js' : undefined),
+  );
+  if (picked !== undefined) io.log(`badam-llama: ${picked}`);
   const label = await prepareRunBackend(
     options.backend,
     options,
@@ -248,9 +258,9 @@ async function trainLoaded(
           batchSize: options.batchSize,
           seqLength: longest + ((padTo - (longest % padTo)) % padTo),
           // tfjs computes in fp32 with a [t, t] score matrix; the device in the weights' dtype, flash style.
-          dtype: options.backend === 'cuda' && options.bf16 ? 'bfloat16' : 'float32',
+          dtype: isDeviceBackend(options.backend) && options.bf16 ? 'bfloat16' : 'float32',
           gradientCheckpointing: options.gradientCheckpointing,
-          attention: options.backend === 'cuda' ? 'flash' : 'eager',
+          attention: isDeviceBackend(options.backend) ? 'flash' : 'eager',
         },
       ),
     backendLabel,
@@ -323,16 +333,16 @@ interface RunModel {
   readonly runner: RunnerModel<PaddedBatch>;
   /** The tfjs model (`--backend tfjs`). */
   readonly model?: LlamaForCausalLM;
-  /** The model on the device (`--backend cuda`). */
+  /** The model on the device (`--backend cuda|cpu`). */
   readonly deviceModel?: Pick<DeviceRunModel, 'model' | 'device'>;
 }
 
 /**
- * The run's model: given in `inputs`, or loaded (built) as the options say; on `--backend cuda` on the
+ * The run's model: given in `inputs`, or loaded (built) as the options say; on `--backend cuda|cpu` on the
  * device only, with `--cutoff_len` checked before its weights are read.
  */
 async function loadRunModel(options: TrainOptions, io: RunIO, inputs: RunInputs): Promise<RunModel> {
-  if (options.backend === 'cuda') {
+  if (isDeviceBackend(options.backend)) {
     const given = inputs.deviceModel !== undefined && inputs.tokenizer !== undefined;
     const device = given
       ? { ...inputs.deviceModel!, tokenizer: inputs.tokenizer!, builtin: false }

@@ -2,7 +2,7 @@ import { type FlagSpec, type FlagValues, UsageError } from '@badam/core';
 import { CHAT_TEMPLATES } from '@badam/data';
 import { LLAMA_LORA_TARGETS } from '@badam/models';
 import type { FineTuningMethod, RunnerDialect, RunOptions } from '@badam/runner';
-import { FINE_TUNING_METHODS, resolveRunOptions, runnerFlags } from '@badam/runner';
+import { FINE_TUNING_METHODS, isDeviceBackend, resolveRunOptions, runnerFlags } from '@badam/runner';
 import { LLAMA_FACTORY_FLAGS } from './llama-factory-flags.js';
 import { refuseHubId } from './model-path.js';
 
@@ -96,6 +96,8 @@ export const TRAIN_FLAGS: Readonly<Record<string, FlagSpec>> = {
     help: 'generation: nucleus sampling',
   },
   ...runnerFlags({
+    // The fastest backend that trains the run: a GPU, else the CPU engine, else tfjs (said at the start).
+    defaults: { backend: 'auto' },
     help: {
       switch_block_every:
         'BAdam / sparse: optimizer steps per block, -1 never switches (default: min(max(n/(B*D), 50), 100))',
@@ -165,9 +167,9 @@ export function resolveTrainOptions(v: FlagValues): TrainOptions {
   if (v.do_predict === true && v.val_size === 0) {
     throw new UsageError('--do_predict generates answers for the validation set: set --val_size (e.g. 0.1)');
   }
-  if (v.do_predict === true && shared.backend === 'cuda') {
+  if (v.do_predict === true && isDeviceBackend(shared.backend)) {
     throw new UsageError(
-      '--do_predict generates with TensorFlow.js, and --backend cuda keeps the model on the device only (an 8B model does not fit in host fp32): train without --do_predict, then run badam-llama chat on the saved model (or train with --backend tfjs)',
+      `--do_predict generates with TensorFlow.js, and --backend ${shared.backend} keeps the model on the device only (an 8B model does not fit in host fp32): train without --do_predict, then run badam-llama chat on the saved model (or train with --backend tfjs)`,
     );
   }
   if (v.stage === 'pt' && v.template !== undefined) {
