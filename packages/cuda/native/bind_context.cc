@@ -170,6 +170,20 @@ napi_value tensor_fill(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+// fillNormal(tensor, mean, std, seed): the counter-based normal samples of random_normal.h (seed a safe integer)
+napi_value tensor_fill_normal(napi_env env, napi_callback_info info) {
+  auto argv = args_of(env, info, 4);
+  Tensor* t = tensor(env, argv[0], "tensor");
+  if (t->dtype == DType::I32) throw JsError("fillNormal: an int32 tensor takes no normal samples; use a float dtype");
+  const double mean = number(env, argv[1], "mean"), std = number(env, argv[2], "std");
+  const double seed = number(env, argv[3], "seed");
+  if (!(seed >= 0 && seed <= 9007199254740991.0 && seed == static_cast<double>(static_cast<uint64_t>(seed))))
+    throw JsError("fillNormal: seed must be an integer in [0, 2^53)");
+  t->ctx->device->fill_normal(t->ptr, t->dtype, t->numel, static_cast<float>(mean), static_cast<float>(std),
+                              static_cast<uint64_t>(seed));
+  return undefined(env);
+}
+
 napi_value tensor_copy(napi_env env, napi_callback_info info) {
   auto argv = args_of(env, info, 2);
   Tensor* dst = tensor(env, argv[0], "destination");
@@ -208,6 +222,7 @@ void add_context_bindings(std::vector<Binding>& out) {
       {"tensorWrite", guarded<tensor_write>},
       {"tensorRead", guarded<tensor_read>},
       {"tensorFill", guarded<tensor_fill>},
+      {"tensorFillNormal", guarded<tensor_fill_normal>},
       {"tensorCopy", guarded<tensor_copy>},
       {"buildInfo", guarded<build_info>},
   });

@@ -43,6 +43,11 @@ class Device {
   virtual void download(void* host, const void* src, size_t bytes) = 0;
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;
   virtual void fill(void* dst, DType dtype, size_t n, float value) = 0;
+  /**
+   * dst[i] = mean + std * normal_sample(seed, i) (random_normal.h), rounded to dtype. The default draws on the
+   * host in chunks and uploads them; a device may override it with the same samples made faster.
+   */
+  virtual void fill_normal(void* dst, DType dtype, size_t n, float mean, float std, uint64_t seed);
   virtual void synchronize() = 0;
 
   virtual void gemm(const void* a, const void* b, void* c, DType ab, DType cdt, int m, int n, int k, bool trans_a,

@@ -11,6 +11,7 @@ export const hostSources = [
   'reference.cc',
   'llama_reference.cc',
   'cpu_device.cc',
+  'device_random.cc',
 ];
 
 /**

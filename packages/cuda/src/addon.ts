@@ -87,6 +87,7 @@ export interface CudaAddon {
   tensorWrite(t: Handle, values: Float32Array | Uint16Array | Int32Array | Uint8Array): void;
   tensorRead(t: Handle, raw: boolean): Float32Array | Uint16Array | Int32Array;
   tensorFill(t: Handle, value: number): void;
+  tensorFillNormal(t: Handle, mean: number, std: number, seed: number): void;
   tensorCopy(dst: Handle, src: Handle): void;
   gemm(
     a: Handle,

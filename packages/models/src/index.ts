@@ -35,6 +35,11 @@ export {
   saveLlama,
   saveLoraAdapter,
 } from './hf/llama-checkpoint.js';
+export {
+  SHIPPED_LLAMA_CONFIGS,
+  type ShippedLlamaName,
+  shippedLlamaConfig,
+} from './hf/shipped-llama-configs.js';
 export { causalLmTask, type PaddedTokenBatch } from './llama/causal-lm-task.js';
 export {
   type CausalLmBatch,

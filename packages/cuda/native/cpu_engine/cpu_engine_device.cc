@@ -4,11 +4,13 @@
 // vdpbf16ps where the CPU has AVX512_BF16. The reference device stays the simple oracle: tests check every
 // engine op against it (test/cpu-engine.test.ts), on each instruction set this CPU runs.
 #include "../device.h"
+#include "../random_normal.h"
 
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine_gemm.h"
 #include "isa.h"
@@ -38,6 +40,15 @@ class CpuEngineDevice final : public Device {
   void download(void* host, const void* src, size_t bytes) override { std::memcpy(host, src, bytes); }
   void copy(void* dst, const void* src, size_t bytes) override { std::memmove(dst, src, bytes); }
   void fill(void* dst, DType dtype, size_t n, float value) override { k_.fill(dst, dtype, n, value); }
+  // The base class's samples (random_normal.h), drawn on all threads.
+  void fill_normal(void* dst, DType dtype, size_t n, float mean, float std, uint64_t seed) override {
+    engine::parallel_range(static_cast<int64_t>(n), 4096, [&](int64_t begin, int64_t end) {
+      std::vector<float> values(static_cast<size_t>(end - begin));
+      normal_samples(seed, static_cast<uint64_t>(begin), static_cast<uint64_t>(end), mean, std, values.data());
+      k_.cast(values.data(), DType::F32, static_cast<char*>(dst) + static_cast<size_t>(begin) * dtype_size(dtype), dtype,
+              values.size());
+    });
+  }
   void synchronize() override {}
 
   void gemm(const void* a, const void* b, void* c, DType ab, DType cdt, int m, int n, int k, bool trans_a, bool trans_b,

@@ -83,6 +83,32 @@ export function initialLlamaWeights(
   }
 }
 
+/**
+ * Hugging Face's initialisation drawn on the device: matrices normal(0, std) (parameter k: stream
+ * `seed * 2^16 + k`), biases 0, norms 1. Nothing is drawn on the host.
+ */
+export function randomLlamaWeights(
+  device: Device,
+  config: LlamaConfig,
+  dtype: DeviceLlamaDType,
+  seed: number,
+  std: number,
+): Map<string, DeviceTensor> {
+  const weights = new Map<string, DeviceTensor>();
+  try {
+    for (const [k, spec] of llamaParameterSpecs(config).entries()) {
+      const t = device.empty(spec.shape, dtype, 'weights');
+      weights.set(spec.name, t);
+      if (spec.init === 'normal') t.fillNormal(0, std, seed * 2 ** 16 + k);
+      else t.fill(spec.init === 'ones' ? 1 : 0);
+    }
+    return weights;
+  } catch (error) {
+    for (const t of weights.values()) t.free();
+    throw error;
+  }
+}
+
 /** Every parameter of `config` from `arrays` (extra names ignored), converted to `dtype` on the device. */
 export function llamaWeightsFromArrays(
   device: Device,
