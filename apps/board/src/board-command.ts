@@ -2,17 +2,25 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { UsageError } from '@badam/core';
 import { type Board, DEFAULT_BOARD_PORT, startBoard } from './board-server.js';
+import { isLoopbackHost } from './loopback.js';
+
+/** What the page says when the process that started a `--stdin` board ends. */
+export const PARENT_ENDED =
+  'the process that started this board has ended (its training is over): the charts show the final state';
 
 /** The command line's help. */
 export const BOARD_USAGE = `Usage: badam-board OUTPUT_DIR... [--port ${DEFAULT_BOARD_PORT}] [--host 127.0.0.1]
 
 Serves a page that shows BAdam runs live from their trainer_log.jsonl and results files: loss (raw and
 smoothed) and eval loss, learning rate, gradient norm, tokens/s, memory by kind and the block timeline.
-Several directories overlay; a directory without a log shows each run one level down (badam-llama compare).
+Several directories overlay; runs are found at any depth below a directory (badam-llama compare's
+<method>/seed-<n>), grouped by method. Only training outputs are served: trainer_log.jsonl, *_results.json
+and *.png in each run directory, and a comparison's compare_table.md, compare_results.json and plot.
 /finetune fine-tunes a tiny Llama with BAdam inside the page.
 
   --port <n>     port to listen on; 0 picks a free one (default ${DEFAULT_BOARD_PORT})
-  --host <addr>  address to bind (default 127.0.0.1: this machine only)
+  --host <addr>  address to bind (default 127.0.0.1: this machine only; any 127.x.x.x, ::1 or
+                 localhost is too, and other addresses let other machines read the runs' outputs)
   --stdin        also show the run directories named on standard input, one "watch DIR" line each, as
                  they come; the board stops when standard input closes (the runners' --board starts
                  the board this way)
@@ -78,7 +86,7 @@ export async function runBoardCommand(
     io.log(BOARD_USAGE);
     return undefined;
   }
-  if (options.host !== '127.0.0.1' && options.host !== 'localhost' && options.host !== '::1') {
+  if (!isLoopbackHost(options.host)) {
     io.warn(
       `badam-board: binding ${options.host}: other machines can read these runs' logs and results (use the default 127.0.0.1 to keep them local)`,
     );
@@ -94,7 +102,7 @@ export async function runBoardCommand(
   if (options.stdin && input !== undefined) {
     const lines = createInterface({ input });
     // The process that started the board owns it: when its end of the pipe closes, the board stops.
-    lines.on('close', () => void board.close().then(onStdinClosed));
+    lines.on('close', () => void board.close(PARENT_ENDED).then(onStdinClosed));
     lines.on('line', (line) => {
       const match = /^watch (.+)$/.exec(line.trim());
       if (match === null) {

@@ -1,15 +1,24 @@
-import { readFile } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { basename, dirname, extname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type BoardRun, findRuns } from './board-runs.js';
-import { PathRefusedError, resolveInside } from './path-inside.js';
+import { boardRequestHandler } from './board-routes.js';
+import {
+  type BoardComparison,
+  type BoardRun,
+  comparisonCellOf,
+  type DiscoveryLimits,
+  describeRuns,
+  discoverRuns,
+} from './board-runs.js';
+import { type ComparisonEvent, ComparisonFeed } from './comparison-feed.js';
+import { EventStreams, type StreamSource } from './event-streams.js';
+import { isLoopbackHost } from './loopback.js';
 import { RunFeed, type RunFeedEvent } from './run-feed.js';
 
 /** Options of {@link startBoard}. */
 export interface BoardOptions {
-  /** Output directories of runs (or parents of runs, as `badam-llama compare` writes them). */
+  /** Output directories of runs, or directories above them (a comparison's): runs are found at any depth. */
   readonly dirs: readonly string[];
   /** Port; 0 picks a free one. Default 6007. */
   readonly port?: number;
@@ -19,59 +28,50 @@ export interface BoardOptions {
   readonly webRoot?: string;
   /** Where warnings go. Default stderr. */
   readonly warn?: (message: string) => void;
+  /** How far to look for runs below each directory. */
+  readonly limits?: DiscoveryLimits;
+  /** The log's safety timer, in ms (tests shorten it). Default 1000. */
+  readonly safetyIntervalMs?: number;
 }
 
 /** A running board. */
 export interface Board {
   /** The page's address, e.g. `http://127.0.0.1:6007/`. */
   readonly url: string;
-  /** The runs shown, in order (ids are positions). */
+  /** The runs shown, in order (ids are positions); names may grow when a run with the same name joins. */
   readonly runs: readonly BoardRun[];
+  /** The comparisons shown (their tables and plots), in order. */
+  readonly comparisons: readonly BoardComparison[];
   /**
    * Adds a run directory as it is (no search below it; its log may not exist yet), and tells every open
    * page. The runners' `--board` adds each run's directory as it starts. Resolves with the run; a directory
    * already shown resolves with its run.
    */
   addRun(dir: string): Promise<BoardRun>;
-  /** Stops the server and every file watcher. */
-  close(): Promise<void>;
+  /**
+   * Stops the server and every file watcher. Open pages are told first, with `reason` (default: the board
+   * was stopped), and keep the charts as they are: a final state, not a page waiting to reconnect.
+   */
+  close(reason?: string): Promise<void>;
 }
 
-/** The event that names the runs (first on every stream, again when a run is added). */
+/** The event that names the runs and comparisons (first on every stream, again when a run is added). */
 interface RunsEvent {
   readonly type: 'runs';
-  readonly runs: ReadonlyArray<{ id: number; name: string; dir: string }>;
+  readonly runs: readonly BoardRun[];
+  readonly comparisons: readonly BoardComparison[];
 }
 
-/** `name`, or `parent/name` when another run already has that name. */
-function uniqueName(name: string, dir: string, runs: readonly BoardRun[]): string {
-  return runs.some((r) => r.name === name) ? `${basename(dirname(dir))}/${name}` : name;
+/** The last event of every stream when the board stops. */
+interface ClosedEvent {
+  readonly type: 'closed';
+  readonly message: string;
 }
 
-/** Host headers a board bound to loopback accepts. */
-const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/i;
+type BoardEvent = RunFeedEvent | ComparisonEvent | RunsEvent | ClosedEvent;
 
 /** The board's default port (TensorBoard's is 6006). */
 export const DEFAULT_BOARD_PORT = 6007;
-
-const CONTENT_TYPES: Readonly<Record<string, string>> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.json': 'application/json; charset=utf-8',
-  '.jsonl': 'text/plain; charset=utf-8',
-  '.map': 'application/json; charset=utf-8',
-  '.wasm': 'application/wasm',
-  '.png': 'image/png',
-  '.txt': 'text/plain; charset=utf-8',
-};
-
-const PAGES: Readonly<Record<string, string>> = {
-  '/': 'board.html',
-  '/index.html': 'board.html',
-  '/finetune': 'finetune.html',
-  '/finetune/': 'finetune.html',
-};
 
 function defaultWebRoot(): string {
   // Built: dist/src/board-server.js -> dist/web. From source (tests): src/board-server.ts -> dist/web.
@@ -79,31 +79,28 @@ function defaultWebRoot(): string {
   return basename(dirname(here)) === 'dist' ? join(here, '..', 'web') : join(here, '..', 'dist', 'web');
 }
 
-function send(
-  response: ServerResponse,
-  status: number,
-  body: string,
-  type = 'text/plain; charset=utf-8',
-): void {
-  response.writeHead(status, { 'content-type': type });
-  response.end(body);
-}
-
-async function sendFile(response: ServerResponse, path: string): Promise<void> {
-  const body = await readFile(path);
-  response.writeHead(200, {
-    'content-type': CONTENT_TYPES[extname(path)] ?? 'application/octet-stream',
-    'cache-control': 'no-cache',
+/** Listens, or says why not in words that name the fix (a busy port, an address this machine lacks). */
+async function listen(server: Server, port: number, host: string): Promise<void> {
+  await new Promise<void>((done, fail) => {
+    server.once('error', (error: NodeJS.ErrnoException) => {
+      const hints: Record<string, string> = {
+        EADDRINUSE: `port ${port} is in use: pass --port <another>, or --port 0 for any free port`,
+        EACCES: `port ${port} needs privileges: pass --port 1024 or above, or --port 0 for any free port`,
+        EADDRNOTAVAIL: `${host} is not an address of this machine: pass --host 127.0.0.1 (or another address it has)`,
+      };
+      fail(new Error(hints[error.code ?? ''] ?? `cannot listen on ${host}:${port}: ${error.message}`));
+    });
+    server.listen(port, host, () => done());
   });
-  response.end(body);
 }
 
 /**
- * Serves the board: the pages, the runs' live data as server-sent events, and the files inside the runs'
- * directories (and nothing else: a path outside them, with `..` or encoded, is refused with 403). Binds
- * to 127.0.0.1 unless `host` says otherwise, and then answers only requests addressed to a loopback name
- * (a page elsewhere cannot reach it by DNS rebinding). Every response is cross-origin isolated, so the fine-tune
- * page's wasm backend may use threads.
+ * Serves the board: the pages, the runs' live data as server-sent events, and the runs' training outputs
+ * (trainer_log.jsonl, *_results.json and *.png in each run's directory; a comparison's table, results and
+ * plot) and nothing else: any other file, a path that leads outside (`..`, encoded or through a link), a
+ * named pipe, is refused. Binds to 127.0.0.1 unless `host` says otherwise, and on a loopback address answers
+ * only requests addressed to a loopback name (a page elsewhere cannot reach it by DNS rebinding). Every
+ * response is cross-origin isolated, so the fine-tune page's wasm backend may use threads.
  *
  * @example
  * ```ts
@@ -115,140 +112,92 @@ async function sendFile(response: ServerResponse, path: string): Promise<void> {
  */
 export async function startBoard(options: BoardOptions): Promise<Board> {
   const warn = options.warn ?? ((m: string) => console.error(m));
-  const runs: BoardRun[] = await findRuns(options.dirs);
+  const discovered = await discoverRuns(options.dirs, options.limits);
+  for (const note of discovered.notes) warn(`badam-board: ${note}`);
+  const runDirs = [...discovered.runs];
+  const comparisonDirs = [...discovered.comparisons];
+  const runs: BoardRun[] = describeRuns(runDirs, comparisonDirs);
+  const comparisons: BoardComparison[] = [];
   const webRoot = options.webRoot ?? defaultWebRoot();
-  const feeds = runs.map((run) => new RunFeed(run, warn));
-  await Promise.all(feeds.map((feed) => feed.start()));
-  const streams = new Set<ServerResponse>();
-  /** Each open page's writer, to tell it about runs added later. */
-  const writers = new Map<ServerResponse, (event: RunFeedEvent | RunsEvent) => void>();
-  const unsubscribers = new Map<ServerResponse, Array<() => void>>();
-  const runsEvent = (): RunsEvent => ({
-    type: 'runs',
-    runs: runs.map(({ id, name, dir }) => ({ id, name, dir })),
-  });
-
-  const events = (request: IncomingMessage, response: ServerResponse) => {
-    response.writeHead(200, {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache',
-      connection: 'keep-alive',
-    });
-    streams.add(response);
-    const write = (event: RunFeedEvent | RunsEvent) =>
-      response.write(`event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
-    writers.set(response, write);
-    write(runsEvent());
-    const unsubscribe = feeds.map((feed) => feed.subscribe(write));
-    unsubscribers.set(response, unsubscribe);
-    // A comment every 15 s keeps proxies and idle timeouts from closing a quiet stream.
-    const keepAlive = setInterval(() => response.write(': keep-alive\n\n'), 15_000);
-    request.on('close', () => {
-      clearInterval(keepAlive);
-      for (const u of unsubscribers.get(response) ?? []) u();
-      streams.delete(response);
-      writers.delete(response);
-      unsubscribers.delete(response);
-    });
+  const feedOptions = {
+    warn,
+    ...(options.safetyIntervalMs ? { safetyIntervalMs: options.safetyIntervalMs } : {}),
   };
-
-  const handle = async (request: IncomingMessage, response: ServerResponse) => {
-    response.setHeader('cross-origin-opener-policy', 'same-origin');
-    response.setHeader('cross-origin-embedder-policy', 'require-corp');
-    response.setHeader('x-content-type-options', 'nosniff');
-    if (loopback && !LOOPBACK_HOST.test(request.headers.host ?? '')) {
-      // DNS rebinding: a web page elsewhere that points its own name at 127.0.0.1 would reach the board
-      // with that name in Host. A board on loopback answers only to loopback names.
-      send(
-        response,
-        403,
-        `refused Host ${JSON.stringify(request.headers.host ?? '')}: this board answers to 127.0.0.1, localhost and [::1]`,
-      );
-      return;
-    }
-    if (request.method !== 'GET' && request.method !== 'HEAD') {
-      send(response, 405, `${request.method} is not served: the board only reads`);
-      return;
-    }
-    // The raw path, not a URL parser's normalised one: `..` must be seen to be refused.
-    const path = (request.url ?? '/').split(/[?#]/)[0]!;
-    try {
-      const page = PAGES[path];
-      if (page !== undefined) return await sendFile(response, join(webRoot, page));
-      if (path === '/api/events') return events(request, response);
-      if (path === '/favicon.ico') return send(response, 204, '');
-      if (path === '/api/runs') {
-        return send(
-          response,
-          200,
-          JSON.stringify(runs.map(({ id, name, dir }) => ({ id, name, dir }))),
-          CONTENT_TYPES['.json'],
-        );
-      }
-      if (path.startsWith('/assets/')) {
-        return await sendFile(response, await resolveInside(webRoot, path.slice('/assets/'.length)));
-      }
-      const file = /^\/runs\/(\d+)\/(.*)$/.exec(path);
-      if (file) {
-        const run = runs[Number(file[1])];
-        if (run === undefined)
-          return send(response, 404, `no run ${file[1]}: the board shows runs 0 to ${runs.length - 1}`);
-        return await sendFile(response, await resolveInside(run.dir, file[2]!));
-      }
-      send(response, 404, `${path} is not a page of the board: open / or /finetune`);
-    } catch (error) {
-      if (error instanceof PathRefusedError) return send(response, 403, error.message);
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'EISDIR' || code === 'ENOTDIR')
-        return send(response, 404, `${path}: no such file`);
-      warn(`badam-board: ${path}: ${(error as Error).message}`);
-      send(response, 500, (error as Error).message);
-    }
-  };
+  const feeds: RunFeed[] = [];
+  const comparisonFeeds: ComparisonFeed[] = [];
+  let closed = false;
+  const runsEvent = (): RunsEvent => ({ type: 'runs', runs, comparisons });
+  const streams = new EventStreams<BoardEvent>(runsEvent, () => [
+    ...(feeds as Array<StreamSource<BoardEvent>>),
+    ...(comparisonFeeds as Array<StreamSource<BoardEvent>>),
+  ]);
 
   const host = options.host ?? '127.0.0.1';
-  const loopback = ['127.0.0.1', 'localhost', '::1'].includes(host);
-  const server: Server = createServer((request, response) => void handle(request, response));
-  await new Promise<void>((done, fail) => {
-    server.once('error', (error: NodeJS.ErrnoException) =>
-      fail(
-        error.code === 'EADDRINUSE'
-          ? new Error(
-              `port ${options.port ?? DEFAULT_BOARD_PORT} is in use: pass --port <another>, or --port 0 for any free port`,
-            )
-          : error,
-      ),
-    );
-    server.listen(options.port ?? DEFAULT_BOARD_PORT, host, () => done());
+  const handle = boardRequestHandler({
+    webRoot,
+    runs,
+    comparisons,
+    loopback: isLoopbackHost(host),
+    openEvents: (request, response) => streams.open(request, response),
+    runsJson: () => JSON.stringify(runs),
+    warn,
   });
+  const server: Server = createServer((request, response) => void handle(request, response));
+  // Listen first: a busy port fails before any watcher starts, so the process can exit at once.
+  await listen(server, options.port ?? DEFAULT_BOARD_PORT, host);
+
+  const addComparison = async (dir: string): Promise<BoardComparison> => {
+    const known = comparisons.find((c) => c.dir === dir);
+    if (known) return known;
+    const comparison: BoardComparison = { id: comparisons.length, name: basename(dir), dir };
+    comparisons.push(comparison);
+    const feed = new ComparisonFeed(comparison);
+    await feed.start();
+    // Streams opened from here on subscribe themselves; those open now are subscribed here.
+    comparisonFeeds.push(feed);
+    streams.follow(feed as StreamSource<BoardEvent>);
+    return comparison;
+  };
+  for (const dir of comparisonDirs) await addComparison(dir);
+  for (const run of runs) feeds.push(new RunFeed(run, feedOptions));
+  await Promise.all(feeds.map((feed) => feed.start()));
+
   const { port } = server.address() as AddressInfo;
   const shownHost = host.includes(':') ? `[${host}]` : host;
   return {
     url: `http://${shownHost}:${port}/`,
     runs,
+    comparisons,
     async addRun(dir: string) {
       const absolute = resolve(dir);
       const known = runs.find((r) => r.dir === absolute);
       if (known) return known;
-      const run: BoardRun = {
-        id: runs.length,
-        name: uniqueName(basename(absolute), absolute, runs),
-        dir: absolute,
-      };
-      runs.push(run);
-      const feed = new RunFeed(run, warn);
-      feeds.push(feed);
+      const cell = comparisonCellOf(absolute);
+      if (cell !== undefined && !comparisonDirs.includes(cell.comparisonDir))
+        comparisonDirs.push(cell.comparisonDir);
+      runDirs.push(absolute);
+      // Names follow one rule over all runs: a new `seed-1` can lengthen an earlier run's name.
+      runs.splice(0, runs.length, ...describeRuns(runDirs, comparisonDirs));
+      const run = runs.at(-1)!;
+      const feed = new RunFeed(run, feedOptions);
+      if (cell !== undefined) await addComparison(cell.comparisonDir);
       await feed.start();
-      for (const [response, write] of writers) {
-        write(runsEvent());
-        unsubscribers.get(response)!.push(feed.subscribe(write));
-      }
+      feeds.push(feed);
+      streams.broadcast(runsEvent());
+      streams.follow(feed as StreamSource<BoardEvent>);
       return run;
     },
-    async close() {
-      for (const feed of feeds) feed.close();
-      for (const stream of streams) stream.end();
-      await new Promise<void>((done) => server.close(() => done()));
+    async close(reason?: string) {
+      if (closed) return;
+      closed = true;
+      const message = reason ?? 'badam-board was stopped: the charts keep what they show';
+      for (const feed of [...feeds, ...comparisonFeeds]) feed.close();
+      streams.end({ type: 'closed', message });
+      const closing = new Promise<void>((done) => server.close(() => done()));
+      server.closeIdleConnections();
+      // The streams just ended: give their last event a moment to leave, then drop what is left.
+      setTimeout(() => server.closeAllConnections(), 200).unref();
+      await closing;
     },
   };
 }

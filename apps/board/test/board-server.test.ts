@@ -13,6 +13,7 @@ beforeAll(async () => {
   // A file beside the runs that the board must never serve, and a link from inside a run to it.
   writeFileSync(join(runs.dir, '..', 'secret.txt'), 'not for the board');
   symlinkSync(join(runs.dir, '..', 'secret.txt'), join(runs.dir, 'block', 'link-out.txt'));
+  symlinkSync(join(runs.dir, '..', 'secret.txt'), join(runs.dir, 'block', 'link-out.png'));
   board = await startBoard({ dirs: [runs.dir], port: 0, warn: () => {} });
 });
 afterAll(async () => {
@@ -51,6 +52,7 @@ describe('badam-board server', () => {
     '/runs/0/%2E%2E%2F%2E%2E%2Fsecret.txt',
     '/runs/0/..%5c..%5csecret.txt',
     '/runs/0/link-out.txt',
+    '/runs/0/link-out.png',
     '/runs/1/%2e%2e/block/..%2f..%2fsecret.txt',
     '/assets/../../package.json',
     '/assets/%2e%2e/%2e%2e/package.json',
@@ -73,9 +75,9 @@ describe('badam-board server', () => {
   });
 
   it('answers 404 for what does not exist and 405 for anything but reading', async () => {
-    expect((await rawGet(board.url, '/runs/0/no-such-file.json')).status).toBe(404);
+    expect((await rawGet(board.url, '/runs/0/no_such_results.json')).status).toBe(404);
     expect((await rawGet(board.url, '/runs/7/all_results.json')).status).toBe(404);
-    expect((await rawGet(board.url, '/runs/0/%252e%252e/secret.txt')).status).toBe(404); // a literal name
+    expect((await rawGet(board.url, '/runs/0/%252e%252e/secret.txt')).status).toBe(403); // not an output
     expect((await fetch(`${board.url}api/runs`, { method: 'POST' })).status).toBe(405);
   });
 

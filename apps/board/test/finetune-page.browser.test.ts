@@ -22,11 +22,15 @@ async function fineTuneInPage(query: string, steps: number) {
   page.on('pageerror', (error) => errors.push(error.message));
   const requests: string[] = [];
   page.on('request', (request) => requests.push(request.url()));
-  await page.goto(`${board.url}finetune?steps=${steps}&train=256&heldout=16&autostart=1&${query}`);
+  // Only the navigation is awaited here: the page's load waits for its 1.2 MB bundle and the backend's start,
+  // which on a busy machine can pass goto's 30 s; the wait below (the page's own state) has the time.
+  await page.goto(`${board.url}finetune?steps=${steps}&train=256&heldout=16&autostart=1&${query}`, {
+    waitUntil: 'commit',
+  });
   await page.waitForFunction(
     () => {
-      const state = document.getElementById('state')!.dataset;
-      return state.done === 'true' || state.error === 'true';
+      const state = document.getElementById('state')?.dataset;
+      return state?.done === 'true' || state?.error === 'true';
     },
     null,
     { timeout: 240_000 },

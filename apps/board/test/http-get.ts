@@ -1,4 +1,4 @@
-import { get } from 'node:http';
+import { get, request } from 'node:http';
 
 /**
  * A GET with the path sent exactly as given: fetch() and URL normalise `..` and `%2e%2e` away before the
@@ -8,16 +8,19 @@ export function rawGet(
   url: string,
   path: string,
   headers: Record<string, string> = {},
-): Promise<{ status: number; body: string }> {
+  method = 'GET',
+): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
   const { hostname, port } = new URL(url);
   return new Promise((done, fail) => {
-    get({ host: hostname, port, path, headers }, (response) => {
+    request({ host: hostname.replace(/^\[|\]$/g, ''), port, path, headers, method }, (response) => {
       let body = '';
       response.on('data', (chunk: Buffer) => {
         body += chunk.toString();
       });
-      response.on('end', () => done({ status: response.statusCode ?? 0, body }));
-    }).on('error', fail);
+      response.on('end', () => done({ status: response.statusCode ?? 0, body, headers: response.headers }));
+    })
+      .on('error', fail)
+      .end();
   });
 }
 

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { alignCurves } from '../web/align-series.js';
-import { type LogLine, RunSeries, smoothSeries } from '../web/run-series.js';
+import { alignCurves, meanBand, spreadTies } from '../web/align-series.js';
+import { runColor } from '../web/run-colors.js';
+import { type LogLine, parseElapsed, RunSeries, smoothSeries } from '../web/run-series.js';
+import { matchesFilter } from '../web/run-table.js';
 import { fixtureLog, fixtureSwitches } from './fixture-runs.js';
 
 describe('RunSeries', () => {
@@ -54,5 +56,62 @@ describe('RunSeries', () => {
       [10, null, 30],
       [null, 20, 31],
     ]);
+  });
+
+  it('skips what is not a log line and reads the rest; places steps on a wall-time axis', () => {
+    const series = new RunSeries();
+    series.add([
+      { current_steps: 2, loss: 3, elapsed_time: '0:00:01', eval_accuracy: 0.5 },
+      null as unknown as LogLine,
+      { current_steps: '4' } as unknown as LogLine,
+      {
+        current_steps: 4,
+        loss: 2,
+        elapsed_time: '0:00:03',
+        block_switches: [{ step: 3 }] as never,
+        memory_by_kind: 7 as never,
+      },
+      { current_steps: 6, loss: 1, elapsed_time: '1 day, 0:00:05' },
+    ]);
+    expect(series.skipped).toBe(2);
+    expect(series.steps).toEqual([2, 4, 6]);
+    expect(series.switches).toEqual([]);
+    expect(series.evalScores.get('eval_accuracy')).toEqual({ steps: [2], elapsed: [1], values: [0.5] });
+    expect(series.secondsAt(3)).toBe(2);
+    expect(parseElapsed('1 day, 0:00:05')).toBe(86_405);
+    expect(parseElapsed('soon')).toBeUndefined();
+    expect(spreadTies([1, 1, 2, null, 3, 3, 3])).toEqual([0.75, 1.25, 2, null, 2.5 + 1 / 6, 3, 3.5 - 1 / 6]);
+  });
+
+  it("smooths with the slider's weight, and draws a group's mean and band at the steps all its runs have", () => {
+    expect(smoothSeries([4, 0], 0)).toEqual([4, 0]);
+    const series = new RunSeries();
+    series.add([
+      { current_steps: 1, loss: 4 },
+      { current_steps: 2, loss: 0 },
+    ]);
+    expect(series.smoothedLoss(0.5)).toEqual([4, 4 / 3]);
+    expect(
+      meanBand([
+        { x: [1, 2, 3], y: [1, 2, 3] },
+        { x: [2, 3], y: [4, 5] },
+      ]),
+    ).toEqual({ x: [2, 3], mean: [3, 4], low: [2, 3], high: [4, 5] });
+  });
+
+  it('gives runs colours that stay distinct past eight, and filters names by regular expression or text', () => {
+    const colors = Array.from({ length: 30 }, (_, i) => runColor(i));
+    expect(new Set(colors).size).toBe(30);
+    const rgb = (c: string) => [1, 3, 5].map((i) => Number.parseInt(c.slice(i, i + 2), 16));
+    let closest = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < 20; i++) {
+      for (let j = 0; j < i; j++)
+        closest = Math.min(closest, Math.hypot(...rgb(colors[i]!).map((v, k) => v - rgb(colors[j]!)[k]!)));
+    }
+    expect(closest).toBeGreaterThan(25);
+    expect(colors.every((c) => /^#[0-9a-f]{6}$/.test(c))).toBe(true);
+    expect(matchesFilter('block/seed-1', '^block')).toBe(true);
+    expect(matchesFilter('full/seed-1', '^block')).toBe(false);
+    expect(matchesFilter('lr-(1e-3', '(1e')).toBe(true); // not a regular expression: plain text
   });
 });

@@ -1,6 +1,6 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { BadamOptionError, type FlagSpec, parseFlags, UsageError } from '@badam/core';
-import { parse as parseYaml } from 'yaml';
+import { parseDocument } from 'yaml';
 
 /** True for a command-line word that names a recipe file (`config.yaml`, `config.yml`, `config.json`). */
 export function isRecipePath(word: string): boolean {
@@ -21,15 +21,19 @@ export function isRecipePath(word: string): boolean {
 export async function recipeArgs(path: string, flags: Readonly<Record<string, FlagSpec>>): Promise<string[]> {
   let text: string;
   try {
+    // A named pipe or a device would be read forever: only a regular file is opened.
+    if (!(await stat(path)).isFile())
+      throw new UsageError(`${path} is not a regular file: give a LLaMA-Factory YAML or JSON recipe`);
     text = await readFile(path, 'utf8');
   } catch (error) {
+    if (error instanceof UsageError) throw error;
     throw new UsageError(
       `${path}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}; give a LLaMA-Factory YAML or JSON recipe, or flags`,
     );
   }
   let recipe: unknown;
   try {
-    recipe = /\.json$/i.test(path) ? JSON.parse(text) : parseYaml(text);
+    recipe = /\.json$/i.test(path) ? JSON.parse(text.replace(/^\uFEFF/, '')) : parseRecipeYaml(text);
   } catch (error) {
     throw new UsageError(
       `${path} is not valid ${/\.json$/i.test(path) ? 'JSON' : 'YAML'}: ${(error as Error).message}`,
@@ -57,4 +61,18 @@ export async function recipeArgs(path: string, flags: Readonly<Record<string, Fl
     throw error;
   }
   return args;
+}
+
+/**
+ * YAML as LLaMA-Factory's recipes are: plain values. A tag the YAML library cannot resolve
+ * (`!!js/function`, `!!python/object`, `!custom`) is an error, not read as the text after it.
+ */
+function parseRecipeYaml(text: string): unknown {
+  const document = parseDocument(text);
+  const problem = [
+    ...document.errors,
+    ...document.warnings.filter((w) => w.code === 'TAG_RESOLVE_FAILED'),
+  ][0];
+  if (problem !== undefined) throw new Error(problem.message.split('\n')[0]);
+  return document.toJS();
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { boardRunWatcher } from '@badam/board';
 import { type RunIO, writeResultsJson } from '@badam/callbacks';
@@ -35,6 +36,7 @@ import {
   type RunnerModel,
   type RunSettings,
   resolveAutoBackend,
+  saveTrainedModel,
   writeRunResults,
 } from '@badam/runner';
 import { writeFileAtomic } from '@badam/safetensors';
@@ -203,10 +205,14 @@ async function trainLoaded(
     inputs.validation !== undefined
       ? { train: [...examples], validation: [...inputs.validation] }
       : splitValidation(examples, options.valSize, options.seed);
+  // Token ids the model has no embedding for are found here, naming the example, not mid-run.
+  const vocabSize = config.vocabSize;
   const encode = (items: readonly InstructionExample[]): TokenizedExample[] => {
-    if (options.stage === 'pt') return encodePretraining(items, tokenizer, template, options.cutoffLen);
+    if (options.stage === 'pt')
+      return encodePretraining(items, tokenizer, template, options.cutoffLen, vocabSize);
     const { examples: encoded, dropped } = encodeSupervised(items, tokenizer, template, {
       cutoffLen: options.cutoffLen,
+      vocabSize,
     });
     if (dropped > 0)
       io.warn(`badam-llama: ${dropped} example(s) had no response token within cutoff_len and were dropped`);
@@ -216,7 +222,8 @@ async function trainLoaded(
   const evalSet = validation.length > 0 ? encode(validation) : [];
   if (trainSet.length === 0)
     throw new UsageError('no training examples left after tokenization: check --dataset and --cutoff_len');
-  const longest = Math.max(...trainSet.map((e) => e.inputIds.length));
+  // A loop, not Math.max(...): a spread of 100k+ lengths overflows the call stack.
+  const longest = trainSet.reduce((m, e) => Math.max(m, e.inputIds.length), 0);
   const padTo = longest + ((8 - (longest % 8)) % 8) <= loaded.maxPositions ? 8 : 1;
   const trainData = batchedDataSource(trainSet, {
     batchSize: options.batchSize,
@@ -255,7 +262,8 @@ async function trainLoaded(
       estimateActivationBytes(
         { kind: 'decoder', ...config },
         {
-          batchSize: options.batchSize,
+          // What runs: a batch never holds more than the examples there are.
+          batchSize: Math.min(options.batchSize, trainSet.length),
           seqLength: longest + ((padTo - (longest % padTo)) % padTo),
           // tfjs computes in fp32 with a [t, t] score matrix; the device in the weights' dtype, flash style.
           dtype: isDeviceBackend(options.backend) && options.bf16 ? 'bfloat16' : 'float32',
@@ -265,7 +273,7 @@ async function trainLoaded(
       ),
     backendLabel,
     callbacks: inputs.callbacks ?? [],
-    runSettings: llamaRunSettings(options),
+    runSettings: { ...llamaRunSettings(options), dataset_sha256: contentHash(examples) },
     runWatcher: boardRunWatcher,
     checkpointModelFiles: async (directory) => {
       await writeModelFiles(directory, modelFiles, { config: true });
@@ -278,16 +286,25 @@ async function trainLoaded(
   if (!inputs.skipModelSave) {
     const dtype = options.bf16 ? 'bfloat16' : 'float32';
     const { model, deviceModel } = loaded;
-    if (deviceModel !== undefined) {
-      // In the weights' own dtype (bf16 with --bf16), Hugging Face's layout; config.json as on tfjs.
-      await deviceModel.model.save(options.outputDir);
-      await writeModelFiles(options.outputDir, { ...modelFiles, dtype }, { config: true });
-    } else {
-      if (options.method === 'lora')
-        await saveLoraAdapter(model!, options.outputDir, options.modelNameOrPath ?? 'built-in tiny Llama');
-      else await saveLlama(model!, options.outputDir, { dtype });
-      await writeModelFiles(options.outputDir, { ...modelFiles, dtype });
-    }
+    // A full disk here would lose the trained weights: saveTrainedModel keeps them (a rescue directory, retries).
+    await saveTrainedModel({
+      outputDir: options.outputDir,
+      dialect: LLAMA_DIALECT,
+      io,
+      lastCheckpoint: run.train.lastCheckpoint,
+      write: async (directory) => {
+        if (deviceModel !== undefined) {
+          // In the weights' own dtype (bf16 with --bf16), Hugging Face's layout; config.json as on tfjs.
+          await deviceModel.model.save(directory);
+          await writeModelFiles(directory, { ...modelFiles, dtype }, { config: true });
+        } else {
+          if (options.method === 'lora')
+            await saveLoraAdapter(model!, directory, options.modelNameOrPath ?? 'built-in tiny Llama');
+          else await saveLlama(model!, directory, { dtype });
+          await writeModelFiles(directory, { ...modelFiles, dtype });
+        }
+      },
+    });
   }
   let predictions: Prediction[] | undefined;
   const metrics: Record<string, number | string> = { ...run.metrics, finetuning_type: options.method };
@@ -416,6 +433,16 @@ function llamaRunSettings(options: TrainOptions): RunSettings {
       : {}),
     val_size: options.valSize,
   };
+}
+
+/**
+ * SHA-256 of the examples a run trains and evaluates on: a resume compares it, so that a dataset whose
+ * contents changed at the same path is not trained on as if it were the checkpoint's.
+ */
+function contentHash(examples: readonly InstructionExample[]): string {
+  const hash = createHash('sha256');
+  for (const example of examples) hash.update(JSON.stringify(example)).update('\n');
+  return hash.digest('hex');
 }
 
 /** JSON as Hugging Face writes its results. */

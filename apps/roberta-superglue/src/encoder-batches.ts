@@ -1,5 +1,11 @@
 import { arrayDataSource, type DataSource, type EvaluationResult } from '@badam/core';
-import { encodeSentencePair, type PairFormat, type TaskExample, type Tokenizer } from '@badam/data';
+import {
+  checkTokenIds,
+  encodeSentencePair,
+  type PairFormat,
+  type TaskExample,
+  type Tokenizer,
+} from '@badam/data';
 import type { EncoderClassifier } from '@badam/models';
 import type { TfjsTrainingTask } from '@badam/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
@@ -23,6 +29,7 @@ export interface EncoderRowsBatch {
 /**
  * Encodes examples for the model. Classification and multiple choice keep one item per example; ReCoRD's
  * candidates are scored one row at a time (`perRow`), each a binary item: is this entity the answer?
+ * With `vocabSize` (the model's), a token id it has no embedding for is an error naming the example.
  */
 export function encodeItems(
   examples: readonly TaskExample[],
@@ -30,19 +37,25 @@ export function encodeItems(
   format: PairFormat,
   maxLength: number,
   perRow = false,
+  vocabSize?: number,
 ): EncodedItem[] {
-  const encode = ([a, b]: readonly [string, string | undefined]) =>
-    encodeSentencePair(tokenizer, format, a, b, { maxLength });
-  if (!perRow) return examples.map((e) => ({ rows: e.rows.map(encode), label: e.label }));
-  return examples.flatMap((e) =>
-    e.rows.map((row, i) => ({ rows: [encode(row)], label: i === e.label ? 1 : 0 })),
+  const encode = (index: number) => {
+    return ([a, b]: readonly [string, string | undefined]) => {
+      const pair = encodeSentencePair(tokenizer, format, a, b, { maxLength });
+      checkTokenIds(pair.inputIds, vocabSize, index, a);
+      return pair;
+    };
+  };
+  if (!perRow) return examples.map((e, index) => ({ rows: e.rows.map(encode(index)), label: e.label }));
+  return examples.flatMap((e, index) =>
+    e.rows.map((row, i) => ({ rows: [encode(index)(row)], label: i === e.label ? 1 : 0 })),
   );
 }
 
 /** Pads items' rows to the longest in the batch (`padTokenId`, attention 0). */
 export function collateItems(items: readonly EncodedItem[], padTokenId: number): EncoderRowsBatch {
   const rows = items.flatMap((i) => i.rows);
-  const width = Math.max(...rows.map((r) => r.inputIds.length));
+  const width = rows.reduce((m, r) => Math.max(m, r.inputIds.length), 0);
   const pad = (xs: number[], value: number) => [...xs, ...new Array<number>(width - xs.length).fill(value)];
   const choices = items[0]!.rows.length;
   return {

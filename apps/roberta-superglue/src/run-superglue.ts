@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { boardRunWatcher } from '@badam/board';
@@ -19,6 +20,7 @@ import {
   prepareRunBackend,
   prepareRunOutputDir,
   type RunnerModel,
+  saveTrainedModel,
   writeRunResults,
 } from '@badam/runner';
 import { writeFileAtomic } from '@badam/safetensors';
@@ -147,15 +149,17 @@ export async function runSuperGlue(
       validation ??= await loadSuperGlue(dir, options.taskName, 'val');
     }
   }
-  const trainItems = encodeItems(train, tokenizer, format, maxLength, spec.name === 'record');
-  const evalItems = encodeItems(validation, tokenizer, format, maxLength, spec.name === 'record');
+  const { vocabSize } = model.config;
+  const trainItems = encodeItems(train, tokenizer, format, maxLength, spec.name === 'record', vocabSize);
+  const evalItems = encodeItems(validation, tokenizer, format, maxLength, spec.name === 'record', vocabSize);
   const trainData = itemDataSource(trainItems, options.batchSize, tokenizer.padTokenId, options.seed);
   const evalData = itemDataSource(evalItems, options.evalBatchSize, tokenizer.padTokenId);
   io.log(
     `badam-roberta: ${options.taskName ?? 'embedded pair task'} with ${options.model ?? 'the built-in tiny RoBERTa'} (${model.parameterCount.toLocaleString('en')} parameters), ${train.length} training and ${validation.length} validation examples, ${options.method}, ${backendLabel}`,
   );
 
-  const rowsPerBatch = options.batchSize * (trainItems[0]?.rows.length ?? 1);
+  // What runs: a batch never holds more than the examples there are.
+  const rowsPerBatch = Math.min(options.batchSize, trainItems.length) * (trainItems[0]?.rows.length ?? 1);
   const run = await fineTune<EncoderRowsBatch>({
     dialect: ROBERTA_DIALECT,
     options,
@@ -169,7 +173,10 @@ export async function runSuperGlue(
         { kind: 'encoder', ...model.config },
         {
           batchSize: rowsPerBatch,
-          seqLength: Math.max(...trainItems.flatMap((item) => item.rows.map((r) => r.inputIds.length))),
+          seqLength: trainItems.reduce(
+            (m, item) => item.rows.reduce((n, r) => Math.max(n, r.inputIds.length), m),
+            0,
+          ),
           dtype: 'float32',
           attention: 'eager',
         },
@@ -184,6 +191,10 @@ export async function runSuperGlue(
       train_last_layer: options.trainLastLayer,
       max_seq_length: options.maxSeqLength,
       lora_rank: options.loraRank,
+      // A data file whose contents changed at the same path is another run's data.
+      data_dir_sha256: createHash('sha256')
+        .update(JSON.stringify([train, validation]))
+        .digest('hex'),
     },
     runWatcher: boardRunWatcher,
     io,
@@ -211,12 +222,21 @@ export async function runSuperGlue(
   ]);
   await writeRunResults(options.outputDir, metrics);
   if (options.method !== 'lora') {
-    await saveEncoder(model, options.outputDir);
-    if (tokenizer instanceof ByteTokenizer) {
-      const { tokenizer: json, config } = tokenizer.toHuggingFace();
-      await writeResultsJson(join(options.outputDir, 'tokenizer.json'), json);
-      await writeResultsJson(join(options.outputDir, 'tokenizer_config.json'), config);
-    }
+    // A full disk here would lose the trained weights: saveTrainedModel keeps them (a rescue directory, retries).
+    await saveTrainedModel({
+      outputDir: options.outputDir,
+      dialect: ROBERTA_DIALECT,
+      io,
+      lastCheckpoint: run.train.lastCheckpoint,
+      write: async (directory) => {
+        await saveEncoder(model, directory);
+        if (tokenizer instanceof ByteTokenizer) {
+          const { tokenizer: json, config } = tokenizer.toHuggingFace();
+          await writeResultsJson(join(directory, 'tokenizer.json'), json);
+          await writeResultsJson(join(directory, 'tokenizer_config.json'), config);
+        }
+      },
+    });
   }
   const summary = Object.entries(scores)
     .map(([k, v]) => `${k} ${(100 * v).toFixed(1)}%`)

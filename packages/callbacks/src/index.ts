@@ -6,7 +6,7 @@
  * @packageDocumentation
  */
 
-/** LLaMA-Factory's loss smoothing and the log line format live in core (the board's page uses them too). */
+/** The loss smoothing (LLaMA-Factory's weight, debiased as TensorBoard's) and the log line format live in core (the board's page uses them too). */
 export { type BlockSwitchRecord, smoothSeries } from '@badam/core';
 export {
   type BandPlotOptions,
@@ -55,11 +55,20 @@ export {
 export { NonFiniteLossGuard } from './non-finite-loss-guard.js';
 export {
   holdsEarlierWork,
+  type PreparedOutputDir,
   type PrepareOutputDirOptions,
   prepareOutputDir,
+  RUN_OUTPUTS,
   UNFINISHED_SAVE,
   writeResultsJson,
 } from './output-dir.js';
+export {
+  checkOutputDirFree,
+  isOutputDirLocked,
+  LOCK_FILE,
+  type LockHolder,
+  OutputDirLock,
+} from './output-dir-lock.js';
 export { formatMemoryReport, ProgressCallback, type ProgressCallbackOptions } from './progress-callback.js';
 export { type RunCallbacksOptions, type RunIO, runCallbacks } from './run-callbacks.js';
 export {

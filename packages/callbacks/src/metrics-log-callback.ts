@@ -7,7 +7,7 @@ import {
   type TrainerContext,
   trainerLogLine,
 } from '@badam/core';
-import { writeFileAtomic } from '@badam/safetensors';
+import { FileWriteError, writeFileAtomic } from '@badam/safetensors';
 
 /** The name LLaMA-Factory gives its per-step log. */
 export const TRAINER_LOG = 'trainer_log.jsonl';
@@ -18,22 +18,40 @@ export const TRAINER_LOG = 'trainer_log.jsonl';
  * `elapsed_time`, `remaining_time`) plus BAdam's (`active_block`, `tokens_per_second`, `memory_bytes`,
  * `memory_by_kind`, `grad_norm`, eval metrics, and `block_switches`: the switches since the
  * previous line, so a reader knows the exact step of every switch whatever the logging interval). A fresh
- * run starts the file anew; a resumed run keeps the lines up to the checkpoint's step and drops the rest,
- * which belonged to the interrupted run.
+ * run starts the file anew. The lines so far are also kept in each checkpoint (this callback's state), so a
+ * resumed run writes the file again from the checkpoint's lines, whatever became of the file (deleted, or
+ * holding lines of an interrupted run past the checkpoint); checkpoints from before that keep the file's
+ * lines up to the checkpoint's step.
  */
 export class MetricsLogCallback implements TrainerCallback {
   readonly path: string;
+  readonly stateKey = 'trainer_log';
   /** Switches not yet written: they go on the next line. */
   private pendingSwitches: BlockSwitchRecord[] = [];
+  /** The lines written so far (what a checkpoint keeps). */
+  private lines: string[] = [];
+  /** The lines a checkpoint kept, when resuming from one that has them. */
+  private restored: string[] | undefined;
 
   constructor(options: { outputDir: string }) {
     this.path = join(options.outputDir, TRAINER_LOG);
   }
 
+  saveState(): unknown {
+    return { lines: this.lines };
+  }
+
+  loadState(state: unknown): void {
+    const lines = (state as { lines?: unknown } | null)?.lines;
+    if (Array.isArray(lines) && lines.every((l) => typeof l === 'string')) this.restored = lines;
+  }
+
   async onTrainBegin(context: TrainerContext): Promise<void> {
     const step = context.progress.step;
     let kept: string[] = [];
-    if (step > 0) {
+    if (step > 0 && this.restored !== undefined) {
+      kept = this.restored;
+    } else if (step > 0) {
       try {
         kept = (await readFile(this.path, 'utf8'))
           .split('\n')
@@ -49,6 +67,7 @@ export class MetricsLogCallback implements TrainerCallback {
         kept = [];
       }
     }
+    this.lines = [...kept];
     await writeFileAtomic(this.path, [kept.map((l) => `${l}\n`).join('')]);
   }
 
@@ -59,8 +78,12 @@ export class MetricsLogCallback implements TrainerCallback {
   async onLog(context: TrainerContext, entry: LogEntry): Promise<void> {
     const line = trainerLogLine(entry, context.progress, this.pendingSwitches);
     this.pendingSwitches = [];
+    const text = JSON.stringify(line);
+    this.lines.push(text);
     // One write per line: appending keeps every earlier line intact if the process dies mid-run.
-    await appendFile(this.path, `${JSON.stringify(line)}\n`);
+    await appendFile(this.path, `${text}\n`).catch((error: unknown) => {
+      throw new FileWriteError(this.path, (error as NodeJS.ErrnoException).code, error);
+    });
   }
 }
 

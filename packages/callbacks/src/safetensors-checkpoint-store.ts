@@ -9,7 +9,13 @@ import {
   type TrainerState,
   type TrainingSnapshot,
 } from '@badam/core';
-import { SafetensorsError, SafetensorsFile, writeFileAtomic, writeSafetensors } from '@badam/safetensors';
+import {
+  FileWriteError,
+  SafetensorsError,
+  SafetensorsFile,
+  writeFileAtomic,
+  writeSafetensors,
+} from '@badam/safetensors';
 import { HF_TRAINER_STATE, type HfTrainingArguments, huggingFaceTrainerState } from './hf-trainer-state.js';
 
 /** The files of one checkpoint directory. */
@@ -112,11 +118,17 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
   }
 
   async save(step: number, snapshot: TrainingSnapshot, trainerState: TrainerState): Promise<string> {
-    await mkdir(this.outputDir, { recursive: true });
     const id = randomBytes(8).toString('hex');
     const final = join(this.outputDir, `checkpoint-${step}`);
+    // Errors name the checkpoint being saved, not its temporary directory.
+    const failed = (error: unknown) =>
+      error instanceof FileWriteError || typeof (error as NodeJS.ErrnoException)?.code !== 'string'
+        ? error
+        : new FileWriteError(final, (error as NodeJS.ErrnoException).code, error);
     const temp = join(this.outputDir, `.checkpoint-${step}.${randomBytes(4).toString('hex')}.tmp`);
-    await mkdir(temp, { recursive: true });
+    await mkdir(temp, { recursive: true }).catch((error: unknown) => {
+      throw failed(error);
+    });
     try {
       await writeSafetensors(join(temp, CHECKPOINT_FILES.weights), snapshot.weights, { format: 'pt' });
       await writeSafetensors(join(temp, CHECKPOINT_FILES.optimizerTensors), snapshot.optimizer.tensors);
@@ -159,7 +171,7 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
       if (replacing) await rm(old, { recursive: true, force: true });
     } catch (error) {
       await rm(temp, { recursive: true, force: true });
-      throw error;
+      throw failed(error);
     }
     this.head = id;
     await this.prune();
@@ -187,8 +199,10 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
    */
   async load(path?: string): Promise<Checkpoint> {
     if (path !== undefined) {
-      const info = await stat(path).catch(() => undefined);
-      if (info === undefined)
+      const info = await stat(path).catch((error: NodeJS.ErrnoException) => error.code ?? 'ENOENT');
+      if (info === 'ELOOP')
+        throw new CheckpointError(`${path} is a symbolic link that loops (ELOOP): point it at a checkpoint`);
+      if (typeof info === 'string')
         throw new CheckpointError(
           `${path} does not exist: give a checkpoint-<step> directory of an earlier run, or true for the newest in the output directory`,
         );
@@ -200,8 +214,19 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
     }
     const listed = (await this.listed()).sort((a, b) => b.savedAt - a.savedAt || b.step - a.step);
     const unreadable = (await this.list()).filter((dir) => !listed.some((l) => l.dir === dir));
+    // A checkpoint whose checkpoint.json is missing or truncated has no time to be ordered by: it is
+    // skipped (it cannot verify), and named, whichever checkpoint is taken.
     const skipped: string[] = [];
-    for (const candidate of [...listed.map((l) => l.dir), ...unreadable]) {
+    for (const dir of unreadable) {
+      try {
+        await this.verifiedLoad(dir);
+        listed.push({ dir, step: -1, id: basename(dir), parent: null, savedAt: -1 });
+      } catch (error) {
+        if (!(error instanceof CheckpointError)) throw error;
+        skipped.push(error.message);
+      }
+    }
+    for (const candidate of listed.map((l) => l.dir)) {
       try {
         const checkpoint = await this.verifiedLoad(candidate);
         for (const message of skipped) this.logFn(`skipped a corrupt checkpoint: ${message}`);
@@ -229,6 +254,7 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
         `${file(CHECKPOINT_FILES.manifest)}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing: the checkpoint is incomplete' : `unreadable (${(error as Error).message})`}`,
       );
     }
+    checkManifestCoversFiles(manifest, await readdir(dir), file(CHECKPOINT_FILES.manifest));
     for (const [name, expected] of Object.entries(manifest.files ?? {})) {
       let actual: { bytes: number; sha256: string };
       try {
@@ -320,6 +346,46 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
         );
       await rm(dir, { recursive: true, force: true });
     }
+  }
+}
+
+/** The files a checkpoint cannot be resumed without (the trainer's state: either of its names). */
+const NEEDED_FILES = [
+  CHECKPOINT_FILES.weights,
+  CHECKPOINT_FILES.optimizerTensors,
+  CHECKPOINT_FILES.optimizerState,
+] as const;
+
+/**
+ * Every file the checkpoint needs is in its manifest, and every file in its directory too: a manifest
+ * edited to drop a file would otherwise hide that file's corruption, since only listed files are hashed.
+ */
+function checkManifestCoversFiles(
+  manifest: Manifest,
+  present: readonly string[],
+  manifestPath: string,
+): void {
+  const listed = manifest.files ?? {};
+  const needed = [
+    ...NEEDED_FILES,
+    listed[LEGACY_TRAINER_STATE] !== undefined && listed[CHECKPOINT_FILES.trainerState] === undefined
+      ? LEGACY_TRAINER_STATE
+      : CHECKPOINT_FILES.trainerState,
+  ];
+  const unlisted = [
+    ...needed.filter((name) => listed[name] === undefined),
+    ...present.filter(
+      (name) =>
+        name !== CHECKPOINT_FILES.manifest &&
+        !name.startsWith('.') &&
+        listed[name] === undefined &&
+        !needed.includes(name as (typeof needed)[number]),
+    ),
+  ];
+  if (unlisted.length > 0) {
+    throw new CheckpointError(
+      `${manifestPath}: does not list ${unlisted.join(', ')}, so ${unlisted.length === 1 ? 'that file' : 'those files'} cannot be checked: the manifest was edited or the checkpoint is incomplete; resume from another checkpoint`,
+    );
   }
 }
 

@@ -6,6 +6,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  symlinkSync,
   truncateSync,
   writeFileSync,
 } from 'node:fs';
@@ -254,6 +255,17 @@ describe('LossPlotCallback', () => {
     const s = smoothSeries(Array.from({ length: 100 }, (_, i) => (i % 2 === 0 ? 0 : 2)));
     expect(Math.abs(s[99]! - 1)).toBeLessThan(0.2);
   });
+
+  it("training_loss.png's smoothed curve starts at the first loss and does not drag it along", () => {
+    // The embedded default's shape: 40 points, the loss falling from 6.5 to 0.85 by the fifth.
+    const values = [6.5, 3, 1.5, 1, 0.85, ...Array.from({ length: 35 }, () => 0.8)];
+    const [, smoothed] = lossPlotDatasets([
+      { label: 'train loss', points: values.map((value, i) => ({ step: 20 * (i + 1), value })) },
+    ]);
+    expect(smoothed!.data[0]!.y).toBe(6.5);
+    // Started from the first value (LLaMA-Factory's start), it read 2.44 here.
+    expect(smoothed!.data[4]!.y).toBeLessThan(1.8);
+  });
 });
 
 describe('band plot', () => {
@@ -389,6 +401,104 @@ describe('SafetensorsCheckpointStore', () => {
     await expect(new SafetensorsCheckpointStore({ outputDir: freshDir() }).load()).rejects.toThrow(
       /no checkpoint-<step> directory to resume from/,
     );
+  });
+});
+
+describe('SafetensorsCheckpointStore: nothing hidden, nothing lost', () => {
+  it('a checkpoint.json edited to drop a file is an error naming the file, not a way to hide its corruption', async () => {
+    const outputDir = freshDir();
+    const store = new SafetensorsCheckpointStore({
+      outputDir,
+      writeModelFiles: async (directory) => writeFileSync(join(directory, 'config.json'), '{}'),
+    });
+    await new Trainer({ backend: backend(), trainData: data(), maxSteps: 4, checkpoints: store }).train();
+    const dir = join(outputDir, 'checkpoint-4');
+    const manifestPath = join(dir, 'checkpoint.json');
+    const manifest = JSON.parse(readFileSync(manifestPath, 'utf8'));
+    for (const dropped of ['model.safetensors', 'config.json']) {
+      const edited = structuredClone(manifest);
+      delete edited.files[dropped];
+      writeFileSync(manifestPath, JSON.stringify(edited));
+      await expect(store.load(dir)).rejects.toThrow(
+        `${manifestPath}: does not list ${dropped}, so that file cannot be checked: the manifest was edited or the checkpoint is incomplete; resume from another checkpoint`,
+      );
+    }
+    writeFileSync(manifestPath, JSON.stringify(manifest));
+    await expect(store.load(dir)).resolves.toMatchObject({ path: dir });
+  });
+
+  it('resume true names a checkpoint it skipped for a missing or truncated checkpoint.json', async () => {
+    const outputDir = freshDir();
+    const store = new SafetensorsCheckpointStore({ outputDir, keepLast: 3 });
+    await new Trainer({
+      backend: backend(),
+      trainData: data(),
+      maxSteps: 9,
+      saveSteps: 3,
+      checkpoints: store,
+    }).train();
+    rmSync(join(outputDir, 'checkpoint-9', 'checkpoint.json'));
+    truncateSync(join(outputDir, 'checkpoint-6', 'checkpoint.json'), 20);
+    const logged: string[] = [];
+    const checkpoint = await new SafetensorsCheckpointStore({ outputDir, log: (m) => logged.push(m) }).load();
+    expect(checkpoint.trainerState.globalStep).toBe(3);
+    expect(logged.sort()).toEqual([
+      expect.stringMatching(/^skipped a corrupt checkpoint: .*checkpoint-6\/checkpoint\.json: unreadable \(/),
+      expect.stringMatching(
+        /^skipped a corrupt checkpoint: .*checkpoint-9\/checkpoint\.json: missing: the checkpoint is incomplete$/,
+      ),
+    ]);
+  });
+
+  it('a symbolic link loop as the checkpoint is named as one, not as missing', async () => {
+    const loop = join(root, 'checkpoint-loop');
+    symlinkSync(loop, loop);
+    await expect(new SafetensorsCheckpointStore({ outputDir: freshDir() }).load(loop)).rejects.toThrow(
+      `${loop} is a symbolic link that loops (ELOOP): point it at a checkpoint`,
+    );
+  });
+
+  it('a checkpoint that cannot be written names the checkpoint, not its temporary directory', async () => {
+    const blocker = join(root, 'blocker-file');
+    writeFileSync(blocker, 'x');
+    const outputDir = join(blocker, 'out');
+    const error = await new Trainer({
+      backend: backend(),
+      trainData: data(),
+      maxSteps: 2,
+      checkpoints: new SafetensorsCheckpointStore({ outputDir }),
+    })
+      .train()
+      .catch((e: unknown) => e);
+    expect((error as Error).message).toMatch(
+      new RegExp(
+        `^cannot write ${join(outputDir, 'checkpoint-2')}: a part of its path is a file, not a directory`,
+      ),
+    );
+  });
+
+  it('trainer_log.jsonl deleted before a resume: the earlier lines come back from the checkpoint', async () => {
+    const outputDir = freshDir();
+    const run = async (maxSteps: number, resumeFrom?: string) => {
+      const store = new SafetensorsCheckpointStore({ outputDir, keepLast: 5 });
+      await new Trainer({
+        backend: backend(),
+        trainData: data(),
+        maxSteps,
+        loggingSteps: 2,
+        saveSteps: 6,
+        checkpoints: store,
+        callbacks: [new MetricsLogCallback({ outputDir })],
+      }).train(resumeFrom ? { resumeFrom: await store.load(resumeFrom) } : {});
+    };
+    await run(10);
+    const log = join(outputDir, 'trainer_log.jsonl');
+    const straight = readFileSync(log, 'utf8').split('\n').filter(Boolean);
+    rmSync(log);
+    await run(10, join(outputDir, 'checkpoint-6'));
+    const resumed = readFileSync(log, 'utf8').split('\n').filter(Boolean);
+    expect(resumed.map((l) => JSON.parse(l).current_steps)).toEqual([2, 4, 6, 8, 10]);
+    expect(resumed.slice(0, 3)).toEqual(straight.slice(0, 3));
   });
 });
 
@@ -561,12 +671,13 @@ describe('prepareOutputDir', () => {
     writeFileSync(join(dir, '.checkpoint-30.1a2b3c4d.tmp', 'model.safetensors'), 'half');
     mkdirSync(join(dir, 'checkpoint-20.old-deadbeef'));
     writeFileSync(join(dir, '.trainer_log.jsonl.4242.0badf00d.tmp'), 'half');
-    const removed = await prepareOutputDir(dir, { overwrite: false, resuming: false });
-    expect(removed.sort()).toEqual([
+    const { unfinished, lock } = await prepareOutputDir(dir, { overwrite: false, resuming: false });
+    expect(unfinished.sort()).toEqual([
       '.checkpoint-30.1a2b3c4d.tmp',
       '.trainer_log.jsonl.4242.0badf00d.tmp',
       'checkpoint-20.old-deadbeef',
     ]);
+    lock.release();
     expect(readdirSync(dir)).toEqual([]);
   });
 
@@ -577,10 +688,8 @@ describe('prepareOutputDir', () => {
     await expect(prepareOutputDir(dir, { overwrite: false, resuming: false })).rejects.toThrow(
       /holds earlier work \(1 checkpoint, config\.json\): pass --overwrite_output_dir to replace it, --resume_from_checkpoint to continue its run, or another --output_dir/,
     );
-    await prepareOutputDir(dir, { overwrite: false, resuming: true });
+    (await prepareOutputDir(dir, { overwrite: false, resuming: true })).lock.release();
     expect(readdirSync(dir).sort()).toEqual(['checkpoint-5', 'config.json']);
-    await prepareOutputDir(dir, { overwrite: true, resuming: false });
-    expect(readdirSync(dir)).toEqual(['config.json']);
     const file = join(dir, 'config.json');
     await expect(prepareOutputDir(file, { overwrite: true, resuming: false })).rejects.toThrow(
       /--output_dir .*config\.json is a file, not a directory: choose another --output_dir/,
@@ -592,6 +701,46 @@ describe('prepareOutputDir', () => {
     await expect(prepareOutputDir('/proc/badam-run', { overwrite: false, resuming: false })).rejects.toThrow(
       /cannot write to output directory \/proc\/badam-run \(the file system cannot make a directory there\): choose another --output_dir/,
     );
+  });
+});
+
+describe('prepareOutputDir: what a run must never write over', () => {
+  it('--overwrite_output_dir removes what the earlier run wrote (model, adapters, results, predictions, logs), nothing else', async () => {
+    const dir = freshDir();
+    mkdirSync(join(dir, 'checkpoint-5'), { recursive: true });
+    const earlier = [
+      ...['model.safetensors', 'adapter_model.safetensors', 'adapter_config.json', 'config.json'],
+      ...['tokenizer.json', 'all_results.json', 'eval_results.json', 'predict_results.json'],
+      ...['generated_predictions.jsonl', 'val_predictions.jsonl', 'trainer_log.jsonl', 'trainer_state.json'],
+      ...['training_loss.png', 'training_eval_loss.png', 'model-00001-of-00002.safetensors'],
+    ];
+    for (const name of [...earlier, 'notes.txt', 'my-data.json']) writeFileSync(join(dir, name), 'x');
+    const { replaced, lock } = await prepareOutputDir(dir, { overwrite: true, resuming: false });
+    lock.release();
+    expect(replaced.sort()).toEqual(['checkpoint-5', ...earlier].sort());
+    expect(readdirSync(dir).sort()).toEqual(['my-data.json', 'notes.txt']);
+  });
+
+  it('an empty --output_dir (an unset shell variable) is refused: it would be the current directory', async () => {
+    for (const empty of ['', ' ']) {
+      await expect(prepareOutputDir(empty, { overwrite: true, resuming: false })).rejects.toThrow(
+        '--output_dir is empty (an unset shell variable?): it would mean the current directory; name the directory to write to',
+      );
+    }
+  });
+
+  it('resuming a checkpoint of another directory into one holding earlier work is refused, unless overwriting', async () => {
+    const dir = freshDir();
+    mkdirSync(join(dir, 'checkpoint-9'), { recursive: true });
+    writeFileSync(join(dir, 'model.safetensors'), 'another run');
+    const options = { overwrite: false, resuming: false, resumingFrom: '/runs/a/checkpoint-50' };
+    await expect(prepareOutputDir(dir, options)).rejects.toThrow(
+      `--resume_from_checkpoint /runs/a/checkpoint-50 continues a run of another directory, but output directory ${dir} holds earlier work (1 checkpoint, model.safetensors), which the resumed run would delete or mix with its own: pass --overwrite_output_dir to replace it, or choose an empty --output_dir`,
+    );
+    expect(readdirSync(dir).sort()).toEqual(['checkpoint-9', 'model.safetensors']);
+    (await prepareOutputDir(freshDir(), options)).lock.release(); // an empty (new) directory is fine
+    (await prepareOutputDir(dir, { ...options, overwrite: true })).lock.release();
+    expect(readdirSync(dir)).toEqual([]);
   });
 });
 

@@ -28,6 +28,7 @@ export type {
 } from './architectures/model-architecture.js';
 export { parametersOf } from './architectures/parameters-of.js';
 export {
+  HF_CONFIG_LIMITS,
   type ParseHfConfigOptions,
   parseHfConfig,
   SUPPORTED_MODEL_TYPES,
@@ -175,6 +176,7 @@ export { BlockTrainer, type BlockTrainerOptions, type BlockTrainerTask } from '.
 export type { Checkpoint, CheckpointStore } from './trainer/checkpoint-store.js';
 export { arrayDataSource, type DataSource } from './trainer/data-source.js';
 export type { RunWatcher } from './trainer/run-watcher.js';
+export { smoothingWeight, smoothSeries } from './trainer/smooth-series.js';
 export { Trainer, type TrainerOptions, type TrainResult } from './trainer/trainer.js';
 export type {
   EvaluationResult,
@@ -196,11 +198,6 @@ export type {
   TrainerControl,
   TrainerProgress,
 } from './trainer/trainer-callback.js';
-export {
-  type BlockSwitchRecord,
-  smoothSeries,
-  type TrainerLogLine,
-  trainerLogLine,
-} from './trainer/trainer-log-line.js';
+export { type BlockSwitchRecord, type TrainerLogLine, trainerLogLine } from './trainer/trainer-log-line.js';
 export { isTrainerState, type TrainerState } from './trainer/trainer-state.js';
 export { optionWithDeprecatedName, requireInteger, requireNumber } from './validation.js';

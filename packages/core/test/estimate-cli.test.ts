@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -98,5 +98,36 @@ describe('badam-estimate', () => {
     const bad = spawnSync(process.execPath, [bin, '--nope'], { encoding: 'utf8' });
     expect(bad.status).toBe(2);
     expect(bad.stderr).not.toMatch(/\n\s+at /); // no stack trace
+  });
+});
+
+describe('badam-estimate on a hostile config.json', () => {
+  it('refuses sizes far beyond any model (num_hidden_layers 1e6, 1e9) at once, naming the field', () => {
+    for (const layers of [1e6, 1e9]) {
+      const path = join(scratch, `layers-${layers}.json`);
+      writeFileSync(
+        path,
+        JSON.stringify({
+          ...JSON.parse(readFileSync(join(configDir('llama3-8b'), 'config.json'), 'utf8')),
+          num_hidden_layers: layers,
+        }),
+      );
+      const began = performance.now();
+      const { code, stderr } = run('--config', path);
+      expect(performance.now() - began).toBeLessThan(15_000); // 1e6 layers hung, 1e9 aborted
+      expect(code).toBe(2);
+      expect(stderr).toContain(
+        `num_hidden_layers must be at most 1,024, got ${layers} (far beyond any published model`,
+      );
+    }
+  });
+
+  it('refuses a named pipe as --config instead of reading it forever', () => {
+    const fifo = join(scratch, 'config-fifo.json');
+    const made = spawnSync('mkfifo', [fifo]);
+    if (made.status !== 0) return; // no mkfifo on this system
+    const { code, stderr } = run('--config', fifo);
+    expect(code).toBe(1);
+    expect(stderr).toContain('not a regular file (a named pipe or a device is never read)');
   });
 });

@@ -265,6 +265,26 @@ describe('Trainer', () => {
     }
   });
 
+  it('resuming at the last step trains nothing and saves nothing again: the checkpoint stays as it is', async () => {
+    const store = new MemoryStore();
+    const first = new TwoLayerBackend({ switchMode: 'random', seed: 5 });
+    await new Trainer<Batch>({ backend: first, trainData: data(), maxSteps: 4, checkpoints: store }).train();
+    const saved = await store.load('checkpoint-4');
+    const recorder = new Recorder();
+    const resumed = new TwoLayerBackend({ switchMode: 'random', seed: 5 }, 123);
+    const result = await new Trainer<Batch>({
+      backend: resumed,
+      trainData: data(),
+      maxSteps: 4,
+      checkpoints: store,
+      callbacks: [recorder],
+    }).train({ resumeFrom: saved });
+    expect(result.state.globalStep).toBe(4);
+    expect(result.lastCheckpoint).toBeUndefined();
+    expect(recorder.events).toEqual(['begin', 'end']);
+    expect(await resumed.snapshot()).toEqual(saved.snapshot);
+  });
+
   it("snapshots use PyTorch's optimizer tensor names and BAdam's state as JSON; restore checks what it is given", async () => {
     const backend = new TwoLayerBackend({ switchBlockEvery: 3 });
     await new Trainer<Batch>({ backend, trainData: data(), maxSteps: 4 }).train();

@@ -1,7 +1,8 @@
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
 import { BadamOptionError } from '@badam/core';
 import type { ChatTurn } from './chat-template.js';
+import { readTextFile } from './text-file.js';
 
 /** An instruction example after column mapping: the conversation and its system prompt. */
 export interface InstructionExample {
@@ -93,18 +94,7 @@ export async function readRecords(path: string): Promise<unknown[]> {
 
 /** {@link readRecords}, also giving each JSON Lines record's line number. */
 export async function readRecordsWithLines(path: string): Promise<RecordsWithLines> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new BadamOptionError(
-      'dataset file',
-      path,
-      'a readable JSON or JSONL file',
-      code === 'ENOENT' ? 'the file does not exist' : code === 'EISDIR' ? 'it is a directory' : code,
-    );
-  }
+  const text = await readTextFile(path, 'dataset file');
   const trimmed = text.trimStart();
   if (trimmed.startsWith('[')) {
     try {
@@ -160,7 +150,8 @@ export async function loadInstructionDataset(
     .filter(Boolean)) {
     const looksLikeFile = /\.(json|jsonl)$/i.test(name);
     if (looksLikeFile && (await exists(name))) {
-      examples.push(...limit(nonEmpty(alpacaExamples(await readRecords(name), {}, name), name)));
+      for (const example of limit(nonEmpty(alpacaExamples(await readRecords(name), {}, name), name)))
+        examples.push(example);
       continue;
     }
     const infoPath = join(datasetDir, 'dataset_info.json');
@@ -172,20 +163,27 @@ export async function loadInstructionDataset(
         `${name} does not exist, and there is no ${infoPath} (--dataset_dir) to look the name up in`,
       );
     }
-    let info: Record<string, DatasetInfoEntry>;
-    try {
-      info = JSON.parse(await readFile(infoPath, 'utf8')) as Record<string, DatasetInfoEntry>;
-    } catch (error) {
+    const infoText = await readTextFile(infoPath, 'dataset_info.json', { optional: true });
+    if (infoText === undefined)
       throw new BadamOptionError(
         'dataset',
         name,
         `a JSON/JSONL file path, or a name in ${infoPath}`,
-        (error as NodeJS.ErrnoException).code === 'ENOENT'
-          ? `${infoPath} does not exist`
-          : (error as Error).message,
+        `${infoPath} does not exist`,
       );
+    let info: Record<string, DatasetInfoEntry>;
+    try {
+      info = JSON.parse(infoText) as Record<string, DatasetInfoEntry>;
+    } catch (error) {
+      throw new BadamOptionError(infoPath, 'invalid JSON', 'valid JSON', (error as Error).message);
     }
-    const entry = info[name];
+    if (typeof info !== 'object' || info === null || Array.isArray(info))
+      throw new BadamOptionError(
+        infoPath,
+        info,
+        "a JSON object of dataset names, each with its file_name (LLaMA-Factory's dataset_info.json)",
+      );
+    const entry = Object.hasOwn(info, name) ? info[name] : undefined;
     if (entry === undefined) {
       throw new BadamOptionError(
         'dataset',
@@ -194,6 +192,12 @@ export async function loadInstructionDataset(
         looksLikeFile ? `${name} is not a file either: it does not exist` : undefined,
       );
     }
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry))
+      throw new BadamOptionError(
+        `${infoPath} ${name}`,
+        entry,
+        'an object with file_name (and formatting, columns)',
+      );
     if (entry.formatting !== undefined && entry.formatting !== 'alpaca') {
       throw new BadamOptionError(
         `${infoPath} ${name}.formatting`,
@@ -201,11 +205,11 @@ export async function loadInstructionDataset(
         '"alpaca" (sharegpt is not supported)',
       );
     }
-    if (entry.file_name === undefined) {
+    if (typeof entry.file_name !== 'string' || entry.file_name.trim() === '') {
       throw new BadamOptionError(
         `${infoPath} ${name}.file_name`,
-        undefined,
-        'a local file (hub datasets cannot be downloaded here)',
+        entry.file_name,
+        'the path of a local file, as a string (hub datasets cannot be downloaded here)',
       );
     }
     const file = isAbsolute(entry.file_name) ? entry.file_name : join(dirname(infoPath), entry.file_name);
@@ -214,7 +218,8 @@ export async function loadInstructionDataset(
       entry.columns === undefined
         ? {}
         : { prompt: 'instruction', query: '', response: 'output', history: '', system: '', ...entry.columns };
-    examples.push(...limit(nonEmpty(alpacaExamples(await readRecords(file), columns, file), file)));
+    for (const example of limit(nonEmpty(alpacaExamples(await readRecords(file), columns, file), file)))
+      examples.push(example);
   }
   if (examples.length === 0)
     throw new BadamOptionError('dataset', dataset, 'at least one dataset with examples');
@@ -228,10 +233,14 @@ function nonEmpty<T>(examples: T[], path: string): T[] {
   return examples;
 }
 
+/**
+ * True when something is at `path` (a file, or a pipe or a symbolic link loop that readTextFile then
+ * refuses by name): only a path that does not exist is looked up as a dataset name.
+ */
 async function exists(path: string): Promise<boolean> {
   try {
-    return (await stat(path)).isFile();
-  } catch {
-    return false;
+    return !(await stat(path)).isDirectory();
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'ENOENT';
   }
 }

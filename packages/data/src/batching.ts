@@ -17,7 +17,7 @@ export function padBatch(
   padToMultipleOf = 1,
 ): PaddedBatch {
   if (examples.length === 0) throw new BadamOptionError('batch', 0, 'at least one example');
-  const longest = Math.max(...examples.map((e) => e.inputIds.length));
+  const longest = examples.reduce((m, e) => Math.max(m, e.inputIds.length), 0);
   const length = Math.ceil(longest / padToMultipleOf) * padToMultipleOf;
   const pad = (row: readonly number[], value: number) => [
     ...row,

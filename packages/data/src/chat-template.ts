@@ -1,6 +1,7 @@
 import { BadamOptionError } from '@badam/core';
 import type { Template } from '@huggingface/jinja';
 import { type JinjaSource, jinjaTurnTexts } from './jinja-chat-template.js';
+import { pushAll } from './push-all.js';
 import type { Tokenizer } from './tokenizer.js';
 
 /** A piece of a template: literal text (with `{{content}}`), or the tokenizer's BOS / EOS token. */
@@ -146,7 +147,7 @@ function encodeSlots(
   for (const slot of slots) {
     if (typeof slot === 'string') {
       const text = slot.replace('{{content}}', content);
-      if (text.length > 0) ids.push(...tokenizer.encode(text, { addSpecialTokens: false }));
+      if (text.length > 0) pushAll(ids, tokenizer.encode(text, { addSpecialTokens: false }));
     } else if (slot.token === 'eos') {
       ids.push(eos);
     } else if (tokenizer.bosTokenId !== undefined) {
@@ -187,7 +188,7 @@ export function encodeTurns(
     const prompt: number[] = [];
     let user = turn.user;
     if (i === 0) {
-      prompt.push(...encodeSlots(template.prefix, '', tokenizer, eos));
+      pushAll(prompt, encodeSlots(template.prefix, '', tokenizer, eos));
       if (systemText) {
         if (template.systemInFirstUser) {
           user =
@@ -195,11 +196,11 @@ export function encodeTurns(
               .map((s) => (typeof s === 'string' ? s.replace('{{content}}', systemText) : ''))
               .join('') + user;
         } else {
-          prompt.push(...encodeSlots(template.system, systemText, tokenizer, eos));
+          pushAll(prompt, encodeSlots(template.system, systemText, tokenizer, eos));
         }
       }
     }
-    prompt.push(...encodeSlots(template.user, user, tokenizer, eos));
+    pushAll(prompt, encodeSlots(template.user, user, tokenizer, eos));
     const response = encodeSlots(template.assistant, turn.assistant, tokenizer, eos);
     return { prompt, response };
   });
@@ -216,8 +217,8 @@ export function encodeGenerationPrompt(
   const pairs = encodeTurns(template, tokenizer, [...history, { user, assistant: '' }], system);
   const ids: number[] = [];
   pairs.forEach((pair, i) => {
-    ids.push(...pair.prompt);
-    if (i < pairs.length - 1) ids.push(...pair.response);
+    pushAll(ids, pair.prompt);
+    if (i < pairs.length - 1) pushAll(ids, pair.response);
   });
   return ids;
 }

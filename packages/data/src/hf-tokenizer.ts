@@ -1,7 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BadamOptionError } from '@badam/core';
 import { Tokenizer as TokenizersJs } from '@huggingface/tokenizers';
+import { readTextFile } from './text-file.js';
 import type { Tokenizer } from './tokenizer.js';
 
 /**
@@ -70,20 +70,9 @@ export class HfTokenizer implements Tokenizer {
    * `special_tokens_map.json` or tokenizer_config.json, else RoBERTa's `<s>`, `</s>`, `<pad>`, `<unk>`, `<mask>`).
    */
   static async fromDirectory(directory: string): Promise<HfTokenizer> {
-    const read = async (file: string, required: boolean): Promise<string | undefined> => {
-      const path = join(directory, file);
-      try {
-        return await readFile(path, 'utf8');
-      } catch (error) {
-        if (!required && (error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-        throw new BadamOptionError(
-          'tokenizer',
-          path,
-          'a readable tokenizer.json, or vocab.json + merges.txt',
-          (error as NodeJS.ErrnoException).code,
-        );
-      }
-    };
+    // Each is optional; a pipe, a device or a file that is not UTF-8 is refused by name.
+    const read = (file: string): Promise<string | undefined> =>
+      readTextFile(join(directory, file), 'tokenizer file', { optional: true });
     const parse = (file: string, text: string): Record<string, unknown> => {
       try {
         return JSON.parse(text) as Record<string, unknown>;
@@ -96,16 +85,16 @@ export class HfTokenizer implements Tokenizer {
         );
       }
     };
-    const configText = await read('tokenizer_config.json', false);
+    const configText = await read('tokenizer_config.json');
     const config = configText === undefined ? {} : parse('tokenizer_config.json', configText);
-    const tokenizerText = await read('tokenizer.json', false);
+    const tokenizerText = await read('tokenizer.json');
     let tokenizerJson: Record<string, unknown>;
     let source = join(directory, 'tokenizer.json');
     if (tokenizerText !== undefined) {
       tokenizerJson = parse('tokenizer.json', tokenizerText);
     } else {
-      const vocabText = await read('vocab.json', false);
-      const mergesText = await read('merges.txt', false);
+      const vocabText = await read('vocab.json');
+      const mergesText = await read('merges.txt');
       if (vocabText === undefined || mergesText === undefined) {
         throw new BadamOptionError(
           'tokenizer',
@@ -113,7 +102,7 @@ export class HfTokenizer implements Tokenizer {
           'a directory with tokenizer.json, or vocab.json + merges.txt',
         );
       }
-      const mapText = await read('special_tokens_map.json', false);
+      const mapText = await read('special_tokens_map.json');
       const specials = {
         ...(mapText === undefined ? {} : parse('special_tokens_map.json', mapText)),
         ...config,

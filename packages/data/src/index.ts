@@ -14,6 +14,12 @@ export {
   readRecords,
 } from './alpaca-dataset.js';
 export { type BatchingOptions, batchedDataSource, type PaddedBatch, padBatch } from './batching.js';
+export {
+  JINJA_RENDER_LIMITS,
+  JinjaLimitError,
+  type JinjaRenderLimits,
+  renderJinjaBounded,
+} from './bounded-jinja.js';
 export { BYTE_SPECIAL_TOKENS, ByteTokenizer } from './byte-tokenizer.js';
 export {
   CHAT_TEMPLATES,
@@ -60,6 +66,7 @@ export {
   type TaskSpec,
 } from './superglue/superglue-tasks.js';
 export {
+  checkTokenIds,
   encodePretraining,
   encodeSupervised,
   IGNORE_LABEL,

@@ -1,8 +1,9 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BadamOptionError } from '@badam/core';
 import { Template } from '@huggingface/jinja';
+import { renderJinjaBounded } from './bounded-jinja.js';
 import type { ChatTemplate } from './chat-template.js';
+import { readTextFile } from './text-file.js';
 
 /** The name a template rendered from a model's own `chat_template` goes by. */
 export const MODEL_CHAT_TEMPLATE = 'chat_template';
@@ -59,14 +60,17 @@ export function jinjaChatTemplate(jinja: JinjaSource): ChatTemplate {
   };
 }
 
-/** Renders `messages` with a model's template, as `apply_chat_template(..., tokenize=False)` does. */
+/**
+ * Renders `messages` with a model's template, as `apply_chat_template(..., tokenize=False)` does, within
+ * {@link JINJA_RENDER_LIMITS} (time, `range()` elements, text size): a template past one is an error.
+ */
 export function renderChatTemplate(
   jinja: JinjaSource & { readonly compiled: Template },
   messages: readonly Message[],
   addGenerationPrompt: boolean,
 ): string {
   try {
-    return jinja.compiled.render({
+    return renderJinjaBounded(jinja.compiled, {
       messages: messages.map((m) => ({ ...m })),
       add_generation_prompt: addGenerationPrompt,
       bos_token: jinja.bosToken ?? '',
@@ -126,15 +130,17 @@ function tokenText(setting: unknown): string | undefined {
  * none (or no tokenizer_config.json).
  */
 export async function modelChatTemplate(directory: string): Promise<ChatTemplate | undefined> {
+  // A pipe, a device or a file that is not UTF-8 is refused by name; a missing or unparsable one has no template.
+  const text = await readTextFile(join(directory, 'tokenizer_config.json'), 'tokenizer file', {
+    optional: true,
+  });
   let config: Record<string, unknown>;
   try {
-    config = JSON.parse(await readFile(join(directory, 'tokenizer_config.json'), 'utf8')) as Record<
-      string,
-      unknown
-    >;
+    config = JSON.parse(text ?? 'null') as Record<string, unknown>;
   } catch {
     return undefined;
   }
+  if (typeof config !== 'object' || config === null) return undefined;
   const setting = config.chat_template;
   const source =
     typeof setting === 'string'

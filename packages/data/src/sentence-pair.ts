@@ -1,4 +1,5 @@
 import { BadamOptionError } from '@badam/core';
+import { pushAll } from './push-all.js';
 import type { Tokenizer } from './tokenizer.js';
 
 /** How a too-long pair is cut, as Hugging Face's `truncation` strategies. */
@@ -84,8 +85,11 @@ export function encodeSentencePair(
   const tokenTypeIds = inputIds.map(() => 0);
   if (b !== undefined) {
     const tail = [...(format.style === 'roberta' ? [format.sepId] : []), ...b.slice(0, keepB), format.sepId];
-    inputIds.push(...tail);
-    tokenTypeIds.push(...tail.map(() => (format.style === 'bert' ? 1 : 0)));
+    pushAll(inputIds, tail);
+    pushAll(
+      tokenTypeIds,
+      tail.map(() => (format.style === 'bert' ? 1 : 0)),
+    );
   }
   return { inputIds, tokenTypeIds };
 }

@@ -1,6 +1,7 @@
 import { BadamOptionError, SeededRandom } from '@badam/core';
 import type { InstructionExample } from './alpaca-dataset.js';
 import { type ChatTemplate, encodeTurns, templateEosId } from './chat-template.js';
+import { pushAll } from './push-all.js';
 import type { Tokenizer } from './tokenizer.js';
 
 /** The label of a token the loss ignores (prompt tokens, padding). */
@@ -34,6 +35,35 @@ export interface SupervisedOptions {
   cutoffLen?: number;
   /** Train on the prompt too. Default false. */
   trainOnPrompt?: boolean;
+  /**
+   * The model's vocab_size: a token id at or above it is an error naming the example, here, instead of an
+   * index error in the middle of training.
+   */
+  vocabSize?: number;
+}
+
+/**
+ * Refuses a token id the model has no embedding for (`>= vocabSize`), naming the example (its index and the
+ * start of its `text`): the tokenizer does not belong to the model (or added tokens the model was not
+ * resized for).
+ */
+export function checkTokenIds(
+  ids: readonly number[],
+  vocabSize: number | undefined,
+  index: number,
+  text: string,
+): void {
+  if (vocabSize === undefined) return;
+  for (const id of ids) {
+    if (id >= vocabSize || id < 0) {
+      throw new BadamOptionError(
+        `token ids of example ${index} (${JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text)})`,
+        id,
+        `in [0, ${vocabSize}), the model's vocab_size`,
+        'the tokenizer gives ids the model has no embedding for: use the tokenizer saved with the model',
+      );
+    }
+  }
 }
 
 /**
@@ -52,7 +82,7 @@ export function encodeSupervised(
     throw new BadamOptionError('cutoff_len', cutoff, 'an integer >= 2');
   const out: TokenizedExample[] = [];
   let dropped = 0;
-  for (const example of examples) {
+  for (const [index, example] of examples.entries()) {
     const inputIds: number[] = [];
     const labels: number[] = [];
     let total = 0;
@@ -62,9 +92,10 @@ export function encodeSupervised(
       const source = prompt.slice(0, sourceLength);
       const target = response.slice(0, targetLength);
       total += sourceLength + targetLength;
-      inputIds.push(...source, ...target);
-      labels.push(...(options.trainOnPrompt ? source : source.map(() => IGNORE_LABEL)), ...target);
+      pushAll(inputIds, source, target);
+      pushAll(labels, options.trainOnPrompt ? source : source.map(() => IGNORE_LABEL), target);
     }
+    checkTokenIds(inputIds, options.vocabSize, index, example.turns[0]?.user ?? '');
     if (labels.every((l) => l === IGNORE_LABEL) || inputIds.length < 2) {
       dropped += 1;
       continue;
@@ -84,13 +115,16 @@ export function encodePretraining(
   tokenizer: Tokenizer,
   template: ChatTemplate,
   cutoffLen = 1024,
+  vocabSize?: number,
 ): TokenizedExample[] {
   const eos = templateEosId(template, tokenizer);
   const stream: number[] = [];
-  for (const e of examples) {
+  for (const [index, e] of examples.entries()) {
     for (const turn of e.turns) {
       const text = [turn.user, turn.assistant].filter(Boolean).join('\n');
-      stream.push(...tokenizer.encode(text, { addSpecialTokens: false }), eos);
+      const ids = tokenizer.encode(text, { addSpecialTokens: false });
+      checkTokenIds(ids, vocabSize, index, turn.user);
+      pushAll(stream, ids, [eos]);
     }
   }
   const blocks: TokenizedExample[] = [];

@@ -101,6 +101,26 @@ describe('Hugging Face checkpoints', () => {
     );
   });
 
+  it('a NaN or an infinity in the weights is refused at load, naming the tensor; a BOM in config.json is read', async () => {
+    const model = new LlamaForCausalLM(llamaConfigFromHf(HF_CONFIG));
+    const weights = llamaWeights(model);
+    const dir = join(root, 'nan');
+    // An unused embedding row's NaN trained a whole run, which then could save nothing.
+    const embedding = weights.find((w) => w.name === 'model.embed_tokens.weight')!;
+    (embedding.data as Float32Array)[39 * 16 + 3] = Number.NaN;
+    await writeSafetensorsModel(dir, weights);
+    writeFileSync(join(dir, 'config.json'), `\uFEFF${JSON.stringify(HF_CONFIG)}`);
+    await expect(loadLlama(dir)).rejects.toThrow(
+      `${dir}: tensor model.embed_tokens.weight holds NaN (element 627 of 640): the weights are damaged or were saved from a diverged run; use a good copy of the model`,
+    );
+    (embedding.data as Float32Array)[39 * 16 + 3] = 0;
+    (weights.find((w) => w.name === 'lm_head.weight')!.data as Float32Array)[0] = -Infinity;
+    await writeSafetensorsModel(dir, weights);
+    await expect(loadLlama(dir)).rejects.toThrow(
+      /tensor lm_head.weight holds -Infinity \(element 0 of 640\)/,
+    );
+  });
+
   it('saves LoRA adapters as peft does', async () => {
     const model = new LlamaForCausalLM(llamaConfigFromHf(HF_CONFIG));
     model.addLora({ rank: 4, alpha: 8, dropout: 0.05, targetModules: ['q_proj', 'v_proj'] });

@@ -25,7 +25,7 @@ import {
 } from '@badam/core';
 import { writeFileAtomic } from '@badam/safetensors';
 import { planRun } from './plan-run.js';
-import type { RunnerDialect, RunOptions } from './run-options.js';
+import { flagName, type RunnerDialect, type RunOptions } from './run-options.js';
 import { checkResume, type RunSettings, runSettingsOf } from './run-settings.js';
 import type { RunnerModel } from './runner-model.js';
 import { TrainingDivergedError } from './training-diverged-error.js';
@@ -98,6 +98,13 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
   const g = options.gradientAccumulationSteps;
   const maxSteps =
     options.maxSteps ?? Math.max(1, Math.ceil((options.numTrainEpochs * (spec.trainData.length ?? 1)) / g));
+  const batches = spec.trainData.length;
+  if (batches !== undefined && g > batches) {
+    const flag = flagName(dialect, 'gradient_accumulation_steps');
+    io.warn(
+      `${dialect.name}: --${flag} ${g} is more than the ${batches} batch(es) of an epoch: each optimizer step reads the data ${(g / batches).toFixed(1)} times over, so ${maxSteps} step(s) take ${Math.ceil((maxSteps * g) / batches)} epochs; lower --${flag} to at most ${batches} (or the batch size) for at least one step per epoch`,
+    );
+  }
   // Unset, the interval shrinks on a short run so that the loss curve has about 50 points (10 at most).
   const loggingSteps = options.loggingStepsIsDefault
     ? Math.min(options.loggingSteps, Math.max(1, Math.ceil(maxSteps / 50)))

@@ -49,7 +49,7 @@ export {
   type RunOptions,
   resolveRunOptions,
 } from './run-options.js';
-export { prepareRunOutputDir } from './run-output-dir.js';
+export { prepareRunOutputDir, releaseRunOutputDirs } from './run-output-dir.js';
 export { checkResume, type RunSettings, runSettingsOf } from './run-settings.js';
 export type { RunnerModel } from './runner-model.js';
 export {
@@ -68,4 +68,9 @@ export {
   type TrainedCell,
 } from './seed-comparison.js';
 export { formatMeanSd, type SeedSummary, summarizeSeeds } from './seed-statistics.js';
+export {
+  ModelNotSavedError,
+  type SaveTrainedModelOptions,
+  saveTrainedModel,
+} from './trained-model-save.js';
 export { TrainingDivergedError } from './training-diverged-error.js';

@@ -1,5 +1,8 @@
 import { CheckpointError } from '@badam/callbacks';
 import { BadamOptionError, BadamPartitionError, BadamStateError, UsageError } from '@badam/core';
+import { FileWriteError } from '@badam/safetensors';
+import { releaseRunOutputDirs } from './run-output-dir.js';
+import { ModelNotSavedError } from './trained-model-save.js';
 import { TrainingDivergedError } from './training-diverged-error.js';
 
 /**
@@ -19,7 +22,9 @@ function isExplained(error: unknown): boolean {
     error instanceof BadamPartitionError ||
     error instanceof BadamStateError ||
     error instanceof CheckpointError ||
-    error instanceof TrainingDivergedError
+    error instanceof TrainingDivergedError ||
+    error instanceof ModelNotSavedError ||
+    error instanceof FileWriteError
   );
 }
 
@@ -47,5 +52,7 @@ export async function runCli(
     if (error instanceof UsageError) io.warn(`Run ${name} --help for the flags.`);
     if (!isExplained(error) && process.env.BADAM_DEBUG) io.warn((error as Error).stack ?? '');
     return exitCodeOf(error);
+  } finally {
+    releaseRunOutputDirs(); // the command's runs are over: their output directories are free again
   }
 }

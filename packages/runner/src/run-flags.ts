@@ -97,7 +97,7 @@ export const RUN_FLAGS = {
   overwrite_output_dir: { type: 'boolean', default: false, help: 'reuse a non-empty output directory' },
   resume_from_checkpoint: {
     type: 'string',
-    help: 'a checkpoint directory, or true for the latest in output_dir',
+    help: 'a checkpoint directory, true for the latest in output_dir, or false for none',
   },
   force_resume: {
     type: 'boolean',

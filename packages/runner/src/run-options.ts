@@ -1,3 +1,4 @@
+import { dirname, resolve } from 'node:path';
 import type { FineTuningMethod, FlagSpec, FlagValues, LrScheduleType, SwitchMode } from '@badam/core';
 import { parseFlagsExplicit, UsageError } from '@badam/core';
 import type { TfjsBackendChoice } from '@badam/tfjs';
@@ -131,7 +132,19 @@ export function resolveRunOptions(
   const updateRatio = (get('update_ratio') as number | undefined) ?? 0.1;
   if (!(updateRatio > 0 && updateRatio <= 1))
     throw new UsageError(`--${flagName(dialect, 'update_ratio')} must be in (0, 1], got ${updateRatio}`);
-  if (get('resume_from_checkpoint') !== undefined && get('overwrite_output_dir') === true) {
+  const outputDirFlag = get('output_dir') as string | undefined;
+  if (outputDirFlag !== undefined && outputDirFlag.trim() === '')
+    throw new UsageError(
+      `--${flagName(dialect, 'output_dir')} is empty (an unset shell variable?): it would mean the current directory; name the directory to write to`,
+    );
+  const outputDir = outputDirFlag ?? defaults.outputDir;
+  const resumeFromCheckpoint = resumePoint(get('resume_from_checkpoint') as string | undefined);
+  // Resuming in place needs the directory as it is; a checkpoint of another directory may replace this one's.
+  if (
+    resumeFromCheckpoint !== undefined &&
+    get('overwrite_output_dir') === true &&
+    (resumeFromCheckpoint === 'true' || resolve(dirname(resumeFromCheckpoint)) === resolve(outputDir))
+  ) {
     throw new UsageError(
       `--${flagName(dialect, 'resume_from_checkpoint')} and --${flagName(dialect, 'overwrite_output_dir')} contradict each other: resuming needs the output directory as it is`,
     );
@@ -165,10 +178,10 @@ export function resolveRunOptions(
     loggingStepsIsDefault: get('logging_steps') === undefined,
     saveSteps: get('save_steps') as number | undefined,
     saveTotalLimit: get('save_total_limit') as number,
-    outputDir: (get('output_dir') as string | undefined) ?? defaults.outputDir,
+    outputDir,
     outputDirIsDefault: get('output_dir') === undefined,
     overwriteOutputDir: get('overwrite_output_dir') as boolean,
-    resumeFromCheckpoint: get('resume_from_checkpoint') as string | undefined,
+    resumeFromCheckpoint,
     forceResume: (get('force_resume') as boolean | undefined) ?? false,
     plotLoss: get('plot_loss') as boolean,
     seed: get('seed') as number,
@@ -177,6 +190,16 @@ export function resolveRunOptions(
     cudaDevice: cudaDeviceOf(get('cuda_device') as string | undefined, backend, dialect),
     board: get('board') === true,
   };
+}
+
+/**
+ * `--resume_from_checkpoint` as Hugging Face's Trainer and LLaMA-Factory's YAML take it: `true` (any case)
+ * for the newest checkpoint, `false` (any case) or nothing for none, else a path.
+ */
+function resumePoint(value: string | undefined): string | undefined {
+  const word = value?.trim().toLowerCase();
+  if (word === undefined || word === 'false') return undefined;
+  return word === 'true' ? 'true' : value;
 }
 
 /**

@@ -49,10 +49,11 @@ export function runSettingsOf(
 }
 
 /**
- * Refuses a resume that would not continue the checkpoint's run: `--max_steps` at or before the checkpoint's
- * step (always), and any meaningful setting that differs from the checkpoint's, named with both values
- * (unless `--force_resume`, which says what it overrides). Checkpoints written before settings were
- * recorded are only checked for the step.
+ * Refuses a resume that would not continue the checkpoint's run: `--max_steps` before the checkpoint's step
+ * (always), and any meaningful setting that differs from the checkpoint's, named with both values (unless
+ * `--force_resume`, which says what it overrides). Checkpoints written before settings were recorded are
+ * only checked for the step. A checkpoint at the run's last step (a run stopped after it, before its final
+ * save) resumes to finish the run: nothing is trained, the model is written from it.
  */
 export function checkResume(
   checkpoint: Checkpoint,
@@ -64,24 +65,42 @@ export function checkResume(
 ): void {
   const step = checkpoint.trainerState.globalStep;
   const maxStepsFlag = flagName(dialect, 'max_steps');
-  if (maxSteps <= step) {
+  if (maxSteps < step) {
     throw new UsageError(
       `--${maxStepsFlag} ${maxSteps} is already passed: ${checkpoint.path} is at step ${step}; give a larger --${maxStepsFlag} (or --${flagName(dialect, 'num_train_epochs')}) to train on from it`,
     );
   }
   const saved = checkpoint.trainerState.callbacks?.run_settings as RunSettings | undefined;
   if (saved === undefined || typeof saved !== 'object') return;
+  // `<flag>_sha256`: the contents of what a flag names (the dataset), not a flag of its own.
+  const content = (key: string) => /^(.+)_sha256$/.exec(key)?.[1];
   const describe = (flag: string, v: unknown) =>
     flag === METHOD_KEY
       ? dialect.describeMethods([v as never])
-      : `--${flag} ${v === undefined ? '(unset)' : String(v)}`;
+      : content(flag) !== undefined
+        ? `SHA-256 ${v === undefined ? '(unset)' : String(v).slice(0, 12)}...`
+        : `--${flag} ${v === undefined ? '(unset)' : String(v)}`;
+  const name = (flag: string) =>
+    flag === METHOD_KEY
+      ? 'the method'
+      : content(flag) !== undefined
+        ? `the contents of --${content(flag)}`
+        : `--${flag}`;
   const differences = [...new Set([...Object.keys(saved), ...Object.keys(settings)])]
+    // A content hash a checkpoint does not have (written before hashes were kept) cannot differ.
+    .filter((flag) => !(content(flag) !== undefined && saved[flag] === undefined))
     .filter((flag) => JSON.stringify(saved[flag]) !== JSON.stringify(settings[flag]))
     .map(
       (flag) =>
-        `${flag === METHOD_KEY ? 'the method' : `--${flag}`}: ${describe(flag, saved[flag])} in the checkpoint, ${describe(flag, settings[flag])} now`,
+        `${name(flag)}: ${describe(flag, saved[flag])} in the checkpoint, ${describe(flag, settings[flag])} now`,
     );
-  if (differences.length === 0) return;
+  if (differences.length === 0) {
+    if (maxSteps === step)
+      io.warn(
+        `${dialect.name}: ${checkpoint.path} is the last step (${step}) of its run, which stopped before writing its model: finishing the run from it, without training`,
+      );
+    return;
+  }
   if (options.forceResume) {
     io.warn(
       `${dialect.name}: --force_resume: continuing ${checkpoint.path} with other settings (${differences.join('; ')})`,

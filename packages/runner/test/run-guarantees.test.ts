@@ -1,13 +1,17 @@
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseFlags } from '@badam/core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
+  checkResume,
   exitCodeOf,
   type FineTuningMethod,
   fineTune,
+  ModelNotSavedError,
   prepareRunOutputDir,
+  releaseRunOutputDirs,
   resolveRunOptions,
+  saveTrainedModel,
   TrainingDivergedError,
 } from '../src/index.js';
 import { DIALECT, FLAGS, runnerTestSetup, tinyMlpSpec } from './fixtures/test-runner.js';
@@ -97,10 +101,29 @@ describe('resume refuses settings that change what the run means', () => {
   });
 
   it('a --max_steps already passed is refused even with --force_resume', async () => {
-    const { error } = await resume(['--max_steps', '2', '--learning_rate', '0.05', '--force_resume']);
+    const { error } = await resume(['--max_steps', '1', '--learning_rate', '0.05', '--force_resume']);
     expect((error as Error).message).toMatch(
-      /^--max_steps 2 is already passed: .*checkpoint-2 is at step 2; give a larger --max_steps \(or --num_train_epochs\)/,
+      /^--max_steps 1 is already passed: .*checkpoint-2 is at step 2; give a larger --max_steps \(or --num_train_epochs\)/,
     );
+  });
+
+  it('a run stopped after its last checkpoint, before its model was written, resumes to finish: no training, no new save', async () => {
+    const last = join(out, 'checkpoint-4');
+    const saved = await readFile(join(last, 'checkpoint.json'), 'utf8');
+    const { run, error, warnings } = await train([
+      ...['--output_dir', out, '--max_steps', '4', '--learning_rate', '0.05'],
+      ...['--resume_from_checkpoint', 'true'],
+    ]);
+    expect(error).toBeUndefined();
+    expect(run?.train.state.globalStep).toBe(4);
+    expect(warnings.join('\n')).toContain(
+      `${last} is the last step (4) of its run, which stopped before writing its model: finishing the run from it, without training`,
+    );
+    expect(await readFile(join(last, 'checkpoint.json'), 'utf8')).toBe(saved); // not saved again
+    expect((await readdir(out)).filter((e) => e.startsWith('checkpoint-')).sort()).toEqual([
+      'checkpoint-2',
+      'checkpoint-4',
+    ]);
   });
 
   it('the same settings resume; --force_resume continues with others and says what it overrides', async () => {
@@ -164,7 +187,165 @@ describe('output directories', () => {
     });
     expect(logs).toEqual([
       `test-runner: removed 1 unfinished save(s) an interrupted run left in ${named}: .checkpoint-8.0123abcd.tmp`,
+      `test-runner: --overwrite_output_dir: removed what an earlier run wrote in ${named}: trainer_log.jsonl`,
     ]);
-    expect(await readdir(named)).toEqual(['trainer_log.jsonl']);
+    releaseRunOutputDirs();
+    expect(await readdir(named)).toEqual([]);
+  });
+});
+
+describe('the command line says what it means', () => {
+  it('--resume_from_checkpoint false (as Hugging Face and LLaMA-Factory YAML take it) means no resume', () => {
+    for (const no of ['false', 'False', 'FALSE']) {
+      expect(options(['--resume_from_checkpoint', no]).resumeFromCheckpoint).toBeUndefined();
+    }
+    expect(options(['--resume_from_checkpoint', 'True']).resumeFromCheckpoint).toBe('true');
+    // No resume, so no contradiction with --overwrite_output_dir either.
+    expect(options(['--resume_from_checkpoint', 'false', '--overwrite_output_dir']).overwriteOutputDir).toBe(
+      true,
+    );
+  });
+
+  it('an empty --output_dir is refused: it would mean the current directory', () => {
+    for (const argv of [['--output_dir', ''], ['--output_dir=']]) {
+      let caught: unknown;
+      try {
+        options(argv);
+      } catch (error) {
+        caught = error;
+      }
+      expect(exitCodeOf(caught)).toBe(2);
+      expect((caught as Error).message).toBe(
+        '--output_dir is empty (an unset shell variable?): it would mean the current directory; name the directory to write to',
+      );
+    }
+  });
+
+  it('--overwrite_output_dir goes with a checkpoint of another directory, not with one of this directory', () => {
+    expect(
+      options(['--output_dir', 'b', '--resume_from_checkpoint', 'a/checkpoint-5', '--overwrite_output_dir'])
+        .overwriteOutputDir,
+    ).toBe(true);
+    expect(() =>
+      options(['--output_dir', 'b', '--resume_from_checkpoint', 'b/checkpoint-5', '--overwrite_output_dir']),
+    ).toThrow(/contradict each other: resuming needs the output directory as it is/);
+  });
+
+  it('--gradient_accumulation_steps beyond the data is said before any work', async () => {
+    const logs: string[] = [];
+    const { model, named } = tinyMlp(1);
+    try {
+      await fineTune({
+        ...tinyMlpSpec(model, setup.label, {
+          log: (m) => logs.push(`log ${m}`),
+          warn: (m) => logs.push(`warn ${m}`),
+        }),
+        options: options([
+          '--output_dir',
+          join(setup.dir, 'accumulate'),
+          '--max_steps',
+          '2',
+          '--gradient_accumulation_steps',
+          '15',
+        ]),
+      });
+    } finally {
+      for (const [, v] of named) v.dispose();
+    }
+    const warning = logs.findIndex((l) =>
+      l.startsWith(
+        'warn test-runner: --gradient_accumulation_steps 15 is more than the 6 batch(es) of an epoch: each optimizer step reads the data 2.5 times over, so 2 step(s) take 5 epochs; lower --gradient_accumulation_steps to at most 6',
+      ),
+    );
+    expect(warning).toBe(0); // the first line, before the method's plan and any step
+  });
+});
+
+describe('the trained model is never lost to a failed write', () => {
+  /** The model's writer, failing with `code` (as the file layer does on a full disk) in `failing` directories. */
+  const writer = (failing: (directory: string) => boolean, code = 'ENOSPC') => {
+    const calls: string[] = [];
+    const write = async (directory: string) => {
+      calls.push(directory);
+      if (failing(directory))
+        throw Object.assign(
+          new Error(`cannot write ${join(directory, 'model.safetensors')}: the disk is full (${code})`),
+          { code },
+        );
+      await mkdir(directory, { recursive: true });
+      await writeFile(join(directory, 'model.safetensors'), 'weights');
+    };
+    return { write, calls };
+  };
+  const io = () => {
+    const warnings: string[] = [];
+    return { warnings, io: { warn: (m: string) => warnings.push(m) } };
+  };
+
+  it('a full disk at the final save: the model goes to a rescue directory, and the error says how to put it in place', async () => {
+    const outputDir = join(setup.dir, 'full-disk');
+    const rescueDir = join(setup.dir, 'rescue');
+    const { write } = writer((d) => d === outputDir);
+    const { warnings, io: sink } = io();
+    const error = await saveTrainedModel({ outputDir, write, dialect: DIALECT, io: sink, rescueDir }).catch(
+      (e) => e,
+    );
+    expect(error).toBeInstanceOf(ModelNotSavedError);
+    expect(exitCodeOf(error)).toBe(1);
+    expect((error as Error).message).toBe(
+      `the trained model could not be written to ${outputDir} (cannot write ${join(outputDir, 'model.safetensors')}: the disk is full (ENOSPC)), so it was written to ${rescueDir} instead: once ${outputDir} has room, move it there (mv ${rescueDir}/* ${outputDir}/), or use it where it is (--model_name_or_path ${rescueDir})`,
+    );
+    expect(await readFile(join(rescueDir, 'model.safetensors'), 'utf8')).toBe('weights');
+    expect(warnings[0]).toContain('it is still in memory: writing it to');
+  });
+
+  it('with no room anywhere it keeps trying, and writes the model once there is room', async () => {
+    const outputDir = join(setup.dir, 'room-later');
+    let full = true;
+    const { write, calls } = writer(() => full);
+    const { warnings, io: sink } = io();
+    setTimeout(() => {
+      full = false;
+    }, 100);
+    await saveTrainedModel({
+      ...{ outputDir, write, dialect: DIALECT, io: sink },
+      ...{ rescueDir: join(setup.dir, 'rescue-2'), retrySeconds: 30, retryIntervalSeconds: 0.2 },
+    });
+    expect(await readFile(join(outputDir, 'model.safetensors'), 'utf8')).toBe('weights');
+    expect(calls.length).toBeGreaterThan(2);
+    expect(warnings.at(-1)).toBe(`test-runner: the trained model is written to ${outputDir} after all`);
+  });
+
+  it('given up, the error names the last checkpoint and how to finish the run from it', async () => {
+    const outputDir = join(setup.dir, 'lost');
+    const { write } = writer(() => true);
+    const error = await saveTrainedModel({
+      ...{ outputDir, write, dialect: DIALECT, io: io().io, retrySeconds: 0 },
+      ...{ rescueDir: join(setup.dir, 'rescue-3'), lastCheckpoint: join(outputDir, 'checkpoint-8') },
+    }).catch((e) => e);
+    expect((error as Error).message).toMatch(
+      new RegExp(
+        `and is lost\\. Its last checkpoint ${join(outputDir, 'checkpoint-8')} is kept: free space, then run the same command with --resume_from_checkpoint ${join(outputDir, 'checkpoint-8')} to write the model from it$`,
+      ),
+    );
+    await rm(join(setup.dir, 'rescue-3'), { recursive: true, force: true });
+  });
+});
+
+describe('content hashes in run settings', () => {
+  const checkpoint = (settings: Record<string, string | number>) =>
+    ({
+      path: 'out/checkpoint-2',
+      snapshot: { weights: [], optimizer: { state: {}, tensors: [] } },
+      trainerState: { globalStep: 2, callbacks: { run_settings: settings } },
+    }) as unknown as Parameters<typeof checkResume>[0];
+  const check = (saved: Record<string, string | number>, now: Record<string, string | number>) =>
+    checkResume(checkpoint(saved), now, 4, options([]), DIALECT, { warn: () => {} });
+
+  it("another dataset's contents is refused as 'the contents of --dataset'; a checkpoint from before hashes resumes", () => {
+    expect(() => check({ dataset_sha256: 'a'.repeat(64) }, { dataset_sha256: 'b'.repeat(64) })).toThrow(
+      'the contents of --dataset: SHA-256 aaaaaaaaaaaa... in the checkpoint, SHA-256 bbbbbbbbbbbb... now',
+    );
+    expect(() => check({}, { dataset_sha256: 'b'.repeat(64) })).not.toThrow();
   });
 });

@@ -5,7 +5,7 @@
  *
  * @packageDocumentation
  */
-export { writeFileAtomic } from './atomic-file.js';
+export { FileWriteError, writeFileAtomic } from './atomic-file.js';
 export {
   bfloat16ToFloat32,
   FROM_SAFETENSORS,
@@ -17,6 +17,7 @@ export {
   safetensorsBytes,
   TO_SAFETENSORS,
 } from './dtypes.js';
+export { regularFileProblem } from './regular-file.js';
 export { SafetensorsError } from './safetensors-error.js';
 export { MAX_HEADER_BYTES, type SafetensorsEntry, SafetensorsFile } from './safetensors-file.js';
 export { INDEX_FILE, SafetensorsModel, SINGLE_FILE, writeSafetensorsModel } from './sharded.js';

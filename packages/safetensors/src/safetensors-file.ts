@@ -9,6 +9,7 @@ import {
   type SafetensorsDType,
   safetensorsBytes,
 } from './dtypes.js';
+import { regularFileProblem } from './regular-file.js';
 import { SafetensorsError } from './safetensors-error.js';
 
 /** One tensor's entry in a safetensors header. */
@@ -51,6 +52,8 @@ export class SafetensorsFile {
   static async open(path: string): Promise<SafetensorsFile> {
     if (endianness() !== 'LE')
       throw new SafetensorsError(path, 'reading safetensors needs a little-endian machine');
+    const problem = await regularFileProblem(path);
+    if (problem !== undefined) throw new SafetensorsError(path, problem);
     let handle: FileHandle;
     try {
       handle = await open(path, 'r');

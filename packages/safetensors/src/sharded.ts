@@ -2,6 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ARRAY_DTYPE_BYTES, type NamedArray } from '@badam/core';
 import { writeFileAtomic } from './atomic-file.js';
+import { regularFileProblem } from './regular-file.js';
 import { SafetensorsError } from './safetensors-error.js';
 import { SafetensorsFile } from './safetensors-file.js';
 import { writeSafetensors } from './write-safetensors.js';
@@ -32,9 +33,11 @@ export class SafetensorsModel {
     const indexPath = join(directory, INDEX_FILE);
     const singlePath = join(directory, SINGLE_FILE);
     if (await exists(indexPath)) {
+      const problem = await regularFileProblem(indexPath);
+      if (problem !== undefined) throw new SafetensorsError(indexPath, problem);
       let index: unknown;
       try {
-        index = JSON.parse(await readFile(indexPath, 'utf8'));
+        index = JSON.parse((await readFile(indexPath, 'utf8')).replace(/^\uFEFF/, ''));
       } catch (error) {
         throw new SafetensorsError(indexPath, `not valid JSON (${(error as Error).message})`);
       }

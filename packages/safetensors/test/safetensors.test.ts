@@ -1,4 +1,13 @@
-import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +15,7 @@ import type { NamedArray } from '@badam/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   bfloat16ToFloat32,
+  FileWriteError,
   float16ToFloat32,
   float32ToBfloat16,
   float32ToFloat16,
@@ -13,6 +23,7 @@ import {
   SafetensorsFile,
   SafetensorsModel,
   safetensorsHeader,
+  writeFileAtomic,
   writeSafetensors,
   writeSafetensorsModel,
 } from '../src/index.js';
@@ -182,7 +193,7 @@ describe('writeSafetensors / SafetensorsFile', () => {
         ),
       ).rejects.toThrow(/tensors a and b overlap/);
       await expect(SafetensorsFile.open(join(dir, 'absent.safetensors'))).rejects.toThrow(
-        /absent.safetensors: cannot open: ENOENT/,
+        /absent.safetensors: does not exist/,
       );
       await expect(SafetensorsFile.open(good)).resolves.toBeInstanceOf(SafetensorsFile);
       const error = await SafetensorsFile.open(join(dir, 'absent.safetensors')).catch((e) => e);
@@ -251,5 +262,45 @@ describe('SafetensorsModel: single file and shards', () => {
     await expect(SafetensorsModel.open(dir)).rejects.toThrow(
       /has neither model.safetensors nor model.safetensors.index.json/,
     );
+  });
+});
+
+describe('files that are not files, and writes that fail', () => {
+  it('a named pipe, a device or a symbolic link loop is refused by stat, before any open', async () => {
+    const fifo = join(dir, 'pipe.safetensors');
+    const hasFifo = spawnSync('mkfifo', [fifo]).status === 0;
+    const loop = join(dir, 'loop.safetensors');
+    symlinkSync(loop, loop);
+    const cases: Array<[string, RegExp]> = [
+      ['/dev/zero', /\/dev\/zero: is a device, not a regular file: only files are read/],
+      [loop, /loop.safetensors: is a symbolic link that loops \(ELOOP\): point it at a file/],
+    ];
+    if (hasFifo) cases.push([fifo, /pipe.safetensors: is a named pipe, not a regular file/]);
+    // Opened, a pipe would block (and the test time out) until a writer came.
+    for (const [path, message] of cases) {
+      const error = await SafetensorsFile.open(path).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(SafetensorsError);
+      expect((error as Error).message).toMatch(message);
+    }
+  });
+
+  it('a failed write names the file asked for (not its temporary file), the reason and the fix', async () => {
+    const blocker = join(dir, 'a-file');
+    writeFileSync(blocker, 'x');
+    const target = join(blocker, 'model.safetensors');
+    const error = await writeFileAtomic(target, ['data']).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(FileWriteError);
+    expect((error as Error).message).toMatch(
+      `cannot write ${target}: a part of its path is a file, not a directory`,
+    );
+    // The rename fails here: Node's message names the temporary file, this one the file asked for.
+    const occupied = join(dir, 'occupied');
+    mkdirSync(join(occupied, 'trainer_state.json'), { recursive: true });
+    const renamed = await writeFileAtomic(join(occupied, 'trainer_state.json'), ['{}']).catch((e) => e);
+    expect((renamed as FileWriteError).code).toBe('EISDIR');
+    expect((renamed as Error).message).toBe(
+      `cannot write ${join(occupied, 'trainer_state.json')}: a directory is in its place (EISDIR): remove it, or write somewhere else`,
+    );
+    expect(await readdir(occupied)).toEqual(['trainer_state.json']); // no temporary file left
   });
 });

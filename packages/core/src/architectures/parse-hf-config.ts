@@ -17,6 +17,25 @@ export const SUPPORTED_MODEL_TYPES = {
   bert: 'bert',
 } as const;
 
+/**
+ * The largest value config.json may give each size: far above every published model (Llama 3.1-405B has
+ * 126 layers of width 16384; Gemma's vocabulary is 256K; Llama 4 Scout takes 10M positions), and low
+ * enough that a mistyped or hostile config.json (`num_hidden_layers: 1e9`) is refused before anything is
+ * allocated or counted layer by layer.
+ */
+export const HF_CONFIG_LIMITS: Readonly<Record<string, number>> = {
+  num_hidden_layers: 1024,
+  hidden_size: 131_072,
+  intermediate_size: 1_048_576,
+  num_attention_heads: 1024,
+  num_key_value_heads: 1024,
+  head_dim: 8192,
+  vocab_size: 16_777_216,
+  max_position_embeddings: 134_217_728,
+  type_vocab_size: 1024,
+  num_labels: 1_000_000,
+};
+
 /** Options of {@link parseHfConfig}. */
 export interface ParseHfConfigOptions {
   /** Where the JSON came from, for error messages. Default `'config.json'`. */
@@ -55,6 +74,15 @@ export function parseHfConfig(json: unknown, options: ParseHfConfigOptions = {})
     const value = config[field] ?? fallback;
     if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
       throw new BadamOptionError(`${source} ${field}`, value, 'a positive integer');
+    }
+    const limit = HF_CONFIG_LIMITS[field];
+    if (limit !== undefined && value > limit) {
+      throw new BadamOptionError(
+        `${source} ${field}`,
+        value,
+        `at most ${limit.toLocaleString('en')}`,
+        'far beyond any published model: the file is mistyped or not a real config.json',
+      );
     }
     return value;
   };

@@ -72,7 +72,10 @@ function loadModel(config: string | undefined, model: string | undefined): Loade
   let text: string;
   try {
     if (statSync(path).isDirectory()) path = join(path, 'config.json');
-    text = readFileSync(path, 'utf8');
+    // A named pipe or a device would be read forever: only a regular file is opened.
+    if (!statSync(path).isFile())
+      throw new Error('not a regular file (a named pipe or a device is never read)');
+    text = readFileSync(path, 'utf8').replace(/^\uFEFF/, '');
   } catch (error) {
     throw new Error(
       `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,

@@ -51,17 +51,3 @@ export function trainerLogLine(
     ...(blockSwitches.length > 0 ? { block_switches: [...blockSwitches] } : {}),
   };
 }
-
-/**
- * LLaMA-Factory's smoothing of a loss curve: an exponential moving average whose weight grows with the
- * series length (`1.8 * (sigmoid(0.05 n) - 0.5)`), so short curves are barely smoothed and long ones a lot.
- */
-export function smoothSeries(values: readonly number[]): number[] {
-  if (values.length === 0) return [];
-  const weight = 1.8 * (1 / (1 + Math.exp(-0.05 * values.length)) - 0.5);
-  let last = values[0]!;
-  return values.map((v) => {
-    last = last * weight + (1 - weight) * v;
-    return last;
-  });
-}

@@ -202,7 +202,9 @@ export class Trainer<TBatch> {
     const state = this.trainerState;
     let lastCheckpoint: string | undefined;
     let lastEvalStep = -1;
-    let lastSaveStep = -1;
+    // The checkpoint resumed from is this step's save: a run resumed at its last step (killed before its
+    // final save) saves nothing again, which would replace that checkpoint and cut its timeline.
+    let lastSaveStep = options.resumeFrom !== undefined ? state.globalStep : -1;
     let logLossSum = 0;
     let logSteps = 0;
     let trainLossSum = 0;

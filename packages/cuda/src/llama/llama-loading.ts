@@ -1,7 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BadamOptionError, type LlamaConfig, llamaConfigFromHf, type NamedArray } from '@badam/core';
-import { SafetensorsModel } from '@badam/safetensors';
+import {
+  BadamOptionError,
+  isFiniteArray,
+  type LlamaConfig,
+  llamaConfigFromHf,
+  type NamedArray,
+} from '@badam/core';
+import { regularFileProblem, SafetensorsModel } from '@badam/safetensors';
 import type { Device } from '../device.js';
 import type { DeviceTensor } from '../device-tensor.js';
 import type { DeviceLlamaDType } from './llama-net.js';
@@ -151,7 +157,9 @@ export async function llamaWeightsFromDirectory(
   const configPath = join(directory, 'config.json');
   let json: unknown;
   try {
-    json = JSON.parse(await readFile(configPath, 'utf8'));
+    const problem = await regularFileProblem(configPath);
+    if (problem !== undefined) throw new Error(problem);
+    json = JSON.parse((await readFile(configPath, 'utf8')).replace(/^\uFEFF/, ''));
   } catch (error) {
     throw new BadamOptionError(
       'model directory',
@@ -176,6 +184,14 @@ export async function llamaWeightsFromDirectory(
       const stored = await file.read(spec.name);
       if (stored.dtype !== 'float32' && stored.dtype !== 'bfloat16' && stored.dtype !== 'float16')
         throw new BadamOptionError(`${directory} ${spec.name} dtype`, stored.dtype, 'F32, BF16 or F16');
+      // One NaN trained on makes every checkpoint of the run unsavable: refuse it here, by name.
+      if (!isFiniteArray(stored))
+        throw new BadamOptionError(
+          `${directory} ${spec.name}`,
+          'NaN or infinity',
+          'finite weights',
+          'the weights are damaged or were saved from a diverged run; use a good copy of the model',
+        );
       upload.put(spec, { data: stored.data as Float32Array | Uint16Array, dtype: stored.dtype });
     }
     return { config, dtype, weights: upload.weights };

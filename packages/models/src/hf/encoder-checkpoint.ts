@@ -11,6 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { type EncoderConfig, encoderConfigFromHf, encoderConfigToHf } from '../encoder/encoder-config.js';
 import { EncoderClassifier, type EncoderModelOptions } from '../encoder/encoder-model.js';
 import { readConfigJson } from './config-json.js';
+import { checkFiniteWeight } from './finite-weights.js';
 
 /** What {@link loadEncoder} returns. */
 export interface LoadedEncoder {
@@ -82,6 +83,7 @@ export async function loadEncoder(
         );
       }
       const values = await weights.readFloat32(stored);
+      checkFiniteWeight(directory, stored, values);
       tf.tidy(() => variable.assign(tf.tensor(values, variable.shape, 'float32')));
       used.add(stored);
     }

@@ -19,6 +19,7 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 import { LlamaForCausalLM, type LlamaModelOptions } from '../llama/llama-model.js';
 import { readConfigJson } from './config-json.js';
+import { checkFiniteWeight } from './finite-weights.js';
 
 /** What {@link loadLlama} returns. */
 export interface LoadedLlama {
@@ -67,6 +68,7 @@ export async function loadLlama(directory: string, options: LlamaModelOptions = 
         );
       }
       const values = await weights.readFloat32(name);
+      checkFiniteWeight(directory, name, values);
       tf.tidy(() => variable.assign(tf.tensor(values, variable.shape, 'float32')));
     }
     const unusedTensors = weights
