@@ -43,6 +43,7 @@ import { writeFileAtomic } from '@badam/safetensors';
 import { tfjsBackendModel } from '@badam/tfjs';
 import { chooseChatTemplate } from './chat-template-choice.js';
 import { type DeviceRunModel, deviceLlamaRunnerModel, loadDeviceLlama } from './device-model.js';
+import { scratchModelSource } from './from-scratch.js';
 import { type ModelFilesSource, writeModelFiles } from './model-files.js';
 import { type Prediction, predictExamples } from './predict.js';
 import { LLAMA_DIALECT, type TrainOptions } from './train-options.js';
@@ -113,13 +114,27 @@ export async function prepareBackend(options: TrainOptions, io: RunIO, tfjsOnly?
 export async function loadModelAndTokenizer(
   options: TrainOptions,
   io: Pick<RunIO, 'warn'> = console,
-): Promise<{ model: LlamaForCausalLM; tokenizer: Tokenizer; builtin: boolean }> {
+): Promise<{
+  model: LlamaForCausalLM;
+  tokenizer: Tokenizer;
+  builtin: boolean;
+  sourceDir: string | undefined;
+}> {
+  if (options.trainFromScratch && options.modelNameOrPath !== undefined) {
+    const source = await scratchModelSource(options.modelNameOrPath, options.seed);
+    io.warn(`badam-llama: ${source.note}`);
+    const model = new LlamaForCausalLM(source.config, {
+      seed: options.seed,
+      initializerRange: source.initializerRange,
+    });
+    return { model, tokenizer: source.tokenizer, builtin: false, sourceDir: source.sourceDir };
+  }
   if (options.modelNameOrPath === undefined) {
     const model = new LlamaForCausalLM(builtinLlamaConfig(), {
       seed: options.seed,
       initializerRange: BUILTIN_INITIALIZER_RANGE,
     });
-    return { model, tokenizer: new ByteTokenizer(), builtin: true };
+    return { model, tokenizer: new ByteTokenizer(), builtin: true, sourceDir: undefined };
   }
   const { model, unusedTensors } = await loadLlama(options.modelNameOrPath);
   if (unusedTensors.length > 0) {
@@ -127,7 +142,12 @@ export async function loadModelAndTokenizer(
       `badam-llama: ${unusedTensors.length} tensor(s) of the checkpoint are not used: ${unusedTensors.slice(0, 3).join(', ')}...`,
     );
   }
-  return { model, tokenizer: await HfTokenizer.fromDirectory(options.modelNameOrPath), builtin: false };
+  return {
+    model,
+    tokenizer: await HfTokenizer.fromDirectory(options.modelNameOrPath),
+    builtin: false,
+    sourceDir: options.modelNameOrPath,
+  };
 }
 
 /**
@@ -192,7 +212,7 @@ async function trainLoaded(
   // --template by name; else the model's own chat_template (tokenizer_config.json); else alpaca.
   const template = await chooseChatTemplate(
     options.template ?? inputs.template,
-    loaded.builtin ? undefined : options.modelNameOrPath,
+    loaded.sourceDir,
     loaded.builtin ? 'default' : 'alpaca',
   );
 
@@ -246,7 +266,7 @@ async function trainLoaded(
   const modelFiles: ModelFilesSource = {
     config,
     tokenizer,
-    sourceDir: options.modelNameOrPath,
+    sourceDir: loaded.sourceDir,
     dtype: 'float32',
   };
   const run = await fineTune<PaddedBatch>({
@@ -347,6 +367,8 @@ interface RunModel {
   readonly maxPositions: number;
   readonly tokenizer: Tokenizer;
   readonly builtin: boolean;
+  /** The folder whose tokenizer files and chat template the run reads (none: built in, or a shipped config). */
+  readonly sourceDir: string | undefined;
   readonly runner: RunnerModel<PaddedBatch>;
   /** The tfjs model (`--backend tfjs`). */
   readonly model?: LlamaForCausalLM;
@@ -362,7 +384,12 @@ async function loadRunModel(options: TrainOptions, io: RunIO, inputs: RunInputs)
   if (isDeviceBackend(options.backend)) {
     const given = inputs.deviceModel !== undefined && inputs.tokenizer !== undefined;
     const device = given
-      ? { ...inputs.deviceModel!, tokenizer: inputs.tokenizer!, builtin: false }
+      ? {
+          ...inputs.deviceModel!,
+          tokenizer: inputs.tokenizer!,
+          builtin: false,
+          sourceDir: options.modelNameOrPath,
+        }
       : await loadDeviceLlama(options, io, (config) =>
           checkCutoffLen(options, { maxPositions: config.maxPositionEmbeddings, config }),
         );
@@ -374,13 +401,19 @@ async function loadRunModel(options: TrainOptions, io: RunIO, inputs: RunInputs)
       maxPositions,
       tokenizer: device.tokenizer,
       builtin: device.builtin,
+      sourceDir: device.sourceDir,
       runner: deviceLlamaRunnerModel(device, options),
       deviceModel: device,
     };
   }
   const loaded =
     inputs.model !== undefined && inputs.tokenizer !== undefined
-      ? { model: inputs.model, tokenizer: inputs.tokenizer, builtin: false }
+      ? {
+          model: inputs.model,
+          tokenizer: inputs.tokenizer,
+          builtin: false,
+          sourceDir: options.modelNameOrPath,
+        }
       : await loadModelAndTokenizer(options, io);
   const { model } = loaded;
   checkCutoffLen(options, model);
@@ -390,6 +423,7 @@ async function loadRunModel(options: TrainOptions, io: RunIO, inputs: RunInputs)
     maxPositions: model.maxPositions,
     tokenizer: loaded.tokenizer,
     builtin: loaded.builtin,
+    sourceDir: loaded.sourceDir,
     runner: llamaRunnerModel(model, options),
     model,
   };
@@ -418,6 +452,8 @@ function llamaRunSettings(options: TrainOptions): RunSettings {
   return {
     stage: options.stage,
     model_name_or_path: options.modelNameOrPath ?? 'built-in tiny Llama',
+    // Recorded only when on, so that checkpoints written before the flag existed still resume.
+    train_from_scratch: options.trainFromScratch ? true : undefined,
     dataset: options.dataset ?? 'generated instructions',
     template: options.template,
     cutoff_len: options.cutoffLen,

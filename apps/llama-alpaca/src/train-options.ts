@@ -1,6 +1,6 @@
 import { type FlagSpec, type FlagValues, UsageError } from '@badam/core';
 import { CHAT_TEMPLATES } from '@badam/data';
-import { LLAMA_LORA_TARGETS } from '@badam/models';
+import { LLAMA_LORA_TARGETS, shippedLlamaConfig } from '@badam/models';
 import type { FineTuningMethod, RunnerDialect, RunOptions } from '@badam/runner';
 import { FINE_TUNING_METHODS, isDeviceBackend, resolveRunOptions, runnerFlags } from '@badam/runner';
 import { LLAMA_FACTORY_FLAGS } from './llama-factory-flags.js';
@@ -63,6 +63,12 @@ export const TRAIN_FLAGS: Readonly<Record<string, FlagSpec>> = {
   lora_alpha: { type: 'number', min: 0, exclusiveMin: true, help: 'LoRA alpha (default 2 x rank)' },
   lora_dropout: { type: 'number', help: 'LoRA dropout (default 0)' },
   lora_target: { type: 'string', help: 'LoRA target modules, comma-separated, or all (default all)' },
+  train_from_scratch: {
+    type: 'boolean',
+    default: false,
+    help: "random weights (normal(0, config.json's initializer_range), as Hugging Face initialises) from --model_name_or_path's config.json and tokenizer, nothing loaded; also a shipped config: smollm-135m, qwen2.5-0.5b, tinyllama-1.1b",
+    aka: 'LLaMA-Factory',
+  },
   val_size: {
     type: 'number',
     min: 0,
@@ -112,6 +118,8 @@ export const TRAIN_FLAGS: Readonly<Record<string, FlagSpec>> = {
 export interface TrainOptions extends RunOptions {
   stage: 'sft' | 'pt';
   modelNameOrPath: string | undefined;
+  /** `--train_from_scratch`: random weights from --model_name_or_path's config.json (see from-scratch.ts). */
+  trainFromScratch: boolean;
   dataset: string | undefined;
   datasetDir: string;
   template: string | undefined;
@@ -197,7 +205,17 @@ export function resolveTrainOptions(v: FlagValues): TrainOptions {
     throw new UsageError(
       `--val_size must be a fraction in [0, 1) or a whole number of examples, got ${valSize}`,
     );
-  if (v.model_name_or_path !== undefined) refuseHubId(v.model_name_or_path as string, 'model_name_or_path');
+  const modelPath = v.model_name_or_path as string | undefined;
+  if (v.train_from_scratch === true && modelPath === undefined)
+    throw new UsageError(
+      '--train_from_scratch builds the model of --model_name_or_path (a folder with config.json, or smollm-135m, qwen2.5-0.5b, tinyllama-1.1b) with random weights: name one',
+    );
+  // A shipped config's Hugging Face id names no folder to fetch when the weights are not wanted.
+  if (
+    modelPath !== undefined &&
+    !(v.train_from_scratch === true && shippedLlamaConfig(modelPath) !== undefined)
+  )
+    refuseHubId(modelPath, 'model_name_or_path');
   return {
     ...shared,
     // Hugging Face's --eval_strategy steps without --eval_steps evaluates every --logging_steps.
@@ -210,7 +228,8 @@ export function resolveTrainOptions(v: FlagValues): TrainOptions {
     evalStrategy,
     maxSamples: v.max_samples as number | undefined,
     stage: v.stage as TrainOptions['stage'],
-    modelNameOrPath: v.model_name_or_path as string | undefined,
+    modelNameOrPath: modelPath,
+    trainFromScratch: v.train_from_scratch as boolean,
     dataset: v.dataset as string | undefined,
     datasetDir: v.dataset_dir as string,
     template: v.template as string | undefined,

@@ -35,6 +35,7 @@ export {
   saveLlama,
   saveLoraAdapter,
 } from './hf/llama-checkpoint.js';
+export { readConfigJson } from './hf/config-json.js';
 export {
   SHIPPED_LLAMA_CONFIGS,
   type ShippedLlamaName,
