@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readTrainerLog } from '@badam/callbacks';
+import { formatMemory, readTrainerLog } from '@badam/callbacks';
 import { UsageError } from '@badam/core';
 import { ByteTokenizer, HfTokenizer } from '@badam/data';
 import { SafetensorsFile } from '@badam/safetensors';
@@ -101,7 +101,9 @@ describe('--train_from_scratch', () => {
   for (const backend of ['cpu', 'tfjs'] as const) {
     it(`trains a folder with no weights on --backend ${backend}, drawn with its config's initializer_range`, async () => {
       const outputDir = join(dir, `out-${backend}`);
-      const { io, err } = capture();
+      const { io, out, err } = capture();
+      const progress: string[] = [];
+      const stream = { write: (text: string) => progress.push(text) > 0 } as unknown as NodeJS.WriteStream;
       const code = await runCommand(
         [
           ...['--model_name_or_path', configDir, '--train_from_scratch', '--backend', backend],
@@ -109,7 +111,7 @@ describe('--train_from_scratch', () => {
           ...['--max_steps', '3', '--logging_steps', '1', '--switch_block_every', '2'],
           ...['--output_dir', outputDir],
         ],
-        io,
+        { ...io, stream },
       );
       expect(code, err.join('\n')).toBe(0);
       expect(err.join('\n')).toMatch(/--train_from_scratch: the weights are RANDOM \(normal\(0, 0\.05\)/);
@@ -120,6 +122,15 @@ describe('--train_from_scratch', () => {
       // The saved model is the config's, and a matrix no step trained has the config's spread.
       const saved = JSON.parse(await readFile(join(outputDir, 'config.json'), 'utf8'));
       expect(saved).toMatchObject({ hidden_size: 32, num_hidden_layers: 2 });
+      // The progress line's peak is all_results.json's, and the run ends saying what each number counts.
+      const results = JSON.parse(await readFile(join(outputDir, 'all_results.json'), 'utf8'));
+      const peak = formatMemory(results.peak_memory_bytes);
+      const steps = progress
+        .join('')
+        .split('\n')
+        .filter((line) => line.startsWith('step '));
+      expect(steps.at(-1)).toContain(`(peak ${peak};`);
+      expect(out.join('\n')).toContain(`memory: peak ${peak} measured during a pass`);
       const file = await SafetensorsFile.open(join(outputDir, 'model.safetensors'));
       const untrained = await file.readFloat32('model.layers.1.mlp.down_proj.weight');
       await file.close();
