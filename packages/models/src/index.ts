@@ -19,6 +19,7 @@ export {
 export { type EncoderConfig, encoderConfigFromHf, encoderConfigToHf } from './encoder/encoder-config.js';
 export { type EncoderBatch, EncoderClassifier, type EncoderModelOptions } from './encoder/encoder-model.js';
 export { type GenerationOptions, generate } from './generation/generate.js';
+export { readConfigJson } from './hf/config-json.js';
 export {
   encoderWeights,
   type LoadEncoderOptions,
@@ -35,7 +36,6 @@ export {
   saveLlama,
   saveLoraAdapter,
 } from './hf/llama-checkpoint.js';
-export { readConfigJson } from './hf/config-json.js';
 export {
   SHIPPED_LLAMA_CONFIGS,
   type ShippedLlamaName,
