@@ -24,7 +24,8 @@ and *.png in each run directory, and a comparison's compare_table.md, compare_re
   --stdin        also show the run directories named on standard input, one "watch DIR" line each, as
                  they come; the board stops when standard input closes (the runners' --board starts
                  the board this way)
-  --help         show this help`;
+  -h, --help     show this help
+  -V, --version  print the version`;
 
 /** Where the command writes. */
 export interface BoardIO {
@@ -49,7 +50,7 @@ export function parseBoardArgs(argv: readonly string[]): {
         port: { type: 'string' },
         host: { type: 'string' },
         stdin: { type: 'boolean' },
-        help: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
       },
     });
   } catch (error) {

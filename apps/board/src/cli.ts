@@ -1,10 +1,16 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import { UsageError } from '@badam/core';
 import { PARENT_ENDED, runBoardCommand } from './board-command.js';
 
 const io = { log: (m: string) => console.log(m), warn: (m: string) => console.error(m) };
 const argv = process.argv.slice(2);
 try {
+  if (argv.includes('--version') || argv.includes('-V')) {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+    io.log(`badam-board ${(pkg as { version: string }).version}`);
+    process.exit(0);
+  }
   const board = await runBoardCommand(argv, io, process.stdin, () => process.exit(0));
   if (board) {
     // With --stdin the parent stops the board (SIGTERM) when its training ends: the pages say so.

@@ -5,16 +5,20 @@ import type { RunIO } from '@badam/callbacks';
 import { flagHelp, parseFlags } from '@badam/core';
 import {
   COMPARISON_FLAGS,
+  type ComparisonCommandRun,
   comparisonCommand,
   type FineTuningMethod,
+  packageVersion,
   parseRunnerCommand,
   type RunnerCommandSpec,
   runCli,
+  runComparisonCommand,
 } from '@badam/runner';
-import { CHAT_FLAGS, runChat } from './chat.js';
+import { CHAT_FLAGS, recordedTemplate, runChat } from './chat.js';
 import { runComparison } from './compare.js';
 import { EMBEDDED_DEFAULTS, runEmbeddedDefault } from './embedded.js';
 import { PRETRAIN_FLAGS, pretrainSettingsFrom, runPretraining } from './embedded-pretrained.js';
+import { EXPORT_FLAGS, runExport } from './export-model.js';
 import { normalizeLlamaFactoryFlags } from './llama-factory-flags.js';
 import { isRecipePath, recipeArgs } from './recipe-file.js';
 import { runTraining, writeJson } from './run-training.js';
@@ -26,7 +30,11 @@ const USAGE = `Usage:
                                   fine-tune as a LLaMA-Factory YAML (or JSON) recipe says; flags override it
   badam-llama compare [flags]     the embedded fine-tune with block, full, lora and sparse on --seeds seeds,
                                   side by side (--learning_rates: each rate chosen on a validation split)
-  badam-llama chat --model_name_or_path <dir> [--query "..."]
+  badam-llama chat --model_name_or_path <dir> [--adapter_name_or_path <dir>] [--query "..."]
+                                  talk to a model (lines piped in are answered one by one)
+  badam-llama export --model_name_or_path <base> --adapter_name_or_path <dir> --export_dir <dir>
+                                  merge LoRA adapters into the base: a plain Hugging Face model folder
+  badam-llama --version           the version
   badam-llama pretrain [flags]    pretrain the built-in tiny Llama on generated text (the shipped start:
                                   --output_dir packages/embedded/assets/embedded-pretrained)
 
@@ -40,7 +48,10 @@ ${flagHelp(COMPARISON_FLAGS)}`;
 const LLAMA_COMMAND: RunnerCommandSpec<TrainOptions> = {
   flags: TRAIN_FLAGS,
   dialect: LLAMA_DIALECT,
-  isEmbedded: (values) => values.model_name_or_path === undefined && values.dataset === undefined,
+  isEmbedded: (values) =>
+    values.model_name_or_path === undefined &&
+    values.dataset === undefined &&
+    values.eval_dataset === undefined,
   embeddedDefaults: (values) => ({
     ...EMBEDDED_DEFAULTS,
     output_dir: join('output', `embedded-${values.finetuning_type as string}`),
@@ -52,7 +63,12 @@ const LLAMA_COMMAND: RunnerCommandSpec<TrainOptions> = {
 };
 
 /** `badam-llama compare`: the training flags, plus the seeds and the learning rates to choose from. */
-const COMPARE_COMMAND = comparisonCommand(LLAMA_COMMAND);
+const COMPARE_RUN: ComparisonCommandRun<TrainOptions> = {
+  command: comparisonCommand(LLAMA_COMMAND),
+  usage: USAGE,
+  defaultOutputDir: join('output', 'compare'),
+  compare: (options, plan, io) => runComparison(options, plan, io),
+};
 
 /**
  * Parses training flags (LLaMA-Factory's spellings included); for the embedded default, flags the command
@@ -67,17 +83,27 @@ export function trainOptionsFrom(argv: readonly string[]): {
   return parseRunnerCommand(argv, LLAMA_COMMAND);
 }
 
+const SUBCOMMANDS = ['train', 'compare', 'chat', 'pretrain', 'export'] as const;
+
 /** Runs `badam-llama` with `argv`; resolves to the exit code. */
-export async function runCommand(argv: readonly string[], io: RunIO): Promise<number> {
+export async function runCommand(
+  argv: readonly string[],
+  io: RunIO,
+  input?: NodeJS.ReadableStream & { isTTY?: boolean },
+): Promise<number> {
   const [first, ...rest] = argv;
-  const sub =
-    first === 'train' || first === 'compare' || first === 'chat' || first === 'pretrain' ? first : undefined;
+  const sub = SUBCOMMANDS.find((name) => name === first);
   const given = sub === undefined ? argv : rest;
+  if (given.includes('--version') || given.includes('-V')) {
+    io.log(`badam-llama ${packageVersion(import.meta.url)}`);
+    return 0;
+  }
   return runCli(LLAMA_DIALECT.name, io, async () => {
     // `train recipe.yaml --flag value`: the recipe's keys come first, so the command line's flags win.
+    const recipeFlags = sub === 'chat' ? CHAT_FLAGS : sub === 'export' ? EXPORT_FLAGS : TRAIN_FLAGS;
     const args =
-      sub !== 'chat' && sub !== 'pretrain' && given[0] !== undefined && isRecipePath(given[0])
-        ? [...(await recipeArgs(given[0], TRAIN_FLAGS)), ...given.slice(1)]
+      sub !== 'pretrain' && given[0] !== undefined && isRecipePath(given[0])
+        ? [...(await recipeArgs(given[0], recipeFlags)), ...given.slice(1)]
         : given;
     if (sub === 'chat') {
       const values = parseFlags(args, CHAT_FLAGS);
@@ -85,7 +111,18 @@ export async function runCommand(argv: readonly string[], io: RunIO): Promise<nu
         io.log(`Usage: badam-llama chat --model_name_or_path <dir> [flags]\n${flagHelp(CHAT_FLAGS)}`);
         return 0;
       }
-      await runChat(values, io);
+      await runChat(values, io, input);
+      return 0;
+    }
+    if (sub === 'export') {
+      const values = parseFlags(args, EXPORT_FLAGS);
+      if (values.help) {
+        io.log(
+          `Usage: badam-llama export [recipe.yaml] --model_name_or_path <base> --adapter_name_or_path <dir> --export_dir <dir> [flags]\n${flagHelp(EXPORT_FLAGS)}`,
+        );
+        return 0;
+      }
+      await runExport(values, io, recordedTemplate);
       return 0;
     }
     if (sub === 'pretrain') {
@@ -110,17 +147,7 @@ export async function runCommand(argv: readonly string[], io: RunIO): Promise<nu
       );
       return 0;
     }
-    if (sub === 'compare') {
-      const { options, help, notes } = parseRunnerCommand(args, COMPARE_COMMAND);
-      if (help) {
-        io.log(USAGE);
-        return 0;
-      }
-      for (const note of notes) io.warn(`${LLAMA_DIALECT.name}: ${note}`);
-      if (options.outputDirIsDefault) options.outputDir = join('output', 'compare');
-      await runComparison(options, options.comparison, io);
-      return 0;
-    }
+    if (sub === 'compare') return runComparisonCommand(args, COMPARE_RUN, io);
     const { options, embedded, help, notes } = trainOptionsFrom(args);
     if (help) {
       io.log(USAGE);

@@ -17,12 +17,17 @@ export interface DeviceRunModel {
   readonly tokenizer: Tokenizer;
   readonly builtin: boolean;
   /** The folder whose tokenizer files and chat template the run reads, if any. */
-  readonly sourceDir: string | undefined;
+  readonly tokenizerDir: string | undefined;
 }
 
-/** The weights' dtype on the device: bf16 with `--bf16` (LLaMA-Factory's flag), else fp32 (tfjs's numbers). */
-export function deviceDtype(options: Pick<TrainOptions, 'bf16'>): 'bfloat16' | 'float32' {
-  return options.bf16 ? 'bfloat16' : 'float32';
+/**
+ * The weights' dtype on the device: bf16 with `--bf16`, fp16 with `--fp16` (LLaMA-Factory's flags), else
+ * fp32 (tfjs's numbers).
+ */
+export function deviceDtype(
+  options: Pick<TrainOptions, 'bf16'> & { readonly fp16?: boolean },
+): 'bfloat16' | 'float16' | 'float32' {
+  return options.bf16 ? 'bfloat16' : options.fp16 ? 'float16' : 'float32';
 }
 
 /**
@@ -52,7 +57,7 @@ export async function loadDeviceLlama(
     const config = await readLlamaConfig(builtinStart.directory);
     beforeWeights(config);
     const model = await DeviceLlama.fromPretrained(device, builtinStart.directory, modelOptions(config));
-    return { model, device, config, tokenizer: new ByteTokenizer(), builtin: true, sourceDir: undefined };
+    return { model, device, config, tokenizer: new ByteTokenizer(), builtin: true, tokenizerDir: undefined };
   }
   if (options.trainFromScratch && options.modelNameOrPath !== undefined) {
     // Hugging Face's initialisation drawn on the device: seconds where JavaScript's draws take minutes.
@@ -64,8 +69,8 @@ export async function loadDeviceLlama(
       seed: options.seed,
       initializerRange: source.initializerRange,
     });
-    const { config, tokenizer, sourceDir } = source;
-    return { model, device, config, tokenizer, builtin: false, sourceDir };
+    const { config, tokenizer } = source;
+    return { model, device, config, tokenizer, builtin: false, tokenizerDir: source.sourceDir };
   }
   if (options.modelNameOrPath === undefined) {
     const config = builtinLlamaConfig();
@@ -75,13 +80,13 @@ export async function loadDeviceLlama(
       seed: options.seed,
       initializerRange: BUILTIN_INITIALIZER_RANGE,
     });
-    return { model, device, config, tokenizer: new ByteTokenizer(), builtin: true, sourceDir: undefined };
+    return { model, device, config, tokenizer: new ByteTokenizer(), builtin: true, tokenizerDir: undefined };
   }
   const config = await readLlamaConfig(options.modelNameOrPath);
   beforeWeights(config);
   const tokenizer = await HfTokenizer.fromDirectory(options.modelNameOrPath);
   const model = await DeviceLlama.fromPretrained(device, options.modelNameOrPath, modelOptions(config));
-  return { model, device, config, tokenizer, builtin: false, sourceDir: options.modelNameOrPath };
+  return { model, device, config, tokenizer, builtin: false, tokenizerDir: options.modelNameOrPath };
 }
 
 /**

@@ -27,10 +27,10 @@ function realTokens(batch: PaddedBatch): number {
 }
 
 /**
- * Causal-LM training of a {@link DeviceLlama} on padded batches, as @badam/models' `causalLmTask` is on tfjs: the
- * micro-batch's mean loss over labelled tokens, its real tokens, and evaluation loss with token accuracy
- * (argmax at position i against label i + 1). The gradients of the active block go straight into the
- * backend's fp32 accumulators (`gradientOf`), so none are returned.
+ * Causal-LM training of a `DeviceLlama` (@badam/cuda) on padded batches, as @badam/models' `causalLmTask` is
+ * on tfjs: the micro-batch's mean loss over labelled tokens, its real tokens, and evaluation loss with token
+ * accuracy (argmax at position i against label i + 1). The gradients of the active block go straight into
+ * the backend's fp32 accumulators (`gradientOf`), so none are returned.
  */
 export function deviceCausalLmTask(
   model: DeviceLlama,

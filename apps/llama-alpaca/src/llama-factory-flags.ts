@@ -12,7 +12,21 @@ const BADAM_ALIASES = {
   badam_update_ratio: 'update_ratio',
   badam_mask_mode: 'mask_mode',
   evaluation_strategy: 'eval_strategy',
+  pure_bf16: 'bf16',
 } as const;
+
+/** BAdam settings LLaMA-Factory reads in one mode only, and the mode in which it ignores them (so do we). */
+const MODE_ONLY: Readonly<Record<string, { ignoredIn: 'layer' | 'ratio'; why: string }>> = {
+  badam_update_ratio: {
+    ignoredIn: 'layer',
+    why: '--badam_mode layer updates whole blocks (it is for ratio)',
+  },
+  badam_mask_mode: { ignoredIn: 'layer', why: '--badam_mode layer updates whole blocks (it is for ratio)' },
+  badam_start_block: {
+    ignoredIn: 'ratio',
+    why: '--badam_mode ratio updates every layer at every step (it is for layer)',
+  },
+};
 
 /**
  * Flags of LLaMA-Factory and Hugging Face's Trainer that have no meaning for badam-llama, with why: a
@@ -22,7 +36,6 @@ const IGNORED_FLAGS: Readonly<Record<string, { type: 'boolean' | 'string'; why: 
   overwrite_cache: { type: 'boolean', why: 'tokenized data is not cached; every run tokenizes afresh' },
   preprocessing_num_workers: { type: 'string', why: 'tokenization runs in this process' },
   dataloader_num_workers: { type: 'string', why: 'batches are built in this process' },
-  report_to: { type: 'string', why: 'logs go to trainer_log.jsonl and the console' },
   ddp_timeout: { type: 'string', why: 'training runs in one process, without torch.distributed' },
   ddp_find_unused_parameters: { type: 'boolean', why: 'training runs in one process' },
   deepspeed: { type: 'string', why: 'training runs in one process; BAdam needs no ZeRO sharding' },
@@ -30,19 +43,46 @@ const IGNORED_FLAGS: Readonly<Record<string, { type: 'boolean' | 'string'; why: 
   trust_remote_code: { type: 'boolean', why: "only badam-llama's own Llama code runs" },
   cache_dir: { type: 'string', why: 'models load from local folders only' },
   run_name: { type: 'string', why: 'logs go to --output_dir' },
-  logging_dir: { type: 'string', why: 'logs go to --output_dir' },
   log_level: { type: 'string', why: "badam-llama's messages have one level" },
   disable_tqdm: { type: 'boolean', why: "the progress line is badam-llama's own" },
-  do_eval: { type: 'boolean', why: 'evaluation follows --val_size and --eval_strategy' },
+  optim: {
+    type: 'string',
+    why: "the base optimizer is always AdamW (torch.optim.AdamW's update, what adamw_torch names; BAdam wraps it block by block)",
+  },
+  predict_with_generate: {
+    type: 'boolean',
+    why: '--do_predict always generates (greedy unless --temperature), into generated_predictions.jsonl',
+  },
+  infer_backend: { type: 'string', why: "generation runs on badam-llama's own tfjs Llama" },
+  export_device: { type: 'string', why: 'export merges on the CPU' },
+  export_legacy_format: {
+    type: 'boolean',
+    why: 'export writes safetensors (the non-legacy format) only',
+  },
 };
 
 /** The flags of LLaMA-Factory's command line and YAML recipes that badam-llama takes besides its own. */
 export const LLAMA_FACTORY_FLAGS: Readonly<Record<string, FlagSpec>> = {
   do_train: {
     type: 'boolean',
-    default: true,
-    help: 'train (badam-llama always does; false is refused)',
+    help: 'train (default, unless --do_eval / --do_predict is given without training data); false with --do_eval or --do_predict evaluates or predicts with the model as it is',
     aka: 'LLaMA-Factory / Hugging Face',
+  },
+  do_eval: {
+    type: 'boolean',
+    default: false,
+    help: 'with --do_train false: evaluate the model on the validation set (--eval_dataset, or --val_size of --dataset) into eval_results.json',
+    aka: 'LLaMA-Factory / Hugging Face',
+  },
+  eval_dataset: {
+    type: 'string',
+    help: 'evaluation / prediction dataset(s), like --dataset (instead of --val_size)',
+    aka: 'LLaMA-Factory',
+  },
+  pure_bf16: {
+    type: 'boolean',
+    help: 'the same as --bf16 (bf16 weights; cuda keeps fp32 masters and Adam state for the active block)',
+    aka: 'LLaMA-Factory',
   },
   use_badam: {
     type: 'boolean',
@@ -115,6 +155,16 @@ export const LLAMA_FACTORY_FLAGS: Readonly<Record<string, FlagSpec>> = {
  * `--use_badam` with a method that is not BAdam's, is a `UsageError` naming both flags.
  */
 export function normalizeLlamaFactoryFlags(values: FlagValues, explicit: Set<string>): string[] {
+  const notes: string[] = [];
+  const mode = values.badam_mode as 'layer' | 'ratio' | undefined;
+  if (values.use_badam === true) {
+    for (const [flag, { ignoredIn, why }] of Object.entries(MODE_ONLY)) {
+      if (!explicit.has(flag) || (mode ?? 'layer') !== ignoredIn) continue;
+      explicit.delete(flag);
+      values[flag] = undefined;
+      notes.push(`--${flag} is ignored: ${why}`);
+    }
+  }
   for (const [alias, flag] of Object.entries(BADAM_ALIASES)) {
     if (!explicit.has(alias)) continue;
     if (explicit.has(flag) && values[flag] !== values[alias]) {
@@ -125,7 +175,6 @@ export function normalizeLlamaFactoryFlags(values: FlagValues, explicit: Set<str
     values[flag] = values[alias];
     explicit.add(flag);
   }
-  const mode = values.badam_mode as 'layer' | 'ratio' | undefined;
   if (values.use_badam === true) {
     const method = mode === 'ratio' ? 'sparse' : 'block';
     const given = values.finetuning_type as string;
@@ -142,12 +191,33 @@ export function normalizeLlamaFactoryFlags(values: FlagValues, explicit: Set<str
       `--badam_mode ${mode} takes effect with --use_badam, which this run ${explicit.has('use_badam') ? 'sets to false' : 'does not set'}: add --use_badam true or drop --badam_mode`,
     );
   }
-  if (values.do_train === false) {
+  // Hugging Face's do_train is off unless given; badam-llama trains by default, except where the command line
+  // asks a model of its own for evaluation or prediction and gives no training data (LLaMA-Factory's predict
+  // recipes). The embedded default always trains.
+  if (values.do_train === undefined)
+    values.do_train = !(
+      (values.do_eval === true || values.do_predict === true) &&
+      values.dataset === undefined &&
+      values.model_name_or_path !== undefined
+    );
+  if (values.do_train === false && values.do_eval !== true && values.do_predict !== true) {
     throw new UsageError(
-      'badam-llama always trains: --do_train false (prediction only) has no run to make; drop it (--do_predict adds predictions to a training run)',
+      '--do_train false leaves nothing to do: add --do_eval (eval_results.json) or --do_predict (generated_predictions.jsonl), or drop it to train',
     );
   }
-  return Object.keys(IGNORED_FLAGS)
-    .filter((flag) => explicit.has(flag))
-    .map((flag) => `--${flag} is ignored: ${IGNORED_FLAGS[flag]!.why}`);
+  // The device backends (cuda, cpu, and auto's pick when it is one) train fp16 weights; tfjs has no fp16.
+  if (values.fp16 === true && values.backend === 'tfjs')
+    notes.push(
+      '--fp16 is ignored on tfjs: TensorFlow.js has no 16-bit float, so training and the saved model stay fp32 (--backend cuda or cpu trains fp16 weights)',
+    );
+  return [
+    ...notes,
+    ...Object.keys(IGNORED_FLAGS)
+      .filter((flag) => explicit.has(flag))
+      .map((flag) =>
+        flag === 'optim' && !/^adamw/i.test(String(values.optim))
+          ? `--optim ${values.optim} is ignored: not AdamW, but badam-llama trains with AdamW whatever --optim says (BAdam wraps it block by block)`
+          : `--${flag} is ignored: ${IGNORED_FLAGS[flag]!.why}`,
+      ),
+  ];
 }

@@ -12,7 +12,12 @@ export interface ModelFilesSource {
   /** The folder the model was loaded from (its tokenizer files are copied); undefined: built in. */
   readonly sourceDir: string | undefined;
   /** Storage dtype the config names (`torch_dtype`). */
-  readonly dtype: 'float32' | 'bfloat16';
+  readonly dtype: 'float32' | 'bfloat16' | 'float16';
+  /**
+   * The Jinja chat template the model was trained with (`chatTemplateJinja`), kept in tokenizer_config.json
+   * so that the folder carries its template wherever it goes; undefined: the source's is kept as it is.
+   */
+  readonly chatTemplate?: string;
 }
 
 const json = (value: unknown) => [`${JSON.stringify(value, null, 2)}\n`];
@@ -52,20 +57,25 @@ export async function writeModelFiles(
   const fromSource = async (file: string) =>
     source.sourceDir === undefined ? undefined : readOptional(join(source.sourceDir, file));
 
-  let tokenizerConfig: Record<string, unknown> = {};
+  let tokenizerConfig: Record<string, unknown> | undefined;
   if (source.tokenizer instanceof ByteTokenizer) {
     const { tokenizer, config: byteConfig } = source.tokenizer.toHuggingFace();
     tokenizerConfig = byteConfig;
     await writeFileAtomic(join(directory, 'tokenizer.json'), json(tokenizer));
-    await writeFileAtomic(join(directory, 'tokenizer_config.json'), json(byteConfig));
   } else {
-    for (const file of ['tokenizer.json', 'tokenizer_config.json']) {
-      const bytes = await fromSource(file);
-      if (bytes === undefined) continue;
-      await writeFileAtomic(join(directory, file), [bytes]);
-      if (file === 'tokenizer_config.json') tokenizerConfig = JSON.parse(bytes.toString('utf8'));
-    }
+    const bytes = await fromSource('tokenizer.json');
+    if (bytes !== undefined) await writeFileAtomic(join(directory, 'tokenizer.json'), [bytes]);
+    const configBytes = await fromSource('tokenizer_config.json');
+    if (configBytes !== undefined) tokenizerConfig = JSON.parse(configBytes.toString('utf8'));
   }
+  if (tokenizerConfig !== undefined || source.chatTemplate !== undefined) {
+    tokenizerConfig = {
+      ...(tokenizerConfig ?? {}),
+      ...(source.chatTemplate !== undefined ? { chat_template: source.chatTemplate } : {}),
+    };
+    await writeFileAtomic(join(directory, 'tokenizer_config.json'), json(tokenizerConfig));
+  }
+  tokenizerConfig ??= {};
 
   const specialTokens = await fromSource('special_tokens_map.json');
   await writeFileAtomic(

@@ -2,16 +2,22 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { boardRunWatcher } from '@badam/board';
 import { type RunIO, writeResultsJson } from '@badam/callbacks';
-import { estimateActivationBytes, type MemoryEstimate, type TrainerCallback, UsageError } from '@badam/core';
+import {
+  type DataSource,
+  estimateActivationBytes,
+  type MemoryEstimate,
+  type TrainerCallback,
+  UsageError,
+} from '@badam/core';
 import type { DeviceLlama } from '@badam/cuda';
 import {
   alpacaExamples,
   ByteTokenizer,
   batchedDataSource,
   type ChatTemplate,
+  chatTemplateJinja,
   encodePretraining,
   encodeSupervised,
-  HfTokenizer,
   type InstructionExample,
   loadInstructionDataset,
   type PaddedBatch,
@@ -24,7 +30,7 @@ import {
   causalLmTask,
   type LlamaConfig,
   LlamaForCausalLM,
-  loadLlama,
+  readLoraAdapterConfig,
   saveLlama,
   saveLoraAdapter,
 } from '@badam/models';
@@ -36,16 +42,16 @@ import {
   type RunnerModel,
   type RunSettings,
   resolveAutoBackend,
-  saveTrainedModel,
   writeRunResults,
 } from '@badam/runner';
-import { writeFileAtomic } from '@badam/safetensors';
 import { tfjsBackendModel } from '@badam/tfjs';
+import { loadLlamaWithAdapters, modelFolders } from './adapters.js';
 import { chooseChatTemplate } from './chat-template-choice.js';
-import { type DeviceRunModel, deviceLlamaRunnerModel, loadDeviceLlama } from './device-model.js';
+import { type DeviceRunModel, deviceDtype, deviceLlamaRunnerModel, loadDeviceLlama } from './device-model.js';
+import { evaluateOnly } from './evaluate-only.js';
 import { scratchModelSource } from './from-scratch.js';
 import { type ModelFilesSource, writeModelFiles } from './model-files.js';
-import { type Prediction, predictExamples } from './predict.js';
+import { type Prediction, writePredictions } from './predict.js';
 import { LLAMA_DIALECT, type TrainOptions } from './train-options.js';
 
 /** Where messages go (the shared shape from @badam/callbacks). */
@@ -64,7 +70,8 @@ export interface TrainRunResult {
   readonly template: ChatTemplate;
   readonly validation: readonly InstructionExample[];
   readonly predictions: Prediction[] | undefined;
-  readonly estimate: MemoryEstimate;
+  /** Core's memory estimate of the training (undefined with `--do_train false`). */
+  readonly estimate: MemoryEstimate | undefined;
   readonly stopReason: string | undefined;
 }
 
@@ -96,7 +103,7 @@ export async function prepareBackend(options: TrainOptions, io: RunIO, tfjsOnly?
   const picked = await resolveAutoBackend(
     options,
     { kind: 'Llama', cuda: true },
-    tfjsOnly ?? (options.doPredict ? '--do_predict generates with TensorFlow.js' : undefined),
+    tfjsOnly ?? (await tfjsOnlyReason(options)),
   );
   if (picked !== undefined) io.log(`badam-llama: ${picked}`);
   const label = await prepareRunBackend(
@@ -110,7 +117,23 @@ export async function prepareBackend(options: TrainOptions, io: RunIO, tfjsOnly?
   return label;
 }
 
-/** Loads (or builds) the model and tokenizer named by the options. */
+/** Why this run needs tfjs whatever the machine has (`--backend auto` then picks it), or undefined. */
+async function tfjsOnlyReason(options: TrainOptions): Promise<string | undefined> {
+  if (options.doPredict) return '--do_predict generates with TensorFlow.js';
+  if (!options.doTrain) return '--do_train false evaluates with TensorFlow.js';
+  if (options.adapters.length > 0) return '--adapter_name_or_path loads LoRA adapters on TensorFlow.js only';
+  const path = options.trainFromScratch ? undefined : options.modelNameOrPath;
+  if (path !== undefined && (await readLoraAdapterConfig(path)) !== undefined)
+    return `${path} is a LoRA adapter folder, which loads on TensorFlow.js only`;
+  return undefined;
+}
+
+/**
+ * Loads (or builds) the model and tokenizer named by the options: `--model_name_or_path` (a model folder, or
+ * a LoRA adapter folder on its base) and `--adapter_name_or_path`'s adapters, merged, except the last with
+ * `--finetuning_type lora`, which trains on. `tokenizerDir` is where the tokenizer (and the model's own chat
+ * template) comes from.
+ */
 export async function loadModelAndTokenizer(
   options: TrainOptions,
   io: Pick<RunIO, 'warn'> = console,
@@ -118,36 +141,43 @@ export async function loadModelAndTokenizer(
   model: LlamaForCausalLM;
   tokenizer: Tokenizer;
   builtin: boolean;
-  sourceDir: string | undefined;
+  tokenizerDir: string | undefined;
 }> {
   if (options.trainFromScratch && options.modelNameOrPath !== undefined) {
+    if (options.adapters.length > 0)
+      throw new UsageError(
+        '--adapter_name_or_path loads adapters onto trained weights, and --train_from_scratch has none: drop one',
+      );
     const source = await scratchModelSource(options.modelNameOrPath, options.seed);
     io.warn(`badam-llama: ${source.note}`);
     const model = new LlamaForCausalLM(source.config, {
       seed: options.seed,
       initializerRange: source.initializerRange,
     });
-    return { model, tokenizer: source.tokenizer, builtin: false, sourceDir: source.sourceDir };
+    return { model, tokenizer: source.tokenizer, builtin: false, tokenizerDir: source.sourceDir };
   }
   if (options.modelNameOrPath === undefined) {
+    if (options.adapters.length > 0)
+      throw new UsageError(
+        '--adapter_name_or_path needs the base model it was trained on: add --model_name_or_path',
+      );
     const model = new LlamaForCausalLM(builtinLlamaConfig(), {
       seed: options.seed,
       initializerRange: BUILTIN_INITIALIZER_RANGE,
     });
-    return { model, tokenizer: new ByteTokenizer(), builtin: true, sourceDir: undefined };
+    return { model, tokenizer: new ByteTokenizer(), builtin: true, tokenizerDir: undefined };
   }
-  const { model, unusedTensors } = await loadLlama(options.modelNameOrPath);
-  if (unusedTensors.length > 0) {
+  const folders = await modelFolders(options.modelNameOrPath, options.adapters);
+  const { model, tokenizer } = await loadLlamaWithAdapters(
+    folders,
+    { keepLast: options.method === 'lora' },
+    io.warn,
+  );
+  if (folders.adapters.length > 0)
     io.warn(
-      `badam-llama: ${unusedTensors.length} tensor(s) of the checkpoint are not used: ${unusedTensors.slice(0, 3).join(', ')}...`,
+      `badam-llama: LoRA adapter(s) ${folders.adapters.join(', ')} on ${folders.base}: ${options.method === 'lora' ? 'the last trains on, the others are merged' : 'merged into the model'}`,
     );
-  }
-  return {
-    model,
-    tokenizer: await HfTokenizer.fromDirectory(options.modelNameOrPath),
-    builtin: false,
-    sourceDir: options.modelNameOrPath,
-  };
+  return { model, tokenizer, builtin: false, tokenizerDir: folders.tokenizerDir };
 }
 
 /**
@@ -158,7 +188,9 @@ export function llamaRunnerModel(model: LlamaForCausalLM, options: TrainOptions)
   return {
     kind: 'Llama',
     partition: { includeEmbedding: options.includeEmbedding, includeLmHead: options.includeLmHead },
-    addLora: () =>
+    // An adapter loaded to train on (--adapter_name_or_path) is the run's LoRA; otherwise new adapters.
+    addLora: () => {
+      if (model.lora !== undefined) return;
       model.addLora(
         {
           rank: options.loraRank,
@@ -167,7 +199,8 @@ export function llamaRunnerModel(model: LlamaForCausalLM, options: TrainOptions)
           targetModules: options.loraTarget,
         },
         options.seed,
-      ),
+      );
+    },
     ...tfjsBackendModel({ namedParameters: () => model.namedParameters, task: causalLmTask(model) }),
   };
 }
@@ -187,17 +220,91 @@ export async function runTraining(
   if (!inputs.outputDirReady) await prepareRunOutputDir(options, LLAMA_DIALECT, io);
   if (options.bf16 && options.backend === 'tfjs')
     io.warn(
-      'badam-llama: --bf16 on tfjs: training stays fp32 (tfjs has no bf16); the saved model is written in bf16',
+      'badam-llama: --bf16 on tfjs: training stays fp32 (tfjs has no bf16), and so do checkpoints (an exact resume needs the fp32 weights); the saved model is written in bf16',
     );
 
   const loaded = await loadRunModel(options, io, inputs);
   try {
+    if (!options.doTrain)
+      return await evaluateOnly(options, io, loaded, await runTemplate(options, inputs, loaded, io));
     return await trainLoaded(options, io, inputs, loaded, backendLabel);
   } catch (error) {
     // A device model this run loaded is freed when the run fails (the caller gets it only on success).
     if (inputs.deviceModel === undefined) loaded.deviceModel?.model.dispose();
     throw error;
   }
+}
+
+/** The run's chat template: `--template` by name; else the model's own chat_template; else alpaca. */
+async function runTemplate(
+  options: TrainOptions,
+  inputs: RunInputs,
+  loaded: Pick<RunModel, 'builtin' | 'tokenizerDir'>,
+  io: RunIO,
+): Promise<ChatTemplate> {
+  return chooseChatTemplate(
+    options.template ?? inputs.template,
+    loaded.builtin ? undefined : loaded.tokenizerDir,
+    loaded.builtin ? 'default' : 'alpaca',
+    (message) => io.warn(`badam-llama: ${message}`),
+  );
+}
+
+/**
+ * The run's examples: training ones (`--dataset`, or generated instructions), and validation ones (a set
+ * given in code, `--eval_dataset`, or `--val_size` split off the training ones).
+ */
+export async function loadRunExamples(
+  options: TrainOptions,
+  inputs: Pick<RunInputs, 'examples' | 'validation'> = {},
+): Promise<RunExamples> {
+  const load = (dataset: string) =>
+    loadInstructionDataset(dataset, options.datasetDir, { maxSamples: options.maxSamples });
+  const examples =
+    inputs.examples ??
+    (options.dataset !== undefined
+      ? await load(options.dataset)
+      : options.doTrain
+        ? alpacaExamples(generatedInstructions(800, 0, options.seed).train)
+        : []);
+  if (inputs.validation !== undefined)
+    return { train: [...examples], validation: [...inputs.validation], sha256: contentHash([examples]) };
+  if (options.evalDataset !== undefined) {
+    const validation = await load(options.evalDataset);
+    return { train: [...examples], validation, sha256: contentHash([examples, validation]) };
+  }
+  return { ...splitValidation(examples, options.valSize, options.seed), sha256: contentHash([examples]) };
+}
+
+/** A run's examples, and the SHA-256 of the data they came from (see {@link contentHash}). */
+export interface RunExamples {
+  readonly train: InstructionExample[];
+  readonly validation: InstructionExample[];
+  /** The loaded examples' SHA-256 (with `--eval_dataset`'s after them), which a resume compares. */
+  readonly sha256: string;
+}
+
+/**
+ * Examples tokenized for the run's stage (sft: prompt masked; pt: raw text), saying how many were dropped.
+ * Token ids the model has no embedding for (`vocabSize`) are found here, naming the example, not mid-run.
+ */
+function encodeExamples(
+  items: readonly InstructionExample[],
+  options: TrainOptions,
+  tokenizer: Tokenizer,
+  template: ChatTemplate,
+  vocabSize: number,
+  io: RunIO,
+): TokenizedExample[] {
+  if (options.stage === 'pt')
+    return encodePretraining(items, tokenizer, template, options.cutoffLen, vocabSize);
+  const { examples: encoded, dropped } = encodeSupervised(items, tokenizer, template, {
+    cutoffLen: options.cutoffLen,
+    vocabSize,
+  });
+  if (dropped > 0)
+    io.warn(`badam-llama: ${dropped} example(s) had no response token within cutoff_len and were dropped`);
+  return encoded;
 }
 
 /** {@link runTraining} once its model is there. */
@@ -209,35 +316,111 @@ async function trainLoaded(
   backendLabel: string,
 ): Promise<TrainRunResult> {
   const { tokenizer, config } = loaded;
-  // --template by name; else the model's own chat_template (tokenizer_config.json); else alpaca.
-  const template = await chooseChatTemplate(
-    options.template ?? inputs.template,
-    loaded.sourceDir,
-    loaded.builtin ? 'default' : 'alpaca',
-  );
+  const template = await runTemplate(options, inputs, loaded, io);
+  const data = await runData(options, io, inputs, loaded, template);
 
-  const examples =
-    inputs.examples ??
-    (options.dataset !== undefined
-      ? await loadInstructionDataset(options.dataset, options.datasetDir, { maxSamples: options.maxSamples })
-      : alpacaExamples(generatedInstructions(800, 0, options.seed).train));
-  const { train: trainRaw, validation } =
-    inputs.validation !== undefined
-      ? { train: [...examples], validation: [...inputs.validation] }
-      : splitValidation(examples, options.valSize, options.seed);
-  // Token ids the model has no embedding for are found here, naming the example, not mid-run.
-  const vocabSize = config.vocabSize;
-  const encode = (items: readonly InstructionExample[]): TokenizedExample[] => {
-    if (options.stage === 'pt')
-      return encodePretraining(items, tokenizer, template, options.cutoffLen, vocabSize);
-    const { examples: encoded, dropped } = encodeSupervised(items, tokenizer, template, {
-      cutoffLen: options.cutoffLen,
-      vocabSize,
-    });
-    if (dropped > 0)
-      io.warn(`badam-llama: ${dropped} example(s) had no response token within cutoff_len and were dropped`);
-    return encoded;
+  // Checkpoints hold the weights as the backend does (cuda: bf16 / fp16 with --bf16 / --fp16; tfjs: fp32,
+  // which exact resume needs); the folder's files make each one loadable as a model (chat, training), with
+  // the run's chat template in tokenizer_config.json.
+  const checkpointDtype = isDeviceBackend(options.backend) ? deviceDtype(options) : 'float32';
+  const modelFiles: ModelFilesSource = {
+    config,
+    tokenizer,
+    sourceDir: loaded.tokenizerDir,
+    dtype: checkpointDtype,
+    chatTemplate: chatTemplateJinja(template),
   };
+  const run = await fineTune<PaddedBatch>({
+    dialect: LLAMA_DIALECT,
+    options,
+    model: loaded.runner,
+    trainData: data.trainData,
+    evalData: data.evalData,
+    trainExamples: data.trainSet.length,
+    defaultSwitchBlockEvery: 'suggest',
+    // Activations of the longest padded batch (core's closed form; tfjs keeps more on its tape: docs/memory.md).
+    activationBytes: () =>
+      estimateActivationBytes(
+        { kind: 'decoder', ...config },
+        {
+          // What runs: a batch never holds more than the examples there are.
+          batchSize: Math.min(options.batchSize, data.trainSet.length),
+          seqLength: data.longestPadded,
+          // tfjs computes in fp32 with a [t, t] score matrix; the device in the weights' dtype, flash style.
+          dtype:
+            isDeviceBackend(options.backend) && checkpointDtype !== 'float32' ? checkpointDtype : 'float32',
+          gradientCheckpointing: options.gradientCheckpointing,
+          attention: isDeviceBackend(options.backend) ? 'flash' : 'eager',
+        },
+      ),
+    backendLabel,
+    callbacks: inputs.callbacks ?? [],
+    runSettings: { ...llamaRunSettings(options), dataset_sha256: data.sha256 },
+    runWatcher: boardRunWatcher,
+    checkpointWeightsDtype: checkpointDtype,
+    checkpointModelFiles: async (directory) => {
+      await writeModelFiles(directory, modelFiles, { config: true });
+      // A LoRA run's checkpoint is an adapter folder too (chat loads the base from it, then the adapters).
+      if (options.method === 'lora' && loaded.model !== undefined)
+        await saveLoraAdapter(loaded.model, directory, baseModelName(options));
+      // The template the run trains with, which `chat` on the checkpoint then uses (as on the output dir).
+      await writeJson(join(directory, 'badam_llama.json'), { template: template.name });
+    },
+    io,
+  });
+
+  if (!inputs.skipModelSave)
+    await run.saveModel((directory) => writeRunModel(directory, options, loaded, modelFiles));
+  const metrics: Record<string, number | string> = { ...run.metrics, finetuning_type: options.method };
+  let predictions: Prediction[] | undefined;
+  if (options.doPredict && data.validation.length > 0 && loaded.model !== undefined) {
+    const predicted = await writePredictions(loaded.model, tokenizer, template, data.validation, options);
+    predictions = predicted.predictions;
+    metrics.predict_exact_match = predicted.exactMatch;
+  }
+  await writeRunResults(options.outputDir, metrics);
+  return {
+    outputDir: options.outputDir,
+    metrics,
+    model: loaded.model,
+    deviceModel: loaded.deviceModel?.model,
+    tokenizer,
+    template,
+    validation: data.validation,
+    predictions,
+    estimate: run.estimate,
+    stopReason: run.train.stopReason,
+  };
+}
+
+/** A run's data: the examples it trains and evaluates on, tokenized and batched. */
+interface RunData {
+  readonly validation: readonly InstructionExample[];
+  /** The loaded examples' SHA-256, which a resume compares. */
+  readonly sha256: string;
+  readonly trainSet: readonly TokenizedExample[];
+  readonly trainData: DataSource<PaddedBatch>;
+  readonly evalData: DataSource<PaddedBatch> | undefined;
+  /** The longest training example's length after padding, for the activation estimate. */
+  readonly longestPadded: number;
+}
+
+/**
+ * The run's examples ({@link loadRunExamples}) tokenized with the template ({@link encodeExamples}) and
+ * batched: the training order by `--data_seed` (else `--seed`); with `--eval_strategy epoch`, an evaluation
+ * interval of one epoch.
+ */
+async function runData(
+  options: TrainOptions,
+  io: RunIO,
+  inputs: RunInputs,
+  loaded: RunModel,
+  template: ChatTemplate,
+): Promise<RunData> {
+  const { tokenizer, config } = loaded;
+  const { train: trainRaw, validation, sha256 } = await loadRunExamples(options, inputs);
+  const encode = (items: readonly InstructionExample[]) =>
+    encodeExamples(items, options, tokenizer, template, config.vocabSize, io);
   const trainSet = encode(trainRaw);
   const evalSet = validation.length > 0 ? encode(validation) : [];
   if (trainSet.length === 0)
@@ -248,7 +431,7 @@ async function trainLoaded(
   const trainData = batchedDataSource(trainSet, {
     batchSize: options.batchSize,
     padTokenId: tokenizer.padTokenId,
-    shuffleSeed: options.seed,
+    shuffleSeed: options.dataSeed ?? options.seed,
     groupByLength: options.groupByLength,
     padToMultipleOf: padTo,
   });
@@ -261,114 +444,56 @@ async function trainLoaded(
   io.log(
     `badam-llama: ${trainSet.length} training and ${evalSet.length} validation examples (${options.stage}, template ${template.name}, cutoff ${options.cutoffLen})`,
   );
-
-  // Checkpoints hold fp32 weights; the folder's files make each one loadable as a model (chat, training).
-  const modelFiles: ModelFilesSource = {
-    config,
-    tokenizer,
-    sourceDir: loaded.sourceDir,
-    dtype: 'float32',
-  };
-  const run = await fineTune<PaddedBatch>({
-    dialect: LLAMA_DIALECT,
-    options,
-    model: loaded.runner,
+  return {
+    validation,
+    sha256,
+    trainSet,
     trainData,
     evalData,
-    trainExamples: trainSet.length,
-    defaultSwitchBlockEvery: 'suggest',
-    // Activations of the longest padded batch (core's closed form; tfjs keeps more on its tape: docs/memory.md).
-    activationBytes: () =>
-      estimateActivationBytes(
-        { kind: 'decoder', ...config },
-        {
-          // What runs: a batch never holds more than the examples there are.
-          batchSize: Math.min(options.batchSize, trainSet.length),
-          seqLength: longest + ((padTo - (longest % padTo)) % padTo),
-          // tfjs computes in fp32 with a [t, t] score matrix; the device in the weights' dtype, flash style.
-          dtype: isDeviceBackend(options.backend) && options.bf16 ? 'bfloat16' : 'float32',
-          gradientCheckpointing: options.gradientCheckpointing,
-          attention: isDeviceBackend(options.backend) ? 'flash' : 'eager',
-        },
-      ),
-    backendLabel,
-    callbacks: inputs.callbacks ?? [],
-    runSettings: { ...llamaRunSettings(options), dataset_sha256: contentHash(examples) },
-    runWatcher: boardRunWatcher,
-    checkpointModelFiles: async (directory) => {
-      await writeModelFiles(directory, modelFiles, { config: true });
-      // The template the run trains with, which `chat` on the checkpoint then uses (as on the output dir).
-      await writeJson(join(directory, 'badam_llama.json'), { template: template.name });
-    },
-    io,
-  });
-
-  if (!inputs.skipModelSave) {
-    const dtype = options.bf16 ? 'bfloat16' : 'float32';
-    const { model, deviceModel } = loaded;
-    // A full disk here would lose the trained weights: saveTrainedModel keeps them (a rescue directory, retries).
-    await saveTrainedModel({
-      outputDir: options.outputDir,
-      dialect: LLAMA_DIALECT,
-      io,
-      lastCheckpoint: run.train.lastCheckpoint,
-      write: async (directory) => {
-        if (deviceModel !== undefined) {
-          // In the weights' own dtype (bf16 with --bf16), Hugging Face's layout; config.json as on tfjs.
-          await deviceModel.model.save(directory);
-          await writeModelFiles(directory, { ...modelFiles, dtype }, { config: true });
-        } else {
-          if (options.method === 'lora')
-            await saveLoraAdapter(model!, directory, options.modelNameOrPath ?? 'built-in tiny Llama');
-          else await saveLlama(model!, directory, { dtype });
-          await writeModelFiles(directory, { ...modelFiles, dtype });
-        }
-      },
-    });
-  }
-  let predictions: Prediction[] | undefined;
-  const metrics: Record<string, number | string> = { ...run.metrics, finetuning_type: options.method };
-  if (options.doPredict && validation.length > 0 && loaded.model !== undefined) {
-    const predicted = predictExamples(loaded.model, tokenizer, template, validation, {
-      maxNewTokens: options.maxNewTokens,
-      temperature: options.temperature,
-      topP: options.topP,
-      seed: options.seed,
-    });
-    predictions = predicted.predictions;
-    metrics.predict_exact_match = predicted.exactMatch;
-    await writeFileAtomic(join(options.outputDir, 'generated_predictions.jsonl'), [
-      predictions.map((p) => `${JSON.stringify(p)}\n`).join(''),
-    ]);
-    await writeJson(join(options.outputDir, 'predict_results.json'), {
-      predict_exact_match: predicted.exactMatch,
-      predict_samples: predictions.length,
-    });
-  }
-  await writeRunResults(options.outputDir, metrics);
-  return {
-    outputDir: options.outputDir,
-    metrics,
-    model: loaded.model,
-    deviceModel: loaded.deviceModel?.model,
-    tokenizer,
-    template,
-    validation,
-    predictions,
-    estimate: run.estimate,
-    stopReason: run.train.stopReason,
+    longestPadded: longest + ((padTo - (longest % padTo)) % padTo),
   };
 }
 
+/**
+ * The trained model's files: on the device in the weights' own dtype (bf16 / fp16 with --bf16 / --fp16),
+ * Hugging Face's layout; on tfjs the LoRA adapter or the whole model; config and tokenizer files beside it.
+ */
+async function writeRunModel(
+  directory: string,
+  options: TrainOptions,
+  loaded: RunModel,
+  modelFiles: ModelFilesSource,
+): Promise<void> {
+  const { model, deviceModel } = loaded;
+  if (deviceModel !== undefined) {
+    // config.json as on tfjs; modelFiles' dtype is already the device's.
+    await deviceModel.model.save(directory);
+    await writeModelFiles(directory, modelFiles, { config: true });
+    return;
+  }
+  const dtype = options.bf16 ? 'bfloat16' : 'float32';
+  if (options.method === 'lora') await saveLoraAdapter(model!, directory, baseModelName(options));
+  else await saveLlama(model!, directory, { dtype });
+  await writeModelFiles(directory, { ...modelFiles, dtype });
+}
+
+/** The base model a LoRA adapter names in adapter_config.json: the folder it was loaded from. */
+function baseModelName(options: TrainOptions): string {
+  return options.modelNameOrPath ?? 'built-in tiny Llama';
+}
+
 /** The run's model on its backend, and what the run needs of it whichever backend that is. */
-interface RunModel {
+export interface RunModel {
   readonly config: LlamaConfig;
   /** Longest sequence the model takes (tfjs caps its position table at 4096). */
   readonly maxPositions: number;
   readonly tokenizer: Tokenizer;
   readonly builtin: boolean;
-  /** The folder whose tokenizer files and chat template the run reads (none: built in, or a shipped config). */
-  readonly sourceDir: string | undefined;
+  /**
+   * Where the tokenizer (and the model's own chat template) was read from: none for the built-in model or a
+   * shipped config trained from scratch.
+   */
+  readonly tokenizerDir: string | undefined;
   readonly runner: RunnerModel<PaddedBatch>;
   /** The tfjs model (`--backend tfjs`). */
   readonly model?: LlamaForCausalLM;
@@ -383,12 +508,20 @@ interface RunModel {
 async function loadRunModel(options: TrainOptions, io: RunIO, inputs: RunInputs): Promise<RunModel> {
   if (isDeviceBackend(options.backend)) {
     const given = inputs.deviceModel !== undefined && inputs.tokenizer !== undefined;
+    if (
+      !given &&
+      options.modelNameOrPath !== undefined &&
+      (await readLoraAdapterConfig(options.modelNameOrPath))
+    )
+      throw new UsageError(
+        `${options.modelNameOrPath} is a LoRA adapter folder, which --backend ${options.backend} does not load: merge it into its base first (badam-llama export), then train the merged folder`,
+      );
     const device = given
       ? {
           ...inputs.deviceModel!,
           tokenizer: inputs.tokenizer!,
           builtin: false,
-          sourceDir: options.modelNameOrPath,
+          tokenizerDir: options.modelNameOrPath,
         }
       : await loadDeviceLlama(options, io, (config) =>
           checkCutoffLen(options, { maxPositions: config.maxPositionEmbeddings, config }),
@@ -401,7 +534,7 @@ async function loadRunModel(options: TrainOptions, io: RunIO, inputs: RunInputs)
       maxPositions,
       tokenizer: device.tokenizer,
       builtin: device.builtin,
-      sourceDir: device.sourceDir,
+      tokenizerDir: device.tokenizerDir,
       runner: deviceLlamaRunnerModel(device, options),
       deviceModel: device,
     };
@@ -412,7 +545,7 @@ async function loadRunModel(options: TrainOptions, io: RunIO, inputs: RunInputs)
           model: inputs.model,
           tokenizer: inputs.tokenizer,
           builtin: false,
-          sourceDir: options.modelNameOrPath,
+          tokenizerDir: options.modelNameOrPath,
         }
       : await loadModelAndTokenizer(options, io);
   const { model } = loaded;
@@ -423,7 +556,7 @@ async function loadRunModel(options: TrainOptions, io: RunIO, inputs: RunInputs)
     maxPositions: model.maxPositions,
     tokenizer: loaded.tokenizer,
     builtin: loaded.builtin,
-    sourceDir: loaded.sourceDir,
+    tokenizerDir: loaded.tokenizerDir,
     runner: llamaRunnerModel(model, options),
     model,
   };
@@ -472,12 +605,13 @@ function llamaRunSettings(options: TrainOptions): RunSettings {
 }
 
 /**
- * SHA-256 of the examples a run trains and evaluates on: a resume compares it, so that a dataset whose
- * contents changed at the same path is not trained on as if it were the checkpoint's.
+ * SHA-256 of the examples a run loads (training, and validation given apart): a resume compares it, so that
+ * a dataset whose contents changed at the same path is not trained on as if it were the checkpoint's.
  */
-function contentHash(examples: readonly InstructionExample[]): string {
+function contentHash(sets: readonly (readonly InstructionExample[])[]): string {
   const hash = createHash('sha256');
-  for (const example of examples) hash.update(JSON.stringify(example)).update('\n');
+  for (const examples of sets)
+    for (const example of examples) hash.update(JSON.stringify(example)).update('\n');
   return hash.digest('hex');
 }
 

@@ -109,7 +109,9 @@ describe("LLaMA-Factory's flags", () => {
       ],
     ]);
     expect(options.maxSamples).toBe(100);
-    expect(notes).toHaveLength(5);
+    // --report_to none is Hugging Face's own "no integration": nothing to ignore.
+    expect(options.reportTo).toEqual([]);
+    expect(notes).toHaveLength(4);
     expect(notes[0]).toMatch(/^--overwrite_cache is ignored: /);
     expect(notes.join('\n')).toContain('--flash_attn is ignored');
   });

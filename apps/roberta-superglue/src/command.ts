@@ -5,10 +5,13 @@ import type { RunIO } from '@badam/callbacks';
 import { flagHelp } from '@badam/core';
 import {
   COMPARISON_FLAGS,
+  type ComparisonCommandRun,
   comparisonCommand,
+  packageVersion,
   parseRunnerCommand,
   type RunnerCommandSpec,
   runCli,
+  runComparisonCommand,
 } from '@badam/runner';
 import { runRobertaComparison } from './compare.js';
 import {
@@ -63,7 +66,12 @@ const ROBERTA_COMMAND: RunnerCommandSpec<RobertaOptions> = {
 };
 
 /** `badam-roberta compare`: the flags of a run, plus the seeds and the learning rates to choose from. */
-const COMPARE_COMMAND = comparisonCommand(ROBERTA_COMMAND);
+const COMPARE_RUN: ComparisonCommandRun<RobertaOptions> = {
+  command: comparisonCommand(ROBERTA_COMMAND),
+  usage: USAGE,
+  defaultOutputDir: join('output', 'roberta-compare'),
+  compare: runRobertaComparison,
+};
 
 /** Parses flags; without --task_name, flags the command line leaves unset take the embedded defaults. */
 export function robertaOptionsFrom(
@@ -74,17 +82,12 @@ export function robertaOptionsFrom(
 
 /** Runs `badam-roberta` with `argv`; resolves to the exit code. */
 export async function runRobertaCommand(argv: readonly string[], io: RunIO): Promise<number> {
+  if (argv.includes('--version') || argv.includes('-V')) {
+    io.log(`badam-roberta ${packageVersion(import.meta.url)}`);
+    return 0;
+  }
   return runCli(ROBERTA_DIALECT.name, io, async () => {
-    if (argv[0] === 'compare') {
-      const { options, help } = parseRunnerCommand(argv.slice(1), COMPARE_COMMAND);
-      if (help) {
-        io.log(USAGE);
-        return 0;
-      }
-      if (options.outputDirIsDefault) options.outputDir = join('output', 'roberta-compare');
-      await runRobertaComparison(options, options.comparison, io);
-      return 0;
-    }
+    if (argv[0] === 'compare') return runComparisonCommand(argv.slice(1), COMPARE_RUN, io);
     const { options, help } = robertaOptionsFrom(argv);
     if (help) {
       io.log(USAGE);

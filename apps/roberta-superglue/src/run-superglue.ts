@@ -20,7 +20,6 @@ import {
   prepareRunBackend,
   prepareRunOutputDir,
   type RunnerModel,
-  saveTrainedModel,
   writeRunResults,
 } from '@badam/runner';
 import { writeFileAtomic } from '@badam/safetensors';
@@ -137,18 +136,7 @@ export async function runSuperGlue(
       `badam-roberta: --max_seq_length ${options.maxSeqLength} is more than the model's ${positions} positions: rows are cut at ${positions}`,
     );
 
-  let train = inputs.train;
-  let validation = inputs.validation;
-  if (train === undefined || validation === undefined) {
-    if (options.taskName === undefined) {
-      train ??= generatedPairTask(2000, options.seed);
-      validation ??= generatedPairTask(200, options.seed + 1000);
-    } else {
-      const dir = options.dataDir ?? defaultSuperGlueDir();
-      train ??= await loadSuperGlue(dir, options.taskName, 'train');
-      validation ??= await loadSuperGlue(dir, options.taskName, 'val');
-    }
-  }
+  const { train, validation } = await taskExamples(options, inputs);
   const { vocabSize } = model.config;
   const trainItems = encodeItems(train, tokenizer, format, maxLength, spec.name === 'record', vocabSize);
   const evalItems = encodeItems(validation, tokenizer, format, maxLength, spec.name === 'record', vocabSize);
@@ -221,23 +209,8 @@ export async function runSuperGlue(
     records.map((r) => `${JSON.stringify(r)}\n`).join(''),
   ]);
   await writeRunResults(options.outputDir, metrics);
-  if (options.method !== 'lora') {
-    // A full disk here would lose the trained weights: saveTrainedModel keeps them (a rescue directory, retries).
-    await saveTrainedModel({
-      outputDir: options.outputDir,
-      dialect: ROBERTA_DIALECT,
-      io,
-      lastCheckpoint: run.train.lastCheckpoint,
-      write: async (directory) => {
-        await saveEncoder(model, directory);
-        if (tokenizer instanceof ByteTokenizer) {
-          const { tokenizer: json, config } = tokenizer.toHuggingFace();
-          await writeResultsJson(join(directory, 'tokenizer.json'), json);
-          await writeResultsJson(join(directory, 'tokenizer_config.json'), config);
-        }
-      },
-    });
-  }
+  if (options.method !== 'lora')
+    await run.saveModel((directory) => writeRunModel(directory, model, tokenizer));
   const summary = Object.entries(scores)
     .map(([k, v]) => `${k} ${(100 * v).toFixed(1)}%`)
     .join(', ');
@@ -245,6 +218,39 @@ export async function runSuperGlue(
     `badam-roberta: validation ${summary} (${validation.length} examples); outputs in ${options.outputDir}`,
   );
   return { outputDir: options.outputDir, metrics, predictions: records, model };
+}
+
+/** The task's training and validation examples: given, the generated pair task, or SuperGLUE's files. */
+async function taskExamples(
+  options: RobertaOptions,
+  inputs: RobertaInputs,
+): Promise<{ train: readonly TaskExample[]; validation: readonly TaskExample[] }> {
+  let { train, validation } = inputs;
+  if (train === undefined || validation === undefined) {
+    if (options.taskName === undefined) {
+      train ??= generatedPairTask(2000, options.seed);
+      validation ??= generatedPairTask(200, options.seed + 1000);
+    } else {
+      const dir = options.dataDir ?? defaultSuperGlueDir();
+      train ??= await loadSuperGlue(dir, options.taskName, 'train');
+      validation ??= await loadSuperGlue(dir, options.taskName, 'val');
+    }
+  }
+  return { train, validation };
+}
+
+/** The fine-tuned encoder's files, and the byte tokenizer's so that the folder loads as a model. */
+async function writeRunModel(
+  directory: string,
+  model: EncoderClassifier,
+  tokenizer: Tokenizer,
+): Promise<void> {
+  await saveEncoder(model, directory);
+  if (tokenizer instanceof ByteTokenizer) {
+    const { tokenizer: json, config } = tokenizer.toHuggingFace();
+    await writeResultsJson(join(directory, 'tokenizer.json'), json);
+    await writeResultsJson(join(directory, 'tokenizer_config.json'), config);
+  }
 }
 
 /**

@@ -42,6 +42,15 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+describe('badam-roberta --version', () => {
+  it('prints the package version and exits 0', async () => {
+    const out: string[] = [];
+    const code = await runRobertaCommand(['--version'], { log: (m) => out.push(m), warn: () => {} });
+    expect(code).toBe(0);
+    expect(out).toEqual([expect.stringMatching(/^badam-roberta \d+\.\d+\.\d+/)]);
+  });
+});
+
 describe('badam-roberta flags', () => {
   it.each([
     [

@@ -1,7 +1,8 @@
-import type { LogEntry, TrainerState } from '@badam/core';
+import { CHECKPOINT_FILES, type LogEntry, type TrainerState } from '@badam/core';
+import { BEST_MODEL_STATE_KEY, type BestModelState } from './best-model-callback.js';
 
 /** The name Hugging Face's Trainer gives its state file, at the output directory's root and in checkpoints. */
-export const HF_TRAINER_STATE = 'trainer_state.json';
+export const HF_TRAINER_STATE = CHECKPOINT_FILES.hfTrainerState;
 
 /** The training arguments Hugging Face's `trainer_state.json` repeats. */
 export interface HfTrainingArguments {
@@ -89,7 +90,8 @@ function hfLogEntries(entry: LogEntry): HfLogEntry[] {
  * A run's trainer state in Hugging Face's `trainer_state.json` schema, for the tools that read it
  * (LLaMA-Factory's plots, `transformers`' resume checks, dashboards): fractional `epoch`, `global_step`,
  * `log_history` (train and eval entries apart, and `final`, the run's train_* results, last), the training
- * arguments it repeats, and `best_model_checkpoint` (null: runs keep no best model). BAdam's own state,
+ * arguments it repeats, and `best_metric` / `best_global_step` / `best_model_checkpoint` (from `BestModelCallback`'s state; null when
+ * the run tracks no best model). BAdam's own state,
  * which resume needs, is the store's `badam_trainer_state.json`.
  *
  * @example
@@ -116,10 +118,12 @@ export function huggingFaceTrainerState(
     );
     log.push({ epoch, step: state.globalStep, total_flos: totalFlos, ...Object.fromEntries(numbers) });
   }
+  // The best checkpoint, when the run tracks one (BestModelCallback's state, under its key).
+  const best = state.callbacks?.[BEST_MODEL_STATE_KEY] as Partial<BestModelState> | undefined;
   return {
-    best_global_step: null,
-    best_metric: null,
-    best_model_checkpoint: null,
+    best_global_step: best?.best_global_step ?? null,
+    best_metric: best?.best_metric ?? null,
+    best_model_checkpoint: best?.best_model_checkpoint ?? null,
     epoch,
     eval_steps: args.evalSteps ?? null,
     global_step: state.globalStep,

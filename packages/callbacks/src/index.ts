@@ -1,13 +1,15 @@
 /**
  * @badam/callbacks — hooks for `@badam/core`'s Trainer: a progress bar (plain lines off a terminal),
  * `trainer_log.jsonl`, `training_loss.png`, safetensors checkpoints with exact resume, early stopping, the
- * NaN/Inf loss guard, Ctrl-C handling, BAdam's block-switch log, and an adapter for `tf.LayersModel.fit`.
+ * NaN/Inf loss guard, Ctrl-C handling, BAdam's block-switch log, the best checkpoint
+ * (`load_best_model_at_end`), TensorBoard event files, and an adapter for `tf.LayersModel.fit`.
  *
  * @packageDocumentation
  */
 
 /** The loss smoothing (LLaMA-Factory's weight, debiased as TensorBoard's) and the log line format live in core (the board's page uses them too). */
-export { type BlockSwitchRecord, smoothSeries } from '@badam/core';
+/** The checkpoint format's file names are core's (`checkpoint-format.ts`); re-exported where they were. */
+export { type BlockSwitchRecord, CHECKPOINT_FILES, smoothSeries } from '@badam/core';
 export {
   type BandPlotOptions,
   type BandPoint,
@@ -16,7 +18,20 @@ export {
   renderBandPlot,
   writeBandPlot,
 } from './band-plot.js';
+export {
+  BEST_MODEL_STATE_KEY,
+  BestModelCallback,
+  type BestModelCallbackOptions,
+  type BestModelState,
+} from './best-model-callback.js';
 export { BlockSwitchLogCallback } from './block-switch-log-callback.js';
+export {
+  CheckpointError,
+  type CheckpointWriteOptions,
+  readCheckpointDirectory,
+  readCheckpointWeights,
+  writeCheckpointDirectory,
+} from './checkpoint-directory.js';
 export { EarlyStoppingCallback, type EarlyStoppingOptions } from './early-stopping-callback.js';
 export {
   type FitCallbackHooks,
@@ -71,9 +86,18 @@ export {
 } from './output-dir-lock.js';
 export { formatMemoryReport, ProgressCallback, type ProgressCallbackOptions } from './progress-callback.js';
 export { type RunCallbacksOptions, type RunIO, runCallbacks } from './run-callbacks.js';
+export { type CheckpointStoreOptions, SafetensorsCheckpointStore } from './safetensors-checkpoint-store.js';
 export {
-  CHECKPOINT_FILES,
-  CheckpointError,
-  type CheckpointStoreOptions,
-  SafetensorsCheckpointStore,
-} from './safetensors-checkpoint-store.js';
+  defaultLoggingDir,
+  TensorBoardCallback,
+  type TensorBoardCallbackOptions,
+  tensorBoardScalars,
+} from './tensorboard-callback.js';
+export {
+  crc32c,
+  fileVersionEvent,
+  maskedCrc32c,
+  scalarsEvent,
+  TensorBoardEventFile,
+  tfRecord,
+} from './tensorboard-event-file.js';

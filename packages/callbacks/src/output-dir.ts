@@ -1,17 +1,20 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { UsageError } from '@badam/core';
+import { CHECKPOINT_DIR, UNFINISHED_CHECKPOINT, UsageError } from '@badam/core';
 import { writeFileAtomic } from '@badam/safetensors';
 import { checkOutputDirFree, isOutputDirLocked, LOCK_FILE, OutputDirLock } from './output-dir-lock.js';
 
+/** A file being written atomically (`.<name>.<pid>.<id>.tmp`, @badam/safetensors' `writeFileAtomic`). */
+const UNFINISHED_FILE = /^\..+\.\d+\.[0-9a-f]{8}\.tmp$/;
+
 /**
  * What an interrupted save leaves behind in an output directory: a checkpoint being written
- * (`.checkpoint-N.<id>.tmp/`), a checkpoint being replaced (`checkpoint-N.old-<id>/`), or a file being
- * written atomically (`.<name>.<pid>.<id>.tmp`). None of them is ever read; the next run removes them.
+ * (`.checkpoint-N.<id>.tmp/`), a checkpoint being replaced (`checkpoint-N.old-<id>/`), both named by core's
+ * checkpoint format, or a file being written atomically (`.<name>.<pid>.<id>.tmp`). None of them is ever
+ * read; the next run removes them.
  */
-export const UNFINISHED_SAVE =
-  /^(\.checkpoint-\d+\.[0-9a-f]+\.tmp|checkpoint-\d+\.old-[0-9a-f]+|\..+\.\d+\.[0-9a-f]{8}\.tmp)$/;
+export const UNFINISHED_SAVE = new RegExp(`${UNFINISHED_CHECKPOINT.source}|${UNFINISHED_FILE.source}`);
 
 /**
  * What a run writes in its output directory (the model, adapters, tokenizer and config files, results,
@@ -20,7 +23,7 @@ export const UNFINISHED_SAVE =
  * and nothing else.
  */
 export const RUN_OUTPUTS: readonly RegExp[] = [
-  /^checkpoint-\d+$/,
+  CHECKPOINT_DIR,
   /^model(-\d+-of-\d+)?\.safetensors$/,
   /^model\.safetensors\.index\.json$/,
   /^adapter_(model\.safetensors|config\.json)$/,
@@ -163,8 +166,8 @@ async function makeDirectory(directory: string): Promise<void> {
 }
 
 function describeEntries(entries: readonly string[]): string {
-  const checkpoints = entries.filter((e) => /^checkpoint-\d+$/.test(e)).length;
-  const shown = entries.filter((e) => !/^checkpoint-\d+$/.test(e)).slice(0, 3);
+  const checkpoints = entries.filter((e) => CHECKPOINT_DIR.test(e)).length;
+  const shown = entries.filter((e) => !CHECKPOINT_DIR.test(e)).slice(0, 3);
   const parts = [
     ...(checkpoints > 0 ? [`${checkpoints} checkpoint${checkpoints === 1 ? '' : 's'}`] : []),
     ...shown,

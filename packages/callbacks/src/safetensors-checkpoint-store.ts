@@ -1,68 +1,56 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import {
   type Checkpoint,
   type CheckpointStore,
-  isTrainerState,
+  checkpointDirName,
+  checkpointStepOf,
+  checkpointTempDirName,
+  checkpointTimeline,
+  type ListedCheckpoint,
+  listedCheckpoint,
   type NamedArray,
+  newestFirst,
+  replacedCheckpointDirName,
   type TrainerState,
   type TrainingSnapshot,
 } from '@badam/core';
+import { FileWriteError } from '@badam/safetensors';
 import {
-  FileWriteError,
-  SafetensorsError,
-  SafetensorsFile,
-  writeFileAtomic,
-  writeSafetensors,
-} from '@badam/safetensors';
-import { HF_TRAINER_STATE, type HfTrainingArguments, huggingFaceTrainerState } from './hf-trainer-state.js';
+  CheckpointError,
+  readCheckpointDirectory,
+  readCheckpointManifest,
+  readCheckpointWeights,
+  writeCheckpointDirectory,
+} from './checkpoint-directory.js';
+import type { HfTrainingArguments } from './hf-trainer-state.js';
 
-/** The files of one checkpoint directory. */
-export const CHECKPOINT_FILES = {
-  weights: 'model.safetensors',
-  optimizerTensors: 'optimizer.safetensors',
-  optimizerState: 'optimizer_state.json',
-  /** The trainer's own state (data position, counters, callbacks' state), what resume reads. */
-  trainerState: 'badam_trainer_state.json',
-  /** The same run in Hugging Face's schema, for the tools that read checkpoints (not read back). */
-  hfTrainerState: HF_TRAINER_STATE,
-  manifest: 'checkpoint.json',
-} as const;
-
-/** Where checkpoints before badam_trainer_state.json kept the trainer's own state; still read. */
-const LEGACY_TRAINER_STATE = 'trainer_state.json';
-
-/** A checkpoint that cannot be loaded: names the file and the problem. */
-export class CheckpointError extends Error {
-  override readonly name = 'CheckpointError';
-}
-
-interface Manifest {
-  version: 1;
-  step: number;
-  /** This checkpoint's identity, and the one saved before it on its timeline (null: the first). */
-  id?: string;
-  parent?: string | null;
-  /** When it was saved (ms since the epoch): "newest" means the last saved, not the highest step. */
-  savedAt?: number;
-  files: Record<string, { bytes: number; sha256: string }>;
-}
-
-/** A checkpoint directory as its manifest describes it (legacy manifests: id = folder name). */
-interface Listed {
-  readonly dir: string;
-  readonly step: number;
-  readonly id: string;
-  readonly parent: string | null;
-  readonly savedAt: number;
-}
+/** Hugging Face's trainer_state.json's training arguments when the run gives none: nulls and zeros. */
+const NO_TRAINING_ARGUMENTS: HfTrainingArguments = {
+  loggingSteps: 0,
+  evalSteps: undefined,
+  saveSteps: undefined,
+  trainBatchSize: 0,
+  numTrainEpochs: 0,
+};
 
 /** Options of a {@link SafetensorsCheckpointStore}. */
 export interface CheckpointStoreOptions {
   readonly outputDir: string;
-  /** Checkpoints of the current timeline to keep. Default 2. */
+  /** Checkpoints of the current timeline to keep (`Infinity`: all). Default 2. */
   readonly keepLast?: number;
+  /**
+   * Storage dtype of `model.safetensors`' weights. Default: as the snapshot holds them (fp32). A backend
+   * whose weights are bf16 (or fp16) saves them in that dtype, exactly and at half the size; loading widens
+   * them to fp32 again.
+   */
+  readonly weightsDtype?: 'float32' | 'bfloat16' | 'float16';
+  /**
+   * Save the model only, as Hugging Face's `save_only_model`: no optimizer tensors or state, so a checkpoint
+   * is smaller but cannot be resumed from (loading it says so); it still loads as a model folder.
+   */
+  readonly modelOnly?: boolean;
   /** Where the store says what it skipped or removed (a corrupt checkpoint, an abandoned timeline). */
   readonly log?: (message: string) => void;
   /** The training arguments Hugging Face's trainer_state.json repeats (absent: nulls and zeros). */
@@ -75,19 +63,12 @@ export interface CheckpointStoreOptions {
   readonly writeModelFiles?: (directory: string) => Promise<void>;
 }
 
-async function sha256(path: string): Promise<{ bytes: number; sha256: string }> {
-  const data = await readFile(path);
-  return { bytes: data.length, sha256: createHash('sha256').update(data).digest('hex') };
-}
-
 /**
- * Checkpoints as directories `checkpoint-<step>/` in the output directory (Hugging Face's layout):
- * `model.safetensors` (weights), `optimizer.safetensors` (the active block's moments),
- * `optimizer_state.json` (BAdam's block order, position, step, RNG), `badam_trainer_state.json` (data
- * position, counters, log history), `trainer_state.json` (the same in Hugging Face's schema, for other
- * tools), the files `writeModelFiles` adds (config.json, tokenizer files) and `checkpoint.json`, a
- * manifest with each file's size and SHA-256. Checkpoints from before badam_trainer_state.json (whose
- * trainer_state.json held the trainer's own state) still load.
+ * Checkpoints as directories `checkpoint-<step>/` in the output directory, in the format core's
+ * `checkpoint-format.ts` describes (`CHECKPOINT_FILES`: weights, the optimizer's tensors and state, the
+ * trainer's state in BAdam's and Hugging Face's schema, the files `writeModelFiles` adds, and the
+ * `checkpoint.json` manifest with each file's size and SHA-256). Checkpoints from before
+ * badam_trainer_state.json (whose trainer_state.json held the trainer's own state) still load.
  *
  * A checkpoint is written into a temporary directory and renamed into place when complete, so an
  * interrupted save leaves no half checkpoint; loading verifies the manifest, so a truncated or corrupt
@@ -96,8 +77,10 @@ async function sha256(path: string): Promise<{ bytes: number; sha256: string }> 
  * Checkpoints form timelines: each manifest names the checkpoint saved before it (or the one the run resumed
  * from). Rotation keeps the newest `keepLast` checkpoints of the current timeline and removes the rest,
  * including those of a timeline abandoned by resuming from an earlier checkpoint (a later step is not a newer
- * checkpoint). `load()` without a path takes the newest saved checkpoint that verifies, skipping (and saying
- * so) corrupt ones.
+ * checkpoint); `protect()` keeps one more (the best). `load()` without a path takes the newest saved
+ * checkpoint that verifies, skipping (and saying so) corrupt ones. `modelOnly` checkpoints hold no optimizer
+ * state (they cannot be resumed from; `loadWeights()` reads them), and `weightsDtype` stores the weights as
+ * bf16 / fp16.
  */
 export class SafetensorsCheckpointStore implements CheckpointStore {
   readonly outputDir: string;
@@ -106,65 +89,44 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
   private readonly options: CheckpointStoreOptions;
   /** The checkpoint the next save follows on its timeline: the last saved or loaded. */
   private head: string | null = null;
+  /** A checkpoint rotation keeps whatever `keepLast` says (the best one, as Hugging Face keeps it). */
+  private protectedDir: string | undefined;
 
   constructor(options: CheckpointStoreOptions) {
     this.outputDir = options.outputDir;
     this.keepLast = options.keepLast ?? 2;
     this.logFn = options.log ?? (() => {});
     this.options = options;
-    if (!Number.isSafeInteger(this.keepLast) || this.keepLast < 1) {
+    const all = this.keepLast === Number.POSITIVE_INFINITY;
+    if (!all && (!Number.isSafeInteger(this.keepLast) || this.keepLast < 1)) {
       throw new RangeError(`keepLast must be an integer >= 1, got ${options.keepLast}`);
     }
   }
 
   async save(step: number, snapshot: TrainingSnapshot, trainerState: TrainerState): Promise<string> {
     const id = randomBytes(8).toString('hex');
-    const final = join(this.outputDir, `checkpoint-${step}`);
+    const final = join(this.outputDir, checkpointDirName(step));
     // Errors name the checkpoint being saved, not its temporary directory.
     const failed = (error: unknown) =>
       error instanceof FileWriteError || typeof (error as NodeJS.ErrnoException)?.code !== 'string'
         ? error
         : new FileWriteError(final, (error as NodeJS.ErrnoException).code, error);
-    const temp = join(this.outputDir, `.checkpoint-${step}.${randomBytes(4).toString('hex')}.tmp`);
+    const temp = join(this.outputDir, checkpointTempDirName(step, randomBytes(4).toString('hex')));
     await mkdir(temp, { recursive: true }).catch((error: unknown) => {
       throw failed(error);
     });
     try {
-      await writeSafetensors(join(temp, CHECKPOINT_FILES.weights), snapshot.weights, { format: 'pt' });
-      await writeSafetensors(join(temp, CHECKPOINT_FILES.optimizerTensors), snapshot.optimizer.tensors);
-      await writeFileAtomic(join(temp, CHECKPOINT_FILES.optimizerState), [
-        `${JSON.stringify(snapshot.optimizer.state, null, 2)}\n`,
-      ]);
-      await writeFileAtomic(join(temp, CHECKPOINT_FILES.trainerState), [
-        `${JSON.stringify(trainerState, null, 2)}\n`,
-      ]);
-      const args = this.options.trainingArguments ?? {
-        loggingSteps: 0,
-        evalSteps: undefined,
-        saveSteps: undefined,
-        trainBatchSize: 0,
-        numTrainEpochs: 0,
-      };
-      await writeFileAtomic(join(temp, CHECKPOINT_FILES.hfTrainerState), [
-        `${JSON.stringify(huggingFaceTrainerState(trainerState, args), null, 2)}\n`,
-      ]);
-      await this.options.writeModelFiles?.(temp);
-      const manifest: Manifest = {
-        version: 1,
+      await writeCheckpointDirectory(temp, snapshot, trainerState, {
         step,
         id,
         parent: this.head,
-        savedAt: Date.now(),
-        files: {},
-      };
-      for (const file of (await readdir(temp)).sort()) {
-        manifest.files[file] = await sha256(join(temp, file));
-      }
-      await writeFileAtomic(join(temp, CHECKPOINT_FILES.manifest), [
-        `${JSON.stringify(manifest, null, 2)}\n`,
-      ]);
+        trainingArguments: this.options.trainingArguments ?? NO_TRAINING_ARGUMENTS,
+        writeModelFiles: this.options.writeModelFiles,
+        weightsDtype: this.options.weightsDtype,
+        modelOnly: this.options.modelOnly,
+      });
       // Replace an existing checkpoint of the same step (a re-run) only once the new one is complete.
-      const old = `${final}.old-${randomBytes(4).toString('hex')}`;
+      const old = join(this.outputDir, replacedCheckpointDirName(step, randomBytes(4).toString('hex')));
       const replacing = await exists(final);
       if (replacing) await rename(final, old);
       await rename(temp, final);
@@ -178,6 +140,14 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
     return final;
   }
 
+  /**
+   * Keeps checkpoint `dir` through rotation beyond `keepLast` (Hugging Face keeps the best checkpoint of
+   * `load_best_model_at_end` so); undefined protects none again.
+   */
+  protect(dir: string | undefined): void {
+    this.protectedDir = dir;
+  }
+
   /** Checkpoint directories in the output directory, by step, lowest first. */
   async list(): Promise<string[]> {
     let names: string[];
@@ -187,10 +157,10 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
       return [];
     }
     return names
-      .map((n) => /^checkpoint-(\d+)$/.exec(n))
-      .filter((m): m is RegExpExecArray => m !== null)
-      .sort((a, b) => Number(a[1]) - Number(b[1]))
-      .map((m) => join(this.outputDir, m[0]));
+      .map((name) => ({ name, step: checkpointStepOf(name) }))
+      .filter((c): c is { name: string; step: number } => c.step !== undefined)
+      .sort((a, b) => a.step - b.step)
+      .map((c) => join(this.outputDir, c.name));
   }
 
   /**
@@ -208,18 +178,18 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
         );
       if (!info.isDirectory())
         throw new CheckpointError(`${path} is a file: a checkpoint is a checkpoint-<step> directory`);
-      const checkpoint = await this.verifiedLoad(path);
+      const checkpoint = await readCheckpointDirectory(path);
       this.head = (await this.describe(path))?.id ?? null;
       return checkpoint;
     }
-    const listed = (await this.listed()).sort((a, b) => b.savedAt - a.savedAt || b.step - a.step);
+    const listed = newestFirst(await this.listed());
     const unreadable = (await this.list()).filter((dir) => !listed.some((l) => l.dir === dir));
     // A checkpoint whose checkpoint.json is missing or truncated has no time to be ordered by: it is
     // skipped (it cannot verify), and named, whichever checkpoint is taken.
     const skipped: string[] = [];
     for (const dir of unreadable) {
       try {
-        await this.verifiedLoad(dir);
+        await readCheckpointDirectory(dir);
         listed.push({ dir, step: -1, id: basename(dir), parent: null, savedAt: -1 });
       } catch (error) {
         if (!(error instanceof CheckpointError)) throw error;
@@ -228,7 +198,7 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
     }
     for (const candidate of listed.map((l) => l.dir)) {
       try {
-        const checkpoint = await this.verifiedLoad(candidate);
+        const checkpoint = await readCheckpointDirectory(candidate);
         for (const message of skipped) this.logFn(`skipped a corrupt checkpoint: ${message}`);
         this.head = listed.find((l) => l.dir === candidate)?.id ?? null;
         return checkpoint;
@@ -244,77 +214,21 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
     throw new CheckpointError(`${this.outputDir}: no checkpoint-<step> directory to resume from`);
   }
 
-  private async verifiedLoad(dir: string): Promise<Checkpoint> {
-    const file = (name: string) => join(dir, name);
-    let manifest: Manifest;
-    try {
-      manifest = JSON.parse(await readFile(file(CHECKPOINT_FILES.manifest), 'utf8')) as Manifest;
-    } catch (error) {
-      throw new CheckpointError(
-        `${file(CHECKPOINT_FILES.manifest)}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing: the checkpoint is incomplete' : `unreadable (${(error as Error).message})`}`,
-      );
-    }
-    checkManifestCoversFiles(manifest, await readdir(dir), file(CHECKPOINT_FILES.manifest));
-    for (const [name, expected] of Object.entries(manifest.files ?? {})) {
-      let actual: { bytes: number; sha256: string };
-      try {
-        actual = await sha256(file(name));
-      } catch {
-        throw new CheckpointError(`${file(name)}: missing from the checkpoint`);
-      }
-      if (actual.bytes !== expected.bytes) {
-        throw new CheckpointError(
-          `${file(name)}: ${actual.bytes} bytes, the manifest says ${expected.bytes}: truncated or replaced`,
-        );
-      }
-      if (actual.sha256 !== expected.sha256) {
-        throw new CheckpointError(
-          `${file(name)}: contents do not match the manifest's SHA-256: the file is corrupt`,
-        );
-      }
-    }
-    const weights = await readAll(file(CHECKPOINT_FILES.weights));
-    const tensors = await readAll(file(CHECKPOINT_FILES.optimizerTensors));
-    const optimizerState = await readJson(file(CHECKPOINT_FILES.optimizerState));
-    // Checkpoints saved before trainer_state.json took Hugging Face's schema kept the trainer's state there.
-    const stateFile = file(
-      manifest.files?.[CHECKPOINT_FILES.trainerState] !== undefined
-        ? CHECKPOINT_FILES.trainerState
-        : LEGACY_TRAINER_STATE,
-    );
-    const trainerState = await readJson(stateFile);
-    if (!isTrainerState(trainerState)) {
-      throw new CheckpointError(
-        `${stateFile}: not a trainer state (version 1 with step, epoch and log history)`,
-      );
-    }
-    if (trainerState.globalStep !== manifest.step) {
-      throw new CheckpointError(
-        `${stateFile}: step ${trainerState.globalStep}, but ${basename(dir)} is step ${manifest.step}`,
-      );
-    }
-    return { path: dir, snapshot: { weights, optimizer: { state: optimizerState, tensors } }, trainerState };
+  /**
+   * The weights of checkpoint `dir` (verified against its manifest), as fp32, whether or not it can be
+   * resumed from: what loading the best checkpoint at the end of a run needs.
+   */
+  async loadWeights(dir: string): Promise<NamedArray[]> {
+    return readCheckpointWeights(dir);
   }
 
-  /** A checkpoint directory's identity from its manifest; undefined when the manifest cannot be read. */
-  private async describe(dir: string): Promise<Listed | undefined> {
-    try {
-      const manifest = JSON.parse(await readFile(join(dir, CHECKPOINT_FILES.manifest), 'utf8')) as Manifest;
-      if (!Number.isSafeInteger(manifest.step)) return undefined;
-      return {
-        dir,
-        step: manifest.step,
-        id: manifest.id ?? basename(dir),
-        parent: manifest.parent ?? null,
-        savedAt: manifest.savedAt ?? 0,
-      };
-    } catch {
-      return undefined;
-    }
+  /** A checkpoint directory's place on its timeline; undefined when its manifest cannot be read. */
+  private async describe(dir: string): Promise<ListedCheckpoint | undefined> {
+    return listedCheckpoint(dir, basename(dir), await readCheckpointManifest(dir));
   }
 
-  private async listed(): Promise<Listed[]> {
-    const out: Listed[] = [];
+  private async listed(): Promise<ListedCheckpoint[]> {
+    const out: ListedCheckpoint[] = [];
     for (const dir of await this.list()) {
       const listed = await this.describe(dir);
       if (listed !== undefined) out.push(listed);
@@ -328,15 +242,10 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
    * left by resuming from an earlier checkpoint.
    */
   private async prune(): Promise<void> {
-    const listed = await this.listed();
-    const byId = new Map(listed.map((l) => [l.id, l]));
-    const timeline: Listed[] = [];
-    for (let at = this.head; at !== null && byId.has(at) && timeline.length < listed.length; ) {
-      const entry = byId.get(at)!;
-      timeline.push(entry);
-      at = entry.parent;
-    }
+    const timeline = checkpointTimeline(await this.listed(), this.head);
     const keep = new Set(timeline.slice(0, this.keepLast).map((l) => l.dir));
+    const kept = timeline.find((l) => l.dir === this.protectedDir);
+    if (kept !== undefined) keep.add(kept.dir);
     const current = new Set(timeline.map((l) => l.dir));
     for (const dir of await this.list()) {
       if (keep.has(dir)) continue;
@@ -346,69 +255,6 @@ export class SafetensorsCheckpointStore implements CheckpointStore {
         );
       await rm(dir, { recursive: true, force: true });
     }
-  }
-}
-
-/** The files a checkpoint cannot be resumed without (the trainer's state: either of its names). */
-const NEEDED_FILES = [
-  CHECKPOINT_FILES.weights,
-  CHECKPOINT_FILES.optimizerTensors,
-  CHECKPOINT_FILES.optimizerState,
-] as const;
-
-/**
- * Every file the checkpoint needs is in its manifest, and every file in its directory too: a manifest
- * edited to drop a file would otherwise hide that file's corruption, since only listed files are hashed.
- */
-function checkManifestCoversFiles(
-  manifest: Manifest,
-  present: readonly string[],
-  manifestPath: string,
-): void {
-  const listed = manifest.files ?? {};
-  const needed = [
-    ...NEEDED_FILES,
-    listed[LEGACY_TRAINER_STATE] !== undefined && listed[CHECKPOINT_FILES.trainerState] === undefined
-      ? LEGACY_TRAINER_STATE
-      : CHECKPOINT_FILES.trainerState,
-  ];
-  const unlisted = [
-    ...needed.filter((name) => listed[name] === undefined),
-    ...present.filter(
-      (name) =>
-        name !== CHECKPOINT_FILES.manifest &&
-        !name.startsWith('.') &&
-        listed[name] === undefined &&
-        !needed.includes(name as (typeof needed)[number]),
-    ),
-  ];
-  if (unlisted.length > 0) {
-    throw new CheckpointError(
-      `${manifestPath}: does not list ${unlisted.join(', ')}, so ${unlisted.length === 1 ? 'that file' : 'those files'} cannot be checked: the manifest was edited or the checkpoint is incomplete; resume from another checkpoint`,
-    );
-  }
-}
-
-async function readAll(path: string): Promise<NamedArray[]> {
-  let file: SafetensorsFile;
-  try {
-    file = await SafetensorsFile.open(path);
-  } catch (error) {
-    if (error instanceof SafetensorsError) throw new CheckpointError(error.message);
-    throw error;
-  }
-  try {
-    return await Promise.all(file.names().map((name) => file.read(name)));
-  } finally {
-    await file.close();
-  }
-}
-
-async function readJson(path: string): Promise<unknown> {
-  try {
-    return JSON.parse(await readFile(path, 'utf8'));
-  } catch (error) {
-    throw new CheckpointError(`${path}: not valid JSON (${(error as Error).message})`);
   }
 }
 

@@ -35,6 +35,36 @@ export {
 } from './architectures/parse-hf-config.js';
 export { ropeInverseFrequencies, ropeTables } from './architectures/rope.js';
 export {
+  CHECKPOINT_DIR,
+  CHECKPOINT_FILES,
+  type CheckpointFileDigest,
+  type CheckpointManifest,
+  checkpointDirName,
+  checkpointJson,
+  checkpointManifest,
+  checkpointStepOf,
+  checkpointTempDirName,
+  checkpointTimeline,
+  LEGACY_TRAINER_STATE_FILE,
+  type ListedCheckpoint,
+  listedCheckpoint,
+  newestFirst,
+  replacedCheckpointDirName,
+  requiredCheckpointFiles,
+  trainerStateFileOf,
+  UNFINISHED_CHECKPOINT,
+  unlistedCheckpointFiles,
+} from './checkpoint/checkpoint-format.js';
+export type { Checkpoint, CheckpointStore } from './checkpoint/checkpoint-store.js';
+export {
+  type AdamParameterState,
+  adamStateTensors,
+  OPTIMIZER_STATE_KEYS,
+  optimizerTensorName,
+  readAdamState,
+  tensorsByName,
+} from './checkpoint/optimizer-tensors.js';
+export {
   type FlagSpec,
   type FlagValues,
   flagHelp,
@@ -42,6 +72,7 @@ export {
   parseFlagsExplicit,
   UsageError,
 } from './cli/flags.js';
+export { TRAINING_DEFAULTS } from './defaults.js';
 export { bytesPerElement, DTYPES, type DType, isDType, parseDType } from './dtype.js';
 export { BadamOptionError, BadamPartitionError, BadamStateError, describeValue } from './errors.js';
 export { formatBytes, formatCount, formatDuration } from './format.js';
@@ -53,6 +84,7 @@ export {
   learningRateAt,
 } from './lr-schedule.js';
 export { type ActivationWorkload, estimateActivationBytes } from './memory/activation-memory.js';
+export { type DeviceFit, type DeviceFitOptions, largestMicroBatches } from './memory/device-fit.js';
 export {
   estimateMemory,
   type MemoryEstimate,
@@ -61,6 +93,12 @@ export {
   TRAINING_METHODS,
   type TrainingMethod,
 } from './memory/estimate-memory.js';
+export {
+  type LlamaStepDType,
+  type LlamaStepMemory,
+  type LlamaStepWorkload,
+  llamaStepMemory,
+} from './memory/llama-step-memory.js';
 export {
   ARRAY_DTYPE_BYTES,
   type ArrayDataFor,
@@ -85,14 +123,18 @@ export type {
   CheckpointableBlockBackend,
   MemoryKind,
   TrainableParameter,
-} from './optimizer/backend.js';
+} from './optimizer/block-backend.js';
 export {
   BlockOptimizer,
   type BlockOptimizerOptions,
   type BlockOptimizerState,
   type StepOutcome,
 } from './optimizer/block-optimizer.js';
-export { GradientAccumulation, type UpdateScale } from './optimizer/gradient-accumulation.js';
+export {
+  clipGradNormOf,
+  GradientAccumulation,
+  type UpdateScale,
+} from './optimizer/gradient-accumulation.js';
 export { consoleLog, type LogFn, type LogLevel } from './optimizer/log.js';
 export {
   adamwConfigOf,
@@ -102,14 +144,6 @@ export {
   type ResolvedOptimizerDescription,
   resolveOptimizerDescription,
 } from './optimizer/optimizer-description.js';
-export {
-  type AdamParameterState,
-  adamStateTensors,
-  OPTIMIZER_STATE_KEYS,
-  optimizerTensorName,
-  readAdamState,
-  tensorsByName,
-} from './optimizer/optimizer-tensors.js';
 export {
   MASK_MODES,
   type MaskMode,
@@ -171,9 +205,11 @@ export {
   type SwitchMode,
   validateSwitchBlockEvery,
 } from './schedule/block-schedule.js';
-export { type SwitchBlockEverySuggestionInput, suggestSwitchBlockEvery } from './switch-block-every.js';
+export {
+  type SwitchBlockEverySuggestionInput,
+  suggestSwitchBlockEvery,
+} from './schedule/suggest-switch-block-every.js';
 export { BlockTrainer, type BlockTrainerOptions, type BlockTrainerTask } from './trainer/block-trainer.js';
-export type { Checkpoint, CheckpointStore } from './trainer/checkpoint-store.js';
 export { arrayDataSource, type DataSource } from './trainer/data-source.js';
 export type { RunWatcher } from './trainer/run-watcher.js';
 export { smoothingWeight, smoothSeries } from './trainer/smooth-series.js';

@@ -1,3 +1,4 @@
+import { TRAINING_DEFAULTS } from './defaults.js';
 import { BadamOptionError } from './errors.js';
 import { requireInteger, requireNumber, requireOneOf } from './validation.js';
 
@@ -60,8 +61,15 @@ export function createLrSchedule(options: LrScheduleOptions): (step: number) => 
     }
     warmup = Math.ceil(ratio * (totalSteps ?? 0));
   }
-  const numCycles = requireNumber('numCycles', options.numCycles ?? 0.5, { min: 0 });
-  const floor = peak * requireNumber('minLrRatio', options.minLrRatio ?? 0, { min: 0, max: 1 });
+  const numCycles = requireNumber('numCycles', options.numCycles ?? TRAINING_DEFAULTS.lrSchedule.numCycles, {
+    min: 0,
+  });
+  const floor =
+    peak *
+    requireNumber('minLrRatio', options.minLrRatio ?? TRAINING_DEFAULTS.lrSchedule.minLrRatio, {
+      min: 0,
+      max: 1,
+    });
 
   return (step: number): number => {
     requireInteger('step', step, { min: 0 });

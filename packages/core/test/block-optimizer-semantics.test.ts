@@ -75,6 +75,16 @@ describe('global-norm clipping lives in the BlockOptimizer', () => {
     }
   });
 
+  it("divides by the norm plus torch's 1e-6: a tiny norm shows it", () => {
+    // Mean gradient norm 1e-6 (sum of squares 4e-12 over G = 2), clipped to 1e-7: torch's coefficient is
+    // 1e-7 / (1e-6 + 1e-6) = 0.05; without the 1e-6 it would be 0.1, with another epsilon (1e-8) 0.099.
+    const accumulation = new GradientAccumulation({ steps: 2, maxGradNorm: 1e-7 });
+    const scale = accumulation.updateScale(() => 4e-12);
+    expect(scale.gradNorm).toBeCloseTo(1e-6, 18);
+    expect(scale.clipCoefficient).toBeCloseTo(0.05, 12);
+    expect(scale.gradientScale).toBeCloseTo(0.025, 12);
+  });
+
   it('leaves gradients whose norm is within bounds alone, and asks the backend for nothing without clipping', () => {
     const accumulation = new GradientAccumulation({ steps: 4, maxGradNorm: 10 });
     expect(accumulation.updateScale(() => 9)).toEqual({
@@ -82,14 +92,16 @@ describe('global-norm clipping lives in the BlockOptimizer', () => {
       gradNorm: 0.75,
       clipCoefficient: 1,
     });
-    const plain = new GradientAccumulation({ steps: 2 });
-    expect(
-      plain.updateScale(() => {
-        throw new Error('asked for a norm without clipping');
-      }),
-    ).toEqual({ gradientScale: 0.5 });
-    expect(() => new GradientAccumulation({ maxGradNorm: 0 })).toThrow(
-      'clipGradNorm must be a number > 0, got 0 (leave it out to not clip)',
+    const noNorm = () => {
+      throw new Error('asked for a norm without clipping');
+    };
+    expect(new GradientAccumulation({ steps: 2 }).updateScale(noNorm)).toEqual({ gradientScale: 0.5 });
+    // 0 is "no clipping" too, as Hugging Face's max_grad_norm 0.
+    const zero = new GradientAccumulation({ steps: 2, maxGradNorm: 0 });
+    expect(zero.maxGradNorm).toBeUndefined();
+    expect(zero.updateScale(noNorm)).toEqual({ gradientScale: 0.5 });
+    expect(() => new GradientAccumulation({ maxGradNorm: -1 })).toThrow(
+      'clipGradNorm must be a finite number >= 0, got -1 (0 or absent: no clipping)',
     );
   });
 });

@@ -27,6 +27,17 @@ function rowOf(stdout: string, method: string): string[] {
 }
 
 describe('badam-estimate', () => {
+  it('--version (and -V) prints the package version and exits 0', () => {
+    const { version } = JSON.parse(
+      readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8'),
+    ) as { version: string };
+    for (const flag of ['--version', '-V']) {
+      const { code, stdout } = run(flag);
+      expect(code).toBe(0);
+      expect(stdout).toBe(`badam-estimate ${version}`);
+    }
+  });
+
   it('Llama 3-8B, D = 32: ~16 GB bf16 weights plus ~3.5-4 GB for the active block, against 128 GB+ for full Adam', () => {
     const { code, stdout } = run('--config', join(configDir('llama3-8b'), 'config.json'));
     expect(code).toBe(0);
@@ -52,6 +63,42 @@ describe('badam-estimate', () => {
     expect(roberta.code).toBe(0);
     expect(roberta.stdout).toMatch(/roberta, 355\.4M parameters, 24 layers, weights float32/);
     expect(rowOf(roberta.stdout, 'BAdam (D = 24)')[2]).toBe('0.00 GB'); // fp32 weights need no masters
+  });
+
+  it('--device-memory 24: the largest batch per sequence length on a 24 GiB card, from the step memory model', () => {
+    const { code, stdout } = run('--model', 'llama3-8b', '--device-memory', '24');
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/BAdam \(D = 32\), weights and activations bfloat16, gradient checkpointing on/);
+    expect(stdout).toMatch(/within 23\.00 GiB/);
+    const at512 = stdout
+      .split('\n')
+      .find((l) => l.startsWith('512 '))!
+      .trim()
+      .split(/\s+/);
+    expect(Number(at512[1])).toBeGreaterThanOrEqual(2); // the benchmark's 2 x 512 fits
+    expect(Number(at512[3])).toBeLessThanOrEqual(23);
+    const json = JSON.parse(
+      run('--model', 'llama3-8b', '--device-memory', '24', '--seq-length', '512', '--json').stdout,
+    );
+    expect(json.deviceMemory.fits).toHaveLength(1);
+    expect(json.deviceMemory.fits[0]).toMatchObject({ seqLength: 512, batchSize: Number(at512[1]) });
+    const adam = run(
+      '--model',
+      'llama3-8b',
+      '--device-memory',
+      '24',
+      '--method',
+      'adam',
+      '--seq-length',
+      '512',
+    );
+    expect(adam.stdout).toMatch(/^512 +none/m);
+    expect(run('--model', 'llama3-8b', '--device-memory', '24', '--method', 'lora').stderr).toMatch(
+      /--method.*badam or adam/,
+    );
+    expect(run('--config', configDir('roberta-large'), '--device-memory', '24').stderr).toMatch(
+      /Llama-family decoder/,
+    );
   });
 
   it('--json gives the numbers for scripts', () => {

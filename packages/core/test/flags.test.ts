@@ -60,6 +60,21 @@ describe('parseFlags: unknown flags', () => {
       /^unknown flag --xyz \(--help lists the flags\)$/,
     );
   });
+  it('suggests only within an edit distance that is small for the name: --optim is not --top_p', () => {
+    const specs = {
+      top_p: { type: 'number', help: 'nucleus' },
+      logging_steps: { type: 'integer', help: 'log' },
+      output_dir: { type: 'string', help: 'out' },
+    } as const;
+    // 4 edits from top_p: a different word, not a typo of it.
+    expect(() => parseFlags(['--optim', 'adamw_torch'], specs)).toThrow(
+      /^unknown flag --optim \(--help lists the flags\)$/,
+    );
+    expect(() => parseFlags(['--loging_steps', '1'], specs)).toThrow('did you mean --logging_steps?');
+    expect(() => parseFlags(['--outputdir', 'o'], specs)).toThrow('did you mean --output_dir?');
+    expect(() => parseFlags(['--out', 'o'], specs)).toThrow('did you mean --output_dir?');
+    expect(() => parseFlags(['--tp', '1'], specs)).toThrow(/^unknown flag --tp \(/);
+  });
 });
 
 describe('parseFlags: booleans and help as LLaMA-Factory writes them', () => {

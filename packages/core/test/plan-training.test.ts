@@ -157,6 +157,24 @@ describe('planTraining: the partition each method produces', () => {
       }
     }
   });
+
+  it("carries the settings' betas and epsilon into the base optimizer of every method (the ratio's too)", () => {
+    for (const method of FINE_TUNING_METHODS) {
+      const p = plan(method, {
+        settings: { method, learningRate: 1e-3, betas: [0.8, 0.95], epsilon: 1e-6 },
+        parameters:
+          method === 'lora'
+            ? [...parameters, { name: 'model.layers.0.lora_A.weight', shape: [2, 4], dtype: 'float32' }]
+            : parameters,
+      });
+      expect(p.baseOptimizer).toMatchObject({ betas: [0.8, 0.95], epsilon: 1e-6 });
+      if (p.optimizer.kind === 'block')
+        expect(p.optimizer.options.baseOptimizer).toMatchObject({ betas: [0.8, 0.95], epsilon: 1e-6 });
+    }
+    expect(() =>
+      plan('block', { settings: { method: 'block', learningRate: 1e-3, betas: [0.9, 1] } }),
+    ).toThrow(BadamOptionError);
+  });
 });
 
 describe("planTraining: BAdam's K", () => {

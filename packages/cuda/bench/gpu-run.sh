@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # The GPU Llama benchmark in ONE device call, on a lent GPU machine (no Node, no build tools there):
-#   1. part 1's device check (every kernel against its C++ reference, the backend, timings) -> device-check.json
+#   0. the self-check, before anything is timed: one BAdam step of small Llamas (GQA, head dims 64 and 128,
+#      padded rows) on the GPU and on the CPU device from the same weights and batch; the loss and every
+#      gradient of the active block must agree within bf16 tolerance, else the run stops here, printing the
+#      worst mismatches -> self-check.json
+#   1. the device check (every kernel against its C++ reference, the backend, the step's GEMM shapes and the
+#      kernels timed) -> device-check.json
 #   2. the PyTorch peer, torch_badam.py, BAdam on TinyLlama-1.1B (4 x 512) and Llama 3-8B (2 x 512) -> peer.jsonl
-#   3. ours, bench/llama-train.js, the same two workloads -> ours.jsonl
+#   3. ours, bench/llama-train.js, the same two workloads, each stopping if its first loss is not near
+#      ln(vocab) -> ours.jsonl
 #   4. summary.md: ours against the peer (tokens/s and peak memory as ratios), and gpu-run.log
-# Everything lands in $OUT (at most 8 files come back; this writes 5). Each part gets what is left of a
+# Everything lands in $OUT (at most 8 files come back; this writes 6). Each part gets what is left of a
 # time budget (GPU_RUN_BUDGET_S, default 540 s) so that the call ends inside the device tool's 10 minutes
-# even when a part hangs. The exact `run` invocation (what to build, pack and carry) is in
+# even when a part hangs. It depends on no other script having run (bench/device-env.sh sets up node, the
+# workspace links and cuBLAS). The exact `run` invocation (what to build, pack and carry) is in
 # packages/cuda/README.md, "The GPU Llama benchmark".
 #
 #   bash packages/cuda/bench/gpu-run.sh             # on the GPU machine
@@ -32,43 +39,35 @@ slot() {
   echo "$cap"
 }
 
-NODE_DIR=/tmp/badam-node/bin
-if [ "$DRY" = 1 ]; then
-  NODE_DIR=$(dirname "$(command -v node)")
-elif [ ! -x "$NODE_DIR/node" ]; then
-  [ -s .device/node.xz ] || { echo "gpu-run: no packed node (.device/node.xz): run ../shared/device/pack-node.sh here and carry .device" >&2; exit 2; }
-  mkdir -p "$NODE_DIR"
-  xz -d < .device/node.xz > "$NODE_DIR/node"
-  chmod +x "$NODE_DIR/node"
-fi
-export PATH="$NODE_DIR:$PATH"
-for f in packages/cuda/build/Release/badam_cuda.node packages/cuda/dist/bench/llama-train.js packages/core/dist/index.js packages/safetensors/dist/index.js node_modules/.pnpm/node-gyp-build@4.8.4/node_modules/node-gyp-build/index.js; do
-  [ -e "$f" ] || { echo "gpu-run: $f is missing: build here (pnpm --filter @badam/cuda... build) and carry it" >&2; exit 2; }
-done
+export BADAM_DEVICE_ENV_DRY=$DRY
+source packages/cuda/bench/device-env.sh
+badam_device_env || exit 2
 # The PyTorch peer: the checkout's shared/ (carried), else the shared folder beside the repository.
 PEER=""
 for p in shared/bench/torch_badam.py ../shared/bench/torch_badam.py; do [ -f "$p" ] && { PEER=$p; break; }; done
 echo "gpu-run: node $(node --version), peer ${PEER:-not found}, budget ${BUDGET} s"
 command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+DRY_FLAG=()
+[ "$DRY" = 1 ] && DRY_FLAG=(--dry-run)
 
-# cuBLAS is dlopen'ed by name (libcublas.so.13): when the loader's cache does not know it, put the first
-# directory that has it on LD_LIBRARY_PATH (the CUDA toolkit's, else the pip wheel's of the image's python3).
-if ! ldconfig -p 2> /dev/null | grep -q 'libcublas\.so\.13'; then
-  for d in ${CUDA_HOME:+$CUDA_HOME/lib64} /usr/local/cuda/lib64 /usr/local/cuda-13*/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
-    $(python3 -c 'import nvidia, os; print(" ".join(os.path.join(p, s, "lib") for p in nvidia.__path__ for s in ("cu13", "cublas")))' 2> /dev/null); do
-    if [ -e "$d/libcublas.so.13" ]; then
-      export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-      echo "cuBLAS: $d/libcublas.so.13 (added to LD_LIBRARY_PATH)"
-      break
-    fi
-  done
+# 0. The self-check: nothing is timed unless a BAdam step here agrees with the CPU device's.
+timeout "$(slot 120)" node packages/cuda/dist/bench/llama-train.js --self-check-only "${DRY_FLAG[@]}" > "$OUT/self-check.json"
+CHECK=$?
+echo "gpu-run: self-check exit $CHECK"
+if [ "$CHECK" != 0 ]; then
+  printf '# GPU Llama benchmark: @badam/cuda against the PyTorch peer\n\nself-check FAILED (exit %s): a BAdam step on the GPU differs from the CPU device'"'"'s (see gpu-run.log); nothing was timed.\n' "$CHECK" > "$OUT/summary.md"
+  cat "$OUT/summary.md"
+  echo "gpu-run: stopped by the self-check after $(($(date +%s) - START)) s"
+  exec >&- 2>&-
+  wait "$TEE" 2> /dev/null || true
+  exit 1
 fi
-# 1. The device check (on the GPU machine it links the workspace packages as pnpm would: node_modules is
-#    not carried; here they are linked already).
+
+# 1. The device check.
 if [ "$DRY" = 1 ]; then
   timeout "$(slot 150)" node packages/cuda/dist/src/cli/device-check.js --dry-run --quick --out "$OUT/device-check.json" > /dev/null
 else
-  timeout "$(slot 150)" bash packages/cuda/device-check.sh
+  timeout "$(slot 150)" node packages/cuda/dist/src/cli/device-check.js --out "$OUT/device-check.json" > /dev/null
 fi
 echo "gpu-run: device check exit $?"
 
@@ -80,11 +79,13 @@ RUNS=("tinyllama-1.1b 4 512" "llama3-8b 2 512")
 for run in "${RUNS[@]}"; do
   set -- $run
   if [ "$DRY" = 1 ]; then
-    timeout "$(slot 200)" node packages/cuda/dist/bench/llama-train.js --dry-run >> "$OUT/ours.jsonl"
+    timeout "$(slot 200)" node packages/cuda/dist/bench/llama-train.js --dry-run --self-check-done >> "$OUT/ours.jsonl"
   else
-    timeout "$(slot 200)" node packages/cuda/dist/bench/llama-train.js --config "$1" --batch "$2" --seq "$3" >> "$OUT/ours.jsonl"
+    timeout "$(slot 200)" node packages/cuda/dist/bench/llama-train.js --self-check-done --config "$1" --batch "$2" --seq "$3" >> "$OUT/ours.jsonl"
   fi
-  echo "gpu-run: ours $1 exit $?"
+  OURS=$?
+  echo "gpu-run: ours $1 exit $OURS"
+  [ "$OURS" = 1 ] && echo "gpu-run: ours $1 stopped: its first loss is not near ln(vocab) (see above)"
   if [ "$DRY" = 1 ]; then
     echo "gpu-run: peer $1 skipped in a dry run (it needs the GPU)"
   elif [ -n "$PEER" ]; then
@@ -131,6 +132,13 @@ for (const config of configs.split(',').filter(Boolean)) {
       `${['forward', 'backward', 'optimizer'].map((k) => share[k] ?? '-').join(' / ')} | ${kinds} |`,
   );
 }
+let selfCheck = 'not run';
+try {
+  const line = readFileSync(join(out, 'self-check.json'), 'utf8').trim().split('\n').pop();
+  const r = JSON.parse(line).selfCheck;
+  const worst = Math.max(...r.cases.flatMap((c) => c.worst.map((w) => w.rel_error)));
+  selfCheck = `${r.passed ? 'passed' : 'FAILED'} on ${r.device} (${r.cases.length} models, worst gradient rel error ${worst.toExponential(1)} <= ${r.tolerance.gradient})`;
+} catch {}
 let status = 'not run';
 const check = join(out, 'device-check.json');
 if (existsSync(check)) {
@@ -141,7 +149,7 @@ if (existsSync(check)) {
     status = 'device-check.json unreadable';
   }
 }
-const text = `# GPU Llama benchmark: @badam/cuda against the PyTorch peer\n\ndevice check: ${status}\n\n${rows.join('\n')}\n`;
+const text = `# GPU Llama benchmark: @badam/cuda against the PyTorch peer\n\nself-check: ${selfCheck}\n\ndevice check: ${status}\n\n${rows.join('\n')}\n`;
 writeFileSync(join(out, 'summary.md'), text);
 console.log(text);
 JS

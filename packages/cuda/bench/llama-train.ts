@@ -19,6 +19,7 @@
  * without gradients), and backward is the rest of forward + backward. With gradient checkpointing,
  * backward includes the recomputed forward of each layer, as on PyTorch.
  */
+import { realpathSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -29,6 +30,7 @@ import {
   type NamedArray,
   SeededRandom,
 } from '@badam/core';
+import { describeMismatches, llamaSelfCheck, type SelfCheckResult } from '../src/cli/llama-self-check.js';
 import {
   CudaBlockBackend,
   type CudaParameter,
@@ -36,40 +38,11 @@ import {
   DeviceLlama,
   type DeviceLlamaBatch,
 } from '../src/index.js';
+import { BENCH_LLAMA_CONFIGS } from '../src/llama/bench-configs.js';
 import { llamaParameterSpecs } from '../src/llama/llama-parameters.js';
 
-/** The peer's configs (torch_badam.py CONFIGS), as Hugging Face config.json fields. */
-export const BENCH_CONFIGS: Readonly<Record<string, Record<string, unknown>>> = {
-  'tinyllama-1.1b': {
-    hidden_size: 2048,
-    intermediate_size: 5632,
-    num_hidden_layers: 22,
-    num_attention_heads: 32,
-    num_key_value_heads: 4,
-    vocab_size: 32000,
-    max_position_embeddings: 2048,
-  },
-  'llama3-8b': {
-    hidden_size: 4096,
-    intermediate_size: 14336,
-    num_hidden_layers: 32,
-    num_attention_heads: 32,
-    num_key_value_heads: 8,
-    vocab_size: 128256,
-    max_position_embeddings: 8192,
-    rope_theta: 500000.0,
-  },
-  // The dry run's size: the same code in seconds on the CPU device.
-  tiny: {
-    hidden_size: 64,
-    intermediate_size: 128,
-    num_hidden_layers: 3,
-    num_attention_heads: 4,
-    num_key_value_heads: 2,
-    vocab_size: 256,
-    max_position_embeddings: 64,
-  },
-};
+/** The peer's configs (torch_badam.py CONFIGS) and the dry run's, as Hugging Face config.json fields. */
+export const BENCH_CONFIGS = BENCH_LLAMA_CONFIGS;
 
 /** The peer's batch per config (torch_badam.py's docstring commands). */
 const BATCH: Readonly<Record<string, number>> = { 'llama3-8b': 2, 'tinyllama-1.1b': 4, tiny: 2 };
@@ -201,6 +174,8 @@ interface TimedRun {
   forwardBackward: number;
   optimizer: number;
   forward: number;
+  /** The first and the last step's loss. */
+  firstLoss: number;
   loss: number;
   /** The allocator's peak over the run, and the peak of each kind (activations: a pass's peak less what is held). */
   peak: number;
@@ -238,6 +213,7 @@ function timedSteps(
   let fbSeconds = 0;
   let optimizerSeconds = 0;
   let loss = Number.NaN;
+  let firstLoss = Number.NaN;
   let t0 = 0;
   for (let s = 0; s < o.steps; s++) {
     if (s === o.warm) {
@@ -250,6 +226,7 @@ function timedSteps(
     const a = performance.now();
     sample(false);
     loss = model.lossAndGradients(batch, optimizer.trainableNames, (name) => backend.gradientOf(name)).loss;
+    if (s === 0) firstLoss = loss;
     device.synchronize();
     sample(true);
     const b = performance.now();
@@ -277,6 +254,7 @@ function timedSteps(
     forwardBackward: fbSeconds / timed,
     optimizer: optimizerSeconds / timed,
     forward,
+    firstLoss,
     loss,
     peak,
     peaks,
@@ -303,6 +281,7 @@ function benchRecord(
     step_s: round(step, 4),
     tok_s: round((o.batch * o.seq) / step, 1),
     last_loss: round(loss, 4),
+    first_loss: round(run.firstLoss, 4),
     peak_gib_by_kind: {
       weights: gib(peaks.weights ?? 0),
       masters: gib(peaks.masters ?? 0),
@@ -335,7 +314,35 @@ function benchRecord(
   };
 }
 
-/** The command line: runs each config and writes one JSON line per run with `write`. */
+/**
+ * The loss a randomly initialised model starts near: ln(vocab), plus half the variance of its logits
+ * (unit-RMS hidden states times N(0, 0.02^2) head weights: 0.0004 * hidden), 12.6 for Llama 3-8B.
+ */
+export function expectedFirstLoss(config: Record<string, unknown>): number {
+  return Math.log(config.vocab_size as number) + 0.0002 * (config.hidden_size as number);
+}
+
+/** How far the first loss may be from {@link expectedFirstLoss} before the run stops as wrong. */
+export const FIRST_LOSS_TOLERANCE = 1;
+
+/** The self-check's summary for the JSON line: pass, tolerance, and the worst gradients of each case. */
+function selfCheckSummary(result: SelfCheckResult): Record<string, unknown> {
+  return {
+    passed: result.passed,
+    device: result.device,
+    tolerance: result.tolerance,
+    cases: result.cases.map((c) => ({
+      name: c.name,
+      passed: c.passed,
+      loss_rel_error: Number(c.loss.relError.toExponential(2)),
+      worst: c.gradients
+        .slice(0, 3)
+        .map((g) => ({ name: g.name, rel_error: Number(g.relError.toExponential(2)) })),
+    })),
+  };
+}
+
+/** The command line: the self-check, then each config; one JSON line per run with `write`. */
 export function main(argv: readonly string[], write: (line: string) => void = console.log): number {
   // `pnpm bench -- --dry-run` passes the `--` on.
   const args = argv.filter((a) => a !== '--');
@@ -350,6 +357,9 @@ export function main(argv: readonly string[], write: (line: string) => void = co
       seq: { type: 'string' },
       'cuda-device': { type: 'string', default: '0' },
       'dry-run': { type: 'boolean', default: false },
+      'self-check-only': { type: 'boolean', default: false },
+      // gpu-run.sh runs the check first, alone, and stops when it fails: it passes this to the runs after.
+      'self-check-done': { type: 'boolean', default: false },
     },
   });
   const dry = values['dry-run'] === true;
@@ -360,8 +370,6 @@ export function main(argv: readonly string[], write: (line: string) => void = co
       return 2;
     }
   }
-  const int = (v: string | undefined, fallback: number) =>
-    v === undefined ? fallback : Number.parseInt(v, 10);
   const choice = dry ? 'cpu' : values['cuda-device'];
   let device: Device;
   try {
@@ -370,6 +378,38 @@ export function main(argv: readonly string[], write: (line: string) => void = co
     console.error(`llama-train: ${(error as Error).message} (--dry-run runs it on the CPU device)`);
     return 2;
   }
+  // Before anything is timed: one BAdam step of small Llamas here and on the CPU device must agree.
+  // BADAM_SELF_CHECK_PLANT (a parameter name) plants a wrong gradient, to show that this stops the run.
+  const check = llamaSelfCheck(device, Device.cpu(), {
+    plant: process.env.BADAM_SELF_CHECK_PLANT || undefined,
+  });
+  const selfCheck = selfCheckSummary(check);
+  if (!check.passed) {
+    console.error(
+      `llama-train: self-check failed on ${check.device}: a BAdam step differs from the CPU device's; nothing is timed`,
+    );
+    for (const line of describeMismatches(check)) console.error(`llama-train:   ${line}`);
+    write(JSON.stringify({ selfCheck }));
+    return 1;
+  }
+  if (values['self-check-only']) {
+    write(JSON.stringify({ selfCheck }));
+    return 0;
+  }
+  return runConfigs(configs, values, device, dry, selfCheck, write);
+}
+
+/** Each config's benchmark, one JSON line each; stops (exit code 1) at a first loss far from ln(vocab). */
+function runConfigs(
+  configs: readonly string[],
+  values: Record<string, string | boolean | undefined>,
+  device: Device,
+  dry: boolean,
+  selfCheck: Record<string, unknown>,
+  write: (line: string) => void,
+): number {
+  const int = (v: string | boolean | undefined, fallback: number) =>
+    typeof v === 'string' ? Number.parseInt(v, 10) : fallback;
   for (const config of configs) {
     const record = runLlamaBench({
       config,
@@ -381,11 +421,28 @@ export function main(argv: readonly string[], write: (line: string) => void = co
       device,
       forwardPasses: dry ? 1 : 3,
     });
-    write(JSON.stringify(dry ? { ...record, dry_run: true } : record));
+    const expected = expectedFirstLoss(BENCH_CONFIGS[config]!);
+    const first = record.first_loss as number | undefined;
+    const firstLossOk = first === undefined || Math.abs(first - expected) <= FIRST_LOSS_TOLERANCE;
+    write(
+      JSON.stringify({
+        ...record,
+        expected_first_loss: round(expected, 4),
+        selfCheck,
+        ...(dry ? { dry_run: true } : {}),
+      }),
+    );
+    if (!firstLossOk) {
+      console.error(
+        `llama-train: ${config}: the first loss ${first} is not near ${expected.toFixed(2)} (ln(vocab) + 0.0002 hidden, within ${FIRST_LOSS_TOLERANCE}); the step is wrong: stopping`,
+      );
+      return 1;
+    }
   }
   return 0;
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+// Run as a program (node resolves a symlinked script to its real path in import.meta.url, not in argv).
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
   process.exitCode = main(process.argv.slice(2));
 }

@@ -1,5 +1,5 @@
 // The fp32 SIMT attention kernels: any float dtype and head dim <= 128, the fallback of the tensor-core ones
-// (attention.cu picks). The per-element math is llama_math.h's, shared with the CPU reference.
+// (attention.cu picks). q / k / v rows may be strided (column blocks of a fused projection). The per-element math is llama_math.h's, shared with the CPU reference.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -27,11 +27,11 @@ constexpr int kDimsPerLane = kMaxHeadDim / 32;  // 4
 
 /** tile[r * ld + i] = head `head` of token (b, s0 + r), fp32; 0 for rows past the sequence. */
 __device__ void load_head_tile(float* tile, int ld, const void* src, int dtype, int b, int s0, int seq_len,
-                               int heads_in_row, int head, int head_dim) {
+                               size_t stride, int head, int head_dim) {
   for (int e = threadIdx.x; e < kTile * head_dim; e += blockDim.x) {
     const int r = e / head_dim, i = e % head_dim, s = s0 + r;
     tile[r * ld + i] = s < seq_len
-                           ? load_f32(src, dtype, ((static_cast<size_t>(b) * seq_len + s) * heads_in_row + head) * head_dim + i)
+                           ? load_f32(src, dtype, (static_cast<size_t>(b) * seq_len + s) * stride + static_cast<size_t>(head) * head_dim + i)
                            : 0.0f;
   }
 }
@@ -54,8 +54,9 @@ __global__ void attention_forward_kernel(const void* q, const void* k, const voi
   const int kvh = h / (d.heads / d.kv_heads);
   const int length = llama::row_length(d.lengths, b, d.seq_len);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const size_t out_stride = static_cast<size_t>(d.heads) * d.head_dim;  // out and dOut are packed
 
-  load_head_tile(q_tile, D, q, dtype, b, q0, d.seq_len, d.heads, h, D);
+  load_head_tile(q_tile, D, q, dtype, b, q0, d.seq_len, ref::q_stride_of(d), h, D);
   float m[kRowsPerWarp], l[kRowsPerWarp], acc[kRowsPerWarp][kDimsPerLane];
 #pragma unroll
   for (int rr = 0; rr < kRowsPerWarp; rr++) {
@@ -68,8 +69,8 @@ __global__ void attention_forward_kernel(const void* q, const void* k, const voi
   const int key_end = key_end_for(d, q0, length);
   for (int k0 = 0; k0 < key_end; k0 += kTile) {
     __syncthreads();  // the previous tile is consumed
-    load_head_tile(k_tile, ldk, k, dtype, b, k0, d.seq_len, d.kv_heads, kvh, D);
-    load_head_tile(v_tile, D, v, dtype, b, k0, d.seq_len, d.kv_heads, kvh, D);
+    load_head_tile(k_tile, ldk, k, dtype, b, k0, d.seq_len, ref::kv_stride_of(d), kvh, D);
+    load_head_tile(v_tile, D, v, dtype, b, k0, d.seq_len, ref::kv_stride_of(d), kvh, D);
     __syncthreads();
     // Scores: lane = key k0 + lane, against the warp's 4 rows.
     float score[kRowsPerWarp] = {};
@@ -115,7 +116,7 @@ __global__ void attention_forward_kernel(const void* q, const void* k, const voi
 #pragma unroll
     for (int c = 0; c < kDimsPerLane; c++) {
       const int i = lane + 32 * c;
-      if (i < D) store_f32(out, dtype, head_at(d, b, s, d.heads, h, i), llama::attention_output(acc[rr][c], l[rr]));
+      if (i < D) store_f32(out, dtype, ref::head_index(d, out_stride, b, s, h, i), llama::attention_output(acc[rr][c], l[rr]));
     }
     if (lane == 0) lse[(static_cast<size_t>(b) * d.heads + h) * d.seq_len + s] = llama::softmax_lse(m[rr], l[rr]);
   }
@@ -136,9 +137,10 @@ __global__ void attention_dq_kernel(const void* q, const void* k, const void* v,
   const int kvh = h / (d.heads / d.kv_heads);
   const int length = llama::row_length(d.lengths, b, d.seq_len);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const size_t out_stride = static_cast<size_t>(d.heads) * d.head_dim;  // out and dOut are packed
 
-  load_head_tile(q_tile, D, q, dtype, b, q0, d.seq_len, d.heads, h, D);
-  load_head_tile(do_tile, D, d_out, dtype, b, q0, d.seq_len, d.heads, h, D);
+  load_head_tile(q_tile, D, q, dtype, b, q0, d.seq_len, ref::q_stride_of(d), h, D);
+  load_head_tile(do_tile, D, d_out, dtype, b, q0, d.seq_len, out_stride, h, D);
   float row_lse[kRowsPerWarp], row_d[kRowsPerWarp], acc[kRowsPerWarp][kDimsPerLane];
 #pragma unroll
   for (int rr = 0; rr < kRowsPerWarp; rr++) {
@@ -153,8 +155,8 @@ __global__ void attention_dq_kernel(const void* q, const void* k, const void* v,
   const int key_end = key_end_for(d, q0, length);
   for (int k0 = 0; k0 < key_end; k0 += kTile) {
     __syncthreads();
-    load_head_tile(k_tile, ldk, k, dtype, b, k0, d.seq_len, d.kv_heads, kvh, D);
-    load_head_tile(v_tile, ldk, v, dtype, b, k0, d.seq_len, d.kv_heads, kvh, D);
+    load_head_tile(k_tile, ldk, k, dtype, b, k0, d.seq_len, ref::kv_stride_of(d), kvh, D);
+    load_head_tile(v_tile, ldk, v, dtype, b, k0, d.seq_len, ref::kv_stride_of(d), kvh, D);
     __syncthreads();
     float score[kRowsPerWarp] = {}, dp[kRowsPerWarp] = {};
     for (int i = 0; i < D; i++) {
@@ -193,7 +195,7 @@ __global__ void attention_dq_kernel(const void* q, const void* k, const void* v,
 #pragma unroll
     for (int c = 0; c < kDimsPerLane; c++) {
       const int i = lane + 32 * c;
-      if (i < D) store_f32(dq, dtype, head_at(d, b, s, d.heads, h, i), acc[rr][c]);
+      if (i < D) store_f32(dq, dtype, ref::head_index(d, ref::q_stride_of(d), b, s, h, i), acc[rr][c]);
     }
   }
 }
@@ -216,10 +218,11 @@ __global__ void attention_dkv_kernel(const void* q, const void* k, const void* v
   const int group = d.heads / d.kv_heads;
   const int length = llama::row_length(d.lengths, b, d.seq_len);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const size_t out_stride = static_cast<size_t>(d.heads) * d.head_dim;  // out and dOut are packed
   constexpr int kKeysPerWarp = kTile / kWarps;  // 4
 
-  load_head_tile(k_tile, D, k, dtype, b, k0, d.seq_len, d.kv_heads, kvh, D);
-  load_head_tile(v_tile, D, v, dtype, b, k0, d.seq_len, d.kv_heads, kvh, D);
+  load_head_tile(k_tile, D, k, dtype, b, k0, d.seq_len, ref::kv_stride_of(d), kvh, D);
+  load_head_tile(v_tile, D, v, dtype, b, k0, d.seq_len, ref::kv_stride_of(d), kvh, D);
   float dk_acc[kKeysPerWarp][kDimsPerLane] = {}, dv_acc[kKeysPerWarp][kDimsPerLane] = {};
 
   // Keys at or past the row's length are masked for every query: their gradients stay 0.
@@ -228,8 +231,8 @@ __global__ void attention_dkv_kernel(const void* q, const void* k, const void* v
     const int h = kvh * group + g;
     for (int qs = q_start; qs < d.seq_len; qs += kTile) {
       __syncthreads();  // the previous query tile is consumed (and k, v are loaded)
-      load_head_tile(q_tile, ldq, q, dtype, b, qs, d.seq_len, d.heads, h, D);
-      load_head_tile(do_tile, ldq, d_out, dtype, b, qs, d.seq_len, d.heads, h, D);
+      load_head_tile(q_tile, ldq, q, dtype, b, qs, d.seq_len, ref::q_stride_of(d), h, D);
+      load_head_tile(do_tile, ldq, d_out, dtype, b, qs, d.seq_len, out_stride, h, D);
       if (threadIdx.x < kTile) {
         const int s = qs + threadIdx.x;
         const size_t row = (static_cast<size_t>(b) * d.heads + h) * d.seq_len + s;
@@ -284,7 +287,7 @@ __global__ void attention_dkv_kernel(const void* q, const void* k, const void* v
     for (int c = 0; c < kDimsPerLane; c++) {
       const int i = lane + 32 * c;
       if (i >= D) continue;
-      const size_t a = head_at(d, b, key, d.kv_heads, kvh, i);
+      const size_t a = ref::head_index(d, ref::kv_stride_of(d), b, key, kvh, i);
       store_f32(dk, dtype, a, dk_acc[kk][c]);
       store_f32(dv, dtype, a, dv_acc[kk][c]);
     }
@@ -299,6 +302,11 @@ dim3 attention_grid(const ref::AttentionDims& d, int heads) {
 }
 
 }  // namespace
+
+size_t attention_simt_shared_bytes(int head_dim) {
+  const size_t D = static_cast<size_t>(head_dim);
+  return sizeof(float) * (2 * kTile * D + 2 * kTile * (D + 1) + 2 * kTile);  // the dk / dv kernel's, the largest
+}
 
 void attention_forward_simt(const void* q, const void* k, const void* v, void* out, float* lse, DType dtype,
                             const ref::AttentionDims& dims, cudaStream_t stream) {

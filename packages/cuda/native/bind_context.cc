@@ -19,6 +19,11 @@ napi_value create_context(napi_env env, napi_callback_info info) {
   Device* device = ctx->device.get();
   ctx->allocator = std::make_unique<CachingAllocator>([device](size_t n) { return device->raw_alloc(n); },
                                                       [device](void* p) { device->raw_free(p); });
+  // The GEMM library's workspace comes from the allocator, so the accounting (and its peak) includes it.
+  if (const size_t bytes = device->gemm_workspace_bytes(); bytes > 0) {
+    ctx->gemm_workspace = ctx->allocator->allocate(bytes, MemoryKind::Workspace);
+    device->set_gemm_workspace(ctx->gemm_workspace, bytes);
+  }
   auto* handle = new ContextHandle{ctx};
   napi_value out;
   NAPI_OK(napi_create_external(env, handle, [](napi_env, void* data, void*) { delete static_cast<ContextHandle*>(data); }, nullptr, &out));
@@ -37,6 +42,7 @@ napi_value context_info(napi_env env, napi_callback_info info) {
   set(env, out, "totalMemory", make_number(env, static_cast<double>(i.total_memory)));
   set(env, out, "multiprocessors", make_number(env, i.multiprocessors));
   set(env, out, "gemmLibrary", make_string(env, i.gemm_library));
+  set(env, out, "gemmWorkspaceBytes", make_number(env, static_cast<double>(h->ctx->device->gemm_workspace_bytes())));
   return out;
 }
 
@@ -80,6 +86,16 @@ napi_value synchronize(napi_env env, napi_callback_info info) {
 
 // --- tensors --------------------------------------------------------------------------------------------
 
+/** A JS handle owning `t` (deleted when the handle is finalized). */
+napi_value tensor_handle(napi_env env, std::unique_ptr<Tensor> t) {
+  napi_value out;
+  NAPI_OK(napi_create_external(
+      env, t.get(), [](napi_env, void* data, void*) { delete static_cast<Tensor*>(data); }, nullptr, &out));
+  t.release();
+  return out;
+}
+
+// tensorCreate(ctx, dtype, numel, kind): a tensor with memory of its own.
 napi_value tensor_create(napi_env env, napi_callback_info info) {
   auto argv = args_of(env, info, 4);
   auto* h = external<ContextHandle>(env, argv[0], "context");
@@ -87,23 +103,27 @@ napi_value tensor_create(napi_env env, napi_callback_info info) {
   const size_t numel = count(env, argv[2], "numel");
   const MemoryKind kind = memory_kind_from_name(string(env, argv[3], "memory kind").c_str());
   if (numel == 0) throw JsError("a tensor needs at least one element");
-  auto* t = new Tensor{h->ctx, nullptr, dtype, numel, kind};
-  try {
-    t->ptr = h->ctx->allocator->allocate(t->bytes(), kind);
-  } catch (...) {
-    delete t;
-    throw;
+  const size_t bytes = numel * dtype_size(dtype);
+  void* base = h->ctx->allocator->allocate(bytes, kind);
+  auto memory = std::make_shared<Allocation>(h->ctx, base, bytes);
+  return tensor_handle(env, std::unique_ptr<Tensor>(new Tensor{h->ctx, memory, base, dtype, numel, kind}));
+}
+
+// tensorView(tensor, offset, numel): `numel` elements of the tensor's dtype starting `offset` elements after
+// the tensor's start, in the same memory (which may reach past the tensor, not past its allocation). The
+// memory is returned when the last tensor viewing it is freed.
+napi_value tensor_view(napi_env env, napi_callback_info info) {
+  auto argv = args_of(env, info, 3);
+  Tensor* t = tensor(env, argv[0], "tensor");
+  const size_t offset = count(env, argv[1], "offset");
+  const size_t numel = count(env, argv[2], "numel");
+  if (numel == 0) throw JsError("view: a tensor needs at least one element");
+  if (offset > t->reach() || numel > t->reach() - offset) {
+    throw JsError("view: elements [" + std::to_string(offset) + ", " + std::to_string(offset + numel) +
+                  ") from the tensor's start reach past its memory (" + std::to_string(t->reach()) + " elements)");
   }
-  napi_value out;
-  NAPI_OK(napi_create_external(
-      env, t,
-      [](napi_env, void* data, void*) {
-        auto* t = static_cast<Tensor*>(data);
-        try { t->free(); } catch (...) {}
-        delete t;
-      },
-      nullptr, &out));
-  return out;
+  void* ptr = static_cast<char*>(t->ptr) + offset * dtype_size(t->dtype);
+  return tensor_handle(env, std::unique_ptr<Tensor>(new Tensor{t->ctx, t->memory, ptr, t->dtype, numel, t->kind}));
 }
 
 napi_value tensor_free(napi_env env, napi_callback_info info) {
@@ -218,6 +238,7 @@ void add_context_bindings(std::vector<Binding>& out) {
       {"resetPeaks", guarded<reset_peaks>},
       {"synchronize", guarded<synchronize>},
       {"tensorCreate", guarded<tensor_create>},
+      {"tensorView", guarded<tensor_view>},
       {"tensorFree", guarded<tensor_free>},
       {"tensorWrite", guarded<tensor_write>},
       {"tensorRead", guarded<tensor_read>},

@@ -79,15 +79,49 @@ napi_value rms_norm_backward(napi_env env, napi_callback_info info) {
   expect_numel("rmsNormBackward", "rstd", rstd, n, "one per row of x");
   if (d_weight != nullptr) expect_numel("rmsNormBackward", "dWeight", d_weight, hidden, "weight's size");
   const bool accumulate_dx = boolean(env, argv[6]);
+  // dWeight's deterministic column sums on the GPU go through per-chunk partial sums.
+  CallWorkspace workspace(*d_out->ctx, d_weight != nullptr ? ref::column_sum_workspace(n, hidden) : 0);
   d_out->ctx->device->rms_norm_backward(d_out->ptr, d_out->dtype, x->ptr, x->dtype, weight->ptr, weight->dtype,
                                         static_cast<const float*>(rstd->ptr), dx->ptr, dx->dtype,
-                                        d_weight ? static_cast<float*>(d_weight->ptr) : nullptr, n, hidden, accumulate_dx);
+                                        d_weight ? static_cast<float*>(d_weight->ptr) : nullptr, n, hidden, accumulate_dx,
+                                        workspace.floats());
   return undefined(env);
 }
 
-// rope(x [N, heads * headDim] in place, cos fp32 [maxPos, headDim / 2], sin (same), seqLen, heads, headDim, inverse)
-napi_value rope(napi_env env, napi_callback_info info) {
+// addRmsNorm(x [N, H], delta [N, H], sum [N, H], weight [H], out [N, H], rstd fp32 [N], eps): sum = x + delta
+// (sum may be x), out = rmsNorm(sum); x, delta, sum and out share one dtype.
+napi_value add_rms_norm(napi_env env, napi_callback_info info) {
   auto argv = args_of(env, info, 7);
+  const char* op = "addRmsNorm";
+  Tensor* x = tensor(env, argv[0], "x");
+  Tensor* delta = tensor(env, argv[1], "delta");
+  Tensor* sum = tensor(env, argv[2], "sum");
+  Tensor* weight = tensor(env, argv[3], "weight");
+  Tensor* out = tensor(env, argv[4], "out");
+  Tensor* rstd = tensor(env, argv[5], "rstd");
+  for (Tensor* t : {delta, sum, weight, out, rstd}) same_context(x, t, op);
+  expect_float(op, "x", x);
+  expect_float(op, "weight", weight);
+  for (auto [name, t] : {std::pair{"delta", delta}, {"sum", sum}, {"out", out}}) {
+    expect_same_dtype(op, name, t, x, "x");
+    expect_numel(op, name, t, x->numel, "x's size");
+  }
+  expect_dtype(op, "rstd", rstd, DType::F32);
+  const size_t hidden = weight->numel;
+  const size_t n = rows_of(op, "x", x, hidden, "H = weight's size");
+  expect_numel(op, "rstd", rstd, n, "one per row of x");
+  const double eps = number(env, argv[6], "eps");
+  if (!(eps >= 0)) throw JsError("addRmsNorm: eps must be a non-negative number");
+  x->ctx->device->add_rms_norm(x->ptr, delta->ptr, sum->ptr, x->dtype, weight->ptr, weight->dtype, out->ptr,
+                               static_cast<float*>(rstd->ptr), n, hidden, static_cast<float>(eps));
+  return undefined(env);
+}
+
+// rope(x [N, heads * headDim] in place, cos fp32 [maxPos, headDim / 2], sin (same), seqLen, heads, headDim, inverse,
+//      rowStride?): with rowStride, the first `heads` heads of rows of rowStride elements (q and k of a fused
+//      projection in one pass)
+napi_value rope(napi_env env, napi_callback_info info) {
+  auto argv = args_between(env, info, 7, 8);
   Tensor* x = tensor(env, argv[0], "x");
   Tensor* cos = tensor(env, argv[1], "cos");
   Tensor* sin = tensor(env, argv[2], "sin");
@@ -100,7 +134,19 @@ napi_value rope(napi_env env, napi_callback_info info) {
   const int head_dim = int_in(env, argv[5], "rope", "headDim", 2, 1 << 16);
   if (head_dim % 2 != 0) throw JsError("rope: headDim must be even, got " + std::to_string(head_dim));
   const size_t half = static_cast<size_t>(head_dim / 2);
-  const size_t n = rows_of("rope", "x", x, static_cast<size_t>(heads) * head_dim, "heads * headDim");
+  const size_t width = static_cast<size_t>(heads) * head_dim;
+  const size_t stride = optional_count(env, argv, 7, "rowStride");
+  size_t n = 0;
+  if (stride == 0) {
+    n = rows_of("rope", "x", x, width, "heads * headDim");
+  } else {
+    // Rows of `stride` elements, the last one possibly cut short after its rotated heads.
+    if (stride < width || x->numel < width) {
+      throw JsError("rope: rowStride " + std::to_string(stride) + " must hold heads * headDim = " + std::to_string(width) +
+                    " elements, and x (" + std::to_string(x->numel) + " elements) at least one row of them");
+    }
+    n = (x->numel - width) / stride + 1;
+  }
   if (n % static_cast<size_t>(seq_len) != 0) {
     throw JsError("rope: x has " + std::to_string(n) + " tokens, not a whole number of sequences of seqLen " + std::to_string(seq_len));
   }
@@ -110,7 +156,7 @@ napi_value rope(napi_env env, napi_callback_info info) {
     throw JsError("rope: the cos/sin tables cover " + std::to_string(max_pos) + " positions, fewer than seqLen " + std::to_string(seq_len));
   }
   x->ctx->device->rope(x->ptr, x->dtype, static_cast<const float*>(cos->ptr), static_cast<const float*>(sin->ptr), n, seq_len, heads,
-                       head_dim, boolean(env, argv[6]));
+                       head_dim, boolean(env, argv[6]), stride == 0 ? width : stride);
   return undefined(env);
 }
 
@@ -138,29 +184,47 @@ ref::AttentionDims attention_dims(napi_env env, const std::vector<napi_value>& a
   }
   d.lengths = lengths ? static_cast<const int32_t*>(lengths->ptr) : nullptr;
   *lengths_out = lengths;
+  const size_t q_stride = optional_count(env, argv, first + 8, "qStride");
+  const size_t kv_stride = optional_count(env, argv, first + 9, "kvStride");
+  if ((q_stride > 0 && q_stride < static_cast<size_t>(d.heads) * d.head_dim) ||
+      (kv_stride > 0 && kv_stride < static_cast<size_t>(d.kv_heads) * d.head_dim) || q_stride > (1u << 30) ||
+      kv_stride > (1u << 30)) {
+    throw JsError(std::string(op) + ": qStride must be 0 or at least heads * headDim, kvStride 0 or at least kvHeads * headDim");
+  }
+  d.q_stride = static_cast<int>(q_stride);
+  d.kv_stride = static_cast<int>(kv_stride);
   return d;
 }
 
+/**
+ * q-like operands (q, dq) are token rows of qStride elements, kv-like ones (k, v, dk, dv) of kvStride, packed
+ * ones (out, dOut) of heads * headDim: a strided operand spans (tokens - 1) * stride + its row.
+ */
 void check_attention_operands(const char* op, const ref::AttentionDims& d, std::initializer_list<std::pair<const char*, Tensor*>> q_like,
-                              std::initializer_list<std::pair<const char*, Tensor*>> kv_like, Tensor* q) {
+                              std::initializer_list<std::pair<const char*, Tensor*>> kv_like,
+                              std::initializer_list<std::pair<const char*, Tensor*>> packed, Tensor* q) {
   const size_t tokens = static_cast<size_t>(d.batch) * d.seq_len;
-  const size_t q_numel = tokens * d.heads * d.head_dim, kv_numel = tokens * d.kv_heads * d.head_dim;
-  for (auto [name, t] : q_like) {
+  const size_t q_row = static_cast<size_t>(d.heads) * d.head_dim, kv_row = static_cast<size_t>(d.kv_heads) * d.head_dim;
+  const auto check = [&](const char* name, Tensor* t, size_t row, size_t stride, const char* as) {
     same_context(q, t, op);
     expect_float(op, name, t);
     expect_same_dtype(op, name, t, q, "q");
-    expect_numel(op, name, t, q_numel, "batch * seqLen * heads * headDim");
-  }
-  for (auto [name, t] : kv_like) {
-    same_context(q, t, op);
-    expect_same_dtype(op, name, t, q, "q");
-    expect_numel(op, name, t, kv_numel, "batch * seqLen * kvHeads * headDim");
-  }
+    if (stride == 0) {
+      expect_numel(op, name, t, tokens * row, as);
+    } else if ((tokens - 1) * stride + row > t->numel) {
+      throw JsError(std::string(op) + ": " + name + " has " + std::to_string(t->numel) + " elements, fewer than the " +
+                    std::to_string((tokens - 1) * stride + row) + " its strided rows span");
+    }
+  };
+  for (auto [name, t] : q_like) check(name, t, q_row, static_cast<size_t>(d.q_stride), "batch * seqLen * heads * headDim");
+  for (auto [name, t] : kv_like) check(name, t, kv_row, static_cast<size_t>(d.kv_stride), "batch * seqLen * kvHeads * headDim");
+  for (auto [name, t] : packed) check(name, t, q_row, 0, "batch * seqLen * heads * headDim");
 }
 
-// attention(q, k, v, out, lse fp32 [batch, heads, seqLen], batch, seqLen, heads, kvHeads, headDim, scale, causal, lengths | null)
+// attention(q, k, v, out, lse fp32 [batch, heads, seqLen], batch, seqLen, heads, kvHeads, headDim, scale, causal,
+//           lengths | null, qStride?, kvStride?)
 napi_value attention(napi_env env, napi_callback_info info) {
-  auto argv = args_of(env, info, 13);
+  auto argv = args_between(env, info, 13, 15);
   Tensor* q = tensor(env, argv[0], "q");
   Tensor* k = tensor(env, argv[1], "k");
   Tensor* v = tensor(env, argv[2], "v");
@@ -168,7 +232,7 @@ napi_value attention(napi_env env, napi_callback_info info) {
   Tensor* lse = tensor(env, argv[4], "lse");
   Tensor* lengths = nullptr;
   const ref::AttentionDims d = attention_dims(env, argv, 5, "attention", q, &lengths);
-  check_attention_operands("attention", d, {{"q", q}, {"out", out}}, {{"k", k}, {"v", v}}, q);
+  check_attention_operands("attention", d, {{"q", q}}, {{"k", k}, {"v", v}}, {{"out", out}}, q);
   same_context(q, lse, "attention");
   expect_dtype("attention", "lse", lse, DType::F32);
   expect_numel("attention", "lse", lse, static_cast<size_t>(d.batch) * d.heads * d.seq_len, "batch * heads * seqLen");
@@ -176,9 +240,10 @@ napi_value attention(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-// attentionBackward(q, k, v, out, dOut, lse, dq, dk, dv, batch, seqLen, heads, kvHeads, headDim, scale, causal, lengths | null)
+// attentionBackward(q, k, v, out, dOut, lse, dq, dk, dv, batch, seqLen, heads, kvHeads, headDim, scale, causal,
+//                   lengths | null, qStride?, kvStride?)
 napi_value attention_backward(napi_env env, napi_callback_info info) {
-  auto argv = args_of(env, info, 17);
+  auto argv = args_between(env, info, 17, 19);
   const char* op = "attentionBackward";
   Tensor* q = tensor(env, argv[0], "q");
   Tensor* k = tensor(env, argv[1], "k");
@@ -191,48 +256,60 @@ napi_value attention_backward(napi_env env, napi_callback_info info) {
   Tensor* dv = tensor(env, argv[8], "dv");
   Tensor* lengths = nullptr;
   const ref::AttentionDims d = attention_dims(env, argv, 9, op, q, &lengths);
-  check_attention_operands(op, d, {{"q", q}, {"out", out}, {"dOut", d_out}, {"dq", dq}}, {{"k", k}, {"v", v}, {"dk", dk}, {"dv", dv}}, q);
+  check_attention_operands(op, d, {{"q", q}, {"dq", dq}}, {{"k", k}, {"v", v}, {"dk", dk}, {"dv", dv}},
+                           {{"out", out}, {"dOut", d_out}}, q);
   same_context(q, lse, op);
   expect_dtype(op, "lse", lse, DType::F32);
   const size_t rows = static_cast<size_t>(d.batch) * d.heads * d.seq_len;
   expect_numel(op, "lse", lse, rows, "batch * heads * seqLen");
-  // D = rowsum(dOut * out), one fp32 per query row, lives only for this call.
+  // D = rowsum(dOut * out), one fp32 per query row, and the split dk / dv partial sums live only for this call.
   Context& ctx = *q->ctx;
-  void* d_rows = ctx.allocator->allocate(rows * sizeof(float), MemoryKind::Workspace);
-  try {
-    ctx.device->attention_backward(q->ptr, k->ptr, v->ptr, out->ptr, d_out->ptr, static_cast<const float*>(lse->ptr), dq->ptr,
-                                   dk->ptr, dv->ptr, static_cast<float*>(d_rows), q->dtype, d);
-  } catch (...) {
-    ctx.allocator->release(d_rows);
-    throw;
-  }
-  // Released to the pool while the kernels may still run: later work on the same stream is ordered after them.
-  ctx.allocator->release(d_rows);
+  CallWorkspace d_rows(ctx, rows);
+  CallWorkspace partials(ctx, ref::attention_backward_partial_floats(d, q->dtype));
+  ctx.device->attention_backward(q->ptr, k->ptr, v->ptr, out->ptr, d_out->ptr, static_cast<const float*>(lse->ptr), dq->ptr,
+                                 dk->ptr, dv->ptr, d_rows.floats(), partials.floats(), q->dtype, d);
   return undefined(env);
 }
 
-// swiglu(gate [N, I], up [N, I], out [N, I])
+/** Rows of a fused gate_up [N, 2 I] for out [N, I]: N, with I = out's row length; errors name the operand. */
+size_t swiglu_rows(const char* op, const Tensor* gate_up, const Tensor* out, size_t inter) {
+  if (inter == 0 || out->numel % inter != 0) {
+    throw JsError(std::string(op) + ": intermediate size " + std::to_string(inter) + " does not divide " +
+                  std::to_string(out->numel) + " elements");
+  }
+  const size_t rows = out->numel / inter;
+  expect_numel(op, "gateUp", gate_up, 2 * rows * inter, "2 * the rows * intermediate size: gate then up in each row");
+  return rows;
+}
+
+// swiglu(gateUp [N, 2 I], out [N, I], I): out = silu(gate) * up, gate and up the two halves of each row
 napi_value swiglu(napi_env env, napi_callback_info info) {
   auto argv = args_of(env, info, 3);
-  Tensor* gate = tensor(env, argv[0], "gate");
-  Tensor* up = tensor(env, argv[1], "up");
-  Tensor* out = tensor(env, argv[2], "out");
-  elementwise("swiglu", {{"gate", gate}, {"up", up}, {"out", out}});
-  gate->ctx->device->swiglu(gate->ptr, gate->dtype, up->ptr, up->dtype, out->ptr, out->dtype, gate->numel);
+  Tensor* gate_up = tensor(env, argv[0], "gateUp");
+  Tensor* out = tensor(env, argv[1], "out");
+  same_context(gate_up, out, "swiglu");
+  expect_float("swiglu", "gateUp", gate_up);
+  expect_float("swiglu", "out", out);
+  const size_t inter = count(env, argv[2], "intermediateSize");
+  const size_t rows = swiglu_rows("swiglu", gate_up, out, inter);
+  gate_up->ctx->device->swiglu(gate_up->ptr, gate_up->dtype, out->ptr, out->dtype, rows, inter);
   return undefined(env);
 }
 
-// swigluBackward(gate, up, dOut, dGate, dUp), all [N, I]
+// swigluBackward(gateUp [N, 2 I], dOut [N, I], dGateUp [N, 2 I], I); dGateUp may be gateUp
 napi_value swiglu_backward(napi_env env, napi_callback_info info) {
-  auto argv = args_of(env, info, 5);
-  Tensor* gate = tensor(env, argv[0], "gate");
-  Tensor* up = tensor(env, argv[1], "up");
-  Tensor* d_out = tensor(env, argv[2], "dOut");
-  Tensor* d_gate = tensor(env, argv[3], "dGate");
-  Tensor* d_up = tensor(env, argv[4], "dUp");
-  elementwise("swigluBackward", {{"gate", gate}, {"up", up}, {"dOut", d_out}, {"dGate", d_gate}, {"dUp", d_up}});
-  gate->ctx->device->swiglu_backward(gate->ptr, gate->dtype, up->ptr, up->dtype, d_out->ptr, d_out->dtype, d_gate->ptr,
-                                     d_gate->dtype, d_up->ptr, d_up->dtype, gate->numel);
+  auto argv = args_of(env, info, 4);
+  const char* op = "swigluBackward";
+  Tensor* gate_up = tensor(env, argv[0], "gateUp");
+  Tensor* d_out = tensor(env, argv[1], "dOut");
+  Tensor* d_gate_up = tensor(env, argv[2], "dGateUp");
+  for (Tensor* t : {d_out, d_gate_up}) same_context(gate_up, t, op);
+  for (auto [name, t] : {std::pair{"gateUp", gate_up}, {"dOut", d_out}, {"dGateUp", d_gate_up}}) expect_float(op, name, t);
+  const size_t inter = count(env, argv[3], "intermediateSize");
+  const size_t rows = swiglu_rows(op, gate_up, d_out, inter);
+  expect_numel(op, "dGateUp", d_gate_up, gate_up->numel, "gateUp's size");
+  gate_up->ctx->device->swiglu_backward(gate_up->ptr, gate_up->dtype, d_out->ptr, d_out->dtype, d_gate_up->ptr,
+                                        d_gate_up->dtype, rows, inter);
   return undefined(env);
 }
 
@@ -260,16 +337,31 @@ napi_value add_bias(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
-// biasBackward(dOut [N, C], dBias fp32 [C] +=)
+// biasBackward(dOut [N, C], dBias fp32 [C] +=, rowStride?): dOut's rows may be `rowStride` elements apart (the
+// columns of one bias in a fused projection); then dOut spans (N - 1) * rowStride + C.
 napi_value bias_backward(napi_env env, napi_callback_info info) {
-  auto argv = args_of(env, info, 2);
+  auto argv = args_between(env, info, 2, 3);
   Tensor* d_out = tensor(env, argv[0], "dOut");
   Tensor* d_bias = tensor(env, argv[1], "dBias");
   same_context(d_out, d_bias, "biasBackward");
   expect_float("biasBackward", "dOut", d_out);
   expect_dtype("biasBackward", "dBias", d_bias, DType::F32);
-  rows_of("biasBackward", "dOut", d_out, d_bias->numel, "C = dBias's size");
-  d_out->ctx->device->bias_backward(d_out->ptr, d_out->dtype, static_cast<float*>(d_bias->ptr), d_out->numel, d_bias->numel);
+  const size_t channels = d_bias->numel;
+  const size_t stride = optional_count(env, argv, 2, "rowStride");
+  size_t rows = 0;
+  if (stride == 0) {
+    rows = rows_of("biasBackward", "dOut", d_out, channels, "C = dBias's size");
+  } else {
+    if (stride < channels || d_out->numel < channels) {
+      throw JsError("biasBackward: rowStride " + std::to_string(stride) + " must hold C = " + std::to_string(channels) +
+                    " elements, and dOut (" + std::to_string(d_out->numel) + " elements) at least one row");
+    }
+    rows = (d_out->numel - channels) / stride + 1;
+  }
+  // The GPU's deterministic column sums go through per-chunk partial sums.
+  CallWorkspace workspace(*d_out->ctx, ref::column_sum_workspace(rows, channels));
+  d_out->ctx->device->bias_backward(d_out->ptr, d_out->dtype, static_cast<float*>(d_bias->ptr), rows, channels,
+                                    stride == 0 ? channels : stride, workspace.floats());
   return undefined(env);
 }
 
@@ -327,6 +419,7 @@ void add_llama_bindings(std::vector<Binding>& out) {
       {"embeddingBackward", guarded<embedding_backward>},
       {"rmsNorm", guarded<rms_norm>},
       {"rmsNormBackward", guarded<rms_norm_backward>},
+      {"addRmsNorm", guarded<add_rms_norm>},
       {"rope", guarded<rope>},
       {"attention", guarded<attention>},
       {"attentionBackward", guarded<attention_backward>},

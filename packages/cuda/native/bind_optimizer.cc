@@ -7,8 +7,28 @@ namespace {
 
 // --- kernels --------------------------------------------------------------------------------------------
 
+/**
+ * The elements a row-major operand of `rows` x `cols` with leading dimension `ld` spans; an error naming the
+ * operand when `ld` is shorter than a row or the span does not fit in the tensor.
+ */
+size_t strided_span(const char* name, const Tensor* t, size_t rows, size_t cols, size_t ld) {
+  if (ld < cols) {
+    throw JsError("gemm: the leading dimension of " + std::string(name) + " (" + std::to_string(ld) +
+                  ") is shorter than its rows (" + std::to_string(cols) + ")");
+  }
+  const size_t span = (rows - 1) * ld + cols;
+  if (span > t->numel) {
+    throw JsError("gemm: " + std::string(name) + " [" + std::to_string(rows) + ", " + std::to_string(cols) + "] with leading dimension " +
+                  std::to_string(ld) + " spans " + std::to_string(span) + " elements, the tensor has " + std::to_string(t->numel));
+  }
+  return span;
+}
+
+// gemm(A, B, C, m, n, k, transA, transB, alpha, beta, lda?, ldb?, ldc?): row-major C[m, n] = alpha op(A) op(B)
+// + beta C; A is stored [m, k] ([k, m] transposed), B [k, n] ([n, k]); a leading dimension of 0 or none is the
+// packed one, a longer one reads a column block of a wider matrix (the operand then spans its rows).
 napi_value gemm(napi_env env, napi_callback_info info) {
-  auto argv = args_of(env, info, 10);
+  auto argv = args_between(env, info, 10, 13);
   Tensor* a = tensor(env, argv[0], "A");
   Tensor* b = tensor(env, argv[1], "B");
   Tensor* c = tensor(env, argv[2], "C");
@@ -18,12 +38,25 @@ napi_value gemm(napi_env env, napi_callback_info info) {
   if (m == 0 || n == 0 || k == 0 || m > 2147483647 || n > 2147483647 || k > 2147483647) throw JsError("gemm: m, n and k must be in [1, 2^31)");
   if (a->dtype != b->dtype || a->dtype == DType::I32) throw JsError("gemm: A and B must share a float dtype");
   if (c->dtype != DType::F32 && c->dtype != a->dtype) throw JsError("gemm: C must be float32 or the dtype of A and B");
-  if (a->numel != m * k || b->numel != k * n || c->numel != m * n) {
-    throw JsError("gemm: sizes do not match m, n, k (A " + std::to_string(a->numel) + ", B " + std::to_string(b->numel) + ", C " + std::to_string(c->numel) + ")");
+  const bool trans_a = boolean(env, argv[6]), trans_b = boolean(env, argv[7]);
+  const ref::GemmLayout packed = ref::packed_layout(static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), trans_a, trans_b);
+  const size_t lda = optional_count(env, argv, 10, "lda"), ldb = optional_count(env, argv, 11, "ldb"), ldc = optional_count(env, argv, 12, "ldc");
+  ref::GemmLayout ld{lda > 0 ? static_cast<int>(lda) : packed.lda, ldb > 0 ? static_cast<int>(ldb) : packed.ldb,
+                     ldc > 0 ? static_cast<int>(ldc) : packed.ldc};
+  if (lda > 2147483647 || ldb > 2147483647 || ldc > 2147483647) throw JsError("gemm: leading dimensions must be below 2^31");
+  if (lda == 0 && ldb == 0 && ldc == 0) {
+    if (a->numel != m * k || b->numel != k * n || c->numel != m * n) {
+      throw JsError("gemm: sizes do not match m, n, k (A " + std::to_string(a->numel) + ", B " + std::to_string(b->numel) + ", C " +
+                    std::to_string(c->numel) + ")");
+    }
+  } else {
+    trans_a ? strided_span("A", a, k, m, ld.lda) : strided_span("A", a, m, k, ld.lda);
+    trans_b ? strided_span("B", b, n, k, ld.ldb) : strided_span("B", b, k, n, ld.ldb);
+    strided_span("C", c, m, n, ld.ldc);
   }
   a->ctx->device->gemm(a->ptr, b->ptr, c->ptr, a->dtype, c->dtype, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
-                       boolean(env, argv[6]), boolean(env, argv[7]), static_cast<float>(number(env, argv[8], "alpha")),
-                       static_cast<float>(number(env, argv[9], "beta")));
+                       trans_a, trans_b, static_cast<float>(number(env, argv[8], "alpha")),
+                       static_cast<float>(number(env, argv[9], "beta")), ld);
   return undefined(env);
 }
 
@@ -41,7 +74,7 @@ napi_value adamw(napi_env env, napi_callback_info info) {
     if (t != nullptr && t->numel != n) throw JsError("adamw: master, grad, exp_avg and exp_avg_sq must have the weight's size");
   }
   if ((master != nullptr && master->dtype != DType::F32) || m->dtype != DType::F32 || v->dtype != DType::F32) throw JsError("adamw: master and moments must be float32");
-  if (grad->dtype != DType::F32 && grad->dtype != DType::BF16) throw JsError("adamw: the gradient must be float32 or bfloat16");
+  if (grad->dtype == DType::I32) throw JsError("adamw: the gradient must be a float tensor (float32, bfloat16 or float16)");
   if (master == nullptr && weight->dtype != DType::F32) throw JsError("adamw: a 16-bit weight needs an fp32 master");
   if (weight->dtype == DType::I32) throw JsError("adamw: the weight must be a float tensor");
   ref::AdamWArgs a{};
@@ -93,9 +126,9 @@ napi_value accumulate(napi_env env, napi_callback_info info) {
   Tensor* dst = tensor(env, argv[0], "destination");
   Tensor* src = tensor(env, argv[1], "source");
   same_context(dst, src, "accumulate");
-  if (dst->dtype != DType::F32 || src->dtype == DType::I32) throw JsError("accumulate: an fp32 destination and a float source");
+  if (dst->dtype == DType::I32 || src->dtype == DType::I32) throw JsError("accumulate: float tensors only (the destination fp32, bf16 or fp16)");
   if (dst->numel != src->numel) throw JsError("accumulate: sizes differ");
-  dst->ctx->device->accumulate(static_cast<float*>(dst->ptr), src->ptr, src->dtype, dst->numel, static_cast<float>(number(env, argv[2], "factor")));
+  dst->ctx->device->accumulate(dst->ptr, dst->dtype, src->ptr, src->dtype, dst->numel, static_cast<float>(number(env, argv[2], "factor")));
   return undefined(env);
 }
 

@@ -7,18 +7,16 @@
 #pragma once
 
 #include "kernel_common.cuh"
+#include "llama_reference.h"
 
 namespace badam::cuda_llama {
 namespace {
 
 constexpr int kColumnStrip = 32;    // columns of a stage-1 block: a warp's lanes, coalesced
 constexpr int kColumnRowLanes = 8;  // rows of a chunk a stage-1 block reads at once
-constexpr size_t kRowsPerChunk = 64;
-constexpr size_t kMaxColumnChunks = 64;
 
-size_t column_chunks(size_t rows) {
-  return std::min(kMaxColumnChunks, std::max<size_t>(1, (rows + kRowsPerChunk - 1) / kRowsPerChunk));
-}
+/** Chunks of rows (llama_reference.h's rule, which the bindings size the workspace by). */
+size_t column_chunks(size_t rows) { return ref::column_sum_chunks(rows); }
 
 // partials [chunks, cols] = per chunk of rows, the sum of term(r, c) over its rows (in order in each of the 8
 // row lanes, then the 8 lanes in order). grid (ceil(cols / 32), chunks), block (32, 8).

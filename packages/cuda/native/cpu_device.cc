@@ -33,6 +33,36 @@ const float* as_f32(const void* x, DType dtype, size_t n, std::unique_ptr<float[
   return holder.get();
 }
 
+/**
+ * c[at, at + n) = alpha * product + beta * c, rounded once to c's dtype; beta 0 never reads C (as ref::gemm),
+ * so -0 stays -0 and stale NaNs in C do not leak.
+ */
+void scale_into(const float* product, void* c, DType cdt, size_t at, size_t n, float alpha, float beta) {
+  if (cdt == DType::F32) {  // gradient accumulation (beta 1) mostly: one vectorizable pass
+    float* c32 = static_cast<float*>(c) + at;
+    if (beta == 0.0f) {
+      for (size_t i = 0; i < n; i++) c32[i] = alpha * product[i];
+    } else {
+      for (size_t i = 0; i < n; i++) c32[i] = alpha * product[i] + beta * c32[i];
+    }
+    return;
+  }
+  if (cdt == DType::BF16) {  // activations and 16-bit gradients: round each result once
+    auto* bits = static_cast<uint16_t*>(c) + at;
+    for (size_t i = 0; i < n; i++) {
+      float out = alpha * product[i];
+      if (beta != 0.0f) out += beta * bf16_to_f32(bits[i]);
+      bits[i] = f32_to_bf16(out);
+    }
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    float out = alpha * product[i];
+    if (beta != 0.0f) out += beta * load_as_f32(c, cdt, at + i);
+    store_from_f32(c, cdt, at + i, out);
+  }
+}
+
 class CpuDevice final : public Device {
  public:
   CpuDevice() : reference_gemm_(reference_gemm_requested()) {}
@@ -58,47 +88,29 @@ class CpuDevice final : public Device {
   // Same contract as ref::gemm (fp32 accumulation, C rounded once), in a different summation order: results
   // agree with it within fp32 rounding. 16-bit operands are widened to fp32 first (exactly).
   void gemm(const void* a, const void* b, void* c, DType ab, DType cdt, int m, int n, int k, bool trans_a, bool trans_b,
-            float alpha, float beta) override {
+            float alpha, float beta, const ref::GemmLayout& ld) override {
     if (reference_gemm_) {
-      ref::gemm(a, b, c, ab, cdt, m, n, k, trans_a, trans_b, alpha, beta);
+      ref::gemm(a, b, c, ab, cdt, m, n, k, trans_a, trans_b, alpha, beta, ld);
       return;
     }
-    const size_t mn = static_cast<size_t>(m) * n;
+    // Row-major op(A) [m, k] is stored [k, m] when transposed, op(B) [k, n] is stored [n, k]; a stored
+    // operand of r rows spans (r - 1) * ld + its row length elements.
+    const size_t a_span = trans_a ? static_cast<size_t>(k - 1) * ld.lda + m : static_cast<size_t>(m - 1) * ld.lda + k;
+    const size_t b_span = trans_b ? static_cast<size_t>(n - 1) * ld.ldb + k : static_cast<size_t>(k - 1) * ld.ldb + n;
     std::unique_ptr<float[]> a_holder, b_holder, product_holder;
-    const float* a32 = as_f32(a, ab, static_cast<size_t>(m) * k, a_holder);
-    const float* b32 = as_f32(b, ab, static_cast<size_t>(k) * n, b_holder);
+    const float* a32 = as_f32(a, ab, a_span, a_holder);
+    const float* b32 = as_f32(b, ab, b_span, b_holder);
     const bool direct = cdt == DType::F32 && alpha == 1.0f && beta == 0.0f;
     float* product = static_cast<float*>(c);
+    int ldp = ld.ldc;
     if (!direct) {
-      product_holder.reset(new float[mn]);
+      product_holder.reset(new float[static_cast<size_t>(m) * n]);
       product = product_holder.get();
+      ldp = n;
     }
-    // Row-major op(A) [m, k] is stored [k, m] when transposed, op(B) [k, n] is stored [n, k].
-    sgemm(m, n, k, a32, trans_a ? m : k, trans_a, b32, trans_b ? k : n, trans_b, product, n);
+    sgemm(m, n, k, a32, ld.lda, trans_a, b32, ld.ldb, trans_b, product, ldp);
     if (direct) return;
-    if (cdt == DType::F32) {  // gradient accumulation (beta 1) mostly: one vectorizable pass
-      float* c32 = static_cast<float*>(c);
-      if (beta == 0.0f) {
-        for (size_t i = 0; i < mn; i++) c32[i] = alpha * product[i];
-      } else {
-        for (size_t i = 0; i < mn; i++) c32[i] = alpha * product[i] + beta * c32[i];
-      }
-      return;
-    }
-    if (cdt == DType::BF16) {  // activations: round each result once
-      auto* bits = static_cast<uint16_t*>(c);
-      for (size_t i = 0; i < mn; i++) {
-        float out = alpha * product[i];
-        if (beta != 0.0f) out += beta * bf16_to_f32(bits[i]);  // as below: -0 stays -0 when beta is 0
-        bits[i] = f32_to_bf16(out);
-      }
-      return;
-    }
-    for (size_t i = 0; i < mn; i++) {
-      float out = alpha * product[i];
-      if (beta != 0.0f) out += beta * load_as_f32(c, cdt, i);  // beta 0 never reads C, as ref::gemm
-      store_from_f32(c, cdt, i, out);
-    }
+    for (int i = 0; i < m; i++) scale_into(product + static_cast<size_t>(i) * n, c, cdt, static_cast<size_t>(i) * ld.ldc, n, alpha, beta);
   }
   void adamw(float* master, void* weight, DType weight_dtype, const void* grad, DType grad_dtype, float* m, float* v,
              size_t n, const ref::AdamWArgs& args) override {
@@ -110,8 +122,8 @@ class CpuDevice final : public Device {
     return s;
   }
   void scale(void* x, DType dtype, size_t n, float factor) override { ref::scale(x, dtype, n, factor); }
-  void accumulate(float* dst, const void* src, DType src_dtype, size_t n, float factor) override {
-    ref::accumulate(dst, src, src_dtype, n, factor);
+  void accumulate(void* dst, DType dst_dtype, const void* src, DType src_dtype, size_t n, float factor) override {
+    ref::accumulate(dst, dst_dtype, src, src_dtype, n, factor);
   }
   void cast(const void* src, DType src_dtype, void* dst, DType dst_dtype, size_t n) override {
     ref::cast(src, src_dtype, dst, dst_dtype, n);
@@ -133,33 +145,37 @@ class CpuDevice final : public Device {
                 size_t n, size_t hidden, float eps) override {
     ref::rms_norm(x, x_dtype, weight, w_dtype, out, out_dtype, rstd, n, hidden, eps);
   }
+  void add_rms_norm(const void* x, const void* delta, void* sum, DType dtype, const void* weight, DType w_dtype, void* out,
+                    float* rstd, size_t n, size_t hidden, float eps) override {
+    ref::add_rms_norm(x, delta, sum, dtype, weight, w_dtype, out, rstd, n, hidden, eps);
+  }
+  // The column sums' workspace is the GPU's; the reference adds rows directly.
   void rms_norm_backward(const void* d_out, DType d_out_dtype, const void* x, DType x_dtype, const void* weight,
                          DType w_dtype, const float* rstd, void* dx, DType dx_dtype, float* d_weight, size_t n,
-                         size_t hidden, bool accumulate_dx) override {
+                         size_t hidden, bool accumulate_dx, float*) override {
     ref::rms_norm_backward(d_out, d_out_dtype, x, x_dtype, weight, w_dtype, rstd, dx, dx_dtype, d_weight, n, hidden,
                            accumulate_dx);
   }
   void rope(void* x, DType dtype, const float* cos, const float* sin, size_t n, int seq_len, int heads, int head_dim,
-            bool inverse) override {
-    ref::rope(x, dtype, cos, sin, n, seq_len, heads, head_dim, inverse);
+            bool inverse, size_t row_stride) override {
+    ref::rope(x, dtype, cos, sin, n, seq_len, heads, head_dim, inverse, row_stride);
   }
   void attention(const void* q, const void* k, const void* v, void* out, float* lse, DType dtype,
                  const ref::AttentionDims& dims) override {
     ref::attention(q, k, v, out, lse, dtype, dims);
   }
+  // The split dk / dv partials are the tensor-core kernels'; the reference sums the group directly.
   void attention_backward(const void* q, const void* k, const void* v, const void* out, const void* d_out,
-                          const float* lse, void* dq, void* dk, void* dv, float* d_rows, DType dtype,
+                          const float* lse, void* dq, void* dk, void* dv, float* d_rows, float*, DType dtype,
                           const ref::AttentionDims& dims) override {
     ref::attention_backward(q, k, v, out, d_out, lse, dq, dk, dv, d_rows, dtype, dims);
   }
-  void swiglu(const void* gate, DType gate_dtype, const void* up, DType up_dtype, void* out, DType out_dtype,
-              size_t n) override {
-    ref::swiglu(gate, gate_dtype, up, up_dtype, out, out_dtype, n);
+  void swiglu(const void* gate_up, DType gate_up_dtype, void* out, DType out_dtype, size_t rows, size_t inter) override {
+    ref::swiglu(gate_up, gate_up_dtype, out, out_dtype, rows, inter);
   }
-  void swiglu_backward(const void* gate, DType gate_dtype, const void* up, DType up_dtype, const void* d_out,
-                       DType d_out_dtype, void* d_gate, DType d_gate_dtype, void* d_up, DType d_up_dtype,
-                       size_t n) override {
-    ref::swiglu_backward(gate, gate_dtype, up, up_dtype, d_out, d_out_dtype, d_gate, d_gate_dtype, d_up, d_up_dtype, n);
+  void swiglu_backward(const void* gate_up, DType gate_up_dtype, const void* d_out, DType d_out_dtype, void* d_gate_up,
+                       DType d_gate_up_dtype, size_t rows, size_t inter) override {
+    ref::swiglu_backward(gate_up, gate_up_dtype, d_out, d_out_dtype, d_gate_up, d_gate_up_dtype, rows, inter);
   }
   void add(const void* a, DType a_dtype, const void* b, DType b_dtype, void* out, DType out_dtype, size_t n) override {
     ref::add(a, a_dtype, b, b_dtype, out, out_dtype, n);
@@ -167,8 +183,9 @@ class CpuDevice final : public Device {
   void add_bias(void* x, DType x_dtype, const void* bias, DType bias_dtype, size_t n, size_t channels) override {
     ref::add_bias(x, x_dtype, bias, bias_dtype, n, channels);
   }
-  void bias_backward(const void* d_out, DType d_out_dtype, float* d_bias, size_t n, size_t channels) override {
-    ref::bias_backward(d_out, d_out_dtype, d_bias, n, channels);
+  void bias_backward(const void* d_out, DType d_out_dtype, float* d_bias, size_t rows, size_t channels, size_t row_stride,
+                     float*) override {
+    ref::bias_backward(d_out, d_out_dtype, d_bias, rows, channels, row_stride);
   }
   void cross_entropy(void* logits, DType dtype, const int32_t* labels, float* losses, size_t rows, size_t vocab,
                      float grad_scale) override {

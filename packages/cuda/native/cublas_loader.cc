@@ -62,7 +62,7 @@ void do_load() {
   std::string error;
   if (!bind(lib, "cublasCreate_v2", &api.create, &error) || !bind(lib, "cublasDestroy_v2", &api.destroy, &error) ||
       !bind(lib, "cublasSetStream_v2", &api.set_stream, &error) || !bind(lib, "cublasGetVersion_v2", &api.get_version, &error) ||
-      !bind(lib, "cublasGemmEx", &api.gemm_ex, &error)) {
+      !bind(lib, "cublasGemmEx", &api.gemm_ex, &error) || !bind(lib, "cublasSetWorkspace_v2", &api.set_workspace, &error)) {
     load_error = error;
     return;
   }

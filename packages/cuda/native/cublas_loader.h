@@ -3,6 +3,7 @@
 // (cublas_api.h, library_types.h of CUDA 13).
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 namespace badam::cublas {
@@ -30,6 +31,7 @@ struct Api {
   Status (*gemm_ex)(Handle, Operation, Operation, int m, int n, int k, const void* alpha, const void* a, DataType a_type,
                     int lda, const void* b, DataType b_type, int ldb, const void* beta, void* c, DataType c_type, int ldc,
                     ComputeType compute, GemmAlgo algo);
+  Status (*set_workspace)(Handle, void* workspace, size_t bytes);
 };
 
 /** The loaded API, or nullptr with `error` saying why (library not found, symbol missing). */

@@ -78,8 +78,11 @@ __global__ void scale_kernel(void* x, int dtype, size_t n, float factor) {
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) store_f32(x, dtype, i, load_f32(x, dtype, i) * factor);
 }
 
-__global__ void accumulate_kernel(float* dst, const void* src, int dtype, size_t n, float factor) {
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) dst[i] += load_f32(src, dtype, i) * factor;
+// dst += src * factor in fp32, rounded to dst's dtype: gradient accumulation (fp32 or 16-bit gradients).
+__global__ void accumulate_kernel(void* dst, int dst_dtype, const void* src, int dtype, size_t n, float factor) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    store_f32(dst, dst_dtype, i, load_f32(dst, dst_dtype, i) + load_f32(src, dtype, i) * factor);
+  }
 }
 
 __global__ void cast_kernel(const void* src, int sdt, void* dst, int ddt, size_t n) {
@@ -98,10 +101,10 @@ __global__ void sparse_adam_kernel(float* param, void* weight, int wdt, const vo
 template <int W>
 void launch_adamw_w(float* master, void* weight, const void* grad, DType gdt, float* m, float* v, size_t n,
                     const optim::AdamWStep& step, cudaStream_t stream) {
-  if (gdt == DType::BF16) {
-    adamw_kernel<W, 1><<<blocks_for(n), kThreads, 0, stream>>>(master, weight, grad, m, v, n, step);
-  } else {
-    adamw_kernel<W, 0><<<blocks_for(n), kThreads, 0, stream>>>(master, weight, grad, m, v, n, step);
+  switch (gdt) {
+    case DType::BF16: adamw_kernel<W, 1><<<blocks_for(n), kThreads, 0, stream>>>(master, weight, grad, m, v, n, step); break;
+    case DType::F16: adamw_kernel<W, 2><<<blocks_for(n), kThreads, 0, stream>>>(master, weight, grad, m, v, n, step); break;
+    default: adamw_kernel<W, 0><<<blocks_for(n), kThreads, 0, stream>>>(master, weight, grad, m, v, n, step); break;
   }
 }
 
@@ -119,6 +122,12 @@ class CudaDevice final : public Device {
   explicit CudaDevice(int ordinal) : ordinal_(ordinal) {
     CUDA_CHECK(cudaSetDevice(ordinal));
     CUDA_CHECK(cudaGetDeviceProperties(&props_, ordinal));
+    if (props_.major < 8) {
+      throw std::runtime_error(std::string(props_.name) + " has compute capability " + std::to_string(props_.major) + "." +
+                               std::to_string(props_.minor) +
+                               "; @badam/cuda needs 8.0 or newer (Ampere, Ada, Hopper, Blackwell): its kernels use bf16 "
+                               "tensor cores");
+    }
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     CUDA_CHECK(cudaMalloc(&partials_, sizeof(double) * (kReduceBlocks + 1)));
     std::string error;
@@ -132,7 +141,6 @@ class CudaDevice final : public Device {
     cudaSetDevice(ordinal_);
     if (handle_ != nullptr) api_->destroy(handle_);
     cudaFree(partials_);
-    cudaFree(column_workspace_);
     cudaStreamDestroy(stream_);
   }
 
@@ -182,14 +190,18 @@ class CudaDevice final : public Device {
   void synchronize() override { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
   void gemm(const void* a, const void* b, void* c, DType ab, DType cdt, int m, int n, int k, bool trans_a, bool trans_b,
-            float alpha, float beta) override {
-    // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
-    const int lda = trans_a ? m : k;
-    const int ldb = trans_b ? k : n;
+            float alpha, float beta, const ref::GemmLayout& ld) override {
+    // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands (a row-major
+    // leading dimension is the column-major one of the transposed matrix).
     check_cublas(api_->gemm_ex(handle_, trans_b ? cublas::kOpT : cublas::kOpN, trans_a ? cublas::kOpT : cublas::kOpN, n, m, k,
-                               &alpha, b, cublas_type(ab), ldb, a, cublas_type(ab), lda, &beta, c, cublas_type(cdt), n,
-                               cublas::kCompute32F, cublas::kGemmDefault),
+                               &alpha, b, cublas_type(ab), ld.ldb, a, cublas_type(ab), ld.lda, &beta, c, cublas_type(cdt),
+                               ld.ldc, cublas::kCompute32F, cublas::kGemmDefault),
                  "cublasGemmEx");
+  }
+  /** NVIDIA's guidance for cublasSetWorkspace: 32 MiB on Hopper (and newer), 4 MiB before. */
+  size_t gemm_workspace_bytes() const override { return (props_.major >= 9 ? 32 : 4) << 20; }
+  void set_gemm_workspace(void* workspace, size_t bytes) override {
+    check_cublas(api_->set_workspace(handle_, workspace, bytes), "cublasSetWorkspace");
   }
 
   void adamw(float* master, void* weight, DType wdt, const void* grad, DType gdt, float* m, float* v, size_t n,
@@ -221,8 +233,9 @@ class CudaDevice final : public Device {
     scale_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(x, static_cast<int>(dtype), n, factor);
     LAUNCH_CHECK();
   }
-  void accumulate(float* dst, const void* src, DType sdt, size_t n, float factor) override {
-    accumulate_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(dst, src, static_cast<int>(sdt), n, factor);
+  void accumulate(void* dst, DType ddt, const void* src, DType sdt, size_t n, float factor) override {
+    accumulate_kernel<<<blocks_for(n), kThreads, 0, stream_>>>(dst, static_cast<int>(ddt), src, static_cast<int>(sdt), n,
+                                                               factor);
     LAUNCH_CHECK();
   }
   void cast(const void* src, DType sdt, void* dst, DType ddt, size_t n) override {
@@ -251,34 +264,35 @@ class CudaDevice final : public Device {
                 size_t n, size_t hidden, float eps) override {
     cuda_llama::rms_norm(x, x_dtype, weight, w_dtype, out, out_dtype, rstd, n, hidden, eps, stream_);
   }
+  void add_rms_norm(const void* x, const void* delta, void* sum, DType dtype, const void* weight, DType w_dtype, void* out,
+                    float* rstd, size_t n, size_t hidden, float eps) override {
+    cuda_llama::add_rms_norm(x, delta, sum, dtype, weight, w_dtype, out, rstd, n, hidden, eps, stream_);
+  }
   void rms_norm_backward(const void* d_out, DType d_out_dtype, const void* x, DType x_dtype, const void* weight,
                          DType w_dtype, const float* rstd, void* dx, DType dx_dtype, float* d_weight, size_t n,
-                         size_t hidden, bool accumulate_dx) override {
-    float* workspace = d_weight != nullptr ? column_workspace(cuda_llama::column_sum_workspace(n, hidden)) : nullptr;
+                         size_t hidden, bool accumulate_dx, float* workspace) override {
     cuda_llama::rms_norm_backward(d_out, d_out_dtype, x, x_dtype, weight, w_dtype, rstd, dx, dx_dtype, d_weight, n, hidden,
                                   accumulate_dx, workspace, stream_);
   }
   void rope(void* x, DType dtype, const float* cos, const float* sin, size_t n, int seq_len, int heads, int head_dim,
-            bool inverse) override {
-    cuda_llama::rope(x, dtype, cos, sin, n, seq_len, heads, head_dim, inverse, stream_);
+            bool inverse, size_t row_stride) override {
+    cuda_llama::rope(x, dtype, cos, sin, n, seq_len, heads, head_dim, inverse, row_stride, stream_);
   }
   void attention(const void* q, const void* k, const void* v, void* out, float* lse, DType dtype,
                  const ref::AttentionDims& dims) override {
     cuda_llama::attention(q, k, v, out, lse, dtype, dims, stream_);
   }
   void attention_backward(const void* q, const void* k, const void* v, const void* out, const void* d_out,
-                          const float* lse, void* dq, void* dk, void* dv, float* d_rows, DType dtype,
+                          const float* lse, void* dq, void* dk, void* dv, float* d_rows, float* partials, DType dtype,
                           const ref::AttentionDims& dims) override {
-    cuda_llama::attention_backward(q, k, v, out, d_out, lse, dq, dk, dv, d_rows, dtype, dims, stream_);
+    cuda_llama::attention_backward(q, k, v, out, d_out, lse, dq, dk, dv, d_rows, partials, dtype, dims, stream_);
   }
-  void swiglu(const void* gate, DType gate_dtype, const void* up, DType up_dtype, void* out, DType out_dtype,
-              size_t n) override {
-    cuda_llama::swiglu(gate, gate_dtype, up, up_dtype, out, out_dtype, n, stream_);
+  void swiglu(const void* gate_up, DType gate_up_dtype, void* out, DType out_dtype, size_t rows, size_t inter) override {
+    cuda_llama::swiglu(gate_up, gate_up_dtype, out, out_dtype, rows, inter, stream_);
   }
-  void swiglu_backward(const void* gate, DType gate_dtype, const void* up, DType up_dtype, const void* d_out,
-                       DType d_out_dtype, void* d_gate, DType d_gate_dtype, void* d_up, DType d_up_dtype,
-                       size_t n) override {
-    cuda_llama::swiglu_backward(gate, gate_dtype, up, up_dtype, d_out, d_out_dtype, d_gate, d_gate_dtype, d_up, d_up_dtype, n,
+  void swiglu_backward(const void* gate_up, DType gate_up_dtype, const void* d_out, DType d_out_dtype, void* d_gate_up,
+                       DType d_gate_up_dtype, size_t rows, size_t inter) override {
+    cuda_llama::swiglu_backward(gate_up, gate_up_dtype, d_out, d_out_dtype, d_gate_up, d_gate_up_dtype, rows, inter,
                                 stream_);
   }
   void add(const void* a, DType a_dtype, const void* b, DType b_dtype, void* out, DType out_dtype, size_t n) override {
@@ -287,10 +301,9 @@ class CudaDevice final : public Device {
   void add_bias(void* x, DType x_dtype, const void* bias, DType bias_dtype, size_t n, size_t channels) override {
     cuda_llama::add_bias(x, x_dtype, bias, bias_dtype, n, channels, stream_);
   }
-  void bias_backward(const void* d_out, DType d_out_dtype, float* d_bias, size_t n, size_t channels) override {
-    if (channels == 0) return;
-    float* workspace = column_workspace(cuda_llama::column_sum_workspace(n / channels, channels));
-    cuda_llama::bias_backward(d_out, d_out_dtype, d_bias, n, channels, workspace, stream_);
+  void bias_backward(const void* d_out, DType d_out_dtype, float* d_bias, size_t rows, size_t channels, size_t row_stride,
+                     float* workspace) override {
+    cuda_llama::bias_backward(d_out, d_out_dtype, d_bias, rows, channels, row_stride, workspace, stream_);
   }
   void cross_entropy(void* logits, DType dtype, const int32_t* labels, float* losses, size_t rows, size_t vocab,
                      float grad_scale) override {
@@ -304,22 +317,6 @@ class CudaDevice final : public Device {
   }
 
  private:
-  /**
-   * The column sums' workspace (dWeight of RMSNorm, dBias), at least `floats` long: kept between calls and
-   * grown when a call needs more, after the stream has finished with the old one.
-   */
-  float* column_workspace(size_t floats) {
-    if (floats > column_workspace_floats_) {
-      CUDA_CHECK(cudaStreamSynchronize(stream_));
-      CUDA_CHECK(cudaFree(column_workspace_));
-      column_workspace_ = nullptr;
-      column_workspace_floats_ = 0;
-      CUDA_CHECK(cudaMalloc(&column_workspace_, sizeof(float) * floats));
-      column_workspace_floats_ = floats;
-    }
-    return column_workspace_;
-  }
-
   void check_cublas(cublas::Status status, const char* what) {
     if (status != 0) throw std::runtime_error(std::string(what) + " failed: " + cublas::status_name(status));
   }
@@ -328,8 +325,6 @@ class CudaDevice final : public Device {
   cudaDeviceProp props_{};
   cudaStream_t stream_ = nullptr;
   double* partials_ = nullptr;
-  float* column_workspace_ = nullptr;
-  size_t column_workspace_floats_ = 0;
   const cublas::Api* api_ = nullptr;
   cublas::Handle handle_ = nullptr;
   int cublas_version_ = 0;

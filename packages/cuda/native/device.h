@@ -51,12 +51,19 @@ class Device {
   virtual void synchronize() = 0;
 
   virtual void gemm(const void* a, const void* b, void* c, DType ab, DType cdt, int m, int n, int k, bool trans_a,
-                    bool trans_b, float alpha, float beta) = 0;
+                    bool trans_b, float alpha, float beta, const ref::GemmLayout& ld) = 0;
+  /** Bytes of device memory the GEMM library wants as its workspace (0: none); the context provides them. */
+  virtual size_t gemm_workspace_bytes() const { return 0; }
+  /** The workspace (from the context's allocator), or null to stop using it. */
+  virtual void set_gemm_workspace(void* workspace, size_t bytes) {
+    (void)workspace;
+    (void)bytes;
+  }
   virtual void adamw(float* master, void* weight, DType weight_dtype, const void* grad, DType grad_dtype, float* m,
                      float* v, size_t n, const ref::AdamWArgs& args) = 0;
   virtual double sum_squares(const std::vector<TensorView>& tensors) = 0;
   virtual void scale(void* x, DType dtype, size_t n, float factor) = 0;
-  virtual void accumulate(float* dst, const void* src, DType src_dtype, size_t n, float factor) = 0;
+  virtual void accumulate(void* dst, DType dst_dtype, const void* src, DType src_dtype, size_t n, float factor) = 0;
   virtual void cast(const void* src, DType src_dtype, void* dst, DType dst_dtype, size_t n) = 0;
   virtual void sparse_adam(float* param, void* weight, DType weight_dtype, const void* grad, DType grad_dtype,
                            const int32_t* indices, float* m, float* v, size_t k, const ref::SparseAdamArgs& args) = 0;
@@ -68,25 +75,32 @@ class Device {
                                   size_t vocab, size_t hidden) = 0;
   virtual void rms_norm(const void* x, DType x_dtype, const void* weight, DType w_dtype, void* out, DType out_dtype,
                         float* rstd, size_t n, size_t hidden, float eps) = 0;
+  virtual void add_rms_norm(const void* x, const void* delta, void* sum, DType dtype, const void* weight, DType w_dtype,
+                            void* out, float* rstd, size_t n, size_t hidden, float eps) = 0;
+  /** `workspace`: ref::column_sum_workspace(n, hidden) floats when d_weight is given (the GPU's column sums). */
   virtual void rms_norm_backward(const void* d_out, DType d_out_dtype, const void* x, DType x_dtype, const void* weight,
                                  DType w_dtype, const float* rstd, void* dx, DType dx_dtype, float* d_weight, size_t n,
-                                 size_t hidden, bool accumulate_dx) = 0;
+                                 size_t hidden, bool accumulate_dx, float* workspace) = 0;
   virtual void rope(void* x, DType dtype, const float* cos, const float* sin, size_t n, int seq_len, int heads,
-                    int head_dim, bool inverse) = 0;
+                    int head_dim, bool inverse, size_t row_stride) = 0;
   virtual void attention(const void* q, const void* k, const void* v, void* out, float* lse, DType dtype,
                          const ref::AttentionDims& dims) = 0;
-  /** `d_rows` is an fp32 workspace of batch * heads * seq_len elements (D = rowsum(dOut * out)). */
+  /**
+   * `d_rows` is an fp32 workspace of batch * heads * seq_len elements (D = rowsum(dOut * out)), `partials` one
+   * of ref::attention_backward_partial_floats(dims, dtype) elements (null when that is 0).
+   */
   virtual void attention_backward(const void* q, const void* k, const void* v, const void* out, const void* d_out,
-                                  const float* lse, void* dq, void* dk, void* dv, float* d_rows, DType dtype,
-                                  const ref::AttentionDims& dims) = 0;
-  virtual void swiglu(const void* gate, DType gate_dtype, const void* up, DType up_dtype, void* out, DType out_dtype,
-                      size_t n) = 0;
-  virtual void swiglu_backward(const void* gate, DType gate_dtype, const void* up, DType up_dtype, const void* d_out,
-                               DType d_out_dtype, void* d_gate, DType d_gate_dtype, void* d_up, DType d_up_dtype,
-                               size_t n) = 0;
+                                  const float* lse, void* dq, void* dk, void* dv, float* d_rows, float* partials,
+                                  DType dtype, const ref::AttentionDims& dims) = 0;
+  virtual void swiglu(const void* gate_up, DType gate_up_dtype, void* out, DType out_dtype, size_t rows,
+                      size_t inter) = 0;
+  virtual void swiglu_backward(const void* gate_up, DType gate_up_dtype, const void* d_out, DType d_out_dtype,
+                               void* d_gate_up, DType d_gate_up_dtype, size_t rows, size_t inter) = 0;
   virtual void add(const void* a, DType a_dtype, const void* b, DType b_dtype, void* out, DType out_dtype, size_t n) = 0;
   virtual void add_bias(void* x, DType x_dtype, const void* bias, DType bias_dtype, size_t n, size_t channels) = 0;
-  virtual void bias_backward(const void* d_out, DType d_out_dtype, float* d_bias, size_t n, size_t channels) = 0;
+  /** `workspace`: ref::column_sum_workspace(rows, channels) floats (the GPU's column sums). */
+  virtual void bias_backward(const void* d_out, DType d_out_dtype, float* d_bias, size_t rows, size_t channels,
+                             size_t row_stride, float* workspace) = 0;
   virtual void cross_entropy(void* logits, DType dtype, const int32_t* labels, float* losses, size_t rows, size_t vocab,
                              float grad_scale) = 0;
   virtual void argmax_rows(const void* x, DType dtype, int32_t* out, size_t rows, size_t cols) = 0;

@@ -55,6 +55,15 @@ void rms_norm(const void* x, DType x_dtype, const void* weight, DType w_dtype, v
   }
 }
 
+// x, delta, sum, out [n, hidden] of one dtype, weight [hidden], rstd [n]; sum may alias x
+void add_rms_norm(const void* x, const void* delta, void* sum, DType dtype, const void* weight, DType w_dtype, void* out,
+                  float* rstd, size_t n, size_t hidden, float eps) {
+  for (size_t i = 0; i < n * hidden; i++) {
+    store_f32(sum, dt(dtype), i, load_f32(x, dt(dtype), i) + load_f32(delta, dt(dtype), i));
+  }
+  rms_norm(sum, dtype, weight, w_dtype, out, dtype, rstd, n, hidden, eps);
+}
+
 // d_out, x, dx [n, hidden], weight [hidden], rstd [n], d_weight [hidden] (+=, fp32) or null
 void rms_norm_backward(const void* d_out, DType d_out_dtype, const void* x, DType x_dtype, const void* weight,
                        DType w_dtype, const float* rstd, void* dx, DType dx_dtype, float* d_weight, size_t n,
@@ -79,14 +88,14 @@ void rms_norm_backward(const void* d_out, DType d_out_dtype, const void* x, DTyp
   }
 }
 
-// x [n, heads * head_dim] in place, cos / sin [max_pos, head_dim / 2]
+// the first `heads` heads of x [n, row_stride] in place, cos / sin [max_pos, head_dim / 2]
 void rope(void* x, DType dtype, const float* cos, const float* sin, size_t n, int seq_len, int heads, int head_dim,
-          bool inverse) {
+          bool inverse, size_t row_stride) {
   const int half = head_dim / 2;
   for (size_t t = 0; t < n; t++) {
     const size_t pos = t % static_cast<size_t>(seq_len);
     for (int h = 0; h < heads; h++) {
-      const size_t base = (t * heads + h) * head_dim;
+      const size_t base = t * row_stride + static_cast<size_t>(h) * head_dim;
       for (int i = 0; i < half; i++) {
         float x1 = load_f32(x, dt(dtype), base + i);
         float x2 = load_f32(x, dt(dtype), base + i + half);
@@ -100,22 +109,20 @@ void rope(void* x, DType dtype, const float* cos, const float* sin, size_t n, in
 
 namespace {
 
-/** Offsets of head h of token (b, s) in a [N, heads * d] tensor. */
-size_t at(const AttentionDims& d, int b, int s, int heads, int h) {
-  return ((static_cast<size_t>(b) * d.seq_len + s) * heads + h) * d.head_dim;
-}
+/** Offsets of head h of token (b, s) in rows of `stride` elements. */
+size_t at(const AttentionDims& d, int b, int s, size_t stride, int h) { return head_index(d, stride, b, s, h, 0); }
 
 /** The scaled scores of query (b, h, s) against every key (masked ones -infinity). */
 void scores_of_row(const void* q, const void* k, int dtype, const AttentionDims& d, int b, int h, int s, int length,
                    std::vector<float>& scores) {
   const int kvh = h / (d.heads / d.kv_heads);
-  const size_t qo = at(d, b, s, d.heads, h);
+  const size_t qo = at(d, b, s, q_stride_of(d), h);
   for (int j = 0; j < d.seq_len; j++) {
     if (!llama::key_visible(j, s, length, d.causal)) {
       scores[j] = -INFINITY;
       continue;
     }
-    const size_t ko = at(d, b, j, d.kv_heads, kvh);
+    const size_t ko = at(d, b, j, kv_stride_of(d), kvh);
     float dot = 0.0f;
     for (int i = 0; i < d.head_dim; i++) dot += load_f32(q, dtype, qo + i) * load_f32(k, dtype, ko + i);
     scores[j] = dot * d.scale;
@@ -145,11 +152,11 @@ void attention(const void* q, const void* k, const void* v, void* out, float* ls
             if (scores[j] == -INFINITY) continue;
             const float p = std::exp(scores[j] - m);
             l += p;
-            const size_t vo = at(d, b, j, d.kv_heads, kvh);
+            const size_t vo = at(d, b, j, kv_stride_of(d), kvh);
             for (int i = 0; i < d.head_dim; i++) acc[i] += p * load_f32(v, t, vo + i);
           }
         }
-        const size_t oo = at(d, b, s, d.heads, h);
+        const size_t oo = at(d, b, s, static_cast<size_t>(d.heads) * d.head_dim, h);
         for (int i = 0; i < d.head_dim; i++) store_f32(out, t, oo + i, llama::attention_output(acc[i], l));
         lse[(static_cast<size_t>(b) * d.heads + h) * d.seq_len + s] = llama::softmax_lse(m, l);
       }
@@ -161,8 +168,10 @@ void attention_backward(const void* q, const void* k, const void* v, const void*
                         const float* lse, void* dq, void* dk, void* dv, float* d_rows, DType dtype,
                         const AttentionDims& d) {
   const int t = dt(dtype);
-  const size_t kv_numel = static_cast<size_t>(d.batch) * d.seq_len * d.kv_heads * d.head_dim;
-  std::vector<float> dk_acc(kv_numel, 0.0f), dv_acc(kv_numel, 0.0f);  // summed over the heads of a group
+  const size_t kv_packed = static_cast<size_t>(d.kv_heads) * d.head_dim, kv_stride = kv_stride_of(d);
+  const size_t out_stride = static_cast<size_t>(d.heads) * d.head_dim;
+  const size_t kv_numel = static_cast<size_t>(d.batch) * d.seq_len * kv_packed;
+  std::vector<float> dk_acc(kv_numel, 0.0f), dv_acc(kv_numel, 0.0f);  // packed, summed over the heads of a group
   std::vector<float> scores(d.seq_len), dq_row(d.head_dim);
   for (int b = 0; b < d.batch; b++) {
     const int length = llama::row_length(d.lengths, b, d.seq_len);
@@ -170,23 +179,23 @@ void attention_backward(const void* q, const void* k, const void* v, const void*
       const int kvh = h / (d.heads / d.kv_heads);
       for (int s = 0; s < d.seq_len; s++) {
         const size_t row = (static_cast<size_t>(b) * d.heads + h) * d.seq_len + s;
-        const size_t qo = at(d, b, s, d.heads, h);
+        const size_t qo = at(d, b, s, q_stride_of(d), h), oo = at(d, b, s, out_stride, h);
         float d_row = 0.0f;
-        for (int i = 0; i < d.head_dim; i++) d_row += load_f32(d_out, t, qo + i) * load_f32(out, t, qo + i);
+        for (int i = 0; i < d.head_dim; i++) d_row += load_f32(d_out, t, oo + i) * load_f32(out, t, oo + i);
         d_rows[row] = d_row;
         scores_of_row(q, k, t, d, b, h, s, length, scores);
         for (float& x : dq_row) x = 0.0f;
         for (int j = 0; j < d.seq_len; j++) {
           if (scores[j] == -INFINITY) continue;
           const float p = llama::attention_prob(scores[j], lse[row]);
-          const size_t ko = at(d, b, j, d.kv_heads, kvh);
+          const size_t ko = at(d, b, j, kv_stride, kvh), ka = at(d, b, j, kv_packed, kvh);
           float dp = 0.0f;
-          for (int i = 0; i < d.head_dim; i++) dp += load_f32(d_out, t, qo + i) * load_f32(v, t, ko + i);
+          for (int i = 0; i < d.head_dim; i++) dp += load_f32(d_out, t, oo + i) * load_f32(v, t, ko + i);
           const float ds = llama::attention_d_score(p, dp, d_row, d.scale);
           for (int i = 0; i < d.head_dim; i++) {
             dq_row[i] += ds * load_f32(k, t, ko + i);
-            dk_acc[ko + i] += ds * load_f32(q, t, qo + i);
-            dv_acc[ko + i] += p * load_f32(d_out, t, qo + i);
+            dk_acc[ka + i] += ds * load_f32(q, t, qo + i);
+            dv_acc[ka + i] += p * load_f32(d_out, t, oo + i);
           }
         }
         for (int i = 0; i < d.head_dim; i++) store_f32(dq, t, qo + i, dq_row[i]);
@@ -194,24 +203,32 @@ void attention_backward(const void* q, const void* k, const void* v, const void*
     }
   }
   for (size_t i = 0; i < kv_numel; i++) {
-    store_f32(dk, t, i, dk_acc[i]);
-    store_f32(dv, t, i, dv_acc[i]);
+    const size_t at_row = (i / kv_packed) * kv_stride + i % kv_packed;
+    store_f32(dk, t, at_row, dk_acc[i]);
+    store_f32(dv, t, at_row, dv_acc[i]);
   }
 }
 
-void swiglu(const void* gate, DType gate_dtype, const void* up, DType up_dtype, void* out, DType out_dtype, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    store_f32(out, dt(out_dtype), i, llama::swiglu_value(load_f32(gate, dt(gate_dtype), i), load_f32(up, dt(up_dtype), i)));
+void swiglu(const void* gate_up, DType gate_up_dtype, void* out, DType out_dtype, size_t rows, size_t inter) {
+  for (size_t r = 0; r < rows; r++) {
+    for (size_t c = 0; c < inter; c++) {
+      const float g = load_f32(gate_up, dt(gate_up_dtype), r * 2 * inter + c);
+      const float u = load_f32(gate_up, dt(gate_up_dtype), r * 2 * inter + inter + c);
+      store_f32(out, dt(out_dtype), r * inter + c, llama::swiglu_value(g, u));
+    }
   }
 }
 
-void swiglu_backward(const void* gate, DType gate_dtype, const void* up, DType up_dtype, const void* d_out,
-                     DType d_out_dtype, void* d_gate, DType d_gate_dtype, void* d_up, DType d_up_dtype, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    const float g = load_f32(gate, dt(gate_dtype), i), u = load_f32(up, dt(up_dtype), i);
-    const float d = load_f32(d_out, dt(d_out_dtype), i);
-    store_f32(d_gate, dt(d_gate_dtype), i, llama::swiglu_d_gate(g, u, d));
-    store_f32(d_up, dt(d_up_dtype), i, llama::swiglu_d_up(g, d));
+void swiglu_backward(const void* gate_up, DType gate_up_dtype, const void* d_out, DType d_out_dtype, void* d_gate_up,
+                     DType d_gate_up_dtype, size_t rows, size_t inter) {
+  for (size_t r = 0; r < rows; r++) {
+    for (size_t c = 0; c < inter; c++) {
+      const size_t gi = r * 2 * inter + c, ui = gi + inter;
+      const float g = load_f32(gate_up, dt(gate_up_dtype), gi), u = load_f32(gate_up, dt(gate_up_dtype), ui);
+      const float d = load_f32(d_out, dt(d_out_dtype), r * inter + c);
+      store_f32(d_gate_up, dt(d_gate_up_dtype), gi, llama::swiglu_d_gate(g, u, d));
+      store_f32(d_gate_up, dt(d_gate_up_dtype), ui, llama::swiglu_d_up(g, d));
+    }
   }
 }
 
@@ -227,8 +244,10 @@ void add_bias(void* x, DType x_dtype, const void* bias, DType bias_dtype, size_t
   }
 }
 
-void bias_backward(const void* d_out, DType d_out_dtype, float* d_bias, size_t n, size_t channels) {
-  for (size_t i = 0; i < n; i++) d_bias[i % channels] += load_f32(d_out, dt(d_out_dtype), i);
+void bias_backward(const void* d_out, DType d_out_dtype, float* d_bias, size_t rows, size_t channels, size_t row_stride) {
+  for (size_t r = 0; r < rows; r++) {
+    for (size_t c = 0; c < channels; c++) d_bias[c] += load_f32(d_out, dt(d_out_dtype), r * row_stride + c);
+  }
 }
 
 // logits [rows, vocab] (in place when grad_scale != 0), labels [rows], losses [rows]

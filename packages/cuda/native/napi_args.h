@@ -19,23 +19,56 @@
 
 namespace badam::napi {
 
+/** A device with its caching allocator, and the GEMM library's workspace drawn from that allocator. */
 struct Context {
   std::unique_ptr<Device> device;
   std::unique_ptr<CachingAllocator> allocator;
+  void* gemm_workspace = nullptr;
+  // The last tensor is gone: the workspace goes back to the pool (the allocator frees it next, before the
+  // device and its GEMM handle, which runs nothing more).
+  ~Context() {
+    if (gemm_workspace != nullptr) {
+      try { allocator->release(gemm_workspace); } catch (...) {}
+    }
+  }
 };
 
+/**
+ * One block of device memory from the caching allocator, shared by the tensors that view it: returned to the
+ * pool when the last of them is freed (or finalized).
+ */
+struct Allocation {
+  std::shared_ptr<Context> ctx;
+  void* base = nullptr;
+  size_t bytes = 0;
+  Allocation(std::shared_ptr<Context> c, void* b, size_t n) : ctx(std::move(c)), base(b), bytes(n) {}
+  Allocation(const Allocation&) = delete;
+  Allocation& operator=(const Allocation&) = delete;
+  ~Allocation() {
+    try { ctx->allocator->release(base); } catch (...) {}
+  }
+};
+
+/**
+ * A tensor: `numel` elements of `dtype` at `ptr`, inside an allocation it shares with the other views of it
+ * (a fused weight's parts, for instance). Strided operands may reach past `numel` up to the allocation's
+ * end, never beyond (reach()).
+ */
 struct Tensor {
   std::shared_ptr<Context> ctx;
+  std::shared_ptr<Allocation> memory;
   void* ptr = nullptr;
   DType dtype = DType::F32;
   size_t numel = 0;
   MemoryKind kind = MemoryKind::Other;
   size_t bytes() const { return numel * dtype_size(dtype); }
+  /** Elements from ptr to the end of the allocation. */
+  size_t reach() const {
+    return (memory->bytes - static_cast<size_t>(static_cast<char*>(ptr) - static_cast<char*>(memory->base))) / dtype_size(dtype);
+  }
   void free() {
-    if (ptr != nullptr) {
-      ctx->allocator->release(ptr);
-      ptr = nullptr;
-    }
+    memory.reset();
+    ptr = nullptr;
   }
 };
 
@@ -70,6 +103,15 @@ inline std::vector<napi_value> args_of(napi_env env, napi_callback_info info, si
   std::vector<napi_value> argv(want);
   NAPI_OK(napi_get_cb_info(env, info, &argc, argv.data(), nullptr, nullptr));
   if (argc < want) throw JsError("expected " + std::to_string(want) + " arguments, got " + std::to_string(argc));
+  return argv;
+}
+
+/** `max` arguments, of which the last max - min may be absent (undefined). */
+inline std::vector<napi_value> args_between(napi_env env, napi_callback_info info, size_t min, size_t max) {
+  size_t argc = max;
+  std::vector<napi_value> argv(max);
+  NAPI_OK(napi_get_cb_info(env, info, &argc, argv.data(), nullptr, nullptr));
+  if (argc < min) throw JsError("expected at least " + std::to_string(min) + " arguments, got " + std::to_string(argc));
   return argv;
 }
 
@@ -178,6 +220,38 @@ inline napi_value guarded(napi_env env, napi_callback_info info) {
     napi_throw_error(env, nullptr, e.what());
     return nullptr;
   }
+}
+
+/**
+ * Device memory of kind Workspace for one call (the GPU kernels' scratch: column sums, split partial sums),
+ * from the context's allocator so the accounting shows it; released when the call returns, while the
+ * kernels may still run: later work on the device's one stream is ordered after them.
+ */
+class CallWorkspace {
+ public:
+  CallWorkspace(Context& ctx, size_t floats)
+      : ctx_(ctx), ptr_(floats > 0 ? ctx.allocator->allocate(floats * sizeof(float), MemoryKind::Workspace) : nullptr) {}
+  CallWorkspace(const CallWorkspace&) = delete;
+  CallWorkspace& operator=(const CallWorkspace&) = delete;
+  ~CallWorkspace() {
+    if (ptr_ != nullptr) {
+      try { ctx_.allocator->release(ptr_); } catch (...) {}
+    }
+  }
+  float* floats() const { return static_cast<float*>(ptr_); }
+
+ private:
+  Context& ctx_;
+  void* ptr_;
+};
+
+/** A non-negative whole number of elements from argv (0 when the argument is absent or undefined). */
+inline size_t optional_count(napi_env env, const std::vector<napi_value>& argv, size_t index, const char* what) {
+  if (index >= argv.size()) return 0;
+  napi_valuetype t;
+  NAPI_OK(napi_typeof(env, argv[index], &t));
+  if (t == napi_undefined || t == napi_null) return 0;
+  return count(env, argv[index], what);
 }
 
 // --- shape and dtype checks -------------------------------------------------------------------------------

@@ -6,16 +6,18 @@
 namespace badam::ref {
 
 void gemm(const void* a, const void* b, void* c, DType ab, DType cdt, int m, int n, int k, bool trans_a, bool trans_b,
-          float alpha, float beta) {
+          float alpha, float beta, const GemmLayout& ld) {
   std::vector<float> row(static_cast<size_t>(k));
   for (int i = 0; i < m; i++) {
-    for (int p = 0; p < k; p++) row[p] = load_as_f32(a, ab, trans_a ? static_cast<size_t>(p) * m + i : static_cast<size_t>(i) * k + p);
+    for (int p = 0; p < k; p++) {
+      row[p] = load_as_f32(a, ab, trans_a ? static_cast<size_t>(p) * ld.lda + i : static_cast<size_t>(i) * ld.lda + p);
+    }
     for (int j = 0; j < n; j++) {
       float acc = 0.0f;
       for (int p = 0; p < k; p++) {
-        acc += row[p] * load_as_f32(b, ab, trans_b ? static_cast<size_t>(j) * k + p : static_cast<size_t>(p) * n + j);
+        acc += row[p] * load_as_f32(b, ab, trans_b ? static_cast<size_t>(j) * ld.ldb + p : static_cast<size_t>(p) * ld.ldb + j);
       }
-      size_t at = static_cast<size_t>(i) * n + j;
+      const size_t at = static_cast<size_t>(i) * ld.ldc + j;
       float out = alpha * acc;
       if (beta != 0.0f) out += beta * load_as_f32(c, cdt, at);
       store_from_f32(c, cdt, at, out);
@@ -61,8 +63,10 @@ void scale(void* x, DType dtype, size_t n, float factor) {
   for (size_t i = 0; i < n; i++) store_from_f32(x, dtype, i, load_as_f32(x, dtype, i) * factor);
 }
 
-void accumulate(float* dst, const void* src, DType src_dtype, size_t n, float factor) {
-  for (size_t i = 0; i < n; i++) dst[i] += load_as_f32(src, src_dtype, i) * factor;
+void accumulate(void* dst, DType dst_dtype, const void* src, DType src_dtype, size_t n, float factor) {
+  for (size_t i = 0; i < n; i++) {
+    store_from_f32(dst, dst_dtype, i, load_as_f32(dst, dst_dtype, i) + load_as_f32(src, src_dtype, i) * factor);
+  }
 }
 
 void cast(const void* src, DType src_dtype, void* dst, DType dst_dtype, size_t n) {

@@ -26,12 +26,23 @@ struct SparseAdamArgs {
   int step;
 };
 
+/** Leading dimensions of a GEMM's row-major operands: elements between rows of A, B, C as stored. */
+struct GemmLayout {
+  int lda, ldb, ldc;
+};
+
+/** The packed leading dimensions of op(A) [m, k], op(B) [k, n], C [m, n]. */
+inline GemmLayout packed_layout(int m, int n, int k, bool trans_a, bool trans_b) {
+  return GemmLayout{trans_a ? m : k, trans_b ? k : n, n};
+}
+
 /**
- * C[m,n] = alpha * op(A)[m,k] op(B)[k,n] + beta * C, row-major, A and B of `ab` dtype, C of `c` dtype,
- * accumulation in fp32 (as cuBLAS with CUBLAS_COMPUTE_32F), C rounded to its dtype once at the end.
+ * C[m,n] = alpha * op(A)[m,k] op(B)[k,n] + beta * C, row-major with leading dimensions `ld`, A and B of `ab`
+ * dtype, C of `c` dtype, accumulation in fp32 (as cuBLAS with CUBLAS_COMPUTE_32F), C rounded to its dtype once
+ * at the end.
  */
 void gemm(const void* a, const void* b, void* c, DType ab, DType cdt, int m, int n, int k, bool trans_a, bool trans_b,
-          float alpha, float beta);
+          float alpha, float beta, const GemmLayout& ld);
 
 /**
  * One AdamW step over n elements, fused: g = grad * grad_scale (grad fp32 or bf16), m and v updated, the
@@ -47,8 +58,8 @@ double sum_squares(const void* x, DType dtype, size_t n);
 /** x *= factor, in place (fp32 or bf16, rounded). */
 void scale(void* x, DType dtype, size_t n, float factor);
 
-/** dst (fp32) += src (fp32, bf16 or fp16) * factor: gradient accumulation. */
-void accumulate(float* dst, const void* src, DType src_dtype, size_t n, float factor);
+/** dst += src * factor in fp32, dst rounded to its dtype (fp32, bf16 or fp16): gradient accumulation. */
+void accumulate(void* dst, DType dst_dtype, const void* src, DType src_dtype, size_t n, float factor);
 
 /** Converts n elements from one dtype to another (round to nearest even). */
 void cast(const void* src, DType src_dtype, void* dst, DType dst_dtype, size_t n);

@@ -1,6 +1,8 @@
 // Builds the @badam/cuda addon from the shipped sources into build/Release/badam_cuda.node (node-gyp's
 // layout, where node-gyp-build looks before the prebuilds), with nothing downloaded:
-//   - with nvcc (CUDA 12 or 13) when it is found: the CUDA device for sm_80 and sm_90 plus PTX, cudart
+//   - with nvcc (CUDA 12 or 13) when it is found: the CUDA device with SASS for sm_80, sm_86, sm_89 and sm_90
+//     (A100 / A10 / RTX 3090, L4 / L40S / RTX 4090, H100 / H200), PTX for compute_90 (which every newer card,
+//     Blackwell included, compiles at load time) and PTX for the newest architecture this nvcc knows; cudart
 //     linked statically, cuBLAS loaded at run time with dlopen;
 //   - with g++ alone otherwise (or with BADAM_CUDA=0): the CPU device only, whose kernels are the references.
 // Both builds compile @badam/native's SGEMM (native/gemm.cc, read from that package, not copied) for the CPU
@@ -8,9 +10,10 @@
 // and hidden visibility, so its symbols stay inside this addon when badam_native.node is loaded too.
 // Without g++ nothing fails here; build/Release/unavailable.txt says why, and loading the package repeats
 // it with what to install. A CPU-only build leaves build/Release/cuda-unavailable.txt with the reason.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cudaHostSources, cudaSources, engineSources, hostSources } from './addon-sources.mjs';
@@ -63,13 +66,16 @@ const sgemmFlags = ['-std=c++17', '-O3', '-fPIC', '-pthread', '-fvisibility=hidd
 // round differently from its reference, which it matches bit for bit).
 const engineFlags = [...common.map((f) => (f === '-O2' ? '-O3' : f)), '-pthread', '-ffp-contract=off'];
 
-/** The CPU engine's objects, one per source (build/obj/cpu_engine_*.o). */
-function buildEngine() {
-  return engineSources.map((file) => {
+/** The CPU engine's objects, one per source (build/obj/cpu_engine_*.o), and the jobs that compile them. */
+function engineBuild() {
+  const objects = [];
+  const jobs = [];
+  for (const file of engineSources) {
     const o = join(obj, `${file.replace('/', '_')}.o`);
-    run(cxx, [...engineFlags, '-c', join(src, file), '-o', o]);
-    return o;
-  });
+    jobs.push(() => runAsync(cxx, [...engineFlags, '-c', join(src, file), '-o', o]));
+    objects.push(o);
+  }
+  return { objects, jobs };
 }
 
 function findCuda() {
@@ -90,35 +96,98 @@ function findCuda() {
   };
 }
 
-function buildCuda({ home, nvcc }) {
+/** Runs `cmd args` with its output shown; resolves on exit 0, rejects naming the command otherwise. */
+function runAsync(cmd, args) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+    child.on('error', reject);
+    child.on('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`${cmd} ${args.at(-3)} exited with ${code}`)),
+    );
+  });
+}
+
+/** Runs the jobs (functions returning promises) `width` at a time; rejects with the first failure. */
+async function pool(jobs, width) {
+  const queue = [...jobs];
+  const workers = Array.from({ length: Math.max(1, Math.min(width, queue.length)) }, async () => {
+    while (queue.length > 0) await queue.shift()();
+  });
+  await Promise.all(workers);
+}
+
+/**
+ * nvcc's -gencode flags: SASS for sm_80, sm_86, sm_89 and sm_90 (those this nvcc knows), PTX for compute_90 and
+ * for the newest compute_XX it lists (`nvcc --list-gpu-arch`, CUDA 12.0+).
+ */
+function gencodeFlags(nvcc) {
+  let known = ['compute_80', 'compute_86', 'compute_89', 'compute_90'];
+  try {
+    known = execFileSync(nvcc, ['--list-gpu-arch'], { encoding: 'utf8' })
+      .split(/\s+/)
+      .filter((a) => /^compute_\d+$/.test(a));
+  } catch {
+    // an nvcc without --list-gpu-arch: the four above
+  }
+  const number = (arch) => Number(arch.replace('compute_', ''));
+  const sass = ['80', '86', '89', '90'].filter((sm) => known.includes(`compute_${sm}`));
+  const newest = known.reduce((a, b) => (number(b) > number(a) ? b : a), 'compute_90');
+  const ptx = [...new Set(['compute_90', newest])];
+  return [
+    ...sass.flatMap((sm) => ['-gencode', `arch=compute_${sm},code=sm_${sm}`]),
+    ...ptx.flatMap((arch) => ['-gencode', `arch=${arch},code=${arch}`]),
+  ];
+}
+
+async function buildCuda({ home, nvcc }) {
   const objects = [];
+  const jobs = [];
   for (const file of [...hostSources, ...cudaHostSources]) {
     const o = join(obj, `${file}.o`);
-    run(cxx, [...common, '-DBADAM_WITH_CUDA', `-I${join(home, 'include')}`, '-c', join(src, file), '-o', o]);
+    jobs.push(() =>
+      runAsync(cxx, [
+        ...common,
+        '-DBADAM_WITH_CUDA',
+        `-I${join(home, 'include')}`,
+        '-c',
+        join(src, file),
+        '-o',
+        o,
+      ]),
+    );
     objects.push(o);
   }
   const sgemmObject = join(obj, 'native_gemm.cc.o');
-  run(cxx, [...sgemmFlags, '-c', sgemmSource, '-o', sgemmObject]);
-  objects.push(sgemmObject, ...buildEngine());
-  const gencode = ['80', '90'].flatMap((sm) => ['-gencode', `arch=compute_${sm},code=sm_${sm}`]);
-  for (const file of cudaSources) {
+  jobs.push(() => runAsync(cxx, [...sgemmFlags, '-c', sgemmSource, '-o', sgemmObject]));
+  objects.push(sgemmObject);
+  const engine = engineBuild();
+  jobs.push(...engine.jobs);
+  objects.push(...engine.objects);
+  const gencode = gencodeFlags(nvcc);
+  // The kernel files before the host files, the attention ones (the largest) first, so the pool ends together.
+  const kernelJobs = [];
+  const byCost = [...cudaSources].sort(
+    (a, b) => Number(b.startsWith('attention')) - Number(a.startsWith('attention')),
+  );
+  for (const file of byCost) {
     const cuObject = join(obj, file.replace(/\.cu$/, '.o'));
-    run(nvcc, [
-      '-std=c++17',
-      '-O3',
-      '-Xcompiler',
-      '-fPIC',
-      '-DBADAM_WITH_CUDA',
-      ...gencode,
-      '-gencode',
-      'arch=compute_90,code=compute_90',
-      '-c',
-      join(src, file),
-      '-o',
-      cuObject,
-    ]);
+    kernelJobs.push(() =>
+      runAsync(nvcc, [
+        '-std=c++17',
+        '-O3',
+        '-Xcompiler',
+        '-fPIC',
+        '-DBADAM_WITH_CUDA',
+        ...gencode,
+        '-c',
+        join(src, file),
+        '-o',
+        cuObject,
+      ]),
+    );
     objects.push(cuObject);
   }
+  await pool([...kernelJobs, ...jobs], availableParallelism());
   run(cxx, [
     '-shared',
     '-o',
@@ -132,16 +201,20 @@ function buildCuda({ home, nvcc }) {
   renameSync(partial, target);
 }
 
-function buildCpu() {
+async function buildCpu() {
   const sgemmObject = join(obj, 'native_gemm.cc.o');
-  run(cxx, [...sgemmFlags, '-c', sgemmSource, '-o', sgemmObject]);
+  const engine = engineBuild();
+  await pool(
+    [() => runAsync(cxx, [...sgemmFlags, '-c', sgemmSource, '-o', sgemmObject]), ...engine.jobs],
+    availableParallelism(),
+  );
   run(cxx, [
     ...common,
     '-shared',
     '-pthread',
     ...hostSources.map((f) => join(src, f)),
     sgemmObject,
-    ...buildEngine(),
+    ...engine.objects,
     '-o',
     partial,
   ]);
@@ -165,8 +238,8 @@ if (nodeInclude === undefined) {
   let built = false;
   if (cuda.nvcc) {
     try {
-      console.log(`@badam/cuda: building with ${cuda.nvcc} (sm_80, sm_90, PTX) ...`);
-      buildCuda(cuda);
+      console.log(`@badam/cuda: building with ${cuda.nvcc} (sm_80, sm_86, sm_89, sm_90, PTX) ...`);
+      await buildCuda(cuda);
       built = true;
       console.log('@badam/cuda: built build/Release/badam_cuda.node with the CUDA device');
     } catch (error) {
@@ -177,7 +250,7 @@ if (nodeInclude === undefined) {
   if (!built) {
     writeFileSync(notes.noCuda, `${cuda.reason}\n`);
     try {
-      buildCpu();
+      await buildCpu();
       console.log(`@badam/cuda: built build/Release/badam_cuda.node, CPU device only: ${cuda.reason}`);
     } catch (error) {
       rmSync(partial, { force: true });

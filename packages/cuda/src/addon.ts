@@ -72,6 +72,8 @@ export interface DeviceDescription {
    * threads (`engine bf16 pairs (vdpbf16ps) 8x32 / fp32 fma avx512 8x32 x2`).
    */
   gemmLibrary: string;
+  /** Bytes the GEMM library holds as its workspace, from the allocator (cuBLAS: 32 MiB on Hopper, else 4 MiB; 0 on the CPU). */
+  gemmWorkspaceBytes: number;
 }
 
 /** The addon's raw functions (see native/bind_*.cc). */
@@ -83,6 +85,7 @@ export interface CudaAddon {
   resetPeaks(ctx: Handle): void;
   synchronize(ctx: Handle): void;
   tensorCreate(ctx: Handle, dtype: TensorDType, numel: number, kind: AllocationKind): Handle;
+  tensorView(t: Handle, offset: number, numel: number): Handle;
   tensorFree(t: Handle): void;
   tensorWrite(t: Handle, values: Float32Array | Uint16Array | Int32Array | Uint8Array): void;
   tensorRead(t: Handle, raw: boolean): Float32Array | Uint16Array | Int32Array;
@@ -100,6 +103,9 @@ export interface CudaAddon {
     transB: boolean,
     alpha: number,
     beta: number,
+    lda?: number,
+    ldb?: number,
+    ldc?: number,
   ): void;
   adamw(master: Handle | null, weight: Handle, grad: Handle, m: Handle, v: Handle, args: AdamWStepArgs): void;
   sumSquares(tensors: Handle[]): number;
@@ -128,6 +134,15 @@ export interface CudaAddon {
     dWeight: Handle | null,
     accumulateDx: boolean,
   ): void;
+  addRmsNorm(
+    x: Handle,
+    delta: Handle,
+    sum: Handle,
+    weight: Handle,
+    out: Handle,
+    rstd: Handle,
+    eps: number,
+  ): void;
   rope(
     x: Handle,
     cos: Handle,
@@ -136,6 +151,7 @@ export interface CudaAddon {
     heads: number,
     headDim: number,
     inverse: boolean,
+    rowStride?: number,
   ): void;
   attention(
     q: Handle,
@@ -151,6 +167,8 @@ export interface CudaAddon {
     scale: number,
     causal: boolean,
     lengths: Handle | null,
+    qStride?: number,
+    kvStride?: number,
   ): void;
   attentionBackward(
     q: Handle,
@@ -170,12 +188,14 @@ export interface CudaAddon {
     scale: number,
     causal: boolean,
     lengths: Handle | null,
+    qStride?: number,
+    kvStride?: number,
   ): void;
-  swiglu(gate: Handle, up: Handle, out: Handle): void;
-  swigluBackward(gate: Handle, up: Handle, dOut: Handle, dGate: Handle, dUp: Handle): void;
+  swiglu(gateUp: Handle, out: Handle, intermediateSize: number): void;
+  swigluBackward(gateUp: Handle, dOut: Handle, dGateUp: Handle, intermediateSize: number): void;
   add(a: Handle, b: Handle, out: Handle): void;
   addBias(x: Handle, bias: Handle): void;
-  biasBackward(dOut: Handle, dBias: Handle): void;
+  biasBackward(dOut: Handle, dBias: Handle, rowStride?: number): void;
   crossEntropy(logits: Handle, labels: Handle, losses: Handle, gradScale: number): void;
   argmaxRows(x: Handle, out: Handle): void;
   sum(x: Handle): number;

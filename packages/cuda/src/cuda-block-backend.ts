@@ -23,6 +23,12 @@ import type { DeviceTensor } from './device-tensor.js';
 export interface CudaParameter extends NamedParameterInfo {
   /** fp32 values (rounded to `dtype`), or a tensor already on the device (taken over, not copied). */
   readonly values: Float32Array | DeviceTensor;
+  /**
+   * The dtype of its gradient buffer while it trains: float32 (default), or a 16-bit dtype to halve it (the
+   * GEMMs of a backward pass round once per micro-batch, as PyTorch's bf16 `.grad` does; the fused AdamW
+   * reads it widened exactly).
+   */
+  readonly gradientDtype?: 'float32' | 'bfloat16' | 'float16';
 }
 
 /** Options of a {@link CudaBlockBackend}. None yet: clipping is the BlockOptimizer's option. */
@@ -33,7 +39,9 @@ interface ActiveParameter {
   readonly weight: DeviceTensor;
   /** fp32 master of a 16-bit weight; null for fp32 weights (their own master). */
   readonly master: DeviceTensor | null;
-  readonly grad: DeviceTensor;
+  /** The gradient summed since the last update, allocated (zeroed) on its first request; null before. */
+  grad: DeviceTensor | null;
+  readonly gradientDtype: 'float32' | 'bfloat16' | 'float16';
   readonly expAvg: DeviceTensor;
   readonly expAvgSq: DeviceTensor;
   readonly decay: boolean;
@@ -41,10 +49,11 @@ interface ActiveParameter {
 
 /**
  * BAdam's backend on a {@link Device}: core's `BlockBackend` contract with bf16 / fp16 (or fp32) weights in
- * device memory. Activating a block allocates, for its parameters only, an fp32 master (16-bit weights),
- * an fp32 gradient accumulator and AdamW's two moments; each update is one fused kernel per parameter that
- * also writes the rounded weight; deactivation frees all of it back to the caching allocator, and
- * {@link memory} shows it.
+ * device memory. Activating a block allocates, for its parameters only, an fp32 master (16-bit weights) and
+ * AdamW's two moments; a parameter's gradient buffer (fp32, or its `gradientDtype`) is allocated when first
+ * requested and freed after each update, so between updates (and through a model's forward pass) no
+ * gradient is held; each update is one fused kernel per parameter that also writes the rounded weight;
+ * deactivation frees all of it back to the caching allocator, and {@link memory} shows it.
  *
  * Gradients come from the caller — a model's backward pass — through {@link accumulateGradients} (host
  * arrays or device tensors) or by writing into {@link gradientOf}. Core's BlockOptimizer asks for their
@@ -66,6 +75,7 @@ export class CudaBlockBackend
 {
   private readonly weights = new Map<string, DeviceTensor>();
   private readonly infos = new Map<string, NamedParameterInfo>();
+  private readonly gradientDtypes = new Map<string, 'float32' | 'bfloat16' | 'float16'>();
   private active: ActiveParameter[] = [];
   private config: ResolvedAdamWConfig | undefined;
   private stepsInBlock = 0;
@@ -102,6 +112,14 @@ export class CudaBlockBackend
         this.weights.set(p.name, p.values);
       }
       this.infos.set(p.name, { name: p.name, shape, dtype: p.dtype });
+      const gradientDtype = p.gradientDtype ?? 'float32';
+      if (gradientDtype !== 'float32' && gradientDtype !== 'bfloat16' && gradientDtype !== 'float16')
+        throw new BadamOptionError(
+          `parameters ${p.name} gradientDtype`,
+          gradientDtype,
+          "'float32', 'bfloat16' or 'float16'",
+        );
+      this.gradientDtypes.set(p.name, gradientDtype);
     }
   }
 
@@ -117,9 +135,12 @@ export class CudaBlockBackend
     return w;
   }
 
-  /** The fp32 gradient accumulator of trainable parameter `name` (a backward pass may add into it). */
+  /**
+   * The gradient accumulator of trainable parameter `name` (fp32, or its `gradientDtype`), for a backward
+   * pass to add into: allocated zeroed on the first request after an update (or activation).
+   */
   gradientOf(name: string): DeviceTensor {
-    return this.requireActive(name).grad;
+    return gradientBuffer(this.device, this.requireActive(name));
   }
 
   /** The current weights of `name` as fp32 (16-bit values widened exactly). */
@@ -145,25 +166,22 @@ export class CudaBlockBackend
   /** Adds `gradient` (times `factor`) to the accumulator of trainable parameter `name`. */
   accumulateGradient(name: string, gradient: Float32Array | DeviceTensor, factor = 1): void {
     const p = this.requireActive(name);
+    const numel = p.weight.numel;
+    const given = gradient instanceof Float32Array ? gradient.length : gradient.numel;
+    if (given !== numel)
+      throw new BadamOptionError(`gradient of ${name}`, `${given} values`, `${numel} values`);
+    const grad = gradientBuffer(this.device, p);
     if (gradient instanceof Float32Array) {
-      if (gradient.length !== p.grad.numel)
-        throw new BadamOptionError(
-          `gradient of ${name}`,
-          `${gradient.length} values`,
-          `${p.grad.numel} values`,
-        );
       // Staged through a workspace tensor: the caching allocator makes this a pool hit, not a cudaMalloc.
       const staging = this.device.tensor(gradient, [gradient.length], 'float32', 'workspace');
       try {
-        this.device.accumulate(p.grad, staging, factor);
+        this.device.accumulate(grad, staging, factor);
       } finally {
         staging.free();
       }
       return;
     }
-    if (gradient.numel !== p.grad.numel)
-      throw new BadamOptionError(`gradient of ${name}`, `${gradient.numel} values`, `${p.grad.numel} values`);
-    this.device.accumulate(p.grad, gradient, factor);
+    this.device.accumulate(grad, gradient, factor);
   }
 
   activateBlock(activation: BlockActivation<OptimizerDescription>): void {
@@ -180,7 +198,8 @@ export class CudaBlockBackend
           name: p.name,
           weight,
           master,
-          grad: this.device.zeros(weight.shape, 'float32', 'gradients'),
+          grad: null,
+          gradientDtype: this.gradientDtypes.get(p.name) ?? 'float32',
           expAvg: this.device.zeros(weight.shape, 'float32', 'optimizerState'),
           expAvgSq: this.device.zeros(weight.shape, 'float32', 'optimizerState'),
           decay: p.weightDecay,
@@ -205,7 +224,9 @@ export class CudaBlockBackend
     // Core's scale: the mean over micro-batches times the clip coefficient, applied inside the fused kernel.
     const gradScale = update.gradientScale;
     for (const p of this.active) {
-      this.device.adamw(p.master, p.weight, p.grad, p.expAvg, p.expAvgSq, {
+      // A parameter no gradient reached since the last update still takes its step (moments, decay).
+      const grad = gradientBuffer(this.device, p);
+      this.device.adamw(p.master, p.weight, grad, p.expAvg, p.expAvgSq, {
         lr: update.lr,
         beta1: config.beta1,
         beta2: config.beta2,
@@ -214,18 +235,22 @@ export class CudaBlockBackend
         step: update.stepInBlock,
         gradScale,
       });
-      p.grad.fill(0);
+      freeGradient(p);
     }
     this.stepsInBlock = update.stepInBlock;
   }
 
   discardGradients(): void {
-    for (const p of this.active) p.grad.fill(0);
+    for (const p of this.active) freeGradient(p);
   }
 
-  /** The squared global norm of the accumulated gradients (deterministic reduction in double on the device). */
+  /**
+   * The squared global norm of the gradients accumulated since the last update, over every parameter of the
+   * block, before any is updated (deterministic reduction in double on the device; a parameter without a
+   * buffer has a zero gradient).
+   */
   gradientSumOfSquares(): number {
-    return this.device.sumSquares(this.active.map((p) => p.grad));
+    return this.device.sumSquares(this.active.flatMap((p) => (p.grad ? [p.grad] : [])));
   }
 
   /**
@@ -313,9 +338,20 @@ export class CudaBlockBackend
   }
 }
 
+/** p's gradient buffer, allocated zeroed (kind 'gradients') when it has none. */
+function gradientBuffer(device: Device, p: ActiveParameter): DeviceTensor {
+  p.grad ??= device.zeros(p.weight.shape, p.gradientDtype, 'gradients');
+  return p.grad;
+}
+
+function freeGradient(p: ActiveParameter): void {
+  p.grad?.free();
+  p.grad = null;
+}
+
 function freeActive(p: ActiveParameter): void {
   p.master?.free();
-  p.grad.free();
+  freeGradient(p);
   p.expAvg.free();
   p.expAvgSq.free();
 }

@@ -79,7 +79,31 @@ export class DeviceTensor {
     return this;
   }
 
-  /** Returns the memory to the device's pool now. Using the tensor afterwards is an error. */
+  /**
+   * A tensor of `shape` over this one's memory, starting `offset` elements after this tensor's start: no copy,
+   * the same dtype and kind. It may reach past this tensor, never past the memory it was allocated with (a
+   * fused weight's parts are views of one allocation). The memory goes back to the pool when every tensor
+   * over it is freed.
+   *
+   * @example
+   * ```ts
+   * const qkv = device.zeros([6, 4], 'bfloat16', 'weights'); // q [4, 4], k [1, 4], v [1, 4]
+   * const k = qkv.view(16, [1, 4]);
+   * ```
+   */
+  view(offset: number, shape: readonly number[]): DeviceTensor {
+    this.live();
+    for (const d of shape) {
+      if (!Number.isSafeInteger(d) || d < 1)
+        throw new BadamOptionError('view shape', `[${shape.join(', ')}]`, 'positive integer dimensions');
+    }
+    if (!Number.isSafeInteger(offset) || offset < 0)
+      throw new BadamOptionError('view offset', offset, 'a non-negative integer');
+    const handle = this.addon.tensorView(this.handle, offset, numelOf(shape));
+    return new DeviceTensor(this.addon, handle, this.dtype, [...shape], this.kind, this.contextId);
+  }
+
+  /** Returns the memory to the device's pool now (once no view of it is left). Using the tensor afterwards is an error. */
   free(): void {
     if (this.isFreed) return;
     this.addon.tensorFree(this.handle);

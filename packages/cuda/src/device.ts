@@ -27,6 +27,14 @@ export interface GemmShape {
   alpha?: number;
   /** Default 0 (C is overwritten). */
   beta?: number;
+  /**
+   * Leading dimensions: elements between consecutive rows of A, B and C as stored (default: packed). A longer
+   * one reads (or writes) a column block of a wider row-major matrix; the tensor then spans the rows, e.g. a
+   * view starting at the block's first column.
+   */
+  lda?: number;
+  ldb?: number;
+  ldc?: number;
 }
 
 /**
@@ -42,6 +50,13 @@ export interface AttentionDims {
   kvHeads: number;
   /** At most 128. */
   headDim: number;
+  /**
+   * Elements between consecutive tokens of q and dq (default heads * headDim), and of k, v, dk, dv (default
+   * kvHeads * headDim): q, k, v as column blocks of one fused [N, Q + 2 KV] projection, each a view starting at
+   * its block. out and dOut are packed.
+   */
+  qStride?: number;
+  kvStride?: number;
   /** Multiplies q.k; default 1 / sqrt(headDim). */
   scale?: number;
   /** Key j is masked for query s when j > s; default true (Llama). */
@@ -238,6 +253,9 @@ export class Device {
       shape.transB ?? false,
       shape.alpha ?? 1,
       shape.beta ?? 0,
+      shape.lda ?? 0,
+      shape.ldb ?? 0,
+      shape.ldc ?? 0,
     );
   }
 
@@ -281,7 +299,7 @@ export class Device {
     this.addon.scale(x.handle, factor);
   }
 
-  /** `dst += src * factor` (dst fp32): gradient accumulation. */
+  /** `dst += src * factor` in fp32, dst rounded to its dtype (fp32, bf16 or fp16): gradient accumulation. */
   accumulate(dst: DeviceTensor, src: DeviceTensor, factor = 1): void {
     this.own(dst, src);
     this.addon.accumulate(dst.handle, src.handle, factor);
@@ -360,6 +378,23 @@ export class Device {
   }
 
   /**
+   * The residual add fused with the next RMSNorm: `sum = x + delta` (rounded to their dtype; `sum` may be `x`)
+   * and `out = rmsNorm(sum)` with `rstd`, one pass over the rows. x, delta, sum and out share a dtype.
+   */
+  addRmsNorm(
+    x: DeviceTensor,
+    delta: DeviceTensor,
+    sum: DeviceTensor,
+    weight: DeviceTensor,
+    out: DeviceTensor,
+    rstd: DeviceTensor,
+    eps: number,
+  ): void {
+    this.own(x, delta, sum, weight, out, rstd);
+    this.addon.addRmsNorm(x.handle, delta.handle, sum.handle, weight.handle, out.handle, rstd.handle, eps);
+  }
+
+  /**
    * RMSNorm's backward from the forward's `rstd`: `dx` = (or, with `accumulateDx`, +=) the gradient w.r.t.
    * x, and `dWeight` (fp32 [H], or null to skip) += sum over rows of `dOut * x * rstd`.
    */
@@ -388,7 +423,9 @@ export class Device {
    * Rotary position embedding in place on x [N, heads * headDim] (HF rotate_half): at position
    * s = n mod seqLen, for i < headDim / 2, `(x[i], x[i + d/2]) -> (x1 c - x2 s, x2 c + x1 s)` with
    * c = cos[s, i], s = sin[s, i] from fp32 tables [maxPos, headDim / 2] (maxPos >= seqLen). `inverse`
-   * rotates by minus the angle: that is rope's backward.
+   * rotates by minus the angle: that is rope's backward. With `rowStride`, x's token rows are that many
+   * elements apart and the first `heads` heads of each are rotated: q and k of a fused [N, Q + 2 KV]
+   * projection in one pass (heads = q heads + kv heads).
    */
   rope(
     x: DeviceTensor,
@@ -398,9 +435,10 @@ export class Device {
     heads: number,
     headDim: number,
     inverse = false,
+    rowStride = 0,
   ): void {
     this.own(x, cos, sin);
-    this.addon.rope(x.handle, cos.handle, sin.handle, seqLen, heads, headDim, inverse);
+    this.addon.rope(x.handle, cos.handle, sin.handle, seqLen, heads, headDim, inverse, rowStride);
   }
 
   /**
@@ -464,22 +502,22 @@ export class Device {
     );
   }
 
-  /** `out = silu(gate) * up` elementwise (silu(x) = x / (1 + exp(-x))), all [N, I]. */
-  swiglu(gate: DeviceTensor, up: DeviceTensor, out: DeviceTensor): void {
-    this.own(gate, up, out);
-    this.addon.swiglu(gate.handle, up.handle, out.handle);
+  /**
+   * `out = silu(gate) * up` (silu(x) = x / (1 + exp(-x))) for out [N, I], gate and up the two halves of each
+   * row of the fused gate / up projection `gateUp` [N, 2 I] (gate first). I is out's last dimension.
+   */
+  swiglu(gateUp: DeviceTensor, out: DeviceTensor): void {
+    this.own(gateUp, out);
+    this.addon.swiglu(gateUp.handle, out.handle, out.shape[out.shape.length - 1]!);
   }
 
-  /** The gradients of `silu(gate) * up`: `dGate` and `dUp` (overwritten), all [N, I]. */
-  swigluBackward(
-    gate: DeviceTensor,
-    up: DeviceTensor,
-    dOut: DeviceTensor,
-    dGate: DeviceTensor,
-    dUp: DeviceTensor,
-  ): void {
-    this.own(gate, up, dOut, dGate, dUp);
-    this.addon.swigluBackward(gate.handle, up.handle, dOut.handle, dGate.handle, dUp.handle);
+  /**
+   * The gradients of `silu(gate) * up` w.r.t. gate and up, `dGateUp` [N, 2 I] in gateUp's layout
+   * (overwritten; it may be `gateUp` itself), from `dOut` [N, I] (I its last dimension).
+   */
+  swigluBackward(gateUp: DeviceTensor, dOut: DeviceTensor, dGateUp: DeviceTensor): void {
+    this.own(gateUp, dOut, dGateUp);
+    this.addon.swigluBackward(gateUp.handle, dOut.handle, dGateUp.handle, dOut.shape[dOut.shape.length - 1]!);
   }
 
   /** `out = a + b` elementwise (one size; `out` may be `a` or `b`): the residual connection. */
@@ -494,10 +532,13 @@ export class Device {
     this.addon.addBias(x.handle, bias.handle);
   }
 
-  /** `dBias[c] += sum_n dOut[n, c]` (dBias fp32 [C], accumulated). */
-  biasBackward(dOut: DeviceTensor, dBias: DeviceTensor): void {
+  /**
+   * `dBias[c] += sum_n dOut[n, c]` (dBias fp32 [C], accumulated). With `rowStride`, dOut's rows are that many
+   * elements apart (one bias's columns of a fused projection, dOut a view starting at its first column).
+   */
+  biasBackward(dOut: DeviceTensor, dBias: DeviceTensor, rowStride = 0): void {
     this.own(dOut, dBias);
-    this.addon.biasBackward(dOut.handle, dBias.handle);
+    this.addon.biasBackward(dOut.handle, dBias.handle, rowStride);
   }
 
   /**
@@ -554,7 +595,7 @@ export class Device {
 
   private attentionArgs(
     dims: AttentionDims,
-  ): [number, number, number, number, number, number, boolean, Handle | null] {
+  ): [number, number, number, number, number, number, boolean, Handle | null, number, number] {
     return [
       dims.batch,
       dims.seqLen,
@@ -564,6 +605,8 @@ export class Device {
       dims.scale ?? 1 / Math.sqrt(dims.headDim),
       dims.causal ?? true,
       dims.lengths?.handle ?? null,
+      dims.qStride ?? 0,
+      dims.kvStride ?? 0,
     ];
   }
 

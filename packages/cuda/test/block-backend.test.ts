@@ -291,14 +291,54 @@ describe('CudaBlockBackend holds BAdam semantics', () => {
       expect(kinds).toMatchObject({
         weights: weightBytes,
         masters: 4 * layerElements,
-        gradients: 4 * layerElements,
+        gradients: 4 * layerElements, // every parameter was given a gradient (fp32: none asked for less)
         optimizerState: 8 * layerElements,
       });
     }
+    expect(cuda.memory().byKind!.gradients).toBe(0); // freed by the update
     // After the last switch a new block is active; dispose frees everything.
     cuda.dispose();
     expect(device.memory().inUse).toBe(0);
     expect(device.memory().deviceAllocations).toBeLessThan(SHAPES.length + 3 * 4 + 4); // the later blocks reused pooled memory
+  });
+
+  it('a gradient exists from its first request to the update, in the dtype its parameter asks for', () => {
+    const device = Device.cpu();
+    const cuda = new CudaBlockBackend(
+      device,
+      params('bfloat16').map((p) => ({
+        ...p,
+        values: initial.get(p.name)!,
+        gradientDtype: p.shape.length === 2 ? ('bfloat16' as const) : ('float32' as const),
+      })),
+    );
+    const optimizer = new BlockOptimizer(
+      {
+        ...options(params('bfloat16')),
+        baseOptimizer: ADAMW,
+        switchBlockEvery: 2,
+        gradientAccumulationSteps: 1,
+      },
+      cuda,
+    );
+    const [matrix, vector] = [
+      optimizer.trainableNames.find((n) => !n.includes('norm'))!,
+      optimizer.trainableNames.find((n) => n.includes('norm'))!,
+    ];
+    expect(cuda.memory().byKind!.gradients).toBe(0); // activated: masters and moments, no gradient yet
+    const numel = (name: string) => SHAPES.find(([n]) => n === name)![1].reduce((a, b) => a * b, 1);
+    cuda.accumulateGradient(matrix, gradient(matrix, 1, 0));
+    expect(cuda.gradientOf(matrix).dtype).toBe('bfloat16');
+    expect(cuda.memory().byKind!.gradients).toBe(2 * numel(matrix));
+    cuda.accumulateGradient(vector, gradient(vector, 1, 0));
+    expect(cuda.gradientOf(vector).dtype).toBe('float32');
+    expect(cuda.memory().byKind!.gradients).toBe(2 * numel(matrix) + 4 * numel(vector));
+    const before = new Map(optimizer.trainableNames.map((n) => [n, cuda.weight(n)]));
+    optimizer.step(); // the parameters no gradient reached still step (a zero gradient), then all are freed
+    expect(cuda.memory().byKind!.gradients).toBe(0);
+    expect(cuda.weight(matrix)).not.toEqual(before.get(matrix));
+    cuda.dispose();
+    expect(device.memory().inUse).toBe(0);
   });
 
   it('checkpoints the active block: optimizerTensors round-trip into a fresh backend', () => {

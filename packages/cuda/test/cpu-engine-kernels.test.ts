@@ -91,6 +91,43 @@ for (const { level, device } of engines) {
               }
             });
           }
+      it('leading dimensions: operands and C as column blocks of wider rows (a fused projection)', () => {
+        const m = 37,
+          n = 45,
+          k = 70;
+        for (const ab of ['float32', 'bfloat16'] as const)
+          for (const [transA, transB] of [
+            [false, true],
+            [true, false],
+          ] as const) {
+            const lda = (transA ? m : k) + 5,
+              ldb = (transB ? k : n) + 3,
+              ldc = n + 4;
+            const [ar, ae] = pair(
+              randomArray((transA ? k : m) * lda, 41),
+              [(transA ? k : m) * lda],
+              ab,
+              device,
+            );
+            const [br, be] = pair(
+              randomArray((transB ? n : k) * ldb, 42),
+              [(transB ? n : k) * ldb],
+              ab,
+              device,
+            );
+            for (const [cdt, beta] of [
+              ['float32', 0.5],
+              [ab, 0],
+            ] as const) {
+              const [cr, ce] = pair(randomArray(m * ldc, 43), [m * ldc], cdt, device);
+              const shape = { m, n, k, transA, transB, beta, lda, ldb, ldc };
+              reference.gemm(ar, br, cr, shape);
+              device.gemm(ae, be, ce, shape);
+              // the columns past n of each C row are left alone by both
+              expect(errorOf(ce.read(), cr.read())).toBeLessThan(cdt === 'float32' ? 2e-5 : TOL[cdt]);
+            }
+          }
+      });
     });
 
     for (const dtype of ['float32', 'bfloat16'] as const) {
@@ -136,6 +173,21 @@ for (const { level, device } of engines) {
           }
         });
 
+        it('addRmsNorm (the sum written over x) against add then rmsNorm', () => {
+          const N = 70,
+            H = 200;
+          const [xr, xe] = pair(randomArray(N * H, 30, 3), [N, H], dtype, device);
+          const [dr, de] = pair(randomArray(N * H, 31), [N, H], dtype, device);
+          const [wr, we] = pair(randomArray(H, 32), [H], dtype, device);
+          const [or, oe] = pair(new Float32Array(N * H), [N, H], dtype, device);
+          const [sr, se] = pair(new Float32Array(N), [N], 'float32', device);
+          reference.addRmsNorm(xr, dr, xr, wr, or, sr, 1e-5);
+          device.addRmsNorm(xe, de, xe, we, oe, se, 1e-5);
+          expect(xe.read()).toEqual(xr.read()); // one rounding of x + delta on both
+          expectClose(oe, or, dtype);
+          expectClose(se, sr, 'float32');
+        });
+
         it('rope and its inverse', () => {
           const seqLen = 5,
             heads = 3,
@@ -153,66 +205,100 @@ for (const { level, device } of engines) {
             reference.rope(xr, cr, sr, seqLen, heads, headDim, inverse);
             device.rope(xe, ce, se, seqLen, heads, headDim, inverse);
             expectClose(xe, xr, dtype);
+            // q and k heads of fused rows with a v part after them, which stays as it is
+            const stride = (heads + 1) * headDim;
+            const [fr, fe] = pair(randomArray(N * stride, 33), [N, stride], dtype, device);
+            reference.rope(fr, cr, sr, seqLen, heads, headDim, inverse, stride);
+            device.rope(fe, ce, se, seqLen, heads, headDim, inverse, stride);
+            expectClose(fe, fr, dtype);
           }
         });
 
-        const attentionCases: Array<AttentionDims & { name: string; lengths_?: number[] }> = [
-          {
-            name: 'GQA 4/2, seq 130 (partial tiles), d 64',
-            batch: 2,
-            seqLen: 130,
-            heads: 4,
-            kvHeads: 2,
-            headDim: 64,
-          },
-          {
-            name: 'GQA 4/1, padding, d 8',
-            batch: 3,
-            seqLen: 70,
-            heads: 4,
-            kvHeads: 1,
-            headDim: 8,
-            lengths_: [70, 9, 1],
-          },
-          {
-            name: 'MHA, not causal, padding, d 72',
-            batch: 2,
-            seqLen: 33,
-            heads: 2,
-            kvHeads: 2,
-            headDim: 72,
-            causal: false,
-            lengths_: [20, 33],
-          },
-          { name: 'one token', batch: 1, seqLen: 1, heads: 3, kvHeads: 3, headDim: 16 },
-        ];
+        const attentionCases: Array<AttentionDims & { name: string; lengths_?: number[]; fused?: boolean }> =
+          [
+            {
+              name: 'GQA 4/2, seq 130 (partial tiles), d 64',
+              batch: 2,
+              seqLen: 130,
+              heads: 4,
+              kvHeads: 2,
+              headDim: 64,
+            },
+            {
+              name: 'GQA 4/1, padding, d 8',
+              batch: 3,
+              seqLen: 70,
+              heads: 4,
+              kvHeads: 1,
+              headDim: 8,
+              lengths_: [70, 9, 1],
+            },
+            {
+              name: 'MHA, not causal, padding, d 72',
+              batch: 2,
+              seqLen: 33,
+              heads: 2,
+              kvHeads: 2,
+              headDim: 72,
+              causal: false,
+              lengths_: [20, 33],
+            },
+            { name: 'one token', batch: 1, seqLen: 1, heads: 3, kvHeads: 3, headDim: 16 },
+            {
+              name: 'GQA 6/2, q, k, v of fused rows, d 16',
+              batch: 2,
+              seqLen: 70,
+              heads: 6,
+              kvHeads: 2,
+              headDim: 16,
+              fused: true,
+            },
+          ];
         for (const c of attentionCases) {
           it(`attention and its backward: ${c.name}`, () => {
             const { batch: B, seqLen: S, heads, kvHeads, headDim: d } = c;
-            const N = B * S;
-            const [qr, qe] = pair(randomArray(N * heads * d, 10, 2), [N, heads * d], dtype, device);
-            const [kr, ke] = pair(randomArray(N * kvHeads * d, 11, 2), [N, kvHeads * d], dtype, device);
-            const [vr, ve] = pair(randomArray(N * kvHeads * d, 12), [N, kvHeads * d], dtype, device);
+            const N = B * S,
+              Q = heads * d,
+              KV = kvHeads * d;
+            // fused: q, k, v (and dq, dk, dv) are column blocks of rows of Q + 2 KV, as the device Llama runs
+            const W = c.fused ? Q + 2 * KV : 0;
+            const parts = (x: DeviceTensor) =>
+              c.fused
+                ? [0, Q, Q + KV].map((first, i) => x.view(first, [(N - 1) * W + (i === 0 ? Q : KV)]))
+                : [x];
+            const qkv = (seed: number, dev: 0 | 1) => {
+              if (c.fused) return parts(pair(randomArray(N * W, seed, 2), [N, W], dtype, device)[dev]);
+              return [
+                pair(randomArray(N * Q, seed, 2), [N, Q], dtype, device)[dev],
+                pair(randomArray(N * KV, seed + 1, 2), [N, KV], dtype, device)[dev],
+                pair(randomArray(N * KV, seed + 2), [N, KV], dtype, device)[dev],
+              ];
+            };
+            const [qr, kr, vr] = qkv(10, 0);
+            const [qe, ke, ve] = qkv(10, 1);
             const lengths = c.lengths_
               ? pair(Float32Array.from(c.lengths_), [B], 'int32', device)
               : undefined;
-            const dims = (which: 0 | 1): AttentionDims => ({ ...c, lengths: lengths?.[which] ?? null });
-            const [or, oe] = pair(new Float32Array(N * heads * d), [N, heads * d], dtype, device);
+            const dims = (which: 0 | 1): AttentionDims => ({
+              ...c,
+              lengths: lengths?.[which] ?? null,
+              ...(c.fused ? { qStride: W, kvStride: W } : {}),
+            });
+            const [or, oe] = pair(new Float32Array(N * Q), [N, Q], dtype, device);
             const [lr, le] = pair(new Float32Array(B * heads * S), [B, heads, S], 'float32', device);
-            reference.attention(qr, kr, vr, or, lr, dims(0));
-            device.attention(qe, ke, ve, oe, le, dims(1));
+            reference.attention(qr!, kr!, vr!, or, lr, dims(0));
+            device.attention(qe!, ke!, ve!, oe, le, dims(1));
             expectClose(oe, or, dtype, 4);
             expectClose(le, lr, 'float32', 4);
-            const [gr, ge] = pair(randomArray(N * heads * d, 13), [N, heads * d], dtype, device);
-            const grads = (dev: Device) => [
-              dev.empty([N, heads * d], dtype),
-              dev.empty([N, kvHeads * d], dtype),
-              dev.empty([N, kvHeads * d], dtype),
-            ];
+            const [gr, ge] = pair(randomArray(N * Q, 13), [N, Q], dtype, device);
+            const grads = (dev: Device) =>
+              c.fused
+                ? parts(dev.empty([N * W], dtype))
+                : [dev.empty([N, Q], dtype), dev.empty([N, KV], dtype), dev.empty([N, KV], dtype)];
             const [dqr, dkr, dvr] = grads(reference);
             const [dqe, dke, dve] = grads(device);
-            reference.attentionBackward(qr, kr, vr, or, gr, lr, dqr!, dkr!, dvr!, dims(0));
-            device.attentionBackward(qe, ke, ve, oe, ge, le, dqe!, dke!, dve!, dims(1));
+            reference.attentionBackward(qr!, kr!, vr!, or, gr, lr, dqr!, dkr!, dvr!, dims(0));
+            device.attentionBackward(qe!, ke!, ve!, oe, ge, le, dqe!, dke!, dve!, dims(1));
             // against the largest gradient: with one visible key dq and dk are exact cancellations (P = 1, dP = D)
             const scale = Math.max(...[dqr!, dkr!, dvr!].map((t) => largest(t.read())));
             expectClose(dqe!, dqr!, dtype, 8, scale);
@@ -221,24 +307,27 @@ for (const { level, device } of engines) {
           });
         }
 
-        it('swiglu and its backward, add (aliasing a), addBias, biasBackward', () => {
-          const N = 9000; // more than one chunk, a partial vector at the end
-          const [gr, ge] = pair(randomArray(N, 14, 6), [N], dtype, device);
-          const [ur, ue] = pair(randomArray(N, 15, 2), [N], dtype, device);
-          const [or, oe] = pair(new Float32Array(N), [N], dtype, device);
-          reference.swiglu(gr, ur, or);
-          device.swiglu(ge, ue, oe);
+        it('swiglu and its backward over fused gate / up rows (the gradient over them), add (aliasing a), addBias, biasBackward', () => {
+          const rows = 20,
+            I = 450; // more than one row per task, a partial vector at the end of each half
+          const [gur, gue] = pair(randomArray(rows * 2 * I, 14, 6), [rows, 2 * I], dtype, device);
+          const [or, oe] = pair(new Float32Array(rows * I), [rows, I], dtype, device);
+          reference.swiglu(gur, or);
+          device.swiglu(gue, oe);
           expectClose(oe, or, dtype);
-          const [dr, de] = pair(randomArray(N, 16), [N], dtype, device);
-          const [dgr, dge] = pair(new Float32Array(N), [N], dtype, device);
-          const [dur, due] = pair(new Float32Array(N), [N], dtype, device);
-          reference.swigluBackward(gr, ur, dr, dgr, dur);
-          device.swigluBackward(ge, ue, de, dge, due);
+          const [dr, de] = pair(randomArray(rows * I, 16), [rows, I], dtype, device);
+          const [dgr, dge] = pair(new Float32Array(rows * 2 * I), [rows, 2 * I], dtype, device);
+          reference.swigluBackward(gur, dr, dgr);
+          device.swigluBackward(gue, de, dge);
           expectClose(dge, dgr, dtype, 2);
-          expectClose(due, dur, dtype, 2);
-          reference.add(gr, ur, gr);
-          device.add(ge, ue, ge);
-          expect(ge.read()).toEqual(gr.read());
+          device.swigluBackward(gue, de, gue); // in place over gate_up, as the step runs it
+          expect(gue.read()).toEqual(dge.read());
+          const N = 9000;
+          const [ar, ae] = pair(randomArray(N, 14, 6), [N], dtype, device);
+          const [ur, ue] = pair(randomArray(N, 15, 2), [N], dtype, device);
+          reference.add(ar, ur, ar);
+          device.add(ae, ue, ae);
+          expect(ae.read()).toEqual(ar.read());
           const C = 45;
           const [xr, xe] = pair(randomArray(200 * C, 17), [200, C], dtype, device);
           const [br, be] = pair(randomArray(C, 18), [C], dtype, device);
@@ -248,6 +337,12 @@ for (const { level, device } of engines) {
           const [dbr, dbe] = pair(randomArray(C, 19), [C], 'float32', device);
           reference.biasBackward(xr, dbr);
           device.biasBackward(xe, dbe);
+          expectClose(dbe, dbr, 'float32');
+          // one bias's columns of fused rows: a view from its first column, rows 3 C apart
+          const [fr, fe] = pair(randomArray(200 * 3 * C, 34), [200 * 3 * C], dtype, device);
+          const span = (x: DeviceTensor) => x.view(C, [199 * 3 * C + C]);
+          reference.biasBackward(span(fr), dbr, 3 * C);
+          device.biasBackward(span(fe), dbe, 3 * C);
           expectClose(dbe, dbr, 'float32');
         });
 
@@ -323,7 +418,7 @@ for (const { level, device } of engines) {
         expect(we.readRaw()).toEqual(wr.readRaw());
       });
 
-      it('sumSquares, scale, accumulate, cast, fill, sparseAdam (the reference loop, delegated)', () => {
+      it('sumSquares, scale, accumulate (fp32 and bf16 buffers), cast, fill, sparseAdam (the reference loop, delegated)', () => {
         const n = 20_000;
         const [ar, ae] = pair(randomArray(n, 28, 3), [n], 'bfloat16', device);
         const [br, be] = pair(randomArray(n, 29), [n], 'float32', device);
@@ -334,6 +429,11 @@ for (const { level, device } of engines) {
         reference.accumulate(br, ar, 0.5);
         device.accumulate(be, ae, 0.5);
         expect(be.readRaw()).toEqual(br.readRaw());
+        // into a 16-bit gradient buffer: the sum in fp32, rounded once
+        const [hr, he] = pair(randomArray(n, 35), [n], 'bfloat16', device);
+        reference.accumulate(hr, br, 0.25);
+        device.accumulate(he, be, 0.25);
+        expect(he.readRaw()).toEqual(hr.readRaw());
         for (const dtype of ['bfloat16', 'float16', 'float32'] as const) {
           const cr = reference.castTo(br, dtype);
           const ce = device.castTo(be, dtype);

@@ -78,7 +78,7 @@ it('gives the same bits on 1 thread as on 3 (every tile and reduction in a fixed
   const script = `
     import { createHash } from 'node:crypto';
     import { llamaConfigFromHf } from '@badam/core';
-    import { Device, DeviceLlama } from '${dist}';
+    const { Device, DeviceLlama } = await import(process.env.BADAM_CUDA_DIST);
     const device = Device.cpuEngine();
     const config = llamaConfigFromHf({ model_type: 'llama', vocab_size: 300, hidden_size: 96, intermediate_size: 200,
       num_hidden_layers: 2, num_attention_heads: 6, num_key_value_heads: 2, max_position_embeddings: 80 });
@@ -97,7 +97,8 @@ it('gives the same bits on 1 thread as on 3 (every tile and reduction in a fixed
     const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
       encoding: 'utf8',
       cwd: fileURLToPath(new URL('..', import.meta.url)),
-      env: { ...process.env, BADAM_THREADS: String(threads) },
+      // The built package by its URL, from the environment (an import by path would read as an undeclared dependency).
+      env: { ...process.env, BADAM_THREADS: String(threads), BADAM_CUDA_DIST: dist },
     });
     expect(child.status, child.stderr).toBe(0);
     return child.stdout.trim();

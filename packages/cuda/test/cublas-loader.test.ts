@@ -23,6 +23,7 @@ int cublasDestroy_v2(void*) { return 0; }
 int cublasSetStream_v2(void*, void*) { return 0; }
 int cublasGetVersion_v2(void*, int* v) { *v = 130042; return 0; }
 int cublasGemmEx() { return 0; }
+int cublasSetWorkspace_v2(void*, void*, unsigned long) { return 0; }
 }
 `;
 const MAIN = `#include <cstdio>

@@ -1,6 +1,6 @@
 import { roundToBfloat16 } from '@badam/core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type AttentionDims, Device, type DeviceTensor } from '../src/index.js';
+import { type AttentionDims, Device } from '../src/index.js';
 import { maxRelativeError, randomArray } from './helpers.js';
 
 // The Llama ops on the CPU device (the C++ references) against straightforward JavaScript
@@ -491,17 +491,21 @@ describe('SwiGLU, residual add, biases', () => {
   const n = 300;
   const silu = (x: number) => x / (1 + Math.exp(-x));
   for (const dtype of ACTS) {
-    it(`${dtype}: swiglu and its backward (checked by central differences)`, () => {
+    it(`${dtype}: swiglu on the fused [gate | up] rows and its backward (checked by central differences)`, () => {
+      const [rows, inter] = [10, n / 10];
       const gate = randomIn(dtype, n, 70, 6);
       const up = randomIn(dtype, n, 71, 2);
       const dOut = randomIn(dtype, n, 72);
-      const [g, u, d] = [gate, up, dOut].map((a) => device.tensor(a, [n], dtype)) as [
-        DeviceTensor,
-        DeviceTensor,
-        DeviceTensor,
-      ];
-      const out = device.empty([n], dtype);
-      device.swiglu(g, u, out);
+      // gateUp [rows, 2 inter]: each row's gate, then its up.
+      const gateUp = new Float32Array(2 * n);
+      for (let r = 0; r < rows; r++) {
+        gateUp.set(gate.subarray(r * inter, (r + 1) * inter), r * 2 * inter);
+        gateUp.set(up.subarray(r * inter, (r + 1) * inter), r * 2 * inter + inter);
+      }
+      const gu = device.tensor(gateUp, [rows, 2 * inter], dtype);
+      const d = device.tensor(dOut, [rows, inter], dtype);
+      const out = device.empty([rows, inter], dtype);
+      device.swiglu(gu, out);
       expect(
         maxRelativeError(
           out.read(),
@@ -509,21 +513,48 @@ describe('SwiGLU, residual add, biases', () => {
           1e-2,
         ),
       ).toBeLessThan(TOL[dtype]);
-      const dGate = device.empty([n], dtype);
-      const dUp = device.empty([n], dtype);
-      device.swigluBackward(g, u, d, dGate, dUp);
+      const dGateUp = device.empty([rows, 2 * inter], dtype);
+      device.swigluBackward(gu, d, dGateUp);
+      const got = dGateUp.read();
+      const dGate = new Float32Array(n);
+      const dUp = new Float32Array(n);
+      for (let r = 0; r < rows; r++) {
+        dGate.set(got.subarray(r * 2 * inter, r * 2 * inter + inter), r * inter);
+        dUp.set(got.subarray(r * 2 * inter + inter, (r + 1) * 2 * inter), r * inter);
+      }
       const h = 1e-5;
       const fdGate = Array.from(gate, (x, i) => ((silu(x + h) - silu(x - h)) / (2 * h)) * up[i]! * dOut[i]!);
-      expect(maxRelativeError(dGate.read(), fdGate, 1e-2)).toBeLessThan(
-        dtype === 'float32' ? 1e-4 : TOL[dtype],
-      );
+      expect(maxRelativeError(dGate, fdGate, 1e-2)).toBeLessThan(dtype === 'float32' ? 1e-4 : TOL[dtype]);
       expect(
         maxRelativeError(
-          dUp.read(),
+          dUp,
           Array.from(gate, (x, i) => silu(x) * dOut[i]!),
           1e-2,
         ),
       ).toBeLessThan(TOL[dtype]);
+      // In place over gateUp: the same bits.
+      device.swigluBackward(gu, d, gu);
+      expect(gu.read()).toEqual(got);
+    });
+
+    it(`${dtype}: addRmsNorm is add then rmsNorm, in one pass (sum may be x)`, () => {
+      const [rows, hidden] = [6, 40];
+      const xs = randomIn(dtype, rows * hidden, 73, 3);
+      const ds = randomIn(dtype, rows * hidden, 74);
+      const w = device.tensor(randomIn(dtype, hidden, 75), [hidden], dtype);
+      const x = device.tensor(xs, [rows, hidden], dtype);
+      const delta = device.tensor(ds, [rows, hidden], dtype);
+      const sum = device.empty([rows, hidden], dtype);
+      const twoPass = device.empty([rows, hidden], dtype);
+      device.add(x, delta, sum);
+      const rstd = device.empty([rows], 'float32');
+      device.rmsNorm(sum, w, twoPass, rstd, 1e-5);
+      const fusedOut = device.empty([rows, hidden], dtype);
+      const fusedRstd = device.empty([rows], 'float32');
+      device.addRmsNorm(x, delta, x, w, fusedOut, fusedRstd, 1e-5);
+      expect(x.read()).toEqual(sum.read());
+      expect(fusedOut.read()).toEqual(twoPass.read());
+      expect(fusedRstd.read()).toEqual(rstd.read());
     });
   }
 
@@ -754,8 +785,8 @@ describe('bad arguments are errors naming the argument', () => {
     expect(() =>
       device.crossEntropy(device.zeros([2, 5], 'float32'), ints([0, 1]), device.zeros([3], 'float32'), 1),
     ).toThrow('crossEntropy: losses has 3 elements, expected 2 (one per label)');
-    expect(() => device.swiglu(x, x, device.zeros([4], 'float32'))).toThrow(
-      "swiglu: out has 4 elements, expected 24 (gate's size)",
+    expect(() => device.swiglu(x, device.zeros([2, 5], 'float32'))).toThrow(
+      'swiglu: gateUp has 24 elements, expected 20 (2 * the rows * intermediate size: gate then up in each row)',
     );
     expect(() => device.argmaxRows(x, device.zeros([3], 'float32'))).toThrow(
       'argmaxRows: out must be int32, got float32',

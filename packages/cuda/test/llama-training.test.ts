@@ -224,3 +224,38 @@ describe('DeviceLlama: gradient checkpointing and fp16', () => {
     }
   });
 });
+
+describe('gradient buffers in the weight dtype', () => {
+  const config = smallLlamaConfig({ tied: false });
+  const { arrays } = referenceModel(config, 19);
+  it("bf16 matrix gradients are the fp32 ones rounded once (one GEMM each); norms' stay fp32", () => {
+    const model = DeviceLlama.fromNamedArrays(device, config, arrays, { dtype: 'bfloat16' });
+    try {
+      const trainable = layerNames(arrays, 1);
+      const dtypes = new Map(model.parameters().map((p) => [p.name, p.gradientDtype]));
+      expect(dtypes.get('model.layers.1.mlp.down_proj.weight')).toBe('bfloat16');
+      expect(dtypes.get('model.layers.1.input_layernorm.weight')).toBe('float32');
+      expect(dtypes.get('model.embed_tokens.weight')).toBe('float32');
+      const step = (gradientDtype: (name: string) => 'float32' | 'bfloat16') => {
+        const buffers = new Map(
+          trainable.map((n) => [
+            n,
+            device.zeros(arrays.find((a) => a.name === n)!.shape, gradientDtype(n), 'gradients'),
+          ]),
+        );
+        model.lossAndGradients(smallBatch(config.vocabSize), trainable, (n) => buffers.get(n)!);
+        const grads = new Map([...buffers].map(([n, t]) => [n, t.read()]));
+        for (const t of buffers.values()) t.free();
+        return grads;
+      };
+      const fp32 = step(() => 'float32');
+      const native = step((n) => dtypes.get(n) as 'float32' | 'bfloat16');
+      for (const name of trainable) {
+        const want = dtypes.get(name) === 'bfloat16' ? fp32.get(name)!.map(roundToBfloat16) : fp32.get(name)!;
+        expect(native.get(name), name).toEqual(want);
+      }
+    } finally {
+      model.dispose();
+    }
+  });
+});

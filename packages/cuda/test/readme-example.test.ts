@@ -41,6 +41,21 @@ describe('device check script', () => {
     expect(result.stdout).toContain('what: crossEntropy with gradient in place');
   });
 
+  it('--help and --version answer and exit 0; an unknown flag is a usage error with no stack trace', () => {
+    const script = fileURLToPath(new URL('../dist/src/cli/device-check.js', import.meta.url));
+    const run = (...args: string[]) => spawnSync(process.execPath, [script, ...args], { encoding: 'utf8' });
+    for (const flag of ['--help', '-h']) {
+      const help = run(flag);
+      expect(help.status).toBe(0);
+      expect(help.stdout).toMatch(/^Usage: badam-cuda-check /);
+    }
+    expect(run('--version').stdout.trim()).toMatch(/^badam-cuda-check \d+\.\d+\.\d+/);
+    const bad = run('--bogus');
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain("badam-cuda-check: error: Unknown option '--bogus'");
+    expect(bad.stderr).not.toMatch(/\n\s+at /);
+  });
+
   // On a machine with a GPU the same command runs the real check instead: that is the device-check's job.
   it.skipIf(hasGpu)('without a GPU and without --dry-run it exits 2 saying why', () => {
     const script = fileURLToPath(new URL('../dist/src/cli/device-check.js', import.meta.url));

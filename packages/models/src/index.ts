@@ -37,6 +37,13 @@ export {
   saveLoraAdapter,
 } from './hf/llama-checkpoint.js';
 export {
+  ADAPTER_CONFIG,
+  ADAPTER_WEIGHTS,
+  type LoraAdapterConfig,
+  loadLoraAdapter,
+  readLoraAdapterConfig,
+} from './hf/lora-checkpoint.js';
+export {
   SHIPPED_LLAMA_CONFIGS,
   type ShippedLlamaName,
   shippedLlamaConfig,

@@ -10,6 +10,8 @@ import {
   llamaConfigFromHf,
   llamaWeights,
   loadLlama,
+  loadLoraAdapter,
+  readLoraAdapterConfig,
   saveLlama,
   saveLoraAdapter,
 } from '../src/index.js';
@@ -139,6 +141,36 @@ describe('Hugging Face checkpoints', () => {
       lora_dropout: 0.05,
       target_modules: ['q_proj', 'v_proj'],
     });
+  });
+
+  it('loads a saved LoRA adapter onto a fresh base: the same adapted outputs, merged or not', async () => {
+    const trained = new LlamaForCausalLM(llamaConfigFromHf(HF_CONFIG), { seed: 3 });
+    trained.addLora({ rank: 2, alpha: 4, targetModules: ['q_proj', 'down_proj'] }, 5);
+    // B starts at zero; give the adapters values so that they change the outputs.
+    for (const [name, variable] of trained.namedParameters)
+      if (name.includes('lora_B')) variable.assign(tf.randomNormal(variable.shape, 0, 0.5, 'float32', 9));
+    const dir = join(root, 'adapter-roundtrip');
+    await saveLoraAdapter(trained, dir, 'tiny-llama');
+    const ids = tf.tensor2d([[1, 5, 9, 3]], undefined, 'int32');
+    const want = Array.from(trained.forward(ids).dataSync());
+    const fresh = new LlamaForCausalLM(llamaConfigFromHf(HF_CONFIG), { seed: 3 });
+    const plain = Array.from(fresh.forward(ids).dataSync());
+    const config = await loadLoraAdapter(fresh, dir);
+    expect(config).toMatchObject({ rank: 2, alpha: 4, baseModel: 'tiny-llama' });
+    expect(fresh.lora?.targetModules).toEqual(['q_proj', 'down_proj']);
+    const got = Array.from(fresh.forward(ids).dataSync());
+    got.forEach((x, i) => expect(x).toBeCloseTo(want[i]!, 5));
+    expect(got.some((x, i) => Math.abs(x - plain[i]!) > 1e-3)).toBe(true);
+    fresh.mergeLora();
+    Array.from(fresh.forward(ids).dataSync()).forEach((x, i) => expect(x).toBeCloseTo(want[i]!, 4));
+    // On a model of another shape it names the tensor; a folder without an adapter says so.
+    const other = new LlamaForCausalLM(
+      llamaConfigFromHf({ ...HF_CONFIG, hidden_size: HF_CONFIG.hidden_size * 2 }),
+    );
+    await expect(loadLoraAdapter(other, dir)).rejects.toThrow(/lora_A\.weight must be \[2, /);
+    await expect(loadLoraAdapter(other, root)).rejects.toThrow(/adapter_config\.json/);
+    expect(await readLoraAdapterConfig(root)).toBeUndefined();
+    for (const m of [trained, fresh, other]) m.dispose();
   });
 });
 

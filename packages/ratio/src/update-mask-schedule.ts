@@ -6,6 +6,7 @@ import {
   type NamedParameterInfo,
   numel,
   optionWithDeprecatedName,
+  TRAINING_DEFAULTS,
   type UpdateMaskOptions,
   validateNamedParameters,
   validateSwitchBlockEvery,
@@ -110,21 +111,23 @@ export class UpdateMaskSchedule {
       }
     }
     validateNamedParameters(parameters);
-    const ratio = requireRatio('updateRatio', options.updateRatio ?? 0.1);
+    const defaults = TRAINING_DEFAULTS.ratio;
+    const ratio = requireRatio('updateRatio', options.updateRatio ?? defaults.updateRatio);
     const warnings: string[] = [];
     const switchEvery = validateSwitchBlockEvery(
-      optionWithDeprecatedName(options, 'switchBlockEvery', 'switchEvery', (m) => warnings.push(m)) ?? 100,
+      optionWithDeprecatedName(options, 'switchBlockEvery', 'switchEvery', (m) => warnings.push(m)) ??
+        defaults.switchBlockEvery,
       options.switchEvery !== undefined ? 'switchEvery' : 'switchBlockEvery',
     );
-    const maskMode = options.maskMode ?? 'adjacent';
+    const maskMode = options.maskMode ?? defaults.maskMode;
     if (maskMode !== 'adjacent' && maskMode !== 'scatter') {
       throw new BadamOptionError('maskMode', maskMode, '"adjacent" or "scatter"');
     }
-    const threshold = options.preserveThreshold ?? 100;
+    const threshold = options.preserveThreshold ?? defaults.preserveThreshold;
     if (!Number.isSafeInteger(threshold) || threshold < 0) {
       throw new BadamOptionError('preserveThreshold', threshold, 'an integer >= 0');
     }
-    const seed = options.seed ?? 42;
+    const seed = options.seed ?? TRAINING_DEFAULTS.seed;
     if (!Number.isSafeInteger(seed) || seed < 0)
       throw new BadamOptionError('seed', seed, 'a non-negative integer');
     const overrides = Object.entries(options.paramUpdateRatios ?? {});
@@ -171,7 +174,7 @@ export class UpdateMaskSchedule {
     this.warnings = warnings;
     this.switchBlockEvery = switchEvery;
     this.maskMode = maskMode;
-    this.keepMask = options.keepMask ?? true;
+    this.keepMask = options.keepMask ?? defaults.keepMask;
     this.seed = seed;
     this.byName = new Map(trained.map((p) => [p.name, p]));
     this.configFingerprint = hashString(

@@ -1,5 +1,7 @@
 import { join } from 'node:path';
 import {
+  BestModelCallback,
+  defaultLoggingDir,
   formatMemory,
   HF_TRAINER_STATE,
   type HfTrainingArguments,
@@ -7,6 +9,7 @@ import {
   type RunIO,
   runCallbacks,
   SafetensorsCheckpointStore,
+  TensorBoardCallback,
   writeResultsJson,
 } from '@badam/callbacks';
 import {
@@ -16,19 +19,23 @@ import {
   estimatePlanMemory,
   FINE_TUNING_METHOD_SPECS,
   type MemoryEstimate,
+  type PlannedTrainerBackend,
   type RunWatcher,
   Trainer,
+  type TrainerBackend,
   type TrainerCallback,
   type TrainingPlan,
   type TrainResult,
   totalElements,
   trainedElements,
+  UsageError,
 } from '@badam/core';
 import { writeFileAtomic } from '@badam/safetensors';
 import { planRun } from './plan-run.js';
 import { flagName, type RunnerDialect, type RunOptions } from './run-options.js';
 import { checkResume, type RunSettings, runSettingsOf } from './run-settings.js';
 import type { RunnerModel } from './runner-model.js';
+import { saveTrainedModel } from './trained-model-save.js';
 import { TrainingDivergedError } from './training-diverged-error.js';
 
 /** One fine-tuning run, as a runner describes it to {@link fineTune}. */
@@ -59,6 +66,11 @@ export interface FineTuneSpec<TBatch> {
    */
   readonly checkpointModelFiles?: (directory: string) => Promise<void>;
   /**
+   * The dtype the model's weights are stored in on the backend (bf16 or fp16 on cuda with `--bf16` /
+   * `--fp16`): checkpoints keep them so, exactly. Default fp32.
+   */
+  readonly checkpointWeightsDtype?: 'float32' | 'bfloat16' | 'float16';
+  /**
    * The live view `--board` shows the run on (badam-board's `boardRunWatcher`, which the runner apps
    * provide). Without one, `--board` says so and the run goes on.
    */
@@ -74,6 +86,12 @@ export interface FineTuneResult {
   readonly estimate: MemoryEstimate;
   /** Core's plan of the run: the method's optimizer and the partition it trained. */
   readonly plan: TrainingPlan;
+  /**
+   * Writes the trained model into the output directory with `write` (the runner's files: weights, config,
+   * tokenizer), through {@link saveTrainedModel}: a full disk does not lose it (a rescue directory,
+   * retries), and the message names the run's last checkpoint when all fails.
+   */
+  saveModel(write: (directory: string) => Promise<void>): Promise<void>;
 }
 
 /**
@@ -96,24 +114,12 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
     logFn: (message, level) => (level === 'warn' ? io.warn(message) : io.log(message)),
   });
   const parameters = totalElements(baseParametersOf(plan));
-  const g = options.gradientAccumulationSteps;
-  const maxSteps =
-    options.maxSteps ?? Math.max(1, Math.ceil((options.numTrainEpochs * (spec.trainData.length ?? 1)) / g));
-  const batches = spec.trainData.length;
-  if (batches !== undefined && g > batches) {
-    const flag = flagName(dialect, 'gradient_accumulation_steps');
-    io.warn(
-      `${dialect.name}: --${flag} ${g} is more than the ${batches} batch(es) of an epoch: each optimizer step reads the data ${(g / batches).toFixed(1)} times over, so ${maxSteps} step(s) take ${Math.ceil((maxSteps * g) / batches)} epochs; lower --${flag} to at most ${batches} (or the batch size) for at least one step per epoch`,
-    );
-  }
-  // Unset, the interval shrinks on a short run so that the loss curve has about 50 points (10 at most).
-  const loggingSteps = options.loggingStepsIsDefault
-    ? Math.min(options.loggingSteps, Math.max(1, Math.ceil(maxSteps / 50)))
-    : options.loggingSteps;
+  const { maxSteps, loggingSteps } = runLength(spec);
+  const saveSteps = checkpointInterval(options, spec.trainData.length, dialect);
   const trainingArguments: HfTrainingArguments = {
     loggingSteps,
     evalSteps: options.evalSteps,
-    saveSteps: options.saveSteps,
+    saveSteps,
     trainBatchSize: options.batchSize,
     numTrainEpochs: options.numTrainEpochs,
     parameters,
@@ -126,68 +132,13 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
         `${dialect.name}: --board: this runner has no live view to show the run on; it goes on without one`,
       );
   }
-  let train: TrainResult;
-  let lastGood: string | undefined;
+  let run: { train: TrainResult; lastGood: string | undefined };
   try {
-    const store =
-      options.saveSteps !== undefined || options.resumeFromCheckpoint !== undefined
-        ? new SafetensorsCheckpointStore({
-            outputDir: options.outputDir,
-            keepLast: options.saveTotalLimit,
-            log: (message) => io.warn(`${dialect.name}: ${message}`),
-            trainingArguments,
-            ...(spec.checkpointModelFiles ? { writeModelFiles: spec.checkpointModelFiles } : {}),
-          })
-        : undefined;
-    const settings = runSettingsOf(options, dialect, maxSteps, spec.runSettings);
-    const trainer = new Trainer<TBatch>({
-      backend: backend.trainer,
-      trainData: spec.trainData,
-      ...(spec.evalData ? { evalData: spec.evalData } : {}),
-      maxSteps,
-      lrSchedule: createLrSchedule({
-        type: options.lrSchedulerType,
-        learningRate: options.learningRate,
-        totalSteps: maxSteps,
-        ...(options.warmupSteps !== undefined
-          ? { warmupSteps: options.warmupSteps }
-          : { warmupRatio: options.warmupRatio }),
-      }),
-      loggingSteps,
-      ...(options.evalSteps !== undefined ? { evalSteps: options.evalSteps } : {}),
-      ...(options.saveSteps !== undefined ? { saveSteps: options.saveSteps } : {}),
-      ...(store ? { checkpoints: store } : {}),
-      callbacks: [
-        ...runCallbacks({
-          outputDir: options.outputDir,
-          loggingSteps,
-          plotLoss: options.plotLoss,
-          blockSwitchVerbose: options.method === 'block' ? options.badamVerbose : 0,
-          log: io.log,
-          warn: io.warn,
-          ...(io.stream ? { stream: io.stream } : {}),
-        }),
-        ...(spec.callbacks ?? []),
-        { stateKey: 'run_settings', saveState: () => settings },
-      ],
-    });
-    const resumeFrom =
-      options.resumeFromCheckpoint === undefined
-        ? undefined
-        : await store!.load(
-            options.resumeFromCheckpoint === 'true' ? undefined : options.resumeFromCheckpoint,
-          );
-    if (resumeFrom) {
-      checkResume(resumeFrom, settings, maxSteps, options, dialect, io);
-      io.log(
-        `${dialect.name}: resuming from ${resumeFrom.path} (step ${resumeFrom.trainerState.globalStep})`,
-      );
-    }
-    train = await trainer.train(resumeFrom ? { resumeFrom } : {});
-    lastGood = train.lastCheckpoint ?? resumeFrom?.path;
+    run = await trainAndCheckpoint(spec, backend, { maxSteps, loggingSteps, saveSteps, trainingArguments });
   } finally {
     backend.dispose(); // frees the optimizer's state and fixes the measured peak
   }
+  const { train } = run;
   // Never hand diverged weights to the runner to save: it would replace a good model with them.
   const broken = train.diverged ? [] : backend.nonFiniteWeights();
   if (train.diverged || broken.length > 0) {
@@ -196,7 +147,7 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
       reason:
         train.stopReason ??
         `${broken.length} weight tensor(s) hold NaN or infinity (${broken.slice(0, 3).join(', ')})`,
-      lastGoodCheckpoint: lastGood,
+      lastGoodCheckpoint: run.lastGood,
       dialect,
     });
   }
@@ -209,10 +160,122 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
     activationBytes: spec.activationBytes(),
     loraRank: options.loraRank,
   });
+  const metrics = runMetrics(spec, plan, backend, train, estimate);
+  io.log(memorySummary(backend.peakMemoryBytes(), estimate));
+  const saveModel = (write: (directory: string) => Promise<void>) =>
+    saveTrainedModel({
+      outputDir: options.outputDir,
+      dialect,
+      io,
+      lastCheckpoint: train.lastCheckpoint,
+      write,
+    });
+  return { train, metrics, estimate, plan, saveModel };
+}
+
+/**
+ * The run's optimizer steps (`--max_steps`, else the epochs' worth) and logging interval (unset, it shrinks
+ * on a short run so that the loss curve has about 50 points, 10 at most); says when accumulation reads an
+ * epoch more than once per step.
+ */
+function runLength<TBatch>(spec: FineTuneSpec<TBatch>): { maxSteps: number; loggingSteps: number } {
+  const { options, dialect, io } = spec;
+  const g = options.gradientAccumulationSteps;
+  const maxSteps =
+    options.maxSteps ?? Math.max(1, Math.ceil((options.numTrainEpochs * (spec.trainData.length ?? 1)) / g));
+  const batches = spec.trainData.length;
+  if (batches !== undefined && g > batches) {
+    const flag = flagName(dialect, 'gradient_accumulation_steps');
+    io.warn(
+      `${dialect.name}: --${flag} ${g} is more than the ${batches} batch(es) of an epoch: each optimizer step reads the data ${(g / batches).toFixed(1)} times over, so ${maxSteps} step(s) take ${Math.ceil((maxSteps * g) / batches)} epochs; lower --${flag} to at most ${batches} (or the batch size) for at least one step per epoch`,
+    );
+  }
+  const loggingSteps = options.loggingStepsIsDefault
+    ? Math.min(options.loggingSteps, Math.max(1, Math.ceil(maxSteps / 50)))
+    : options.loggingSteps;
+  return { maxSteps, loggingSteps };
+}
+
+/**
+ * The Trainer over the run's backend with the standard callbacks, `--report_to`'s, a checkpoint store (with
+ * `--save_steps`, `--save_strategy epoch` or `--resume_from_checkpoint`) and the resume, checked against the
+ * checkpoint's settings; with `--load_best_model_at_end`, the best checkpoint's weights loaded at the end.
+ * Returns the Trainer's result and the last checkpoint that holds good weights.
+ */
+async function trainAndCheckpoint<TBatch>(
+  spec: FineTuneSpec<TBatch>,
+  backend: PlannedTrainerBackend<TBatch>,
+  run: {
+    maxSteps: number;
+    loggingSteps: number;
+    saveSteps: number | undefined;
+    trainingArguments: HfTrainingArguments;
+  },
+): Promise<{ train: TrainResult; lastGood: string | undefined }> {
+  const { options, io, dialect } = spec;
+  const { maxSteps, loggingSteps, saveSteps } = run;
+  const { store, best } = checkpointing(spec, saveSteps, run.trainingArguments);
+  const settings = runSettingsOf(options, dialect, maxSteps, spec.runSettings);
+  const trainer = new Trainer<TBatch>({
+    backend: backend.trainer,
+    trainData: spec.trainData,
+    ...(spec.evalData ? { evalData: spec.evalData } : {}),
+    maxSteps,
+    lrSchedule: createLrSchedule({
+      type: options.lrSchedulerType,
+      learningRate: options.learningRate,
+      totalSteps: maxSteps,
+      ...(options.warmupSteps !== undefined
+        ? { warmupSteps: options.warmupSteps }
+        : { warmupRatio: options.warmupRatio }),
+    }),
+    loggingSteps,
+    ...(options.evalSteps !== undefined ? { evalSteps: options.evalSteps } : {}),
+    ...(saveSteps !== undefined ? { saveSteps } : {}),
+    ...(store ? { checkpoints: store } : {}),
+    // Hugging Face saves at the last step too, unless --save_strategy no.
+    saveAtEnd: options.saveStrategy !== 'no',
+    callbacks: [
+      ...runCallbacks({
+        outputDir: options.outputDir,
+        loggingSteps,
+        plotLoss: options.plotLoss,
+        blockSwitchVerbose: options.method === 'block' ? options.badamVerbose : 0,
+        log: io.log,
+        warn: io.warn,
+        ...(io.stream ? { stream: io.stream } : {}),
+      }),
+      ...(spec.callbacks ?? []),
+      ...(best ? [best] : []),
+      ...reportCallbacks(options, io, dialect),
+      { stateKey: 'run_settings', saveState: () => settings },
+    ],
+  });
+  const resumeFrom =
+    options.resumeFromCheckpoint === undefined
+      ? undefined
+      : await store!.load(options.resumeFromCheckpoint === 'true' ? undefined : options.resumeFromCheckpoint);
+  if (resumeFrom) {
+    checkResume(resumeFrom, settings, maxSteps, options, dialect, io);
+    io.log(`${dialect.name}: resuming from ${resumeFrom.path} (step ${resumeFrom.trainerState.globalStep})`);
+  }
+  const train = await trainer.train(resumeFrom ? { resumeFrom } : {});
+  if (best !== undefined && !train.diverged) await loadBestModel(best, store!, backend.trainer, io, dialect);
+  return { train, lastGood: train.lastCheckpoint ?? resumeFrom?.path };
+}
+
+/** The metrics both runners report: the Trainer's, the backend, parameters, measured peaks and core's estimate. */
+function runMetrics<TBatch>(
+  spec: FineTuneSpec<TBatch>,
+  plan: TrainingPlan,
+  backend: PlannedTrainerBackend<TBatch>,
+  train: TrainResult,
+  estimate: MemoryEstimate,
+): Record<string, number | string> {
   const metrics: Record<string, number | string> = {
     ...train.metrics,
     backend: spec.backendLabel,
-    parameters,
+    parameters: totalElements(baseParametersOf(plan)),
     trainable_parameters: trainedElements(plan),
     peak_memory_bytes: backend.peakMemoryBytes(),
     // The allocator's peak of each kind (cuda): what BAdam's memory claim is checked against.
@@ -229,11 +292,126 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
     estimated_optimizer_bytes: estimate.optimizerState,
     estimated_activations_bytes: estimate.activations,
   };
-  if (options.method === 'block') {
+  if (spec.options.method === 'block') {
     metrics.trained_parameters_per_block = Math.max(...plan.partition.groups.map((group) => group.length));
   }
-  io.log(memorySummary(backend.peakMemoryBytes(), estimate));
-  return { train, metrics, estimate, plan };
+  return metrics;
+}
+
+/**
+ * The run's checkpoint store (with `--save_steps` / `--save_strategy epoch`, or to resume from) as the
+ * Trainer arguments configure it, and `--load_best_model_at_end`'s tracker of the best one.
+ */
+function checkpointing<TBatch>(
+  spec: FineTuneSpec<TBatch>,
+  saveSteps: number | undefined,
+  trainingArguments: HfTrainingArguments,
+): { store: SafetensorsCheckpointStore | undefined; best: BestModelCallback | undefined } {
+  const { options, io, dialect } = spec;
+  const store =
+    saveSteps !== undefined || options.resumeFromCheckpoint !== undefined
+      ? new SafetensorsCheckpointStore({
+          outputDir: options.outputDir,
+          keepLast: options.saveTotalLimit ?? Number.POSITIVE_INFINITY,
+          log: (message) => io.warn(`${dialect.name}: ${message}`),
+          trainingArguments,
+          modelOnly: options.saveOnlyModel,
+          ...(spec.checkpointWeightsDtype ? { weightsDtype: spec.checkpointWeightsDtype } : {}),
+          ...(spec.checkpointModelFiles ? { writeModelFiles: spec.checkpointModelFiles } : {}),
+        })
+      : undefined;
+  if (options.bestModel === undefined) return { store, best: undefined };
+  checkBestModelCadence(options, saveSteps, dialect, spec.evalData !== undefined);
+  const best = new BestModelCallback({
+    outputDir: options.outputDir,
+    ...options.bestModel,
+    onBest: (dir) => store?.protect(dir),
+  });
+  return { store, best };
+}
+
+/**
+ * Optimizer steps between checkpoints: `--save_steps` (`--save_strategy steps`), one epoch's steps
+ * (`epoch`), or none (`no`, or steps without `--save_steps`).
+ */
+function checkpointInterval(
+  options: RunOptions,
+  epochLength: number | undefined,
+  dialect: RunnerDialect,
+): number | undefined {
+  if (options.saveStrategy === 'no') return undefined;
+  if (options.saveStrategy === 'epoch') {
+    if (epochLength === undefined)
+      throw new UsageError(
+        `--${flagName(dialect, 'save_strategy')} epoch needs training data of known length: use --${flagName(dialect, 'save_steps')}`,
+      );
+    return Math.max(1, Math.ceil(epochLength / options.gradientAccumulationSteps));
+  }
+  return options.saveSteps;
+}
+
+/**
+ * Refuses `--load_best_model_at_end` where checkpoints do not fall on evaluations (Hugging Face refuses the
+ * same): each checkpoint's step must have an evaluation to compare.
+ */
+function checkBestModelCadence(
+  options: RunOptions,
+  saveSteps: number | undefined,
+  dialect: RunnerDialect,
+  evaluates: boolean,
+): void {
+  const flag = `--${flagName(dialect, 'load_best_model_at_end')}`;
+  if (!evaluates || options.evalSteps === undefined)
+    throw new UsageError(
+      `${flag} compares evaluations, but this run evaluates ${evaluates ? 'only at the end' : 'never'}: give it a validation set and an evaluation interval (--${flagName(dialect, 'eval_steps')})`,
+    );
+  if (saveSteps === undefined || saveSteps % options.evalSteps !== 0)
+    throw new UsageError(
+      `${flag} needs each checkpoint on an evaluation step: checkpoints every ${saveSteps} steps, evaluations every ${options.evalSteps}; make --${flagName(dialect, 'save_steps')} a multiple of --${flagName(dialect, 'eval_steps')}`,
+    );
+}
+
+/** Loads the best checkpoint's weights into the model (its optimizer state is not needed any more). */
+async function loadBestModel<TBatch>(
+  best: BestModelCallback,
+  store: SafetensorsCheckpointStore,
+  trainer: TrainerBackend<TBatch>,
+  io: RunIO,
+  dialect: RunnerDialect,
+): Promise<void> {
+  const found = best.best;
+  if (found?.best_model_checkpoint == null) {
+    io.warn(
+      `${dialect.name}: --load_best_model_at_end: ${best.metricMissing ? 'the evaluation has no such metric' : 'no checkpoint was saved at an evaluation'}; keeping the last model`,
+    );
+    return;
+  }
+  const weights = await store.loadWeights(found.best_model_checkpoint);
+  const now = await trainer.snapshot();
+  await trainer.restore({ weights, optimizer: now.optimizer });
+  io.log(
+    `${dialect.name}: loaded the best model, ${found.best_model_checkpoint} (step ${found.best_global_step}, ${Number(found.best_metric.toPrecision(6))})`,
+  );
+}
+
+/**
+ * The callbacks of `--report_to`: TensorBoard's event files (in `--logging_dir`); an integration that is
+ * not here is named once, with where its numbers are instead.
+ */
+function reportCallbacks(options: RunOptions, io: RunIO, dialect: RunnerDialect): TrainerCallback[] {
+  const out: TrainerCallback[] = [];
+  for (const name of options.reportTo) {
+    if (name === 'tensorboard') {
+      const logDir = options.loggingDir ?? defaultLoggingDir(options.outputDir);
+      io.log(`${dialect.name}: TensorBoard event files in ${logDir} (tensorboard --logdir ${logDir})`);
+      out.push(new TensorBoardCallback({ logDir }));
+    } else {
+      io.warn(
+        `${dialect.name}: --report_to ${name} is ignored: only tensorboard is an integration here; every number is in trainer_log.jsonl (and badam-board shows it live)`,
+      );
+    }
+  }
+  return out;
 }
 
 /**

@@ -12,12 +12,15 @@
 export { FINE_TUNING_METHODS, type FineTuningMethod } from '@badam/core';
 export {
   COMPARISON_FLAGS,
+  type ComparisonCommandRun,
   type ComparisonPlan,
   comparisonCommand,
   resolveComparisonPlan,
-} from './comparison-flags.js';
+  runComparisonCommand,
+} from './comparison-command.js';
 export { type FineTuneResult, type FineTuneSpec, fineTune, writeRunResults } from './fine-tune.js';
 export { METHOD_FLAGS, methodAccepts } from './method-flags.js';
+export { packageVersion } from './package-version.js';
 export { planRun, type RunPlanInput, trainingSettingsOf } from './plan-run.js';
 export {
   type AutoBackendChoice,

@@ -8,15 +8,17 @@ import {
 } from '@badam/core';
 import { flagName, type RunnerDialect, type RunOptions } from './run-options.js';
 
-/** Core's training settings from a runner's options (`--max_grad_norm 0` turns clipping off). */
+/** Core's training settings from a runner's options (`--max_grad_norm 0` is core's "no clipping" too). */
 export function trainingSettingsOf(options: RunOptions): TrainingSettings {
   return {
     method: options.method,
     learningRate: options.learningRate,
     weightDecay: options.weightDecay,
+    betas: options.adamBetas,
+    epsilon: options.adamEpsilon,
     seed: options.seed,
     gradientAccumulationSteps: options.gradientAccumulationSteps,
-    ...(options.maxGradNorm > 0 ? { clipGradNorm: options.maxGradNorm } : {}),
+    clipGradNorm: options.maxGradNorm,
     ...(options.switchBlockEvery !== undefined ? { switchBlockEvery: options.switchBlockEvery } : {}),
     switchMode: options.switchMode,
     ...(options.startBlock !== undefined ? { startBlock: options.startBlock } : {}),

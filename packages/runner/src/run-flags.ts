@@ -1,4 +1,4 @@
-import { type FlagSpec, LR_SCHEDULE_TYPES, SWITCH_MODES } from '@badam/core';
+import { type FlagSpec, LR_SCHEDULE_TYPES, SWITCH_MODES, TRAINING_DEFAULTS } from '@badam/core';
 import { TFJS_BACKEND_FLAGS } from '@badam/tfjs';
 
 /**
@@ -29,7 +29,7 @@ export const RUN_FLAGS = {
   switch_mode: {
     type: 'string',
     choices: [...SWITCH_MODES],
-    default: 'ascending',
+    default: TRAINING_DEFAULTS.switchMode,
     help: 'BAdam: block order',
     aka: 'LLaMA-Factory --badam_switch_mode',
   },
@@ -44,13 +44,13 @@ export const RUN_FLAGS = {
     min: 0,
     exclusiveMin: true,
     max: 1,
-    help: 'sparse: fraction of each parameter updated (default 0.1)',
+    help: `sparse: fraction of each parameter updated (default ${TRAINING_DEFAULTS.ratio.updateRatio})`,
     aka: 'LLaMA-Factory --badam_update_ratio',
   },
   mask_mode: {
     type: 'string',
     choices: ['adjacent', 'scatter'],
-    help: 'sparse: mask layout (default adjacent)',
+    help: `sparse: mask layout (default ${TRAINING_DEFAULTS.ratio.maskMode})`,
     aka: 'LLaMA-Factory --badam_mask_mode',
   },
   per_device_train_batch_size: { type: 'integer', min: 1, default: 4, help: 'micro-batch size' },
@@ -58,7 +58,7 @@ export const RUN_FLAGS = {
   gradient_accumulation_steps: {
     type: 'integer',
     min: 1,
-    default: 1,
+    default: TRAINING_DEFAULTS.gradientAccumulationSteps,
     help: 'micro-batches per optimizer step',
   },
   learning_rate: { type: 'number', min: 0, default: 1e-5, help: 'peak learning rate' },
@@ -73,9 +73,31 @@ export const RUN_FLAGS = {
   weight_decay: {
     type: 'number',
     min: 0,
-    default: 0,
+    default: TRAINING_DEFAULTS.adamw.weightDecay,
     help: 'AdamW decoupled weight decay (not on biases and norms)',
   },
+  adam_beta1: {
+    type: 'number',
+    min: 0,
+    max: 1,
+    default: TRAINING_DEFAULTS.adamw.betas[0],
+    help: "Adam's beta1 (< 1)",
+  },
+  adam_beta2: {
+    type: 'number',
+    min: 0,
+    max: 1,
+    default: TRAINING_DEFAULTS.adamw.betas[1],
+    help: "Adam's beta2 (< 1)",
+  },
+  adam_epsilon: {
+    type: 'number',
+    min: 0,
+    exclusiveMin: true,
+    default: TRAINING_DEFAULTS.adamw.epsilon,
+    help: "Adam's epsilon, added to the denominator",
+  },
+  // Hugging Face's default, not core's (no clipping): the runners follow LLaMA-Factory's scripts.
   max_grad_norm: { type: 'number', min: 0, default: 1, help: 'global-norm clipping, 0 disables' },
   num_train_epochs: {
     type: 'number',
@@ -91,8 +113,58 @@ export const RUN_FLAGS = {
     min: 1,
     help: 'log every N steps (default 10, fewer on a short run so that the loss curve has about 50 points)',
   },
-  save_steps: { type: 'integer', min: 1, help: 'checkpoint every N steps' },
-  save_total_limit: { type: 'integer', min: 1, default: 2, help: 'checkpoints kept' },
+  save_strategy: {
+    type: 'string',
+    choices: ['no', 'steps', 'epoch'],
+    default: 'steps',
+    help: 'when to save checkpoints: never, every --save_steps (and at the last step, as Hugging Face does), or at the end of each epoch',
+    aka: 'Hugging Face',
+  },
+  save_steps: { type: 'integer', min: 1, help: 'checkpoint every N steps (unset: no checkpoints)' },
+  save_total_limit: {
+    type: 'integer',
+    min: 1,
+    help: "checkpoints kept, the newest (and --load_best_model_at_end's best); unset: all, as Hugging Face's default",
+  },
+  save_only_model: {
+    type: 'boolean',
+    default: false,
+    help: 'checkpoints hold the model only, no optimizer or BAdam state: smaller, but a run cannot resume from them',
+    aka: 'Hugging Face',
+  },
+  load_best_model_at_end: {
+    type: 'boolean',
+    default: false,
+    help: 'at the end, load the checkpoint with the best --metric_for_best_model (needs evaluation at each checkpoint) and save that as the model',
+    aka: 'Hugging Face',
+  },
+  metric_for_best_model: {
+    type: 'string',
+    help: 'the evaluation metric --load_best_model_at_end compares: loss (default), accuracy, or another eval_ metric',
+    aka: 'Hugging Face',
+  },
+  greater_is_better: {
+    type: 'boolean',
+    help: 'a larger --metric_for_best_model is better (default: false for a loss, true otherwise)',
+    aka: 'Hugging Face',
+  },
+  data_seed: {
+    type: 'integer',
+    min: 0,
+    help: 'seed of the training data order only (default --seed)',
+    aka: 'Hugging Face',
+  },
+  report_to: {
+    type: 'string',
+    default: 'none',
+    help: 'where metrics go besides trainer_log.jsonl: none, or tensorboard (event files in --logging_dir); others are ignored, with a note',
+    aka: 'Hugging Face',
+  },
+  logging_dir: {
+    type: 'string',
+    help: 'where --report_to tensorboard writes its event files (default <output_dir>/runs/<date>_<host>)',
+    aka: 'Hugging Face',
+  },
   output_dir: { type: 'string', help: 'where checkpoints, logs, plots and the model go' },
   overwrite_output_dir: { type: 'boolean', default: false, help: 'reuse a non-empty output directory' },
   resume_from_checkpoint: {
@@ -108,7 +180,7 @@ export const RUN_FLAGS = {
   seed: {
     type: 'integer',
     min: 0,
-    default: 42,
+    default: TRAINING_DEFAULTS.seed,
     help: "seed of data order, initialisation and BAdam's random order",
   },
   backend: {

@@ -1,6 +1,6 @@
 import { dirname, resolve } from 'node:path';
 import type { FineTuningMethod, FlagSpec, FlagValues, LrScheduleType, SwitchMode } from '@badam/core';
-import { parseFlagsExplicit, UsageError } from '@badam/core';
+import { parseFlagsExplicit, TRAINING_DEFAULTS, UsageError } from '@badam/core';
 import type { TfjsBackendChoice } from '@badam/tfjs';
 import { METHOD_FLAGS } from './method-flags.js';
 import type { RunBackendName, RunFlagName } from './run-flags.js';
@@ -26,6 +26,10 @@ export interface RunOptions {
   warmupRatio: number;
   warmupSteps: number | undefined;
   weightDecay: number;
+  /** Adam's beta1 and beta2 (`--adam_beta1`, `--adam_beta2`). */
+  adamBetas: readonly [number, number];
+  /** Adam's epsilon (`--adam_epsilon`). */
+  adamEpsilon: number;
   maxGradNorm: number;
   numTrainEpochs: number;
   maxSteps: number | undefined;
@@ -34,7 +38,20 @@ export interface RunOptions {
   /** The command line gave no `--logging_steps`: a short run logs more often than every 10 steps. */
   loggingStepsIsDefault: boolean;
   saveSteps: number | undefined;
-  saveTotalLimit: number;
+  /** `--save_strategy`: every `saveSteps` (and the last step), each epoch, or never. */
+  saveStrategy: SaveStrategy;
+  /** Checkpoints kept; undefined keeps all (Hugging Face's default). */
+  saveTotalLimit: number | undefined;
+  /** Checkpoints hold the model only, nothing to resume from (`--save_only_model`). */
+  saveOnlyModel: boolean;
+  /** `--load_best_model_at_end`: the metric compared, and whether larger is better. */
+  bestModel: { readonly metric: string; readonly greaterIsBetter: boolean } | undefined;
+  /** Seed of the training data order (`--data_seed`); undefined: `seed` (whatever the run sets it to). */
+  dataSeed: number | undefined;
+  /** Integrations metrics go to besides trainer_log.jsonl (`--report_to`): only `tensorboard` is one here. */
+  reportTo: readonly string[];
+  /** Where TensorBoard's event files go (`--logging_dir`); undefined: `<outputDir>/runs/<date>_<host>`. */
+  loggingDir: string | undefined;
   outputDir: string;
   /** True when the command line named no output directory (the runner's default is used). */
   outputDirIsDefault: boolean;
@@ -54,6 +71,9 @@ export interface RunOptions {
   /** Serve badam-board beside the run (`--board`). */
   board?: boolean;
 }
+
+/** When checkpoints are saved (Hugging Face's `save_strategy`). */
+export type SaveStrategy = 'no' | 'steps' | 'epoch';
 
 /** Where a device backend runs: a GPU ordinal, the CPU reference device, or the CPU engine (`--backend cpu`). */
 export type CudaDeviceChoice = number | 'cpu' | 'cpu-engine';
@@ -129,9 +149,6 @@ export function resolveRunOptions(
   const k = get('switch_block_every') as number | undefined;
   if (k !== undefined && k !== -1 && k < 1)
     throw new UsageError(`--${flagName(dialect, 'switch_block_every')} must be >= 1 or -1, got ${k}`);
-  const updateRatio = (get('update_ratio') as number | undefined) ?? 0.1;
-  if (!(updateRatio > 0 && updateRatio <= 1))
-    throw new UsageError(`--${flagName(dialect, 'update_ratio')} must be in (0, 1], got ${updateRatio}`);
   const outputDirFlag = get('output_dir') as string | undefined;
   if (outputDirFlag !== undefined && outputDirFlag.trim() === '')
     throw new UsageError(
@@ -152,16 +169,26 @@ export function resolveRunOptions(
   let backend = get('backend') as RunBackendName;
   // --cuda_device names a device of --backend cuda: with auto it settles the choice.
   if (backend === 'auto' && get('cuda_device') !== undefined) backend = 'cuda';
+  const betas = [get('adam_beta1') as number, get('adam_beta2') as number] as const;
+  betas.forEach((beta, i) => {
+    if (!(beta >= 0 && beta < 1))
+      throw new UsageError(
+        `--${flagName(dialect, i === 0 ? 'adam_beta1' : 'adam_beta2')} must be in [0, 1), got ${beta}`,
+      );
+  });
+  const saveStrategy = ((get('save_strategy') as string | undefined) ?? 'steps') as SaveStrategy;
   return {
     method,
     backend,
     switchBlockEvery: k,
     switchMode: get('switch_mode') as SwitchMode,
     startBlock: get('start_block') as number | undefined,
-    badamVerbose: defaults.badamVerbose ?? 1,
-    updateRatio,
-    maskMode: ((get('mask_mode') as string | undefined) ?? 'adjacent') as RunOptions['maskMode'],
-    loraRank: defaults.loraRank ?? 8,
+    badamVerbose: defaults.badamVerbose ?? TRAINING_DEFAULTS.verbose,
+    // The flags' own checks (parseFlags) ran; unset, the ratio takes core's defaults.
+    updateRatio: (get('update_ratio') as number | undefined) ?? TRAINING_DEFAULTS.ratio.updateRatio,
+    maskMode: ((get('mask_mode') as string | undefined) ??
+      TRAINING_DEFAULTS.ratio.maskMode) as RunOptions['maskMode'],
+    loraRank: defaults.loraRank ?? TRAINING_DEFAULTS.lora.rank,
     batchSize: get('per_device_train_batch_size') as number,
     evalBatchSize: get('per_device_eval_batch_size') as number,
     gradientAccumulationSteps: get('gradient_accumulation_steps') as number,
@@ -170,6 +197,8 @@ export function resolveRunOptions(
     warmupRatio: get('warmup_ratio') as number,
     warmupSteps: get('warmup_steps') as number | undefined,
     weightDecay: get('weight_decay') as number,
+    adamBetas: betas,
+    adamEpsilon: (get('adam_epsilon') as number | undefined) ?? TRAINING_DEFAULTS.adamw.epsilon,
     maxGradNorm: get('max_grad_norm') as number,
     numTrainEpochs: get('num_train_epochs') as number,
     maxSteps: get('max_steps') as number | undefined,
@@ -177,7 +206,13 @@ export function resolveRunOptions(
     loggingSteps: (get('logging_steps') as number | undefined) ?? DEFAULT_LOGGING_STEPS,
     loggingStepsIsDefault: get('logging_steps') === undefined,
     saveSteps: get('save_steps') as number | undefined,
-    saveTotalLimit: get('save_total_limit') as number,
+    saveStrategy,
+    saveTotalLimit: get('save_total_limit') as number | undefined,
+    saveOnlyModel: get('save_only_model') === true,
+    bestModel: bestModelOf(values, dialect, saveStrategy),
+    dataSeed: get('data_seed') as number | undefined,
+    reportTo: reportToOf(get('report_to') as string | undefined),
+    loggingDir: get('logging_dir') as string | undefined,
     outputDir,
     outputDirIsDefault: get('output_dir') === undefined,
     overwriteOutputDir: get('overwrite_output_dir') as boolean,
@@ -190,6 +225,42 @@ export function resolveRunOptions(
     cudaDevice: cudaDeviceOf(get('cuda_device') as string | undefined, backend, dialect),
     board: get('board') === true,
   };
+}
+
+/**
+ * `--load_best_model_at_end`'s metric as the evaluation logs it (`eval_loss` for `loss`) and its direction,
+ * as Hugging Face resolves them; refused where no checkpoint would be saved to load it from.
+ */
+function bestModelOf(
+  values: FlagValues,
+  dialect: RunnerDialect,
+  saveStrategy: SaveStrategy,
+): RunOptions['bestModel'] {
+  const get = (flag: RunFlagName) => values[flagName(dialect, flag)];
+  const metricFlag = `--${flagName(dialect, 'metric_for_best_model')}`;
+  if (get('load_best_model_at_end') !== true) return undefined;
+  if (saveStrategy === 'no' || (saveStrategy === 'steps' && get('save_steps') === undefined))
+    throw new UsageError(
+      `--${flagName(dialect, 'load_best_model_at_end')} loads the best checkpoint, but this run saves none: add --${flagName(dialect, 'save_steps')} N (a multiple of the evaluation interval) or --${flagName(dialect, 'save_strategy')} epoch`,
+    );
+  const given = (get('metric_for_best_model') as string | undefined) ?? 'loss';
+  if (!/^[A-Za-z0-9_-]+$/.test(given))
+    throw new UsageError(
+      `${metricFlag} must be a metric name such as loss or accuracy, got ${JSON.stringify(given)}`,
+    );
+  const metric = given.startsWith('eval_') ? given : `eval_${given}`;
+  const greater = get('greater_is_better') as boolean | undefined;
+  return { metric, greaterIsBetter: greater ?? !/loss$/.test(metric) };
+}
+
+/** `--report_to`'s comma-separated list; `none` (alone) is the empty list, `all` is every integration here. */
+function reportToOf(value: string | undefined): string[] {
+  const names = (value ?? 'none')
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean);
+  if (names.includes('none')) return [];
+  return [...new Set(names.map((n) => (n === 'all' ? 'tensorboard' : n)))];
 }
 
 /**

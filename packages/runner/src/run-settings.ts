@@ -1,5 +1,5 @@
 import type { Checkpoint } from '@badam/core';
-import { UsageError } from '@badam/core';
+import { TRAINING_DEFAULTS, UsageError } from '@badam/core';
 import type { RunFlagName } from './run-flags.js';
 import { flagName, type RunnerDialect, type RunOptions } from './run-options.js';
 
@@ -20,6 +20,7 @@ export function runSettingsOf(
   maxSteps: number,
   runner: RunSettings = {},
 ): Record<string, string | number | boolean> {
+  const adamw = TRAINING_DEFAULTS.adamw;
   // The shared flags whose change makes a resumed run another run (logging, saving and backends may change).
   const meaningful: Partial<Record<RunFlagName, string | number | boolean | undefined>> = {
     switch_block_every: options.switchBlockEvery,
@@ -36,6 +37,11 @@ export function runSettingsOf(
     weight_decay: options.weightDecay,
     max_grad_norm: options.maxGradNorm,
     seed: options.seed,
+    // Recorded where they differ from their defaults, so that checkpoints written before they were flags resume.
+    adam_beta1: options.adamBetas[0] !== adamw.betas[0] ? options.adamBetas[0] : undefined,
+    adam_beta2: options.adamBetas[1] !== adamw.betas[1] ? options.adamBetas[1] : undefined,
+    adam_epsilon: options.adamEpsilon !== adamw.epsilon ? options.adamEpsilon : undefined,
+    data_seed: options.dataSeed,
   };
   const out: Record<string, string | number | boolean> = {
     [METHOD_KEY]: options.method,

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { bandOf, type RunIO, readTrainerLog, writeBandPlot, writeResultsJson } from '@badam/callbacks';
 import { FINE_TUNING_METHODS, type FineTuningMethod } from '@badam/core';
 import { writeFileAtomic } from '@badam/safetensors';
-import type { ComparisonPlan } from './comparison-flags.js';
+import type { ComparisonPlan } from './comparison-command.js';
 import type { RunnerDialect, RunOptions } from './run-options.js';
 import { prepareRunOutputDir } from './run-output-dir.js';
 import { formatMeanSd, type SeedSummary, summarizeSeeds } from './seed-statistics.js';

@@ -194,3 +194,22 @@ describe('--backend cuda', () => {
     expect(tf.getBackend()).toBe('cpu'); // nothing was switched
   });
 });
+
+describe("fineTune: Adam's betas and epsilon reach the optimizer of every method", () => {
+  for (const method of FINE_TUNING_METHODS) {
+    it(`${method}: --adam_beta1 changes the run from its second update on, --adam_epsilon too`, async () => {
+      const losses = async (name: string, extra: string[]) => {
+        const out = join(setup.dir, `betas-${method}-${name}`);
+        await train(method, out, ['--max_steps', '4', ...extra]);
+        return (await readTrainerLog(join(out, 'trainer_log.jsonl'))).map((l) => l.loss as number);
+      };
+      const plain = await losses('default', []);
+      const beta = await losses('beta1', ['--adam_beta1', '0.5']);
+      const epsilon = await losses('epsilon', ['--adam_epsilon', '0.5']);
+      // Adam's first update does not depend on beta1 (bias correction): the losses part from step 3.
+      expect(beta.slice(0, 2)).toEqual(plain.slice(0, 2));
+      expect(beta.slice(2)).not.toEqual(plain.slice(2));
+      expect(epsilon.slice(1)).not.toEqual(plain.slice(1));
+    });
+  }
+});

@@ -29,17 +29,36 @@ const batch = Number(values.batch);
 const seq = Number(values.seq);
 const MB = (b: number) => (b / 1e6).toFixed(1);
 
-async function main(): Promise<void> {
-  const backend = await useTfjsBackend(values.backend as TfjsBackendChoice);
+/** The model and its batches, as every measurement uses them. */
+interface Workload {
+  readonly model: ReturnType<typeof createTinyLlama>;
+  readonly batches: tf.Tensor2D[];
+  /** Every variable (full Adam trains them all). */
+  readonly all: tf.Variable[];
+  /** fp32 bytes of the weights. */
+  readonly weights: number;
+  /** Puts the initial weights back. */
+  reset(): void;
+}
+
+function workload(): Workload {
   const model = createTinyLlama(CONFIG, 1);
   const batches = Array.from({ length: CONFIG.layers + 1 }, (_, i) =>
     randomTokens(batch, seq, CONFIG.vocab, i + 1),
   );
-  const all = model.named.map(([, v]) => v);
-  const weights = all.reduce((s, v) => s + 4 * v.size, 0);
   const initial = model.named.map(([, v]) => tf.clone(v));
-  const reset = () => model.named.forEach(([, v], i) => v.assign(initial[i]!));
+  return {
+    model,
+    batches,
+    all: model.named.map(([, v]) => v),
+    weights: model.named.reduce((s, [, v]) => s + 4 * v.size, 0),
+    reset: () => model.named.forEach(([, v], i) => v.assign(initial[i]!)),
+  };
+}
 
+/** Mean step time (ms) of full AdamW and BAdam (K = 1, ascending), in two interleaved rounds. */
+function measureSpeed(w: Workload): Record<'adam1' | 'adam2' | 'badam1' | 'badam2', number> {
+  const { model, batches, all, reset } = w;
   const timeSteps = (step: (tokens: tf.Tensor2D) => void): number[] => {
     step(batches[0]!); // warm-up (kernels, first allocations)
     return batches.slice(1).map((tokens) => {
@@ -49,11 +68,8 @@ async function main(): Promise<void> {
     });
   };
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-
-  // Speed, interleaved runs of the same batches: full AdamW, then BAdam (K = 1, ascending).
-  const rows: string[] = [];
-  const speed: Record<string, number> = {};
-  for (const round of [1, 2]) {
+  const speed = { adam1: 0, adam2: 0, badam1: 0, badam2: 0 };
+  for (const round of [1, 2] as const) {
     reset();
     const adam = new AdamW({ learningRate: 1e-4, weightDecay: 0 });
     speed[`adam${round}`] = mean(timeSteps((tokens) => adam.minimize(() => model.loss(tokens), false, all)));
@@ -71,11 +87,12 @@ async function main(): Promise<void> {
     badam.dispose();
     for (const [, v] of model.named) v.trainable = true;
   }
-  const adamMs = (speed.adam1! + speed.adam2!) / 2;
-  const badamMs = (speed.badam1! + speed.badam2!) / 2;
-  const tokensPerStep = batch * seq;
+  return speed;
+}
 
-  // Memory: a steady-state step of each, peak by tf.profile.
+/** Peak and held bytes of a steady-state step (tf.profile) of full Adam and BAdam, each with AdamW and tf.train.adam. */
+async function measureMemory(w: Workload) {
+  const { model, all, reset, weights } = w;
   const memoryOf = async (make: () => { step: () => void; dispose: () => void }) => {
     reset();
     const base = tf.memory().numBytes;
@@ -86,35 +103,33 @@ async function main(): Promise<void> {
     run.dispose();
     return { peak: info.peakBytes - base + weights, heldAfterStep: held };
   };
-  const tokens = batches[1]!;
-  const fullAdamW = await memoryOf(() => {
-    const o = new AdamW({ learningRate: 1e-4, weightDecay: 0 });
-    return { step: () => o.minimize(() => model.loss(tokens), false, all), dispose: () => o.dispose() };
-  });
-  const fullTfAdam = await memoryOf(() => {
-    const o = tf.train.adam(1e-4);
-    return { step: () => o.minimize(() => model.loss(tokens), false, all), dispose: () => o.dispose() };
-  });
-  for (const [, v] of model.named) v.trainable = true;
-  const blockAdamW = await memoryOf(() => {
-    const o = new BlockOptimizer({
-      baseOptimizer: new AdamW({ learningRate: 1e-4, weightDecay: 0 }),
-      namedParameters: model.named,
-      switchBlockEvery: -1,
-      verbose: 0,
+  const tokens = w.batches[1]!;
+  const full = (make: () => tf.Optimizer) =>
+    memoryOf(() => {
+      const o = make();
+      return { step: () => o.minimize(() => model.loss(tokens), false, all), dispose: () => o.dispose() };
     });
-    return { step: () => o.minimize(() => model.loss(tokens)), dispose: () => o.dispose() };
-  });
-  for (const [, v] of model.named) v.trainable = true;
-  const blockTfAdam = await memoryOf(() => {
-    const o = new BlockOptimizer({
-      baseOptimizer: tf.train.adam(1e-4),
-      namedParameters: model.named,
-      switchBlockEvery: -1,
-      verbose: 0,
+  const block = (base: () => tf.Optimizer) => {
+    for (const [, v] of model.named) v.trainable = true;
+    return memoryOf(() => {
+      const o = new BlockOptimizer({
+        baseOptimizer: base(),
+        namedParameters: model.named,
+        switchBlockEvery: -1,
+        verbose: 0,
+      });
+      return { step: () => o.minimize(() => model.loss(tokens)), dispose: () => o.dispose() };
     });
-    return { step: () => o.minimize(() => model.loss(tokens)), dispose: () => o.dispose() };
-  });
+  };
+  const fullAdamW = await full(() => new AdamW({ learningRate: 1e-4, weightDecay: 0 }));
+  const fullTfAdam = await full(() => tf.train.adam(1e-4));
+  const blockAdamW = await block(() => new AdamW({ learningRate: 1e-4, weightDecay: 0 }));
+  const blockTfAdam = await block(() => tf.train.adam(1e-4));
+  return { fullAdamW, fullTfAdam, blockAdamW, blockTfAdam };
+}
+
+/** core's closed-form activation estimate for the workload (fp32, eager attention). */
+function estimatedActivations(): number {
   const architecture: DecoderArchitecture = {
     kind: 'decoder',
     family: 'llama',
@@ -131,24 +146,33 @@ async function main(): Promise<void> {
     outputBias: false,
     mlpBias: false,
   };
-  const estimatedActivations = estimateActivationBytes(architecture, {
+  return estimateActivationBytes(architecture, {
     batchSize: batch,
     seqLength: seq,
     dtype: 'float32',
     attention: 'eager',
   });
+}
 
+async function main(): Promise<void> {
+  const backend = await useTfjsBackend(values.backend as TfjsBackendChoice);
+  const w = workload();
+  const speed = measureSpeed(w);
+  const adamMs = (speed.adam1 + speed.adam2) / 2;
+  const badamMs = (speed.badam1 + speed.badam2) / 2;
+  const tokensPerStep = batch * seq;
+  const { fullAdamW, fullTfAdam, blockAdamW, blockTfAdam } = await measureMemory(w);
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
-  rows.push(
+  const rows = [
     `Machine: ${cpu}, ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; Node ${process.version}; tfjs ${tf.version.tfjs} on ${backend}; ${new Date().toISOString().slice(0, 10)}.`,
-    `Model: Llama-shaped, ${CONFIG.layers} layers, hidden ${CONFIG.hidden}, MLP ${CONFIG.intermediate}, vocab ${CONFIG.vocab}, ${(weights / 4 / 1e6).toFixed(2)}M parameters (${MB(weights)} MB fp32); batch ${batch} x ${seq} tokens.`,
+    `Model: Llama-shaped, ${CONFIG.layers} layers, hidden ${CONFIG.hidden}, MLP ${CONFIG.intermediate}, vocab ${CONFIG.vocab}, ${(w.weights / 4 / 1e6).toFixed(2)}M parameters (${MB(w.weights)} MB fp32); batch ${batch} x ${seq} tokens.`,
     '',
     '| step time (mean of one block epoch, 2 interleaved rounds) | ms / step | tokens / s |',
     '| --- | --- | --- |',
     `| full AdamW | ${adamMs.toFixed(0)} | ${((1000 * tokensPerStep) / adamMs).toFixed(0)} |`,
     `| BAdam (AdamW base, K = 1, ascending) | ${badamMs.toFixed(0)} | ${((1000 * tokensPerStep) / badamMs).toFixed(0)} |`,
     `| ratio BAdam / Adam | ${(badamMs / adamMs).toFixed(2)} | |`,
-    `(rounds: Adam ${speed.adam1!.toFixed(0)} / ${speed.adam2!.toFixed(0)} ms, BAdam ${speed.badam1!.toFixed(0)} / ${speed.badam2!.toFixed(0)} ms)`,
+    `(rounds: Adam ${speed.adam1.toFixed(0)} / ${speed.adam2.toFixed(0)} ms, BAdam ${speed.badam1.toFixed(0)} / ${speed.badam2.toFixed(0)} ms)`,
     '',
     '| peak tf.memory() of a steady-state step | peak MB | held between steps MB (state) |',
     '| --- | --- | --- |',
@@ -157,8 +181,8 @@ async function main(): Promise<void> {
     `| BAdam, AdamW base, lowest block | ${MB(blockAdamW.peak)} | ${MB(blockAdamW.heldAfterStep)} |`,
     `| BAdam, tf.train.adam base, lowest block | ${MB(blockTfAdam.peak)} | ${MB(blockTfAdam.heldAfterStep)} |`,
     '',
-    `core's closed-form activation estimate for this workload: ${MB(estimatedActivations)} MB (fp32, eager attention).`,
-  );
+    `core's closed-form activation estimate for this workload: ${MB(estimatedActivations())} MB (fp32, eager attention).`,
+  ];
   console.log(rows.join('\n'));
 }
 

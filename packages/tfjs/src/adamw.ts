@@ -1,10 +1,13 @@
-import { BadamOptionError, isNoDecayParameter } from '@badam/core';
+import { BadamOptionError, isNoDecayParameter, TRAINING_DEFAULTS } from '@badam/core';
 import * as tf from '@tensorflow/tfjs-core';
 import type { NamedTensor } from './named-tensor.js';
 
-/** Options of {@link AdamW}, named like `tf.train.adam`'s arguments plus decoupled weight decay. */
+/**
+ * Options of {@link AdamW}, named like `tf.train.adam`'s arguments plus decoupled weight decay. Defaults are
+ * core's `TRAINING_DEFAULTS.adamw`, the same as an optimizer description's.
+ */
 export interface AdamWOptions {
-  /** Default 1e-3. */
+  /** Default 1e-3 (tf.train.adam's). */
   learningRate?: number;
   /** Default 0.9. */
   beta1?: number;
@@ -12,7 +15,10 @@ export interface AdamWOptions {
   beta2?: number;
   /** Default 1e-8 (as PyTorch; tf.train.adam's default is the backend epsilon, 1e-7). */
   epsilon?: number;
-  /** Decoupled weight decay (`p *= 1 - lr * weightDecay` each step). Default 0.01, as `torch.optim.AdamW`. */
+  /**
+   * Decoupled weight decay (`p *= 1 - lr * weightDecay` each step). Default 0, as Hugging Face's Trainer and
+   * core's optimizer description (`torch.optim.AdamW`'s own default is 0.01: pass it to get that).
+   */
   weightDecay?: number;
   /**
    * Names of variables that get no weight decay. Default: biases and normalisation weights by
@@ -60,7 +66,14 @@ export class AdamW extends tf.Optimizer {
       if (!ok || !Number.isFinite(value)) throw new BadamOptionError(name, value, expected);
       return value;
     };
-    const { learningRate = 1e-3, beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8, weightDecay = 0.01 } = options;
+    const defaults = TRAINING_DEFAULTS.adamw;
+    const {
+      learningRate = defaults.learningRate,
+      beta1 = defaults.betas[0],
+      beta2 = defaults.betas[1],
+      epsilon = defaults.epsilon,
+      weightDecay = defaults.weightDecay,
+    } = options;
     this.learningRate = check('learningRate', learningRate, learningRate >= 0, 'a finite number >= 0');
     this.beta1 = check('beta1', beta1, beta1 >= 0 && beta1 < 1, 'a number in [0, 1)');
     this.beta2 = check('beta2', beta2, beta2 >= 0 && beta2 < 1, 'a number in [0, 1)');

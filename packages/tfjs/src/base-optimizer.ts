@@ -23,13 +23,23 @@ type OptimizerClass = tf.serialization.SerializableConstructor<tf.Optimizer> & {
 
 /**
  * Checks that `optimizer` is an optimizer description (validated by core) or a tf.Optimizer that can be
- * re-created from its config.
+ * re-created from its config, and returns it as given.
  */
 export function validateBaseOptimizer(optimizer: unknown): BaseOptimizer {
-  if (isOptimizerDescription(optimizer)) {
-    resolveOptimizerDescription(optimizer);
-    return optimizer;
-  }
+  resolveBaseOptimizer(optimizer);
+  return optimizer as BaseOptimizer;
+}
+
+/**
+ * A base optimizer as BAdam's engine takes it: a description resolved by core (validated once, defaults
+ * filled in, so that the engine and every block's fresh optimizer take it as it is), or a tf.Optimizer that
+ * can be re-created from its config. `onDeprecated` hears about deprecated description fields.
+ */
+export function resolveBaseOptimizer(
+  optimizer: unknown,
+  onDeprecated?: (message: string) => void,
+): BaseOptimizer {
+  if (isOptimizerDescription(optimizer)) return resolveOptimizerDescription(optimizer, onDeprecated);
   const candidate = optimizer as Partial<tf.Optimizer> | undefined;
   if (
     candidate == null ||
@@ -93,8 +103,10 @@ export function baseOptimizerName(optimizer: BaseOptimizer): string {
 }
 
 /**
- * Sets the learning rate an optimizer uses at its next step. SGD and momentum cache `-lr` as a tensor, so
- * they are updated through their `setLearningRate`; the others read the `learningRate` field each step.
+ * Sets the learning rate an optimizer uses at its next step; `lr` was checked where it entered (the
+ * BlockOptimizer's `lr`, the trainer backend's `learningRate`). SGD and momentum cache `-lr` as a tensor,
+ * so they are updated through their `setLearningRate`; the others (AdamW too: its `setLearningRate` is the
+ * checking entry point for its own users) read the `learningRate` field each step.
  */
 export function setLearningRate(optimizer: tf.Optimizer, lr: number): void {
   const target = optimizer as tf.Optimizer & {
@@ -102,7 +114,8 @@ export function setLearningRate(optimizer: tf.Optimizer, lr: number): void {
     learningRate?: number;
   };
   if (target.learningRate === lr) return;
-  if (typeof target.setLearningRate === 'function') target.setLearningRate(lr);
+  if (typeof target.setLearningRate === 'function' && target.constructor !== AdamW)
+    target.setLearningRate(lr);
   else target.learningRate = lr;
 }
 
@@ -130,7 +143,8 @@ export function deserializeBaseOptimizer(saved: unknown): BaseOptimizer {
     className?: unknown;
     config?: tf.serialization.ConfigDict;
   };
-  if (s.description !== undefined) return validateBaseOptimizer(s.description);
+  // The BlockOptimizer the config makes checks the description.
+  if (s.description !== undefined) return s.description as BaseOptimizer;
   const entry =
     typeof s.className === 'string'
       ? tf.serialization.SerializationMap.getMap().classNameMap[s.className]

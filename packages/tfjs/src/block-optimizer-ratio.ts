@@ -5,8 +5,11 @@ import {
   consoleLog,
   type LogFn,
   type NamedArray,
+  OPTIMIZER_STATE_KEYS,
+  optimizerTensorName,
   optionWithDeprecatedName,
   requireNumber,
+  TRAINING_DEFAULTS,
 } from '@badam/core';
 import { type UpdateMaskOptions, UpdateMaskSchedule, type UpdateMaskState } from '@badam/ratio';
 import * as tf from '@tensorflow/tfjs-core';
@@ -30,7 +33,7 @@ import {
 export interface BlockOptimizerRatioOptions extends UpdateMaskOptions {
   /** The model's parameters as `[name, tf.Variable]` pairs, in model order. */
   namedParameters: readonly NamedVariable[];
-  /** Learning rate. Default 1e-5 (the reference's). */
+  /** Learning rate. Default 1e-5 (the reference's; core's `TRAINING_DEFAULTS.ratio`). */
   learningRate?: number;
   /** @deprecated The old name of `learningRate` (BlockOptimizer's name). */
   lr?: number;
@@ -115,17 +118,20 @@ export class BlockOptimizerRatio extends tf.Optimizer {
     const {
       learningRate,
       lr,
-      betas = [0.9, 0.999],
+      betas = TRAINING_DEFAULTS.adamw.betas,
       epsilon,
       eps: oldEps,
       verbose = 1,
       ...maskOptions
     } = serializable;
     const warn = (message: string) => logFn(`BAdam warning: ${message}`, 'warn');
-    const rate = optionWithDeprecatedName({ learningRate, lr }, 'learningRate', 'lr', warn) ?? 1e-5;
+    const rate =
+      optionWithDeprecatedName({ learningRate, lr }, 'learningRate', 'lr', warn) ??
+      TRAINING_DEFAULTS.ratio.learningRate;
     const eps = requireNumber(
       oldEps !== undefined ? 'eps' : 'epsilon',
-      optionWithDeprecatedName({ epsilon, eps: oldEps }, 'epsilon', 'eps', warn) ?? 1e-8,
+      optionWithDeprecatedName({ epsilon, eps: oldEps }, 'epsilon', 'eps', warn) ??
+        TRAINING_DEFAULTS.adamw.epsilon,
       { min: 0, exclusiveMin: true },
     );
     assertGradientsRegistered();
@@ -249,18 +255,21 @@ export class BlockOptimizerRatio extends tf.Optimizer {
     this.resetState();
   }
 
-  /** The Adam state of the current windows as named arrays (`<name>.exp_avg`, `<name>.exp_avg_sq`), for checkpoints. */
+  /**
+   * The Adam state of the current windows as named arrays under the checkpoint names (`<name>.exp_avg`,
+   * `<name>.exp_avg_sq`: core's `OPTIMIZER_STATE_KEYS`), each of its masked entries only.
+   */
   stateTensors(): NamedArray[] {
     const out: NamedArray[] = [];
     for (const [name, s] of this.states) {
       out.push({
-        name: `${name}.exp_avg`,
+        name: optimizerTensorName(name, OPTIMIZER_STATE_KEYS.expAvg),
         dtype: 'float32',
         shape: [s.m.size],
         data: Float32Array.from(s.m.dataSync()),
       });
       out.push({
-        name: `${name}.exp_avg_sq`,
+        name: optimizerTensorName(name, OPTIMIZER_STATE_KEYS.expAvgSq),
         dtype: 'float32',
         shape: [s.v.size],
         data: Float32Array.from(s.v.dataSync()),
@@ -274,8 +283,8 @@ export class BlockOptimizerRatio extends tf.Optimizer {
     this.resetState();
     const byName = new Map(arrays.map((a) => [a.name, a]));
     for (const p of this.masks.parameters) {
-      const m = byName.get(`${p.name}.exp_avg`);
-      const v = byName.get(`${p.name}.exp_avg_sq`);
+      const m = byName.get(optimizerTensorName(p.name, OPTIMIZER_STATE_KEYS.expAvg));
+      const v = byName.get(optimizerTensorName(p.name, OPTIMIZER_STATE_KEYS.expAvgSq));
       if (m === undefined || v === undefined) continue;
       if (m.data.length !== p.maskSize || v.data.length !== p.maskSize) {
         throw new BadamOptionError(

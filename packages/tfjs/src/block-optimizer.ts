@@ -7,8 +7,10 @@ import {
   type BlockOptimizerState,
   consoleLog,
   type BlockOptimizerOptions as EngineOptions,
+  isOptimizerDescription,
   type LogFn,
   type StepOutcome,
+  TRAINING_DEFAULTS,
 } from '@badam/core';
 import * as tf from '@tensorflow/tfjs-core';
 import {
@@ -16,8 +18,8 @@ import {
   baseOptimizerName,
   deserializeBaseOptimizer,
   learningRateOf,
+  resolveBaseOptimizer,
   serializeBaseOptimizer,
-  validateBaseOptimizer,
 } from './base-optimizer.js';
 import { assertGradientsRegistered } from './gradients-registered.js';
 import type { NamedTensor } from './named-tensor.js';
@@ -95,7 +97,10 @@ export class BlockOptimizer extends tf.Optimizer {
     return 'BlockOptimizer';
   }
 
+  /** The base optimizer as given (what a config saves). */
   private readonly baseOptimizer: BaseOptimizer;
+  /** The same as the engine takes it: a description resolved once, here. */
+  private readonly resolvedBaseOptimizer: BaseOptimizer;
   private readonly options: SerializableOptions;
   private readonly logFn: LogFn;
   private readonly verbose: number;
@@ -118,10 +123,13 @@ export class BlockOptimizer extends tf.Optimizer {
     }
     const { baseOptimizer, namedParameters, logFn, ...serializable } = options;
     assertGradientsRegistered();
-    this.baseOptimizer = validateBaseOptimizer(baseOptimizer);
-    this.options = serializable;
     this.logFn = logFn ?? consoleLog;
-    this.verbose = serializable.verbose ?? 1;
+    this.resolvedBaseOptimizer = resolveBaseOptimizer(baseOptimizer, (message) =>
+      this.logFn(`BAdam warning: ${message}`, 'warn'),
+    );
+    this.baseOptimizer = baseOptimizer;
+    this.options = serializable;
+    this.verbose = serializable.verbose ?? TRAINING_DEFAULTS.verbose;
     this.saved = saved;
     if (saved === undefined) this.bind(validateNamedVariables(namedParameters));
   }
@@ -340,14 +348,17 @@ export class BlockOptimizer extends tf.Optimizer {
   private bind(named: readonly NamedVariable[]): void {
     const trainableFlags = new TrainableFlags(named.map(([, v]) => v));
     const { learningRate, ...engineOptions } = this.options;
+    const base = this.resolvedBaseOptimizer;
+    // A description's learning rate is the engine's default already; a tf.Optimizer's is read from its config.
     const lr =
-      learningRate ?? (engineOptions.lr === undefined ? learningRateOf(this.baseOptimizer) : undefined);
+      learningRate ??
+      (engineOptions.lr === undefined && !isOptimizerDescription(base) ? learningRateOf(base) : undefined);
     const backend = new TfjsBlockBackend(named);
     const engine = new BlockOptimizerEngine(
       {
         ...engineOptions,
         logFn: this.logFn,
-        baseOptimizer: this.baseOptimizer,
+        baseOptimizer: base,
         namedParameters: parameterInfoOf(named),
         ...(lr !== undefined ? { learningRate: lr } : {}),
       },

@@ -40,8 +40,7 @@ export { type NativeMatMulInfo, useNativeMatMul } from './native-kernels.js';
 export { nonFiniteTensors } from './non-finite.js';
 export { exportOptimizerState, importOptimizerState, type ParameterVariable } from './optimizer-state.js';
 export { type PeakMemoryTracker, trackPeakMemory } from './peak-memory.js';
-export { prepareTfjsBackend, TFJS_BACKEND_FLAGS } from './prepare-backend.js';
-export { TFJS_BACKEND_CHOICES, type TfjsBackendChoice, useTfjsBackend } from './runtime.js';
+export { prepareTfjsBackend, TFJS_BACKEND_FLAGS } from './prepare-tfjs-backend.js';
 export { TfjsBlockBackend, type TfjsBlockBackendOptions } from './tfjs-block-backend.js';
 export {
   TfjsTrainerBackend,
@@ -55,3 +54,4 @@ export {
 } from './tfjs-trainer-backend-factory.js';
 export { evaluateHeldOut, type HeldOutEvaluation } from './trainer/evaluate-held-out.js';
 export { evaluateTask } from './trainer/tfjs-training-task.js';
+export { TFJS_BACKEND_CHOICES, type TfjsBackendChoice, useTfjsBackend } from './use-tfjs-backend.js';

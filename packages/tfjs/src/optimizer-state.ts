@@ -19,26 +19,27 @@ export interface ParameterVariable {
  * tfjs's per-variable state names and PyTorch's for the same quantity, per optimizer class, in the group
  * order of the class's `getWeights()` (positional optimizers lay out all of one group, then the next).
  */
+const K = OPTIMIZER_STATE_KEYS;
 const STATE_NAMES: Readonly<Record<string, ReadonlyArray<readonly [tfjs: string, torch: string]>>> = {
   BAdamAdamW: [
-    ['m', OPTIMIZER_STATE_KEYS.expAvg],
-    ['v', OPTIMIZER_STATE_KEYS.expAvgSq],
+    ['m', K.expAvg],
+    ['v', K.expAvgSq],
   ],
   Adam: [
-    ['m', OPTIMIZER_STATE_KEYS.expAvg],
-    ['v', OPTIMIZER_STATE_KEYS.expAvgSq],
+    ['m', K.expAvg],
+    ['v', K.expAvgSq],
   ],
   RMSProp: [
-    ['rms', 'square_avg'],
-    ['momentum', 'momentum_buffer'],
-    ['mg', 'grad_avg'],
+    ['rms', K.squareAvg],
+    ['momentum', K.momentumBuffer],
+    ['mg', K.gradAvg],
   ],
-  Adagrad: [['accumulator', 'sum']],
+  Adagrad: [['accumulator', K.sum]],
   Adadelta: [
-    ['accum_grad', 'square_avg'],
-    ['accum_var', 'acc_delta'],
+    ['accum_grad', K.squareAvg],
+    ['accum_var', K.accDelta],
   ],
-  Momentum: [['momentum', 'momentum_buffer']],
+  Momentum: [['momentum', K.momentumBuffer]],
   SGD: [],
 };
 

@@ -1,6 +1,6 @@
 import type { LogLevel } from '@badam/core';
 import * as tf from '@tensorflow/tfjs';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   AdamW,
   BlockOptimizer,
@@ -231,8 +231,21 @@ describe('BlockOptimizer on tfjs', () => {
     tf.dispose([value, grads]);
     expect(
       () =>
-        new BlockOptimizer({ baseOptimizer: tf.train.sgd(1), namedParameters: model.named, clipGradNorm: 0 }),
-    ).toThrow('clipGradNorm must be a number > 0, got 0');
+        new BlockOptimizer({
+          baseOptimizer: tf.train.sgd(1),
+          namedParameters: model.named,
+          clipGradNorm: -1,
+        }),
+    ).toThrow('clipGradNorm must be a finite number >= 0, got -1 (0 or absent: no clipping)');
+    // 0 is no clipping, as Hugging Face's max_grad_norm 0.
+    const unclipped = new BlockOptimizer({
+      baseOptimizer: tf.train.sgd(1),
+      namedParameters: model.named,
+      clipGradNorm: 0,
+      verbose: 0,
+    });
+    expect(unclipped.engine.clipGradNorm).toBeUndefined();
+    unclipped.dispose();
   });
 
   it('is the optimizer of a LayersModel: compile + fit train only the active block', async () => {
@@ -335,6 +348,42 @@ describe('BlockOptimizer on tfjs', () => {
       new AdamW({ learningRate: 0.02, beta1: 0.8, beta2: 0.99, epsilon: 1e-7, weightDecay: 0.1 }),
     );
     expect(described).toEqual(instance);
+  });
+
+  it('checks the learning rate once, where it is set: the base optimizer takes it as given at every step', () => {
+    const model = createTinyLlama({ ...CONFIG, layers: 2 }, 3);
+    const warnings: string[] = [];
+    const optimizer = new BlockOptimizer({
+      baseOptimizer: { type: 'adamw', learningRate: 0.01, eps: 1e-7 },
+      namedParameters: model.named,
+      switchBlockEvery: 2,
+      verbose: 0,
+      logFn: (m) => warnings.push(m),
+    });
+    // The description is resolved once: its deprecated field is reported once, not by every layer.
+    expect(warnings).toEqual(['BAdam warning: baseOptimizer.eps is deprecated; use epsilon']);
+    const checks = vi.spyOn(AdamW.prototype, 'setLearningRate');
+    try {
+      for (let step = 0; step < 4; step++) {
+        optimizer.lr = 0.01 / (step + 1);
+        const tokens = randomTokens(2, 5, CONFIG.vocab, step);
+        optimizer.minimize(() => model.loss(tokens));
+        tokens.dispose();
+        // Mid-block the update used the rate set; after a block's last step a fresh AdamW waits for its first.
+        expect((optimizer.backend.activeOptimizer as AdamW).learningRate).toBe(
+          step % 2 === 0 ? 0.01 / (step + 1) : 0.01,
+        );
+      }
+      expect(checks).not.toHaveBeenCalled();
+    } finally {
+      checks.mockRestore();
+    }
+    // The setter is the entry point, and it still refuses a bad rate.
+    expect(() => {
+      optimizer.lr = Number.NaN;
+    }).toThrow('lr must be a finite number >= 0, got NaN');
+    optimizer.dispose();
+    model.dispose();
   });
 
   it('rejects bad options with the option, the value and what is allowed', () => {

@@ -43,17 +43,20 @@ function distance(a: string, b: string): number {
 
 /**
  * The known flag a misspelt `name` most likely meant: one that contains it as a word (`task` in
- * `task_name`), else the nearest by edit distance within 4 (and less than the name's length, so that a
- * short name is not "corrected" into an unrelated one).
+ * `task_name`) or starts with it (3 letters or more), else the nearest by edit distance when that distance
+ * is small for the name's length (a third of it, at most 3: `--loging_steps` is `--logging_steps`), so
+ * that a name unlike every flag (`--optim`) gets no suggestion rather than an unrelated one (`--top_p`).
  */
 function nearestFlag(name: string, known: readonly string[]): string | undefined {
   const words = (flag: string) => flag.split('_');
-  const containing = known.filter((flag) => words(flag).includes(name) || flag.startsWith(name));
+  const containing = known.filter(
+    (flag) => words(flag).includes(name) || (name.length >= 3 && flag.startsWith(name)),
+  );
   if (containing.length > 0) return containing.sort((a, b) => a.length - b.length)[0];
   const nearest = [...known].sort((a, b) => distance(name, a) - distance(name, b))[0];
   if (nearest === undefined) return undefined;
   const d = distance(name, nearest);
-  return d <= 4 && d < name.length ? nearest : undefined;
+  return d <= Math.min(3, Math.max(1, Math.floor(name.length / 3))) ? nearest : undefined;
 }
 
 /** Boolean values as Python's argument parsers (LLaMA-Factory, Hugging Face) take them, in any case. */

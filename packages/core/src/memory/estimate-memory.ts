@@ -1,3 +1,4 @@
+import { TRAINING_DEFAULTS } from '../defaults.js';
 import { bytesPerElement } from '../dtype.js';
 import { BadamOptionError } from '../errors.js';
 import { type NamedParameterInfo, numel } from '../parameters.js';
@@ -127,7 +128,7 @@ export function estimateMemory(options: MemoryEstimateOptions): MemoryEstimate {
       break;
     }
     case 'lora': {
-      const rank = requireInteger('loraRank', options.loraRank ?? 8, { min: 1 });
+      const rank = requireInteger('loraRank', options.loraRank ?? TRAINING_DEFAULTS.lora.rank, { min: 1 });
       const targets = options.loraTargets ?? defaultLoraTargets(parameters);
       let adapterElements = 0;
       for (const name of targets) {
@@ -147,16 +148,20 @@ export function estimateMemory(options: MemoryEstimateOptions): MemoryEstimate {
       break;
     }
     case 'ratio': {
-      const ratio = requireNumber('updateRatio', options.updateRatio ?? 0.1, {
+      const ratio = requireNumber('updateRatio', options.updateRatio ?? TRAINING_DEFAULTS.ratio.updateRatio, {
         min: 0,
         max: 1,
         exclusiveMin: true,
       });
-      const maskMode = requireOneOf('maskMode', options.maskMode ?? 'adjacent', [
+      const maskMode = requireOneOf('maskMode', options.maskMode ?? TRAINING_DEFAULTS.ratio.maskMode, [
         'adjacent',
         'scatter',
       ] as const);
-      const threshold = requireInteger('preserveThreshold', options.preserveThreshold ?? 100, { min: 0 });
+      const threshold = requireInteger(
+        'preserveThreshold',
+        options.preserveThreshold ?? TRAINING_DEFAULTS.ratio.preserveThreshold,
+        { min: 0 },
+      );
       let gradients = 0;
       let masked = 0;
       let indices = 0;

@@ -1,3 +1,4 @@
+import { TRAINING_DEFAULTS } from '../defaults.js';
 import { BadamOptionError, BadamStateError } from '../errors.js';
 import { formatCount } from '../format.js';
 import { type NamedParameterInfo, numel, validateNamedParameters } from '../parameters.js';
@@ -17,7 +18,7 @@ import {
   requireNumber,
   requireOneOf,
 } from '../validation.js';
-import type { BlockActivation, BlockBackend, TrainableParameter } from './backend.js';
+import type { BlockActivation, BlockBackend, TrainableParameter } from './block-backend.js';
 import { GradientAccumulation } from './gradient-accumulation.js';
 import { consoleLog, type LogFn } from './log.js';
 import { isOptimizerDescription, resolveOptimizerDescription } from './optimizer-description.js';
@@ -207,9 +208,10 @@ export class BlockOptimizer<
       : undefined;
     this.baseOptimizer = (description ?? options.baseOptimizer) as TBaseOptimizer;
     this.parameters = new Map(named.map((p) => [p.name, p]));
-    const learningRate =
-      optionWithDeprecatedName(options, 'learningRate', 'lr', warn) ?? description?.learningRate;
-    if (learningRate === undefined) {
+    const learningRate = optionWithDeprecatedName(options, 'learningRate', 'lr', warn);
+    // The description's learning rate was validated with it.
+    const fallback = description?.learningRate;
+    if (learningRate === undefined && fallback === undefined) {
       throw new BadamOptionError(
         'learningRate',
         undefined,
@@ -217,24 +219,26 @@ export class BlockOptimizer<
         "set it here or as the optimizer description's learningRate",
       );
     }
-    this.learningRate = requireNumber('learningRate', learningRate, { min: 0 });
+    this.learningRate =
+      learningRate === undefined ? fallback! : requireNumber('learningRate', learningRate, { min: 0 });
     this.switchBlockEvery = validateSwitchBlockEvery(
-      optionWithDeprecatedName(options, 'switchBlockEvery', 'switchEvery', warn) ?? 50,
+      optionWithDeprecatedName(options, 'switchBlockEvery', 'switchEvery', warn) ??
+        TRAINING_DEFAULTS.switchBlockEvery,
     );
-    this.switchMode = requireOneOf('switchMode', options.switchMode ?? 'ascending', [
+    this.switchMode = requireOneOf('switchMode', options.switchMode ?? TRAINING_DEFAULTS.switchMode, [
       'ascending',
       'descending',
       'random',
       'fixed',
     ] as const);
-    this.verbose = requireOneOf('verbose', options.verbose ?? 1, [0, 1, 2] as const);
+    this.verbose = requireOneOf('verbose', options.verbose ?? TRAINING_DEFAULTS.verbose, [0, 1, 2] as const);
     this.accumulation = new GradientAccumulation({
-      steps: options.gradientAccumulationSteps ?? 1,
+      steps: options.gradientAccumulationSteps,
       maxGradNorm: options.clipGradNorm,
     });
     this.gradientAccumulationSteps = this.accumulation.steps;
     this.clipGradNorm = this.accumulation.maxGradNorm;
-    const seed = requireInteger('seed', options.seed ?? 42, { min: 0 });
+    const seed = requireInteger('seed', options.seed ?? TRAINING_DEFAULTS.seed, { min: 0 });
 
     this.partition = BlockPartition.create(
       named.map((p) => p.name),

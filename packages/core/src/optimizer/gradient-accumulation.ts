@@ -1,3 +1,4 @@
+import { TRAINING_DEFAULTS } from '../defaults.js';
 import { BadamOptionError } from '../errors.js';
 import { requireInteger } from '../validation.js';
 
@@ -18,7 +19,8 @@ export interface UpdateScale {
  * Backends sum the micro-batch gradients unscaled; at the update they report the sum's squared L2 norm,
  * and the gradients are multiplied once by {@link UpdateScale.gradientScale}. That scale is `1 / G`, and
  * with `maxGradNorm` also `torch.nn.utils.clip_grad_norm_`'s coefficient
- * `min(1, maxGradNorm / (norm + 1e-6))` of the mean gradient's norm.
+ * `min(1, maxGradNorm / (norm + 1e-6))` of the mean gradient's norm. A `maxGradNorm` of 0 clips nothing,
+ * as an absent one (Hugging Face's `max_grad_norm 0`).
  *
  * @example
  * ```ts
@@ -37,13 +39,13 @@ export class GradientAccumulation {
   readonly maxGradNorm: number | undefined;
   private counted = 0;
 
-  constructor(options: { steps?: number; maxGradNorm?: number | undefined } = {}) {
-    this.steps = requireInteger('gradientAccumulationSteps', options.steps ?? 1, { min: 1 });
-    const max = options.maxGradNorm;
-    if (max !== undefined && (typeof max !== 'number' || !(max > 0) || !Number.isFinite(max))) {
-      throw new BadamOptionError('clipGradNorm', max, 'a number > 0', 'leave it out to not clip');
-    }
-    this.maxGradNorm = max;
+  constructor(options: { steps?: number | undefined; maxGradNorm?: number | undefined } = {}) {
+    this.steps = requireInteger(
+      'gradientAccumulationSteps',
+      options.steps ?? TRAINING_DEFAULTS.gradientAccumulationSteps,
+      { min: 1 },
+    );
+    this.maxGradNorm = clipGradNormOf(options.maxGradNorm);
   }
 
   /** Micro-batches counted toward the next update. */
@@ -78,4 +80,18 @@ export class GradientAccumulation {
     const factor = Number.isNaN(clipCoefficient) ? 1 : clipCoefficient;
     return { gradientScale: mean * factor, gradNorm, clipCoefficient: factor };
   }
+}
+
+/**
+ * A clipping threshold as the optimizers keep it: undefined for no clipping (absent or 0, as Hugging Face's
+ * `max_grad_norm 0`), else the norm.
+ *
+ * @throws BadamOptionError for a negative, infinite or non-numeric value.
+ */
+export function clipGradNormOf(value: unknown): number | undefined {
+  if (value === undefined || value === TRAINING_DEFAULTS.clipGradNorm) return undefined;
+  if (typeof value !== 'number' || !(value > 0) || !Number.isFinite(value)) {
+    throw new BadamOptionError('clipGradNorm', value, 'a finite number >= 0', '0 or absent: no clipping');
+  }
+  return value;
 }

@@ -1,3 +1,4 @@
+import { TRAINING_DEFAULTS } from '../defaults.js';
 import { BadamOptionError } from '../errors.js';
 import { requireNumber } from '../validation.js';
 import type { ResolvedAdamWConfig } from './adamw.js';
@@ -5,8 +6,8 @@ import type { ResolvedAdamWConfig } from './adamw.js';
 /**
  * The base optimizer as plain data, the same on every backend: core's ReferenceBackend and @badam/cuda
  * run it themselves, @badam/tfjs builds its AdamW from it. Field names follow TensorFlow.js's optimizers
- * (`learningRate`, `epsilon`) and PyTorch's `betas`; defaults follow `torch.optim.AdamW` except
- * `weightDecay`, which is 0 as in Hugging Face's Trainer.
+ * (`learningRate`, `epsilon`) and PyTorch's `betas`; defaults are core's `TRAINING_DEFAULTS.adamw`
+ * (`torch.optim.AdamW`'s, except `weightDecay`, which is 0 as in Hugging Face's Trainer).
  *
  * @example
  * ```ts
@@ -62,9 +63,16 @@ export function isOptimizerDescription(value: unknown): value is OptimizerDescri
   return proto === Object.prototype || proto === null;
 }
 
+/** The descriptions {@link resolveOptimizerDescription} made (frozen): valid as they are. */
+const RESOLVED = new WeakSet<object>();
+
 /**
  * Validates an {@link OptimizerDescription} and fills in its defaults. The deprecated field names
  * `beta1`, `beta2` and `eps` are still read; `onDeprecated` hears about each one used.
+ *
+ * The result is frozen, and resolving it again returns it as it is: a description is validated once, where
+ * it enters (a plan, a BlockOptimizer), and the layers it is handed down to (the optimizer engine, a
+ * backend's update at every block) do not check it again.
  *
  * @throws BadamOptionError naming the field, its value and what is allowed.
  */
@@ -72,6 +80,7 @@ export function resolveOptimizerDescription(
   description: OptimizerDescription = {},
   onDeprecated?: (message: string) => void,
 ): ResolvedOptimizerDescription {
+  if (RESOLVED.has(description)) return description as ResolvedOptimizerDescription;
   if (!isOptimizerDescription(description)) {
     throw new BadamOptionError(
       'baseOptimizer',
@@ -109,7 +118,8 @@ export function resolveOptimizerDescription(
   if (d.epsilon !== undefined && d.eps !== undefined) {
     throw new BadamOptionError('baseOptimizer.eps', d.eps, 'absent when epsilon is given');
   }
-  let betas: [unknown, unknown] = [d.beta1 ?? 0.9, d.beta2 ?? 0.999];
+  const defaults = TRAINING_DEFAULTS.adamw;
+  let betas: [unknown, unknown] = [d.beta1 ?? defaults.betas[0], d.beta2 ?? defaults.betas[1]];
   if (d.betas !== undefined) {
     if (!Array.isArray(d.betas) || d.betas.length !== 2) {
       throw new BadamOptionError('baseOptimizer.betas', d.betas, 'two numbers [beta1, beta2] in [0, 1)');
@@ -117,7 +127,7 @@ export function resolveOptimizerDescription(
     betas = [d.betas[0], d.betas[1]];
   }
   const inUnit = { min: 0, max: 1, exclusiveMax: true };
-  return {
+  const resolved: ResolvedOptimizerDescription = {
     type: 'adamw',
     learningRate:
       d.learningRate === undefined
@@ -129,14 +139,19 @@ export function resolveOptimizerDescription(
     ],
     epsilon: requireNumber(
       `baseOptimizer.${d.eps !== undefined ? 'eps' : 'epsilon'}`,
-      d.epsilon ?? d.eps ?? 1e-8,
+      d.epsilon ?? d.eps ?? defaults.epsilon,
       {
         min: 0,
         exclusiveMin: true,
       },
     ),
-    weightDecay: requireNumber('baseOptimizer.weightDecay', d.weightDecay ?? 0, { min: 0 }),
+    weightDecay: requireNumber('baseOptimizer.weightDecay', d.weightDecay ?? defaults.weightDecay, {
+      min: 0,
+    }),
   };
+  Object.freeze(resolved.betas);
+  RESOLVED.add(Object.freeze(resolved));
+  return resolved;
 }
 
 /** The AdamW hyperparameters of a description, as {@link adamwUpdate} takes them. */

@@ -1,3 +1,4 @@
+import { TRAINING_DEFAULTS } from '../defaults.js';
 import { BadamOptionError, BadamPartitionError } from '../errors.js';
 import { requireBoolean, requireStringArray } from '../validation.js';
 import { isLoraParameter } from './parameter-roles.js';
@@ -84,7 +85,10 @@ export class BlockPartition {
     }
     const prefixLists =
       blockPrefixList === undefined
-        ? blockPrefixesForPreset(names, preset ?? 'layer', { includeEmbedding, includeLmHead })
+        ? blockPrefixesForPreset(names, preset ?? TRAINING_DEFAULTS.partition, {
+            includeEmbedding,
+            includeLmHead,
+          })
         : validatePrefixList(blockPrefixList);
     if (prefixLists.length === 0) {
       throw new BadamPartitionError(

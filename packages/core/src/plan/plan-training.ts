@@ -1,4 +1,6 @@
+import { TRAINING_DEFAULTS } from '../defaults.js';
 import { BadamOptionError } from '../errors.js';
+import { clipGradNormOf } from '../optimizer/gradient-accumulation.js';
 import { consoleLog, type LogFn } from '../optimizer/log.js';
 import { resolveOptimizerDescription } from '../optimizer/optimizer-description.js';
 import type { MaskMode, UpdateMaskOptions } from '../optimizer/update-mask-options.js';
@@ -6,7 +8,7 @@ import { type NamedParameterInfo, validateNamedParameters } from '../parameters.
 import { BlockPartition } from '../partition/block-partition.js';
 import { isTrainedByRatio } from '../partition/ratio-trained.js';
 import type { SwitchMode } from '../schedule/block-schedule.js';
-import { suggestSwitchBlockEvery } from '../switch-block-every.js';
+import { suggestSwitchBlockEvery } from '../schedule/suggest-switch-block-every.js';
 import { requireOneOf } from '../validation.js';
 import {
   FINE_TUNING_METHOD_SPECS,
@@ -25,13 +27,17 @@ export interface TrainingSettings {
   readonly method: FineTuningMethod;
   /** Learning rate of the first step (schedules change it later). */
   readonly learningRate: number;
-  /** AdamW's decoupled weight decay (skipped for biases and norms; the ratio has none). Default 0. */
+  /** AdamW's decoupled weight decay (skipped for biases and norms; the ratio has none). Default 0: none. */
   readonly weightDecay?: number;
+  /** Adam's beta1 and beta2, for AdamW and the ratio's sparse Adam alike. Default `[0.9, 0.999]`. */
+  readonly betas?: readonly [number, number];
+  /** Adam's epsilon, added to the denominator, for AdamW and the ratio's sparse Adam alike. Default 1e-8. */
+  readonly epsilon?: number;
   /** Seed of the block order and the scatter permutations. Default 42. */
   readonly seed?: number;
   /** Micro-batches per optimizer step. Default 1. */
   readonly gradientAccumulationSteps?: number;
-  /** Clip each update's mean gradient to this global L2 norm. Default: no clipping. */
+  /** Clip each update's mean gradient to this global L2 norm. Absent or 0: no clipping. */
   readonly clipGradNorm?: number;
   /**
    * K: BAdam's optimizer steps per block, the ratio's steps per window. Unset: BAdam takes
@@ -74,7 +80,8 @@ export interface TrainingPlanInput {
 
 /**
  * Plans a run: the method's optimizer with its options (BAdam's block schedule, full Adam and LoRA as one
- * block that never switches, or the ratio's masks), the base optimizer (AdamW), accumulation, clipping and
+ * block that never switches, or the ratio's masks), the base optimizer (AdamW with the settings' betas and
+ * epsilon, which the ratio's sparse Adam takes too), accumulation, clipping and
  * seed, and the partition the plan produces. Backend-neutral: a backend's factory builds the plan's
  * optimizer on its tensors. When BAdam's K is suggested, a line says which K and why.
  *
@@ -102,23 +109,26 @@ export function planTraining(input: TrainingPlanInput): TrainingPlan {
   const baseOptimizer = resolveOptimizerDescription({
     type: 'adamw',
     learningRate: settings.learningRate,
-    weightDecay: settings.weightDecay ?? 0,
+    ...(settings.weightDecay !== undefined ? { weightDecay: settings.weightDecay } : {}),
+    ...(settings.betas !== undefined ? { betas: settings.betas } : {}),
+    ...(settings.epsilon !== undefined ? { epsilon: settings.epsilon } : {}),
   }) as TrainingPlan['baseOptimizer'];
   const common = {
     method,
     label: spec.label,
     parameters,
     baseOptimizer,
-    gradientAccumulationSteps: settings.gradientAccumulationSteps ?? 1,
-    clipGradNorm: settings.clipGradNorm,
-    seed: settings.seed ?? 42,
+    gradientAccumulationSteps:
+      settings.gradientAccumulationSteps ?? TRAINING_DEFAULTS.gradientAccumulationSteps,
+    clipGradNorm: clipGradNormOf(settings.clipGradNorm),
+    seed: settings.seed ?? TRAINING_DEFAULTS.seed,
     logFn,
   };
   const partition = input.partition ?? {};
   const names = parameters.map((p) => p.name);
   if (spec.optimizer === 'ratio') {
     const masks: UpdateMaskOptions = {
-      switchBlockEvery: settings.switchBlockEvery ?? 100,
+      switchBlockEvery: settings.switchBlockEvery ?? TRAINING_DEFAULTS.ratio.switchBlockEvery,
       seed: common.seed,
       includeEmbedding: partition.includeEmbedding ?? false,
       includeLmHead: partition.includeLmHead ?? false,
@@ -128,7 +138,11 @@ export function planTraining(input: TrainingPlanInput): TrainingPlan {
     const trained = names.filter((name) => isTrainedByRatio(name, masks));
     return {
       ...common,
-      optimizer: { kind: 'ratio', masks, verbose: (settings.verbose ?? 1) >= 1 ? 1 : 0 },
+      optimizer: {
+        kind: 'ratio',
+        masks,
+        verbose: (settings.verbose ?? TRAINING_DEFAULTS.verbose) >= 1 ? 1 : 0,
+      },
       partition: { groups: [trained], frozenNames: names.filter((name) => !trained.includes(name)) },
     };
   }
@@ -136,7 +150,7 @@ export function planTraining(input: TrainingPlanInput): TrainingPlan {
     baseOptimizer,
     seed: common.seed,
     gradientAccumulationSteps: common.gradientAccumulationSteps,
-    ...(settings.clipGradNorm !== undefined ? { clipGradNorm: settings.clipGradNorm } : {}),
+    ...(common.clipGradNorm !== undefined ? { clipGradNorm: common.clipGradNorm } : {}),
     logFn,
   };
   let options: PlannedBlockOptimizerOptions;
@@ -152,9 +166,9 @@ export function planTraining(input: TrainingPlanInput): TrainingPlan {
       ...shared,
       ...layout,
       switchBlockEvery: settings.switchBlockEvery ?? defaultK(input, blocks.blocks.length, logFn),
-      switchMode: settings.switchMode ?? 'ascending',
+      switchMode: settings.switchMode ?? TRAINING_DEFAULTS.switchMode,
       ...(settings.startBlock !== undefined ? { startBlock: settings.startBlock } : {}),
-      verbose: settings.verbose ?? 1,
+      verbose: settings.verbose ?? TRAINING_DEFAULTS.verbose,
     };
   } else {
     // Full Adam and LoRA: one block of every parameter, never switching. In LoRA mode only the adapters
@@ -181,7 +195,7 @@ export function planTraining(input: TrainingPlanInput): TrainingPlan {
 
 /** BAdam's K when the settings give none: the caller's number, or core's suggestion with a line saying why. */
 function defaultK(input: TrainingPlanInput, blockCount: number, logFn: LogFn): number {
-  const fallback = input.defaultSwitchBlockEvery ?? 50;
+  const fallback = input.defaultSwitchBlockEvery ?? TRAINING_DEFAULTS.switchBlockEvery;
   if (fallback !== 'suggest') return fallback;
   const { settings } = input;
   if (input.trainExamples === undefined) {
@@ -192,7 +206,9 @@ function defaultK(input: TrainingPlanInput, blockCount: number, logFn: LogFn): n
       'give trainExamples, or a number as defaultSwitchBlockEvery or settings.switchBlockEvery',
     );
   }
-  const effectiveBatchSize = (settings.batchSize ?? 1) * (settings.gradientAccumulationSteps ?? 1);
+  const effectiveBatchSize =
+    (settings.batchSize ?? 1) *
+    (settings.gradientAccumulationSteps ?? TRAINING_DEFAULTS.gradientAccumulationSteps);
   const k = suggestSwitchBlockEvery({
     examples: input.trainExamples,
     effectiveBatchSize,

@@ -1,3 +1,4 @@
+import { adamStateTensors, readAdamState, tensorsByName } from '../checkpoint/optimizer-tensors.js';
 import { bytesPerElement } from '../dtype.js';
 import { BadamOptionError, BadamStateError } from '../errors.js';
 import type { NamedArray } from '../named-array.js';
@@ -9,9 +10,8 @@ import type {
   BlockUpdate,
   CheckpointableBlockBackend,
   MemoryKind,
-} from '../optimizer/backend.js';
+} from '../optimizer/block-backend.js';
 import { adamwConfigOf, type OptimizerDescription } from '../optimizer/optimizer-description.js';
-import { adamStateTensors, readAdamState, tensorsByName } from '../optimizer/optimizer-tensors.js';
 import { type NamedParameterInfo, numel, validateNamedParameters } from '../parameters.js';
 
 /** A parameter with its values, as {@link ReferenceBackend} stores it. */

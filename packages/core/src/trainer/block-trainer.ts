@@ -1,6 +1,6 @@
 import { BadamOptionError, BadamStateError } from '../errors.js';
 import type { NamedArray } from '../named-array.js';
-import type { BackendMemoryReport, CheckpointableBlockBackend } from '../optimizer/backend.js';
+import type { BackendMemoryReport, CheckpointableBlockBackend } from '../optimizer/block-backend.js';
 import type { BlockOptimizer, BlockOptimizerState } from '../optimizer/block-optimizer.js';
 import { numel } from '../parameters.js';
 import type {

@@ -1,5 +1,5 @@
 import type { NamedArray } from '../named-array.js';
-import type { BackendMemoryReport } from '../optimizer/backend.js';
+import type { BackendMemoryReport } from '../optimizer/block-backend.js';
 
 /** What one forward + backward pass on a micro-batch produced. */
 export interface MicroBatchResult {

@@ -1,4 +1,4 @@
-import type { BackendMemoryReport } from '../optimizer/backend.js';
+import type { BackendMemoryReport } from '../optimizer/block-backend.js';
 import type { TrainerState } from './trainer-state.js';
 
 /** Where the run stands, handed to every callback. */
@@ -71,13 +71,13 @@ export type LossVerdict = 'keep' | 'skip' | 'stop';
  */
 export interface TrainerCallback {
   /**
-   * Key under which the trainer keeps this callback's {@link TrainerCallback.saveState} in checkpoints, so
+   * Key under which the trainer keeps this callback's `saveState()` in checkpoints, so
    * that counters such as early stopping's patience survive a resume. Callbacks without it keep no state.
    */
   readonly stateKey?: string;
   /** Plain-data state to store in checkpoints. */
   saveState?(): unknown;
-  /** Restores what {@link TrainerCallback.saveState} returned, on resume. */
+  /** Restores what `saveState()` returned, on resume. */
   loadState?(state: unknown): void;
   onTrainBegin?(context: TrainerContext): void | Promise<void>;
   onStepBegin?(context: TrainerContext): void | Promise<void>;

@@ -1,7 +1,7 @@
 import type { LogEntry } from './trainer-callback.js';
 
 /**
- * The trainer's own resumable state (saved as `trainer_state.json` in checkpoints): where in the data the
+ * The trainer's own resumable state (saved as `badam_trainer_state.json` in checkpoints): where in the data the
  * run stands, counters, and the log history.
  */
 export interface TrainerState {

@@ -1,7 +1,8 @@
+import type { Checkpoint, CheckpointStore } from '../checkpoint/checkpoint-store.js';
+import { TRAINING_DEFAULTS } from '../defaults.js';
 import { BadamOptionError, BadamStateError } from '../errors.js';
 import { nonFiniteArrays } from '../named-array.js';
 import { requireInteger, requireNumber } from '../validation.js';
-import type { Checkpoint, CheckpointStore } from './checkpoint-store.js';
 import type { DataSource } from './data-source.js';
 import type { TrainerBackend } from './trainer-backend.js';
 import type {
@@ -130,7 +131,11 @@ export class Trainer<TBatch> {
     this.backend = backend;
     this.options = options;
     this.callbacks = options.callbacks ?? [];
-    this.loggingSteps = requireInteger('loggingSteps', options.loggingSteps ?? 10, { min: 1 });
+    this.loggingSteps = requireInteger(
+      'loggingSteps',
+      options.loggingSteps ?? TRAINING_DEFAULTS.trainer.loggingSteps,
+      { min: 1 },
+    );
     this.evalSteps =
       options.evalSteps === undefined
         ? undefined
@@ -153,7 +158,10 @@ export class Trainer<TBatch> {
     if (options.maxSteps !== undefined) {
       maxSteps = requireInteger('maxSteps', options.maxSteps, { min: 1 });
     } else {
-      const epochs = requireNumber('numEpochs', options.numEpochs ?? 1, { min: 0, exclusiveMin: true });
+      const epochs = requireNumber('numEpochs', options.numEpochs ?? TRAINING_DEFAULTS.trainer.numEpochs, {
+        min: 0,
+        exclusiveMin: true,
+      });
       if (epochLength === undefined) {
         throw new BadamOptionError('maxSteps', undefined, 'set when the training data has no known length');
       }
@@ -198,97 +206,37 @@ export class Trainer<TBatch> {
     this.sessionStart = Date.now();
     this.sessionTokens = 0;
     this.elapsedBefore = this.trainerState.elapsedMs;
-    const g = this.backend.gradientAccumulationSteps;
-    const state = this.trainerState;
-    let lastCheckpoint: string | undefined;
-    let lastEvalStep = -1;
-    // The checkpoint resumed from is this step's save: a run resumed at its last step (killed before its
-    // final save) saves nothing again, which would replace that checkpoint and cut its timeline.
-    let lastSaveStep = options.resumeFrom !== undefined ? state.globalStep : -1;
-    let logLossSum = 0;
-    let logSteps = 0;
-    let trainLossSum = 0;
-    let trainSteps = 0;
-
+    const session: TrainSession = {
+      accumulationSteps: this.backend.gradientAccumulationSteps,
+      lastCheckpoint: undefined,
+      lastEvalStep: -1,
+      // The checkpoint resumed from is this step's save: a run resumed at its last step (killed before its
+      // final save) saves nothing again, which would replace that checkpoint and cut its timeline.
+      lastSaveStep: options.resumeFrom !== undefined ? this.trainerState.globalStep : -1,
+      logLossSum: 0,
+      logSteps: 0,
+      trainLossSum: 0,
+      trainSteps: 0,
+      stepLossSum: 0,
+      stepMicro: 0,
+    };
     await this.emit('onTrainBegin');
-    let stepLossSum = 0;
-    let stepMicro = 0;
-    training: while (state.globalStep < state.maxSteps && this.control.stopReason === undefined) {
+    await this.runEpochs(session);
+    if (session.stepMicro > 0) await this.backend.discardGradients(); // a partial step left at the very end
+    await this.finish(session);
+    return this.result(session);
+  }
+
+  /** The epochs: every micro-batch not consumed before a checkpoint, until training ends. */
+  private async runEpochs(session: TrainSession): Promise<void> {
+    const state = this.trainerState;
+    while (state.globalStep < state.maxSteps && this.control.stopReason === undefined) {
       let index = 0;
       let yielded = false;
       for await (const batch of this.options.trainData.batches(state.epoch)) {
         yielded = true;
         if (index++ < state.microBatchInEpoch) continue; // consumed before the checkpoint
-        if (stepMicro === 0) {
-          this.lastLr = this.options.lrSchedule
-            ? this.options.lrSchedule(state.globalStep)
-            : this.backend.learningRate;
-          this.backend.learningRate = this.lastLr;
-          await this.emit('onStepBegin');
-        }
-        const { loss, tokens } = await this.backend.forwardBackward(batch);
-        state.microBatchInEpoch += 1;
-        const verdict = await this.lossVerdict(loss);
-        if (verdict !== 'keep') {
-          await this.backend.discardGradients();
-          state.skippedMicroBatches += 1;
-          stepLossSum = 0;
-          stepMicro = 0;
-          if (verdict === 'stop') {
-            this.control.stop(`training stopped on a loss of ${loss}`);
-            this.control.diverged = true;
-            break training;
-          }
-          continue;
-        }
-        stepLossSum += loss;
-        stepMicro += 1;
-        state.tokensSeen += tokens;
-        this.sessionTokens += tokens;
-        const result = await this.backend.step();
-        if (!result.applied) continue;
-        if (stepMicro !== g) {
-          throw new BadamStateError(
-            `the backend applied an update after ${stepMicro} micro-batches, but gradientAccumulationSteps is ${g}`,
-          );
-        }
-        state.globalStep += 1;
-        this.lastLoss = stepLossSum / stepMicro;
-        stepLossSum = 0;
-        stepMicro = 0;
-        this.gradNorm = result.gradNorm;
-        this.activeBlock = result.activeBlock;
-        logLossSum += this.lastLoss;
-        logSteps += 1;
-        trainLossSum += this.lastLoss;
-        trainSteps += 1;
-        state.elapsedMs = this.elapsedBefore + (Date.now() - this.sessionStart);
-        // Let timers, I/O and signal handlers (Ctrl-C) run between steps: every await above may resolve
-        // synchronously, which would starve them for the whole run.
-        await yieldToEventLoop();
-        await this.emit('onStepEnd');
-        if (result.switched && result.updatedBlock !== undefined && result.activeBlock !== undefined) {
-          await this.emit('onBlockSwitch', { from: result.updatedBlock, to: result.activeBlock });
-        }
-        const last = state.globalStep >= state.maxSteps;
-        if (state.globalStep % this.loggingSteps === 0 || last) {
-          await this.log({ loss: logLossSum / logSteps });
-          logLossSum = 0;
-          logSteps = 0;
-        }
-        const evalDue = this.evalSteps !== undefined && state.globalStep % this.evalSteps === 0;
-        if (this.options.evalData !== undefined && (evalDue || this.control.evaluateRequested)) {
-          this.control.evaluateRequested = false;
-          await this.evaluate();
-          lastEvalStep = state.globalStep;
-        }
-        const saveDue = this.saveSteps !== undefined && state.globalStep % this.saveSteps === 0;
-        if (this.options.checkpoints !== undefined && (saveDue || this.control.saveRequested)) {
-          this.control.saveRequested = false;
-          lastCheckpoint = (await this.save()) ?? lastCheckpoint;
-          lastSaveStep = state.globalStep;
-        }
-        if (last || this.control.stopReason !== undefined) break training;
+        if ((await this.microBatch(batch, session)) === 'end') return;
       }
       if (!yielded) {
         throw new BadamOptionError(
@@ -300,31 +248,121 @@ export class Trainer<TBatch> {
       state.epoch += 1;
       state.microBatchInEpoch = 0;
     }
-    if (stepMicro > 0) await this.backend.discardGradients(); // a partial step left at the very end
+  }
 
-    const diverged = () => this.control.diverged;
+  /**
+   * One micro-batch: the step's learning rate when it starts one, forward and backward, the callbacks'
+   * verdict on its loss (a skipped one drops the step's gradients), and the optimizer step once the
+   * accumulation is complete. `'end'` when training ends here.
+   */
+  private async microBatch(batch: TBatch, session: TrainSession): Promise<'next' | 'end'> {
+    const state = this.trainerState;
+    if (session.stepMicro === 0) {
+      this.lastLr = this.options.lrSchedule
+        ? this.options.lrSchedule(state.globalStep)
+        : this.backend.learningRate;
+      this.backend.learningRate = this.lastLr;
+      await this.emit('onStepBegin');
+    }
+    const { loss, tokens } = await this.backend.forwardBackward(batch);
+    state.microBatchInEpoch += 1;
+    const verdict = await this.lossVerdict(loss);
+    if (verdict !== 'keep') {
+      await this.backend.discardGradients();
+      state.skippedMicroBatches += 1;
+      session.stepLossSum = 0;
+      session.stepMicro = 0;
+      if (verdict === 'skip') return 'next';
+      this.control.stop(`training stopped on a loss of ${loss}`);
+      this.control.diverged = true;
+      return 'end';
+    }
+    session.stepLossSum += loss;
+    session.stepMicro += 1;
+    state.tokensSeen += tokens;
+    this.sessionTokens += tokens;
+    const result = await this.backend.step();
+    if (!result.applied) return 'next';
+    if (session.stepMicro !== session.accumulationSteps) {
+      throw new BadamStateError(
+        `the backend applied an update after ${session.stepMicro} micro-batches, but gradientAccumulationSteps is ${session.accumulationSteps}`,
+      );
+    }
+    state.globalStep += 1;
+    this.lastLoss = session.stepLossSum / session.stepMicro;
+    session.stepLossSum = 0;
+    session.stepMicro = 0;
+    this.gradNorm = result.gradNorm;
+    this.activeBlock = result.activeBlock;
+    session.logLossSum += this.lastLoss;
+    session.logSteps += 1;
+    session.trainLossSum += this.lastLoss;
+    session.trainSteps += 1;
+    state.elapsedMs = this.elapsedBefore + (Date.now() - this.sessionStart);
+    // Let timers, I/O and signal handlers (Ctrl-C) run between steps: every await above may resolve
+    // synchronously, which would starve them for the whole run.
+    await yieldToEventLoop();
+    await this.emit('onStepEnd');
+    if (result.switched && result.updatedBlock !== undefined && result.activeBlock !== undefined) {
+      await this.emit('onBlockSwitch', { from: result.updatedBlock, to: result.activeBlock });
+    }
+    return this.afterStep(session);
+  }
+
+  /** What follows an optimizer step when due: its log line, an evaluation, a checkpoint. */
+  private async afterStep(session: TrainSession): Promise<'next' | 'end'> {
+    const state = this.trainerState;
+    const last = state.globalStep >= state.maxSteps;
+    if (state.globalStep % this.loggingSteps === 0 || last) {
+      await this.log({ loss: session.logLossSum / session.logSteps });
+      session.logLossSum = 0;
+      session.logSteps = 0;
+    }
+    const evalDue = this.evalSteps !== undefined && state.globalStep % this.evalSteps === 0;
+    if (this.options.evalData !== undefined && (evalDue || this.control.evaluateRequested)) {
+      this.control.evaluateRequested = false;
+      await this.evaluate();
+      session.lastEvalStep = state.globalStep;
+    }
+    const saveDue = this.saveSteps !== undefined && state.globalStep % this.saveSteps === 0;
+    if (this.options.checkpoints !== undefined && (saveDue || this.control.saveRequested)) {
+      this.control.saveRequested = false;
+      session.lastCheckpoint = (await this.save()) ?? session.lastCheckpoint;
+      session.lastSaveStep = state.globalStep;
+    }
+    return last || this.control.stopReason !== undefined ? 'end' : 'next';
+  }
+
+  /** The end of a run that did not diverge: a last evaluation and checkpoint unless its last step had them. */
+  private async finish(session: TrainSession): Promise<void> {
+    const state = this.trainerState;
     if (
       this.options.evalData !== undefined &&
       (this.options.evalAtEnd ?? true) &&
-      lastEvalStep !== state.globalStep &&
-      !diverged()
+      session.lastEvalStep !== state.globalStep &&
+      !this.control.diverged
     ) {
       await this.evaluate();
     }
     if (
       this.options.checkpoints !== undefined &&
       (this.options.saveAtEnd ?? true) &&
-      lastSaveStep !== state.globalStep &&
-      !diverged()
+      session.lastSaveStep !== state.globalStep &&
+      !this.control.diverged
     ) {
-      lastCheckpoint = (await this.save()) ?? lastCheckpoint;
+      session.lastCheckpoint = (await this.save()) ?? session.lastCheckpoint;
     }
     state.elapsedMs = this.elapsedBefore + (Date.now() - this.sessionStart);
     await this.emit('onTrainEnd');
+  }
+
+  /** What {@link train} returns: Hugging Face's train_* metrics and the last evaluation's eval_* ones. */
+  private result(session: TrainSession): TrainResult {
+    const state = this.trainerState;
     const seconds = (Date.now() - this.sessionStart) / 1000;
     const evalMetrics = [...state.logHistory].reverse().find((e) => e.eval_loss !== undefined);
     const metrics: Record<string, number> = {
-      train_loss: trainSteps > 0 ? trainLossSum / trainSteps : Number.NaN,
+      train_loss: session.trainSteps > 0 ? session.trainLossSum / session.trainSteps : Number.NaN,
       train_runtime: seconds,
       train_tokens_per_second: seconds > 0 ? this.sessionTokens / seconds : 0,
       train_steps: state.globalStep,
@@ -335,7 +373,13 @@ export class Trainer<TBatch> {
         if (key.startsWith('eval_') && typeof value === 'number') metrics[key] = value;
       }
     }
-    return { state, stopReason: this.control.stopReason, metrics, lastCheckpoint, diverged: diverged() };
+    return {
+      state,
+      stopReason: this.control.stopReason,
+      metrics,
+      lastCheckpoint: session.lastCheckpoint,
+      diverged: this.control.diverged,
+    };
   }
 
   /** Loss and metrics over the evaluation data (weighted by each batch's weight); logged and sent to callbacks. */
@@ -486,6 +530,25 @@ export class Trainer<TBatch> {
       if (hook !== undefined) await hook.call(callback, context, ...args);
     }
   }
+}
+
+/** What one call of {@link Trainer.train} counts as it goes. */
+interface TrainSession {
+  /** G, micro-batches per optimizer step. */
+  readonly accumulationSteps: number;
+  /** The last checkpoint saved in this session. */
+  lastCheckpoint: string | undefined;
+  /** Steps of the last evaluation and the last save (-1: none yet). */
+  lastEvalStep: number;
+  lastSaveStep: number;
+  /** Loss of the steps since the last log line, and of every step of the session. */
+  logLossSum: number;
+  logSteps: number;
+  trainLossSum: number;
+  trainSteps: number;
+  /** Loss and micro-batches of the optimizer step being accumulated. */
+  stepLossSum: number;
+  stepMicro: number;
 }
 
 /** Resolves on the next turn of the event loop (after pending I/O and timers). */

@@ -2,7 +2,8 @@
 // softmax, no [seq, seq] matrix. Forward keeps the log-sum-exp of each row; backward recomputes P from it.
 // Included by kernels_impl.h (inside badam::engine::<isa>), after the row primitives.
 //
-// Tiles are fp32 with the head dimension padded to a multiple of 16 (zeros), so tile_gemm's columns are whole
+// q, k, v, dq, dk, dv are token rows of q_stride / kv_stride elements (columns of a fused q/k/v projection);
+// out and dOut are packed. Tiles are fp32 with the head dimension padded to a multiple of 16 (zeros), so tile_gemm's columns are whole
 // vectors; padded keys and masked pairs get P = 0.
 
 namespace attention_detail {
@@ -11,17 +12,20 @@ constexpr int kTile = 64;
 
 inline int padded(int d) { return (d + 15) / 16 * 16; }
 
-/** Offset of head h of token (b, s) in a [N, heads * d] tensor. */
-inline size_t offset(const ref::AttentionDims& d, int b, int s, int heads, int h) {
-  return ((static_cast<size_t>(b) * d.seq_len + s) * heads + h) * d.head_dim;
+/** Offset of head h of token (b, s) in token rows of `stride` elements (q, k, v may be columns of one fused row). */
+inline size_t offset(const ref::AttentionDims& d, int b, int s, size_t stride, int h) {
+  return ref::head_index(d, stride, b, s, h, 0);
 }
 
+/** Elements per token row of out and dOut (packed). */
+inline size_t packed_stride(const ref::AttentionDims& d) { return static_cast<size_t>(d.heads) * d.head_dim; }
+
 /** rows x head_dim of one head (tokens s0 ..) into fp32 [rows, dp], zero-padded; rows past seq_len are zero. */
-inline void load_head_rows(const void* x, DType t, const ref::AttentionDims& d, int b, int s0, int rows, int heads,
+inline void load_head_rows(const void* x, DType t, const ref::AttentionDims& d, int b, int s0, int rows, size_t stride,
                            int h, float* out, int dp) {
   for (int r = 0; r < rows; r++) {
     float* dst = out + static_cast<size_t>(r) * dp;
-    if (s0 + r < d.seq_len) load_row(x, t, offset(d, b, s0 + r, heads, h), dst, d.head_dim);
+    if (s0 + r < d.seq_len) load_row(x, t, offset(d, b, s0 + r, stride, h), dst, d.head_dim);
     else std::fill(dst, dst + d.head_dim, 0.0f);
     std::fill(dst + d.head_dim, dst + dp, 0.0f);
   }
@@ -47,6 +51,7 @@ void attention(const void* q, const void* k, const void* v, void* out, float* ls
   const int T = kTile, dp = padded(d.head_dim);
   const int q_tiles = (d.seq_len + T - 1) / T;
   const int group = d.heads / d.kv_heads;
+  const size_t q_stride = ref::q_stride_of(d), kv_stride = ref::kv_stride_of(d);
   parallel_for(static_cast<int64_t>(d.batch) * d.heads * q_tiles, [&](int64_t task) {
     const int qt = static_cast<int>(task % q_tiles);
     const int h = static_cast<int>((task / q_tiles) % d.heads);
@@ -61,16 +66,16 @@ void attention(const void* q, const void* k, const void* v, void* out, float* ls
     float* O = detail::scratch(4, static_cast<size_t>(T) * dp);
     float* K = detail::scratch(5, static_cast<size_t>(T) * dp);
     float m[kTile], l[kTile];
-    load_head_rows(q, dtype, d, b, i0, rows, d.heads, h, Q, dp);
+    load_head_rows(q, dtype, d, b, i0, rows, q_stride, h, Q, dp);
     std::fill(O, O + static_cast<size_t>(T) * dp, 0.0f);
     for (int i = 0; i < T; i++) m[i] = -INFINITY, l[i] = 0.0f;
     const int kend = key_end(d, length, i0, rows);
     for (int j0 = 0; j0 < kend; j0 += T) {
       const int keys = std::min(T, kend - j0);
-      load_head_rows(k, dtype, d, b, j0, keys, d.kv_heads, kvh, K, dp);
+      load_head_rows(k, dtype, d, b, j0, keys, kv_stride, kvh, K, dp);
       std::fill(K + static_cast<size_t>(keys) * dp, K + static_cast<size_t>(T) * dp, 0.0f);
       transpose(K, T, dp, dp, Kt, T);
-      load_head_rows(v, dtype, d, b, j0, keys, d.kv_heads, kvh, V, dp);
+      load_head_rows(v, dtype, d, b, j0, keys, kv_stride, kvh, V, dp);
       std::fill(V + static_cast<size_t>(keys) * dp, V + static_cast<size_t>(T) * dp, 0.0f);
       // S [rows, T] = Q K^T, then scaled and masked
       tile_gemm(rows, T, dp, Q, dp, Kt, T, S, T, false);
@@ -97,7 +102,7 @@ void attention(const void* q, const void* k, const void* v, void* out, float* ls
     for (int i = 0; i < rows; i++) {
       float* o = O + static_cast<size_t>(i) * dp;
       for (int c = 0; c < d.head_dim; c++) o[c] = llama::attention_output(o[c], l[i]);
-      store_row(o, out, dtype, offset(d, b, i0 + i, d.heads, h), d.head_dim);
+      store_row(o, out, dtype, offset(d, b, i0 + i, packed_stride(d), h), d.head_dim);
       lse[(static_cast<size_t>(b) * d.heads + h) * d.seq_len + i0 + i] = llama::softmax_lse(m[i], l[i]);
     }
   });
@@ -109,6 +114,7 @@ void attention(const void* q, const void* k, const void* v, void* out, float* ls
 void attention_backward(const void* q, const void* k, const void* v, const void* out, const void* d_out,
                         const float* lse, void* dq, void* dk, void* dv, float* d_rows, DType dtype,
                         const ref::AttentionDims& d) {
+  const size_t q_stride = ref::q_stride_of(d), kv_stride = ref::kv_stride_of(d);
   using namespace attention_detail;
   const int T = kTile, dp = padded(d.head_dim);
   const int S_pad = (d.seq_len + T - 1) / T * T;
@@ -132,10 +138,10 @@ void attention_backward(const void* q, const void* k, const void* v, const void*
     float* dP = P + static_cast<size_t>(T) * T;
     float* Pt = dP + static_cast<size_t>(T) * T;
     float* dSt = Pt + static_cast<size_t>(T) * T;
-    load_head_rows(k, dtype, d, b, 0, S_pad, d.kv_heads, kvh, K, dp);
+    load_head_rows(k, dtype, d, b, 0, S_pad, kv_stride, kvh, K, dp);
     transpose(K, S_pad, dp, dp, Kt, S_pad);
     float* V = dK;  // V [S_pad, dp] passes through dK's buffer on its way to V^T
-    load_head_rows(v, dtype, d, b, 0, S_pad, d.kv_heads, kvh, V, dp);
+    load_head_rows(v, dtype, d, b, 0, S_pad, kv_stride, kvh, V, dp);
     transpose(V, S_pad, dp, dp, Vt, S_pad);
     std::fill(dK, dK + kv_size, 0.0f);
     std::fill(dV, dV + kv_size, 0.0f);
@@ -143,9 +149,9 @@ void attention_backward(const void* q, const void* k, const void* v, const void*
       for (int i0 = 0; i0 < d.seq_len; i0 += T) {
         const int rows = std::min(T, d.seq_len - i0);
         const size_t row0 = (static_cast<size_t>(b) * d.heads + h) * d.seq_len + i0;
-        load_head_rows(q, dtype, d, b, i0, rows, d.heads, h, Q, dp);
-        load_head_rows(d_out, dtype, d, b, i0, rows, d.heads, h, dO, dp);
-        load_head_rows(out, dtype, d, b, i0, rows, d.heads, h, O, dp);
+        load_head_rows(q, dtype, d, b, i0, rows, q_stride, h, Q, dp);
+        load_head_rows(d_out, dtype, d, b, i0, rows, packed_stride(d), h, dO, dp);
+        load_head_rows(out, dtype, d, b, i0, rows, packed_stride(d), h, O, dp);
         std::fill(Q + static_cast<size_t>(rows) * dp, Q + static_cast<size_t>(T) * dp, 0.0f);
         std::fill(dO + static_cast<size_t>(rows) * dp, dO + static_cast<size_t>(T) * dp, 0.0f);
         float D[kTile];
@@ -183,12 +189,12 @@ void attention_backward(const void* q, const void* k, const void* v, const void*
           tile_gemm(T, dp, T, dP, T, K + static_cast<size_t>(j0) * dp, dp, dQ, dp, true);
         }
         for (int i = 0; i < rows; i++)
-          store_row(dQ + static_cast<size_t>(i) * dp, dq, dtype, offset(d, b, i0 + i, d.heads, h), d.head_dim);
+          store_row(dQ + static_cast<size_t>(i) * dp, dq, dtype, offset(d, b, i0 + i, q_stride, h), d.head_dim);
       }
     }
     for (int s = 0; s < d.seq_len; s++) {
-      store_row(dK + static_cast<size_t>(s) * dp, dk, dtype, offset(d, b, s, d.kv_heads, kvh), d.head_dim);
-      store_row(dV + static_cast<size_t>(s) * dp, dv, dtype, offset(d, b, s, d.kv_heads, kvh), d.head_dim);
+      store_row(dK + static_cast<size_t>(s) * dp, dk, dtype, offset(d, b, s, kv_stride, kvh), d.head_dim);
+      store_row(dV + static_cast<size_t>(s) * dp, dv, dtype, offset(d, b, s, kv_stride, kvh), d.head_dim);
     }
   });
 }

@@ -52,8 +52,8 @@ class CpuEngineDevice final : public Device {
   void synchronize() override {}
 
   void gemm(const void* a, const void* b, void* c, DType ab, DType cdt, int m, int n, int k, bool trans_a, bool trans_b,
-            float alpha, float beta) override {
-    engine::gemm(isa_, a, b, c, ab, cdt, m, n, k, trans_a, trans_b, alpha, beta);
+            float alpha, float beta, const ref::GemmLayout& ld) override {
+    engine::gemm(isa_, a, b, c, ab, cdt, m, n, k, trans_a, trans_b, alpha, beta, ld);
   }
   void adamw(float* master, void* weight, DType weight_dtype, const void* grad, DType grad_dtype, float* m, float* v,
              size_t n, const ref::AdamWArgs& args) override {
@@ -65,8 +65,8 @@ class CpuEngineDevice final : public Device {
     return s;
   }
   void scale(void* x, DType dtype, size_t n, float factor) override { k_.scale(x, dtype, n, factor); }
-  void accumulate(float* dst, const void* src, DType src_dtype, size_t n, float factor) override {
-    k_.accumulate(dst, src, src_dtype, n, factor);
+  void accumulate(void* dst, DType dst_dtype, const void* src, DType src_dtype, size_t n, float factor) override {
+    k_.accumulate(dst, dst_dtype, src, src_dtype, n, factor);
   }
   void cast(const void* src, DType src_dtype, void* dst, DType dst_dtype, size_t n) override {
     k_.cast(src, src_dtype, dst, dst_dtype, n);
@@ -90,33 +90,36 @@ class CpuEngineDevice final : public Device {
                 size_t n, size_t hidden, float eps) override {
     k_.rms_norm(x, x_dtype, weight, w_dtype, out, out_dtype, rstd, n, hidden, eps);
   }
+  void add_rms_norm(const void* x, const void* delta, void* sum, DType dtype, const void* weight, DType w_dtype, void* out,
+                    float* rstd, size_t n, size_t hidden, float eps) override {
+    k_.add_rms_norm(x, delta, sum, dtype, weight, w_dtype, out, rstd, n, hidden, eps);
+  }
+  // The workspace is the GPU's (its column sums); the engine's ordered column sums keep their own partials.
   void rms_norm_backward(const void* d_out, DType d_out_dtype, const void* x, DType x_dtype, const void* weight,
                          DType w_dtype, const float* rstd, void* dx, DType dx_dtype, float* d_weight, size_t n,
-                         size_t hidden, bool accumulate_dx) override {
+                         size_t hidden, bool accumulate_dx, float* /*workspace*/) override {
     k_.rms_norm_backward(d_out, d_out_dtype, x, x_dtype, weight, w_dtype, rstd, dx, dx_dtype, d_weight, n, hidden,
                          accumulate_dx);
   }
   void rope(void* x, DType dtype, const float* cos, const float* sin, size_t n, int seq_len, int heads, int head_dim,
-            bool inverse) override {
-    k_.rope(x, dtype, cos, sin, n, seq_len, heads, head_dim, inverse);
+            bool inverse, size_t row_stride) override {
+    k_.rope(x, dtype, cos, sin, n, seq_len, heads, head_dim, inverse, row_stride);
   }
   void attention(const void* q, const void* k, const void* v, void* out, float* lse, DType dtype,
                  const ref::AttentionDims& dims) override {
     k_.attention(q, k, v, out, lse, dtype, dims);
   }
   void attention_backward(const void* q, const void* k, const void* v, const void* out, const void* d_out,
-                          const float* lse, void* dq, void* dk, void* dv, float* d_rows, DType dtype,
-                          const ref::AttentionDims& dims) override {
+                          const float* lse, void* dq, void* dk, void* dv, float* d_rows, float* /*partials*/,
+                          DType dtype, const ref::AttentionDims& dims) override {
     k_.attention_backward(q, k, v, out, d_out, lse, dq, dk, dv, d_rows, dtype, dims);
   }
-  void swiglu(const void* gate, DType gate_dtype, const void* up, DType up_dtype, void* out, DType out_dtype,
-              size_t n) override {
-    k_.swiglu(gate, gate_dtype, up, up_dtype, out, out_dtype, n);
+  void swiglu(const void* gate_up, DType gate_up_dtype, void* out, DType out_dtype, size_t rows, size_t inter) override {
+    k_.swiglu(gate_up, gate_up_dtype, out, out_dtype, rows, inter);
   }
-  void swiglu_backward(const void* gate, DType gate_dtype, const void* up, DType up_dtype, const void* d_out,
-                       DType d_out_dtype, void* d_gate, DType d_gate_dtype, void* d_up, DType d_up_dtype,
-                       size_t n) override {
-    k_.swiglu_backward(gate, gate_dtype, up, up_dtype, d_out, d_out_dtype, d_gate, d_gate_dtype, d_up, d_up_dtype, n);
+  void swiglu_backward(const void* gate_up, DType gate_up_dtype, const void* d_out, DType d_out_dtype, void* d_gate_up,
+                       DType d_gate_up_dtype, size_t rows, size_t inter) override {
+    k_.swiglu_backward(gate_up, gate_up_dtype, d_out, d_out_dtype, d_gate_up, d_gate_up_dtype, rows, inter);
   }
   void add(const void* a, DType a_dtype, const void* b, DType b_dtype, void* out, DType out_dtype, size_t n) override {
     k_.add(a, a_dtype, b, b_dtype, out, out_dtype, n);
@@ -124,8 +127,9 @@ class CpuEngineDevice final : public Device {
   void add_bias(void* x, DType x_dtype, const void* bias, DType bias_dtype, size_t n, size_t channels) override {
     k_.add_bias(x, x_dtype, bias, bias_dtype, n, channels);
   }
-  void bias_backward(const void* d_out, DType d_out_dtype, float* d_bias, size_t n, size_t channels) override {
-    k_.bias_backward(d_out, d_out_dtype, d_bias, n, channels);
+  void bias_backward(const void* d_out, DType d_out_dtype, float* d_bias, size_t rows, size_t channels,
+                     size_t row_stride, float* /*workspace*/) override {
+    k_.bias_backward(d_out, d_out_dtype, d_bias, rows, channels, row_stride);
   }
   void cross_entropy(void* logits, DType dtype, const int32_t* labels, float* losses, size_t rows, size_t vocab,
                      float grad_scale) override {

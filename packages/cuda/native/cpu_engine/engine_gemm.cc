@@ -293,7 +293,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void store_row_bf16_avx512(
 struct Epilogue {
   void* c;
   DType cdt;
-  int64_t n;
+  int64_t ldc;  // elements between rows of C
   float alpha, beta;
   float* acc;  // [m, nc] of the current column block, or null
   int64_t acc_ld;
@@ -303,7 +303,7 @@ struct Epilogue {
   void store(const float* tile, int nr, int64_t rows, int64_t cols, int64_t i0, int64_t j0, bool first, bool last) const {
     for (int64_t i = 0; i < rows; ++i) {
       const float* t = tile + i * nr;
-      const int64_t at = (i0 + i) * n + j0;
+      const int64_t at = (i0 + i) * ldc + j0;
       if (cdt == DType::F32) {
         float* cr = static_cast<float*>(c) + at;
 #ifdef BADAM_ENGINE_X86
@@ -334,9 +334,14 @@ struct Epilogue {
   }
 };
 
-void scale_c(void* c, DType cdt, int64_t count, float beta) {
-  for (int64_t i = 0; i < count; ++i)
-    store_from_f32(c, cdt, static_cast<size_t>(i), beta == 0.0f ? 0.0f : beta * load_as_f32(c, cdt, static_cast<size_t>(i)));
+/** C = beta C over m rows of n elements, rows ldc apart (beta 0 never reads C). */
+void scale_c(void* c, DType cdt, int64_t m, int64_t n, int64_t ldc, float beta) {
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t j = 0; j < n; ++j) {
+      const size_t i = static_cast<size_t>(r * ldc + j);
+      store_from_f32(c, cdt, i, beta == 0.0f ? 0.0f : beta * load_as_f32(c, cdt, i));
+    }
+  }
 }
 
 }  // namespace
@@ -344,16 +349,16 @@ void scale_c(void* c, DType cdt, int64_t count, float beta) {
 const char* gemm_kernel_name(Isa isa, DType ab) { return kernel_for(isa, ab).name; }
 
 void gemm(Isa isa, const void* a, const void* b, void* c, DType ab, DType cdt, int m_, int n_, int k_, bool trans_a,
-          bool trans_b, float alpha, float beta) {
+          bool trans_b, float alpha, float beta, const ref::GemmLayout& ld) {
   const int64_t m = m_, n = n_, k = k_;
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {  // an empty sum: C = beta C
-    scale_c(c, cdt, m * n, beta);
+    scale_c(c, cdt, m, n, ld.ldc, beta);
     return;
   }
   const Kernel& ker = kernel_for(isa, ab);
-  const Operand A{a, ab, trans_a ? m : k, trans_a};
-  const Operand B{b, ab, trans_b ? k : n, trans_b};
+  const Operand A{a, ab, ld.lda, trans_a};
+  const Operand B{b, ab, ld.ldb, trans_b};
   // k in equal blocks of at most 2048 (pairs) or 1024 (fp32): a B micro-panel stays in L2.
   const int64_t kc_limit = ker.pairs ? 2048 : 1024;
   const int64_t k_blocks = (k + kc_limit - 1) / kc_limit;
@@ -374,7 +379,7 @@ void gemm(Isa isa, const void* a, const void* b, void* c, DType ab, DType cdt, i
 
   for (int64_t jc = 0; jc < n; jc += plan.nc) {
     const int64_t nc = std::min(plan.nc, n - jc);
-    const Epilogue out{c, cdt, n, alpha, beta, acc, std::min(plan.nc, n), jc, isa >= Isa::Avx512};
+    const Epilogue out{c, cdt, ld.ldc, alpha, beta, acc, std::min(plan.nc, n), jc, isa >= Isa::Avx512};
     for (int64_t pc = 0; pc < k; pc += kc_max) {
       const int64_t kc = std::min(kc_max, k - pc);
       const int64_t units = ker.pairs ? (kc + 1) / 2 : kc;

@@ -126,6 +126,28 @@ void rms_norm(const void* x, DType x_dtype, const void* weight, DType w_dtype, v
   });
 }
 
+// sum = x + delta rounded to dtype, then rms_norm(sum) row by row (the reference's two passes, fused per row).
+void add_rms_norm(const void* x, const void* delta, void* sum, DType dtype, const void* weight, DType w_dtype, void* out,
+                  float* rstd, size_t n, size_t hidden, float eps) {
+  std::vector<float> w(hidden);
+  load_row(weight, w_dtype, 0, w.data(), hidden);
+  detail::for_rows(n, hidden, [&](size_t t) {
+    float* row = detail::scratch(0, hidden);
+    float* d = detail::scratch(1, hidden);
+    load_row(x, dtype, t * hidden, row, hidden);
+    load_row(delta, dtype, t * hidden, d, hidden);
+    for (size_t c = 0; c < hidden; c++) row[c] += d[c];
+    round_row(row, hidden, dtype);  // the stored sum, as rms_norm reads it back
+    store_row(row, sum, dtype, t * hidden, hidden);
+    const float r = llama::rms_rstd(dot(row, row, hidden), static_cast<int>(hidden), eps);
+    rstd[t] = r;
+    for (size_t c = 0; c < hidden; c++) row[c] *= r;
+    round_row(row, hidden, dtype);
+    for (size_t c = 0; c < hidden; c++) row[c] = w[c] * row[c];
+    store_row(row, out, dtype, t * hidden, hidden);
+  });
+}
+
 void rms_norm_backward(const void* d_out, DType d_out_dtype, const void* x, DType x_dtype, const void* weight,
                        DType w_dtype, const float* rstd, void* dx, DType dx_dtype, float* d_weight, size_t n,
                        size_t hidden, bool accumulate_dx) {
@@ -162,13 +184,14 @@ void rms_norm_backward(const void* d_out, DType d_out_dtype, const void* x, DTyp
 
 // --- RoPE -------------------------------------------------------------------------------------------------
 
+// The first `heads` heads of each token row of `row_stride` elements (q and k of a fused q/k/v row in one pass).
 void rope(void* x, DType dtype, const float* cos, const float* sin, size_t n, int seq_len, int heads, int head_dim,
-          bool inverse) {
+          bool inverse, size_t row_stride) {
   const size_t width = static_cast<size_t>(heads) * head_dim;
   const int half = head_dim / 2;
   detail::for_rows(n, width, [&](size_t t) {
     float* row = detail::scratch(0, width);
-    load_row(x, dtype, t * width, row, width);
+    load_row(x, dtype, t * row_stride, row, width);
     const size_t pos = t % static_cast<size_t>(seq_len);
     const float* c = cos + pos * half;
     const float* s = sin + pos * half;
@@ -183,37 +206,38 @@ void rope(void* x, DType dtype, const float* cos, const float* sin, size_t n, in
         x2[i] = y2;
       }
     }
-    store_row(row, x, dtype, t * width, width);
+    store_row(row, x, dtype, t * row_stride, width);
   });
 }
 
 // --- SwiGLU and elementwise -------------------------------------------------------------------------------
 
-void swiglu(const void* gate, DType gate_dtype, const void* up, DType up_dtype, void* out, DType out_dtype, size_t n) {
-  detail::for_chunks(n, [&](size_t b, size_t e) {
-    float* g = detail::scratch(0, e - b);
-    float* u = detail::scratch(1, e - b);
-    load_row(gate, gate_dtype, b, g, e - b);
-    load_row(up, up_dtype, b, u, e - b);
-    swiglu_row(g, u, g, e - b);
-    store_row(g, out, out_dtype, b, e - b);
+// gate_up rows of [gate | up], 2 * inter elements each; out [rows, inter].
+void swiglu(const void* gate_up, DType gate_up_dtype, void* out, DType out_dtype, size_t rows, size_t inter) {
+  detail::for_rows(rows, 2 * inter, [&](size_t r) {
+    float* g = detail::scratch(0, inter);
+    float* u = detail::scratch(1, inter);
+    load_row(gate_up, gate_up_dtype, r * 2 * inter, g, inter);
+    load_row(gate_up, gate_up_dtype, r * 2 * inter + inter, u, inter);
+    swiglu_row(g, u, g, inter);
+    store_row(g, out, out_dtype, r * inter, inter);
   });
 }
 
-void swiglu_backward(const void* gate, DType gate_dtype, const void* up, DType up_dtype, const void* d_out,
-                     DType d_out_dtype, void* d_gate, DType d_gate_dtype, void* d_up, DType d_up_dtype, size_t n) {
-  detail::for_chunks(n, [&](size_t b, size_t e) {
-    const size_t len = e - b;
-    float* g = detail::scratch(0, len);
-    float* u = detail::scratch(1, len);
-    float* d = detail::scratch(2, len);
-    float* dg = detail::scratch(3, len);
-    load_row(gate, gate_dtype, b, g, len);
-    load_row(up, up_dtype, b, u, len);
-    load_row(d_out, d_out_dtype, b, d, len);
-    swiglu_backward_row(g, u, d, dg, u, len);  // d_up overwrites up (read first, element by element)
-    store_row(dg, d_gate, d_gate_dtype, b, len);
-    store_row(u, d_up, d_up_dtype, b, len);
+// d_gate_up may be gate_up itself: a row is loaded whole before any of it is written.
+void swiglu_backward(const void* gate_up, DType gate_up_dtype, const void* d_out, DType d_out_dtype, void* d_gate_up,
+                     DType d_gate_up_dtype, size_t rows, size_t inter) {
+  detail::for_rows(rows, 2 * inter, [&](size_t r) {
+    float* g = detail::scratch(0, inter);
+    float* u = detail::scratch(1, inter);
+    float* d = detail::scratch(2, inter);
+    float* dg = detail::scratch(3, inter);
+    load_row(gate_up, gate_up_dtype, r * 2 * inter, g, inter);
+    load_row(gate_up, gate_up_dtype, r * 2 * inter + inter, u, inter);
+    load_row(d_out, d_out_dtype, r * inter, d, inter);
+    swiglu_backward_row(g, u, d, dg, u, inter);  // d_up overwrites up (read first, element by element)
+    store_row(dg, d_gate_up, d_gate_up_dtype, r * 2 * inter, inter);
+    store_row(u, d_gate_up, d_gate_up_dtype, r * 2 * inter + inter, inter);
   });
 }
 
@@ -239,10 +263,12 @@ void add_bias(void* x, DType x_dtype, const void* bias, DType bias_dtype, size_t
   });
 }
 
-void bias_backward(const void* d_out, DType d_out_dtype, float* d_bias, size_t n, size_t channels) {
-  detail::ordered_column_sums(n / channels, channels, 64, d_bias, [&](size_t r, float* acc) {
+// The first `channels` columns of rows of `row_stride` elements (a bias of one part of a fused projection).
+void bias_backward(const void* d_out, DType d_out_dtype, float* d_bias, size_t rows, size_t channels,
+                   size_t row_stride) {
+  detail::ordered_column_sums(rows, channels, 64, d_bias, [&](size_t r, float* acc) {
     float* row = detail::scratch(0, channels);
-    load_row(d_out, d_out_dtype, r * channels, row, channels);
+    load_row(d_out, d_out_dtype, r * row_stride, row, channels);
     for (size_t c = 0; c < channels; c++) acc[c] += row[c];
   });
 }
@@ -370,12 +396,20 @@ void scale(void* x, DType dtype, size_t n, float factor) {
   });
 }
 
-void accumulate(float* dst, const void* src, DType src_dtype, size_t n, float factor) {
+// dst += src * factor in fp32, dst rounded to its dtype (a 16-bit gradient buffer accumulates in place).
+void accumulate(void* dst, DType dst_dtype, const void* src, DType src_dtype, size_t n, float factor) {
   detail::for_chunks(n, [&](size_t b, size_t e) {
     float* buf = detail::scratch(0, e - b);
     load_row(src, src_dtype, b, buf, e - b);
-    float* d = dst + b;
+    if (dst_dtype == DType::F32) {
+      float* d = static_cast<float*>(dst) + b;
+      for (size_t i = 0; i < e - b; i++) d[i] += buf[i] * factor;
+      return;
+    }
+    float* d = detail::scratch(1, e - b);
+    load_row(dst, dst_dtype, b, d, e - b);
     for (size_t i = 0; i < e - b; i++) d[i] += buf[i] * factor;
+    store_row(d, dst, dst_dtype, b, e - b);
   });
 }
 
@@ -402,7 +436,7 @@ void fill(void* dst, DType dtype, size_t n, float value) {
 #include "attention_impl.h"
 
 inline KernelTable kernel_table(const char* name) {
-  return KernelTable{name,          embedding,     embedding_backward, rms_norm,  rms_norm_backward, rope,
+  return KernelTable{name,          embedding,     embedding_backward, rms_norm,  add_rms_norm, rms_norm_backward, rope,
                      attention,     attention_backward, swiglu,      swiglu_backward, add,        add_bias,
                      bias_backward, cross_entropy, argmax_rows,  sum,       adamw,             sum_squares,
                      scale,         accumulate,    cast,         fill};

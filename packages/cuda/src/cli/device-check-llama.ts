@@ -44,20 +44,28 @@ interface AttentionCase {
   dtype: 'float32' | 'bfloat16';
   dims: Omit<AttentionDims, 'lengths'>;
   lengths: number[] | null;
+  /** q, k, v (and dq, dk, dv) as the column blocks of one [N, Q + 2 KV] buffer, as DeviceLlama's step has them. */
+  fused?: boolean;
 }
 
-/** The attention kernels of the CUDA device: tensor cores where they apply, or SIMT (BADAM_ATTENTION=simt). */
-type AttentionPath = 'tensor cores' | 'simt';
+/**
+ * The attention kernels of the CUDA device: tensor cores with the tiles the device's shared memory allows,
+ * the 32-key tiles the 99 KiB cards (sm_86 / sm_89) run (BADAM_ATTENTION=tc32), or SIMT (=simt).
+ */
+type AttentionPath = 'tensor cores' | 'tensor cores, 32-key tiles' | 'simt';
 
 /** The paths the CUDA device has for a case: the tensor-core kernels exist for bf16 / fp16 at d 64 and 128. */
 function attentionPaths(dtype: TensorDType, headDim: number): AttentionPath[] {
-  return dtype !== 'float32' && (headDim === 64 || headDim === 128) ? ['tensor cores', 'simt'] : ['simt'];
+  return dtype !== 'float32' && (headDim === 64 || headDim === 128)
+    ? ['tensor cores', 'tensor cores, 32-key tiles', 'simt']
+    : ['simt'];
 }
 
 /** Runs `f` with BADAM_ATTENTION set for `path` (the addon reads it at every call), then restores it. */
 function onPath<T>(path: AttentionPath, f: () => T): T {
   const before = process.env.BADAM_ATTENTION;
   if (path === 'simt') process.env.BADAM_ATTENTION = 'simt';
+  else if (path === 'tensor cores, 32-key tiles') process.env.BADAM_ATTENTION = 'tc32';
   else delete process.env.BADAM_ATTENTION;
   try {
     return f();
@@ -69,10 +77,11 @@ function onPath<T>(path: AttentionPath, f: () => T): T {
 
 function attentionCases(tiny: boolean): AttentionCase[] {
   const llama8b: AttentionCase = {
-    name: 'Llama 3-8B: batch 2, seq 512, 32 / 8 heads, d 128',
+    name: 'Llama 3-8B: batch 2, seq 512, 32 / 8 heads, d 128, fused q / k / v rows',
     dtype: 'bfloat16',
     dims: { batch: 2, seqLen: 512, heads: 32, kvHeads: 8, headDim: 128 },
     lengths: null,
+    fused: true,
   };
   return [
     {
@@ -97,31 +106,50 @@ function attentionCases(tiny: boolean): AttentionCase[] {
     },
     tiny
       ? {
-          name: 'batch 1, seq 64, 8 / 2 heads, d 128 (the 8B case, shrunk for the dry run)',
+          name: 'batch 1, seq 64, 8 / 2 heads, d 128, fused q / k / v rows (the 8B case, shrunk for the dry run)',
           dtype: 'bfloat16',
           dims: { batch: 1, seqLen: 64, heads: 8, kvHeads: 2, headDim: 128 },
           lengths: null,
+          fused: true,
         }
       : llama8b,
   ];
+}
+
+/** q, k, v on `d` (views of one fused buffer for a fused case), with the dims that address them. */
+function attentionOperands(
+  d: Device,
+  c: AttentionCase,
+  host: { qkv: Float32Array },
+  lengths: Int32Array | null,
+) {
+  const { batch, seqLen, heads, kvHeads, headDim } = c.dims;
+  const [n, Q, KV] = [batch * seqLen, heads * headDim, kvHeads * headDim];
+  const W = Q + 2 * KV;
+  const dims: AttentionDims = {
+    ...c.dims,
+    lengths: lengths ? ints(d, lengths) : null,
+    ...(c.fused ? { qStride: W, kvStride: W } : {}),
+  };
+  const blocks = (t: DeviceTensor): [DeviceTensor, DeviceTensor, DeviceTensor] =>
+    c.fused
+      ? [t.view(0, [(n - 1) * W + Q]), t.view(Q, [(n - 1) * W + KV]), t.view(Q + KV, [(n - 1) * W + KV])]
+      : [t.view(0, [n * Q]), t.view(n * Q, [n * KV]), t.view(n * (Q + KV), [n * KV])];
+  // Unfused: q, k, v one after another in one buffer (packed rows each).
+  const whole = input(d, host.qkv, c.dtype);
+  return { qkv: blocks(whole), dims, blocks, whole, size: n * W };
 }
 
 function attentionCheck(ctx: LlamaCheckContext, c: AttentionCase, path: AttentionPath): void {
   const { batch, seqLen, heads, kvHeads, headDim } = c.dims;
   const qSize = batch * seqLen * heads * headDim;
   const kvSize = batch * seqLen * kvHeads * headDim;
-  const host = {
-    q: ctx.random(qSize, 2),
-    k: ctx.random(kvSize, 2),
-    v: ctx.random(kvSize),
-    dOut: ctx.random(qSize),
-  };
+  const host = { qkv: ctx.random(qSize + 2 * kvSize, 2), dOut: ctx.random(qSize) };
   const lengths = c.lengths ? Int32Array.from(c.lengths) : null;
-  const dimsOn = (d: Device): AttentionDims => ({ ...c.dims, lengths: lengths ? ints(d, lengths) : null });
   const name = `${c.name}, ${c.dtype} [${path}]`;
   // Tensor cores multiply bf16 P and dS (as FlashAttention-2 does): about two bf16 steps of each result,
   // measured against the larger of the element and the output's rms (the emulator's test does the same).
-  const tensorCores = path === 'tensor cores';
+  const tensorCores = path !== 'simt';
   // lse: fp32 sums in another order on each side; out: one bf16 rounding apart at most (SIMT).
   const thresholds =
     c.dtype === 'float32' ? { out: 1e-4, lse: 1e-4 } : { out: tensorCores ? 2 * BF16 : BF16, lse: 1e-4 };
@@ -132,16 +160,10 @@ function attentionCheck(ctx: LlamaCheckContext, c: AttentionCase, path: Attentio
       'attention',
       name,
       (d) => {
+        const { qkv, dims } = attentionOperands(d, c, host, lengths);
         const out = poisoned(d, qSize, c.dtype);
         const lse = poisoned(d, batch * heads * seqLen, 'float32');
-        d.attention(
-          input(d, host.q, c.dtype),
-          input(d, host.k, c.dtype),
-          input(d, host.v, c.dtype),
-          out,
-          lse,
-          dimsOn(d),
-        );
+        d.attention(...qkv, out, lse, dims);
         return { out, lse };
       },
       thresholds,
@@ -158,19 +180,16 @@ function attentionCheck(ctx: LlamaCheckContext, c: AttentionCase, path: Attentio
       'attentionBackward',
       name,
       (d) => {
-        const [q, k, v] = [input(d, host.q, c.dtype), input(d, host.k, c.dtype), input(d, host.v, c.dtype)];
-        const dims = dimsOn(d);
+        const { qkv, dims, blocks, size } = attentionOperands(d, c, host, lengths);
         const out = d.empty([qSize], c.dtype);
         const lse = d.empty([batch * heads * seqLen], 'float32');
-        d.attention(q, k, v, out, lse, dims);
-        const dq = poisoned(d, qSize, c.dtype);
-        const dk = poisoned(d, kvSize, c.dtype);
-        const dv = poisoned(d, kvSize, c.dtype);
-        d.attentionBackward(q, k, v, out, input(d, host.dOut, c.dtype), lse, dq, dk, dv, dims);
-        return { dq, dk, dv };
+        d.attention(...qkv, out, lse, dims);
+        const grads = poisoned(d, size, c.dtype); // dq | dk | dv, laid out as q | k | v
+        d.attentionBackward(...qkv, out, input(d, host.dOut, c.dtype), lse, ...blocks(grads), dims);
+        return { 'dq | dk | dv': grads };
       },
-      { dq: gradThreshold, dk: gradThreshold, dv: gradThreshold },
-      { dq: gradFloor, dk: gradFloor, dv: gradFloor },
+      { 'dq | dk | dv': gradThreshold },
+      { 'dq | dk | dv': gradFloor },
     ),
   );
 }
@@ -314,33 +333,46 @@ function elementwiseChecks(ctx: LlamaCheckContext, compare: Compare, shapes: Lla
   const { tiny } = ctx;
   const inter = tiny ? 688 : 14336;
   const n = tokens * inter;
-  const [gate, up, dMlp] = [ctx.random(n, 4), ctx.random(n, 2), ctx.random(n)];
+  const [gateUp, dMlp] = [ctx.random(2 * n, 4), ctx.random(n)];
   compare(
     'swiglu',
-    `bf16 [${tokens}, ${inter}]`,
+    `bf16 [${tokens}, 2 x ${inter}] -> [${tokens}, ${inter}]`,
     (d) => {
-      const out = poisoned(d, n, 'bfloat16');
-      d.swiglu(input(d, gate, 'bfloat16'), input(d, up, 'bfloat16'), out);
+      const out = d.empty([tokens, inter], 'bfloat16').fill(Number.NaN);
+      d.swiglu(input(d, gateUp, 'bfloat16'), out);
       return { out };
     },
     { out: BF16 },
   );
   compare(
     'swigluBackward',
-    `bf16 [${tokens}, ${inter}]`,
+    `bf16 [${tokens}, 2 x ${inter}], in place over gate | up`,
     (d) => {
-      const dGate = poisoned(d, n, 'bfloat16');
-      const dUp = poisoned(d, n, 'bfloat16');
-      d.swigluBackward(
-        input(d, gate, 'bfloat16'),
-        input(d, up, 'bfloat16'),
-        input(d, dMlp, 'bfloat16'),
-        dGate,
-        dUp,
-      );
-      return { dGate, dUp };
+      const gu = input(d, gateUp, 'bfloat16');
+      d.swigluBackward(gu, d.tensor(dMlp, [tokens, inter], 'bfloat16'), gu);
+      return { dGateUp: gu };
     },
-    { dGate: BF16, dUp: BF16 },
+    { dGateUp: BF16 },
+  );
+  compare(
+    'addRmsNorm',
+    `bf16 [${tokens}, ${hidden}]`,
+    (d) => {
+      const sum = poisoned(d, tokens * hidden, 'bfloat16');
+      const out = poisoned(d, tokens * hidden, 'bfloat16');
+      const rstd = poisoned(d, tokens, 'float32');
+      d.addRmsNorm(
+        input(d, x, 'bfloat16'),
+        input(d, dOut, 'bfloat16'),
+        sum,
+        input(d, w, 'bfloat16'),
+        out,
+        rstd,
+        1e-5,
+      );
+      return { sum, out, rstd };
+    },
+    { sum: 0, out: 2 * BF16, rstd: 1e-5 },
   );
   compare(
     'add',

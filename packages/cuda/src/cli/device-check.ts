@@ -3,30 +3,67 @@
  * badam-cuda-check: runs every kernel of @badam/cuda on the GPU against its C++ CPU reference on fresh random
  * data (outputs poisoned with NaN before each run, relative-error thresholds per dtype), drives
  * CudaBlockBackend against the CPU device through a BAdam schedule, and times fused AdamW and GEMM against
- * the ceilings it measures (device-to-device copy bandwidth; cuBLAS bf16 GEMM at a large square shape). The
+ * the ceilings it measures (device-to-device copy bandwidth; cuBLAS bf16 GEMM at a large square shape), and
+ * every GEMM of one Llama 3-8B and one TinyLlama step at its exact shape (device-check-gemms.ts). The
  * Llama kernels (attention, RMSNorm, rope, SwiGLU, embeddings, cross-entropy, ...) are checked and
  * timed by device-check-llama.ts, including a Llama 3-8B-sized attention and a 128256-token vocabulary.
  * Prints a report and, with --out FILE, writes it as JSON. Exit code 1 when a check fails.
  *
  *   node packages/cuda/dist/src/cli/device-check.js [--out device-check.json] [--quick] [--dry-run]
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { BlockOptimizer, type NamedParameterInfo } from '@badam/core';
 import type { TensorDType } from '../addon.js';
 import { CudaBlockBackend } from '../cuda-block-backend.js';
 import { Device } from '../device.js';
 import type { DeviceTensor } from '../device-tensor.js';
+import { stepGemmTimings } from './device-check-gemms.js';
 import { llamaChecks, llamaTimings } from './device-check-llama.js';
 
-const { values: flags } = parseArgs({
-  options: {
-    out: { type: 'string' },
-    quick: { type: 'boolean', default: false },
-    // Runs the whole script with the CPU device in the GPU's place: a self-test of the script for CI.
-    'dry-run': { type: 'boolean', default: false },
-  },
-});
+const USAGE = `Usage: badam-cuda-check [--out device-check.json] [--quick] [--dry-run]
+
+Runs every @badam/cuda kernel on the GPU against its C++ CPU reference, drives CudaBlockBackend through a
+BAdam schedule, and times fused AdamW and GEMM against the GPU's measured ceilings. Exit code 1 when a check
+fails.
+
+  --out <file>   also write the report as JSON
+  --quick        fewer and smaller cases
+  --dry-run      the CPU device stands in for the GPU (a self-test of this script, no GPU needed)
+  -V, --version  print the version
+  -h, --help     show this help`;
+
+/** The command line, or the usage error that ends the script with exit code 2 (no stack trace). */
+function parseCommandLine() {
+  try {
+    return parseArgs({
+      options: {
+        out: { type: 'string' },
+        quick: { type: 'boolean', default: false },
+        // Runs the whole script with the CPU device in the GPU's place: a self-test of the script for CI.
+        'dry-run': { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+        version: { type: 'boolean', short: 'V', default: false },
+      },
+    }).values;
+  } catch (error) {
+    console.error(
+      `badam-cuda-check: error: ${(error as Error).message}\nRun badam-cuda-check --help for the flags.`,
+    );
+    process.exit(2);
+  }
+}
+
+const flags = parseCommandLine();
+if (flags.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+if (flags.version) {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'));
+  console.log(`badam-cuda-check ${(pkg as { version: string }).version}`);
+  process.exit(0);
+}
 
 export interface Check {
   kernel: string;
@@ -438,17 +475,12 @@ function timingChecks(gpu: Device, quick: boolean, tiny: boolean): void {
     for (const t of [weight, master, grad, m, v]) t.free();
   }
   gpu.emptyCache();
-  // Ceiling 2: cuBLAS bf16 GEMM at a large square shape; then Llama-8B layer shapes at 4096 tokens.
+  // Ceiling 2: cuBLAS bf16 GEMM at a large square shape (the steps' own GEMMs: device-check-gemms.ts).
   const gemmShapes: Array<[string, number, number, number]> = tiny
     ? [['square 128', 128, 128, 128]]
     : quick
       ? [['square 4096', 4096, 4096, 4096]]
-      : [
-          ['square 8192 (ceiling)', 8192, 8192, 8192],
-          ['q_proj 4096 x 4096 x 4096', 4096, 4096, 4096],
-          ['gate_proj 4096 x 14336 x 4096', 4096, 14336, 4096],
-          ['down_proj 4096 x 4096 x 14336', 4096, 4096, 14336],
-        ];
+      : [['square 8192 (ceiling)', 8192, 8192, 8192]];
   let ceiling = 0;
   for (const [label, m, n, k] of gemmShapes) {
     const a = gpu.empty([m * k], 'bfloat16', 'activations').fill(0.01);
@@ -496,6 +528,7 @@ function main(): number {
   llamaChecks(llama);
   backendCheck(gpu, cpu);
   timingChecks(gpu, flags.quick, flags['dry-run']);
+  stepGemmTimings({ gpu, tiny: flags['dry-run'], timings, time });
   llamaTimings(llama);
   const failed = checks.filter((c) => !c.ok);
   for (const c of checks)

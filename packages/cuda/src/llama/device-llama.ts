@@ -3,6 +3,7 @@ import type { CudaParameter } from '../cuda-block-backend.js';
 import type { Device } from '../device.js';
 import type { DeviceTensor } from '../device-tensor.js';
 import { type DeviceLlamaBatch, prepareBatch } from './llama-batch.js';
+import { GradientBuffers, gradientDtypesOf } from './llama-gradients.js';
 import {
   checkLlamaOptions,
   initialLlamaWeights,
@@ -207,7 +208,9 @@ export class DeviceLlama {
    * The parameters in Hugging Face `named_parameters()` order (LlamaForCausalLM.namedParameters' names;
    * tied `lm_head` not listed), whose values are the model's own weight tensors, for
    * `new CudaBlockBackend(device, model.parameters())` to take over: the backend's AdamW updates them in
-   * place and the model sees the new values at once.
+   * place and the model sees the new values at once. Each asks for its gradient in the dtype the step
+   * accumulates it in: the model's dtype for the layers' weight matrices and an untied head (as PyTorch's
+   * bf16 `.grad`; the fused AdamW widens it exactly), fp32 for the embedding, norms and biases.
    */
   parameters(): CudaParameter[] {
     this.live();
@@ -216,14 +219,17 @@ export class DeviceLlama {
       shape: [...w.shape],
       dtype: this.dtype,
       values: w,
+      gradientDtype: gradientDtypesOf(name, w.shape, this.dtype)[0]!,
     }));
   }
 
   /**
    * Forward and backward of one micro-batch: returns Hugging Face's loss and ADDS (+=) d loss / d p into
-   * `gradientOf(p)` (an fp32 buffer of p's size, e.g. CudaBlockBackend.gradientOf) for every p in
-   * `trainable`, and for no other parameter. Layers below the lowest trainable one run forward only,
-   * keeping nothing; backward stops at it.
+   * `gradientOf(p)` (a buffer of p's size, e.g. CudaBlockBackend.gradientOf: fp32, or the model's 16-bit
+   * dtype for weight matrices, as {@link parameters} asks) for every p in `trainable`, and for no other
+   * parameter. `gradientOf(p)` is called when p's gradient is first written (a layer's as its backward
+   * starts), so a backend that allocates on request holds no layer's gradient through the forward. Layers
+   * below the lowest trainable one run forward only, keeping nothing; backward stops at it.
    */
   lossAndGradients(
     batch: DeviceLlamaBatch,
@@ -231,7 +237,13 @@ export class DeviceLlama {
     gradientOf: (name: string) => DeviceTensor,
   ): DeviceLlamaLoss {
     this.live();
-    const grads = this.gradientBuffers(trainable, gradientOf);
+    const grads = new GradientBuffers(
+      this.weights,
+      trainable,
+      gradientOf,
+      this.dtype,
+      this.config.tieWordEmbeddings,
+    );
     const t = new StepTensors(this.device);
     try {
       const prepared = prepareBatch(this.net, batch, t);
@@ -285,35 +297,6 @@ export class DeviceLlama {
     this.net.cos.free();
     this.net.sin.free();
     this.disposed = true;
-  }
-
-  /** The fp32 gradient buffer of each trainable name, checked against the parameter. */
-  private gradientBuffers(
-    trainable: readonly string[],
-    gradientOf: (name: string) => DeviceTensor,
-  ): Map<string, DeviceTensor> {
-    const grads = new Map<string, DeviceTensor>();
-    for (const name of trainable) {
-      const w = this.weights.get(name);
-      if (w === undefined)
-        throw new BadamOptionError(
-          'trainable parameter',
-          name,
-          'a parameter name of this model (see parameters())',
-          this.config.tieWordEmbeddings && name === 'lm_head.weight'
-            ? 'the head is tied: train model.embed_tokens.weight instead'
-            : undefined,
-        );
-      const grad = gradientOf(name);
-      if (grad.dtype !== 'float32' || grad.numel !== w.numel)
-        throw new BadamOptionError(
-          `gradientOf(${JSON.stringify(name)})`,
-          `a ${grad.dtype} tensor of ${grad.numel} values`,
-          `an fp32 tensor of ${w.numel} values`,
-        );
-      grads.set(name, grad);
-    }
-    return grads;
   }
 
   private live(): void {

@@ -1,30 +1,26 @@
-import type { TensorDType } from '../addon.js';
 import type { AttentionDims } from '../device.js';
 import type { DeviceTensor } from '../device-tensor.js';
 import type { PreparedBatch } from './llama-batch.js';
-import type { Layer, Linear, LlamaNet } from './llama-net.js';
+import { type Layer, type LayerSizes, type Linear, type LlamaNet, layerSizes } from './llama-net.js';
 import type { StepTensors } from './step-tensors.js';
 
-export /** What backward needs of one layer (h, h2 and silu(gate) * up are recomputed: one cheap op each). */
-interface LayerActivations {
+/**
+ * What backward needs of one layer: its input, and what the forward computed that costs a GEMM to redo. The
+ * RMSNorm outputs and silu(gate) * up are recomputed in backward (one cheap op each).
+ */
+export interface LayerActivations {
   /** [N, H] the layer's input. */
   x: DeviceTensor;
-  /** [N, Q] after RoPE. */
-  q: DeviceTensor;
-  /** [N, KV] after RoPE. */
-  k: DeviceTensor;
-  /** [N, KV]. */
-  v: DeviceTensor;
+  /** [N, Q + 2 KV]: q and k after RoPE, then v, per token (the fused projection's output). */
+  qkv: DeviceTensor;
   /** [N, Q] attention output (before o_proj). */
   attn: DeviceTensor;
   /** fp32 [B, heads, S] log-sum-exp of the attention scores. */
   lse: DeviceTensor;
   /** [N, H] x + o_proj(attn). */
   x1: DeviceTensor;
-  /** [N, I]. */
-  gate: DeviceTensor;
-  /** [N, I]. */
-  up: DeviceTensor;
+  /** [N, 2 I]: gate then up, per token (the fused projection's output). */
+  gateUp: DeviceTensor;
   /** fp32 [N] of input_layernorm and post_attention_layernorm. */
   rstd1: DeviceTensor;
   rstd2: DeviceTensor;
@@ -33,16 +29,21 @@ interface LayerActivations {
 /** A layer's inputs kept for backward: everything, or (gradient checkpointing) the input alone. */
 export type SavedLayer = { kind: 'all'; acts: LayerActivations } | { kind: 'input'; x: DeviceTensor };
 
-/** What {@link layerForward} keeps: everything backward needs, the input only, or nothing. */
-export type LayerForwardMode = 'inplace' | 'save' | 'checkpoint' | 'recompute';
-
 /**
- * One decoder layer forward on x [N, H].
+ * What {@link layerForward} keeps.
  * - 'inplace': x becomes the layer's output, nothing is kept (layers below the lowest trainable one, eval).
  * - 'save': returns a new output and keeps every activation backward needs.
  * - 'checkpoint': returns a new output, keeps nothing but x (the caller keeps it).
  * - 'recompute': backward's replay of a checkpointed layer: keeps the activations, skips the MLP's
  *   down_proj and the output, which backward does not need.
+ */
+export type LayerForwardMode = 'inplace' | 'save' | 'checkpoint' | 'recompute';
+
+/**
+ * One decoder layer forward on x [N, H]. Every tensor it allocates is freed when it returns but the kept
+ * activations ('save', 'recompute') and the output ('save', 'checkpoint'), in this order (packages/core's
+ * Llama step memory model follows it): h [N, H], rstd1, qkv [N, Q + 2 KV], attn [N, Q], lse, ao [N, H], x1
+ * [N, H] (not in place), rstd2, gate_up [N, 2 I], then (not 'recompute') act [N, I] and the output [N, H].
  */
 export function layerForward(
   net: LlamaNet,
@@ -52,61 +53,88 @@ export function layerForward(
   t: StepTensors,
   mode: LayerForwardMode,
 ): { out: DeviceTensor; acts: LayerActivations | undefined } {
-  const { n } = p;
-  const { hiddenSize: H, intermediateSize: I, rmsNormEps: eps } = net.config;
-  const Q = net.config.numHeads * net.config.headDim;
-  const KV = net.config.numKeyValueHeads * net.config.headDim;
-  const keep = mode === 'save' || mode === 'recompute';
-  const dt = net.dtype;
-  const buffer = (name: string, shape: number[], dtype: TensorDType = dt) =>
-    keep ? t.alloc(shape, dtype, 'activations') : t.scratchOf(name, shape, dtype);
-  // A replay in backward borrows backward's own [N, H] scratch (free at that point) for h and ao.
-  const [hName, aoName] = mode === 'recompute' ? ['bh', 'dh'] : ['h', 'ao'];
-  // h [N, H] = input_layernorm(x), rstd1 [N]
-  const h = t.scratchOf(hName, [n, H], dt);
-  const rstd1 = buffer('rstd1', [n], 'float32');
-  net.device.rmsNorm(x, layer.inputNorm, h, rstd1, eps);
-  // q [N, Q], k [N, KV], v [N, KV] = h W^T (+ b)
-  const q = buffer('q', [n, Q]);
-  const k = buffer('k', [n, KV]);
-  const v = buffer('v', [n, KV]);
-  linearForward(net, h, layer.q, q);
-  linearForward(net, h, layer.k, k);
-  linearForward(net, h, layer.v, v);
-  // RoPE on q and k, in place
-  const { numHeads, numKeyValueHeads, headDim } = net.config;
-  net.device.rope(q, net.cos, net.sin, p.s, numHeads, headDim, false);
-  net.device.rope(k, net.cos, net.sin, p.s, numKeyValueHeads, headDim, false);
-  // attn [N, Q] = causal GQA attention, lse [B, heads, S]
-  const attn = buffer('attn', [n, Q]);
-  const lse = buffer('lse', [p.b, numHeads, p.s], 'float32');
-  net.device.attention(q, k, v, attn, lse, attentionDims(net, p));
-  // x1 [N, H] = x + attn Wo^T (+ b)
-  const ao = t.scratchOf(aoName, [n, H], dt);
-  linearForward(net, attn, layer.o, ao);
-  const x1 = mode === 'inplace' ? x : buffer('x1', [n, H]);
-  net.device.add(x, ao, x1);
-  // h2 [N, H] = post_attention_layernorm(x1), rstd2 [N]
-  const h2 = h;
-  const rstd2 = buffer('rstd2', [n], 'float32');
-  net.device.rmsNorm(x1, layer.postNorm, h2, rstd2, eps);
-  // gate, up [N, I] = h2 W^T (+ b)
-  const gate = buffer('gate', [n, I]);
-  const up = buffer('up', [n, I]);
-  linearForward(net, h2, layer.gate, gate);
-  linearForward(net, h2, layer.up, up);
-  const acts: LayerActivations | undefined = keep
-    ? { x, q, k, v, attn, lse, x1, gate, up, rstd1, rstd2 }
-    : undefined;
-  if (mode === 'recompute') return { out: x1, acts };
-  // act [N, I] = silu(gate) * up; out [N, H] = x1 + act Wd^T (+ b)
-  const act = t.scratchOf('act', [n, I], dt);
-  net.device.swiglu(gate, up, act);
-  const down = ao;
-  linearForward(net, act, layer.down, down);
-  const out = mode === 'inplace' ? x : t.alloc([n, H], dt, 'activations');
-  net.device.add(x1, down, out);
-  return { out, acts };
+  return t.scope(() => {
+    const { n } = p;
+    const z = layerSizes(net.config);
+    const { H, Q, W3, I } = z;
+    const eps = net.config.rmsNormEps;
+    const keep = mode === 'save' || mode === 'recompute';
+    const dt = net.dtype;
+    const kept = (tensor: DeviceTensor) => (keep ? t.keep(tensor) : tensor);
+    // h [N, H] = input_layernorm(x), rstd1 [N]
+    const h = t.alloc([n, H], dt, 'workspace');
+    const rstd1 = kept(t.alloc([n], 'float32', keep ? 'activations' : 'workspace'));
+    net.device.rmsNorm(x, layer.inputNorm, h, rstd1, eps);
+    // qkv [N, Q + 2 KV] = h [Wq; Wk; Wv]^T (+ b): one GEMM through the fused weights; RoPE on q and k in one pass
+    const qkv = kept(t.alloc([n, W3], dt, keep ? 'activations' : 'workspace'));
+    fusedLinearForward(net, t, h, layer.q, W3, qkv);
+    net.device.rope(
+      qkv,
+      net.cos,
+      net.sin,
+      p.s,
+      net.config.numHeads + net.config.numKeyValueHeads,
+      net.config.headDim,
+      false,
+      W3,
+    );
+    // attn [N, Q] = causal GQA attention over the q, k, v column blocks, lse [B, heads, S]
+    const attn = kept(t.alloc([n, Q], dt, keep ? 'activations' : 'workspace'));
+    const lse = kept(t.alloc([p.b, net.config.numHeads, p.s], 'float32', keep ? 'activations' : 'workspace'));
+    const [q, k, v] = qkvBlocks(t, qkv, p.n, z);
+    net.device.attention(q, k, v, attn, lse, attentionDims(net, p, W3));
+    // x1 [N, H] = x + attn Wo^T (+ b); h2 [N, H] = post_attention_layernorm(x1), rstd2 [N]: one fused pass
+    const ao = t.alloc([n, H], dt, 'workspace');
+    linearForward(net, attn, layer.o, ao);
+    const x1 = mode === 'inplace' ? x : kept(t.alloc([n, H], dt, keep ? 'activations' : 'workspace'));
+    const rstd2 = kept(t.alloc([n], 'float32', keep ? 'activations' : 'workspace'));
+    const h2 = h;
+    net.device.addRmsNorm(x, ao, x1, layer.postNorm, h2, rstd2, eps);
+    // gate_up [N, 2 I] = h2 [Wg; Wu]^T (+ b): one GEMM through the fused weights
+    const gateUp = kept(t.alloc([n, 2 * I], dt, keep ? 'activations' : 'workspace'));
+    fusedLinearForward(net, t, h2, layer.gate, 2 * I, gateUp);
+    const acts: LayerActivations | undefined = keep
+      ? { x, qkv, attn, lse, x1, gateUp, rstd1, rstd2 }
+      : undefined;
+    if (mode === 'recompute') return { out: x1, acts };
+    // act [N, I] = silu(gate) * up; out [N, H] = x1 + act Wd^T (+ b)
+    const act = t.alloc([n, I], dt, 'workspace');
+    net.device.swiglu(gateUp, act);
+    const down = ao;
+    linearForward(net, act, layer.down, down);
+    const out = mode === 'inplace' ? x : t.keep(t.alloc([n, H], dt, 'activations'));
+    net.device.add(x1, down, out);
+    return { out, acts };
+  });
+}
+
+/** The q, k and v column blocks of qkv [N, Q + 2 KV], as views starting at each block (rows W3 apart). */
+export function qkvBlocks(
+  t: StepTensors,
+  qkv: DeviceTensor,
+  n: number,
+  z: LayerSizes,
+): [DeviceTensor, DeviceTensor, DeviceTensor] {
+  const span = (first: number, width: number) => t.view(qkv, first, [(n - 1) * z.W3 + width]);
+  return [span(0, z.Q), span(z.Q, z.KV), span(z.Q + z.KV, z.KV)];
+}
+
+/**
+ * y [N, rows] = x [N, in] W^T (+ b) for the fused weights starting at `first` (q of q / k / v, gate of gate /
+ * up): one GEMM over a view spanning the group's `rows` rows, and one bias pass.
+ */
+function fusedLinearForward(
+  net: LlamaNet,
+  t: StepTensors,
+  x: DeviceTensor,
+  first: Linear,
+  rows: number,
+  y: DeviceTensor,
+): void {
+  const inp = first.weight.shape[1]!;
+  const weight = t.view(first.weight, 0, [rows, inp]);
+  net.device.gemm(x, weight, y, { m: x.numel / inp, n: rows, k: inp, transB: true });
+  if (first.bias) net.device.addBias(y, t.view(first.bias, 0, [rows]));
 }
 
 /** y [N, out] = x [N, in] W^T (+ b). */
@@ -116,7 +144,8 @@ export function linearForward(net: LlamaNet, x: DeviceTensor, l: Linear, y: Devi
   if (l.bias) net.device.addBias(y, l.bias);
 }
 
-export function attentionDims(net: LlamaNet, p: PreparedBatch): AttentionDims {
+/** The attention shapes of the batch; q / k / v rows `stride` elements apart (the fused projection's). */
+export function attentionDims(net: LlamaNet, p: PreparedBatch, stride: number): AttentionDims {
   return {
     batch: p.b,
     seqLen: p.s,
@@ -124,5 +153,7 @@ export function attentionDims(net: LlamaNet, p: PreparedBatch): AttentionDims {
     kvHeads: net.config.numKeyValueHeads,
     headDim: net.config.headDim,
     lengths: p.lengths,
+    qStride: stride,
+    kvStride: stride,
   };
 }

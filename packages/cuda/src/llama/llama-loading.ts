@@ -27,25 +27,85 @@ export interface LlamaLoadOptions {
 /** A stored parameter: fp32 values, or 16-bit bits with their dtype. */
 type StoredValues = { data: Float32Array | Uint16Array; dtype: 'float32' | 'bfloat16' | 'float16' };
 
+/** The groups of consecutive parameters a layer stores in one allocation, and the offset of each member. */
+const FUSED_GROUPS: ReadonlyArray<readonly string[]> = [
+  ['self_attn.q_proj.weight', 'self_attn.k_proj.weight', 'self_attn.v_proj.weight'],
+  ['self_attn.q_proj.bias', 'self_attn.k_proj.bias', 'self_attn.v_proj.bias'],
+  ['mlp.gate_proj.weight', 'mlp.up_proj.weight'],
+  ['mlp.gate_proj.bias', 'mlp.up_proj.bias'],
+];
+
 /**
- * The model's weight tensors, filled parameter by parameter in model order; {@link abort} frees what was
- * made when a loader fails half way.
+ * The model's weight tensors, filled parameter by parameter in model order. A layer's q, k and v weights
+ * (and biases), and its gate and up weights (and biases), are views of one allocation each, so the step
+ * runs one GEMM per group (LlamaNet); every other parameter has its own. The views are all that refers to a
+ * group's memory: it is returned when the last of them is freed. {@link abort} frees what was made when a
+ * loader fails half way.
  */
 class WeightUpload {
   readonly weights = new Map<string, DeviceTensor>();
+  private readonly specs: Map<string, LlamaParameterSpec>;
 
   constructor(
     private readonly device: Device,
     private readonly dtype: DeviceLlamaDType,
-  ) {}
+    config: LlamaConfig,
+  ) {
+    this.specs = new Map(llamaParameterSpecs(config).map((spec) => [spec.name, spec]));
+  }
+
+  /** The tensor `spec` is stored in (a view of its group's allocation for a fused member), made on first use. */
+  tensorOf(spec: LlamaParameterSpec): DeviceTensor {
+    return this.weights.get(spec.name) ?? this.allocate(spec);
+  }
 
   put(spec: LlamaParameterSpec, stored: StoredValues): void {
-    this.weights.set(spec.name, uploadAs(this.device, stored.data, spec.shape, stored.dtype, this.dtype));
+    const target = this.tensorOf(spec);
+    if (stored.dtype === this.dtype || stored.dtype === 'float32') {
+      target.write(stored.data);
+      return;
+    }
+    // Another 16-bit type: its bits as they are, cast on the device.
+    const staged = this.device.tensor(stored.data, spec.shape, stored.dtype, 'workspace');
+    try {
+      this.device.cast(staged, target);
+    } finally {
+      staged.free();
+    }
+  }
+
+  /** The weights in model order (Hugging Face's named_parameters()). */
+  ordered(): Map<string, DeviceTensor> {
+    return new Map([...this.specs.keys()].map((name) => [name, this.weights.get(name)!]));
   }
 
   abort(): void {
     for (const t of this.weights.values()) t.free();
     this.weights.clear();
+  }
+
+  /** The tensor of `spec`: its own, or (a fused group's first member) one allocation viewed by every member. */
+  private allocate(spec: LlamaParameterSpec): DeviceTensor {
+    const layer = /^(model\.layers\.\d+\.)(.*)$/.exec(spec.name);
+    const group = layer ? FUSED_GROUPS.find((g) => g[0] === layer[2]) : undefined;
+    if (layer === undefined || layer === null || group === undefined) {
+      const t = this.device.empty(spec.shape, this.dtype, 'weights');
+      this.weights.set(spec.name, t);
+      return t;
+    }
+    const members = group.map((suffix) => this.specs.get(`${layer[1]}${suffix}`)!);
+    const sizes = members.map((m) => m.shape.reduce((a, b) => a * b, 1));
+    const whole = this.device.empty([sizes.reduce((a, b) => a + b, 0)], this.dtype, 'weights');
+    try {
+      let offset = 0;
+      members.forEach((m, i) => {
+        this.weights.set(m.name, whole.view(offset, m.shape));
+        offset += sizes[i]!;
+      });
+    } finally {
+      whole.free(); // the views hold the memory now
+    }
+    return this.weights.get(spec.name)!;
   }
 }
 
@@ -77,12 +137,12 @@ export function initialLlamaWeights(
   dtype: DeviceLlamaDType,
   options: { seed?: number; initializerRange?: number },
 ): Map<string, DeviceTensor> {
-  const upload = new WeightUpload(device, dtype);
+  const upload = new WeightUpload(device, dtype, config);
   try {
     forEachInitialLlamaParameter(config, options, (spec, values) =>
       upload.put(spec, { data: values, dtype: 'float32' }),
     );
-    return upload.weights;
+    return upload.ordered();
   } catch (error) {
     upload.abort();
     throw error;
@@ -91,7 +151,7 @@ export function initialLlamaWeights(
 
 /**
  * Hugging Face's initialisation drawn on the device: matrices normal(0, std) (parameter k: stream
- * `seed * 2^16 + k`), biases 0, norms 1. Nothing is drawn on the host.
+ * `seed * 2^16 + k`), biases 0, norms 1, in the fused layout the loaders make. Nothing is drawn on the host.
  */
 export function randomLlamaWeights(
   device: Device,
@@ -100,17 +160,16 @@ export function randomLlamaWeights(
   seed: number,
   std: number,
 ): Map<string, DeviceTensor> {
-  const weights = new Map<string, DeviceTensor>();
+  const upload = new WeightUpload(device, dtype, config);
   try {
     for (const [k, spec] of llamaParameterSpecs(config).entries()) {
-      const t = device.empty(spec.shape, dtype, 'weights');
-      weights.set(spec.name, t);
+      const t = upload.tensorOf(spec);
       if (spec.init === 'normal') t.fillNormal(0, std, seed * 2 ** 16 + k);
       else t.fill(spec.init === 'ones' ? 1 : 0);
     }
-    return weights;
+    return upload.ordered();
   } catch (error) {
-    for (const t of weights.values()) t.free();
+    upload.abort();
     throw error;
   }
 }
@@ -123,7 +182,7 @@ export function llamaWeightsFromArrays(
   arrays: readonly NamedArray[],
 ): Map<string, DeviceTensor> {
   const byName = new Map(arrays.map((a) => [a.name, a]));
-  const upload = new WeightUpload(device, dtype);
+  const upload = new WeightUpload(device, dtype, config);
   try {
     for (const spec of llamaParameterSpecs(config)) {
       const array = byName.get(spec.name);
@@ -138,7 +197,7 @@ export function llamaWeightsFromArrays(
         throw new BadamOptionError(`arrays ${spec.name} dtype`, array.dtype, 'float32, bfloat16 or float16');
       upload.put(spec, { data: array.data as Float32Array | Uint16Array, dtype: array.dtype });
     }
-    return upload.weights;
+    return upload.ordered();
   } catch (error) {
     upload.abort();
     throw error;
@@ -171,7 +230,7 @@ export async function llamaWeightsFromDirectory(
   const config = llamaConfigFromHf(json, configPath);
   const dtype = checkLlamaOptions(config, options);
   const file = await SafetensorsModel.open(directory);
-  const upload = new WeightUpload(device, dtype);
+  const upload = new WeightUpload(device, dtype, config);
   try {
     for (const spec of llamaParameterSpecs(config)) {
       if (!file.has(spec.name))
@@ -194,7 +253,7 @@ export async function llamaWeightsFromDirectory(
         );
       upload.put(spec, { data: stored.data as Float32Array | Uint16Array, dtype: stored.dtype });
     }
-    return { config, dtype, weights: upload.weights };
+    return { config, dtype, weights: upload.ordered() };
   } catch (error) {
     upload.abort();
     throw error;
@@ -215,24 +274,4 @@ function checkShape(
       `[${actual.join(', ')}]`,
       `[${expected.join(', ')}] (what config.json's architecture implies)`,
     );
-}
-
-/**
- * A weight tensor of `dtype` from stored values: the bits as they are when the stored dtype is `dtype`,
- * fp32 rounded on write, other 16-bit types uploaded as they are and cast on the device.
- */
-function uploadAs(
-  device: Device,
-  data: Float32Array | Uint16Array,
-  shape: readonly number[],
-  stored: 'float32' | 'bfloat16' | 'float16',
-  dtype: DeviceLlamaDType,
-): DeviceTensor {
-  if (stored === dtype || stored === 'float32') return device.tensor(data, shape, dtype, 'weights');
-  const staged = device.tensor(data, shape, stored, 'workspace');
-  try {
-    return device.castTo(staged, dtype, 'weights');
-  } finally {
-    staged.free();
-  }
 }

@@ -31,6 +31,10 @@ export interface Layer {
 /**
  * What the forward, backward and loss functions of a DeviceLlama read: the device, the config, the weights
  * by role and the RoPE tables. Built once by the model ({@link buildLlamaNet}); the tensors are the model's.
+ *
+ * The weights of q, k and v are consecutive views of one allocation ([Q + 2 KV, H]), as are those of gate
+ * and up ([2 I, H]) and their biases: the model's loader stores them so (llama-loading.ts), and the step
+ * multiplies by each group with one GEMM through a view over the group (the step's views, freed with it).
  */
 export interface LlamaNet {
   readonly device: Device;
@@ -47,6 +51,22 @@ export interface LlamaNet {
   /** fp32 [maxPositions, headDim / 2] RoPE tables. */
   readonly cos: DeviceTensor;
   readonly sin: DeviceTensor;
+}
+
+/** The sizes a layer's step works with: hidden H, q width Q, k / v width KV, fused qkv width, intermediate I. */
+export interface LayerSizes {
+  readonly H: number;
+  readonly Q: number;
+  readonly KV: number;
+  /** Q + 2 KV: a token's row of the fused q / k / v projection. */
+  readonly W3: number;
+  readonly I: number;
+}
+
+export function layerSizes(config: LlamaConfig): LayerSizes {
+  const Q = config.numHeads * config.headDim;
+  const KV = config.numKeyValueHeads * config.headDim;
+  return { H: config.hiddenSize, Q, KV, W3: Q + 2 * KV, I: config.intermediateSize };
 }
 
 /** Options that shape a {@link LlamaNet} (resolved from DeviceLlamaOptions). */

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { BadamOptionError } from '@badam/core';
 import { readRecordsWithLines } from '../alpaca-dataset.js';
+import { pushAll } from '../push-all.js';
 
 /** The SuperGLUE tasks. */
 export const SUPERGLUE_TASKS = ['boolq', 'cb', 'copa', 'rte', 'wic', 'wsc', 'multirc', 'record'] as const;
@@ -120,6 +121,140 @@ function labelOf(row: Row, key: string, names: readonly string[], where: string)
   );
 }
 
+/** One record of a task's jsonl file as examples: its row, its id, where it stands, the task's labels. */
+type RecordReader = (row: Row, id: string, where: string, labelNames: readonly string[]) => TaskExample[];
+
+const object = (v: unknown) => typeof v === 'object' && v !== null;
+
+/** A pair task's record: the two texts and the label. */
+const pairRecord =
+  (first: string, second: string): RecordReader =>
+  (row, id, where, labelNames) => [
+    {
+      id,
+      rows: [[str(row, first, where), str(row, second, where)]],
+      label: labelOf(row, 'label', labelNames, where),
+    },
+  ];
+
+/** COPA: the premise against each choice, asked as its cause or its effect. */
+const copaRecord: RecordReader = (row, id, where, labelNames) => {
+  const question = str(row, 'question', where);
+  if (question !== 'cause' && question !== 'effect')
+    throw new BadamOptionError(`${where} field "question"`, question, '"cause" or "effect"');
+  const ask = question === 'cause' ? 'What was the cause?' : 'What happened as a result?';
+  const premise = str(row, 'premise', where);
+  return [
+    {
+      id,
+      rows: [
+        [premise, `${ask} ${str(row, 'choice1', where)}`],
+        [premise, `${ask} ${str(row, 'choice2', where)}`],
+      ],
+      label: labelOf(row, 'label', labelNames, where),
+    },
+  ];
+};
+
+/** WSC: the text and whether the pronoun refers to the span. */
+const wscRecord: RecordReader = (row, id, where, labelNames) => {
+  const target = field<Row>(row, 'target', where, object, 'an object with span1_text and span2_text');
+  return [
+    {
+      id,
+      rows: [
+        [
+          str(row, 'text', where),
+          `Does "${str(target, 'span2_text', `${where} target`)}" refer to "${str(target, 'span1_text', `${where} target`)}"?`,
+        ],
+      ],
+      label: labelOf(row, 'label', labelNames, where),
+    },
+  ];
+};
+
+/** MultiRC: one example per answer of each question of the passage, grouped by question. */
+const multircRecord: RecordReader = (row, id, where, labelNames) => {
+  const passage = field<Row>(row, 'passage', where, object, 'an object with text and questions');
+  const text = str(passage, 'text', `${where} passage`);
+  const questions = field<Row[]>(
+    passage,
+    'questions',
+    `${where} passage`,
+    Array.isArray,
+    'a list of questions',
+  );
+  return questions.flatMap((q, qi) => {
+    const question = str(q, 'question', `${where} question ${qi}`);
+    const answers = field<Row[]>(q, 'answers', `${where} question ${qi}`, Array.isArray, 'a list of answers');
+    return answers.map((a, ai) => {
+      const at = `${where} question ${qi} answer ${ai}`;
+      return {
+        id: `${id}-${String(q.idx ?? qi)}-${String(a.idx ?? ai)}`,
+        rows: [[text, `${question} ${str(a, 'text', at)}`] as const],
+        label: labelOf(a, 'label', labelNames, at),
+        group: `${id}-${String(q.idx ?? qi)}`,
+      };
+    });
+  });
+};
+
+/** ReCoRD: each query with `@placeholder` filled by every entity of the passage; the answer's index is the label. */
+const recordRecord: RecordReader = (row, id, where) => {
+  const passage = field<Row>(row, 'passage', where, object, 'an object with text and entities');
+  const text = str(passage, 'text', `${where} passage`);
+  const entities = field<Row[]>(
+    passage,
+    'entities',
+    `${where} passage`,
+    Array.isArray,
+    'a list of {start, end} spans',
+  );
+  const names = [...new Set(entities.map((e) => text.slice(Number(e.start), Number(e.end) + 1)))];
+  const qas = field<Row[]>(row, 'qas', where, Array.isArray, 'a list of queries');
+  return qas.map((qa, qi) => {
+    const query = str(qa, 'query', `${where} query ${qi}`);
+    if (!query.includes('@placeholder'))
+      throw new BadamOptionError(`${where} query ${qi}`, query, 'a query with @placeholder');
+    const answers = Array.isArray(qa.answers)
+      ? (qa.answers as Row[]).map((a) => str(a, 'text', `${where} query ${qi} answer`))
+      : [];
+    return {
+      id: `${id}-${String(qa.idx ?? qi)}`,
+      rows: names.map((entity) => [text, query.replace('@placeholder', entity)] as const),
+      label: names.findIndex((n) => answers.includes(n)),
+      group: `${id}-${String(qa.idx ?? qi)}`,
+      candidates: names,
+      answers,
+    };
+  });
+};
+
+/** How each task's records become examples (the formats of the public task data). */
+const RECORD_READERS: Readonly<Record<SuperGlueTask, RecordReader>> = {
+  // The question first: a long passage is what truncation cuts. BoolQ's label is in `answer`.
+  boolq: (row, id, where, labelNames) => [
+    {
+      id,
+      rows: [[str(row, 'question', where), str(row, 'passage', where)]],
+      label: labelOf(row, row.answer !== undefined ? 'answer' : 'label', labelNames, where),
+    },
+  ],
+  cb: pairRecord('premise', 'hypothesis'),
+  rte: pairRecord('premise', 'hypothesis'),
+  wic: (row, id, where, labelNames) => [
+    {
+      id,
+      rows: [[`${str(row, 'word', where)}: ${str(row, 'sentence1', where)}`, str(row, 'sentence2', where)]],
+      label: labelOf(row, 'label', labelNames, where),
+    },
+  ],
+  copa: copaRecord,
+  wsc: wscRecord,
+  multirc: multircRecord,
+  record: recordRecord,
+};
+
 /**
  * Turns the records of a SuperGLUE jsonl file into model rows (the formats of the public task data: BoolQ's
  * label in `answer`, COPA's `question` cause / effect, MultiRC's nested passage / questions / answers,
@@ -137,149 +272,12 @@ export function superGlueExamples(
   records.forEach((record, i) => {
     const line = options.lines?.[i];
     const where = line !== undefined ? `${source} line ${line}` : `${source} record ${i}`;
-    const before = out.length;
     if (typeof record !== 'object' || record === null)
       throw new BadamOptionError(where, record, 'a JSON object');
     const row = record as Row;
-    const id = String(row.idx ?? i);
-    switch (task) {
-      case 'boolq':
-        // The question first: a long passage is what truncation cuts.
-        out.push({
-          id,
-          rows: [[str(row, 'question', where), str(row, 'passage', where)]],
-          label: labelOf(row, row.answer !== undefined ? 'answer' : 'label', spec.labelNames, where),
-        });
-        break;
-      case 'cb':
-      case 'rte':
-        out.push({
-          id,
-          rows: [[str(row, 'premise', where), str(row, 'hypothesis', where)]],
-          label: labelOf(row, 'label', spec.labelNames, where),
-        });
-        break;
-      case 'wic':
-        out.push({
-          id,
-          rows: [
-            [`${str(row, 'word', where)}: ${str(row, 'sentence1', where)}`, str(row, 'sentence2', where)],
-          ],
-          label: labelOf(row, 'label', spec.labelNames, where),
-        });
-        break;
-      case 'copa': {
-        const question = str(row, 'question', where);
-        if (question !== 'cause' && question !== 'effect')
-          throw new BadamOptionError(`${where} field "question"`, question, '"cause" or "effect"');
-        const ask = question === 'cause' ? 'What was the cause?' : 'What happened as a result?';
-        const premise = str(row, 'premise', where);
-        out.push({
-          id,
-          rows: [
-            [premise, `${ask} ${str(row, 'choice1', where)}`],
-            [premise, `${ask} ${str(row, 'choice2', where)}`],
-          ],
-          label: labelOf(row, 'label', spec.labelNames, where),
-        });
-        break;
-      }
-      case 'wsc': {
-        const target = field<Row>(
-          row,
-          'target',
-          where,
-          (v) => typeof v === 'object' && v !== null,
-          'an object with span1_text and span2_text',
-        );
-        out.push({
-          id,
-          rows: [
-            [
-              str(row, 'text', where),
-              `Does "${str(target, 'span2_text', `${where} target`)}" refer to "${str(target, 'span1_text', `${where} target`)}"?`,
-            ],
-          ],
-          label: labelOf(row, 'label', spec.labelNames, where),
-        });
-        break;
-      }
-      case 'multirc': {
-        const passage = field<Row>(
-          row,
-          'passage',
-          where,
-          (v) => typeof v === 'object' && v !== null,
-          'an object with text and questions',
-        );
-        const text = str(passage, 'text', `${where} passage`);
-        const questions = field<Row[]>(
-          passage,
-          'questions',
-          `${where} passage`,
-          Array.isArray,
-          'a list of questions',
-        );
-        questions.forEach((q, qi) => {
-          const question = str(q, 'question', `${where} question ${qi}`);
-          const answers = field<Row[]>(
-            q,
-            'answers',
-            `${where} question ${qi}`,
-            Array.isArray,
-            'a list of answers',
-          );
-          answers.forEach((a, ai) => {
-            const at = `${where} question ${qi} answer ${ai}`;
-            out.push({
-              id: `${id}-${String(q.idx ?? qi)}-${String(a.idx ?? ai)}`,
-              rows: [[text, `${question} ${str(a, 'text', at)}`]],
-              label: labelOf(a, 'label', spec.labelNames, at),
-              group: `${id}-${String(q.idx ?? qi)}`,
-            });
-          });
-        });
-        break;
-      }
-      case 'record': {
-        const passage = field<Row>(
-          row,
-          'passage',
-          where,
-          (v) => typeof v === 'object' && v !== null,
-          'an object with text and entities',
-        );
-        const text = str(passage, 'text', `${where} passage`);
-        const entities = field<Row[]>(
-          passage,
-          'entities',
-          `${where} passage`,
-          Array.isArray,
-          'a list of {start, end} spans',
-        );
-        const names = [...new Set(entities.map((e) => text.slice(Number(e.start), Number(e.end) + 1)))];
-        const qas = field<Row[]>(row, 'qas', where, Array.isArray, 'a list of queries');
-        qas.forEach((qa, qi) => {
-          const query = str(qa, 'query', `${where} query ${qi}`);
-          if (!query.includes('@placeholder'))
-            throw new BadamOptionError(`${where} query ${qi}`, query, 'a query with @placeholder');
-          const answers = Array.isArray(qa.answers)
-            ? (qa.answers as Row[]).map((a) => str(a, 'text', `${where} query ${qi} answer`))
-            : [];
-          out.push({
-            id: `${id}-${String(qa.idx ?? qi)}`,
-            rows: names.map((entity) => [text, query.replace('@placeholder', entity)] as const),
-            label: names.findIndex((n) => answers.includes(n)),
-            group: `${id}-${String(qa.idx ?? qi)}`,
-            candidates: names,
-            answers,
-          });
-        });
-        break;
-      }
-    }
+    const examples = RECORD_READERS[task](row, String(row.idx ?? i), where, spec.labelNames);
     if (options.requireLabels) {
-      const unlabelled = out.slice(before).find((example) => example.label < 0);
+      const unlabelled = examples.find((example) => example.label < 0);
       if (unlabelled !== undefined) {
         throw new BadamOptionError(
           task === 'multirc' ? `${where} (answer ${unlabelled.id})` : where,
@@ -291,6 +289,7 @@ export function superGlueExamples(
         );
       }
     }
+    pushAll(out, examples);
   });
   return out;
 }

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 /**
- * Rows of `table` [vocab, hidden] at `ids` [n]: [n, hidden]. The gradient (for a trained embedding) is
+ * Rows of `table` `[vocab, hidden]` at `ids` `[n]`, as `[n, hidden]`. The gradient (for a trained embedding) is
  * built with scatterND, which sums the rows of repeated ids: tfjs's own gather gradient needs the
  * UnsortedSegmentSum kernel, which the wasm backend does not have.
  */

@@ -2,6 +2,7 @@ import {
   type BackendMemoryReport,
   BadamStateError,
   type NamedArray,
+  requireNumber,
   type TrainingSnapshot,
 } from '@badam/core';
 import * as tf from '@tensorflow/tfjs-core';
@@ -45,7 +46,7 @@ export class FullStrategy<TBatch> extends DenseGradientStrategy<TBatch> {
   }
 
   set learningRate(lr: number) {
-    this.lr = lr;
+    this.lr = requireNumber('learningRate', lr, { min: 0 });
     setLearningRate(this.optimizer, lr);
   }
 

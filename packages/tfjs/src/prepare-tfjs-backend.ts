@@ -1,6 +1,6 @@
 import type { FlagSpec } from '@badam/core';
 import { useNativeMatMul } from './native-kernels.js';
-import { TFJS_BACKEND_CHOICES, type TfjsBackendChoice, useTfjsBackend } from './runtime.js';
+import { TFJS_BACKEND_CHOICES, type TfjsBackendChoice, useTfjsBackend } from './use-tfjs-backend.js';
 
 /**
  * The command-line flags that choose what {@link prepareTfjsBackend} sets up, for runners built on core's

@@ -1,5 +1,6 @@
+import type { RunIO } from '@badam/callbacks';
 import { type FlagSpec, type FlagValues, UsageError } from '@badam/core';
-import type { RunnerCommandSpec, RunOptions } from './run-options.js';
+import { parseRunnerCommand, type RunnerCommandSpec, type RunOptions } from './run-options.js';
 
 /** The flags of a runner's `compare` command, on top of its training flags. */
 export const COMPARISON_FLAGS: Readonly<Record<string, FlagSpec>> = {
@@ -66,4 +67,37 @@ export function comparisonCommand<TOptions extends RunOptions>(
       });
     },
   };
+}
+
+/** How {@link runComparisonCommand} runs a runner's `compare`. */
+export interface ComparisonCommandRun<TOptions extends RunOptions> {
+  /** The runner's `compare` command ({@link comparisonCommand} of its training command). */
+  readonly command: RunnerCommandSpec<TOptions & { comparison: ComparisonPlan }>;
+  /** What `--help` prints. */
+  readonly usage: string;
+  /** The output directory when the command line names none (`output/compare`). */
+  readonly defaultOutputDir: string;
+  /** Runs the comparison the options and the plan describe. */
+  compare(options: TOptions, plan: ComparisonPlan, io: RunIO): Promise<unknown>;
+}
+
+/**
+ * A runner's `compare [flags]`: parses its flags (the training flags and {@link COMPARISON_FLAGS}), prints
+ * the usage for `--help`, says which flags were accepted but ignored, and runs the comparison in its own
+ * default output directory unless `--output_dir` names one. Resolves to the exit code.
+ */
+export async function runComparisonCommand<TOptions extends RunOptions>(
+  argv: readonly string[],
+  run: ComparisonCommandRun<TOptions>,
+  io: RunIO,
+): Promise<number> {
+  const { options, help, notes } = parseRunnerCommand(argv, run.command);
+  if (help) {
+    io.log(run.usage);
+    return 0;
+  }
+  for (const note of notes) io.warn(`${run.command.dialect.name}: ${note}`);
+  if (options.outputDirIsDefault) options.outputDir = run.defaultOutputDir;
+  await run.compare(options, options.comparison, io);
+  return 0;
 }

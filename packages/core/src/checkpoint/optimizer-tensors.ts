@@ -5,18 +5,28 @@ import { numel } from '../parameters.js';
 /**
  * The names of the optimizer tensors in a checkpoint, the same on every backend: PyTorch's per-parameter
  * state keys, prefixed with the parameter's name (`model.layers.3.mlp.up_proj.weight.exp_avg`).
- * `master` (fp32 copy of a 16-bit weight) is BAdam's own; PyTorch's other optimizers' keys
- * (`momentum_buffer`, `square_avg`, ...) follow the same pattern.
+ * `master` (fp32 copy of a 16-bit weight) is BAdam's own. The keys of PyTorch's other optimizers are here
+ * too, for a backend that trains with one of them (@badam/tfjs's tf.train optimizers).
  */
 export const OPTIMIZER_STATE_KEYS = {
-  /** Adam's first moment, fp32, the parameter's shape. */
+  /** Adam's first moment, fp32, the parameter's shape (BlockOptimizerRatio: its masked entries). */
   expAvg: 'exp_avg',
-  /** Adam's second moment, fp32, the parameter's shape. */
+  /** Adam's second moment, fp32, the parameter's shape (BlockOptimizerRatio: its masked entries). */
   expAvgSq: 'exp_avg_sq',
   /** Updates since the state was created (Adam's t), an fp32 scalar as PyTorch stores it. */
   step: 'step',
   /** fp32 master copy of a 16-bit weight. */
   master: 'master',
+  /** RMSprop's and Adadelta's running average of squared gradients. */
+  squareAvg: 'square_avg',
+  /** SGD momentum's and RMSprop's momentum buffer. */
+  momentumBuffer: 'momentum_buffer',
+  /** Centred RMSprop's running average of gradients. */
+  gradAvg: 'grad_avg',
+  /** Adagrad's sum of squared gradients. */
+  sum: 'sum',
+  /** Adadelta's running average of squared updates. */
+  accDelta: 'acc_delta',
 } as const;
 
 /** The checkpoint name of one piece of a parameter's optimizer state: `<parameter>.<key>`. */

@@ -1,5 +1,5 @@
-import type { TrainingSnapshot } from './trainer-backend.js';
-import type { TrainerState } from './trainer-state.js';
+import type { TrainingSnapshot } from '../trainer/trainer-backend.js';
+import type { TrainerState } from '../trainer/trainer-state.js';
 
 /** A saved checkpoint as the trainer resumes from it. */
 export interface Checkpoint {

@@ -1,4 +1,5 @@
-import { requireInteger } from './validation.js';
+import { TRAINING_DEFAULTS } from '../defaults.js';
+import { requireInteger } from '../validation.js';
 
 /** Inputs of {@link suggestSwitchBlockEvery}. */
 export interface SwitchBlockEverySuggestionInput {
@@ -23,5 +24,6 @@ export function suggestSwitchBlockEvery(input: SwitchBlockEverySuggestionInput):
   const n = requireInteger('examples', input.examples, { min: 0 });
   const b = requireInteger('effectiveBatchSize', input.effectiveBatchSize, { min: 1 });
   const d = requireInteger('blocks', input.blocks, { min: 1 });
-  return Math.min(Math.max(Math.round(n / (b * d)), 50), 100);
+  const { min, max } = TRAINING_DEFAULTS.suggestedSwitchBlockEvery;
+  return Math.min(Math.max(Math.round(n / (b * d)), min), max);
 }
