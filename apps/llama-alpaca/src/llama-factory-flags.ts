@@ -205,9 +205,10 @@ export function normalizeLlamaFactoryFlags(values: FlagValues, explicit: Set<str
       '--do_train false leaves nothing to do: add --do_eval (eval_results.json) or --do_predict (generated_predictions.jsonl), or drop it to train',
     );
   }
-  if (values.fp16 === true && values.backend !== 'cuda')
+  // The device backends (cuda, cpu, and auto's pick when it is one) train fp16 weights; tfjs has no fp16.
+  if (values.fp16 === true && values.backend === 'tfjs')
     notes.push(
-      '--fp16 is ignored on tfjs: TensorFlow.js has no 16-bit float, so training and the saved model stay fp32 (--backend cuda trains fp16 weights)',
+      '--fp16 is ignored on tfjs: TensorFlow.js has no 16-bit float, so training and the saved model stay fp32 (--backend cuda or cpu trains fp16 weights)',
     );
   return [
     ...notes,
