@@ -1,16 +1,23 @@
 /**
- * CPU speed benchmark against PyTorch: the workload of `../shared/bench/torch_cpu_llama.py` (a 34M-parameter
- * Llama: vocab 8192, hidden 512, MLP 1376, 8 layers, 8 heads, sequence 256, batch 4) trained on this
- * machine's CPU by @badam/tfjs (wasm backend with @badam/native's SGEMM) and by PyTorch, same modes, same
- * step counts, each in its own process so peak RSS is its own. Prints a markdown table of ratios.
+ * CPU speed benchmark against PyTorch: a Llama trained on this machine's CPU by @badam/cuda's CPU engine (bf16
+ * weights, fp32 active block), by @badam/tfjs (wasm backend with @badam/native's SGEMM) and by the PyTorch peer
+ * `../shared/bench/torch_cpu_llama.py` (fp32, run twice: with the environment's OPENBLAS_CORETYPE and
+ * without it, and the faster is the reference), same modes, same step counts, each in its own process so
+ * peak RSS is its own. Prints a markdown table of ratios and, with the engine, the share of its step in
+ * GEMM, attention and the rest and its GEMM rate against @badam/native's SGEMM on the same products.
  *
- *   pnpm --filter @badam/llama-alpaca bench                      # badam, adam and lora, tfjs and PyTorch
- *   pnpm --filter @badam/llama-alpaca bench -- --modes badam --pure-wasm   # also tfjs-wasm without native
- *   pnpm --filter @badam/llama-alpaca bench -- --checkpointing              # also with gradient checkpointing
+ *   pnpm --filter @badam/llama-alpaca bench                                   # bench-34m: engine, tfjs, PyTorch
+ *   pnpm --filter @badam/llama-alpaca bench -- --configs smollm-135m          # real shapes: engine and PyTorch
+ *   pnpm --filter @badam/llama-alpaca bench -- --configs tinyllama-1.1b --modes badam,adam
+ *   pnpm --filter @badam/llama-alpaca bench -- --checkpointing                # also with gradient checkpointing
+ *   pnpm --filter @badam/llama-alpaca bench -- --runners tfjs --modes lora --pure-wasm
  *   BADAM_TORCH_BENCH=/path/torch_cpu_llama.py PYTHON=/usr/bin/python3 ...  # where the PyTorch peer lives
  *
- * Modes, as in the peer: `badam` (BAdam, K = 1, ascending, so the 8 timed steps cover one block epoch),
- * `adam` (full AdamW), `lora` (rank 8 on every linear layer but lm_head). 10 steps, the first 2 untimed.
+ * Configurations (the peer's CONFIGS): `bench-34m` (vocab 8192, hidden 512, MLP 1376, 8 layers, 8 heads,
+ * 4 x 256 tokens), and the shipped config.json of `smollm-135m` (4 x 256), `qwen2.5-0.5b` (2 x 256) and
+ * `tinyllama-1.1b` (2 x 256), with random weights. Modes, as in the peer: `badam` (BAdam, K = 1, ascending),
+ * `adam` (full AdamW), `lora` (rank 8 on every linear layer but lm_head; tfjs and PyTorch only). Steps:
+ * 10 (first 2 untimed) for the first two configurations, 4 (first 1 untimed) for the larger two.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -18,22 +25,52 @@ import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { type LlamaConfig, llamaConfigFromHf } from '@badam/core';
+import { shippedLlamaConfig } from '@badam/models';
+import { type EngineMeasurement, runEngine } from './cpu-speed-engine.js';
 
-const WORKLOAD = { vocab: 8192, dim: 512, inter: 1376, layers: 8, heads: 8, seq: 256, batch: 4 };
-const STEPS = 10;
-const WARM = 2;
+const BENCH_34M = { vocab: 8192, dim: 512, inter: 1376, layers: 8, heads: 8, seq: 256, batch: 4 };
 
-interface Measurement {
-  runner: string;
-  mode: string;
-  step_s: number;
-  tok_s: number;
-  max_rss_mib: number;
-  peak_tensor_mib?: number;
-  params_m: number;
+/** A workload: the model's config.json, the peer's CONFIG name, tokens per step and steps. */
+interface Workload {
+  readonly hf: Record<string, unknown>;
+  readonly batch: number;
+  readonly seq: number;
+  readonly steps: number;
+  readonly warm: number;
 }
 
-async function worker(
+const WORKLOADS: Readonly<Record<string, Workload>> = {
+  'bench-34m': {
+    hf: {
+      model_type: 'llama',
+      vocab_size: BENCH_34M.vocab,
+      hidden_size: BENCH_34M.dim,
+      intermediate_size: BENCH_34M.inter,
+      num_hidden_layers: BENCH_34M.layers,
+      num_attention_heads: BENCH_34M.heads,
+      num_key_value_heads: BENCH_34M.heads,
+      max_position_embeddings: BENCH_34M.seq,
+      rms_norm_eps: 1e-5,
+      tie_word_embeddings: false,
+    },
+    batch: 4,
+    seq: 256,
+    steps: 10,
+    warm: 2,
+  },
+  'smollm-135m': { hf: shippedLlamaConfig('smollm-135m')!, batch: 4, seq: 256, steps: 10, warm: 2 },
+  'qwen2.5-0.5b': { hf: shippedLlamaConfig('qwen2.5-0.5b')!, batch: 2, seq: 256, steps: 4, warm: 1 },
+  'tinyllama-1.1b': { hf: shippedLlamaConfig('tinyllama-1.1b')!, batch: 2, seq: 256, steps: 4, warm: 1 },
+};
+
+type Measurement = EngineMeasurement & {
+  peak_tensor_mib?: number;
+  blas?: string;
+  openblas_coretype?: string;
+};
+
+async function tfjsWorker(
   mode: string,
   backend: 'wasm' | 'wasm-native',
   steps: number,
@@ -45,27 +82,16 @@ async function worker(
   const { useNativeMatMul, useTfjsBackend, AdamW, BlockOptimizer, trackPeakMemory } = await import(
     '@badam/tfjs'
   );
-  const { LlamaForCausalLM, llamaConfigFromHf } = await import('@badam/models');
+  const { LlamaForCausalLM } = await import('@badam/models');
   const { isLoraParameter, SeededRandom } = await import('@badam/core');
   await useTfjsBackend('wasm');
   if (backend === 'wasm-native') await useNativeMatMul();
-  const config = llamaConfigFromHf({
-    model_type: 'llama',
-    vocab_size: WORKLOAD.vocab,
-    hidden_size: WORKLOAD.dim,
-    intermediate_size: WORKLOAD.inter,
-    num_hidden_layers: WORKLOAD.layers,
-    num_attention_heads: WORKLOAD.heads,
-    num_key_value_heads: WORKLOAD.heads,
-    max_position_embeddings: WORKLOAD.seq,
-    rms_norm_eps: 1e-5,
-    tie_word_embeddings: false,
-  });
+  const config = llamaConfigFromHf(WORKLOADS['bench-34m']!.hf);
   const model = new LlamaForCausalLM(config, { seed: 0 });
   model.gradientCheckpointing = checkpointing;
   const rng = SeededRandom.fromSeed(0);
-  const ids = Array.from({ length: WORKLOAD.batch }, () =>
-    Array.from({ length: WORKLOAD.seq }, () => rng.nextInt(WORKLOAD.vocab)),
+  const ids = Array.from({ length: BENCH_34M.batch }, () =>
+    Array.from({ length: BENCH_34M.seq }, () => rng.nextInt(BENCH_34M.vocab)),
   );
   const inputIds = tf.tensor2d(ids, undefined, 'int32');
   const batch = { inputIds, labels: inputIds };
@@ -100,12 +126,13 @@ async function worker(
   const stepSeconds = (performance.now() - started) / 1000 / (steps - warm);
   peak.stop();
   const result: Measurement = {
-    runner: `${backend === 'wasm-native' ? 'tfjs wasm + native' : 'tfjs wasm'}${checkpointing ? ', gradient checkpointing' : ''}`,
+    runner: `tfjs ${backend === 'wasm-native' ? 'wasm + native' : 'wasm'} fp32${checkpointing ? ', gradient checkpointing' : ''}`,
     mode,
     step_s: Number(stepSeconds.toFixed(3)),
-    tok_s: Number(((WORKLOAD.batch * WORKLOAD.seq) / stepSeconds).toFixed(1)),
+    tok_s: Number(((BENCH_34M.batch * BENCH_34M.seq) / stepSeconds).toFixed(1)),
     max_rss_mib: Number((process.resourceUsage().maxRSS / 1024).toFixed(1)),
     peak_tensor_mib: Number((peak.peakBytes() / 2 ** 20).toFixed(1)),
+    peak_allocator_mib: 0,
     params_m: Number((model.parameterCount / 1e6).toFixed(2)),
   };
   console.log(`RESULT ${JSON.stringify(result)}`);
@@ -123,18 +150,35 @@ function workspaceRoot(): string {
   return dir;
 }
 
-function orchestrate(modes: string[], pureWasm: boolean, checkpointing: boolean): void {
+interface Plan {
+  readonly configs: string[];
+  readonly runners: string[];
+  readonly modes: string[];
+  readonly pureWasm: boolean;
+  readonly checkpointing: boolean;
+  readonly profile: boolean;
+}
+
+/** The environment without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE: OpenBLAS picks its own kernel. */
+function withoutCoreType(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const copy = { ...env };
+  delete copy.OPENBLAS_CORETYPE;
+  delete copy.OPENBLAS_L2_SIZE;
+  return copy;
+}
+
+function orchestrate(plan: Plan): void {
   const peer = resolve(
     process.env.BADAM_TORCH_BENCH ?? join(workspaceRoot(), '..', 'shared', 'bench', 'torch_cpu_llama.py'),
   );
   const python = process.env.PYTHON ?? '/usr/bin/python3';
   const threads = process.env.BADAM_THREADS ?? String(Math.min(cpus().length, 2));
-  const rows: Measurement[] = [];
-  const run = (label: string, command: string, args: string[]) => {
+  const self = fileURLToPath(import.meta.url);
+  const run = (label: string, command: string, args: string[], env: NodeJS.ProcessEnv) => {
     process.stderr.write(`running ${label} ...\n`);
     const child = spawnSync(command, args, {
       encoding: 'utf8',
-      env: { ...process.env, THREADS: threads, BADAM_THREADS: threads },
+      env: { ...env, THREADS: threads, BADAM_THREADS: threads },
       maxBuffer: 1 << 24,
     });
     const result = parseResult(child.stdout ?? '');
@@ -147,83 +191,154 @@ function orchestrate(modes: string[], pureWasm: boolean, checkpointing: boolean)
     process.stderr.write(
       `  ${result.step_s} s/step, ${result.tok_s} tokens/s, max RSS ${result.max_rss_mib} MiB\n`,
     );
-    rows.push(result);
     return result;
   };
-  const self = fileURLToPath(import.meta.url);
   const haveTorch =
-    existsSync(peer) && spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0;
-  if (!haveTorch) process.stderr.write(`PyTorch peer not runnable (${python}, ${peer}): tfjs only\n`);
+    plan.runners.includes('torch') &&
+    existsSync(peer) &&
+    spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0;
+  if (plan.runners.includes('torch') && !haveTorch)
+    process.stderr.write(`PyTorch peer not runnable (${python}, ${peer}): ours only\n`);
   const table: string[] = [
-    `workload: ${JSON.stringify(WORKLOAD)}, ${STEPS} steps (first ${WARM} untimed), ${threads} threads, ${cpus()[0]?.model ?? 'cpu'}`,
+    `${threads} threads, ${cpus()[0]?.model ?? 'cpu'}; the PyTorch reference is the faster of its two OpenBLAS runs`,
     '',
-    '| mode | runner | s/step | tokens/s | max RSS (MiB) | peak tfjs tensors (MiB) | tokens/s vs PyTorch |',
-    '| --- | --- | --- | --- | --- | --- | --- |',
+    '| config | mode | runner | s/step | tokens/s | max RSS (MiB) | tokens/s vs PyTorch | RSS vs PyTorch |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
-  for (const mode of modes) {
-    const torch = haveTorch ? run(`PyTorch ${mode}`, python, [peer, mode]) : undefined;
-    if (torch) torch.runner = `PyTorch ${process.env.TORCH_LABEL ?? 'CPU'}`;
-    const native = run(`tfjs wasm+native ${mode}`, process.execPath, [
-      self,
-      '--worker',
-      mode,
-      '--backend',
-      'wasm-native',
-    ]);
-    const recomputing = checkpointing
-      ? run(`tfjs wasm+native+checkpointing ${mode}`, process.execPath, [
-          self,
-          '--worker',
-          mode,
-          '--backend',
-          'wasm-native',
-          '--checkpointing',
-        ])
-      : undefined;
-    const wasm = pureWasm
-      ? run(`tfjs wasm ${mode}`, process.execPath, [
-          self,
-          '--worker',
-          mode,
-          '--backend',
-          'wasm',
-          '--steps',
-          '3',
-          '--warm',
-          '1',
-        ])
-      : undefined;
-    for (const r of [torch, native, recomputing, wasm]) {
-      if (r === undefined) continue;
-      const ratio = torch !== undefined ? `${(r.tok_s / torch.tok_s).toFixed(2)}x` : 'n/a';
-      table.push(
-        `| ${mode} | ${r.runner} | ${r.step_s} | ${r.tok_s} | ${r.max_rss_mib} | ${r.peak_tensor_mib ?? '-'} | ${ratio} |`,
-      );
+  const notes: string[] = [];
+  for (const configName of plan.configs) {
+    const w = WORKLOADS[configName]!;
+    const stepArgs = ['--steps', String(w.steps), '--warm', String(w.warm)];
+    for (const mode of plan.modes) {
+      const rows: Measurement[] = [];
+      let torch: Measurement | undefined;
+      if (haveTorch) {
+        const peerEnv = { ...process.env, CONFIG: configName, STEPS: String(w.steps), WARM: String(w.warm) };
+        const asIs = run(`PyTorch ${configName} ${mode}`, python, [peer, mode], peerEnv);
+        const own = run(
+          `PyTorch ${configName} ${mode}, own OpenBLAS kernel`,
+          python,
+          [peer, mode],
+          withoutCoreType(peerEnv),
+        );
+        for (const [r, how] of [
+          [asIs, `OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? 'unset'}`],
+          [own, 'its own kernel'],
+        ] as const) {
+          if (!r) continue;
+          r.runner = `PyTorch fp32, OpenBLAS ${how}`;
+          rows.push(r);
+          if (torch === undefined || r.tok_s > torch.tok_s) torch = r;
+        }
+      }
+      if (plan.runners.includes('engine') && mode !== 'lora') {
+        for (const checkpointing of plan.checkpointing ? [false, true] : [false]) {
+          const r = run(
+            `engine ${configName} ${mode}${checkpointing ? ' checkpointing' : ''}`,
+            process.execPath,
+            [
+              self,
+              '--worker',
+              'engine',
+              '--config',
+              configName,
+              '--mode',
+              mode,
+              ...stepArgs,
+              ...(checkpointing ? ['--checkpointing'] : []),
+              ...(plan.profile ? ['--profile'] : []),
+            ],
+            process.env,
+          );
+          if (!r) continue;
+          rows.push(r);
+          if (r.share)
+            notes.push(
+              `${configName} ${mode}${checkpointing ? ' (checkpointing)' : ''}: step CPU time ${pct(r.share.gemm)} GEMM, ${pct(r.share.attention)} attention, ${pct(r.share.rest)} the rest; ${r.gemm_gflop} GFLOP of GEMMs per step = ${r.step_gflops} GFLOP/s of step, ${pct(r.step_gflops! / r.sgemm_gflops!)} of @badam/native's SGEMM on the same products (${r.sgemm_gflops} GFLOP/s); allocator peak ${r.peak_allocator_mib} MiB`,
+            );
+        }
+      }
+      if (plan.runners.includes('tfjs') && configName === 'bench-34m') {
+        const variants: Array<[string, string[]]> = [['wasm-native', []]];
+        if (plan.checkpointing) variants.push(['wasm-native', ['--checkpointing']]);
+        if (plan.pureWasm) variants.push(['wasm', ['--steps', '3', '--warm', '1']]);
+        for (const [backend, extra] of variants) {
+          const r = run(
+            `tfjs ${backend} ${mode} ${extra.join(' ')}`,
+            process.execPath,
+            [self, '--worker', 'tfjs', '--mode', mode, '--backend', backend, ...stepArgs, ...extra],
+            process.env,
+          );
+          if (r) rows.push(r);
+        }
+      }
+      for (const r of rows) {
+        const speed = torch ? `${(r.tok_s / torch.tok_s).toFixed(2)}x` : 'n/a';
+        const rss = torch ? `${(r.max_rss_mib / torch.max_rss_mib).toFixed(2)}x` : 'n/a';
+        table.push(
+          `| ${configName} | ${mode} | ${r.runner} | ${r.step_s} | ${r.tok_s} | ${r.max_rss_mib} | ${speed} | ${rss} |`,
+        );
+      }
     }
   }
   console.log(table.join('\n'));
-  console.log(`\n${JSON.stringify(rows)}`);
+  if (notes.length > 0) console.log(`\n${notes.map((n) => `- ${n}`).join('\n')}`);
 }
+
+const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
 
 const { values } = parseArgs({
   options: {
     worker: { type: 'string' },
+    config: { type: 'string', default: 'bench-34m' },
+    mode: { type: 'string', default: 'badam' },
     backend: { type: 'string', default: 'wasm-native' },
-    steps: { type: 'string', default: String(STEPS) },
-    warm: { type: 'string', default: String(WARM) },
-    modes: { type: 'string', default: 'badam,adam,lora' },
+    steps: { type: 'string' },
+    warm: { type: 'string' },
+    configs: { type: 'string', default: 'bench-34m' },
+    runners: { type: 'string', default: 'engine,torch,tfjs' },
+    modes: { type: 'string', default: 'badam' },
     'pure-wasm': { type: 'boolean', default: false },
     checkpointing: { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    'no-profile': { type: 'boolean', default: false },
   },
 });
-if (values.worker !== undefined) {
-  await worker(
-    values.worker,
+const configs = values.configs.split(',');
+for (const c of [...configs, values.config])
+  if (WORKLOADS[c] === undefined)
+    throw new Error(`--configs ${c}: expected one of ${Object.keys(WORKLOADS).join(', ')}`);
+if (values.worker === 'engine') {
+  const w = WORKLOADS[values.config]!;
+  const config: LlamaConfig = llamaConfigFromHf(w.hf, values.config);
+  const result = runEngine({
+    config,
+    configName: values.config,
+    mode: values.mode as 'badam' | 'adam',
+    batch: w.batch,
+    seq: w.seq,
+    steps: Number(values.steps ?? w.steps),
+    warm: Number(values.warm ?? w.warm),
+    checkpointing: values.checkpointing,
+    profile: values.profile,
+  });
+  console.log(`RESULT ${JSON.stringify(result)}`);
+} else if (values.worker === 'tfjs') {
+  const w = WORKLOADS['bench-34m']!;
+  await tfjsWorker(
+    values.mode,
     values.backend as 'wasm' | 'wasm-native',
-    Number(values.steps),
-    Number(values.warm),
+    Number(values.steps ?? w.steps),
+    Number(values.warm ?? w.warm),
     values.checkpointing,
   );
 } else {
-  orchestrate(values.modes.split(','), values['pure-wasm'], values.checkpointing);
+  orchestrate({
+    configs,
+    runners: values.runners.split(','),
+    modes: values.modes.split(','),
+    pureWasm: values['pure-wasm'],
+    checkpointing: values.checkpointing,
+    profile: !values['no-profile'],
+  });
 }

@@ -14,6 +14,7 @@ import {
   type ComparisonPlan,
   type ComparisonReport,
   comparisonRunOptions,
+  isDeviceBackend,
   runSeedComparison,
 } from '@badam/runner';
 import { evaluateHeldOut } from '@badam/tfjs';
@@ -68,12 +69,13 @@ export async function runComparison(
     evalExamples: evalSize = 80,
     validationExamples: validationSize = evalSize,
   } = settings;
-  if (options.backend === 'cuda') {
+  if (isDeviceBackend(options.backend)) {
     throw new UsageError(
-      'badam-llama compare runs on --backend tfjs: it compares block and full with lora and sparse, which @badam/cuda does not train yet (train block or full on cuda with badam-llama train)',
+      `badam-llama compare runs on --backend tfjs: it compares block and full with lora and sparse, which @badam/cuda does not train yet (train block or full on ${options.backend} with badam-llama train)`,
     );
   }
-  await prepareBackend(options, io); // first: a backend that cannot run refuses before anything is written
+  // first: a backend that cannot run refuses before anything is written
+  await prepareBackend(options, io, 'compare trains lora and sparse too, which run on tfjs only');
   const tokenizer = new ByteTokenizer();
   const template = chatTemplate('default');
   const config = llamaConfigFromHf(TINY_LLAMA_CONFIG, 'built-in tiny Llama');

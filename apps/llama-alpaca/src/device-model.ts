@@ -6,6 +6,7 @@ import { BUILTIN_INITIALIZER_RANGE, builtinLlamaConfig } from '@badam/embedded';
 import { type LlamaConfig, readLlamaConfig } from '@badam/models';
 import type { RunnerModel } from '@badam/runner';
 import { deviceCausalLmTask } from './device-training-task.js';
+import { scratchModelSource } from './from-scratch.js';
 import type { TrainOptions } from './train-options.js';
 
 /** A Llama on @badam/cuda's device, with what the run needs beside it. */
@@ -15,6 +16,8 @@ export interface DeviceRunModel {
   readonly config: LlamaConfig;
   readonly tokenizer: Tokenizer;
   readonly builtin: boolean;
+  /** The folder whose tokenizer files and chat template the run reads, if any. */
+  readonly tokenizerDir: string | undefined;
 }
 
 /**
@@ -28,15 +31,16 @@ export function deviceDtype(
 }
 
 /**
- * Builds the run's Llama on the device of `--cuda_device`, never as a tfjs model (an 8B model does not fit in
+ * Builds the run's Llama on its device (`--backend cpu`: the CPU engine; `--backend cuda`: `--cuda_device`), never as a tfjs model (an 8B model does not fit in
  * host fp32): from `--model_name_or_path` (Hugging Face folder, single or sharded safetensors), or the
  * built-in tiny Llama initialised as on tfjs from `--seed` (or, with `builtinStart`, its weights from that folder,
- * e.g. the shipped pretrained start). `beforeWeights` runs once the config is known
+ * e.g. the shipped pretrained start), or with `--train_from_scratch` random weights drawn on the device from
+ * the config.json of `--model_name_or_path` (see from-scratch.ts). `beforeWeights` runs once the config is known
  * and before any weight is read (flags the model decides on fail before a long load).
  */
 export async function loadDeviceLlama(
   options: TrainOptions,
-  _io: Pick<RunIO, 'warn'>,
+  io: Pick<RunIO, 'warn'>,
   beforeWeights: (config: LlamaConfig) => void = () => {},
   builtinStart?: { readonly directory: string },
 ): Promise<DeviceRunModel> {
@@ -53,7 +57,20 @@ export async function loadDeviceLlama(
     const config = await readLlamaConfig(builtinStart.directory);
     beforeWeights(config);
     const model = await DeviceLlama.fromPretrained(device, builtinStart.directory, modelOptions(config));
-    return { model, device, config, tokenizer: new ByteTokenizer(), builtin: true };
+    return { model, device, config, tokenizer: new ByteTokenizer(), builtin: true, tokenizerDir: undefined };
+  }
+  if (options.trainFromScratch && options.modelNameOrPath !== undefined) {
+    // Hugging Face's initialisation drawn on the device: seconds where JavaScript's draws take minutes.
+    const source = await scratchModelSource(options.modelNameOrPath, options.seed);
+    beforeWeights(source.config);
+    io.warn(`badam-llama: ${source.note}`);
+    const model = DeviceLlama.createRandom(device, source.config, {
+      ...modelOptions(source.config),
+      seed: options.seed,
+      initializerRange: source.initializerRange,
+    });
+    const { config, tokenizer } = source;
+    return { model, device, config, tokenizer, builtin: false, tokenizerDir: source.sourceDir };
   }
   if (options.modelNameOrPath === undefined) {
     const config = builtinLlamaConfig();
@@ -63,13 +80,13 @@ export async function loadDeviceLlama(
       seed: options.seed,
       initializerRange: BUILTIN_INITIALIZER_RANGE,
     });
-    return { model, device, config, tokenizer: new ByteTokenizer(), builtin: true };
+    return { model, device, config, tokenizer: new ByteTokenizer(), builtin: true, tokenizerDir: undefined };
   }
   const config = await readLlamaConfig(options.modelNameOrPath);
   beforeWeights(config);
   const tokenizer = await HfTokenizer.fromDirectory(options.modelNameOrPath);
   const model = await DeviceLlama.fromPretrained(device, options.modelNameOrPath, modelOptions(config));
-  return { model, device, config, tokenizer, builtin: false };
+  return { model, device, config, tokenizer, builtin: false, tokenizerDir: options.modelNameOrPath };
 }
 
 /**
@@ -96,7 +113,7 @@ export function deviceLlamaRunnerModel(
     partition: { includeEmbedding: options.includeEmbedding, includeLmHead: options.includeLmHead },
     addLora: () => {
       throw new UsageError(
-        '--finetuning_type lora does not run on --backend cuda yet: use block or full there, or --backend tfjs',
+        `--finetuning_type lora does not run on --backend ${options.backend} yet: use block or full there, or --backend tfjs`,
       );
     },
     parameters: () =>

@@ -214,7 +214,11 @@ export async function runPretraining(
   io: RunIO,
   snapshotEvery = 0,
 ): Promise<PretrainingRecord> {
-  await prepareBackend(options, io);
+  await prepareBackend(
+    options,
+    io,
+    'pretrain makes the shipped start on tfjs (the same settings, the same bytes)',
+  );
   const tokenizer = new ByteTokenizer();
   const model = new LlamaForCausalLM(builtinLlamaConfig(), {
     seed: settings.seed,

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { alpacaExamples, ByteTokenizer, chatTemplate, type InstructionExample } from '@badam/data';
 import { BUILTIN_INITIALIZER_RANGE, builtinLlamaConfig, generatedInstructions, TASKS } from '@badam/embedded';
 import { type LlamaConfig, LlamaForCausalLM } from '@badam/models';
-import { prepareRunOutputDir } from '@badam/runner';
+import { isDeviceBackend, prepareRunOutputDir } from '@badam/runner';
 import * as tf from '@tensorflow/tfjs-core';
 import { type DeviceRunModel, loadDeviceLlama } from './device-model.js';
 import {
@@ -96,7 +96,7 @@ function startingFromShipped(record: PretrainingRecord): string {
 }
 
 /**
- * {@link embeddedStart} on `--backend cuda`: the same start built on the device (`--cuda_device`), never as a
+ * {@link embeddedStart} on a device backend: the same start built on the device (`--backend cuda|cpu`), never as a
  * tfjs model: the shipped weights loaded onto it, or (with `pretrainSteps`) the built-in tiny Llama
  * initialised as on tfjs and pretrained there.
  */
@@ -193,9 +193,9 @@ function accuracyByTask(
  * The project's main job: the built-in tiny Llama (byte tokenizer), pretrained on generated text (the shipped
  * start in @badam/embedded's `assets/embedded-pretrained`), is instruction-tuned with the chosen finetuning type (BAdam by default) on generated
  * instructions — copy, reverse, sort, add — and its exact-match accuracy on held-out instructions is
- * reported before and after. Runs on the CPU (wasm backend) in a few minutes. With `--backend cuda` the model
- * trains on the device (the CPU reference device with `--cuda_device cpu`), and a tfjs copy of its
- * weights generates the answers that are scored.
+ * reported before and after. Runs on a CPU in a few minutes: by default (`--backend auto`) on a GPU if one
+ * is found, else on @badam/cuda's CPU engine, with a tfjs copy of its weights generating the answers that are
+ * scored; `--backend tfjs` trains on TensorFlow.js (wasm) as before.
  */
 export async function runEmbeddedDefault(
   options: TrainOptions,
@@ -211,19 +211,18 @@ export async function runEmbeddedDefault(
   const outputDirReady = async () => {
     await prepareRunOutputDir(options, LLAMA_DIALECT, io);
   };
-  const model =
-    options.backend === 'cuda'
-      ? await deviceEmbeddedStart(
-          options,
-          io,
-          pretrainSteps,
-          (config) => checkCutoffLen(options, { maxPositions: config.maxPositionEmbeddings, config }),
-          outputDirReady,
-        )
-      : await embeddedStart(options, io, pretrainSteps, async (m) => {
-          checkCutoffLen(options, m);
-          await outputDirReady();
-        });
+  const model = isDeviceBackend(options.backend)
+    ? await deviceEmbeddedStart(
+        options,
+        io,
+        pretrainSteps,
+        (config) => checkCutoffLen(options, { maxPositions: config.maxPositionEmbeddings, config }),
+        outputDirReady,
+      )
+    : await embeddedStart(options, io, pretrainSteps, async (m) => {
+        checkCutoffLen(options, m);
+        await outputDirReady();
+      });
   const instructions = generatedInstructions(trainSize, evalSize, options.seed);
   const trainExamples = alpacaExamples(instructions.train);
   const evalExamples = alpacaExamples(instructions.eval);

@@ -42,7 +42,7 @@ const IGNORED_FLAGS: Readonly<Record<string, { type: 'boolean' | 'string'; why: 
   },
   deepspeed: {
     type: 'string',
-    why: '--nproc_per_node with --backend cuda shards the model ZeRO-3 style without a DeepSpeed config',
+    why: '--nproc_per_node with --backend cuda or cpu shards the model ZeRO-3 style without a DeepSpeed config',
   },
   flash_attn: { type: 'string', why: "attention runs on the backend's own kernels" },
   trust_remote_code: { type: 'boolean', why: "only badam-llama's own Llama code runs" },
@@ -210,9 +210,10 @@ export function normalizeLlamaFactoryFlags(values: FlagValues, explicit: Set<str
       '--do_train false leaves nothing to do: add --do_eval (eval_results.json) or --do_predict (generated_predictions.jsonl), or drop it to train',
     );
   }
-  if (values.fp16 === true && values.backend !== 'cuda')
+  // The device backends (cuda, cpu, and auto's pick when it is one) train fp16 weights; tfjs has no fp16.
+  if (values.fp16 === true && values.backend === 'tfjs')
     notes.push(
-      '--fp16 is ignored on tfjs: TensorFlow.js has no 16-bit float, so training and the saved model stay fp32 (--backend cuda trains fp16 weights)',
+      '--fp16 is ignored on tfjs: TensorFlow.js has no 16-bit float, so training and the saved model stay fp32 (--backend cuda or cpu trains fp16 weights)',
     );
   return [
     ...notes,

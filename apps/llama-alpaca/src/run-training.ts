@@ -36,12 +36,14 @@ import {
 } from '@badam/models';
 import {
   fineTune,
+  isDeviceBackend,
   prepareRunBackend,
   prepareRunOutputDir,
   type RankEnvironment,
   type RunnerModel,
   type RunSettings,
   rankEnvironmentOf,
+  resolveAutoBackend,
   writeRunResults,
 } from '@badam/runner';
 import { tfjsBackendModel } from '@badam/tfjs';
@@ -49,6 +51,7 @@ import { loadLlamaWithAdapters, modelFolders } from './adapters.js';
 import { chooseChatTemplate } from './chat-template-choice.js';
 import { type DeviceRunModel, deviceDtype, deviceLlamaRunnerModel, loadDeviceLlama } from './device-model.js';
 import { evaluateOnly } from './evaluate-only.js';
+import { scratchModelSource } from './from-scratch.js';
 import { type ModelFilesSource, writeModelFiles } from './model-files.js';
 import { type Prediction, writePredictions } from './predict.js';
 import {
@@ -72,7 +75,7 @@ export interface TrainRunResult {
   readonly metrics: Record<string, number | string>;
   /** The trained model on tfjs (`--backend tfjs`). */
   readonly model: LlamaForCausalLM | undefined;
-  /** The trained model on @badam/cuda's device (`--backend cuda`); the caller disposes it. */
+  /** The trained model on @badam/cuda's device (`--backend cuda|cpu`); the caller disposes it. */
   readonly deviceModel: DeviceLlama | undefined;
   readonly tokenizer: Tokenizer;
   readonly template: ChatTemplate;
@@ -86,7 +89,7 @@ export interface TrainRunResult {
 /** Inputs given in code instead of files (the embedded default, tests). */
 export interface RunInputs {
   model?: LlamaForCausalLM;
-  /** The model on the device, for `--backend cuda` (with `tokenizer`); stays the caller's. */
+  /** The model on the device, for `--backend cuda|cpu` (with `tokenizer`); stays the caller's. */
   deviceModel?: Pick<DeviceRunModel, 'model' | 'device' | 'config'>;
   tokenizer?: Tokenizer;
   template?: string;
@@ -103,9 +106,17 @@ export interface RunInputs {
 
 /**
  * Gets the run's tensor backend ready (`--backend`; on tfjs `--tfjs_backend` and @badam/native's matrix
- * multiply) before any work is done. Returns a label such as `tfjs wasm + native avx512 x2`.
+ * multiply) before any work is done. `--backend auto` (the default) is settled first and the choice said:
+ * a GPU, else the CPU engine, else (for methods only tfjs trains, or `tfjsOnly`: why this run needs tfjs)
+ * tfjs. Returns a label such as `tfjs wasm + native avx512 x2` or `cpu engine avx512-bf16 x2`.
  */
-export async function prepareBackend(options: TrainOptions, io: RunIO): Promise<string> {
+export async function prepareBackend(options: TrainOptions, io: RunIO, tfjsOnly?: string): Promise<string> {
+  const picked = await resolveAutoBackend(
+    options,
+    { kind: 'Llama', cuda: true },
+    tfjsOnly ?? (await tfjsOnlyReason(options)),
+  );
+  if (picked !== undefined) io.log(`badam-llama: ${picked}`);
   const label = await prepareRunBackend(
     options.backend,
     options,
@@ -117,6 +128,17 @@ export async function prepareBackend(options: TrainOptions, io: RunIO): Promise<
   return label;
 }
 
+/** Why this run needs tfjs whatever the machine has (`--backend auto` then picks it), or undefined. */
+async function tfjsOnlyReason(options: TrainOptions): Promise<string | undefined> {
+  if (options.doPredict) return '--do_predict generates with TensorFlow.js';
+  if (!options.doTrain) return '--do_train false evaluates with TensorFlow.js';
+  if (options.adapters.length > 0) return '--adapter_name_or_path loads LoRA adapters on TensorFlow.js only';
+  const path = options.trainFromScratch ? undefined : options.modelNameOrPath;
+  if (path !== undefined && (await readLoraAdapterConfig(path)) !== undefined)
+    return `${path} is a LoRA adapter folder, which loads on TensorFlow.js only`;
+  return undefined;
+}
+
 /**
  * Loads (or builds) the model and tokenizer named by the options: `--model_name_or_path` (a model folder, or
  * a LoRA adapter folder on its base) and `--adapter_name_or_path`'s adapters, merged, except the last with
@@ -126,7 +148,25 @@ export async function prepareBackend(options: TrainOptions, io: RunIO): Promise<
 export async function loadModelAndTokenizer(
   options: TrainOptions,
   io: Pick<RunIO, 'warn'> = console,
-): Promise<{ model: LlamaForCausalLM; tokenizer: Tokenizer; builtin: boolean; tokenizerDir?: string }> {
+): Promise<{
+  model: LlamaForCausalLM;
+  tokenizer: Tokenizer;
+  builtin: boolean;
+  tokenizerDir: string | undefined;
+}> {
+  if (options.trainFromScratch && options.modelNameOrPath !== undefined) {
+    if (options.adapters.length > 0)
+      throw new UsageError(
+        '--adapter_name_or_path loads adapters onto trained weights, and --train_from_scratch has none: drop one',
+      );
+    const source = await scratchModelSource(options.modelNameOrPath, options.seed);
+    io.warn(`badam-llama: ${source.note}`);
+    const model = new LlamaForCausalLM(source.config, {
+      seed: options.seed,
+      initializerRange: source.initializerRange,
+    });
+    return { model, tokenizer: source.tokenizer, builtin: false, tokenizerDir: source.sourceDir };
+  }
   if (options.modelNameOrPath === undefined) {
     if (options.adapters.length > 0)
       throw new UsageError(
@@ -136,7 +176,7 @@ export async function loadModelAndTokenizer(
       seed: options.seed,
       initializerRange: BUILTIN_INITIALIZER_RANGE,
     });
-    return { model, tokenizer: new ByteTokenizer(), builtin: true };
+    return { model, tokenizer: new ByteTokenizer(), builtin: true, tokenizerDir: undefined };
   }
   const folders = await modelFolders(options.modelNameOrPath, options.adapters);
   const { model, tokenizer } = await loadLlamaWithAdapters(
@@ -220,8 +260,15 @@ async function runShardedTraining(
   env: RankEnvironment,
 ): Promise<TrainRunResult> {
   const rio = rankIO(io, env.rank);
-  // Each rank takes the GPU of its LOCAL_RANK (or the CPU device with --cuda_device cpu).
-  if (options.cudaDevice !== 'cpu') options.cudaDevice = env.localRank;
+  // --backend auto settled first (every rank picks alike); then on cuda each rank takes the GPU of its
+  // LOCAL_RANK (or the CPU reference device with --cuda_device cpu); on cpu every rank runs the CPU engine.
+  const picked = await resolveAutoBackend(
+    options,
+    { kind: 'Llama', cuda: true },
+    await tfjsOnlyReason(options),
+  );
+  if (picked !== undefined) rio.log(`badam-llama: ${picked}`);
+  if (options.backend === 'cuda' && options.cudaDevice !== 'cpu') options.cudaDevice = env.localRank;
   const backendLabel = await prepareBackend(options, rio);
   const run = await joinShardedRun(options, env);
   const { group } = run;
@@ -237,6 +284,7 @@ async function runShardedTraining(
       maxPositions: sharded.model.maxPositions,
       tokenizer: sharded.tokenizer,
       builtin: sharded.builtin,
+      tokenizerDir: sharded.builtin ? undefined : options.modelNameOrPath,
       runner: shardedLlamaRunnerModel(sharded.model, group, options),
       sharded: { ...sharded, ...run },
     };
@@ -257,7 +305,7 @@ async function runTemplate(
 ): Promise<ChatTemplate> {
   return chooseChatTemplate(
     options.template ?? inputs.template,
-    loaded.builtin ? undefined : (loaded.tokenizerDir ?? options.modelNameOrPath),
+    loaded.builtin ? undefined : loaded.tokenizerDir,
     loaded.builtin ? 'default' : 'alpaca',
     (message) => io.warn(`badam-llama: ${message}`),
   );
@@ -337,11 +385,11 @@ async function trainLoaded(
   // Checkpoints hold the weights as the backend does (cuda: bf16 / fp16 with --bf16 / --fp16; tfjs: fp32,
   // which exact resume needs); the folder's files make each one loadable as a model (chat, training), with
   // the run's chat template in tokenizer_config.json.
-  const checkpointDtype = options.backend === 'cuda' ? deviceDtype(options) : 'float32';
+  const checkpointDtype = isDeviceBackend(options.backend) ? deviceDtype(options) : 'float32';
   const modelFiles: ModelFilesSource = {
     config,
     tokenizer,
-    sourceDir: loaded.tokenizerDir ?? options.modelNameOrPath,
+    sourceDir: loaded.tokenizerDir,
     dtype: checkpointDtype,
     chatTemplate: chatTemplateJinja(template),
   };
@@ -362,9 +410,10 @@ async function trainLoaded(
           batchSize: Math.min(options.batchSize, data.trainSet.length),
           seqLength: data.longestPadded,
           // tfjs computes in fp32 with a [t, t] score matrix; the device in the weights' dtype, flash style.
-          dtype: options.backend === 'cuda' && checkpointDtype !== 'float32' ? checkpointDtype : 'float32',
+          dtype:
+            isDeviceBackend(options.backend) && checkpointDtype !== 'float32' ? checkpointDtype : 'float32',
           gradientCheckpointing: options.gradientCheckpointing,
-          attention: options.backend === 'cuda' ? 'flash' : 'eager',
+          attention: isDeviceBackend(options.backend) ? 'flash' : 'eager',
         },
       ),
     backendLabel,
@@ -527,23 +576,26 @@ export interface RunModel {
   readonly maxPositions: number;
   readonly tokenizer: Tokenizer;
   readonly builtin: boolean;
-  /** Where the tokenizer (and the model's own chat template) was read from. */
-  readonly tokenizerDir?: string | undefined;
+  /**
+   * Where the tokenizer (and the model's own chat template) was read from: none for the built-in model or a
+   * shipped config trained from scratch.
+   */
+  readonly tokenizerDir: string | undefined;
   readonly runner: RunnerModel<PaddedBatch>;
   /** The tfjs model (`--backend tfjs`). */
   readonly model?: LlamaForCausalLM;
-  /** The model on the device (`--backend cuda`). */
+  /** The model on the device (`--backend cuda|cpu`). */
   readonly deviceModel?: Pick<DeviceRunModel, 'model' | 'device'>;
   /** The model sharded over the ranks of a run over several processes. */
   readonly sharded?: ShardedRunModel & ShardedRun;
 }
 
 /**
- * The run's model: given in `inputs`, or loaded (built) as the options say; on `--backend cuda` on the
+ * The run's model: given in `inputs`, or loaded (built) as the options say; on `--backend cuda|cpu` on the
  * device only, with `--cutoff_len` checked before its weights are read.
  */
 async function loadRunModel(options: TrainOptions, io: RunIO, inputs: RunInputs): Promise<RunModel> {
-  if (options.backend === 'cuda') {
+  if (isDeviceBackend(options.backend)) {
     const given = inputs.deviceModel !== undefined && inputs.tokenizer !== undefined;
     if (
       !given &&
@@ -551,10 +603,15 @@ async function loadRunModel(options: TrainOptions, io: RunIO, inputs: RunInputs)
       (await readLoraAdapterConfig(options.modelNameOrPath))
     )
       throw new UsageError(
-        `${options.modelNameOrPath} is a LoRA adapter folder, which --backend cuda does not load: merge it into its base first (badam-llama export), then train the merged folder`,
+        `${options.modelNameOrPath} is a LoRA adapter folder, which --backend ${options.backend} does not load: merge it into its base first (badam-llama export), then train the merged folder`,
       );
     const device = given
-      ? { ...inputs.deviceModel!, tokenizer: inputs.tokenizer!, builtin: false }
+      ? {
+          ...inputs.deviceModel!,
+          tokenizer: inputs.tokenizer!,
+          builtin: false,
+          tokenizerDir: options.modelNameOrPath,
+        }
       : await loadDeviceLlama(options, io, (config) =>
           checkCutoffLen(options, { maxPositions: config.maxPositionEmbeddings, config }),
         );
@@ -566,13 +623,19 @@ async function loadRunModel(options: TrainOptions, io: RunIO, inputs: RunInputs)
       maxPositions,
       tokenizer: device.tokenizer,
       builtin: device.builtin,
+      tokenizerDir: device.tokenizerDir,
       runner: deviceLlamaRunnerModel(device, options),
       deviceModel: device,
     };
   }
   const loaded =
     inputs.model !== undefined && inputs.tokenizer !== undefined
-      ? { model: inputs.model, tokenizer: inputs.tokenizer, builtin: false }
+      ? {
+          model: inputs.model,
+          tokenizer: inputs.tokenizer,
+          builtin: false,
+          tokenizerDir: options.modelNameOrPath,
+        }
       : await loadModelAndTokenizer(options, io);
   const { model } = loaded;
   checkCutoffLen(options, model);
@@ -582,7 +645,7 @@ async function loadRunModel(options: TrainOptions, io: RunIO, inputs: RunInputs)
     maxPositions: model.maxPositions,
     tokenizer: loaded.tokenizer,
     builtin: loaded.builtin,
-    tokenizerDir: 'tokenizerDir' in loaded ? loaded.tokenizerDir : undefined,
+    tokenizerDir: loaded.tokenizerDir,
     runner: llamaRunnerModel(model, options),
     model,
   };
@@ -611,6 +674,8 @@ function llamaRunSettings(options: TrainOptions): RunSettings {
   return {
     stage: options.stage,
     model_name_or_path: options.modelNameOrPath ?? 'built-in tiny Llama',
+    // Recorded only when on, so that checkpoints written before the flag existed still resume.
+    train_from_scratch: options.trainFromScratch ? true : undefined,
     dataset: options.dataset ?? 'generated instructions',
     template: options.template,
     cutoff_len: options.cutoffLen,

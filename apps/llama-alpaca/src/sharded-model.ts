@@ -5,7 +5,7 @@ import type { DeviceTensor, ProcessGroup, ShardedLlama, ShardedTask } from '@bad
 import { ByteTokenizer, HfTokenizer, type PaddedBatch, type Tokenizer } from '@badam/data';
 import { BUILTIN_INITIALIZER_RANGE, builtinLlamaConfig } from '@badam/embedded';
 import { type LlamaConfig, readLlamaConfig } from '@badam/models';
-import type { RankEnvironment, RunnerModel } from '@badam/runner';
+import { isDeviceBackend, type RankEnvironment, type RunnerModel } from '@badam/runner';
 import { deviceDtype } from './device-model.js';
 import { deviceBatch } from './device-training-task.js';
 import type { TrainOptions } from './train-options.js';
@@ -25,17 +25,18 @@ export interface ShardedRunModel {
 }
 
 /**
- * Joins the run this process is a rank of (torchrun's variables): its device — GPU LOCAL_RANK, or with
- * `--cuda_device cpu` the CPU device — and the process group over it (NCCL on GPUs, Gloo on the CPU),
- * waiting up to `--ddp_timeout` for every rank.
+ * Joins the run this process is a rank of (torchrun's variables): its device — GPU LOCAL_RANK; with
+ * `--cuda_device cpu` the CPU reference device; on `--backend cpu` the CPU engine — and the process group
+ * over it (NCCL on GPUs, Gloo on the CPU), waiting up to `--ddp_timeout` for every rank.
  */
 export async function joinShardedRun(options: TrainOptions, env: RankEnvironment): Promise<ShardedRun> {
-  if (options.backend !== 'cuda')
+  if (!isDeviceBackend(options.backend))
     throw new UsageError(
-      `a run over ${env.worldSize} processes shards its model on --backend cuda (--cuda_device cpu for CPU processes); this one uses --backend ${options.backend}`,
+      `a run over ${env.worldSize} processes shards its model on @badam/cuda's devices (--backend cpu, or cuda), but this one uses --backend ${options.backend}: use --backend cpu or run in one process`,
     );
   const { openDevice, ProcessGroup } = await import('@badam/cuda');
-  const device = openDevice(options.cudaDevice === 'cpu' ? 'cpu' : env.localRank);
+  const where = options.cudaDevice;
+  const device = openDevice(where === 'cpu' || where === 'cpu-engine' ? where : env.localRank);
   const group = ProcessGroup.open(device, {
     rank: env.rank,
     worldSize: env.worldSize,
@@ -56,6 +57,10 @@ export async function loadShardedLlama(
   run: ShardedRun,
   beforeWeights: (config: LlamaConfig) => void,
 ): Promise<ShardedRunModel> {
+  if (options.trainFromScratch)
+    throw new UsageError(
+      `--train_from_scratch initialises its model in one process; a run over ${run.group.worldSize} processes shards a model it loads: drop --nproc_per_node, or train from a saved start`,
+    );
   const { ShardedLlama } = await import('@badam/cuda');
   const { group } = run;
   const modelOptions = (config: LlamaConfig) => ({

@@ -1,8 +1,8 @@
 import { type FlagSpec, type FlagValues, UsageError } from '@badam/core';
 import { CHAT_TEMPLATES } from '@badam/data';
-import { LLAMA_LORA_TARGETS } from '@badam/models';
+import { LLAMA_LORA_TARGETS, shippedLlamaConfig } from '@badam/models';
 import type { FineTuningMethod, RunnerDialect, RunOptions } from '@badam/runner';
-import { FINE_TUNING_METHODS, resolveRunOptions, runnerFlags } from '@badam/runner';
+import { FINE_TUNING_METHODS, isDeviceBackend, resolveRunOptions, runnerFlags } from '@badam/runner';
 import { LLAMA_FACTORY_FLAGS } from './llama-factory-flags.js';
 import { refuseHubId } from './model-path.js';
 
@@ -62,6 +62,12 @@ export const TRAIN_FLAGS: Readonly<Record<string, FlagSpec>> = {
   lora_alpha: { type: 'number', min: 0, exclusiveMin: true, help: 'LoRA alpha (default 2 x rank)' },
   lora_dropout: { type: 'number', help: 'LoRA dropout (default 0)' },
   lora_target: { type: 'string', help: 'LoRA target modules, comma-separated, or all (default all)' },
+  train_from_scratch: {
+    type: 'boolean',
+    default: false,
+    help: "random weights (normal(0, config.json's initializer_range), as Hugging Face initialises) from --model_name_or_path's config.json and tokenizer, nothing loaded; also a shipped config: smollm-135m, qwen2.5-0.5b, tinyllama-1.1b",
+    aka: 'LLaMA-Factory',
+  },
   val_size: {
     type: 'number',
     min: 0,
@@ -105,6 +111,8 @@ export const TRAIN_FLAGS: Readonly<Record<string, FlagSpec>> = {
     help: 'generation: nucleus sampling',
   },
   ...runnerFlags({
+    // The fastest backend that trains the run: a GPU, else the CPU engine, else tfjs (said at the start).
+    defaults: { backend: 'auto' },
     help: {
       switch_block_every:
         'BAdam / sparse: optimizer steps per block, -1 never switches (default: min(max(n/(B*D), 50), 100))',
@@ -119,6 +127,8 @@ export const TRAIN_FLAGS: Readonly<Record<string, FlagSpec>> = {
 export interface TrainOptions extends RunOptions {
   stage: 'sft' | 'pt';
   modelNameOrPath: string | undefined;
+  /** `--train_from_scratch`: random weights from --model_name_or_path's config.json (see from-scratch.ts). */
+  trainFromScratch: boolean;
   dataset: string | undefined;
   datasetDir: string;
   template: string | undefined;
@@ -187,7 +197,17 @@ export function resolveTrainOptions(v: FlagValues): TrainOptions {
     throw new UsageError(
       `--val_size must be a fraction in [0, 1) or a whole number of examples, got ${valSize}`,
     );
-  if (v.model_name_or_path !== undefined) refuseHubId(v.model_name_or_path as string, 'model_name_or_path');
+  const modelPath = v.model_name_or_path as string | undefined;
+  if (v.train_from_scratch === true && modelPath === undefined)
+    throw new UsageError(
+      '--train_from_scratch builds the model of --model_name_or_path (a folder with config.json, or smollm-135m, qwen2.5-0.5b, tinyllama-1.1b) with random weights: name one',
+    );
+  // A shipped config's Hugging Face id names no folder to fetch when the weights are not wanted.
+  if (
+    modelPath !== undefined &&
+    !(v.train_from_scratch === true && shippedLlamaConfig(modelPath) !== undefined)
+  )
+    refuseHubId(modelPath, 'model_name_or_path');
   return {
     ...shared,
     // Hugging Face's --eval_strategy steps without --eval_steps evaluates every --logging_steps.
@@ -200,7 +220,8 @@ export function resolveTrainOptions(v: FlagValues): TrainOptions {
     evalStrategy,
     maxSamples: v.max_samples as number | undefined,
     stage: v.stage as TrainOptions['stage'],
-    modelNameOrPath: v.model_name_or_path as string | undefined,
+    modelNameOrPath: modelPath,
+    trainFromScratch: v.train_from_scratch as boolean,
     dataset: v.dataset as string | undefined,
     datasetDir: v.dataset_dir as string,
     template: v.template as string | undefined,
@@ -279,20 +300,24 @@ function checkDataAndEvaluation(v: FlagValues, evalStrategy: TrainOptions['evalS
   }
 }
 
-/** Refuses what `--backend cuda` does not do (adapters, evaluation-only runs, prediction), saying what does. */
+/**
+ * Refuses what the device backends (`--backend cuda|cpu`) do not do (adapters, evaluation-only runs,
+ * prediction), saying what does; `--backend auto` picks tfjs for such runs.
+ */
 function checkBackendTakes(v: FlagValues, backend: TrainOptions['backend']): void {
   const doTrain = v.do_train !== false;
-  if (v.adapter_name_or_path !== undefined && backend === 'cuda')
+  if (!isDeviceBackend(backend)) return;
+  if (v.adapter_name_or_path !== undefined)
     throw new UsageError(
-      '--adapter_name_or_path loads LoRA adapters on TensorFlow.js only: merge them first (badam-llama export), then train the merged folder with --backend cuda',
+      `--adapter_name_or_path loads LoRA adapters on TensorFlow.js only: merge them first (badam-llama export), then train the merged folder with --backend ${backend}`,
     );
-  if (!doTrain && backend === 'cuda')
+  if (!doTrain)
     throw new UsageError(
-      '--do_train false evaluates and predicts with TensorFlow.js: drop --backend cuda for it (the model is read in fp32 on the host)',
+      `--do_train false evaluates and predicts with TensorFlow.js: drop --backend ${backend} for it (the model is read in fp32 on the host)`,
     );
-  if (v.do_predict === true && backend === 'cuda') {
+  if (v.do_predict === true) {
     throw new UsageError(
-      '--do_predict generates with TensorFlow.js, and --backend cuda keeps the model on the device only (an 8B model does not fit in host fp32): train without --do_predict, then run badam-llama chat on the saved model (or train with --backend tfjs)',
+      `--do_predict generates with TensorFlow.js, and --backend ${backend} keeps the model on the device only (an 8B model does not fit in host fp32): train without --do_predict, then run badam-llama chat on the saved model (or train with --backend tfjs)`,
     );
   }
 }

@@ -337,7 +337,7 @@ describe('badam-llama flags', () => {
       for (const [sub, message] of [
         [
           [],
-          /--backend cuda: @badam\/cuda cannot use a GPU here: .*Use --cuda_device cpu .*, or --backend tfjs/,
+          /--backend cuda: @badam\/cuda cannot use a GPU here: .*Use --backend cpu for the CPU engine .*, or --backend tfjs/,
         ],
         [['compare'], /compare runs on --backend tfjs/],
       ] as const) {

@@ -33,10 +33,10 @@ function capture() {
   return { io: { log: (m: string) => out.push(m), warn: (m: string) => err.push(m) }, out, err };
 }
 
-const backendFlags = (backend: 'tfjs' | 'cuda') =>
-  backend === 'cuda' ? ['--backend', 'cuda', '--cuda_device', 'cpu'] : ['--backend', 'tfjs'];
+const backendFlags = (backend: 'tfjs' | 'cuda' | 'cpu') =>
+  backend === 'cuda' ? ['--backend', 'cuda', '--cuda_device', 'cpu'] : ['--backend', backend];
 
-const argv = (backend: 'tfjs' | 'cuda', outputDir: string, extra: string[] = []) => [
+const argv = (backend: 'tfjs' | 'cuda' | 'cpu', outputDir: string, extra: string[] = []) => [
   '--dataset',
   dataFile,
   '--cutoff_len',
@@ -136,6 +136,29 @@ describe('--backend cuda on the CPU device', () => {
     }
     const config = JSON.parse(await readFile(join(cudaOut(), 'config.json'), 'utf8'));
     expect(config).toMatchObject({ hidden_size: 96, num_hidden_layers: 4, torch_dtype: 'float32' });
+  });
+
+  it('--backend cpu: the CPU engine trains it with the losses of tfjs, and its checkpoint resumes on tfjs', async () => {
+    const engineOut = join(dir, 'cpu');
+    await run(argv('cpu', engineOut));
+    const onTfjs = await losses(tfjsOut());
+    const onEngine = await losses(engineOut);
+    expect(onEngine.size).toBe(20);
+    const worst = worstRelative(onEngine, onTfjs);
+    console.log(
+      `cpu engine vs tfjs, 20 BAdam steps: largest relative loss difference ${worst.toExponential(2)}`,
+    );
+    expect(worst).toBeLessThan(1e-3);
+    expect((await allResults(engineOut)).backend).toMatch(
+      /^cpu engine (generic|avx2|avx512|avx512-bf16) x\d+$/,
+    );
+    const moved = join(dir, 'cpu-to-tfjs');
+    await cp(join(engineOut, 'checkpoint-10'), join(moved, 'checkpoint-10'), { recursive: true });
+    await run(argv('tfjs', moved, ['--resume_from_checkpoint', join(moved, 'checkpoint-10')]));
+    const resumed = new Map([...(await losses(moved))].filter(([s]) => s > 10));
+    expect(resumed.size).toBe(10);
+    expect(worstRelative(resumed, onTfjs)).toBeLessThan(1e-3);
+    expect(openDevice('cpu-engine').memory().inUse).toBe(0);
   });
 
   it('resumes a cuda checkpoint on tfjs and a tfjs checkpoint on cuda, continuing the same losses', async () => {
@@ -286,7 +309,18 @@ describe('--backend cuda flags', () => {
 
   it('refuses what it cannot run before any work, saying what runs instead', async () => {
     const out = join(dir, 'refused');
-    expect(await refused(['--dataset', dataFile, '--cuda_device', 'cpu', '--output_dir', out])).toMatch(
+    expect(
+      await refused([
+        '--dataset',
+        dataFile,
+        '--backend',
+        'tfjs',
+        '--cuda_device',
+        'cpu',
+        '--output_dir',
+        out,
+      ]),
+    ).toMatch(
       /--cuda_device cpu chooses the device of --backend cuda, but this run uses --backend tfjs: drop it or add --backend cuda/,
     );
     expect(
@@ -337,7 +371,7 @@ describe('--backend cuda flags', () => {
     );
     if (Device.cudaStatus().devices === 0) {
       expect(await refused(['--dataset', dataFile, '--backend', 'cuda', '--output_dir', out])).toMatch(
-        /--backend cuda: @badam\/cuda cannot use a GPU here: .*Use --cuda_device cpu for @badam\/cuda's CPU reference device .*, or --backend tfjs/,
+        /--backend cuda: @badam\/cuda cannot use a GPU here: .*Use --backend cpu for the CPU engine .*, or --backend tfjs/,
       );
     }
   });

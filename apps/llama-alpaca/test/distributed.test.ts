@@ -87,6 +87,12 @@ const flags = (outputDir: string, perDevice: number, extra: string[] = []) => [
   ...extra,
 ];
 
+/** The same run with the CPU engine as every rank's device in place of the CPU reference device. */
+function onEngine(args: string[]): string[] {
+  const at = args.indexOf('--backend');
+  return [...args.slice(0, at), '--backend', 'cpu', ...args.slice(at + 4)];
+}
+
 interface Finished {
   code: number | null;
   stdout: string;
@@ -199,6 +205,33 @@ describe.skipIf(!glooAvailable())('badam-llama --nproc_per_node: BAdam over seve
         await reference.close();
       }
     }
+  });
+
+  it('on the CPU engine (--backend cpu): 2 ranks give the losses of one process, 1/N of the weights each', async () => {
+    await run(onEngine(flags(out('engine-one'), 6)));
+    const printed = await run(onEngine(flags(out('engine-two'), 3, ['--nproc_per_node', '2'])));
+    expect(printed).toMatch(/badam-llama: backend cpu engine/);
+    const worst = worstRelative(await losses(out('engine-two')), await losses(out('engine-one')));
+    console.log(
+      `CPU engine, 2 ranks vs one process, 20 BAdam steps: largest relative loss difference ${worst.toExponential(2)}`,
+    );
+    expect(worst).toBeLessThan(1e-5);
+    const single = await results(out('engine-one'));
+    const many = await results(out('engine-two'));
+    expect(many.world_size).toBe(2);
+    const ratio = (many.peak_memory_weights_bytes as number) / (single.peak_memory_weights_bytes as number);
+    expect(Math.abs(ratio - 1 / 2)).toBeLessThan(0.01);
+  });
+
+  it('--train_from_scratch over several processes is refused, naming the fix, before any step', async () => {
+    const { code, stderr } = await start(
+      onEngine(flags(out('scratch'), 3, ['--nproc_per_node', '2', '--train_from_scratch'])),
+      { MASTER_PORT: String(await freePort()) },
+    ).done;
+    expect(code).not.toBe(0);
+    expect(stderr).toMatch(
+      /--train_from_scratch initialises its model in one process.*drop --nproc_per_node/,
+    );
   });
 
   it('a checkpoint saved by 2 ranks resumes on 1 and on 3 with the losses of the uninterrupted run', async () => {

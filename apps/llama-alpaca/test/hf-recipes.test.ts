@@ -371,7 +371,7 @@ describe("Hugging Face Trainer's saving arguments", () => {
   });
 
   it('--fp16 on tfjs says it is ignored and why', () => {
-    const { notes, options } = trainOptionsFrom([...base(), '--fp16']);
+    const { notes, options } = trainOptionsFrom([...base(), '--fp16', '--backend', 'tfjs']);
     expect(options.fp16).toBe(true);
     expect(notes.join('\n')).toContain('--fp16 is ignored on tfjs: TensorFlow.js has no 16-bit float');
   });

@@ -149,7 +149,9 @@ describe.skipIf(!existsSync(alpacaDemo))('LLaMA-Factory commands and recipes run
     expect(code, run.err.join('\n')).toBe(0);
     const err = run.err.join('\n');
     expect(err).toContain('badam-llama: --overwrite_cache is ignored: ');
-    expect(err).toContain('--bf16 on tfjs: training stays fp32');
+    // no --backend: auto trains on a GPU or the CPU engine, in bf16 as --bf16 asks (tfjs would stay fp32)
+    expect(run.out.join('\n')).toMatch(/--backend auto picked (cuda|cpu): /);
+    expect(err).not.toContain('--bf16 on tfjs');
     expect(run.out.join('\n')).toContain('56 training and 8 validation examples (sft, template default');
     await expectLlamaFactoryLayout(out, {
       steps: 4,

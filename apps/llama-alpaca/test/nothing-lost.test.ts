@@ -316,16 +316,15 @@ describe('badam-llama: nothing silently wrong', () => {
     const { tokenizer, config: tokenizerConfig } = new ByteTokenizer().toHuggingFace();
     await writeFile(join(broken, 'tokenizer.json'), JSON.stringify(tokenizer));
     await writeFile(join(broken, 'tokenizer_config.json'), JSON.stringify(tokenizerConfig));
-    const run = await cli([
-      '--model_name_or_path',
-      broken,
-      '--dataset',
-      data,
-      '--output_dir',
-      join(dir, 'nan-out'),
-    ]);
+    const args = ['--model_name_or_path', broken, '--dataset', data, '--output_dir', join(dir, 'nan-out')];
+    const run = await cli([...args, '--backend', 'tfjs']);
     expect(run.code).toBe(1);
     expect(run.stderr).toContain(`${broken}: tensor model.embed_tokens.weight holds NaN (element 8256 of `);
+    expect(existsSync(join(dir, 'nan-out', 'trainer_log.jsonl'))).toBe(false);
+    // The CPU engine's loader (the default backend here) refuses it too, naming the tensor.
+    const device = await cli([...args, '--backend', 'cpu']);
+    expect(device.code).toBe(2);
+    expect(device.stderr).toContain(`${broken} model.embed_tokens.weight must be finite weights`);
     expect(existsSync(join(dir, 'nan-out', 'trainer_log.jsonl'))).toBe(false);
   });
 

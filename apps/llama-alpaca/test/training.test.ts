@@ -98,8 +98,11 @@ describe('badam-llama on a Hugging Face model directory', () => {
   it('fine-tunes with BAdam: checkpoints, logs, plot, model, predictions; resuming reproduces the run bit for bit', async () => {
     const out = join(dir, 'block');
     const run = capture();
+    // --do_predict generates on tfjs (auto would pick it), and the resume below must run where this run did
     const argv = [
       ...common(out),
+      '--backend',
+      'tfjs',
       '--max_steps',
       '6',
       '--switch_block_every',
@@ -155,6 +158,8 @@ describe('badam-llama on a Hugging Face model directory', () => {
     const resumed = capture();
     const resumeArgv = [
       ...common(out),
+      '--backend',
+      'tfjs',
       '--max_steps',
       '6',
       '--switch_block_every',

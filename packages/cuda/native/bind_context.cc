@@ -7,13 +7,15 @@ namespace {
 // --- contexts -------------------------------------------------------------------------------------------
 
 napi_value create_context(napi_env env, napi_callback_info info) {
-  auto argv = args_of(env, info, 2);
+  auto argv = args_of(env, info, 3);
   const std::string kind = string(env, argv[0], "device kind");
   const int ordinal = static_cast<int>(count(env, argv[1], "device ordinal"));
+  const std::string instruction_set = string(env, argv[2], "instruction set");
   auto ctx = std::make_shared<Context>();
   if (kind == "cuda") ctx->device = make_cuda_device(ordinal);
   else if (kind == "cpu") ctx->device = make_cpu_device();
-  else throw JsError("device kind must be cuda or cpu, got " + kind);
+  else if (kind == "cpu-engine") ctx->device = make_cpu_engine_device(instruction_set);
+  else throw JsError("device kind must be cuda, cpu or cpu-engine, got " + kind);
   Device* device = ctx->device.get();
   ctx->allocator = std::make_unique<CachingAllocator>([device](size_t n) { return device->raw_alloc(n); },
                                                       [device](void* p) { device->raw_free(p); });
@@ -188,6 +190,20 @@ napi_value tensor_fill(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+// fillNormal(tensor, mean, std, seed): the counter-based normal samples of random_normal.h (seed a safe integer)
+napi_value tensor_fill_normal(napi_env env, napi_callback_info info) {
+  auto argv = args_of(env, info, 4);
+  Tensor* t = tensor(env, argv[0], "tensor");
+  if (t->dtype == DType::I32) throw JsError("fillNormal: an int32 tensor takes no normal samples; use a float dtype");
+  const double mean = number(env, argv[1], "mean"), std = number(env, argv[2], "std");
+  const double seed = number(env, argv[3], "seed");
+  if (!(seed >= 0 && seed <= 9007199254740991.0 && seed == static_cast<double>(static_cast<uint64_t>(seed))))
+    throw JsError("fillNormal: seed must be an integer in [0, 2^53)");
+  t->ctx->device->fill_normal(t->ptr, t->dtype, t->numel, static_cast<float>(mean), static_cast<float>(std),
+                              static_cast<uint64_t>(seed));
+  return undefined(env);
+}
+
 napi_value tensor_copy(napi_env env, napi_callback_info info) {
   auto argv = args_of(env, info, 2);
   Tensor* dst = tensor(env, argv[0], "destination");
@@ -227,6 +243,7 @@ void add_context_bindings(std::vector<Binding>& out) {
       {"tensorWrite", guarded<tensor_write>},
       {"tensorRead", guarded<tensor_read>},
       {"tensorFill", guarded<tensor_fill>},
+      {"tensorFillNormal", guarded<tensor_fill_normal>},
       {"tensorCopy", guarded<tensor_copy>},
       {"buildInfo", guarded<build_info>},
   });

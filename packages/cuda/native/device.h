@@ -1,7 +1,7 @@
-// A device runs BAdam's kernels on memory it owns. Two implementations share this interface: the CUDA
-// device (cuda_device.cu, compiled only when nvcc is found) and the CPU device, which runs the reference
-// kernels on host memory — the oracle in CI, and a working backend on any machine — with GEMMs by
-// @badam/native's SGEMM (BADAM_CPU_GEMM=reference: the reference loop).
+// A device runs BAdam's kernels on memory it owns. Three implementations share this interface: the CUDA
+// device (cuda_device.cu, compiled only when nvcc is found); the CPU device, which runs the reference
+// kernels on host memory — the oracle in CI — with GEMMs by @badam/native's SGEMM (BADAM_CPU_GEMM=reference:
+// the reference loop); and the CPU engine (cpu_engine/), the fast CPU implementation checked against it.
 #pragma once
 
 #include <cstddef>
@@ -43,6 +43,11 @@ class Device {
   virtual void download(void* host, const void* src, size_t bytes) = 0;
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;
   virtual void fill(void* dst, DType dtype, size_t n, float value) = 0;
+  /**
+   * dst[i] = mean + std * normal_sample(seed, i) (random_normal.h), rounded to dtype. The default draws on the
+   * host in chunks and uploads them; a device may override it with the same samples made faster.
+   */
+  virtual void fill_normal(void* dst, DType dtype, size_t n, float mean, float std, uint64_t seed);
   virtual void synchronize() = 0;
   /** The CUDA stream every op of the device runs on (a cudaStream_t); nullptr for a device without one. */
   virtual void* native_stream() { return nullptr; }
@@ -106,6 +111,13 @@ class Device {
 
 /** The CPU device: host memory and the reference kernels. */
 std::unique_ptr<Device> make_cpu_device();
+
+/**
+ * The CPU engine (cpu_engine/): host memory, tiled multithreaded kernels on one thread pool, AVX-512 and
+ * AVX512_BF16 GEMMs where the CPU has them. `instruction_set` is "auto" (the best this CPU runs) or a lower
+ * level ("generic", "avx2", "avx512", "avx512-bf16"); throws std::invalid_argument for a level the CPU lacks.
+ */
+std::unique_ptr<Device> make_cpu_engine_device(const std::string& instruction_set);
 
 /** Whether this build has the CUDA device compiled in. */
 bool cuda_compiled();

@@ -16,6 +16,20 @@ export const hostSources = [
   'process_group.cc',
   'gloo_group.cc',
   'nccl_loader.cc',
+  'device_random.cc',
+];
+
+/**
+ * The CPU engine (native/cpu_engine/), compiled by g++ in every build with -O3 (engineFlags): its kernels are
+ * chosen at run time by what the CPU has, so the addon runs on any x86-64.
+ */
+export const engineSources = [
+  'cpu_engine/cpu_engine_device.cc',
+  'cpu_engine/engine_gemm.cc',
+  'cpu_engine/isa.cc',
+  'cpu_engine/kernels_avx512.cc',
+  'cpu_engine/kernels_generic.cc',
+  'cpu_engine/thread_pool.cc',
 ];
 
 /** C++ of the CUDA build only, compiled by g++ (cuBLAS opened at run time). */

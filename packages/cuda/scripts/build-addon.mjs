@@ -19,7 +19,7 @@ import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cudaHostSources, cudaSources, glooSources, hostSources } from './addon-sources.mjs';
+import { cudaHostSources, cudaSources, engineSources, glooSources, hostSources } from './addon-sources.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const src = join(root, 'native');
@@ -68,6 +68,23 @@ const common = [
 // @badam/native's SGEMM, as packages/native/scripts/build-addon.mjs compiles it.
 const sgemmSource = join(nativeSrc, 'gemm.cc');
 const sgemmFlags = ['-std=c++17', '-O3', '-fPIC', '-pthread', '-fvisibility=hidden'];
+// The CPU engine: -O3 (its portable kernels rely on the compiler's vectoriser), no -march (AVX-512 code is in
+// functions and files that say so, run only on CPUs that have it), and no multiply-add contracted where the
+// source has a multiply and an add (g++ contracts by default where FMA exists: the AVX-512 AdamW would then
+// round differently from its reference, which it matches bit for bit).
+const engineFlags = [...common.map((f) => (f === '-O2' ? '-O3' : f)), '-pthread', '-ffp-contract=off'];
+
+/** The CPU engine's objects, one per source (build/obj/cpu_engine_*.o), and the jobs that compile them. */
+function engineBuild() {
+  const objects = [];
+  const jobs = [];
+  for (const file of engineSources) {
+    const o = join(obj, `${file.replace('/', '_')}.o`);
+    jobs.push(() => runAsync(cxx, [...engineFlags, '-c', join(src, file), '-o', o]));
+    objects.push(o);
+  }
+  return { objects, jobs };
+}
 
 function findCuda() {
   if (process.env.BADAM_CUDA === '0') return { reason: 'BADAM_CUDA=0 asked for a CPU-only build' };
@@ -151,6 +168,9 @@ async function buildCuda({ home, nvcc }) {
   const sgemmObject = join(obj, 'native_gemm.cc.o');
   jobs.push(() => runAsync(cxx, [...sgemmFlags, '-c', sgemmSource, '-o', sgemmObject]));
   objects.push(sgemmObject);
+  const engine = engineBuild();
+  jobs.push(...engine.jobs);
+  objects.push(...engine.objects);
   const gencode = gencodeFlags(nvcc);
   // The kernel files before the host files, the attention ones (the largest) first, so the pool ends together.
   const kernelJobs = [];
@@ -189,15 +209,20 @@ async function buildCuda({ home, nvcc }) {
   renameSync(partial, target);
 }
 
-function buildCpu() {
+async function buildCpu() {
   const sgemmObject = join(obj, 'native_gemm.cc.o');
-  run(cxx, [...sgemmFlags, '-c', sgemmSource, '-o', sgemmObject]);
+  const engine = engineBuild();
+  await pool(
+    [() => runAsync(cxx, [...sgemmFlags, '-c', sgemmSource, '-o', sgemmObject]), ...engine.jobs],
+    availableParallelism(),
+  );
   run(cxx, [
     ...common,
     '-shared',
     '-pthread',
     ...hostSources.map((f) => join(src, f)),
     sgemmObject,
+    ...engine.objects,
     '-ldl',
     '-o',
     partial,
@@ -282,7 +307,7 @@ if (nodeInclude === undefined) {
   if (!built) {
     writeFileSync(notes.noCuda, `${cuda.reason}\n`);
     try {
-      buildCpu();
+      await buildCpu();
       console.log(`@badam/cuda: built build/Release/badam_cuda.node, CPU device only: ${cuda.reason}`);
     } catch (error) {
       rmSync(partial, { force: true });

@@ -66,9 +66,10 @@ export interface DeviceDescription {
   totalMemory: number;
   multiprocessors: number;
   /**
-   * What runs `gemm`: `cublas <version>` on the GPU; on the CPU `native sgemm <kernel> x<threads>`
-   * (@badam/native's SGEMM, e.g. `native sgemm avx512 x2`) or `reference` (the plain loop, with
-   * `BADAM_CPU_GEMM=reference`).
+   * What runs `gemm`: `cublas <version>` on the GPU; on the CPU reference device `native sgemm <kernel>
+   * x<threads>` (@badam/native's SGEMM, e.g. `native sgemm avx512 x2`) or `reference` (the plain loop, with
+   * `BADAM_CPU_GEMM=reference`); on the CPU engine its micro-kernels for bf16 and fp32 operands and its
+   * threads (`engine bf16 pairs (vdpbf16ps) 8x32 / fp32 fma avx512 8x32 x2`).
    */
   gemmLibrary: string;
   /** Bytes the GEMM library holds as its workspace, from the allocator (cuBLAS: 32 MiB on Hopper, else 4 MiB; 0 on the CPU). */
@@ -77,7 +78,7 @@ export interface DeviceDescription {
 
 /** The addon's raw functions (see native/bind_*.cc). */
 export interface CudaAddon {
-  createContext(kind: 'cuda' | 'cpu', ordinal: number): Handle;
+  createContext(kind: 'cuda' | 'cpu' | 'cpu-engine', ordinal: number, instructionSet: string): Handle;
   contextInfo(ctx: Handle): DeviceDescription;
   memoryStats(ctx: Handle): AllocatorStats;
   emptyCache(ctx: Handle): void;
@@ -89,6 +90,7 @@ export interface CudaAddon {
   tensorWrite(t: Handle, values: Float32Array | Uint16Array | Int32Array | Uint8Array): void;
   tensorRead(t: Handle, raw: boolean): Float32Array | Uint16Array | Int32Array;
   tensorFill(t: Handle, value: number): void;
+  tensorFillNormal(t: Handle, mean: number, std: number, seed: number): void;
   tensorCopy(dst: Handle, src: Handle): void;
   gemm(
     a: Handle,

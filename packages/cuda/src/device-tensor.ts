@@ -69,6 +69,17 @@ export class DeviceTensor {
   }
 
   /**
+   * Fills with `mean + std * z`, z standard normal samples of stream `seed` (an integer in [0, 2^53)) from a
+   * counter-based generator: element i depends on (seed, i) only, so every device and thread count gives the
+   * same values. Fast at any size (drawn in C++, on the CPU engine on all threads).
+   */
+  fillNormal(mean: number, std: number, seed: number): this {
+    this.live();
+    this.addon.tensorFillNormal(this.handle, mean, std, seed);
+    return this;
+  }
+
+  /**
    * A tensor of `shape` over this one's memory, starting `offset` elements after this tensor's start: no copy,
    * the same dtype and kind. It may reach past this tensor, never past the memory it was allocated with (a
    * fused weight's parts are views of one allocation). The memory goes back to the pool when every tensor

@@ -81,9 +81,24 @@ export interface CudaStatus {
 let nextContextId = 1;
 
 /**
- * A device with its caching allocator: the CUDA device (a GPU, kernels in CUDA, GEMMs in cuBLAS) or the CPU
- * device (host memory, the C++ reference kernels, GEMMs by @badam/native's SGEMM). Both run the same kernels with the same arguments, so
- * code written against one runs on the other, and the CPU device is the oracle the GPU is checked against.
+ * Which instructions the CPU engine's kernels use: `auto` (the best this CPU has), or a lower level to compare
+ * or test with: `avx512-bf16` (bf16 GEMMs multiply bf16 pairs with vdpbf16ps), `avx512`, `avx2` (the fp32
+ * GEMM micro-kernel; the other kernels portable), `generic` (portable C++ throughout).
+ */
+export type CpuInstructionSet = 'auto' | 'avx512-bf16' | 'avx512' | 'avx2' | 'generic';
+
+/** Options of {@link Device.cpuEngine}. */
+export interface CpuEngineOptions {
+  /** Default `auto`. A level this CPU does not have is an error that names the levels it has. */
+  instructionSet?: CpuInstructionSet;
+}
+
+/**
+ * A device with its caching allocator: the CUDA device (a GPU, kernels in CUDA, GEMMs in cuBLAS), the CPU
+ * reference device (host memory, the C++ reference kernels, GEMMs by @badam/native's SGEMM) or the CPU engine
+ * (host memory, tiled multithreaded AVX-512 / AVX512_BF16 kernels). All run the same kernels with the same
+ * arguments, so code written against one runs on the others, and the reference device is the oracle the GPU
+ * and the engine are checked against.
  *
  * @example
  * ```ts
@@ -101,9 +116,9 @@ export class Device {
   /** What the device is: kind, name, compute capability, memory, GEMM library. */
   readonly description: DeviceDescription;
 
-  private constructor(kind: 'cuda' | 'cpu', ordinal: number) {
+  private constructor(kind: 'cuda' | 'cpu' | 'cpu-engine', ordinal: number, instructionSet = 'auto') {
     this.addon = loadAddon();
-    this.ctx = this.addon.createContext(kind, ordinal);
+    this.ctx = this.addon.createContext(kind, ordinal, instructionSet);
     this.description = this.addon.contextInfo(this.ctx);
   }
 
@@ -129,6 +144,36 @@ export class Device {
    */
   static cpu(): Device {
     return new Device('cpu', 0);
+  }
+
+  /**
+   * The CPU engine: the fast way to train on a CPU. Host memory like {@link Device.cpu}, but every op is a
+   * tiled, multithreaded kernel on one thread pool (`BADAM_THREADS` threads, default all), vectorised with
+   * AVX-512 where the CPU has it; bf16 GEMMs multiply bf16 pairs with `vdpbf16ps` (AVX512_BF16, fp32
+   * accumulation) and widen to fp32 elsewhere; attention is flash style (no [seq, seq] matrix). Its results
+   * agree with the reference device's within fp32 rounding (the tests check every op against it).
+   *
+   * @example
+   * ```ts
+   * const device = Device.cpuEngine();
+   * device.description.name; // 'CPU engine avx512-bf16' on a CPU with AVX512_BF16
+   * ```
+   */
+  static cpuEngine(options: CpuEngineOptions = {}): Device {
+    const instructionSet = options.instructionSet ?? 'auto';
+    if (!['auto', 'avx512-bf16', 'avx512', 'avx2', 'generic'].includes(instructionSet))
+      throw new BadamOptionError(
+        'instructionSet',
+        instructionSet,
+        "'auto', 'avx512-bf16', 'avx512', 'avx2' or 'generic'",
+      );
+    try {
+      return new Device('cpu-engine', 0, instructionSet);
+    } catch (error) {
+      const message = (error as Error).message;
+      if (!message.startsWith('instruction set')) throw error;
+      throw new BadamOptionError('instructionSet', instructionSet, 'a level this CPU runs', message);
+    }
   }
 
   /** Whether the CUDA device can be created here, and why not. */

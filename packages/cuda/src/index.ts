@@ -25,7 +25,14 @@ export {
   cudaBackendModel,
   cudaMissingFor,
 } from './cuda-trainer-backend.js';
-export { type AttentionDims, type CudaStatus, Device, type GemmShape } from './device.js';
+export {
+  type AttentionDims,
+  type CpuEngineOptions,
+  type CpuInstructionSet,
+  type CudaStatus,
+  Device,
+  type GemmShape,
+} from './device.js';
 export { DevicePeakTracker } from './device-peak-tracker.js';
 export { DeviceTensor } from './device-tensor.js';
 export type { ShardedParameter } from './distributed/layer-gather.js';

@@ -2,20 +2,24 @@ import { UsageError } from '@badam/core';
 import { CudaUnavailableError } from './addon.js';
 import { Device } from './device.js';
 
-/** Where a run trains on @badam/cuda: a GPU ordinal, or the CPU reference device. */
-export type CudaDeviceChoice = number | 'cpu';
+/**
+ * Where a run trains on @badam/cuda's devices: a GPU ordinal, the CPU reference device (`'cpu'`: the C++
+ * references, the oracle) or the CPU engine (`'cpu-engine'`: the fast CPU implementation).
+ */
+export type CudaDeviceChoice = number | 'cpu' | 'cpu-engine';
 
 const opened = new Map<CudaDeviceChoice, Device>();
 
 /**
- * The device a run chose (a runner's `--cuda_device`): the GPU of that ordinal, or the CPU reference device
- * (`'cpu'`). One per process and choice (a GPU context is the process's), made on first use. A GPU that
- * cannot be used is a `UsageError` that says why (no CUDA build, no driver, no GPU) and what runs instead.
+ * The device a run chose (a runner's `--backend cuda --cuda_device`, or `--backend cpu`): the GPU of that
+ * ordinal, the CPU reference device (`'cpu'`) or the CPU engine (`'cpu-engine'`). One per process and choice
+ * (a GPU context is the process's), made on first use. A GPU that cannot be used is a `UsageError` that says
+ * why (no CUDA build, no driver, no GPU) and what runs instead.
  *
  * @example
  * ```ts
- * const device = openDevice('cpu');
- * cudaDeviceLabel(device); // 'cuda cpu reference'
+ * cudaDeviceLabel(openDevice('cpu')); // 'cuda cpu reference'
+ * cudaDeviceLabel(openDevice('cpu-engine')); // 'cpu engine avx512-bf16 x2' on a CPU with AVX512_BF16 and 2 threads
  * ```
  */
 export function openDevice(choice: CudaDeviceChoice): Device {
@@ -23,19 +27,26 @@ export function openDevice(choice: CudaDeviceChoice): Device {
   if (made !== undefined) return made;
   let device: Device;
   try {
-    device = choice === 'cpu' ? Device.cpu() : Device.cuda(choice);
+    device =
+      choice === 'cpu' ? Device.cpu() : choice === 'cpu-engine' ? Device.cpuEngine() : Device.cuda(choice);
   } catch (error) {
     if (!(error instanceof CudaUnavailableError)) throw error;
     throw new UsageError(
-      `--backend cuda: ${error.message}. Use --cuda_device cpu for @badam/cuda's CPU reference device (the same kernels in C++; slow, for small models), or --backend tfjs`,
+      `--backend cuda: ${error.message}. Use --backend cpu for the CPU engine (the same kernels, fast on a CPU), --cuda_device cpu for the CPU reference device (slow: the oracle), or --backend tfjs`,
     );
   }
   opened.set(choice, device);
   return device;
 }
 
-/** What a run says it trains on: `cuda NVIDIA H200 (cublas 12.8)` or `cuda cpu reference`. */
+/**
+ * What a run says it trains on: `cuda NVIDIA H200 (cublas 12.8)`, `cuda cpu reference` or
+ * `cpu engine avx512-bf16 x2` (instruction set, threads).
+ */
 export function cudaDeviceLabel(device: Device): string {
   const d = device.description;
-  return d.kind === 'cpu' ? 'cuda cpu reference' : `cuda ${d.name} (${d.gemmLibrary})`;
+  if (d.kind !== 'cpu') return `cuda ${d.name} (${d.gemmLibrary})`;
+  if (d.name.startsWith('CPU engine'))
+    return `cpu engine ${d.name.slice('CPU engine '.length)} x${d.multiprocessors}`;
+  return 'cuda cpu reference';
 }

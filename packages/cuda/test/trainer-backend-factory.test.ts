@@ -173,7 +173,7 @@ describe('createCudaTrainerBackend on the CPU device', () => {
     expect(cudaDeviceLabel(device)).toBe('cuda cpu reference');
     if (Device.cudaStatus().devices === 0) {
       expect(() => openDevice(0)).toThrow(
-        /^--backend cuda: @badam\/cuda cannot use a GPU here: .*\. Use --cuda_device cpu for @badam\/cuda's CPU reference device .*, or --backend tfjs$/,
+        /^--backend cuda: @badam\/cuda cannot use a GPU here: .*\. Use --backend cpu for the CPU engine .*, or --backend tfjs$/,
       );
     }
     const model = tinyLinear(device);

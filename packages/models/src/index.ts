@@ -19,6 +19,7 @@ export {
 export { type EncoderConfig, encoderConfigFromHf, encoderConfigToHf } from './encoder/encoder-config.js';
 export { type EncoderBatch, EncoderClassifier, type EncoderModelOptions } from './encoder/encoder-model.js';
 export { type GenerationOptions, generate } from './generation/generate.js';
+export { readConfigJson } from './hf/config-json.js';
 export {
   encoderWeights,
   type LoadEncoderOptions,
@@ -44,6 +45,11 @@ export {
   loadLoraAdapter,
   readLoraAdapterConfig,
 } from './hf/lora-checkpoint.js';
+export {
+  SHIPPED_LLAMA_CONFIGS,
+  type ShippedLlamaName,
+  shippedLlamaConfig,
+} from './hf/shipped-llama-configs.js';
 export { causalLmTask, type PaddedTokenBatch } from './llama/causal-lm-task.js';
 export {
   type CausalLmBatch,

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import {
   BestModelCallback,
   defaultLoggingDir,
+  formatMemory,
   HF_TRAINER_STATE,
   type HfTrainingArguments,
   huggingFaceTrainerState,
@@ -173,6 +174,7 @@ export async function fineTune<TBatch>(spec: FineTuneSpec<TBatch>): Promise<Fine
     ...(group !== undefined ? { worldSize: group.worldSize } : {}),
   });
   const metrics = runMetrics(spec, plan, backend, train, estimate);
+  io.log(memorySummary(backend.peakMemoryBytes(), estimate));
   const saveModel = (write: (directory: string) => Promise<void>) =>
     saveTrainedModel({
       outputDir: options.outputDir,
@@ -480,6 +482,21 @@ function reportCallbacks(options: RunOptions, io: RunIO, dialect: RunnerDialect)
     }
   }
   return out;
+}
+
+/**
+ * What the run's three memory numbers count, said once at the end: the progress line's `mem` (held between
+ * steps), its `peak` (the most held during a pass: all_results.json's `peak_memory_bytes`) and core's
+ * estimate (`estimated_*`: a closed form of the weights, the trained block's state and one batch's
+ * activations, which a backend's own workspace and tape do not follow).
+ */
+export function memorySummary(peakBytes: number, estimate: MemoryEstimate): string {
+  const state = estimate.masters + estimate.gradients + estimate.optimizerState;
+  return (
+    `memory: peak ${formatMemory(peakBytes)} measured during a pass (the progress line's peak, all_results.json's peak_memory_bytes); ` +
+    `core's estimate ${formatMemory(estimate.total)} = weights ${formatMemory(estimate.weights)} + trained state ${formatMemory(state)} + activations ${formatMemory(estimate.activations)} (estimated_*); ` +
+    "the progress line's mem is what is held between steps"
+  );
 }
 
 /** `optimizerState` -> `optimizer_state`, for Hugging Face-style metric names. */

@@ -1,7 +1,7 @@
 /**
  * @badam/runner — the kit BAdam's experiment runners (`badam-llama`, `badam-roberta`) are built on: the
  * shared flags with one validation, embedded defaults, flags -> core's plan -> the model's backend factory
- * -> core's Trainer (the same for `--backend tfjs|cuda`), callbacks + checkpoints + resume + results in one
+ * -> core's Trainer (the same for `--backend tfjs|cuda|cpu`), callbacks + checkpoints + resume + results in one
  * call, and errors as exit codes. A new runner writes its model (bound to its backend), data and outputs;
  * the training loop is this kit's.
  *
@@ -24,14 +24,18 @@ export { METHOD_FLAGS, methodAccepts } from './method-flags.js';
 export { packageVersion } from './package-version.js';
 export { planRun, type RunPlanInput, trainingSettingsOf } from './plan-run.js';
 export {
+  type AutoBackendChoice,
+  chooseAutoBackend,
   type PrepareBackendOptions,
   type PreparedModel,
   prepareRunBackend,
+  resolveAutoBackend,
 } from './prepare-run-backend.js';
 export { type RankEnvironment, rankEnvironmentOf } from './rank-environment.js';
 export { FollowerCheckpointStore, type RankGroup, RankInterruptCallback } from './rank-group.js';
 export { exitCodeOf, runCli } from './run-cli.js';
 export {
+  isDeviceBackend,
   RUN_BACKENDS,
   RUN_FLAGS,
   type RunBackendName,

@@ -16,7 +16,7 @@ export interface PrepareBackendOptions {
 /** What the runner has of the model before it is built: its kind, and whether it has a device implementation. */
 export interface PreparedModel {
   readonly kind: string;
-  /** The runner builds this model on @badam/cuda's device for `--backend cuda`. */
+  /** The runner builds this model on @badam/cuda's devices (a GPU, the CPU engine) for `--backend cuda|cpu`. */
   readonly cuda?: boolean;
 }
 
@@ -42,8 +42,12 @@ async function loadCuda(): Promise<typeof import('@badam/cuda') | string> {
   }
 }
 
-/** Why `--backend cuda` cannot train `kind` yet, and what this machine has. */
-function cudaNotYet(kind: string, cuda: typeof import('@badam/cuda') | string): UsageError {
+/** Why `--backend cuda|cpu` cannot train `kind` yet, and what this machine has. */
+function deviceNotYet(
+  backend: 'cuda' | 'cpu',
+  kind: string,
+  cuda: typeof import('@badam/cuda') | string,
+): UsageError {
   let machine: string;
   try {
     if (typeof cuda === 'string') throw new Error(cuda);
@@ -54,14 +58,37 @@ function cudaNotYet(kind: string, cuda: typeof import('@badam/cuda') | string): 
     machine = `@badam/cuda does not load (${(error as Error).message.split('\n')[0]})`;
   }
   return new UsageError(
-    `--backend cuda is not available yet for ${kind}: @badam/cuda keeps BAdam's bf16 weights, fp32 masters, gradients and Adam state on the GPU (CudaBlockBackend), ` +
-      `but it has no ${kind} forward and backward pass to compute the loss and gradients with, which the GPU Llama work adds. ` +
+    `--backend ${backend} is not available yet for ${kind}: @badam/cuda keeps BAdam's bf16 weights, fp32 masters, gradients and Adam state on its devices (CudaBlockBackend), ` +
+      `but it has no ${kind} forward and backward pass to compute the loss and gradients with. ` +
       `This machine: ${machine}. Train with --backend tfjs.`,
   );
 }
 
+/** @badam/cuda ready for `backend`, refusing a model without a device implementation or a method it lacks. */
+async function deviceBackend(
+  backend: 'cuda' | 'cpu',
+  options: PrepareBackendOptions,
+  model: PreparedModel,
+  dialect: Dialect,
+): Promise<typeof import('@badam/cuda')> {
+  const cuda = await loadCuda();
+  if (model.cuda !== true) throw deviceNotYet(backend, model.kind, cuda);
+  if (typeof cuda === 'string')
+    throw new UsageError(
+      `--backend ${backend}: @badam/cuda does not load (${cuda}); train with --backend tfjs`,
+    );
+  const flag = `--${flagName(dialect, 'backend')}`;
+  const missing = options.method === undefined ? undefined : cuda.cudaMissingFor(options.method);
+  if (missing !== undefined) {
+    throw new UsageError(
+      `${dialect.describeMethods([options.method!])} does not run on ${flag} ${backend} yet (@badam/cuda has no ${missing}): use ${dialect.describeMethods(['block', 'full'])} on ${backend}, or ${flag} tfjs for ${options.method}`,
+    );
+  }
+  return cuda;
+}
+
 /** The backends a run can choose, each getting itself ready. */
-const PREPARE: Readonly<Record<RunBackendName, PrepareBackend>> = {
+const PREPARE: Readonly<Record<Exclude<RunBackendName, 'auto'>, PrepareBackend>> = {
   async tfjs(options, _model, warn) {
     const label = await prepareTfjsBackend(options.tfjsBackend, {
       nativeKernels: options.nativeKernels,
@@ -70,34 +97,91 @@ const PREPARE: Readonly<Record<RunBackendName, PrepareBackend>> = {
     return `tfjs ${label}`;
   },
   async cuda(options, model, _warn, dialect) {
-    const cuda = await loadCuda();
-    if (model.cuda !== true) throw cudaNotYet(model.kind, cuda);
-    if (typeof cuda === 'string')
-      throw new UsageError(`--backend cuda: @badam/cuda does not load (${cuda}); train with --backend tfjs`);
-    const backend = `--${flagName(dialect, 'backend')}`;
-    const missing = options.method === undefined ? undefined : cuda.cudaMissingFor(options.method);
-    if (missing !== undefined) {
-      throw new UsageError(
-        `${dialect.describeMethods([options.method!])} does not run on ${backend} cuda yet (@badam/cuda has no ${missing}): use ${dialect.describeMethods(['block', 'full'])} on cuda, or ${backend} tfjs for ${options.method}`,
-      );
-    }
+    const cuda = await deviceBackend('cuda', options, model, dialect);
     return cuda.cudaDeviceLabel(cuda.openDevice(options.cudaDevice ?? 0));
+  },
+  async cpu(options, model, _warn, dialect) {
+    const cuda = await deviceBackend('cpu', options, model, dialect);
+    return cuda.cudaDeviceLabel(cuda.openDevice('cpu-engine'));
   },
 };
 
+/** The backend `auto` picks for a run, and why. */
+export interface AutoBackendChoice {
+  readonly backend: Exclude<RunBackendName, 'auto'>;
+  readonly reason: string;
+}
+
+/**
+ * What `--backend auto` trains on: a GPU when @badam/cuda finds one, else @badam/cuda's CPU engine — both
+ * only for a model with a device implementation (`model.cuda`) and a method they train — else tfjs.
+ * `tfjsOnly`: why this run needs tfjs whatever the machine has (e.g. generation), or undefined.
+ *
+ * @example
+ * ```ts
+ * const { backend, reason } = await chooseAutoBackend({ kind: 'Llama', cuda: true }, 'block');
+ * // { backend: 'cpu', reason: 'no GPU (...): the CPU engine' } on a machine without a GPU
+ * ```
+ */
+export async function chooseAutoBackend(
+  model: PreparedModel,
+  method: FineTuningMethod | undefined,
+  tfjsOnly?: string,
+): Promise<AutoBackendChoice> {
+  if (tfjsOnly !== undefined) return { backend: 'tfjs', reason: tfjsOnly };
+  if (model.cuda !== true)
+    return { backend: 'tfjs', reason: `${model.kind} trains on tfjs only (no device implementation yet)` };
+  const cuda = await loadCuda();
+  if (typeof cuda === 'string') return { backend: 'tfjs', reason: `@badam/cuda does not load (${cuda})` };
+  const missing = method === undefined ? undefined : cuda.cudaMissingFor(method);
+  if (missing !== undefined)
+    return { backend: 'tfjs', reason: `${method} runs on tfjs only (@badam/cuda has no ${missing} yet)` };
+  let status: ReturnType<typeof cuda.Device.cudaStatus>;
+  try {
+    status = cuda.Device.cudaStatus();
+  } catch (error) {
+    return {
+      backend: 'tfjs',
+      reason: `@badam/cuda does not load (${(error as Error).message.split('\n')[0]})`,
+    };
+  }
+  if (status.devices > 0) return { backend: 'cuda', reason: `${status.devices} CUDA device(s) found` };
+  return { backend: 'cpu', reason: `no GPU (${status.reason}): the CPU engine` };
+}
+
+/**
+ * Settles `--backend auto` on the run's options before anything reads them ({@link chooseAutoBackend}): sets
+ * `backend` (and the CPU engine's device) and returns the line that says what was picked and why; returns
+ * undefined and changes nothing when the backend was named.
+ */
+export async function resolveAutoBackend(
+  options: { backend: RunBackendName; cudaDevice: CudaDeviceChoice; method: FineTuningMethod },
+  model: PreparedModel,
+  tfjsOnly?: string,
+): Promise<string | undefined> {
+  if (options.backend !== 'auto') return undefined;
+  const { backend, reason } = await chooseAutoBackend(model, options.method, tfjsOnly);
+  options.backend = backend;
+  if (backend === 'cpu') options.cudaDevice = 'cpu-engine';
+  return `--backend auto picked ${backend}: ${reason}`;
+}
+
 /**
  * Gets the run's tensor backend ready before any work is done: for `tfjs`, the tfjs backend
- * (`--tfjs_backend`) and @badam/native's matrix multiply; for `cuda`, the device of `--cuda_device` when the
- * runner has a device implementation of the model (`model.cuda`), else a clear error; a method the backend
- * cannot train yet is refused here too, in the runner's words (`dialect`). Returns a label such as
- * `tfjs wasm + native avx512 x2` or `cuda NVIDIA H200 (cublas 12.8)`.
+ * (`--tfjs_backend`) and @badam/native's matrix multiply; for `cuda`, the device of `--cuda_device`, and for
+ * `cpu` the CPU engine, when the runner has a device implementation of the model (`model.cuda`), else a
+ * clear error; a method the backend cannot train yet is refused here too, in the runner's words (`dialect`);
+ * `auto` is settled first ({@link chooseAutoBackend}; call {@link resolveAutoBackend} before to know which).
+ * Returns a label such as `tfjs wasm + native avx512 x2`, `cuda NVIDIA H200 (cublas 12.8)` or
+ * `cpu engine avx512-bf16 x2`.
  */
-export function prepareRunBackend(
+export async function prepareRunBackend(
   backend: RunBackendName,
   options: PrepareBackendOptions,
   model: PreparedModel,
   warn: (message: string) => void,
   dialect: Dialect = PLAIN,
 ): Promise<string> {
-  return PREPARE[backend](options, model, warn, dialect);
+  const chosen = backend === 'auto' ? (await chooseAutoBackend(model, options.method)).backend : backend;
+  return PREPARE[chosen](options, model, warn, dialect);
 }

@@ -1,11 +1,19 @@
 import { type FlagSpec, LR_SCHEDULE_TYPES, SWITCH_MODES, TRAINING_DEFAULTS } from '@badam/core';
 import { TFJS_BACKEND_FLAGS } from '@badam/tfjs';
 
-/** The tensor backends a runner can train on. */
-export const RUN_BACKENDS = ['tfjs', 'cuda'] as const;
+/**
+ * The tensor backends a runner can train on, and `auto`: the fastest one that trains the run (see
+ * `resolveAutoBackend`).
+ */
+export const RUN_BACKENDS = ['auto', 'tfjs', 'cuda', 'cpu'] as const;
 
-/** A tensor backend a runner can train on. */
+/** A tensor backend a runner can train on, or `auto`. */
 export type RunBackendName = (typeof RUN_BACKENDS)[number];
+
+/** A backend that trains on @badam/cuda's devices: a GPU (`cuda`) or the CPU engine (`cpu`). */
+export function isDeviceBackend(backend: RunBackendName): backend is 'cuda' | 'cpu' {
+  return backend === 'cuda' || backend === 'cpu';
+}
 
 /**
  * The flags every BAdam runner shares, by their canonical (LLaMA-Factory / Hugging Face) names. A runner
@@ -179,11 +187,11 @@ export const RUN_FLAGS = {
     type: 'string',
     choices: [...RUN_BACKENDS],
     default: 'tfjs',
-    help: 'tensor backend (cuda: @badam/cuda on an NVIDIA GPU; block and full training)',
+    help: "tensor backend: cuda (@badam/cuda on an NVIDIA GPU), cpu (@badam/cuda's CPU engine), tfjs (TensorFlow.js: every method); auto: a GPU if one is found, else the CPU engine, for models and methods they train, else tfjs",
   },
   cuda_device: {
     type: 'string',
-    help: '--backend cuda: the GPU ordinal (default 0), or cpu for the CPU reference device (the same kernels in C++, slow: tests and small models)',
+    help: "--backend cuda: the GPU ordinal (default 0), or cpu for the CPU reference device (the kernels' C++ references, slow: tests and small models)",
   },
   ...TFJS_BACKEND_FLAGS,
   board: {

@@ -63,7 +63,10 @@ export interface RunOptions {
   seed: number;
   tfjsBackend: TfjsBackendChoice;
   nativeKernels: boolean;
-  /** `--cuda_device`: the GPU ordinal, or `'cpu'` for @badam/cuda's CPU reference device (`--backend cuda` only). */
+  /**
+   * The @badam/cuda device of a device backend: `--cuda_device` (the GPU ordinal, or `'cpu'` for the CPU
+   * reference device) with `--backend cuda`, `'cpu-engine'` with `--backend cpu`.
+   */
   cudaDevice: CudaDeviceChoice;
   /** Serve badam-board beside the run (`--board`). */
   board?: boolean;
@@ -76,8 +79,8 @@ export interface RunOptions {
 /** When checkpoints are saved (Hugging Face's `save_strategy`). */
 export type SaveStrategy = 'no' | 'steps' | 'epoch';
 
-/** Where `--backend cuda` runs: a GPU ordinal, or the CPU reference device. */
-export type CudaDeviceChoice = number | 'cpu';
+/** Where a device backend runs: a GPU ordinal, the CPU reference device, or the CPU engine (`--backend cpu`). */
+export type CudaDeviceChoice = number | 'cpu' | 'cpu-engine';
 
 /** Steps between log lines when the command line gives none, and the run is long enough. */
 export const DEFAULT_LOGGING_STEPS = 10;
@@ -167,7 +170,9 @@ export function resolveRunOptions(
       `--${flagName(dialect, 'resume_from_checkpoint')} and --${flagName(dialect, 'overwrite_output_dir')} contradict each other: resuming needs the output directory as it is`,
     );
   }
-  const backend = get('backend') as RunBackendName;
+  let backend = get('backend') as RunBackendName;
+  // --cuda_device names a device of --backend cuda: with auto it settles the choice.
+  if (backend === 'auto' && get('cuda_device') !== undefined) backend = 'cuda';
   const betas = [get('adam_beta1') as number, get('adam_beta2') as number] as const;
   betas.forEach((beta, i) => {
     if (!(beta >= 0 && beta < 1))
@@ -228,12 +233,16 @@ export function resolveRunOptions(
   };
 }
 
-/** `--nproc_per_node`, refused above 1 without `--backend cuda` (tfjs trains in one process). */
+/**
+ * `--nproc_per_node`, refused above 1 on `--backend tfjs` (tfjs trains in one process): the ranks shard the
+ * model on @badam/cuda's devices (`cuda`: a GPU each, or with `--cuda_device cpu` the CPU reference device;
+ * `cpu`: the CPU engine; `auto`: whichever of the two it picks).
+ */
 function nprocPerNodeOf(value: number | undefined, backend: RunBackendName, dialect: RunnerDialect): number {
   const n = value ?? 1;
-  if (n > 1 && backend !== 'cuda')
+  if (n > 1 && backend === 'tfjs')
     throw new UsageError(
-      `--${flagName(dialect, 'nproc_per_node')} ${n} shards the model over processes on --${flagName(dialect, 'backend')} cuda (--cuda_device cpu for CPU processes), but this run uses --${flagName(dialect, 'backend')} ${backend}: add --${flagName(dialect, 'backend')} cuda or drop it`,
+      `--${flagName(dialect, 'nproc_per_node')} ${n} shards the model over processes on --${flagName(dialect, 'backend')} cuda or cpu (@badam/cuda's devices), but this run uses --${flagName(dialect, 'backend')} tfjs, which trains in one process: use --${flagName(dialect, 'backend')} cpu (or cuda) or drop --${flagName(dialect, 'nproc_per_node')}`,
     );
   return n;
 }
@@ -285,8 +294,9 @@ function resumePoint(value: string | undefined): string | undefined {
 }
 
 /**
- * `--cuda_device` as a {@link CudaDeviceChoice}, refused without `--backend cuda` and when it names no device.
- * (The methods @badam/cuda cannot train yet are its own to say: `prepareRunBackend` asks it, before any work.)
+ * `--cuda_device` as a {@link CudaDeviceChoice}, refused without `--backend cuda` and when it names no device;
+ * `--backend cpu` is the CPU engine. (The methods @badam/cuda cannot train yet are its own to say:
+ * `prepareRunBackend` asks it, before any work.)
  */
 function cudaDeviceOf(
   value: string | undefined,
@@ -299,7 +309,7 @@ function cudaDeviceOf(
       throw new UsageError(
         `${flag} ${value} chooses the device of --${flagName(dialect, 'backend')} cuda, but this run uses --${flagName(dialect, 'backend')} ${backend}: drop it or add --${flagName(dialect, 'backend')} cuda`,
       );
-    return 0;
+    return backend === 'cpu' ? 'cpu-engine' : 0;
   }
   if (value === undefined) return 0;
   const text = value.trim().toLowerCase();

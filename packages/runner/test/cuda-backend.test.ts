@@ -3,7 +3,13 @@ import { readTrainerLog } from '@badam/callbacks';
 import { parseFlags, UsageError } from '@badam/core';
 import { Device, openDevice } from '@badam/cuda';
 import { describe, expect, it } from 'vitest';
-import { fineTune, prepareRunBackend, resolveRunOptions } from '../src/index.js';
+import {
+  chooseAutoBackend,
+  fineTune,
+  prepareRunBackend,
+  resolveAutoBackend,
+  resolveRunOptions,
+} from '../src/index.js';
 import { DIALECT, FLAGS, runnerTestSetup, tinyMlpSpec } from './fixtures/test-runner.js';
 import { tinyLinear } from './fixtures/tiny-linear.js';
 
@@ -126,8 +132,73 @@ describe('--backend cuda', () => {
       ).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(UsageError);
       expect((error as Error).message).toMatch(
-        /^--backend cuda: @badam\/cuda cannot use a GPU here: .*\. Use --cuda_device cpu for @badam\/cuda's CPU reference device .*, or --backend tfjs$/,
+        /^--backend cuda: @badam\/cuda cannot use a GPU here: .*\. Use --backend cpu for the CPU engine .*, or --backend tfjs$/,
       );
     }
+  });
+});
+
+describe('--backend cpu and auto', () => {
+  it('--backend cpu trains on the CPU engine with the losses of tfjs', async () => {
+    const onTfjs = join(setup.dir, 'tfjs-engine');
+    const tfjsModel = tinyLinear(3);
+    await fineTune({ ...tinyMlpSpec(tfjsModel, setup.label, quiet), options: options('tfjs', onTfjs) });
+    tfjsModel.free();
+    const onEngine = join(setup.dir, 'engine');
+    const engineOptions = options('cpu', onEngine);
+    expect(engineOptions.cudaDevice).toBe('cpu-engine');
+    const label = await prepareRunBackend(
+      'cpu',
+      engineOptions,
+      { kind: 'tiny linear', cuda: true },
+      () => {},
+    );
+    expect(label).toMatch(/^cpu engine (generic|avx2|avx512|avx512-bf16) x\d+$/);
+    const device = openDevice('cpu-engine');
+    const model = tinyLinear(3, device);
+    await fineTune({ ...tinyMlpSpec(model, label, quiet), options: engineOptions });
+    model.free();
+    expect(device.memory().inUse, 'everything freed').toBe(0);
+    const losses = async (dir: string) =>
+      (await readTrainerLog(join(dir, 'trainer_log.jsonl'))).map((l) => l.loss as number);
+    const want = await losses(onTfjs);
+    for (const [i, loss] of (await losses(onEngine)).entries())
+      expect(Math.abs(loss - want[i]!) / want[i]!, `step ${i + 1}`).toBeLessThan(1e-5);
+    await expect(prepareRunBackend('cpu', engineOptions, { kind: 'tiny linear' }, () => {})).rejects.toThrow(
+      /^--backend cpu is not available yet for tiny linear: .* Train with --backend tfjs\.$/,
+    );
+  });
+
+  it('auto picks a GPU, else the CPU engine, for models and methods they train, else tfjs, and says why', async () => {
+    const device = { kind: 'tiny linear', cuda: true };
+    const gpu = Device.cudaStatus().devices > 0;
+    expect(await chooseAutoBackend(device, 'block')).toMatchObject(
+      gpu
+        ? { backend: 'cuda' }
+        : { backend: 'cpu', reason: expect.stringMatching(/^no GPU \(.*\): the CPU engine$/) },
+    );
+    expect(await chooseAutoBackend(device, 'lora')).toEqual({
+      backend: 'tfjs',
+      reason: expect.stringMatching(/^lora runs on tfjs only \(@badam\/cuda has no LoRA adapters yet\)$/),
+    });
+    expect(await chooseAutoBackend({ kind: 'RoBERTa' }, 'block')).toEqual({
+      backend: 'tfjs',
+      reason: 'RoBERTa trains on tfjs only (no device implementation yet)',
+    });
+    expect(await chooseAutoBackend(device, 'block', 'generation runs on tfjs')).toEqual({
+      backend: 'tfjs',
+      reason: 'generation runs on tfjs',
+    });
+    const out = join(setup.dir, 'auto');
+    const auto = options('auto', out);
+    expect(await resolveAutoBackend(auto, device)).toMatch(/^--backend auto picked (cuda|cpu): /);
+    expect(auto.backend).toBe(gpu ? 'cuda' : 'cpu');
+    expect(auto.cudaDevice).toBe(gpu ? 0 : 'cpu-engine');
+    expect(await resolveAutoBackend(auto, device), 'a named backend stays').toBeUndefined();
+    // --cuda_device names a device of --backend cuda: with auto it settles the choice
+    expect(options('auto', out, 'block', ['--cuda_device', 'cpu'])).toMatchObject({
+      backend: 'cuda',
+      cudaDevice: 'cpu',
+    });
   });
 });

@@ -37,20 +37,27 @@ describe("torchrun's variables", () => {
     );
   });
 
-  it('--nproc_per_node shards on --backend cuda only', () => {
+  it("--nproc_per_node shards on @badam/cuda's devices (cuda, cpu, auto), never on tfjs", () => {
     const dialect: RunnerDialect = { name: 'x', describeMethods: (m) => m.join(' or ') };
     const flags = runnerFlags();
     const resolve = (argv: string[]) =>
       resolveRunOptions(parseFlags(argv, flags), 'block', dialect, { outputDir: 'out' });
-    expect(() => resolve(['--nproc_per_node', '2'])).toThrow(UsageError);
-    expect(() => resolve(['--nproc_per_node', '2'])).toThrow(
-      /--nproc_per_node 2 shards the model over processes on --backend cuda/,
+    expect(() => resolve(['--nproc_per_node', '2', '--backend', 'tfjs'])).toThrow(UsageError);
+    expect(() => resolve(['--nproc_per_node', '2', '--backend', 'tfjs'])).toThrow(
+      /--nproc_per_node 2 shards the model over processes on --backend cuda or cpu .* this run uses --backend tfjs/,
     );
-    expect(resolve(['--nproc_per_node', '2', '--backend', 'cuda'])).toMatchObject({
-      nprocPerNode: 2,
-      ddpTimeout: 1800,
+    for (const backend of ['cuda', 'cpu', 'auto'])
+      expect(resolve(['--nproc_per_node', '2', '--backend', backend])).toMatchObject({
+        nprocPerNode: 2,
+        ddpTimeout: 1800,
+      });
+    expect(resolve(['--nproc_per_node', '2', '--backend', 'cpu'])).toMatchObject({
+      cudaDevice: 'cpu-engine',
     });
-    expect(resolve(['--ddp_timeout', '30'])).toMatchObject({ nprocPerNode: 1, ddpTimeout: 30 });
+    expect(resolve(['--backend', 'tfjs', '--ddp_timeout', '30'])).toMatchObject({
+      nprocPerNode: 1,
+      ddpTimeout: 30,
+    });
   });
 });
 

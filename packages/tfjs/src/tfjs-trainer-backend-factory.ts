@@ -45,6 +45,10 @@ export async function createTfjsTrainerBackend<TBatch>(
   const namedParameters = model.namedParameters();
   checkPlannedParameters(plan, parameterInfoOf(namedParameters));
   const { task } = model;
+  // tfjs's peak, tracked from the first pass until dispose(): the results' peak and the progress line's.
+  let peak: ReturnType<typeof trackPeakMemory> | undefined;
+  let peakBytes = 0;
+  const runPeak = () => peak?.peakBytes() ?? peakBytes;
   let optimizer: BlockOptimizer | BlockOptimizerRatio;
   let trainer: TfjsTrainerBackend<TBatch>;
   if (plan.optimizer.kind === 'block') {
@@ -55,7 +59,12 @@ export async function createTfjsTrainerBackend<TBatch>(
       plan.method === 'block'
         ? undefined
         : `${plan.label} on tfjs (${tf.getBackend()}): AdamW over ${blocks.engine.trainableNames.length} trainable tensors`;
-    trainer = new TfjsTrainerBackend({ task, optimizer, ...(description ? { description } : {}) });
+    trainer = new TfjsTrainerBackend({
+      task,
+      optimizer,
+      peakBytes: runPeak,
+      ...(description ? { description } : {}),
+    });
   } else {
     const { betas, epsilon, learningRate } = plan.baseOptimizer;
     optimizer = new BlockOptimizerRatio({
@@ -70,22 +79,21 @@ export async function createTfjsTrainerBackend<TBatch>(
     trainer = new TfjsTrainerBackend({
       task,
       optimizer,
+      peakBytes: runPeak,
       namedParameters,
       gradientAccumulationSteps: plan.gradientAccumulationSteps,
       ...(plan.clipGradNorm !== undefined ? { clipGradNorm: plan.clipGradNorm } : {}),
     });
   }
-  let peak: ReturnType<typeof trackPeakMemory> | undefined;
   try {
     peak = trackPeakMemory();
   } catch (error) {
     optimizer.dispose();
     throw error;
   }
-  let peakBytes = 0;
   return {
     trainer,
-    peakMemoryBytes: () => peak?.peakBytes() ?? peakBytes,
+    peakMemoryBytes: runPeak,
     nonFiniteWeights: () => nonFiniteTensors(namedParameters),
     dispose() {
       if (peak === undefined) return;

@@ -34,6 +34,12 @@ export interface TfjsTrainerBackendOptions<TBatch> {
   clipGradNorm?: number;
   /** The line the trainer logs for the run. Default: what trains how, e.g. `BAdam on tfjs (wasm): 8 blocks, ...`. */
   description?: string;
+  /**
+   * The run's peak as a tracker inside each pass sees it (e.g. {@link trackPeakMemory}'s): the memory report's
+   * `peakBytes`, so that the progress line's peak is the one the results record. Default: the largest
+   * `tf.memory()` seen between steps, which misses the activations a pass holds.
+   */
+  peakBytes?: () => number;
 }
 
 /**
@@ -52,8 +58,10 @@ export interface TfjsTrainerBackendOptions<TBatch> {
  */
 export class TfjsTrainerBackend<TBatch> implements TrainerBackend<TBatch> {
   private readonly strategy: TrainerBackend<TBatch>;
+  private readonly peakBytes: (() => number) | undefined;
 
   constructor(options: TfjsTrainerBackendOptions<TBatch>) {
+    this.peakBytes = options.peakBytes;
     const { task, optimizer } = options;
     if (typeof task?.loss !== 'function' || typeof task.tokens !== 'function') {
       throw new BadamOptionError('task', task, 'an object with loss(batch) and tokens(batch)');
@@ -122,7 +130,9 @@ export class TfjsTrainerBackend<TBatch> implements TrainerBackend<TBatch> {
   }
 
   memory(): BackendMemoryReport {
-    return this.strategy.memory();
+    const report = this.strategy.memory();
+    if (this.peakBytes === undefined) return report;
+    return { ...report, peakBytes: Math.max(report.peakBytes ?? 0, this.peakBytes()) };
   }
 
   snapshot(): Promise<TrainingSnapshot> {

@@ -9,6 +9,7 @@ import {
   initialLlamaWeights,
   llamaWeightsFromArrays,
   llamaWeightsFromDirectory,
+  randomLlamaWeights,
 } from './llama-loading.js';
 import { buildLlamaNet, type DeviceLlamaDType, type LlamaNet } from './llama-net.js';
 import { saveLlamaWeights } from './llama-saving.js';
@@ -120,6 +121,35 @@ export class DeviceLlama {
       ...options,
       dtype,
     });
+  }
+
+  /**
+   * A randomly initialised model as Hugging Face initialises one (`_init_weights`): every matrix normal(0,
+   * initializerRange) (default 0.02, config.json's `initializer_range`), biases 0, norms 1, drawn on the device
+   * by a counter-based generator ({@link DeviceTensor.fillNormal}; parameter k of the model uses stream
+   * `seed * 2^16 + k`): seconds for TinyLlama-1.1B where {@link create}'s JavaScript draws take minutes, and
+   * nothing on the host. Not the values of @badam/models' seeded initialisation (that is {@link create}).
+   *
+   * @example
+   * ```ts
+   * const model = DeviceLlama.createRandom(Device.cpuEngine(), llamaConfigFromHf(smolLmConfigJson), { seed: 42 });
+   * ```
+   */
+  static createRandom(
+    device: Device,
+    config: LlamaConfig,
+    options: DeviceLlamaOptions & { seed?: number; initializerRange?: number } = {},
+  ): DeviceLlama {
+    const dtype = checkLlamaOptions(config, options);
+    const seed = options.seed ?? 0;
+    if (!Number.isSafeInteger(seed) || seed < 0 || seed >= 2 ** 36)
+      throw new BadamOptionError('seed', seed, 'an integer in [0, 2^36)');
+    return DeviceLlama.over(
+      device,
+      config,
+      randomLlamaWeights(device, config, dtype, seed, options.initializerRange ?? 0.02),
+      { ...options, dtype },
+    );
   }
 
   /**

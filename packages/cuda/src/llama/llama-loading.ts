@@ -66,8 +66,13 @@ class WeightUpload {
     this.specs = new Map(llamaParameterSpecs(config).map((spec) => [spec.name, spec]));
   }
 
+  /** The tensor `spec` is stored in (a view of its group's allocation for a fused member), made on first use. */
+  tensorOf(spec: LlamaParameterSpec): DeviceTensor {
+    return this.weights.get(spec.name) ?? this.allocate(spec);
+  }
+
   put(spec: LlamaParameterSpec, stored: StoredValues): void {
-    const target = this.weights.get(spec.name) ?? this.allocate(spec);
+    const target = this.tensorOf(spec);
     if (stored.dtype === this.dtype || stored.dtype === 'float32') {
       target.write(stored.data);
       return;
@@ -148,6 +153,31 @@ export function initialLlamaWeights(
     forEachInitialLlamaParameter(config, options, (spec, values) =>
       upload.put(spec, { data: values, dtype: 'float32' }),
     );
+    return upload.ordered();
+  } catch (error) {
+    upload.abort();
+    throw error;
+  }
+}
+
+/**
+ * Hugging Face's initialisation drawn on the device: matrices normal(0, std) (parameter k: stream
+ * `seed * 2^16 + k`), biases 0, norms 1, in the fused layout the loaders make. Nothing is drawn on the host.
+ */
+export function randomLlamaWeights(
+  device: Device,
+  config: LlamaConfig,
+  dtype: DeviceLlamaDType,
+  seed: number,
+  std: number,
+): Map<string, DeviceTensor> {
+  const upload = new WeightUpload(device, dtype, config);
+  try {
+    for (const [k, spec] of llamaParameterSpecs(config).entries()) {
+      const t = upload.tensorOf(spec);
+      if (spec.init === 'normal') t.fillNormal(0, std, seed * 2 ** 16 + k);
+      else t.fill(spec.init === 'ones' ? 1 : 0);
+    }
     return upload.ordered();
   } catch (error) {
     upload.abort();
