@@ -76,6 +76,8 @@ export const ROBERTA_FLAGS: Readonly<Record<string, FlagSpec>> = {
   },
   ...runnerFlags({
     rename: ROBERTA_DIALECT.rename,
+    // RoBERTa trains in one process: no ranks to start, no rank to wait for.
+    omit: ['nproc_per_node', 'ddp_timeout'],
     defaults: {
       switch_mode: 'random',
       per_device_train_batch_size: 16,

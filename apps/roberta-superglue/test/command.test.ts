@@ -70,6 +70,8 @@ describe('badam-roberta flags', () => {
     [['--hf_pretrained_model_name', 'x'], '--hf_pretrained_model_name needs --task_name'],
     [['--use_blok_optim'], 'did you mean --use_block_optim?'],
     [['--task', 'cb'], 'unknown flag --task; did you mean --task_name?'],
+    // RoBERTa trains in one process: torchrun's flag would be silently ignored, so it is not offered.
+    [['--task_name', 'cb', '--nproc_per_node', '2'], 'unknown flag --nproc_per_node'],
     [['--learning_rate='], '--learning_rate must be a number >= 0, got "" (the value is empty)'],
   ])('rejects %j saying what to do', async (argv, message) => {
     const { io, err } = capture();

@@ -203,7 +203,7 @@ export const RUN_FLAGS = {
     type: 'integer',
     min: 1,
     default: 1,
-    help: "--backend cuda: processes on this machine, one rank each, the model sharded ZeRO-3 style over them (torchrun's flag; RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT join several machines)",
+    help: "--backend cuda|cpu: processes on this machine, one rank each, the model sharded ZeRO-3 style over them (torchrun's flag; RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT join several machines)",
     aka: 'torchrun --nproc_per_node',
   },
   ddp_timeout: {
